@@ -1,0 +1,354 @@
+/*
+ * wsgate: an embeddable WebSocket server library.
+ *
+ * This is the only public header and the stable C ABI (C99). Every type is
+ * opaque and handled by pointer; configuration goes through setters keyed by
+ * dotted option names, so new options never break old binaries.
+ *
+ * Conventions used by every declaration below:
+ *  - Fallible calls return wsg_status (WSG_OK is 0). The thread-local detail
+ *    of the last failure is wsg_last_error().
+ *  - Constructors write the new handle through a first `out` parameter
+ *    (NULL on failure). Every *_free accepts NULL.
+ *  - "Any thread": callable from any thread, including the service thread
+ *    inside callbacks. "Blocks": may wait for the service thread; never call
+ *    it from a callback (it returns WSG_EBUSY there instead of deadlocking).
+ *  - Strings passed to callbacks live until the callback returns.
+ *  - Data passed to send calls is copied before the call returns.
+ *  - No C++ exception and no abort crosses this ABI, on any input.
+ */
+#ifndef WSGATE_WSGATE_H
+#define WSGATE_WSGATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  if defined(WSGATE_BUILDING)
+#    define WSG_API __declspec(dllexport)
+#  else
+#    define WSG_API __declspec(dllimport)
+#  endif
+#else
+#  define WSG_API __attribute__((visibility("default")))
+#endif
+
+/** Release version of this header (added in 0.1.0). */
+#define WSG_VERSION_MAJOR 0
+#define WSG_VERSION_MINOR 1
+#define WSG_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH: compare with wsg_version_num(). */
+#define WSG_VERSION_NUM \
+    (WSG_VERSION_MAJOR * 10000 + WSG_VERSION_MINOR * 100 + WSG_VERSION_PATCH)
+
+/* ------------------------------------------------------------------ */
+/* Versions and errors                                                 */
+/* ------------------------------------------------------------------ */
+
+/** Status of every fallible call. Values are stable: append only. */
+typedef enum wsg_status {
+    WSG_OK = 0,         /**< success */
+    WSG_EINVAL = 1,     /**< invalid argument, unknown option or value out of range */
+    WSG_ENOTFOUND = 2,  /**< no such connection (stale or unknown id) or item */
+    WSG_ECLOSED = 3,    /**< the connection is closing or closed */
+    WSG_ENOMEM = 4,     /**< out of memory */
+    WSG_ESTATE = 5,     /**< not allowed in the object's current state */
+    WSG_EIO = 6,        /**< system or network error (bind, socket, thread) */
+    WSG_ETLS = 7,       /**< TLS setup or certificate error */
+    WSG_EBUSY = 8,      /**< not allowed on the service thread (inside a callback) */
+    WSG_ELIMIT = 9,     /**< a configured limit was reached */
+    WSG_EINTERNAL = 10  /**< broken internal invariant: please report it */
+} wsg_status;
+
+/** Library version string, e.g. "0.1.0". Static storage. Any thread. Since 0.1.0. */
+WSG_API const char *wsg_version(void);
+
+/** Library version as WSG_VERSION_NUM, to check the header against the loaded library.
+ *  Any thread. Since 0.1.0. */
+WSG_API int wsg_version_num(void);
+
+/** Short stable name of a status ("WSG_OK", "WSG_EINVAL", ...); "WSG_UNKNOWN" for
+ *  values this library does not know. Static storage. Any thread. Since 0.1.0. */
+WSG_API const char *wsg_status_str(wsg_status status);
+
+/** Detail message of the last failed call on this thread: names the option,
+ *  connection or system call involved and what to do. Never NULL; meaningful
+ *  only right after a call returned a status other than WSG_OK. Valid until
+ *  the next wsgate call on this thread. Any thread. Since 0.1.0. */
+WSG_API const char *wsg_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+/** A set of option values. Opaque. Not thread-safe: one thread at a time. */
+typedef struct wsg_config wsg_config;
+
+/** Create a configuration holding every option's default.
+ *  @param out receives the new handle (NULL on failure); free with wsg_config_free.
+ *  @return WSG_OK, WSG_EINVAL (out is NULL), WSG_ENOMEM. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_config_new(wsg_config **out);
+
+/** Copy a configuration. @param out receives the copy. Since 0.1.0. */
+WSG_API wsg_status wsg_config_copy(wsg_config **out, const wsg_config *src);
+
+/** Free a configuration. NULL is accepted. Since 0.1.0. */
+WSG_API void wsg_config_free(wsg_config *config);
+
+/** Set an integer option (type "int"). Fails with WSG_EINVAL, and changes
+ *  nothing, when the key is unknown, not an int option, or the value is out
+ *  of the option's range; wsg_last_error() names the key and the range.
+ *  @param key borrowed, dotted option name such as "listen.port". Since 0.1.0. */
+WSG_API wsg_status wsg_config_set_int(wsg_config *config, const char *key, int64_t value);
+
+/** Set a boolean option (type "bool"): value 0 is false, anything else true. Since 0.1.0. */
+WSG_API wsg_status wsg_config_set_bool(wsg_config *config, const char *key, int value);
+
+/** Set a string option (type "string" or "enum"; an enum takes one of the
+ *  values its range lists). @param value borrowed, copied. Since 0.1.0. */
+WSG_API wsg_status wsg_config_set_string(wsg_config *config, const char *key, const char *value);
+
+/** Set any option from text "key=value" (split at the first '='; the value is
+ *  parsed according to the option's type: decimal integers, bools as
+ *  true/false/1/0/yes/no/on/off). Used for command lines and environment.
+ *  Since 0.1.0. */
+WSG_API wsg_status wsg_config_set_from_string(wsg_config *config, const char *assignment);
+
+/** Read an int option. @param out receives the value. Since 0.1.0. */
+WSG_API wsg_status wsg_config_get_int(const wsg_config *config, const char *key, int64_t *out);
+
+/** Read a bool option as 0 or 1. Since 0.1.0. */
+WSG_API wsg_status wsg_config_get_bool(const wsg_config *config, const char *key, int *out);
+
+/** Read a string or enum option. @param out receives a pointer owned by the
+ *  configuration, valid until that option is set again or the configuration
+ *  is freed. Since 0.1.0. */
+WSG_API wsg_status wsg_config_get_string(const wsg_config *config, const char *key,
+                                         const char **out);
+
+/* The option table: every option the library knows, for documentation,
+ * command lines and bindings. Static data; any thread. */
+
+/** Which column of the option table to read. */
+typedef enum wsg_option_field {
+    WSG_OPTION_NAME = 1,    /**< dotted name, e.g. "listen.port" */
+    WSG_OPTION_TYPE = 2,    /**< "int", "bool", "string" or "enum" */
+    WSG_OPTION_DEFAULT = 3, /**< default value as text */
+    WSG_OPTION_RANGE = 4,   /**< "MIN..MAX" for int, "a|b|c" for enum, "" otherwise */
+    WSG_OPTION_DOC = 5      /**< one line of documentation */
+} wsg_option_field;
+
+/** Number of options in the table. Since 0.1.0. */
+WSG_API size_t wsg_option_count(void);
+
+/** Read one column of row `index` (0 .. wsg_option_count()-1).
+ *  @param out receives a static string. @return WSG_OK, WSG_EINVAL. Since 0.1.0. */
+WSG_API wsg_status wsg_option_describe(size_t index, wsg_option_field field, const char **out);
+
+/** Find an option's row by name. @return WSG_OK or WSG_ENOTFOUND. Since 0.1.0. */
+WSG_API wsg_status wsg_option_find(const char *name, size_t *index);
+
+/* ------------------------------------------------------------------ */
+/* Server, connections and callbacks                                   */
+/* ------------------------------------------------------------------ */
+
+/** A WebSocket server. Opaque. */
+typedef struct wsg_server wsg_server;
+
+/** Names one connection for the life of its server: 64-bit, generational,
+ *  never reused while the server lives, never 0. A stale id is harmless: calls
+ *  taking it return WSG_ENOTFOUND. */
+typedef uint64_t wsg_conn_id;
+
+/** Kind of a data message. */
+typedef enum wsg_msg_type {
+    WSG_MSG_TEXT = 1,  /**< UTF-8 text (validated on receive) */
+    WSG_MSG_BINARY = 2 /**< binary */
+} wsg_msg_type;
+
+/** Why a connection ended. Stable values: append only. */
+typedef enum wsg_close_cause {
+    WSG_CAUSE_PEER = 1,         /**< the client sent a close frame (its code is reported) */
+    WSG_CAUSE_APP = 2,          /**< the application called wsg_conn_close() */
+    WSG_CAUSE_SHUTDOWN = 3,     /**< the server stopped (code 1001) */
+    WSG_CAUSE_LOST = 4,         /**< TCP ended without a close handshake: reset, EOF, protocol error (code 1006) */
+    WSG_CAUSE_TOO_BIG = 5,      /**< a message exceeded limits.max_message_bytes (code 1009) */
+    WSG_CAUSE_INVALID_UTF8 = 6, /**< a text message was not valid UTF-8 (code 1007) */
+    WSG_CAUSE_BACKPRESSURE = 7  /**< the send queue exceeded limits.max_queue_bytes (code 1013) */
+} wsg_close_cause;
+
+/** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
+ *  "too_big", "invalid_utf8", "backpressure"); "unknown" otherwise. Since 0.1.0. */
+WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
+
+/** Severity of a log event (also the values of the option log.level). */
+typedef enum wsg_log_level {
+    WSG_LOG_DEBUG = 10,
+    WSG_LOG_INFO = 20,
+    WSG_LOG_WARN = 30,
+    WSG_LOG_ERROR = 40
+} wsg_log_level;
+
+/** Releases a callback's user pointer; called exactly once when the
+ *  registration ends (replaced, or the server freed). */
+typedef void (*wsg_free_fn)(void *user);
+
+/** A connection completed the upgrade. Service thread. */
+typedef void (*wsg_open_fn)(wsg_server *server, wsg_conn_id conn, void *user);
+
+/** A whole message arrived (fragments already reassembled, text already
+ *  validated). `data` is valid until the callback returns. Service thread. */
+typedef void (*wsg_message_fn)(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
+                               const void *data, size_t len, void *user);
+
+/** A connection ended; called exactly once for every connection that was
+ *  opened. `code` is the close code (1006 when there was no close frame);
+ *  `reason` is NUL-terminated, `reason_len` bytes, never NULL. The id still
+ *  answers wsg_conn_get_user() and wsg_conn_info_get() during this callback
+ *  and is stale afterwards. Service thread. */
+typedef void (*wsg_close_fn)(wsg_server *server, wsg_conn_id conn, int code,
+                             const char *reason, size_t reason_len,
+                             wsg_close_cause cause, void *user);
+
+/** One structured log event: `event` is its name ("listen", "accept", "open",
+ *  "reject", "close", "error", "stop"), `json` the whole event as one JSON
+ *  object (no trailing newline), `json_len` its length. Only events at or
+ *  above log.level arrive. Service thread, or the thread calling a lifecycle
+ *  function (listen, start, run, stop). */
+typedef void (*wsg_log_fn)(wsg_log_level level, const char *event, const char *json,
+                           size_t json_len, void *user);
+
+/** Create a server from a configuration (copied; NULL means all defaults).
+ *  Nothing is bound yet. @param out receives the handle; free with wsg_server_free.
+ *  @return WSG_OK, WSG_EINVAL, WSG_ENOMEM. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_new(wsg_server **out, const wsg_config *config);
+
+/** Stop (as wsg_server_stop) and free. NULL is accepted. Blocks. Must not be
+ *  called from a callback (it then logs an error and does nothing). Since 0.1.0. */
+WSG_API void wsg_server_free(wsg_server *server);
+
+/** Register callbacks. Only before the server is listening (WSG_ESTATE after).
+ *  `fn` may be NULL to unregister. A replaced registration's user_free runs
+ *  at once. @param user_free may be NULL. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_on_open(wsg_server *server, wsg_open_fn fn, void *user,
+                                      wsg_free_fn user_free);
+WSG_API wsg_status wsg_server_on_message(wsg_server *server, wsg_message_fn fn, void *user,
+                                         wsg_free_fn user_free);
+WSG_API wsg_status wsg_server_on_close(wsg_server *server, wsg_close_fn fn, void *user,
+                                       wsg_free_fn user_free);
+/** Replace the default log sink (JSON lines on stderr). */
+WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *user,
+                                     wsg_free_fn user_free);
+
+/** Bind the listening socket without serving yet, so the bound port is known
+ *  before wsg_server_run(). Optional: start and run listen first if needed.
+ *  @return WSG_OK, WSG_ESTATE (already listening or running), WSG_EIO (the
+ *  address cannot be bound: wsg_last_error() says why). Blocks briefly. Since 0.1.0. */
+WSG_API wsg_status wsg_server_listen(wsg_server *server);
+
+/** Listen (if not yet) and serve on a new service thread; returns at once.
+ *  @return WSG_OK, WSG_ESTATE (running), WSG_EIO. Since 0.1.0. */
+WSG_API wsg_status wsg_server_start(wsg_server *server);
+
+/** Listen (if not yet) and serve on the calling thread until wsg_server_stop()
+ *  is called from another thread. @return WSG_OK after a stop, WSG_ESTATE,
+ *  WSG_EIO. Blocks. Since 0.1.0. */
+WSG_API wsg_status wsg_server_run(wsg_server *server);
+
+/** Stop gracefully: refuse new upgrades (503), send every client close 1001
+ *  "going away" after the frames already queued for it, wait up to
+ *  server.shutdown_timeout_ms for the close handshakes, then drop the rest,
+ *  call on_close for each, and release the port. A stopped server can be
+ *  started again. Stopping a server that is not running returns WSG_OK.
+ *  @return WSG_OK, WSG_EBUSY (called from a callback). Blocks. Since 0.1.0. */
+WSG_API wsg_status wsg_server_stop(wsg_server *server);
+
+/** The bound TCP port (useful with listen.port=0). @return WSG_OK, WSG_ESTATE
+ *  (not listening). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_port(wsg_server *server, int *out);
+
+/** Number of open connections. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_conn_count(wsg_server *server, size_t *out);
+
+/** Snapshot of the open connections' ids: writes up to `capacity` ids to
+ *  `ids` (may be NULL when capacity is 0) and the total number open to
+ *  `*count` (which may exceed capacity: call again with a larger array).
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_conn_ids(wsg_server *server, wsg_conn_id *ids, size_t capacity,
+                                       size_t *count);
+
+/** Send one message to every open connection. The frame is built once and
+ *  shared by every queue. @param data borrowed, copied before return.
+ *  @return WSG_OK, WSG_EINVAL (bad type, NULL data with len > 0, or len over
+ *  limits.max_message_bytes), WSG_ESTATE (not running). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_broadcast(wsg_server *server, wsg_msg_type type, const void *data,
+                                        size_t len);
+
+/** Queue one message to a connection; it is written when the socket is
+ *  writable, after earlier messages. @param data borrowed, copied before return.
+ *  Text is sent as given (the caller promises UTF-8).
+ *  @return WSG_OK, WSG_ENOTFOUND (stale id), WSG_ECLOSED (closing),
+ *  WSG_EINVAL. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
+                                 const void *data, size_t len);
+
+/** Close a connection with `code` (1000, 1001, 1008, 1011..1014 or 3000..4999)
+ *  and a UTF-8 `reason` of at most 123 bytes (NULL means ""). The close frame
+ *  goes out after the messages already queued. on_close reports WSG_CAUSE_APP.
+ *  @return WSG_OK, WSG_ENOTFOUND, WSG_ECLOSED (already closing), WSG_EINVAL.
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code,
+                                  const char *reason);
+
+/** Attach an application pointer to a connection (the library never touches
+ *  it; release it in on_close). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_set_user(wsg_server *server, wsg_conn_id conn, void *ptr);
+
+/** Read the pointer set by wsg_conn_set_user (NULL if none). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_get_user(wsg_server *server, wsg_conn_id conn, void **out);
+
+/** A snapshot of one connection's facts and counters. Opaque. */
+typedef struct wsg_conn_info wsg_conn_info;
+
+/** Fields of a wsg_conn_info. Stable values: append only. */
+typedef enum wsg_info_key {
+    WSG_INFO_PEER_ADDR = 1,       /**< string: peer IP ("127.0.0.1", "::1") */
+    WSG_INFO_PEER_PORT = 2,       /**< int: peer TCP port */
+    WSG_INFO_PATH = 3,            /**< string: request path without the query */
+    WSG_INFO_QUERY = 4,           /**< string: query string without '?', "" if none */
+    WSG_INFO_ORIGIN = 5,          /**< string: Origin header, "" if none */
+    WSG_INFO_SUBPROTOCOL = 6,     /**< string: Sec-WebSocket-Protocol requested, "" if none */
+    WSG_INFO_CONNECTED_AT_MS = 7, /**< int: Unix time of the upgrade, milliseconds */
+    WSG_INFO_DURATION_MS = 8,     /**< int: time connected when the snapshot was taken */
+    WSG_INFO_MESSAGES_IN = 9,     /**< int: whole messages received */
+    WSG_INFO_BYTES_IN = 10,       /**< int: message payload bytes received */
+    WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages queued to this connection */
+    WSG_INFO_BYTES_OUT = 12,      /**< int: message payload bytes queued */
+    WSG_INFO_ID = 13              /**< int: the connection id */
+} wsg_info_key;
+
+/** Take a snapshot of a connection. @param out receives the snapshot; free
+ *  with wsg_conn_info_free. @return WSG_OK, WSG_ENOTFOUND, WSG_ENOMEM.
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_conn_info **out);
+
+/** Free a snapshot. NULL is accepted. Since 0.1.0. */
+WSG_API void wsg_conn_info_free(wsg_conn_info *info);
+
+/** Read a string field. @param out receives a pointer owned by the snapshot.
+ *  @return WSG_OK, WSG_EINVAL (not a string field). Since 0.1.0. */
+WSG_API wsg_status wsg_conn_info_string(const wsg_conn_info *info, wsg_info_key key,
+                                        const char **out);
+
+/** Read an integer field. @return WSG_OK, WSG_EINVAL (not an int field). Since 0.1.0. */
+WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key, int64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WSGATE_WSGATE_H */

@@ -1,0 +1,419 @@
+// The C ABI: argument checks, exception barrier and handle plumbing. Logic
+// lives in the modules; every entry runs its body inside guard().
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "error.h"
+#include "options.h"
+#include "server.h"
+#include "wsgate/wsgate.h"
+
+using namespace wsgate;
+
+namespace {
+
+template <class F>
+wsg_status guard(F &&body) noexcept {
+    try {
+        clear_error();
+        return body();
+    } catch (const std::bad_alloc &) {
+        try {
+            return fail(WSG_ENOMEM, "out of memory");
+        } catch (...) {
+            return WSG_ENOMEM;
+        }
+    } catch (const std::exception &e) {
+        try {
+            return fail(WSG_EINTERNAL, std::string("internal error: ") + e.what());
+        } catch (...) {
+            return WSG_EINTERNAL;
+        }
+    } catch (...) {
+        return WSG_EINTERNAL;
+    }
+}
+
+wsg_status null_arg(const char *name) {
+    return fail(WSG_EINVAL, std::string(name) + " is NULL");
+}
+
+}  // namespace
+
+struct wsg_conn_info {
+    std::string peer_addr, path, query, origin, subprotocol;
+    int64_t peer_port = 0, connected_at_ms = 0, duration_ms = 0;
+    int64_t msgs_in = 0, bytes_in = 0, msgs_out = 0, bytes_out = 0;
+    int64_t id = 0;
+};
+
+extern "C" {
+
+WSG_API const char *wsg_version(void) {
+#define WSG_STR2(x) #x
+#define WSG_STR(x) WSG_STR2(x)
+    return WSG_STR(WSG_VERSION_MAJOR) "." WSG_STR(WSG_VERSION_MINOR) "." WSG_STR(WSG_VERSION_PATCH);
+}
+
+WSG_API int wsg_version_num(void) { return WSG_VERSION_NUM; }
+
+WSG_API const char *wsg_status_str(wsg_status status) {
+    switch (status) {
+    case WSG_OK: return "WSG_OK";
+    case WSG_EINVAL: return "WSG_EINVAL";
+    case WSG_ENOTFOUND: return "WSG_ENOTFOUND";
+    case WSG_ECLOSED: return "WSG_ECLOSED";
+    case WSG_ENOMEM: return "WSG_ENOMEM";
+    case WSG_ESTATE: return "WSG_ESTATE";
+    case WSG_EIO: return "WSG_EIO";
+    case WSG_ETLS: return "WSG_ETLS";
+    case WSG_EBUSY: return "WSG_EBUSY";
+    case WSG_ELIMIT: return "WSG_ELIMIT";
+    case WSG_EINTERNAL: return "WSG_EINTERNAL";
+    }
+    return "WSG_UNKNOWN";
+}
+
+WSG_API const char *wsg_last_error(void) { return last_error(); }
+
+WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
+    switch (cause) {
+    case WSG_CAUSE_PEER: return "peer";
+    case WSG_CAUSE_APP: return "app";
+    case WSG_CAUSE_SHUTDOWN: return "shutdown";
+    case WSG_CAUSE_LOST: return "lost";
+    case WSG_CAUSE_TOO_BIG: return "too_big";
+    case WSG_CAUSE_INVALID_UTF8: return "invalid_utf8";
+    case WSG_CAUSE_BACKPRESSURE: return "backpressure";
+    }
+    return "unknown";
+}
+
+// ---------------------------------------------------------------- config
+
+WSG_API wsg_status wsg_config_new(wsg_config **out) {
+    return guard([&] {
+        if (!out) return null_arg("out");
+        *out = nullptr;
+        *out = new wsg_config();
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_config_copy(wsg_config **out, const wsg_config *src) {
+    return guard([&] {
+        if (!out) return null_arg("out");
+        *out = nullptr;
+        if (!src) return null_arg("src");
+        *out = new wsg_config(*src);
+        return WSG_OK;
+    });
+}
+
+WSG_API void wsg_config_free(wsg_config *config) { delete config; }
+
+WSG_API wsg_status wsg_config_set_int(wsg_config *config, const char *key, int64_t value) {
+    return guard([&] { return config ? config->set_int(key, value) : null_arg("config"); });
+}
+
+WSG_API wsg_status wsg_config_set_bool(wsg_config *config, const char *key, int value) {
+    return guard([&] { return config ? config->set_bool(key, value != 0) : null_arg("config"); });
+}
+
+WSG_API wsg_status wsg_config_set_string(wsg_config *config, const char *key, const char *value) {
+    return guard([&] { return config ? config->set_string(key, value) : null_arg("config"); });
+}
+
+WSG_API wsg_status wsg_config_set_from_string(wsg_config *config, const char *assignment) {
+    return guard([&] { return config ? config->set_from_string(assignment) : null_arg("config"); });
+}
+
+WSG_API wsg_status wsg_config_get_int(const wsg_config *config, const char *key, int64_t *out) {
+    return guard([&] { return config ? config->get_int(key, out) : null_arg("config"); });
+}
+
+WSG_API wsg_status wsg_config_get_bool(const wsg_config *config, const char *key, int *out) {
+    return guard([&] { return config ? config->get_bool(key, out) : null_arg("config"); });
+}
+
+WSG_API wsg_status wsg_config_get_string(const wsg_config *config, const char *key,
+                                         const char **out) {
+    return guard([&] { return config ? config->get_string(key, out) : null_arg("config"); });
+}
+
+WSG_API size_t wsg_option_count(void) { return option_table().size(); }
+
+WSG_API wsg_status wsg_option_describe(size_t index, wsg_option_field field, const char **out) {
+    return guard([&] {
+        if (!out) return null_arg("out");
+        const auto &t = option_table();
+        if (index >= t.size())
+            return fail(WSG_EINVAL, "option index " + std::to_string(index) + " is out of range 0.." +
+                                        std::to_string(t.size() - 1));
+        const OptionDef &d = t[index];
+        switch (field) {
+        case WSG_OPTION_NAME: *out = d.name; return WSG_OK;
+        case WSG_OPTION_TYPE: *out = option_type_name(d.type); return WSG_OK;
+        case WSG_OPTION_DEFAULT: *out = d.default_text; return WSG_OK;
+        case WSG_OPTION_RANGE: *out = option_range_text(index); return WSG_OK;
+        case WSG_OPTION_DOC: *out = d.doc; return WSG_OK;
+        }
+        return fail(WSG_EINVAL, "unknown option field " + std::to_string(static_cast<int>(field)));
+    });
+}
+
+WSG_API wsg_status wsg_option_find(const char *name, size_t *index) {
+    return guard([&] {
+        if (!name) return null_arg("name");
+        if (!index) return null_arg("index");
+        int i = find_option(name);
+        if (i < 0) return fail(WSG_ENOTFOUND, std::string("unknown option '") + name + "'");
+        *index = static_cast<size_t>(i);
+        return WSG_OK;
+    });
+}
+
+// ---------------------------------------------------------------- server
+
+WSG_API wsg_status wsg_server_new(wsg_server **out, const wsg_config *config) {
+    return guard([&] {
+        if (!out) return null_arg("out");
+        *out = nullptr;
+        if (config) {
+            *out = new wsg_server(*config);
+        } else {
+            wsg_config defaults;
+            *out = new wsg_server(defaults);
+        }
+        return WSG_OK;
+    });
+}
+
+WSG_API void wsg_server_free(wsg_server *server) {
+    if (!server) return;
+    if (server->on_service_thread()) {
+        LogFields f;
+        f["where"] = "wsg_server_free";
+        f["message"] = "called from a callback on the service thread: ignored (the server leaks)";
+        server->log.emit(WSG_LOG_ERROR, "error", f);
+        return;
+    }
+    try {
+        delete server;
+    } catch (...) {
+    }
+}
+
+}  // extern "C"
+namespace {
+template <class Fn>
+wsg_status set_callback(wsg_server *server, Callback<Fn> wsgate::Server::*slot, Fn fn, void *user,
+                        wsg_free_fn user_free) {
+    if (!server) return null_arg("server");
+    if (!server->is_idle())
+        return fail(WSG_ESTATE, "callbacks can only be registered before the server listens");
+    (server->*slot).set(fn, user, user_free);
+    return WSG_OK;
+}
+}  // namespace
+extern "C" {
+
+WSG_API wsg_status wsg_server_on_open(wsg_server *server, wsg_open_fn fn, void *user,
+                                      wsg_free_fn user_free) {
+    return guard([&] { return set_callback(server, &Server::on_open, fn, user, user_free); });
+}
+
+WSG_API wsg_status wsg_server_on_message(wsg_server *server, wsg_message_fn fn, void *user,
+                                         wsg_free_fn user_free) {
+    return guard([&] { return set_callback(server, &Server::on_message, fn, user, user_free); });
+}
+
+WSG_API wsg_status wsg_server_on_close(wsg_server *server, wsg_close_fn fn, void *user,
+                                       wsg_free_fn user_free) {
+    return guard([&] { return set_callback(server, &Server::on_close, fn, user, user_free); });
+}
+
+WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *user,
+                                     wsg_free_fn user_free) {
+    return guard([&] {
+        wsg_status st = set_callback(server, &Server::on_log, fn, user, user_free);
+        if (st == WSG_OK) server->log.set_sink(fn, user);
+        return st;
+    });
+}
+
+WSG_API wsg_status wsg_server_listen(wsg_server *server) {
+    return guard([&] { return server ? server->listen() : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_server_start(wsg_server *server) {
+    return guard([&] { return server ? server->start() : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_server_run(wsg_server *server) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (server->on_service_thread())
+            return fail(WSG_EBUSY, "wsg_server_run cannot be called from a callback");
+        return server->run();
+    });
+}
+
+WSG_API wsg_status wsg_server_stop(wsg_server *server) {
+    return guard([&] { return server ? server->stop() : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_server_port(wsg_server *server, int *out) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (!out) return null_arg("out");
+        return server->port(out);
+    });
+}
+
+WSG_API wsg_status wsg_server_conn_count(wsg_server *server, size_t *out) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (!out) return null_arg("out");
+        *out = server->registry().count();
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_server_conn_ids(wsg_server *server, wsg_conn_id *ids, size_t capacity,
+                                       size_t *count) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (!count) return null_arg("count");
+        if (!ids && capacity) return null_arg("ids");
+        Registry &reg = server->registry();
+        std::unique_lock<std::mutex> lock(reg.mu, std::defer_lock);
+        if (!server->on_service_thread()) lock.lock();
+        const auto &live = reg.live();
+        for (size_t i = 0; i < live.size() && i < capacity; i++) ids[i] = live[i]->id;
+        *count = live.size();
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_server_broadcast(wsg_server *server, wsg_msg_type type, const void *data,
+                                        size_t len) {
+    return guard([&] { return server ? server->broadcast(type, data, len) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
+                                 const void *data, size_t len) {
+    return guard([&] { return server ? server->send(conn, type, data, len) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code,
+                                  const char *reason) {
+    return guard([&] { return server ? server->close(conn, code, reason) : null_arg("server"); });
+}
+
+}  // extern "C"
+namespace {
+// Runs f(conn) with the registry locked when called off the service thread.
+template <class F>
+wsg_status with_conn(wsg_server *server, wsg_conn_id id, F &&f) {
+    if (!server) return null_arg("server");
+    Registry &reg = server->registry();
+    std::unique_lock<std::mutex> lock(reg.mu, std::defer_lock);
+    if (!server->on_service_thread()) lock.lock();
+    Conn *c = reg.get(id);
+    if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+    return f(c);
+}
+}  // namespace
+extern "C" {
+
+WSG_API wsg_status wsg_conn_set_user(wsg_server *server, wsg_conn_id conn, void *ptr) {
+    return guard([&] {
+        return with_conn(server, conn, [&](Conn *c) {
+            c->user.store(ptr);
+            return WSG_OK;
+        });
+    });
+}
+
+WSG_API wsg_status wsg_conn_get_user(wsg_server *server, wsg_conn_id conn, void **out) {
+    return guard([&] {
+        if (!out) return null_arg("out");
+        return with_conn(server, conn, [&](Conn *c) {
+            *out = c->user.load();
+            return WSG_OK;
+        });
+    });
+}
+
+WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_conn_info **out) {
+    return guard([&] {
+        if (!out) return null_arg("out");
+        *out = nullptr;
+        auto info = std::make_unique<wsg_conn_info>();
+        wsg_status st = with_conn(server, conn, [&](Conn *c) {
+            info->peer_addr = c->peer_addr;
+            info->peer_port = c->peer_port;
+            info->path = c->path;
+            info->query = c->query;
+            info->origin = c->origin;
+            info->subprotocol = c->subprotocol;
+            info->connected_at_ms = c->connected_at_ms;
+            info->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch())
+                                    .count() -
+                                c->opened_mono_ms;
+            info->msgs_in = static_cast<int64_t>(c->msgs_in.load());
+            info->bytes_in = static_cast<int64_t>(c->bytes_in.load());
+            info->msgs_out = static_cast<int64_t>(c->msgs_out.load());
+            info->bytes_out = static_cast<int64_t>(c->bytes_out.load());
+            info->id = static_cast<int64_t>(c->id);
+            return WSG_OK;
+        });
+        if (st == WSG_OK) *out = info.release();
+        return st;
+    });
+}
+
+WSG_API void wsg_conn_info_free(wsg_conn_info *info) { delete info; }
+
+WSG_API wsg_status wsg_conn_info_string(const wsg_conn_info *info, wsg_info_key key,
+                                        const char **out) {
+    return guard([&] {
+        if (!info) return null_arg("info");
+        if (!out) return null_arg("out");
+        switch (key) {
+        case WSG_INFO_PEER_ADDR: *out = info->peer_addr.c_str(); return WSG_OK;
+        case WSG_INFO_PATH: *out = info->path.c_str(); return WSG_OK;
+        case WSG_INFO_QUERY: *out = info->query.c_str(); return WSG_OK;
+        case WSG_INFO_ORIGIN: *out = info->origin.c_str(); return WSG_OK;
+        case WSG_INFO_SUBPROTOCOL: *out = info->subprotocol.c_str(); return WSG_OK;
+        default: break;
+        }
+        return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +
+                                    " is not a string field");
+    });
+}
+
+WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key, int64_t *out) {
+    return guard([&] {
+        if (!info) return null_arg("info");
+        if (!out) return null_arg("out");
+        switch (key) {
+        case WSG_INFO_PEER_PORT: *out = info->peer_port; return WSG_OK;
+        case WSG_INFO_CONNECTED_AT_MS: *out = info->connected_at_ms; return WSG_OK;
+        case WSG_INFO_DURATION_MS: *out = info->duration_ms; return WSG_OK;
+        case WSG_INFO_MESSAGES_IN: *out = info->msgs_in; return WSG_OK;
+        case WSG_INFO_BYTES_IN: *out = info->bytes_in; return WSG_OK;
+        case WSG_INFO_MESSAGES_OUT: *out = info->msgs_out; return WSG_OK;
+        case WSG_INFO_BYTES_OUT: *out = info->bytes_out; return WSG_OK;
+        case WSG_INFO_ID: *out = info->id; return WSG_OK;
+        default: break;
+        }
+        return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +
+                                    " is not an integer field");
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,94 @@
+#include "frame.h"
+
+#include <cstring>
+
+namespace wsgate {
+
+Frame *Frame::create(size_t len) {
+    void *mem = std::malloc(sizeof(Frame) + kFrameHeadroom + len);
+    if (!mem) throw std::bad_alloc();
+    Frame *f = new (mem) Frame();
+    f->len_ = static_cast<uint32_t>(len);
+    return f;
+}
+
+FrameRef FrameBuilder::one(int opcode, bool fin, const uint8_t *p, size_t len) {
+    size_t hdr = header_size(len);
+    FrameRef f(Frame::create(hdr + len));
+    f.get()->payload_ = static_cast<uint32_t>(len);
+    uint8_t *d = f->data();
+    d[0] = static_cast<uint8_t>((fin ? 0x80 : 0) | (opcode & 0x0f));
+    if (len < 126) {
+        d[1] = static_cast<uint8_t>(len);
+    } else if (len <= 0xffff) {
+        d[1] = 126;
+        d[2] = static_cast<uint8_t>(len >> 8);
+        d[3] = static_cast<uint8_t>(len);
+    } else {
+        d[1] = 127;
+        for (int i = 0; i < 8; i++) d[2 + i] = static_cast<uint8_t>(uint64_t(len) >> (56 - 8 * i));
+    }
+    if (len) std::memcpy(d + hdr, p, len);
+    return f;
+}
+
+FrameList FrameBuilder::message(int opcode, const void *data, size_t len, size_t max_frame) {
+    const uint8_t *p = static_cast<const uint8_t *>(data);
+    FrameList out;
+    // Payload per fragment such that header + payload <= max_frame.
+    size_t chunk = max_frame - header_size(max_frame);
+    if (len <= chunk) {
+        out.push_back(one(opcode, true, p, len));
+        return out;
+    }
+    out.reserve(len / chunk + 1);
+    size_t off = 0;
+    while (off < len) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        out.push_back(one(off == 0 ? opcode : 0, off + n == len, p + off, n));
+        off += n;
+    }
+    return out;
+}
+
+bool Utf8Validator::feed(const uint8_t *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (need_ == 0) {
+            // Fast path: runs of ASCII, eight bytes at a time.
+            while (i + 8 <= n) {
+                uint64_t w;
+                std::memcpy(&w, p + i, 8);
+                if (w & 0x8080808080808080ull) break;
+                i += 8;
+            }
+            if (i >= n) break;
+            uint8_t c = p[i++];
+            if (c < 0x80) continue;
+            lo_ = 0x80;
+            hi_ = 0xBF;
+            if (c >= 0xC2 && c <= 0xDF) {
+                need_ = 1;
+            } else if (c >= 0xE0 && c <= 0xEF) {
+                need_ = 2;
+                if (c == 0xE0) lo_ = 0xA0;       // overlong
+                else if (c == 0xED) hi_ = 0x9F;  // surrogates
+            } else if (c >= 0xF0 && c <= 0xF4) {
+                need_ = 3;
+                if (c == 0xF0) lo_ = 0x90;       // overlong
+                else if (c == 0xF4) hi_ = 0x8F;  // above U+10FFFF
+            } else {
+                return false;
+            }
+        } else {
+            uint8_t c = p[i++];
+            if (c < lo_ || c > hi_) return false;
+            lo_ = 0x80;
+            hi_ = 0xBF;
+            need_--;
+        }
+    }
+    return true;
+}
+
+}  // namespace wsgate

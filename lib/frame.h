@@ -1,0 +1,133 @@
+// Pre-built server frames shared by reference between send queues, and the
+// per-connection queue that holds them.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <utility>
+#include <vector>
+
+namespace wsgate {
+
+// Headroom in front of every frame so it can be handed to lws_write()
+// directly; equals LWS_PRE (checked in server.cpp with a static_assert).
+constexpr size_t kFrameHeadroom = 16;
+
+// One complete WebSocket frame (header + payload) in a single allocation,
+// with an intrusive atomic reference count so one broadcast frame can sit in
+// thousands of queues owned by one thread while another thread builds it.
+class Frame {
+public:
+    static Frame *create(size_t len);  // refs = 1; throws std::bad_alloc
+    void ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+    void unref() {
+        if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) std::free(this);
+    }
+    uint8_t *data() { return reinterpret_cast<uint8_t *>(this + 1) + kFrameHeadroom; }
+    size_t size() const { return len_; }
+    size_t payload() const { return payload_; }
+
+private:
+    Frame() = default;
+    std::atomic<uint32_t> refs_{1};
+    uint32_t len_ = 0;
+    uint32_t payload_ = 0;
+    friend class FrameBuilder;
+};
+
+class FrameRef {
+public:
+    FrameRef() = default;
+    explicit FrameRef(Frame *f) : f_(f) {}  // adopts one reference
+    FrameRef(const FrameRef &o) : f_(o.f_) {
+        if (f_) f_->ref();
+    }
+    FrameRef(FrameRef &&o) noexcept : f_(std::exchange(o.f_, nullptr)) {}
+    FrameRef &operator=(FrameRef o) noexcept {
+        std::swap(f_, o.f_);
+        return *this;
+    }
+    ~FrameRef() {
+        if (f_) f_->unref();
+    }
+    Frame *operator->() const { return f_; }
+    Frame *get() const { return f_; }
+    explicit operator bool() const { return f_ != nullptr; }
+
+private:
+    Frame *f_ = nullptr;
+};
+
+// A message as the frames that carry it: one frame when it fits the write
+// batch, otherwise fragments (first with the opcode, then continuations) so
+// that every raw write still holds whole frames only.
+using FrameList = std::vector<FrameRef>;
+
+class FrameBuilder {
+public:
+    // opcode: 1 text, 2 binary. max_frame: the write batch limit in bytes.
+    static FrameList message(int opcode, const void *data, size_t len, size_t max_frame);
+    // Header bytes needed for a payload of `len`.
+    static size_t header_size(size_t len) { return len < 126 ? 2 : len <= 0xffff ? 4 : 10; }
+
+private:
+    static FrameRef one(int opcode, bool fin, const uint8_t *p, size_t len);
+};
+
+// FIFO of frames with no allocation while empty (an idle connection costs
+// nothing here), amortised O(1) push and pop.
+class FrameQueue {
+public:
+    bool empty() const { return head_ == items_.size(); }
+    size_t bytes() const { return bytes_; }
+    size_t count() const { return items_.size() - head_; }
+    void push(FrameRef f) {
+        bytes_ += f->size();
+        items_.push_back(std::move(f));
+    }
+    Frame *front() const { return items_[head_].get(); }
+    void pop() {
+        bytes_ -= items_[head_]->size();
+        items_[head_] = FrameRef();
+        if (++head_ == items_.size()) {
+            items_.clear();
+            head_ = 0;
+            if (items_.capacity() > 64) items_.shrink_to_fit();
+        } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+            items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+            head_ = 0;
+        }
+    }
+    void clear() {
+        items_.clear();
+        items_.shrink_to_fit();
+        head_ = 0;
+        bytes_ = 0;
+    }
+
+private:
+    std::vector<FrameRef> items_;
+    size_t head_ = 0;
+    size_t bytes_ = 0;
+};
+
+// Incremental UTF-8 validator (RFC 3629: no overlongs, no surrogates, at most
+// U+10FFFF), fed message chunks that may split a code point anywhere.
+class Utf8Validator {
+public:
+    // false as soon as the bytes so far cannot begin valid UTF-8.
+    bool feed(const uint8_t *p, size_t n);
+    // true when the bytes so far end on a code point boundary.
+    bool complete() const { return need_ == 0; }
+    void reset() { need_ = 0; lo_ = 0x80; hi_ = 0xBF; }
+
+private:
+    int need_ = 0;           // continuation bytes still expected
+    uint8_t lo_ = 0x80;      // allowed range of the next continuation byte
+    uint8_t hi_ = 0xBF;
+};
+
+}  // namespace wsgate

@@ -1,0 +1,38 @@
+// Structured log events: one JSON object per accept, open, rejection, close
+// and error, to stderr as JSON lines or to the application's callback.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "wsgate/wsgate.h"
+
+namespace wsgate {
+
+using LogFields = nlohmann::ordered_json;
+
+// Parses the log.level option ("debug".."error", "off").
+int log_level_from_name(const std::string &name);
+const char *log_level_name(wsg_log_level level);
+
+class Logger {
+public:
+    void set_min_level(int level) { min_level_ = level; }
+    // fn may be null: back to the default stderr sink. Not thread-safe:
+    // set before the server runs.
+    void set_sink(wsg_log_fn fn, void *user) {
+        fn_ = fn;
+        user_ = user;
+    }
+    bool enabled(wsg_log_level level) const { return level >= min_level_; }
+    // Adds "ts", "level" and "event" in front of `fields` and delivers the
+    // line. Never throws: a failing sink loses the event, not the server.
+    void emit(wsg_log_level level, const char *event, const LogFields &fields) const noexcept;
+
+private:
+    int min_level_ = WSG_LOG_INFO;
+    wsg_log_fn fn_ = nullptr;
+    void *user_ = nullptr;
+};
+
+}  // namespace wsgate

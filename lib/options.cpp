@@ -1,0 +1,283 @@
+#include "options.h"
+
+#include <arpa/inet.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "error.h"
+
+namespace wsgate {
+namespace {
+
+std::string valid_host(std::string_view v) {
+    if (v.empty()) return {};
+    std::string s(v);
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1)
+        return {};
+    return "must be an IPv4 or IPv6 address literal such as 127.0.0.1 or ::1, or empty for "
+           "every interface";
+}
+
+std::string valid_path(std::string_view v) {
+    if (v.empty() || v[0] != '/') return "must start with '/'";
+    for (char c : v)
+        if (c == '?' || c == '#' || static_cast<unsigned char>(c) <= 0x20)
+            return "must be a plain path (no query, fragment, spaces or control characters)";
+    return {};
+}
+
+constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
+
+// Keep sorted by section; README's option table is generated from this.
+const std::vector<OptionDef> kTable = {
+    {"listen.host", OptType::String, "", 0, 0, nullptr,
+     "Address to listen on: an IPv4 or IPv6 literal; empty listens on every interface "
+     "(IPv4 and IPv6).",
+     valid_host},
+    {"listen.port", OptType::Int, "8080", 0, 65535, nullptr,
+     "TCP port; 0 picks a free ephemeral port (read it back with wsg_server_port).", nullptr},
+    {"server.path", OptType::String, "/", 0, 0, nullptr,
+     "URL path that accepts upgrades: this path and paths below it; others get 404.",
+     valid_path},
+    {"server.shutdown_timeout_ms", OptType::Int, "2000", 0, 600000, nullptr,
+     "How long a stop waits for close handshakes before it drops the remaining connections.",
+     nullptr},
+    {"limits.max_message_bytes", OptType::Int, "1048576", 1, kGiB, nullptr,
+     "Largest inbound message after reassembly; a larger one closes the connection with 1009.",
+     nullptr},
+    {"limits.max_connections", OptType::Int, "10000", 1, 10000000, nullptr,
+     "Open connections allowed at once; further upgrade requests get 503.", nullptr},
+    {"limits.max_queue_bytes", OptType::Int, "16777216", 1 * kKiB, 64 * kGiB, nullptr,
+     "Bytes queued to one connection before it is closed with 1013 (a peer that stopped "
+     "reading).",
+     nullptr},
+    {"log.level", OptType::Enum, "info", 0, 0, "debug|info|warn|error|off",
+     "Least severe event logged (accept is debug; open and close info; reject warn).", nullptr},
+    {"tuning.rx_buffer_bytes", OptType::Int, "2048", 125, 1 * kMiB, nullptr,
+     "Most bytes read per read event, held by every connection: lower saves memory on idle "
+     "connections, higher lets one read (and one coalesced reply) carry more pipelined "
+     "messages.",
+     nullptr},
+    {"tuning.write_batch_bytes", OptType::Int, "65536", 1 * kKiB, 16 * kMiB, nullptr,
+     "Most bytes of whole frames written per writable event; larger messages go out as "
+     "fragments of about this size. Larger batches mean fewer system calls per message.",
+     nullptr},
+};
+
+bool parse_int(const std::string &s, int64_t *out) {
+    if (s.empty()) return false;
+    errno = 0;
+    char *end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (errno != 0 || *end != '\0' || end == s.c_str()) return false;
+    *out = v;
+    return true;
+}
+
+bool parse_bool(std::string s, bool *out) {
+    for (char &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (s == "1" || s == "true" || s == "yes" || s == "on") return *out = true, true;
+    if (s == "0" || s == "false" || s == "no" || s == "off") return *out = false, true;
+    return false;
+}
+
+bool enum_has(const char *choices, std::string_view v) {
+    std::string_view all(choices);
+    while (!all.empty()) {
+        size_t bar = all.find('|');
+        if (all.substr(0, bar) == v) return true;
+        if (bar == std::string_view::npos) break;
+        all.remove_prefix(bar + 1);
+    }
+    return false;
+}
+
+}  // namespace
+
+const std::vector<OptionDef> &option_table() { return kTable; }
+
+int find_option(std::string_view name) {
+    for (size_t i = 0; i < kTable.size(); i++)
+        if (name == kTable[i].name) return static_cast<int>(i);
+    return -1;
+}
+
+const char *option_type_name(OptType type) {
+    switch (type) {
+    case OptType::Int: return "int";
+    case OptType::Bool: return "bool";
+    case OptType::String: return "string";
+    case OptType::Enum: return "enum";
+    }
+    return "?";
+}
+
+const char *option_range_text(size_t index) {
+    static const std::vector<std::string> texts = [] {
+        std::vector<std::string> t;
+        for (const auto &d : kTable) {
+            if (d.type == OptType::Int)
+                t.push_back(std::to_string(d.min) + ".." + std::to_string(d.max));
+            else if (d.type == OptType::Enum)
+                t.push_back(d.choices);
+            else
+                t.emplace_back();
+        }
+        return t;
+    }();
+    return index < texts.size() ? texts[index].c_str() : "";
+}
+
+}  // namespace wsgate
+
+using namespace wsgate;
+
+wsg_config::wsg_config() {
+    values.resize(kTable.size());
+    for (size_t i = 0; i < kTable.size(); i++) {
+        const OptionDef &d = kTable[i];
+        Value &v = values[i];
+        switch (d.type) {
+        case OptType::Int: parse_int(d.default_text, &v.i); break;
+        case OptType::Bool: {
+            bool b = false;
+            parse_bool(d.default_text, &b);
+            v.i = b;
+            break;
+        }
+        case OptType::String:
+        case OptType::Enum: v.s = d.default_text; break;
+        }
+    }
+}
+
+wsg_status wsg_config::lookup(const char *key, OptType want, int *index) const {
+    if (!key) return fail(WSG_EINVAL, "option key is NULL");
+    int i = find_option(key);
+    if (i < 0)
+        return fail(WSG_EINVAL, std::string("unknown option '") + key +
+                                    "' (wsg_option_count/wsg_option_describe list the options)");
+    OptType have = kTable[i].type;
+    bool same = have == want ||
+                (want == OptType::String && (have == OptType::Enum || have == OptType::String));
+    if (!same)
+        return fail(WSG_EINVAL, std::string("option '") + key + "' is of type " +
+                                    option_type_name(have) + ", not " + option_type_name(want));
+    *index = i;
+    return WSG_OK;
+}
+
+wsg_status wsg_config::set_int(const char *key, int64_t v) {
+    int i;
+    if (wsg_status st = lookup(key, OptType::Int, &i)) return st;
+    const OptionDef &d = kTable[i];
+    if (v < d.min || v > d.max)
+        return fail(WSG_EINVAL, std::string("option '") + key + "': " + std::to_string(v) +
+                                    " is out of range " + option_range_text(i));
+    values[i].i = v;
+    return WSG_OK;
+}
+
+wsg_status wsg_config::set_bool(const char *key, bool v) {
+    int i;
+    if (wsg_status st = lookup(key, OptType::Bool, &i)) return st;
+    values[i].i = v;
+    return WSG_OK;
+}
+
+wsg_status wsg_config::set_string(const char *key, const char *v) {
+    int i;
+    if (wsg_status st = lookup(key, OptType::String, &i)) return st;
+    if (!v) return fail(WSG_EINVAL, std::string("option '") + key + "': value is NULL");
+    const OptionDef &d = kTable[i];
+    if (d.type == OptType::Enum && !enum_has(d.choices, v))
+        return fail(WSG_EINVAL, std::string("option '") + key + "': '" + v +
+                                    "' is not one of " + d.choices);
+    if (d.validate) {
+        std::string why = d.validate(v);
+        if (!why.empty())
+            return fail(WSG_EINVAL, std::string("option '") + key + "': '" + v + "' " + why);
+    }
+    values[i].s = v;
+    return WSG_OK;
+}
+
+wsg_status wsg_config::set_from_string(const char *assignment) {
+    if (!assignment) return fail(WSG_EINVAL, "assignment is NULL");
+    std::string a(assignment);
+    size_t eq = a.find('=');
+    if (eq == std::string::npos || eq == 0)
+        return fail(WSG_EINVAL, "'" + a + "' is not of the form key=value");
+    std::string key = a.substr(0, eq), value = a.substr(eq + 1);
+    int i = find_option(key);
+    if (i < 0)
+        return fail(WSG_EINVAL, "unknown option '" + key +
+                                    "' (wsg_option_count/wsg_option_describe list the options)");
+    switch (kTable[i].type) {
+    case OptType::Int: {
+        int64_t v;
+        if (!parse_int(value, &v))
+            return fail(WSG_EINVAL, "option '" + key + "': '" + value +
+                                        "' is not a decimal integer in range " +
+                                        option_range_text(i));
+        return set_int(key.c_str(), v);
+    }
+    case OptType::Bool: {
+        bool b;
+        if (!parse_bool(value, &b))
+            return fail(WSG_EINVAL, "option '" + key + "': '" + value +
+                                        "' is not a bool (true/false, 1/0, yes/no, on/off)");
+        return set_bool(key.c_str(), b);
+    }
+    case OptType::String:
+    case OptType::Enum: return set_string(key.c_str(), value.c_str());
+    }
+    return fail(WSG_EINTERNAL, "bad option type");
+}
+
+wsg_status wsg_config::get_int(const char *key, int64_t *out) const {
+    int i;
+    if (wsg_status st = lookup(key, OptType::Int, &i)) return st;
+    if (!out) return fail(WSG_EINVAL, "out is NULL");
+    *out = values[i].i;
+    return WSG_OK;
+}
+
+wsg_status wsg_config::get_bool(const char *key, int *out) const {
+    int i;
+    if (wsg_status st = lookup(key, OptType::Bool, &i)) return st;
+    if (!out) return fail(WSG_EINVAL, "out is NULL");
+    *out = values[i].i ? 1 : 0;
+    return WSG_OK;
+}
+
+wsg_status wsg_config::get_string(const char *key, const char **out) const {
+    int i;
+    if (wsg_status st = lookup(key, OptType::String, &i)) return st;
+    if (!out) return fail(WSG_EINVAL, "out is NULL");
+    *out = values[i].s.c_str();
+    return WSG_OK;
+}
+
+int64_t wsg_config::int_of(const char *key) const {
+    int i = find_option(key);
+    if (i < 0 || kTable[i].type != OptType::Int) throw std::logic_error(key);
+    return values[i].i;
+}
+
+bool wsg_config::bool_of(const char *key) const {
+    int i = find_option(key);
+    if (i < 0 || kTable[i].type != OptType::Bool) throw std::logic_error(key);
+    return values[i].i != 0;
+}
+
+const std::string &wsg_config::string_of(const char *key) const {
+    int i = find_option(key);
+    if (i < 0 || (kTable[i].type != OptType::String && kTable[i].type != OptType::Enum))
+        throw std::logic_error(key);
+    return values[i].s;
+}

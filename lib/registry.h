@@ -1,0 +1,93 @@
+// The connection registry: live connections named by generational ids.
+//
+// Threads: the service thread owns every Conn and is the only writer of the
+// registry. Other threads look connections up (send, close, info, ids) under
+// `mu`, which guards the slot table and the live list; the service thread
+// takes it only to add or remove a connection, never on the message path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "frame.h"
+#include "wsgate/wsgate.h"
+
+struct lws;
+
+namespace wsgate {
+
+struct Conn {
+    wsg_conn_id id = 0;
+    struct lws *wsi = nullptr;
+
+    // Facts fixed at open (read by other threads under Registry::mu).
+    std::string peer_addr;
+    int peer_port = 0;
+    std::string path, query, origin, subprotocol;
+    int64_t connected_at_ms = 0;  // Unix time
+    int64_t opened_mono_ms = 0;   // monotonic
+
+    // Counters: written by the service thread only, read by any thread.
+    std::atomic<uint64_t> msgs_in{0}, bytes_in{0}, msgs_out{0}, bytes_out{0};
+    std::atomic<void *> user{nullptr};
+
+    // Service thread only from here on.
+    FrameQueue queue;
+    bool writable_requested = false;
+
+    // Inbound message being reassembled.
+    std::string rx;
+    bool in_message = false;
+    bool rx_binary = false;
+    Utf8Validator utf8;
+
+    // Close state. `closing` is set once a close was decided by us (queued
+    // close frame) or received from the peer; later sends get WSG_ECLOSED.
+    bool closing = false;
+    bool close_queued = false;     // send our close frame when the queue drains
+    int close_code = 0;            // what on_close reports
+    std::string close_reason;
+    wsg_close_cause cause = WSG_CAUSE_LOST;
+
+    static void bump(std::atomic<uint64_t> &c, uint64_t n) {
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+};
+
+class Registry {
+public:
+    // Service thread. Assigns conn->id. Takes mu.
+    void add(Conn *conn);
+    // Service thread. The id becomes stale. Takes mu. Does not delete.
+    void remove(Conn *conn);
+    // Service thread (no lock), or any thread holding mu.
+    Conn *get(wsg_conn_id id) const {
+        uint32_t index = static_cast<uint32_t>(id & 0xffffffffu);
+        uint32_t gen = static_cast<uint32_t>(id >> 32);
+        if (index >= slots_.size()) return nullptr;
+        const Slot &s = slots_[index];
+        return (s.gen == gen && s.conn) ? s.conn : nullptr;
+    }
+    size_t count() const { return count_.load(std::memory_order_relaxed); }
+    // Service thread (no lock), or any thread holding mu.
+    const std::vector<Conn *> &live() const { return live_; }
+
+    mutable std::mutex mu;
+
+private:
+    struct Slot {
+        uint32_t gen = 0;  // generation of the current or last occupant
+        Conn *conn = nullptr;
+    };
+    std::vector<Slot> slots_;
+    std::vector<uint32_t> free_;       // reusable slot indices (FIFO order)
+    size_t free_head_ = 0;
+    std::vector<Conn *> live_;         // dense list for broadcast and shutdown
+    std::vector<uint32_t> live_pos_;   // slot index -> position in live_
+    std::atomic<size_t> count_{0};
+};
+
+}  // namespace wsgate

@@ -1,0 +1,809 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "error.h"
+
+static_assert(LWS_PRE == wsgate::kFrameHeadroom, "frame headroom must equal LWS_PRE");
+
+namespace wsgate {
+namespace {
+
+int64_t unix_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+int64_t mono_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+bool is_ipv4_literal(const std::string &host) {
+    unsigned char buf[4];
+    return inet_pton(AF_INET, host.c_str(), buf) == 1;
+}
+
+// Copies an lws header into a string ("" when absent).
+std::string header(struct lws *wsi, enum lws_token_indexes token) {
+    int n = lws_hdr_total_length(wsi, token);
+    if (n <= 0) return {};
+    std::string s(static_cast<size_t>(n) + 1, '\0');
+    int got = lws_hdr_copy(wsi, &s[0], n + 1, token);
+    s.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    return s;
+}
+
+// Peer IP (IPv4-mapped addresses unwrapped) and port of a socket.
+void peer_of(int fd, std::string *addr, int *port) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    *port = 0;
+    if (fd < 0 || getpeername(fd, reinterpret_cast<struct sockaddr *>(&ss), &sl) != 0) return;
+    char buf[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET) {
+        auto *sin = reinterpret_cast<struct sockaddr_in *>(&ss);
+        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+        *port = ntohs(sin->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        auto *s6 = reinterpret_cast<struct sockaddr_in6 *>(&ss);
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], buf, sizeof buf);
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof buf);
+        *port = ntohs(s6->sin6_port);
+    }
+    *addr = buf;
+}
+
+// A path is served when it equals server.path or lies below it.
+bool path_matches(const std::string &want, const std::string &path) {
+    if (want == "/" || path == want) return true;
+    if (path.compare(0, want.size(), want) != 0) return false;
+    return want.back() == '/' || path[want.size()] == '/';
+}
+
+bool valid_close_code(int code) {
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1009) ||
+           (code >= 1011 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+// Explains why host:port cannot be bound, by trying it (lws does not say).
+std::string bind_error(const std::string &host, int port) {
+    std::string where = (host.empty() ? std::string("*") : host) + ":" + std::to_string(port);
+    struct sockaddr_storage ss{};
+    socklen_t sl;
+    int family;
+    if (host.empty() || !is_ipv4_literal(host)) {
+        auto *s6 = reinterpret_cast<struct sockaddr_in6 *>(&ss);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(static_cast<uint16_t>(port));
+        if (!host.empty()) inet_pton(AF_INET6, host.c_str(), &s6->sin6_addr);
+        sl = sizeof *s6;
+        family = AF_INET6;
+    } else {
+        auto *sin = reinterpret_cast<struct sockaddr_in *>(&ss);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(static_cast<uint16_t>(port));
+        inet_pton(AF_INET, host.c_str(), &sin->sin_addr);
+        sl = sizeof *sin;
+        family = AF_INET;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return "cannot listen on " + where + ": socket: " + std::strerror(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    std::string why;
+    if (bind(fd, reinterpret_cast<struct sockaddr *>(&ss), sl) != 0)
+        why = std::strerror(errno);
+    ::close(fd);
+    if (why.empty()) why = "libwebsockets could not create the listener (see its error log)";
+    return "cannot listen on " + where + ": " + why +
+           " (pick another listen.port, or 0 for an ephemeral one)";
+}
+
+void lws_log_to_stderr(int level, const char *line) {
+    // lws logs are process-wide; only errors are enabled. Emit them as JSON
+    // lines like our own events.
+    LogFields f;
+    std::string msg(line);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+    f["source"] = "libwebsockets";
+    f["lws_level"] = level;
+    f["message"] = msg;
+    Logger().emit(WSG_LOG_ERROR, "error", f);
+}
+
+void init_lws_logging() {
+    static std::once_flag once;
+    std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_to_stderr); });
+}
+
+}  // namespace
+
+Settings::Settings(const wsg_config &c)
+    : host(c.string_of("listen.host")),
+      port(static_cast<int>(c.int_of("listen.port"))),
+      path(c.string_of("server.path")),
+      shutdown_timeout_ms(c.int_of("server.shutdown_timeout_ms")),
+      max_message_bytes(static_cast<size_t>(c.int_of("limits.max_message_bytes"))),
+      max_connections(static_cast<size_t>(c.int_of("limits.max_connections"))),
+      max_queue_bytes(static_cast<size_t>(c.int_of("limits.max_queue_bytes"))),
+      log_level(log_level_from_name(c.string_of("log.level"))),
+      rx_buffer_bytes(static_cast<size_t>(c.int_of("tuning.rx_buffer_bytes"))),
+      write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))) {}
+
+Server::Server(const wsg_config &cfg, wsg_server *self) : self_(self), cfg_(cfg) {
+    log.set_min_level(cfg_.log_level);
+    std::memset(protocols_, 0, sizeof protocols_);
+    protocols_[0].name = "wsgate";
+    protocols_[0].callback = &Server::lws_callback;
+    protocols_[0].per_session_data_size = 0;
+    protocols_[0].rx_buffer_size = cfg_.rx_buffer_bytes;
+    protocols_[0].tx_packet_size = cfg_.write_batch_bytes;
+    scratch_.resize(LWS_PRE + cfg_.write_batch_bytes);
+}
+
+Server::~Server() {
+    stop();
+}
+
+bool Server::is_idle() {
+    std::lock_guard<std::mutex> lock(life_mu_);
+    return state_ == State::Idle;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+wsg_status Server::listen() {
+    std::lock_guard<std::mutex> lock(life_mu_);
+    if (state_ != State::Idle)
+        return fail(WSG_ESTATE, "server is already listening or running");
+    return listen_locked();
+}
+
+wsg_status Server::listen_locked() {
+    init_lws_logging();
+    // lws sizes its fd table from RLIMIT_NOFILE when the context is created:
+    // raise the soft limit (up to the hard one) so max_connections fit.
+    struct rlimit rl;
+    rlim_t want = static_cast<rlim_t>(cfg_.max_connections) + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    struct lws_context_creation_info info;
+    std::memset(&info, 0, sizeof info);
+    info.port = cfg_.port;
+    info.iface = cfg_.host.empty() ? nullptr : cfg_.host.c_str();
+    info.protocols = protocols_;
+    info.vhost_name = "default";
+    info.user = this;
+    info.gid = -1;
+    info.uid = -1;
+    info.options = LWS_SERVER_OPTION_SKIP_SERVER_CANONICAL_NAME;
+    // lws ignores an IPv4 iface and listens everywhere unless IPv6 is off.
+    if (!cfg_.host.empty() && is_ipv4_literal(cfg_.host))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+
+    stopping_ = false;
+    loop_exit_ = false;
+    ctx_ = lws_create_context(&info);
+    if (!ctx_) return fail(WSG_EIO, bind_error(cfg_.host, cfg_.port));
+    vhost_ = lws_get_vhost_by_name(ctx_, "default");
+    int p = vhost_ ? lws_get_vhost_listen_port(vhost_) : -1;
+    if (p <= 0) {
+        lws_context_destroy(ctx_);
+        ctx_ = nullptr;
+        return fail(WSG_EIO, bind_error(cfg_.host, cfg_.port));
+    }
+    port_.store(p);
+    state_ = State::Listening;
+    {
+        std::lock_guard<std::mutex> cl(cmd_mu_);
+        cmd_open_ = true;
+    }
+    LogFields f;
+    f["host"] = cfg_.host.empty() ? "*" : cfg_.host;
+    f["port"] = p;
+    f["path"] = cfg_.path;
+    log.emit(WSG_LOG_INFO, "listen", f);
+    return WSG_OK;
+}
+
+wsg_status Server::start() {
+    std::lock_guard<std::mutex> lock(life_mu_);
+    if (state_ == State::Running) return fail(WSG_ESTATE, "server is already running");
+    if (state_ == State::Idle) {
+        if (wsg_status st = listen_locked()) return st;
+    }
+    loop_done_ = false;
+    try {
+        thread_ = std::thread([this] { loop(); });
+    } catch (const std::system_error &e) {
+        return fail(WSG_EIO, std::string("cannot start the service thread: ") + e.what());
+    }
+    state_ = State::Running;
+    return WSG_OK;
+}
+
+wsg_status Server::run() {
+    {
+        std::lock_guard<std::mutex> lock(life_mu_);
+        if (state_ == State::Running) return fail(WSG_ESTATE, "server is already running");
+        if (state_ == State::Idle) {
+            if (wsg_status st = listen_locked()) return st;
+        }
+        loop_done_ = false;
+        state_ = State::Running;
+    }
+    loop();
+    {
+        std::lock_guard<std::mutex> lock(life_mu_);
+        state_ = State::Idle;
+        loop_done_ = true;
+    }
+    life_cv_.notify_all();
+    return WSG_OK;
+}
+
+void Server::loop() {
+    service_tid_.store(std::this_thread::get_id(), std::memory_order_release);
+    // Commands posted before the loop started are waiting: look at them.
+    wake_pending_.store(true);
+    drain_commands();
+    while (!loop_exit_) {
+        if (lws_service(ctx_, 0) < 0) break;
+    }
+    destroy_context();
+    service_tid_.store(std::thread::id(), std::memory_order_release);
+}
+
+// Service thread, or a lifecycle call when the loop never ran.
+void Server::destroy_context() {
+    {
+        std::lock_guard<std::mutex> cl(cmd_mu_);
+        cmd_open_ = false;
+        cmds_.clear();
+    }
+    if (ctx_) {
+        lws_sul_cancel(&shutdown_timer_.sul);
+        // Fires LWS_CALLBACK_CLOSED (and so on_close) for what is still open.
+        lws_context_destroy(ctx_);
+        ctx_ = nullptr;
+        vhost_ = nullptr;
+    }
+    // Anything lws did not report is finished here, so on_close fires once
+    // for every opened connection.
+    while (!reg_.live().empty()) {
+        Conn *c = reg_.live().back();
+        c->wsi = nullptr;
+        if (!c->closing) begin_close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN);
+        finish(c);
+    }
+    port_.store(-1);
+    LogFields f;
+    log.emit(WSG_LOG_INFO, "stop", f);
+}
+
+wsg_status Server::stop() {
+    if (on_service_thread())
+        return fail(WSG_EBUSY, "wsg_server_stop/free cannot be called from a callback "
+                               "(it would wait for the thread it runs on)");
+    std::lock_guard<std::mutex> serial(stop_mu_);
+    std::unique_lock<std::mutex> lock(life_mu_);
+    if (state_ == State::Idle) return WSG_OK;
+    if (state_ == State::Listening) {
+        destroy_context();
+        state_ = State::Idle;
+        return WSG_OK;
+    }
+    Command cmd(Command::Stop);
+    lock.unlock();
+    wsg_status st = post(std::move(cmd));
+    lock.lock();
+    if (thread_.joinable()) {
+        lock.unlock();
+        thread_.join();
+        lock.lock();
+        state_ = State::Idle;
+    } else if (st == WSG_OK) {
+        // wsg_server_run() on another thread: wait until its loop returns.
+        life_cv_.wait(lock, [this] { return loop_done_; });
+    }
+    return WSG_OK;
+}
+
+wsg_status Server::port(int *out) const {
+    int p = port_.load();
+    if (p <= 0) return fail(WSG_ESTATE, "server is not listening (call wsg_server_listen or start)");
+    *out = p;
+    return WSG_OK;
+}
+
+// ---------------------------------------------------------------- commands
+
+wsg_status Server::post(Command &&cmd) {
+    std::lock_guard<std::mutex> lock(cmd_mu_);
+    if (!cmd_open_) return fail(WSG_ESTATE, "server is not running");
+    cmds_.push_back(std::move(cmd));
+    // One wake-up per batch: the loop drains everything queued so far.
+    if (!wake_pending_.exchange(true)) lws_cancel_service(ctx_);
+    return WSG_OK;
+}
+
+void Server::drain_commands() {
+    // LWS_CALLBACK_EVENT_WAIT_CANCELLED arrives often and once per protocol:
+    // keep the empty case to one atomic load.
+    if (!wake_pending_.load(std::memory_order_acquire)) return;
+    std::vector<Command> batch;
+    {
+        std::lock_guard<std::mutex> lock(cmd_mu_);
+        batch.swap(cmds_);
+        wake_pending_.store(false);
+    }
+    for (Command &c : batch) execute(c);
+}
+
+void Server::execute(Command &cmd) {
+    switch (cmd.kind) {
+    case Command::Send: {
+        Conn *c = reg_.get(cmd.id);
+        if (c && !c->closing) enqueue(c, cmd.frames, cmd.payload);
+        break;
+    }
+    case Command::Close: {
+        Conn *c = reg_.get(cmd.id);
+        if (c && !c->closing) begin_close(c, cmd.code, cmd.reason, WSG_CAUSE_APP);
+        break;
+    }
+    case Command::Broadcast: {
+        // Snapshot: closing one connection may reorder live().
+        std::vector<Conn *> targets = reg_.live();
+        for (Conn *c : targets)
+            if (!c->closing) enqueue(c, cmd.frames, cmd.payload);
+        break;
+    }
+    case Command::Stop: begin_shutdown(); break;
+    }
+}
+
+void Server::begin_shutdown() {
+    if (stopping_) return;
+    stopping_ = true;
+    std::vector<Conn *> targets = reg_.live();
+    for (Conn *c : targets)
+        if (!c->closing) begin_close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN);
+    if (reg_.count() == 0) {
+        loop_exit_ = true;
+        return;
+    }
+    shutdown_timer_.owner = this;
+    lws_sul_schedule(ctx_, 0, &shutdown_timer_.sul, &Server::shutdown_timer,
+                     cfg_.shutdown_timeout_ms * LWS_US_PER_MS);
+}
+
+void Server::shutdown_timer(lws_sorted_usec_list_t *sul) {
+    Server *self = reinterpret_cast<Timer *>(sul)->owner;
+    if (self->reg_.count() > 0) {
+        LogFields f;
+        f["remaining"] = self->reg_.count();
+        f["message"] = "shutdown timeout: dropping connections that did not finish closing";
+        self->log.emit(WSG_LOG_WARN, "stop", f);
+    }
+    self->loop_exit_ = true;
+}
+
+// ---------------------------------------------------------------- any thread API
+
+wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len) {
+    if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
+        return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
+    if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+    if (on_service_thread()) {
+        Conn *c = reg_.get(id);
+        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        if (c->closing) return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
+        enqueue(c, FrameBuilder::message(type, data, len, cfg_.write_batch_bytes), len);
+        return WSG_OK;
+    }
+    {
+        std::lock_guard<std::mutex> lock(reg_.mu);
+        if (!reg_.get(id))
+            return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+    }
+    Command cmd(Command::Send);
+    cmd.id = id;
+    cmd.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
+    cmd.payload = len;
+    wsg_status st = post(std::move(cmd));
+    // The loop stopped between the lookup and the post: the id is gone.
+    if (st == WSG_ESTATE) return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
+    return st;
+}
+
+wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
+    if (!valid_close_code(code))
+        return fail(WSG_EINVAL, "close code " + std::to_string(code) +
+                                    " is not sendable: use 1000-1003, 1007-1009, 1011-1014 or "
+                                    "3000-4999");
+    std::string why = reason ? reason : "";
+    Utf8Validator v;
+    if (why.size() > 123 ||
+        !(v.feed(reinterpret_cast<const uint8_t *>(why.data()), why.size()) && v.complete()))
+        return fail(WSG_EINVAL, "close reason must be UTF-8 of at most 123 bytes");
+    if (on_service_thread()) {
+        Conn *c = reg_.get(id);
+        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        if (c->closing) return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is already closing");
+        begin_close(c, code, why, WSG_CAUSE_APP);
+        return WSG_OK;
+    }
+    {
+        std::lock_guard<std::mutex> lock(reg_.mu);
+        if (!reg_.get(id))
+            return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+    }
+    Command cmd(Command::Close);
+    cmd.id = id;
+    cmd.code = code;
+    cmd.reason = std::move(why);
+    wsg_status st = post(std::move(cmd));
+    if (st == WSG_ESTATE) return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
+    return st;
+}
+
+wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len) {
+    if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
+        return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
+    if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+    Command cmd(Command::Broadcast);
+    cmd.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
+    cmd.payload = len;
+    if (on_service_thread()) {
+        execute(cmd);
+        return WSG_OK;
+    }
+    return post(std::move(cmd));
+}
+
+// ---------------------------------------------------------------- send path
+
+void Server::request_writable(Conn *c) {
+    if (c->writable_requested || !c->wsi) return;
+    c->writable_requested = true;
+    lws_callback_on_writable(c->wsi);
+}
+
+void Server::enqueue(Conn *c, const FrameList &frames, size_t payload) {
+    for (const FrameRef &f : frames) c->queue.push(f);
+    Conn::bump(c->msgs_out, 1);
+    Conn::bump(c->bytes_out, payload);
+    if (c->queue.bytes() > cfg_.max_queue_bytes) {
+        // The peer stopped reading: drop what it will never get and close.
+        LogFields f;
+        f["conn"] = c->id;
+        f["queued_bytes"] = c->queue.bytes();
+        f["limit"] = cfg_.max_queue_bytes;
+        log.emit(WSG_LOG_WARN, "backpressure", f);
+        c->queue.clear();
+        begin_close(c, 1013, "send queue full", WSG_CAUSE_BACKPRESSURE);
+        return;
+    }
+    request_writable(c);
+}
+
+void Server::begin_close(Conn *c, int code, const std::string &reason, wsg_close_cause cause) {
+    if (c->closing) return;
+    c->closing = true;
+    c->close_queued = true;
+    c->close_code = code;
+    c->close_reason = reason;
+    c->cause = cause;
+    if (c->wsi) {
+        // Hard stop if the peer never lets the close frame out or never answers.
+        int secs = static_cast<int>((cfg_.shutdown_timeout_ms + 999) / 1000) + 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, secs);
+    }
+    request_writable(c);
+}
+
+int Server::fail_close(Conn *c, int code, const char *reason, wsg_close_cause cause) {
+    c->closing = true;
+    c->close_queued = false;
+    c->close_code = code;
+    c->close_reason = reason;
+    c->cause = cause;
+    c->queue.clear();
+    lws_close_reason(c->wsi, static_cast<enum lws_close_status>(code),
+                     reinterpret_cast<unsigned char *>(const_cast<char *>(reason)),
+                     std::strlen(reason));
+    return -1;
+}
+
+int Server::on_writeable(Conn *c) {
+    c->writable_requested = false;
+    if (!c->queue.empty()) {
+        const size_t batch = cfg_.write_batch_bytes;
+        Frame *first = c->queue.front();
+        int n;
+        if (c->queue.count() == 1 || first->size() >= batch / 2) {
+            // One frame: write it from its own buffer (it has LWS_PRE headroom).
+            n = lws_write(c->wsi, first->data(), first->size(), LWS_WRITE_RAW);
+            c->queue.pop();
+        } else {
+            // Coalesce whole frames: one write, one syscall for many messages.
+            uint8_t *out = scratch_.data() + LWS_PRE;
+            size_t used = 0;
+            while (!c->queue.empty() && used + c->queue.front()->size() <= batch) {
+                Frame *f = c->queue.front();
+                std::memcpy(out + used, f->data(), f->size());
+                used += f->size();
+                c->queue.pop();
+            }
+            n = lws_write(c->wsi, out, used, LWS_WRITE_RAW);
+        }
+        if (n < 0) {
+            log_error("write", "lws_write failed; dropping the connection", c->id);
+            return -1;
+        }
+        if (!c->queue.empty() || c->close_queued) request_writable(c);
+        return 0;
+    }
+    if (c->close_queued) {
+        // Our queue is empty and lws has flushed its own buffer (it withholds
+        // WRITEABLE until then), so the close frame cannot be lost.
+        c->close_queued = false;
+        lws_close_reason(c->wsi, static_cast<enum lws_close_status>(c->close_code),
+                         reinterpret_cast<unsigned char *>(&c->close_reason[0]),
+                         c->close_reason.size());
+        return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------- receive path
+
+int Server::on_receive(Conn *c, const void *in, size_t len) {
+    if (c->closing) return 0;  // a close is under way; late data is dropped
+    const uint8_t *p = static_cast<const uint8_t *>(in);
+    if (!c->in_message) {
+        c->in_message = true;
+        c->rx_binary = lws_frame_is_binary(c->wsi) != 0;
+        c->utf8.reset();
+    }
+    if (c->rx.size() + len > cfg_.max_message_bytes) {
+        LogFields f;
+        f["conn"] = c->id;
+        f["limit"] = cfg_.max_message_bytes;
+        log.emit(WSG_LOG_WARN, "too_big", f);
+        return fail_close(c, 1009, "message too big", WSG_CAUSE_TOO_BIG);
+    }
+    if (!c->rx_binary && !c->utf8.feed(p, len))
+        return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
+    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
+    if (!final) {
+        c->rx.append(reinterpret_cast<const char *>(p), len);
+        return 0;
+    }
+    if (!c->rx_binary && !c->utf8.complete())
+        return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
+    const void *data = p;
+    size_t n = len;
+    if (!c->rx.empty()) {
+        c->rx.append(reinterpret_cast<const char *>(p), len);
+        data = c->rx.data();
+        n = c->rx.size();
+    }
+    c->in_message = false;
+    Conn::bump(c->msgs_in, 1);
+    Conn::bump(c->bytes_in, n);
+    if (on_message.fn)
+        on_message.fn(self_, c->id, c->rx_binary ? WSG_MSG_BINARY : WSG_MSG_TEXT, data, n,
+                      on_message.user);
+    if (!c->rx.empty()) {
+        c->rx.clear();
+        if (c->rx.capacity() > 64 * 1024) std::string().swap(c->rx);
+    }
+    return 0;
+}
+
+void Server::on_peer_close(Conn *c, const void *in, size_t len) {
+    if (c->closing) return;  // we started the close: keep our cause
+    c->closing = true;
+    c->close_queued = false;
+    c->cause = WSG_CAUSE_PEER;
+    const uint8_t *p = static_cast<const uint8_t *>(in);
+    if (len >= 2) {
+        c->close_code = (p[0] << 8) | p[1];
+        c->close_reason.assign(reinterpret_cast<const char *>(p + 2), len - 2);
+    } else {
+        c->close_code = 1005;  // no status received
+    }
+}
+
+// ---------------------------------------------------------------- open and close
+
+int Server::reject(struct lws *wsi, int status, const char *reason, const char *extra) {
+    static const struct {
+        int code;
+        const char *text;
+    } names[] = {{400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
+                 {404, "Not Found"},   {426, "Upgrade Required"}, {503, "Service Unavailable"}};
+    const char *text = "Error";
+    for (const auto &n : names)
+        if (n.code == status) text = n.text;
+    std::string body = std::string(reason) + "\n";
+    std::string resp = "HTTP/1.1 " + std::to_string(status) + " " + text +
+                       "\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: " +
+                       std::to_string(body.size()) + "\r\nconnection: close\r\n" +
+                       (extra ? extra : "") + "\r\n" + body;
+    std::vector<uint8_t> buf(LWS_PRE + resp.size());
+    std::memcpy(buf.data() + LWS_PRE, resp.data(), resp.size());
+    lws_write(wsi, buf.data() + LWS_PRE, resp.size(), LWS_WRITE_HTTP_HEADERS);
+
+    if (log.enabled(WSG_LOG_WARN)) {
+        std::string addr;
+        int port;
+        peer_of(lws_get_socket_fd(wsi), &addr, &port);
+        LogFields f;
+        f["peer"] = addr;
+        f["peer_port"] = port;
+        f["path"] = header(wsi, WSI_TOKEN_GET_URI);
+        f["status"] = status;
+        f["reason"] = reason;
+        log.emit(WSG_LOG_WARN, "reject", f);
+    }
+    return 1;
+}
+
+int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
+    if (!upgrade || strcasecmp(upgrade, "websocket") != 0)
+        return reject(wsi, 400, "only WebSocket upgrades are served here", nullptr);
+    std::string path = header(wsi, WSI_TOKEN_GET_URI);
+    if (!path_matches(cfg_.path, path)) return reject(wsi, 404, "no WebSocket endpoint at this path", nullptr);
+    if (stopping_) return reject(wsi, 503, "server is shutting down", "retry-after: 5\r\n");
+    if (reg_.count() >= cfg_.max_connections)
+        return reject(wsi, 503, "connection limit reached", "retry-after: 5\r\n");
+    return 0;
+}
+
+void Server::on_established(struct lws *wsi) {
+    auto *c = new Conn();
+    c->wsi = wsi;
+    peer_of(lws_get_socket_fd(wsi), &c->peer_addr, &c->peer_port);
+    c->path = header(wsi, WSI_TOKEN_GET_URI);
+    c->query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    c->origin = header(wsi, WSI_TOKEN_ORIGIN);
+    c->subprotocol = header(wsi, WSI_TOKEN_PROTOCOL);
+    c->connected_at_ms = unix_ms();
+    c->opened_mono_ms = mono_ms();
+    try {
+        reg_.add(c);
+    } catch (...) {
+        delete c;
+        throw;
+    }
+    lws_set_opaque_user_data(wsi, c);
+    if (log.enabled(WSG_LOG_INFO)) {
+        LogFields f;
+        f["conn"] = c->id;
+        f["peer"] = c->peer_addr;
+        f["peer_port"] = c->peer_port;
+        f["path"] = c->path;
+        if (!c->origin.empty()) f["origin"] = c->origin;
+        if (!c->subprotocol.empty()) f["subprotocol"] = c->subprotocol;
+        log.emit(WSG_LOG_INFO, "open", f);
+    }
+    if (on_open.fn) on_open.fn(self_, c->id, on_open.user);
+}
+
+void Server::finish(Conn *c) {
+    if (!c->closing) {
+        c->closing = true;
+        c->close_code = 1006;
+        c->cause = WSG_CAUSE_LOST;
+    }
+    if (on_close.fn)
+        on_close.fn(self_, c->id, c->close_code, c->close_reason.c_str(), c->close_reason.size(),
+                    c->cause, on_close.user);
+    if (log.enabled(WSG_LOG_INFO)) {
+        LogFields f;
+        f["conn"] = c->id;
+        f["peer"] = c->peer_addr;
+        f["peer_port"] = c->peer_port;
+        f["code"] = c->close_code;
+        f["cause"] = wsg_close_cause_str(c->cause);
+        if (!c->close_reason.empty()) f["reason"] = c->close_reason;
+        f["duration_ms"] = mono_ms() - c->opened_mono_ms;
+        f["msgs_in"] = c->msgs_in.load();
+        f["bytes_in"] = c->bytes_in.load();
+        f["msgs_out"] = c->msgs_out.load();
+        f["bytes_out"] = c->bytes_out.load();
+        log.emit(WSG_LOG_INFO, "close", f);
+    }
+    reg_.remove(c);
+    if (c->wsi) lws_set_opaque_user_data(c->wsi, nullptr);
+    delete c;
+    if (stopping_ && reg_.count() == 0) loop_exit_ = true;
+}
+
+void Server::log_error(const char *what, const std::string &detail, wsg_conn_id id) {
+    LogFields f;
+    if (id) f["conn"] = id;
+    f["where"] = what;
+    f["message"] = detail;
+    log.emit(WSG_LOG_ERROR, "error", f);
+}
+
+// ---------------------------------------------------------------- dispatch
+
+int Server::lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *, void *in,
+                         size_t len) {
+    auto *self = static_cast<Server *>(lws_context_user(lws_get_context(wsi)));
+    if (!self) return 0;
+    try {
+        return self->handle(wsi, reason, in, len);
+    } catch (const std::exception &e) {
+        self->log_error("callback", e.what());
+    } catch (...) {
+        self->log_error("callback", "unknown exception");
+    }
+    // Fail only this connection; the server goes on.
+    return -1;
+}
+
+int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len) {
+    Conn *c = static_cast<Conn *>(lws_get_opaque_user_data(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: drain_commands(); return 0;
+
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        if (log.enabled(WSG_LOG_DEBUG)) {
+            std::string addr;
+            int port;
+            peer_of(static_cast<int>(reinterpret_cast<intptr_t>(in)), &addr, &port);
+            LogFields f;
+            f["peer"] = addr;
+            f["peer_port"] = port;
+            log.emit(WSG_LOG_DEBUG, "accept", f);
+        }
+        return 0;
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return on_confirm_upgrade(wsi, static_cast<const char *>(in));
+
+    case LWS_CALLBACK_HTTP:
+        // A plain HTTP request on the WebSocket port.
+        return reject(wsi, 426, "this endpoint speaks WebSocket only", "upgrade: websocket\r\n")
+                   ? -1
+                   : 0;
+
+    case LWS_CALLBACK_ESTABLISHED: on_established(wsi); return 0;
+
+    case LWS_CALLBACK_RECEIVE: return c ? on_receive(c, in, len) : -1;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: return c ? on_writeable(c) : 0;
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (c) on_peer_close(c, in, len);
+        return 0;
+
+    case LWS_CALLBACK_CLOSED:
+        if (c) finish(c);
+        return 0;
+
+    default: return 0;
+    }
+}
+
+}  // namespace wsgate

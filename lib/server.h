@@ -1,0 +1,172 @@
+// One WebSocket server: the lws context, its service thread, the protocol
+// callback, the cross-thread command queue and the send/close paths.
+#pragma once
+
+#include <libwebsockets.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "frame.h"
+#include "log.h"
+#include "options.h"
+#include "registry.h"
+
+namespace wsgate {
+
+// A registered callback with its user pointer, released exactly once.
+template <class Fn>
+struct Callback {
+    Fn fn = nullptr;
+    void *user = nullptr;
+    wsg_free_fn user_free = nullptr;
+
+    void set(Fn f, void *u, wsg_free_fn uf) {
+        release();
+        fn = f;
+        user = u;
+        user_free = uf;
+    }
+    void release() {
+        wsg_free_fn uf = user_free;
+        void *u = user;
+        fn = nullptr;
+        user = nullptr;
+        user_free = nullptr;
+        if (uf) uf(u);
+    }
+    ~Callback() { release(); }
+};
+
+// The typed view of a wsg_config that a server runs with.
+struct Settings {
+    std::string host;
+    int port = 0;
+    std::string path;
+    int64_t shutdown_timeout_ms = 0;
+    size_t max_message_bytes = 0;
+    size_t max_connections = 0;
+    size_t max_queue_bytes = 0;
+    int log_level = 0;
+    size_t rx_buffer_bytes = 0;
+    size_t write_batch_bytes = 0;
+
+    explicit Settings(const wsg_config &cfg);
+};
+
+class Server {
+public:
+    Server(const wsg_config &cfg, wsg_server *self);
+    ~Server();
+    Server(const Server &) = delete;
+    Server &operator=(const Server &) = delete;
+
+    wsg_status listen();
+    wsg_status start();
+    wsg_status run();
+    wsg_status stop();
+    wsg_status port(int *out) const;
+    // True while the caller is this server's service thread.
+    bool on_service_thread() const {
+        return service_tid_.load(std::memory_order_acquire) == std::this_thread::get_id();
+    }
+    // Lifecycle checks for callback registration.
+    bool is_idle();
+
+    // Any thread.
+    wsg_status send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len);
+    wsg_status close(wsg_conn_id id, int code, const char *reason);
+    wsg_status broadcast(wsg_msg_type type, const void *data, size_t len);
+
+    Registry &registry() { return reg_; }
+
+    Callback<wsg_open_fn> on_open;
+    Callback<wsg_message_fn> on_message;
+    Callback<wsg_close_fn> on_close;
+    Callback<wsg_log_fn> on_log;
+    Logger log;
+
+private:
+    enum class State { Idle, Listening, Running };
+    struct Command {
+        enum Kind { Send, Close, Broadcast, Stop } kind;
+        explicit Command(Kind k) : kind(k) {}
+        wsg_conn_id id = 0;
+        FrameList frames;
+        size_t payload = 0;
+        int code = 0;
+        std::string reason;
+    };
+
+    static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                            void *in, size_t len);
+    int handle(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len);
+
+    wsg_status listen_locked();
+    void loop();
+    void destroy_context();
+    wsg_status post(Command &&cmd);
+    void drain_commands();
+    void execute(Command &cmd);
+    void begin_shutdown();
+    static void shutdown_timer(lws_sorted_usec_list_t *sul);
+
+    int on_confirm_upgrade(struct lws *wsi, const char *upgrade);
+    void on_established(struct lws *wsi);
+    int on_receive(Conn *c, const void *in, size_t len);
+    int on_writeable(Conn *c);
+    void on_peer_close(Conn *c, const void *in, size_t len);
+    void finish(Conn *c);
+
+    void enqueue(Conn *c, const FrameList &frames, size_t payload);
+    void request_writable(Conn *c);
+    void begin_close(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
+    int fail_close(Conn *c, int code, const char *reason, wsg_close_cause cause);
+    int reject(struct lws *wsi, int status, const char *reason, const char *extra_headers);
+    void log_error(const char *what, const std::string &detail, wsg_conn_id id = 0);
+
+    wsg_server *self_;
+    Settings cfg_;
+    Registry reg_;
+    struct lws_protocols protocols_[2];
+
+    // Lifecycle: life_mu_ guards state_, ctx_ (creation and destruction) and
+    // thread_; stop_mu_ serialises whole stop() calls.
+    std::mutex life_mu_, stop_mu_;
+    std::condition_variable life_cv_;
+    State state_ = State::Idle;
+    bool loop_done_ = false;
+    struct lws_context *ctx_ = nullptr;
+    struct lws_vhost *vhost_ = nullptr;
+    std::atomic<int> port_{-1};
+    std::thread thread_;
+    std::atomic<std::thread::id> service_tid_{};
+
+    // Cross-thread commands. cmd_mu_ guards cmds_ and cmd_open_; cmd_open_
+    // is true only while the loop can drain, so lws_cancel_service() under
+    // the lock never touches a destroyed context.
+    std::mutex cmd_mu_;
+    std::vector<Command> cmds_;
+    bool cmd_open_ = false;
+    std::atomic<bool> wake_pending_{false};
+
+    // Service thread only.
+    bool stopping_ = false;
+    bool loop_exit_ = false;
+    // The sul comes first so the timer callback can recover its owner.
+    struct Timer {
+        lws_sorted_usec_list_t sul;
+        Server *owner;
+    } shutdown_timer_{};
+    std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
+};
+
+}  // namespace wsgate
+
+struct wsg_server : wsgate::Server {
+    explicit wsg_server(const wsg_config &cfg) : Server(cfg, this) {}
+};
