@@ -30,6 +30,24 @@ std::string valid_path(std::string_view v) {
     return {};
 }
 
+std::string valid_subprotocols(std::string_view v) {
+    // RFC 6455 subprotocol names are RFC 7230 tokens.
+    static const std::string_view separators = "()<>@,;:\\\"/[]?={} \t";
+    bool empty_item = true;
+    for (char c : v) {
+        if (c == ',') {
+            if (empty_item) return "has an empty name (use a comma-separated list of tokens)";
+            empty_item = true;
+            continue;
+        }
+        if (c <= 0x20 || c >= 0x7f || separators.find(c) != std::string_view::npos)
+            return "must be a comma-separated list of tokens without spaces";
+        empty_item = false;
+    }
+    if (!v.empty() && empty_item) return "has an empty name (use a comma-separated list of tokens)";
+    return {};
+}
+
 constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
 
 // Keep sorted by section; README's option table is generated from this.
@@ -43,6 +61,10 @@ const std::vector<OptionDef> kTable = {
     {"server.path", OptType::String, "/", 0, 0, nullptr,
      "URL path that accepts upgrades: this path and paths below it; others get 404.",
      valid_path},
+    {"server.subprotocols", OptType::String, "", 0, 0, nullptr,
+     "Comma-separated subprotocols the server speaks (Sec-WebSocket-Protocol); a request "
+     "offering only others gets 400. Empty: none offered is accepted.",
+     valid_subprotocols},
     {"server.shutdown_timeout_ms", OptType::Int, "2000", 0, 600000, nullptr,
      "How long a stop waits for close handshakes before it drops the remaining connections.",
      nullptr},

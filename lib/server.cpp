@@ -71,6 +71,24 @@ bool path_matches(const std::string &want, const std::string &path) {
     return want.back() == '/' || path[want.size()] == '/';
 }
 
+std::vector<std::string> split_list(const std::string &s) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start < s.size()) {
+        size_t comma = s.find(',', start);
+        if (comma == std::string::npos) comma = s.size();
+        std::string item = s.substr(start, comma - start);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.pop_back();
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.erase(0, 1);
+        if (!item.empty()) out.push_back(item);
+        start = comma + 1;
+    }
+    return out;
+}
+
+// Not a valid token, so lws can never match a client's offer against it.
+const char kDefaultProtocol[] = "wsgate default";
+
 bool valid_close_code(int code) {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1009) ||
            (code >= 1011 && code <= 1014) || (code >= 3000 && code <= 4999);
@@ -133,6 +151,7 @@ Settings::Settings(const wsg_config &c)
     : host(c.string_of("listen.host")),
       port(static_cast<int>(c.int_of("listen.port"))),
       path(c.string_of("server.path")),
+      subprotocols(split_list(c.string_of("server.subprotocols"))),
       shutdown_timeout_ms(c.int_of("server.shutdown_timeout_ms")),
       max_message_bytes(static_cast<size_t>(c.int_of("limits.max_message_bytes"))),
       max_connections(static_cast<size_t>(c.int_of("limits.max_connections"))),
@@ -143,12 +162,16 @@ Settings::Settings(const wsg_config &c)
 
 Server::Server(const wsg_config &cfg, wsg_server *self) : self_(self), cfg_(cfg) {
     log.set_min_level(cfg_.log_level);
-    std::memset(protocols_, 0, sizeof protocols_);
-    protocols_[0].name = "wsgate";
-    protocols_[0].callback = &Server::lws_callback;
-    protocols_[0].per_session_data_size = 0;
-    protocols_[0].rx_buffer_size = cfg_.rx_buffer_bytes;
-    protocols_[0].tx_packet_size = cfg_.write_batch_bytes;
+    protocols_.resize(cfg_.subprotocols.size() + 2);
+    for (size_t i = 0; i <= cfg_.subprotocols.size(); i++) {
+        struct lws_protocols &p = protocols_[i];
+        std::memset(&p, 0, sizeof p);
+        p.name = i == 0 ? kDefaultProtocol : cfg_.subprotocols[i - 1].c_str();
+        p.callback = &Server::lws_callback;
+        p.rx_buffer_size = cfg_.rx_buffer_bytes;
+        p.tx_packet_size = cfg_.write_batch_bytes;
+    }
+    std::memset(&protocols_.back(), 0, sizeof(struct lws_protocols));
     scratch_.resize(LWS_PRE + cfg_.write_batch_bytes);
 }
 
@@ -185,7 +208,7 @@ wsg_status Server::listen_locked() {
     std::memset(&info, 0, sizeof info);
     info.port = cfg_.port;
     info.iface = cfg_.host.empty() ? nullptr : cfg_.host.c_str();
-    info.protocols = protocols_;
+    info.protocols = protocols_.data();
     info.vhost_name = "default";
     info.user = this;
     info.gid = -1;
@@ -671,6 +694,14 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
         return reject(wsi, 400, "only WebSocket upgrades are served here", nullptr);
     std::string path = header(wsi, WSI_TOKEN_GET_URI);
     if (!path_matches(cfg_.path, path)) return reject(wsi, 404, "no WebSocket endpoint at this path", nullptr);
+    std::string offered = header(wsi, WSI_TOKEN_PROTOCOL);
+    if (!offered.empty()) {
+        // lws would drop the TCP connection without a word: answer instead.
+        bool ok = false;
+        for (const std::string &name : split_list(offered))
+            for (const std::string &ours : cfg_.subprotocols) ok = ok || name == ours;
+        if (!ok) return reject(wsi, 400, "none of the offered subprotocols is spoken here", nullptr);
+    }
     if (stopping_) return reject(wsi, 503, "server is shutting down", "retry-after: 5\r\n");
     if (reg_.count() >= cfg_.max_connections)
         return reject(wsi, 503, "connection limit reached", "retry-after: 5\r\n");
@@ -684,7 +715,9 @@ void Server::on_established(struct lws *wsi) {
     c->path = header(wsi, WSI_TOKEN_GET_URI);
     c->query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
     c->origin = header(wsi, WSI_TOKEN_ORIGIN);
-    c->subprotocol = header(wsi, WSI_TOKEN_PROTOCOL);
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    if (proto && proto->name && std::strcmp(proto->name, kDefaultProtocol) != 0)
+        c->subprotocol = proto->name;
     c->connected_at_ms = unix_ms();
     c->opened_mono_ms = mono_ms();
     try {

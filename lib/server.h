@@ -47,6 +47,7 @@ struct Settings {
     std::string host;
     int port = 0;
     std::string path;
+    std::vector<std::string> subprotocols;
     int64_t shutdown_timeout_ms = 0;
     size_t max_message_bytes = 0;
     size_t max_connections = 0;
@@ -132,7 +133,9 @@ private:
     wsg_server *self_;
     Settings cfg_;
     Registry reg_;
-    struct lws_protocols protocols_[2];
+    // protocols_[0] takes requests that offer no subprotocol; then one entry
+    // per server.subprotocols name; then the terminator.
+    std::vector<struct lws_protocols> protocols_;
 
     // Lifecycle: life_mu_ guards state_, ctx_ (creation and destruction) and
     // thread_; stop_mu_ serialises whole stop() calls.

@@ -321,7 +321,7 @@ typedef enum wsg_info_key {
     WSG_INFO_PATH = 3,            /**< string: request path without the query */
     WSG_INFO_QUERY = 4,           /**< string: query string without '?', "" if none */
     WSG_INFO_ORIGIN = 5,          /**< string: Origin header, "" if none */
-    WSG_INFO_SUBPROTOCOL = 6,     /**< string: Sec-WebSocket-Protocol requested, "" if none */
+    WSG_INFO_SUBPROTOCOL = 6,     /**< string: subprotocol agreed (from server.subprotocols), "" if none */
     WSG_INFO_CONNECTED_AT_MS = 7, /**< int: Unix time of the upgrade, milliseconds */
     WSG_INFO_DURATION_MS = 8,     /**< int: time connected when the snapshot was taken */
     WSG_INFO_MESSAGES_IN = 9,     /**< int: whole messages received */
