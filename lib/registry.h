@@ -33,6 +33,9 @@ struct Conn {
     // Counters: written by the service thread only, read by any thread.
     std::atomic<uint64_t> msgs_in{0}, bytes_in{0}, msgs_out{0}, bytes_out{0};
     std::atomic<void *> user{nullptr};
+    // Set by wsg_conn_close() off the service thread before its command runs,
+    // so later sends and closes already answer WSG_ECLOSED.
+    std::atomic<bool> close_requested{false};
 
     // Service thread only from here on.
     FrameQueue queue;

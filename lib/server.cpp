@@ -42,6 +42,17 @@ std::string header(struct lws *wsi, enum lws_token_indexes token) {
     return s;
 }
 
+// The query string: lws keeps each parameter (URL-decoded) as a fragment.
+std::string query_of(struct lws *wsi) {
+    std::string q;
+    char buf[1024];
+    for (int i = 0; lws_hdr_copy_fragment(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        if (!q.empty()) q += '&';
+        q += buf;
+    }
+    return q;
+}
+
 // Peer IP (IPv4-mapped addresses unwrapped) and port of a socket.
 void peer_of(int fd, std::string *addr, int *port) {
     struct sockaddr_storage ss;
@@ -435,14 +446,17 @@ wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, siz
     if (on_service_thread()) {
         Conn *c = reg_.get(id);
         if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->closing) return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
+        if (c->closing || c->close_requested.load())
+            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
         enqueue(c, FrameBuilder::message(type, data, len, cfg_.write_batch_bytes), len);
         return WSG_OK;
     }
     {
         std::lock_guard<std::mutex> lock(reg_.mu);
-        if (!reg_.get(id))
-            return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        Conn *c = reg_.get(id);
+        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        if (c->close_requested.load())
+            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
     }
     Command cmd(Command::Send);
     cmd.id = id;
@@ -467,14 +481,17 @@ wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
     if (on_service_thread()) {
         Conn *c = reg_.get(id);
         if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->closing) return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is already closing");
+        if (c->closing || c->close_requested.exchange(true))
+            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is already closing");
         begin_close(c, code, why, WSG_CAUSE_APP);
         return WSG_OK;
     }
     {
         std::lock_guard<std::mutex> lock(reg_.mu);
-        if (!reg_.get(id))
-            return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        Conn *c = reg_.get(id);
+        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        if (c->close_requested.exchange(true))
+            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is already closing");
     }
     Command cmd(Command::Close);
     cmd.id = id;
@@ -576,7 +593,11 @@ int Server::on_writeable(Conn *c) {
             n = lws_write(c->wsi, out, used, LWS_WRITE_RAW);
         }
         if (n < 0) {
-            log_error("write", "lws_write failed; dropping the connection", c->id);
+            // The peer went away mid-write: an expected network event.
+            LogFields f;
+            f["conn"] = c->id;
+            f["message"] = "write failed (peer gone); dropping the connection";
+            log.emit(WSG_LOG_DEBUG, "write_failed", f);
             return -1;
         }
         if (!c->queue.empty() || c->close_queued) request_writable(c);
@@ -713,7 +734,7 @@ void Server::on_established(struct lws *wsi) {
     c->wsi = wsi;
     peer_of(lws_get_socket_fd(wsi), &c->peer_addr, &c->peer_port);
     c->path = header(wsi, WSI_TOKEN_GET_URI);
-    c->query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    c->query = query_of(wsi);
     c->origin = header(wsi, WSI_TOKEN_ORIGIN);
     const struct lws_protocols *proto = lws_get_protocol(wsi);
     if (proto && proto->name && std::strcmp(proto->name, kDefaultProtocol) != 0)

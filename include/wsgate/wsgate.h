@@ -319,7 +319,7 @@ typedef enum wsg_info_key {
     WSG_INFO_PEER_ADDR = 1,       /**< string: peer IP ("127.0.0.1", "::1") */
     WSG_INFO_PEER_PORT = 2,       /**< int: peer TCP port */
     WSG_INFO_PATH = 3,            /**< string: request path without the query */
-    WSG_INFO_QUERY = 4,           /**< string: query string without '?', "" if none */
+    WSG_INFO_QUERY = 4,           /**< string: query parameters (each URL-decoded) joined by '&', "" if none */
     WSG_INFO_ORIGIN = 5,          /**< string: Origin header, "" if none */
     WSG_INFO_SUBPROTOCOL = 6,     /**< string: subprotocol agreed (from server.subprotocols), "" if none */
     WSG_INFO_CONNECTED_AT_MS = 7, /**< int: Unix time of the upgrade, milliseconds */
