@@ -1,0 +1,403 @@
+/* Behaviour on the wire: reassembly, size and UTF-8 limits, resets in the
+ * middle of a frame, HTTP refusals before the upgrade, loopback-only listen. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "wsclient.h"
+
+#define HOST "127.0.0.1"
+
+static int setup_echo(void **state) {
+    const char *settings[] = {"limits.max_message_bytes=8388608", NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    *state = t;
+    return t ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    tsrv *t = *state;
+    int dbl = tsrv_free(t);
+    return dbl ? -1 : 0;
+}
+
+static wsc *open_client(tsrv *t) {
+    int status = 0;
+    wsc *c = wsc_connect(HOST, t->port, "/", NULL, 3000, &status);
+    assert_int_equal(status, 101);
+    assert_non_null(c);
+    return c;
+}
+
+static void expect_message(wsc *c, int opcode, const void *data, size_t len) {
+    wsc_frame f;
+    assert_int_equal(wsc_recv_message(c, &f, 5000), 1);
+    assert_int_equal(f.opcode, opcode);
+    assert_int_equal(f.len, len);
+    if (len) assert_memory_equal(f.data, data, len);
+    wsc_frame_free(&f);
+}
+
+static void echo_of_every_length_class(void **state) {
+    tsrv *t = *state;
+    wsc *c = open_client(t);
+    size_t lens[] = {0, 1, 125, 126, 65535, 65536, 70000, 3 * 1024 * 1024};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        unsigned char *buf = malloc(lens[i] + 1);
+        for (size_t j = 0; j < lens[i]; j++) buf[j] = (unsigned char)(j * 7 + i);
+        assert_int_equal(wsc_send_binary(c, buf, lens[i]), 0);
+        /* Messages over the write batch come back as fragments; recv_message reassembles. */
+        expect_message(c, 2, buf, lens[i]);
+        free(buf);
+    }
+    wsc_free(c);
+}
+
+static void fragments_are_reassembled(void **state) {
+    tsrv *t = *state;
+    wsc *c = open_client(t);
+    /* Text in three fragments, with a ping between them. */
+    assert_int_equal(wsc_send_frame(c, 1, 0, "Hel", 3), 0);
+    assert_int_equal(wsc_send_frame(c, 9, 1, "p", 1), 0);
+    assert_int_equal(wsc_send_frame(c, 0, 0, "lo, ", 4), 0);
+    assert_int_equal(wsc_send_frame(c, 0, 1, "world", 5), 0);
+    wsc_frame f;
+    /* The pong for our ping comes first. */
+    assert_int_equal(wsc_recv_message(c, &f, 3000), 1);
+    assert_int_equal(f.opcode, 10);
+    wsc_frame_free(&f);
+    expect_message(c, 1, "Hello, world", 12);
+    /* A code point split across fragments is valid. */
+    assert_int_equal(wsc_send_frame(c, 1, 0, "\xe2\x82", 2), 0);
+    assert_int_equal(wsc_send_frame(c, 0, 1, "\xac", 1), 0);
+    expect_message(c, 1, "\xe2\x82\xac", 3);
+    /* Binary in many small fragments. */
+    char whole[1000];
+    for (int i = 0; i < 1000; i++) whole[i] = (char)i;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(wsc_send_frame(c, i == 0 ? 2 : 0, i == 99, whole + i * 10, 10), 0);
+    expect_message(c, 2, whole, 1000);
+    assert_int_equal(tsrv_closes(t), 0);
+    wsc_free(c);
+}
+
+static void byte_by_byte_frames_are_parsed(void **state) {
+    tsrv *t = *state;
+    wsc *c = open_client(t);
+    size_t n;
+    unsigned char *frame = wsc_build_frame(1, 1, "slow message", 12, 1, &n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(wsc_send_raw(c, frame + i, 1), 0);
+        tu_sleep_ms(1);
+    }
+    free(frame);
+    expect_message(c, 1, "slow message", 12);
+    wsc_free(c);
+}
+
+static void oversize_message_closes_with_1009(void **state) {
+    (void)state;
+    const char *settings[] = {"limits.max_message_bytes=1000", NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    assert_non_null(t);
+    wsc *other = open_client(t);
+    char buf[1001];
+    memset(buf, 'a', sizeof buf);
+    /* Exactly the limit passes. */
+    wsc *c = open_client(t);
+    assert_int_equal(wsc_send_frame(c, 1, 1, buf, 1000), 0);
+    expect_message(c, 1, buf, 1000);
+    /* One byte more closes. */
+    assert_int_equal(wsc_send_frame(c, 1, 1, buf, 1001), 0);
+    int code = 0;
+    assert_int_equal(wsc_wait_closed(c, 3000, 1, &code), 1);
+    assert_int_equal(code, 1009);
+    wsc_free(c);
+    /* Fragments add up: 600 + 600 is over the limit too. */
+    c = open_client(t);
+    assert_int_equal(wsc_send_frame(c, 2, 0, buf, 600), 0);
+    assert_int_equal(wsc_send_frame(c, 0, 1, buf, 600), 0);
+    assert_int_equal(wsc_wait_closed(c, 3000, 1, &code), 1);
+    assert_int_equal(code, 1009);
+    wsc_free(c);
+    tsrv_close r;
+    assert_int_equal(tsrv_wait_close(t, 0, 3000, &r), 1);
+    assert_int_equal(r.code, 1009);
+    assert_int_equal(r.cause, WSG_CAUSE_TOO_BIG);
+    assert_int_equal(tsrv_wait_close(t, 1, 3000, &r), 1);
+    assert_int_equal(r.cause, WSG_CAUSE_TOO_BIG);
+    /* The other client never noticed. */
+    assert_int_equal(wsc_send_text(other, "fine"), 0);
+    expect_message(other, 1, "fine", 4);
+    wsc_free(other);
+    assert_int_equal(tsrv_free(t), 0);
+}
+
+static void invalid_utf8_closes_with_1007(void **state) {
+    tsrv *t = *state;
+    const char *bad[] = {"\xff", "abc\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "ok\x80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        wsc *c = open_client(t);
+        assert_int_equal(wsc_send_frame(c, 1, 1, bad[i], strlen(bad[i])), 0);
+        int code = 0;
+        assert_int_equal(wsc_wait_closed(c, 3000, 1, &code), 1);
+        assert_int_equal(code, 1007);
+        wsc_free(c);
+        tsrv_close r;
+        assert_int_equal(tsrv_wait_close(t, (int)i, 3000, &r), 1);
+        assert_int_equal(r.cause, WSG_CAUSE_INVALID_UTF8);
+        assert_int_equal(r.code, 1007);
+    }
+    /* A text message that ends inside a code point. */
+    wsc *c = open_client(t);
+    assert_int_equal(wsc_send_frame(c, 1, 0, "ab", 2), 0);
+    assert_int_equal(wsc_send_frame(c, 0, 1, "\xe2\x82", 2), 0);
+    int code = 0;
+    assert_int_equal(wsc_wait_closed(c, 3000, 1, &code), 1);
+    assert_int_equal(code, 1007);
+    wsc_free(c);
+    /* The same bytes as binary are fine. */
+    c = open_client(t);
+    assert_int_equal(wsc_send_binary(c, "\xff\xfe", 2), 0);
+    expect_message(c, 2, "\xff\xfe", 2);
+    wsc_free(c);
+}
+
+static void reset_mid_frame_ends_only_that_connection(void **state) {
+    tsrv *t = *state;
+    wsc *bystander = open_client(t);
+    int fds_before = tu_open_fds();
+    for (int round = 0; round < 20; round++) {
+        wsc *c = open_client(t);
+        size_t n;
+        unsigned char payload[3000];
+        memset(payload, 'q', sizeof payload);
+        unsigned char *frame = wsc_build_frame(2, 1, payload, sizeof payload, 1, &n);
+        /* Header and part of the payload, then a TCP reset. */
+        assert_int_equal(wsc_send_raw(c, frame, (size_t)(round % 2 ? 1 : 700)), 0);
+        free(frame);
+        tu_sleep_ms(2);
+        wsc_abort(c);
+    }
+    assert_true(WAIT_UNTIL(tsrv_closes(t) == 20, 5000));
+    for (int i = 0; i < 20; i++) {
+        tsrv_close r;
+        assert_int_equal(tsrv_wait_close(t, i, 0, &r), 1);
+        assert_int_equal(r.cause, WSG_CAUSE_LOST);
+        assert_int_equal(r.code, 1006);
+    }
+    assert_int_equal(tu_conn_count(t->srv), 1);
+    assert_int_equal(wsc_send_text(bystander, "unharmed"), 0);
+    expect_message(bystander, 1, "unharmed", 8);
+    assert_true(WAIT_UNTIL(tu_open_fds() == fds_before, 3000));
+    wsc_free(bystander);
+}
+
+/* Sends a raw HTTP request and returns the status; *head gets the response head. */
+static int raw_request(tsrv *t, const char *req, char **head) {
+    int fd = wsc_tcp_connect(HOST, t->port, 3000);
+    assert_true(fd >= 0);
+    assert_int_equal(wsc_fd_send_all(fd, req, strlen(req), 3000), 0);
+    int status = wsc_fd_read_response(fd, 3000, head);
+    close(fd);
+    return status;
+}
+
+static void refusals_are_real_http_responses(void **state) {
+    (void)state;
+    const char *settings[] = {"server.path=/chat", "limits.max_connections=2",
+                              "server.subprotocols=v1", NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    assert_non_null(t);
+    int status;
+    char *head = NULL;
+    /* Wrong path: 404, on HTTP/1.1. */
+    assert_null(wsc_connect_ex(HOST, t->port, "/other", NULL, 3000, &status, &head));
+    assert_int_equal(status, 404);
+    assert_non_null(head);
+    assert_memory_equal(head, "HTTP/1.1 404", 12);
+    free(head);
+    /* A path that only shares a prefix is not below /chat. */
+    assert_null(wsc_connect(HOST, t->port, "/chatroom", NULL, 3000, &status));
+    assert_int_equal(status, 404);
+    /* Below /chat is served. */
+    wsc *a = wsc_connect(HOST, t->port, "/chat/room1", NULL, 3000, &status);
+    assert_non_null(a);
+    /* Unsupported subprotocol: 400 instead of a silent drop. */
+    assert_null(wsc_connect(HOST, t->port, "/chat", "Sec-WebSocket-Protocol: v2\r\n", 3000, &status));
+    assert_int_equal(status, 400);
+    wsc *b = wsc_connect(HOST, t->port, "/chat?x=1", "Sec-WebSocket-Protocol: v2, v1\r\n", 3000, &status);
+    assert_non_null(b);
+    /* Connection limit: 503 with Retry-After. */
+    assert_true(WAIT_UNTIL(tu_conn_count(t->srv) == 2, 3000));
+    head = NULL;
+    assert_null(wsc_connect_ex(HOST, t->port, "/chat", NULL, 3000, &status, &head));
+    assert_int_equal(status, 503);
+    assert_non_null(strstr(head, "retry-after:"));
+    free(head);
+    /* Plain HTTP on the WebSocket port: 426. */
+    head = NULL;
+    status = raw_request(t, "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n", &head);
+    assert_int_equal(status, 426);
+    assert_non_null(head);
+    assert_memory_equal(head, "HTTP/1.1 426", 12);
+    free(head);
+    /* Nothing was allocated for the refused requests. */
+    assert_int_equal(tsrv_opens(t), 2);
+    wsc_free(a);
+    wsc_free(b);
+    assert_true(WAIT_UNTIL(tu_conn_count(t->srv) == 0, 3000));
+    /* A freed slot is usable again. */
+    a = wsc_connect(HOST, t->port, "/chat", NULL, 3000, &status);
+    assert_non_null(a);
+    wsc_free(a);
+    assert_int_equal(tsrv_free(t), 0);
+}
+
+static void garbage_before_upgrade_is_harmless(void **state) {
+    tsrv *t = *state;
+    const char *junk[] = {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "NOT HTTP AT ALL\r\n\r\n",
+                          "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                          "GET /" };
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+        int fd = wsc_tcp_connect(HOST, t->port, 3000);
+        assert_true(fd >= 0);
+        wsc_fd_send_all(fd, junk[i], strlen(junk[i]), 1000);
+        if (i == sizeof junk / sizeof *junk - 1) {
+            close(fd); /* half a request line, then gone */
+            continue;
+        }
+        char buf[512];
+        /* Whatever the answer, the server ends the connection and survives. */
+        long r;
+        int64_t deadline = tu_now_ms() + 6000;
+        while ((r = wsc_fd_recv(fd, buf, sizeof buf, 200)) != 0 && r != -1 && tu_now_ms() < deadline) {
+        }
+        close(fd);
+    }
+    wsc *c = open_client(t);
+    assert_int_equal(wsc_send_text(c, "alive"), 0);
+    expect_message(c, 1, "alive", 5);
+    wsc_free(c);
+    assert_int_equal(tsrv_opens(t), 1);
+}
+
+/* /proc/net/tcp{,6}: is there a LISTEN socket on `port`, and with which local address? */
+static int listening_addrs(int port, char *out, size_t cap) {
+    const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    int found = 0;
+    out[0] = 0;
+    for (int f = 0; f < 2; f++) {
+        FILE *fp = fopen(files[f], "r");
+        if (!fp) continue;
+        char line[512];
+        while (fgets(line, sizeof line, fp)) {
+            char local[64];
+            unsigned st;
+            if (sscanf(line, " %*d: %63s %*s %x", local, &st) != 2 || st != 0x0A) continue;
+            char *colon = strrchr(local, ':');
+            if (!colon || (int)strtol(colon + 1, NULL, 16) != port) continue;
+            *colon = 0;
+            found++;
+            strncat(out, local, cap - strlen(out) - 2);
+            strncat(out, " ", cap - strlen(out) - 1);
+        }
+        fclose(fp);
+    }
+    return found;
+}
+
+static void loopback_host_listens_on_loopback_only(void **state) {
+    tsrv *t = *state; /* listen.host=127.0.0.1 */
+    char addrs[256];
+    assert_int_equal(listening_addrs(t->port, addrs, sizeof addrs), 1);
+    assert_string_equal(addrs, "0100007F "); /* 127.0.0.1 in /proc byte order */
+    /* IPv6 loopback is not served. */
+    assert_int_equal(wsc_tcp_connect("::1", t->port, 1000), -1);
+    /* Nor is any other local address of this machine. */
+    struct ifaddrs *ifs, *i;
+    assert_int_equal(getifaddrs(&ifs), 0);
+    for (i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip, sizeof ip);
+        if (strncmp(ip, "127.", 4) == 0) continue;
+        int fd = wsc_tcp_connect(ip, t->port, 1000);
+        if (fd >= 0) close(fd);
+        assert_int_equal(fd, -1);
+    }
+    freeifaddrs(ifs);
+    /* The default (empty host) listens on every interface, IPv6 included. */
+    wsg_server *any;
+    wsg_config *cfg;
+    wsg_config_new(&cfg);
+    wsg_config_set_int(cfg, "listen.port", 0);
+    wsg_config_set_string(cfg, "log.level", "off");
+    assert_int_equal(wsg_server_new(&any, cfg), WSG_OK);
+    wsg_config_free(cfg);
+    assert_int_equal(wsg_server_listen(any), WSG_OK);
+    int port;
+    assert_int_equal(wsg_server_port(any, &port), WSG_OK);
+    assert_int_equal(listening_addrs(port, addrs, sizeof addrs), 1);
+    assert_string_equal(addrs, "00000000000000000000000000000000 "); /* [::] */
+    wsg_server_free(any);
+}
+
+static void ipv6_loopback_host(void **state) {
+    (void)state;
+    wsg_server *srv;
+    wsg_config *cfg;
+    wsg_config_new(&cfg);
+    wsg_config_set_string(cfg, "listen.host", "::1");
+    wsg_config_set_int(cfg, "listen.port", 0);
+    wsg_config_set_string(cfg, "log.level", "off");
+    assert_int_equal(wsg_server_new(&srv, cfg), WSG_OK);
+    wsg_config_free(cfg);
+    wsg_server_on_message(srv, NULL, NULL, NULL);
+    assert_int_equal(wsg_server_start(srv), WSG_OK);
+    int port;
+    assert_int_equal(wsg_server_port(srv, &port), WSG_OK);
+    int status = 0;
+    wsc *c = wsc_connect("::1", port, "/", NULL, 3000, &status);
+    assert_non_null(c);
+    assert_true(WAIT_UNTIL(tu_conn_count(srv) == 1, 3000));
+    wsg_conn_id id;
+    size_t n;
+    wsg_server_conn_ids(srv, &id, 1, &n);
+    wsg_conn_info *info;
+    assert_int_equal(wsg_conn_info_get(srv, id, &info), WSG_OK);
+    const char *addr;
+    wsg_conn_info_string(info, WSG_INFO_PEER_ADDR, &addr);
+    assert_string_equal(addr, "::1");
+    wsg_conn_info_free(info);
+    wsc_free(c);
+    assert_int_equal(wsc_tcp_connect("127.0.0.1", port, 1000), -1);
+    wsg_server_free(srv);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(echo_of_every_length_class, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(fragments_are_reassembled, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(byte_by_byte_frames_are_parsed, setup_echo, teardown),
+        cmocka_unit_test(oversize_message_closes_with_1009),
+        cmocka_unit_test_setup_teardown(invalid_utf8_closes_with_1007, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(reset_mid_frame_ends_only_that_connection, setup_echo, teardown),
+        cmocka_unit_test(refusals_are_real_http_responses),
+        cmocka_unit_test_setup_teardown(garbage_before_upgrade_is_harmless, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(loopback_host_listens_on_loopback_only, setup_echo, teardown),
+        cmocka_unit_test(ipv6_loopback_host),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
