@@ -139,21 +139,32 @@ std::string bind_error(const std::string &host, int port) {
            " (pick another listen.port, or 0 for an ephemeral one)";
 }
 
-void lws_log_to_stderr(int level, const char *line) {
-    // lws logs are process-wide; only errors are enabled. Emit them as JSON
-    // lines like our own events.
-    LogFields f;
-    std::string msg(line);
+// lws logging is process-wide. Its lines go to the logger of the server
+// whose thread is inside lws at the time (service loop or listen), so they
+// honour that server's log.level and sink; elsewhere they are dropped.
+thread_local const Logger *t_lws_logger = nullptr;
+
+struct LwsLogScope {
+    const Logger *saved;
+    explicit LwsLogScope(const Logger *l) : saved(t_lws_logger) { t_lws_logger = l; }
+    ~LwsLogScope() { t_lws_logger = saved; }
+};
+
+void lws_log_line(int level, const char *line) {
+    const Logger *logger = t_lws_logger;
+    if (!logger || !logger->enabled(WSG_LOG_ERROR)) return;
+    std::string msg(line ? line : "");
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+    LogFields f;
     f["source"] = "libwebsockets";
     f["lws_level"] = level;
     f["message"] = msg;
-    Logger().emit(WSG_LOG_ERROR, "error", f);
+    logger->emit(WSG_LOG_ERROR, "error", f);
 }
 
 void init_lws_logging() {
     static std::once_flag once;
-    std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_to_stderr); });
+    std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_line); });
 }
 
 }  // namespace
@@ -206,6 +217,7 @@ wsg_status Server::listen() {
 
 wsg_status Server::listen_locked() {
     init_lws_logging();
+    LwsLogScope log_scope(&log);
     // lws sizes its fd table from RLIMIT_NOFILE when the context is created:
     // raise the soft limit (up to the hard one) so max_connections fit.
     struct rlimit rl;
@@ -291,6 +303,7 @@ wsg_status Server::run() {
 }
 
 void Server::loop() {
+    LwsLogScope log_scope(&log);
     service_tid_.store(std::this_thread::get_id(), std::memory_order_release);
     // Commands posted before the loop started are waiting: look at them.
     wake_pending_.store(true);
@@ -337,6 +350,7 @@ wsg_status Server::stop() {
     std::unique_lock<std::mutex> lock(life_mu_);
     if (state_ == State::Idle) return WSG_OK;
     if (state_ == State::Listening) {
+        LwsLogScope log_scope(&log);
         destroy_context();
         state_ = State::Idle;
         return WSG_OK;
