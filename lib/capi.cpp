@@ -71,6 +71,7 @@ WSG_API const char *wsg_status_str(wsg_status status) {
     case WSG_EBUSY: return "WSG_EBUSY";
     case WSG_ELIMIT: return "WSG_ELIMIT";
     case WSG_EINTERNAL: return "WSG_EINTERNAL";
+    case WSG_STATUS_MAX_: break;
     }
     return "WSG_UNKNOWN";
 }
@@ -86,6 +87,7 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     case WSG_CAUSE_TOO_BIG: return "too_big";
     case WSG_CAUSE_INVALID_UTF8: return "invalid_utf8";
     case WSG_CAUSE_BACKPRESSURE: return "backpressure";
+    case WSG_CAUSE_MAX_: break;
     }
     return "unknown";
 }
@@ -158,6 +160,7 @@ WSG_API wsg_status wsg_option_describe(size_t index, wsg_option_field field, con
         case WSG_OPTION_DEFAULT: *out = d.default_text; return WSG_OK;
         case WSG_OPTION_RANGE: *out = option_range_text(index); return WSG_OK;
         case WSG_OPTION_DOC: *out = d.doc; return WSG_OK;
+        case WSG_OPTION_MAX_: break;
         }
         return fail(WSG_EINVAL, "unknown option field " + std::to_string(static_cast<int>(field)));
     });

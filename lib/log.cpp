@@ -22,6 +22,7 @@ const char *log_level_name(wsg_log_level level) {
     case WSG_LOG_INFO: return "info";
     case WSG_LOG_WARN: return "warn";
     case WSG_LOG_ERROR: return "error";
+    case WSG_LOG_MAX_: break;
     }
     return "info";
 }

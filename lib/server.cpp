@@ -105,8 +105,10 @@ bool valid_close_code(int code) {
            (code >= 1011 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
-// Explains why host:port cannot be bound, by trying it (lws does not say).
-std::string bind_error(const std::string &host, int port) {
+// Tries to bind host:port the way lws will. Returns "" when it can be bound,
+// else a message saying why. Checked before lws_create_context(), which does
+// not say why it failed and leaks memory when it fails.
+std::string probe_bind(const std::string &host, int port) {
     std::string where = (host.empty() ? std::string("*") : host) + ":" + std::to_string(port);
     struct sockaddr_storage ss{};
     socklen_t sl;
@@ -134,7 +136,7 @@ std::string bind_error(const std::string &host, int port) {
     if (bind(fd, reinterpret_cast<struct sockaddr *>(&ss), sl) != 0)
         why = std::strerror(errno);
     ::close(fd);
-    if (why.empty()) why = "libwebsockets could not create the listener (see its error log)";
+    if (why.empty()) return {};
     return "cannot listen on " + where + ": " + why +
            " (pick another listen.port, or 0 for an ephemeral one)";
 }
@@ -243,14 +245,19 @@ wsg_status Server::listen_locked() {
 
     stopping_ = false;
     loop_exit_ = false;
+    std::string why = probe_bind(cfg_.host, cfg_.port);
+    if (!why.empty()) return fail(WSG_EIO, why);
     ctx_ = lws_create_context(&info);
-    if (!ctx_) return fail(WSG_EIO, bind_error(cfg_.host, cfg_.port));
+    if (!ctx_)
+        return fail(WSG_EIO, "cannot listen on " + (cfg_.host.empty() ? std::string("*") : cfg_.host) +
+                                 ":" + std::to_string(cfg_.port) +
+                                 ": libwebsockets could not create the listener (see its error log)");
     vhost_ = lws_get_vhost_by_name(ctx_, "default");
     int p = vhost_ ? lws_get_vhost_listen_port(vhost_) : -1;
     if (p <= 0) {
         lws_context_destroy(ctx_);
         ctx_ = nullptr;
-        return fail(WSG_EIO, bind_error(cfg_.host, cfg_.port));
+        return fail(WSG_EIO, "cannot listen: libwebsockets reported no listening port");
     }
     port_.store(p);
     state_ = State::Listening;

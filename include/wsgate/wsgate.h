@@ -61,7 +61,8 @@ typedef enum wsg_status {
     WSG_ETLS = 7,       /**< TLS setup or certificate error */
     WSG_EBUSY = 8,      /**< not allowed on the service thread (inside a callback) */
     WSG_ELIMIT = 9,     /**< a configured limit was reached */
-    WSG_EINTERNAL = 10  /**< broken internal invariant: please report it */
+    WSG_EINTERNAL = 10, /**< broken internal invariant: please report it */
+    WSG_STATUS_MAX_ = 0x7fffffff /* keeps the enum int-sized; not a status */
 } wsg_status;
 
 /** Library version string, e.g. "0.1.0". Static storage. Any thread. Since 0.1.0. */
@@ -139,7 +140,8 @@ typedef enum wsg_option_field {
     WSG_OPTION_TYPE = 2,    /**< "int", "bool", "string" or "enum" */
     WSG_OPTION_DEFAULT = 3, /**< default value as text */
     WSG_OPTION_RANGE = 4,   /**< "MIN..MAX" for int, "a|b|c" for enum, "" otherwise */
-    WSG_OPTION_DOC = 5      /**< one line of documentation */
+    WSG_OPTION_DOC = 5,     /**< one line of documentation */
+    WSG_OPTION_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_option_field;
 
 /** Number of options in the table. Since 0.1.0. */
@@ -167,7 +169,8 @@ typedef uint64_t wsg_conn_id;
 /** Kind of a data message. */
 typedef enum wsg_msg_type {
     WSG_MSG_TEXT = 1,  /**< UTF-8 text (validated on receive) */
-    WSG_MSG_BINARY = 2 /**< binary */
+    WSG_MSG_BINARY = 2, /**< binary */
+    WSG_MSG_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_msg_type;
 
 /** Why a connection ended. Stable values: append only. */
@@ -178,7 +181,8 @@ typedef enum wsg_close_cause {
     WSG_CAUSE_LOST = 4,         /**< TCP ended without a close handshake: reset, EOF, protocol error (code 1006) */
     WSG_CAUSE_TOO_BIG = 5,      /**< a message exceeded limits.max_message_bytes (code 1009) */
     WSG_CAUSE_INVALID_UTF8 = 6, /**< a text message was not valid UTF-8 (code 1007) */
-    WSG_CAUSE_BACKPRESSURE = 7  /**< the send queue exceeded limits.max_queue_bytes (code 1013) */
+    WSG_CAUSE_BACKPRESSURE = 7, /**< the send queue exceeded limits.max_queue_bytes (code 1013) */
+    WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
 /** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
@@ -190,7 +194,8 @@ typedef enum wsg_log_level {
     WSG_LOG_DEBUG = 10,
     WSG_LOG_INFO = 20,
     WSG_LOG_WARN = 30,
-    WSG_LOG_ERROR = 40
+    WSG_LOG_ERROR = 40,
+    WSG_LOG_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_log_level;
 
 /** Releases a callback's user pointer; called exactly once when the
@@ -328,7 +333,8 @@ typedef enum wsg_info_key {
     WSG_INFO_BYTES_IN = 10,       /**< int: message payload bytes received */
     WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages queued to this connection */
     WSG_INFO_BYTES_OUT = 12,      /**< int: message payload bytes queued */
-    WSG_INFO_ID = 13              /**< int: the connection id */
+    WSG_INFO_ID = 13,             /**< int: the connection id */
+    WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
 
 /** Take a snapshot of a connection. @param out receives the snapshot; free
