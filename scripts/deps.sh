@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing wsgate needs, from Debian 12 packages,
+# skipping the apt round trip when everything is already there.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libwebsockets-dev libssl-dev nlohmann-json3-dev
+      libcmocka-dev python3 python3-pytest python3-websockets binutils)
+[ "${1:-}" = "--build-only" ] && pkgs=(build-essential cmake pkg-config libwebsockets-dev
+      libssl-dev nlohmann-json3-dev libcmocka-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

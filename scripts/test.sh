@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds wsgate twice (plain, and with
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+status=0
+for kind in plain asan; do
+  dir=build/test-$kind
+  extra=()
+  [ "$kind" = asan ] && extra=(-DWSGATE_SANITIZE=ON)
+  echo "=== $kind build" >&2
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_WERROR=ON "${extra[@]}" >/dev/null
+  cmake --build "$dir" -j"$jobs" 2>&1 | { grep -E 'warning|error' || true; }
+  echo "=== $kind tests" >&2
+  # detect_leaks: the sanitizer build also fails on leaks.
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+       ctest --test-dir "$dir" --output-on-failure -j2; then
+    status=1
+  fi
+done
+exit $status

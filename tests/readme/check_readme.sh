@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Keeps README.md true: its option table equals the core's table, and its C
+# quick-start example compiles and links against the library as written.
+# usage: check_readme.sh README OPTIONS_MD_BINARY INCLUDE_DIR LIB_DIR
+set -euo pipefail
+readme=$1 gen=$2 inc=$3 libdir=$4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$gen" > "$tmp/table.md"
+sed -n '/<!-- options-table:begin -->/,/<!-- options-table:end -->/p' "$readme" | sed '1d;$d' > "$tmp/readme.md"
+if ! diff -u "$tmp/readme.md" "$tmp/table.md"; then
+  echo "README.md option table is stale: run scripts/update-readme.sh" >&2
+  exit 1
+fi
+
+sed -n '/<!-- example:quickstart -->/,/^```$/p' "$readme" | sed '1,2d;$d' > "$tmp/quickstart.c"
+lines=$(grep -cv '^\s*$' "$tmp/quickstart.c")
+[ "$lines" -gt 0 ] || { echo "README.md quick-start example not found" >&2; exit 1; }
+san=()
+grep -q 'WSGATE_SANITIZE:BOOL=ON' "$libdir/CMakeCache.txt" 2>/dev/null && san=(-fsanitize=address,undefined)
+cc -std=c99 -Wall -Wextra -Werror "${san[@]}" -I"$inc" "$tmp/quickstart.c" -L"$libdir" -lwsgate \
+   -Wl,-rpath,"$libdir" -o "$tmp/quickstart"
+echo "README ok: option table current, quick-start example ($lines lines) compiles"
