@@ -1,6 +1,7 @@
 #include "frame.h"
 
 #include <cstring>
+#include <stdexcept>
 
 namespace wsgate {
 
@@ -35,6 +36,9 @@ FrameRef FrameBuilder::one(int opcode, bool fin, const uint8_t *p, size_t len) {
 FrameList FrameBuilder::message(int opcode, const void *data, size_t len, size_t max_frame) {
     const uint8_t *p = static_cast<const uint8_t *>(data);
     FrameList out;
+    // The write batch is at least 1 KiB (option range); below 16 bytes a
+    // fragment could not hold its own header.
+    if (max_frame < 16) throw std::logic_error("frame limit below 16 bytes");
     // Payload per fragment such that header + payload <= max_frame.
     size_t chunk = max_frame - header_size(max_frame);
     if (len <= chunk) {

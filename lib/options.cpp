@@ -91,7 +91,8 @@ const std::vector<OptionDef> kTable = {
 };
 
 bool parse_int(const std::string &s, int64_t *out) {
-    if (s.empty()) return false;
+    // Plain decimal only: strtoll alone would also take spaces and '+'.
+    if (s.empty() || !(std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '-')) return false;
     errno = 0;
     char *end = nullptr;
     long long v = std::strtoll(s.c_str(), &end, 10);

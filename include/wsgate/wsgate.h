@@ -151,7 +151,8 @@ WSG_API size_t wsg_option_count(void);
  *  @param out receives a static string. @return WSG_OK, WSG_EINVAL. Since 0.1.0. */
 WSG_API wsg_status wsg_option_describe(size_t index, wsg_option_field field, const char **out);
 
-/** Find an option's row by name. @return WSG_OK or WSG_ENOTFOUND. Since 0.1.0. */
+/** Find an option's row by name. @param index receives the row.
+ *  @return WSG_OK, WSG_ENOTFOUND (unknown name), WSG_EINVAL (NULL argument). Since 0.1.0. */
 WSG_API wsg_status wsg_option_find(const char *name, size_t *index);
 
 /* ------------------------------------------------------------------ */
