@@ -597,7 +597,11 @@ static void test_set_from_string_rejects_malformed_assignments(void **state) {
                          "listen.port=65536",
                          "listen.port=99999999999999999999",
                          "listen.port=-99999999999999999999",
-                         "listen.port=9223372036854775808"};
+                         "listen.port=9223372036854775808",
+                         "listen.port= 9000",
+                         "listen.port=\t9000",
+                         "listen.port=+9000",
+                         "listen.port=9000 "};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         wsg_status st = wsg_config_set_from_string(cfg, bad[k]);
         if (st != WSG_EINVAL) {
