@@ -46,6 +46,7 @@ struct wsg_conn_info {
     int64_t peer_port = 0, connected_at_ms = 0, duration_ms = 0;
     int64_t msgs_in = 0, bytes_in = 0, msgs_out = 0, bytes_out = 0;
     int64_t id = 0;
+    int64_t rtt_us = -1;
 };
 
 extern "C" {
@@ -87,6 +88,10 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     case WSG_CAUSE_TOO_BIG: return "too_big";
     case WSG_CAUSE_INVALID_UTF8: return "invalid_utf8";
     case WSG_CAUSE_BACKPRESSURE: return "backpressure";
+    case WSG_CAUSE_PONG_TIMEOUT: return "pong_timeout";
+    case WSG_CAUSE_WRITE_TIMEOUT: return "write_timeout";
+    case WSG_CAUSE_IDLE_TIMEOUT: return "idle_timeout";
+    case WSG_CAUSE_CLOSE_TIMEOUT: return "close_timeout";
     case WSG_CAUSE_MAX_: break;
     }
     return "unknown";
@@ -183,12 +188,11 @@ WSG_API wsg_status wsg_server_new(wsg_server **out, const wsg_config *config) {
     return guard([&] {
         if (!out) return null_arg("out");
         *out = nullptr;
-        if (config) {
-            *out = new wsg_server(*config);
-        } else {
-            wsg_config defaults;
-            *out = new wsg_server(defaults);
-        }
+        wsg_config defaults;
+        const wsg_config &cfg = config ? *config : defaults;
+        std::string why = Settings(cfg).check();
+        if (!why.empty()) return fail(WSG_EINVAL, why);
+        *out = new wsg_server(cfg);
         return WSG_OK;
     });
 }
@@ -310,6 +314,11 @@ WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_t
     return guard([&] { return server ? server->send(conn, type, data, len) : null_arg("server"); });
 }
 
+WSG_API wsg_status wsg_conn_set_timeout(wsg_server *server, wsg_conn_id conn, const char *key,
+                                        int64_t value) {
+    return guard([&] { return server ? server->set_timeout(conn, key, value) : null_arg("server"); });
+}
+
 WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code,
                                   const char *reason) {
     return guard([&] { return server ? server->close(conn, code, reason) : null_arg("server"); });
@@ -372,6 +381,7 @@ WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_c
             info->msgs_out = static_cast<int64_t>(c->msgs_out.load());
             info->bytes_out = static_cast<int64_t>(c->bytes_out.load());
             info->id = static_cast<int64_t>(c->id);
+            info->rtt_us = c->rtt_us.load(std::memory_order_relaxed);
             return WSG_OK;
         });
         if (st == WSG_OK) *out = info.release();
@@ -412,6 +422,7 @@ WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key
         case WSG_INFO_MESSAGES_OUT: *out = info->msgs_out; return WSG_OK;
         case WSG_INFO_BYTES_OUT: *out = info->bytes_out; return WSG_OK;
         case WSG_INFO_ID: *out = info->id; return WSG_OK;
+        case WSG_INFO_RTT_US: *out = info->rtt_us; return WSG_OK;
         default: break;
         }
         return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +

@@ -77,6 +77,38 @@ const std::vector<OptionDef> kTable = {
      "Bytes queued to one connection before it is closed with 1013 (a peer that stopped "
      "reading).",
      nullptr},
+    {"heartbeat.preset", OptType::Enum, "default", 0, 0, "default|chat|game",
+     "Named set of heartbeat values: default (Go's: ping 54 s, pong wait 60 s), chat (minutes: "
+     "ping 30 s, pong wait 120 s), game (seconds: ping 1 s, pong wait 3 s). Heartbeat options set "
+     "explicitly override it.",
+     nullptr},
+    {"heartbeat.ping_interval_ms", OptType::Int, "54000", 0, 86400000, nullptr,
+     "Server ping period per connection; 0 sends no pings.", nullptr},
+    {"heartbeat.pong_wait_ms", OptType::Int, "60000", 0, 86400000, nullptr,
+     "Close (cause pong_timeout, code 1001) when no pong (or, with any_frame_is_alive, no frame) "
+     "arrived for this long; must exceed the ping interval; 0 disables.",
+     nullptr},
+    {"heartbeat.write_wait_ms", OptType::Int, "10000", 0, 86400000, nullptr,
+     "Drop a connection (cause write_timeout) whose pending writes make no progress for this "
+     "long (the peer stopped reading); 0 disables.",
+     nullptr},
+    {"heartbeat.idle_timeout_ms", OptType::Int, "0", 0, 604800000, nullptr,
+     "Close (cause idle_timeout, code 1001) when no data message arrived for this long; 0 is "
+     "off.",
+     nullptr},
+    {"heartbeat.handshake_timeout_ms", OptType::Int, "10000", 100, 3600000, nullptr,
+     "Drop a TCP connection that has not completed the HTTP upgrade by then (slowloris).",
+     nullptr},
+    {"heartbeat.close_wait_ms", OptType::Int, "2000", 10, 600000, nullptr,
+     "After sending a close frame, how long to wait for the peer's before dropping the "
+     "connection (cause close_timeout).",
+     nullptr},
+    {"heartbeat.any_frame_is_alive", OptType::Bool, "true", 0, 0, nullptr,
+     "Whether any inbound frame, not only a pong, proves the peer alive.", nullptr},
+    {"heartbeat.tick_ms", OptType::Int, "100", 10, 1000, nullptr,
+     "Resolution of every heartbeat deadline (one timer tick drives them all); deadlines fire "
+     "at most one tick late.",
+     nullptr},
     {"log.level", OptType::Enum, "info", 0, 0, "debug|info|warn|error|off",
      "Least severe event logged (accept is debug; open and close info; reject warn).", nullptr},
     {"tuning.rx_buffer_bytes", OptType::Int, "2048", 125, 1 * kMiB, nullptr,
@@ -119,7 +151,33 @@ bool enum_has(const char *choices, std::string_view v) {
     return false;
 }
 
+struct Preset {
+    const char *name;
+    int64_t ping, pong, write, idle, handshake, close;
+};
+const Preset kPresets[] = {
+    {"default", 54000, 60000, 10000, 0, 10000, 2000},
+    {"chat", 30000, 120000, 30000, 0, 15000, 5000},
+    {"game", 1000, 3000, 2000, 0, 5000, 1000},
+};
+
 }  // namespace
+
+bool heartbeat_preset_value(const std::string &preset, const char *key, int64_t *out) {
+    for (const Preset &p : kPresets) {
+        if (preset != p.name) continue;
+        std::string_view k(key);
+        if (k == "heartbeat.ping_interval_ms") *out = p.ping;
+        else if (k == "heartbeat.pong_wait_ms") *out = p.pong;
+        else if (k == "heartbeat.write_wait_ms") *out = p.write;
+        else if (k == "heartbeat.idle_timeout_ms") *out = p.idle;
+        else if (k == "heartbeat.handshake_timeout_ms") *out = p.handshake;
+        else if (k == "heartbeat.close_wait_ms") *out = p.close;
+        else return false;
+        return true;
+    }
+    return false;
+}
 
 const std::vector<OptionDef> &option_table() { return kTable; }
 
@@ -202,6 +260,7 @@ wsg_status wsg_config::set_int(const char *key, int64_t v) {
         return fail(WSG_EINVAL, std::string("option '") + key + "': " + std::to_string(v) +
                                     " is out of range " + option_range_text(i));
     values[i].i = v;
+    values[i].set = true;
     return WSG_OK;
 }
 
@@ -209,6 +268,7 @@ wsg_status wsg_config::set_bool(const char *key, bool v) {
     int i;
     if (wsg_status st = lookup(key, OptType::Bool, &i)) return st;
     values[i].i = v;
+    values[i].set = true;
     return WSG_OK;
 }
 
@@ -226,6 +286,7 @@ wsg_status wsg_config::set_string(const char *key, const char *v) {
             return fail(WSG_EINVAL, std::string("option '") + key + "': '" + v + "' " + why);
     }
     values[i].s = v;
+    values[i].set = true;
     return WSG_OK;
 }
 
@@ -296,6 +357,11 @@ bool wsg_config::bool_of(const char *key) const {
     int i = find_option(key);
     if (i < 0 || kTable[i].type != OptType::Bool) throw std::logic_error(key);
     return values[i].i != 0;
+}
+
+bool wsg_config::is_set(const char *key) const {
+    int i = find_option(key);
+    return i >= 0 && values[i].set;
 }
 
 const std::string &wsg_config::string_of(const char *key) const {

@@ -33,6 +33,10 @@ const char *option_type_name(OptType type);
 // "MIN..MAX" for Int, "a|b|c" for Enum, "" otherwise (static storage).
 const char *option_range_text(size_t index);
 
+// heartbeat.preset: the values it gives the heartbeat options that were not
+// set explicitly. Returns false for an unknown preset or key.
+bool heartbeat_preset_value(const std::string &preset, const char *key, int64_t *out);
+
 }  // namespace wsgate
 
 // The opaque ABI type: one value per option, indexed like option_table().
@@ -40,6 +44,7 @@ struct wsg_config {
     struct Value {
         int64_t i = 0;  // Int and Bool
         std::string s;  // String and Enum
+        bool set = false;  // set explicitly (presets fill only the others)
     };
     std::vector<Value> values;
 
@@ -57,6 +62,7 @@ struct wsg_config {
     int64_t int_of(const char *key) const;
     bool bool_of(const char *key) const;
     const std::string &string_of(const char *key) const;
+    bool is_set(const char *key) const;
 
 private:
     wsg_status lookup(const char *key, wsgate::OptType want, int *index) const;

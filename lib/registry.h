@@ -13,11 +13,20 @@
 #include <vector>
 
 #include "frame.h"
+#include "wheel.h"
 #include "wsgate/wsgate.h"
 
 struct lws;
 
 namespace wsgate {
+
+struct Conn;
+
+// A connection's one wheel timer; its deadline is the earliest of the
+// connection's heartbeat deadlines (or earlier: it is re-checked lazily).
+struct ConnTimer : WheelTimer {
+    Conn *conn = nullptr;
+};
 
 struct Conn {
     wsg_conn_id id = 0;
@@ -54,6 +63,19 @@ struct Conn {
     int close_code = 0;            // what on_close reports
     std::string close_reason;
     wsg_close_cause cause = WSG_CAUSE_LOST;
+
+    // Heartbeat (service thread). Times are Clock milliseconds; 0 = none.
+    ConnTimer timer;
+    int64_t ping_interval_ms = 0, pong_wait_ms = 0, write_wait_ms = 0, idle_timeout_ms = 0,
+            close_wait_ms = 0;
+    int64_t last_alive_ms = 0;     // last pong (or frame) from the peer
+    int64_t last_data_ms = 0;      // last whole data message
+    int64_t next_ping_ms = 0;
+    int64_t write_deadline_ms = 0; // pending output must make progress by then
+    int64_t close_deadline_ms = 0; // our close frame must be answered by then
+    uint64_t ping_payload = 0;     // timestamp (us) carried by the last ping
+    bool ping_due = false;
+    std::atomic<int64_t> rtt_us{-1};
 
     static void bump(std::atomic<uint64_t> &c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);

@@ -27,6 +27,11 @@ int64_t mono_ms() {
     return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+int64_t mono_us() {
+    using namespace std::chrono;
+    return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 bool is_ipv4_literal(const std::string &host) {
     unsigned char buf[4];
     return inet_pton(AF_INET, host.c_str(), buf) == 1;
@@ -182,9 +187,33 @@ Settings::Settings(const wsg_config &c)
       max_queue_bytes(static_cast<size_t>(c.int_of("limits.max_queue_bytes"))),
       log_level(log_level_from_name(c.string_of("log.level"))),
       rx_buffer_bytes(static_cast<size_t>(c.int_of("tuning.rx_buffer_bytes"))),
-      write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))) {}
+      write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))),
+      tick_ms(c.int_of("heartbeat.tick_ms")),
+      any_frame_is_alive(c.bool_of("heartbeat.any_frame_is_alive")) {
+    const std::string &preset = c.string_of("heartbeat.preset");
+    auto hb = [&](const char *key) {
+        int64_t v = c.int_of(key);
+        if (!c.is_set(key)) heartbeat_preset_value(preset, key, &v);
+        return v;
+    };
+    ping_interval_ms = hb("heartbeat.ping_interval_ms");
+    pong_wait_ms = hb("heartbeat.pong_wait_ms");
+    write_wait_ms = hb("heartbeat.write_wait_ms");
+    idle_timeout_ms = hb("heartbeat.idle_timeout_ms");
+    handshake_timeout_ms = hb("heartbeat.handshake_timeout_ms");
+    close_wait_ms = hb("heartbeat.close_wait_ms");
+}
 
-Server::Server(const wsg_config &cfg, wsg_server *self) : self_(self), cfg_(cfg) {
+std::string Settings::check() const {
+    if (ping_interval_ms > 0 && pong_wait_ms > 0 && pong_wait_ms <= ping_interval_ms)
+        return "heartbeat.pong_wait_ms (" + std::to_string(pong_wait_ms) +
+               ") must exceed heartbeat.ping_interval_ms (" + std::to_string(ping_interval_ms) +
+               "), or every healthy connection would time out between two pings";
+    return {};
+}
+
+Server::Server(const wsg_config &cfg, wsg_server *self)
+    : self_(self), cfg_(cfg), wheel_(cfg_.tick_ms, 4096, clock_.now_ms()) {
     log.set_min_level(cfg_.log_level);
     protocols_.resize(cfg_.subprotocols.size() + 2);
     for (size_t i = 0; i <= cfg_.subprotocols.size(); i++) {
@@ -238,6 +267,9 @@ wsg_status Server::listen_locked() {
     info.user = this;
     info.gid = -1;
     info.uid = -1;
+    // lws' own deadlines for unfinished handshakes sit above ours, so ours decide.
+    info.timeout_secs = static_cast<unsigned int>(cfg_.handshake_timeout_ms / 1000 + 5);
+    info.keepalive_timeout = static_cast<int>(cfg_.handshake_timeout_ms / 1000 + 5);
     info.options = LWS_SERVER_OPTION_SKIP_SERVER_CANONICAL_NAME;
     // lws ignores an IPv4 iface and listens everywhere unless IPv6 is off.
     if (!cfg_.host.empty() && is_ipv4_literal(cfg_.host))
@@ -315,6 +347,8 @@ void Server::loop() {
     // Commands posted before the loop started are waiting: look at them.
     wake_pending_.store(true);
     drain_commands();
+    tick_timer_.owner = this;
+    lws_sul_schedule(ctx_, 0, &tick_timer_.sul, &Server::on_tick, cfg_.tick_ms * LWS_US_PER_MS);
     while (!loop_exit_) {
         if (lws_service(ctx_, 0) < 0) break;
     }
@@ -331,6 +365,7 @@ void Server::destroy_context() {
     }
     if (ctx_) {
         lws_sul_cancel(&shutdown_timer_.sul);
+        lws_sul_cancel(&tick_timer_.sul);
         // Fires LWS_CALLBACK_CLOSED (and so on_close) for what is still open.
         lws_context_destroy(ctx_);
         ctx_ = nullptr;
@@ -429,6 +464,11 @@ void Server::execute(Command &cmd) {
         break;
     }
     case Command::Stop: begin_shutdown(); break;
+    case Command::SetTimeout: {
+        Conn *c = reg_.get(cmd.id);
+        if (c && !c->closing) apply_timeout(c, cmd.reason, cmd.value);
+        break;
+    }
     }
 }
 
@@ -456,6 +496,92 @@ void Server::shutdown_timer(lws_sorted_usec_list_t *sul) {
         self->log.emit(WSG_LOG_WARN, "stop", f);
     }
     self->loop_exit_ = true;
+}
+
+// ---------------------------------------------------------------- heartbeat
+
+void Server::on_tick(lws_sorted_usec_list_t *sul) {
+    Server *self = reinterpret_cast<Timer *>(sul)->owner;
+    int64_t now = self->clock_.now_ms();
+    self->wheel_.advance(now, [self, now](WheelTimer *t) {
+        self->heartbeat_check(static_cast<ConnTimer *>(t)->conn, now);
+    });
+    lws_sul_schedule(self->ctx_, 0, &self->tick_timer_.sul, &Server::on_tick,
+                     self->cfg_.tick_ms * LWS_US_PER_MS);
+}
+
+void Server::ensure_timer(Conn *c, int64_t deadline) {
+    // Later deadlines are found lazily when the current one fires.
+    if (!c->timer.armed || deadline < c->timer.deadline) wheel_.schedule(&c->timer, deadline);
+}
+
+// Runs when a connection's timer fires: acts on whatever is due, then arms
+// the timer for the earliest deadline still ahead.
+void Server::heartbeat_check(Conn *c, int64_t now) {
+    if (c->close_deadline_ms && now >= c->close_deadline_ms) {
+        // The peer did not answer our close frame. A stop or a peer that
+        // stopped reading explains that already: keep those causes.
+        bool explained = c->cause == WSG_CAUSE_SHUTDOWN || c->cause == WSG_CAUSE_BACKPRESSURE;
+        return reap(c, c->close_code, c->close_reason,
+                    explained ? c->cause : WSG_CAUSE_CLOSE_TIMEOUT);
+    }
+    if (c->write_deadline_ms && now >= c->write_deadline_ms)
+        return reap(c, 1006, "write timeout", WSG_CAUSE_WRITE_TIMEOUT);
+    if (!c->closing) {
+        if (c->pong_wait_ms && now >= c->last_alive_ms + c->pong_wait_ms)
+            return reap(c, 1001, "pong timeout", WSG_CAUSE_PONG_TIMEOUT);
+        if (c->idle_timeout_ms && now >= c->last_data_ms + c->idle_timeout_ms) {
+            begin_close(c, 1001, "idle timeout", WSG_CAUSE_IDLE_TIMEOUT);
+        } else if (c->ping_interval_ms && now >= c->next_ping_ms) {
+            c->ping_due = true;
+            c->next_ping_ms = now + c->ping_interval_ms;
+            request_writable(c);
+        }
+    }
+    int64_t next = INT64_MAX;
+    auto consider = [&next](int64_t t) {
+        if (t && t < next) next = t;
+    };
+    consider(c->close_deadline_ms);
+    consider(c->write_deadline_ms);
+    if (!c->closing) {
+        if (c->pong_wait_ms) consider(c->last_alive_ms + c->pong_wait_ms);
+        if (c->idle_timeout_ms) consider(c->last_data_ms + c->idle_timeout_ms);
+        if (c->ping_interval_ms) consider(c->next_ping_ms);
+    }
+    if (next != INT64_MAX) wheel_.schedule(&c->timer, next);
+}
+
+void Server::apply_timeout(Conn *c, const std::string &key, int64_t value) {
+    int64_t now = clock_.now_ms();
+    if (key == "heartbeat.ping_interval_ms") {
+        c->ping_interval_ms = value;
+        c->next_ping_ms = value ? now + value : 0;
+    } else if (key == "heartbeat.pong_wait_ms") {
+        c->pong_wait_ms = value;
+    } else if (key == "heartbeat.write_wait_ms") {
+        c->write_wait_ms = value;
+        if (c->write_deadline_ms) c->write_deadline_ms = value ? now + value : 0;
+    } else if (key == "heartbeat.idle_timeout_ms") {
+        c->idle_timeout_ms = value;
+    } else if (key == "heartbeat.close_wait_ms") {
+        c->close_wait_ms = value;
+    }
+    heartbeat_check(c, now);
+}
+
+// Ends a connection at once, without waiting for lws: on_close now, then
+// lws drops the socket (no close handshake: the peer is not answering).
+void Server::reap(Conn *c, int code, const std::string &reason, wsg_close_cause cause) {
+    c->closing = true;
+    c->close_queued = false;
+    c->close_code = code;
+    c->close_reason = reason;
+    c->cause = cause;
+    c->queue.clear();
+    struct lws *wsi = c->wsi;
+    finish(c);
+    if (wsi) lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 // ---------------------------------------------------------------- any thread API
@@ -523,6 +649,44 @@ wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
     return st;
 }
 
+wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
+    static const char *const keys[] = {"heartbeat.ping_interval_ms", "heartbeat.pong_wait_ms",
+                                       "heartbeat.write_wait_ms", "heartbeat.idle_timeout_ms",
+                                       "heartbeat.close_wait_ms"};
+    if (!key) return fail(WSG_EINVAL, "key is NULL");
+    bool known = false;
+    for (const char *k : keys) known = known || std::strcmp(k, key) == 0;
+    if (!known)
+        return fail(WSG_EINVAL, std::string("'") + key +
+                                    "' cannot be set per connection: use heartbeat.ping_interval_ms, "
+                                    "pong_wait_ms, write_wait_ms, idle_timeout_ms or close_wait_ms");
+    // The option table holds the range.
+    wsg_config probe;
+    if (wsg_status st = probe.set_int(key, value)) return st;
+    if (on_service_thread()) {
+        Conn *c = reg_.get(id);
+        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        if (c->closing || c->close_requested.load())
+            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
+        apply_timeout(c, key, value);
+        return WSG_OK;
+    }
+    {
+        std::lock_guard<std::mutex> lock(reg_.mu);
+        Conn *c = reg_.get(id);
+        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+        if (c->close_requested.load())
+            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
+    }
+    Command cmd(Command::SetTimeout);
+    cmd.id = id;
+    cmd.reason = key;
+    cmd.value = value;
+    wsg_status st = post(std::move(cmd));
+    if (st == WSG_ESTATE) return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
+    return st;
+}
+
 wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len) {
     if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
         return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
@@ -560,6 +724,10 @@ void Server::enqueue(Conn *c, const FrameList &frames, size_t payload) {
         begin_close(c, 1013, "send queue full", WSG_CAUSE_BACKPRESSURE);
         return;
     }
+    if (c->write_wait_ms && !c->write_deadline_ms) {
+        c->write_deadline_ms = clock_.now_ms() + c->write_wait_ms;
+        ensure_timer(c, c->write_deadline_ms);
+    }
     request_writable(c);
 }
 
@@ -570,10 +738,15 @@ void Server::begin_close(Conn *c, int code, const std::string &reason, wsg_close
     c->close_code = code;
     c->close_reason = reason;
     c->cause = cause;
-    if (c->wsi) {
-        // Hard stop if the peer never lets the close frame out or never answers.
-        int secs = static_cast<int>((cfg_.shutdown_timeout_ms + 999) / 1000) + 1;
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, secs);
+    // The close frame waits behind the queue: bound that wait by write
+    // progress (write_wait) or, with write_wait off, by close_wait.
+    int64_t now = clock_.now_ms();
+    if (c->write_wait_ms) {
+        if (!c->write_deadline_ms) c->write_deadline_ms = now + c->write_wait_ms;
+        ensure_timer(c, c->write_deadline_ms);
+    } else {
+        c->close_deadline_ms = now + c->close_wait_ms;
+        ensure_timer(c, c->close_deadline_ms);
     }
     request_writable(c);
 }
@@ -593,25 +766,34 @@ int Server::fail_close(Conn *c, int code, const char *reason, wsg_close_cause ca
 
 int Server::on_writeable(Conn *c) {
     c->writable_requested = false;
-    if (!c->queue.empty()) {
+    if (!c->queue.empty() || c->ping_due) {
         const size_t batch = cfg_.write_batch_bytes;
-        Frame *first = c->queue.front();
         int n;
-        if (c->queue.count() == 1 || first->size() >= batch / 2) {
+        if (!c->ping_due && (c->queue.count() == 1 || c->queue.front()->size() >= batch / 2)) {
             // One frame: write it from its own buffer (it has LWS_PRE headroom).
+            Frame *first = c->queue.front();
             n = lws_write(c->wsi, first->data(), first->size(), LWS_WRITE_RAW);
             c->queue.pop();
         } else {
             // Coalesce whole frames: one write, one syscall for many messages.
+            // A due ping goes first: control frames never wait behind data.
             uint8_t *out = scratch_.data() + LWS_PRE;
             size_t used = 0;
+            if (c->ping_due) {
+                c->ping_due = false;
+                c->ping_payload = static_cast<uint64_t>(mono_us());  // echoed back: RTT
+                out[0] = 0x89;  // FIN + ping
+                out[1] = 8;
+                for (int i = 0; i < 8; i++) out[2 + i] = static_cast<uint8_t>(c->ping_payload >> (56 - 8 * i));
+                used = 10;
+            }
             while (!c->queue.empty() && used + c->queue.front()->size() <= batch) {
                 Frame *f = c->queue.front();
                 std::memcpy(out + used, f->data(), f->size());
                 used += f->size();
                 c->queue.pop();
             }
-            n = lws_write(c->wsi, out, used, LWS_WRITE_RAW);
+            n = used ? lws_write(c->wsi, out, used, LWS_WRITE_RAW) : 0;
         }
         if (n < 0) {
             // The peer went away mid-write: an expected network event.
@@ -621,18 +803,27 @@ int Server::on_writeable(Conn *c) {
             log.emit(WSG_LOG_DEBUG, "write_failed", f);
             return -1;
         }
-        if (!c->queue.empty() || c->close_queued) request_writable(c);
+        // Progress: the write deadline restarts while output is pending (lws
+        // withholds WRITEABLE until its own buffer drained, so ask to hear).
+        bool pending = !c->queue.empty() || c->close_queued || lws_partial_buffered(c->wsi);
+        if (c->write_wait_ms) c->write_deadline_ms = pending ? clock_.now_ms() + c->write_wait_ms : 0;
+        if (pending) request_writable(c);
         return 0;
     }
     if (c->close_queued) {
         // Our queue is empty and lws has flushed its own buffer (it withholds
-        // WRITEABLE until then), so the close frame cannot be lost.
+        // WRITEABLE until then), so the close frame cannot be lost. lws sends
+        // it and waits for the peer's; close_wait bounds that wait.
         c->close_queued = false;
+        c->write_deadline_ms = 0;
+        c->close_deadline_ms = clock_.now_ms() + c->close_wait_ms;
+        ensure_timer(c, c->close_deadline_ms);
         lws_close_reason(c->wsi, static_cast<enum lws_close_status>(c->close_code),
                          reinterpret_cast<unsigned char *>(&c->close_reason[0]),
                          c->close_reason.size());
         return -1;
     }
+    if (c->write_wait_ms && !lws_partial_buffered(c->wsi)) c->write_deadline_ms = 0;
     return 0;
 }
 
@@ -640,6 +831,8 @@ int Server::on_writeable(Conn *c) {
 
 int Server::on_receive(Conn *c, const void *in, size_t len) {
     if (c->closing) return 0;  // a close is under way; late data is dropped
+    int64_t now = clock_.now_ms();
+    if (cfg_.any_frame_is_alive) c->last_alive_ms = now;
     const uint8_t *p = static_cast<const uint8_t *>(in);
     if (!c->in_message) {
         c->in_message = true;
@@ -670,6 +863,7 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
         n = c->rx.size();
     }
     c->in_message = false;
+    c->last_data_ms = now;
     Conn::bump(c->msgs_in, 1);
     Conn::bump(c->bytes_in, n);
     if (on_message.fn)
@@ -769,6 +963,17 @@ void Server::on_established(struct lws *wsi) {
         throw;
     }
     lws_set_opaque_user_data(wsi, c);
+    lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);  // the handshake timer
+    int64_t now = clock_.now_ms();
+    c->timer.conn = c;
+    c->ping_interval_ms = cfg_.ping_interval_ms;
+    c->pong_wait_ms = cfg_.pong_wait_ms;
+    c->write_wait_ms = cfg_.write_wait_ms;
+    c->idle_timeout_ms = cfg_.idle_timeout_ms;
+    c->close_wait_ms = cfg_.close_wait_ms;
+    c->last_alive_ms = c->last_data_ms = now;
+    c->next_ping_ms = c->ping_interval_ms ? now + c->ping_interval_ms : 0;
+    heartbeat_check(c, now);
     if (log.enabled(WSG_LOG_INFO)) {
         LogFields f;
         f["conn"] = c->id;
@@ -806,6 +1011,7 @@ void Server::finish(Conn *c) {
         f["bytes_out"] = c->bytes_out.load();
         log.emit(WSG_LOG_INFO, "close", f);
     }
+    wheel_.cancel(&c->timer);
     reg_.remove(c);
     if (c->wsi) lws_set_opaque_user_data(c->wsi, nullptr);
     delete c;
@@ -851,6 +1057,40 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *in, 
             f["peer"] = addr;
             f["peer_port"] = port;
             log.emit(WSG_LOG_DEBUG, "accept", f);
+        }
+        return 0;
+
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        // Slowloris guard: the upgrade must complete in time.
+        lws_set_timer_usecs(wsi, cfg_.handshake_timeout_ms * LWS_US_PER_MS);
+        return 0;
+
+    case LWS_CALLBACK_TIMER:
+        if (c) return 0;
+        if (log.enabled(WSG_LOG_WARN)) {
+            std::string addr;
+            int port;
+            peer_of(lws_get_socket_fd(wsi), &addr, &port);
+            LogFields f;
+            f["peer"] = addr;
+            f["peer_port"] = port;
+            f["cause"] = "handshake_timeout";
+            f["timeout_ms"] = cfg_.handshake_timeout_ms;
+            log.emit(WSG_LOG_WARN, "handshake_timeout", f);
+        }
+        return -1;
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c) {
+            int64_t now = clock_.now_ms();
+            c->last_alive_ms = now;
+            if (len == 8) {
+                const uint8_t *p = static_cast<const uint8_t *>(in);
+                uint64_t ts = 0;
+                for (int i = 0; i < 8; i++) ts = (ts << 8) | p[i];
+                if (ts == c->ping_payload)
+                    c->rtt_us.store(mono_us() - static_cast<int64_t>(ts), std::memory_order_relaxed);
+            }
         }
         return 0;
 

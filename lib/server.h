@@ -15,6 +15,7 @@
 #include "log.h"
 #include "options.h"
 #include "registry.h"
+#include "wheel.h"
 
 namespace wsgate {
 
@@ -55,8 +56,14 @@ struct Settings {
     int log_level = 0;
     size_t rx_buffer_bytes = 0;
     size_t write_batch_bytes = 0;
+    // Heartbeat, with heartbeat.preset applied to the options not set explicitly.
+    int64_t ping_interval_ms = 0, pong_wait_ms = 0, write_wait_ms = 0, idle_timeout_ms = 0,
+            handshake_timeout_ms = 0, close_wait_ms = 0, tick_ms = 0;
+    bool any_frame_is_alive = true;
 
     explicit Settings(const wsg_config &cfg);
+    // Checks rules that involve several options; "" when consistent.
+    std::string check() const;
 };
 
 class Server {
@@ -82,6 +89,7 @@ public:
     wsg_status send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len);
     wsg_status close(wsg_conn_id id, int code, const char *reason);
     wsg_status broadcast(wsg_msg_type type, const void *data, size_t len);
+    wsg_status set_timeout(wsg_conn_id id, const char *key, int64_t value);
 
     Registry &registry() { return reg_; }
 
@@ -94,13 +102,14 @@ public:
 private:
     enum class State { Idle, Listening, Running };
     struct Command {
-        enum Kind { Send, Close, Broadcast, Stop } kind;
+        enum Kind { Send, Close, Broadcast, Stop, SetTimeout } kind;
         explicit Command(Kind k) : kind(k) {}
         wsg_conn_id id = 0;
         FrameList frames;
         size_t payload = 0;
         int code = 0;
-        std::string reason;
+        std::string reason;  // SetTimeout: the key
+        int64_t value = 0;   // SetTimeout
     };
 
     static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -115,6 +124,13 @@ private:
     void execute(Command &cmd);
     void begin_shutdown();
     static void shutdown_timer(lws_sorted_usec_list_t *sul);
+    static void on_tick(lws_sorted_usec_list_t *sul);
+
+    // Heartbeat.
+    void heartbeat_check(Conn *c, int64_t now);
+    void ensure_timer(Conn *c, int64_t deadline);
+    void apply_timeout(Conn *c, const std::string &key, int64_t value);
+    void reap(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
 
     int on_confirm_upgrade(struct lws *wsi, const char *upgrade);
     void on_established(struct lws *wsi);
@@ -164,7 +180,9 @@ private:
     struct Timer {
         lws_sorted_usec_list_t sul;
         Server *owner;
-    } shutdown_timer_{};
+    } shutdown_timer_{}, tick_timer_{};
+    SteadyClock clock_;
+    TimingWheel wheel_;
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
 };
 

@@ -744,9 +744,10 @@ static void test_status_str_names_every_status(void **state) {
 
 static void test_close_cause_str_names_every_cause(void **state) {
     (void)state;
-    const char *expected[] = {NULL,   "peer",    "app",          "shutdown",
-                              "lost", "too_big", "invalid_utf8", "backpressure"};
-    for (int c = 1; c <= 7; c++) {
+    const char *expected[] = {NULL,           "peer",          "app",          "shutdown",
+                              "lost",         "too_big",       "invalid_utf8", "backpressure",
+                              "pong_timeout", "write_timeout", "idle_timeout", "close_timeout"};
+    for (int c = 1; c <= 11; c++) {
         const char *name = wsg_close_cause_str((wsg_close_cause)c);
         assert_non_null(name);
         assert_string_equal(name, expected[c]);
@@ -754,7 +755,7 @@ static void test_close_cause_str_names_every_cause(void **state) {
             assert_string_not_equal(name, wsg_close_cause_str((wsg_close_cause)d));
     }
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)0), "unknown");
-    assert_string_equal(wsg_close_cause_str((wsg_close_cause)8), "unknown");
+    assert_string_equal(wsg_close_cause_str((wsg_close_cause)12), "unknown");
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)99), "unknown");
 }
 

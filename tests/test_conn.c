@@ -525,7 +525,8 @@ static void threads_send_and_close_while_clients_churn(void **state) {
 /* ---- graceful stop ---- */
 static void stop_sends_going_away_to_everyone(void **state) {
     (void)state;
-    const char *settings[] = {"server.shutdown_timeout_ms=3000", NULL};
+    /* close_wait longer than the shutdown timeout: the shutdown timeout decides. */
+    const char *settings[] = {"server.shutdown_timeout_ms=3000", "heartbeat.close_wait_ms=8000", NULL};
     tsrv *t = tsrv_start(settings, 0);
     assert_non_null(t);
     wsc *cs[10];

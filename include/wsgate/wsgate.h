@@ -183,11 +183,16 @@ typedef enum wsg_close_cause {
     WSG_CAUSE_TOO_BIG = 5,      /**< a message exceeded limits.max_message_bytes (code 1009) */
     WSG_CAUSE_INVALID_UTF8 = 6, /**< a text message was not valid UTF-8 (code 1007) */
     WSG_CAUSE_BACKPRESSURE = 7, /**< the send queue exceeded limits.max_queue_bytes (code 1013) */
+    WSG_CAUSE_PONG_TIMEOUT = 8, /**< no pong (or frame) within heartbeat.pong_wait_ms: dropped, code 1001. Since 0.1.0 */
+    WSG_CAUSE_WRITE_TIMEOUT = 9, /**< pending writes made no progress for heartbeat.write_wait_ms: dropped, code 1006. Since 0.1.0 */
+    WSG_CAUSE_IDLE_TIMEOUT = 10, /**< no data message for heartbeat.idle_timeout_ms: close 1001 sent. Since 0.1.0 */
+    WSG_CAUSE_CLOSE_TIMEOUT = 11, /**< the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent. Since 0.1.0 */
     WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
 /** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
- *  "too_big", "invalid_utf8", "backpressure"); "unknown" otherwise. Since 0.1.0. */
+ *  "too_big", "invalid_utf8", "backpressure", "pong_timeout", "write_timeout",
+ *  "idle_timeout", "close_timeout"); "unknown" otherwise. Since 0.1.0. */
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
 
 /** Severity of a log event (also the values of the option log.level). */
@@ -317,6 +322,18 @@ WSG_API wsg_status wsg_conn_set_user(wsg_server *server, wsg_conn_id conn, void 
 /** Read the pointer set by wsg_conn_set_user (NULL if none). Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_conn_get_user(wsg_server *server, wsg_conn_id conn, void **out);
 
+/** Override one heartbeat setting for one connection (for example a mobile
+ *  client that needs longer waits). `key` is one of "heartbeat.ping_interval_ms",
+ *  "heartbeat.pong_wait_ms", "heartbeat.write_wait_ms",
+ *  "heartbeat.idle_timeout_ms", "heartbeat.close_wait_ms"; `value` must lie in
+ *  that option's range (0 disables, where the option allows it). Deadlines
+ *  already running are recomputed from the last activity. Applied on the
+ *  service thread, in order with sends and closes.
+ *  @return WSG_OK, WSG_EINVAL (key or value), WSG_ENOTFOUND, WSG_ECLOSED.
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_set_timeout(wsg_server *server, wsg_conn_id conn, const char *key,
+                                        int64_t value);
+
 /** A snapshot of one connection's facts and counters. Opaque. */
 typedef struct wsg_conn_info wsg_conn_info;
 
@@ -335,6 +352,7 @@ typedef enum wsg_info_key {
     WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages queued to this connection */
     WSG_INFO_BYTES_OUT = 12,      /**< int: message payload bytes queued */
     WSG_INFO_ID = 13,             /**< int: the connection id */
+    WSG_INFO_RTT_US = 14,         /**< int: latest ping round trip in microseconds, -1 before the first pong. Since 0.1.0 */
     WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
 
