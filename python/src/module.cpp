@@ -1,0 +1,688 @@
+// wsgate._core: the pybind11 glue between Python and wsgate's C ABI.
+//
+// Only include/wsgate/wsgate.h is used: this module links libwsgate like any
+// C program would. Everything Pythonic lives in the pure-Python package
+// (python/wsgate/); this file only moves values across and gets the GIL
+// right:
+//  - every call that can block (listen, start, stop, free, close, large
+//    sends) releases the GIL;
+//  - callbacks take the GIL on the service thread; once the interpreter is
+//    finalising (or the package's atexit hook ran) they never try to;
+//  - Python objects held here are released with the GIL held;
+//  - the holder's destructor releases the GIL before wsg_server_free joins
+//    the service thread (pybind11 2.10 has no
+//    release_gil_before_calling_cpp_dtor).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <wsgate/wsgate.h>
+
+namespace py = pybind11;
+
+namespace {
+
+// ------------------------------------------------------------------ interpreter state
+
+// Set by _core._python_exiting() from the package's atexit hook: from then on
+// callbacks do not enter Python at all.
+std::atomic<bool> g_exiting{false};
+PyInterpreterState *g_interp = nullptr;
+
+bool python_gone() {
+    if (g_exiting.load(std::memory_order_acquire)) return true;
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+}
+
+// A thread that is not Python's (a service thread) gets one Python thread
+// state for its whole life instead of one per callback (which
+// PyGILState_Ensure would create and destroy every time). The state is
+// deleted when the thread exits, unless Python is gone by then (leaked).
+struct ThreadState {
+    PyThreadState *ts = nullptr;
+    ~ThreadState() {
+        if (!ts || python_gone()) return;
+        PyEval_RestoreThread(ts);
+        PyThreadState_Clear(ts);
+        PyThreadState_DeleteCurrent();
+    }
+};
+thread_local ThreadState t_state;
+
+// Takes the GIL in a callback. Callers check python_gone() first.
+class CallbackGil {
+public:
+    CallbackGil() {
+        if (!t_state.ts && !PyGILState_GetThisThreadState()) {
+            // Registers itself as this thread's state (gilstate_counter 1), so
+            // the Ensure/Release pairs below never delete it.
+            t_state.ts = PyThreadState_New(g_interp);
+        }
+        st_ = PyGILState_Ensure();
+    }
+    ~CallbackGil() { PyGILState_Release(st_); }
+    CallbackGil(const CallbackGil &) = delete;
+    CallbackGil &operator=(const CallbackGil &) = delete;
+
+private:
+    PyGILState_STATE st_;
+};
+
+// ------------------------------------------------------------------ errors
+
+// status -> exception class, filled by the package (_core._set_error_classes).
+// Deliberately never released: it lives as long as the process.
+PyObject *g_error_classes = nullptr;
+
+[[noreturn]] void raise_status(int status, const std::string &message) {
+    PyObject *cls = nullptr;
+    if (g_error_classes) {
+        py::int_ key(status);
+        cls = PyDict_GetItem(g_error_classes, key.ptr());  // borrowed
+        if (!cls) cls = PyDict_GetItem(g_error_classes, Py_None);
+    }
+    if (!cls) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        (std::string(wsg_status_str(static_cast<wsg_status>(status))) + ": " +
+                         message)
+                            .c_str());
+        throw py::error_already_set();
+    }
+    py::object exc = py::reinterpret_borrow<py::object>(cls)(py::str(message), status);
+    PyErr_SetObject(cls, exc.ptr());
+    throw py::error_already_set();
+}
+
+// Raises for a failed call. wsg_last_error() is read at once: it is only
+// valid until the next wsgate call on this thread.
+inline void check(wsg_status st) {
+    if (st != WSG_OK) raise_status(static_cast<int>(st), wsg_last_error());
+}
+
+// A status and its message captured while the GIL was released.
+struct Outcome {
+    wsg_status st = WSG_OK;
+    std::string msg;
+    void capture(wsg_status s) {
+        st = s;
+        if (s != WSG_OK) msg = wsg_last_error();
+    }
+    void raise_if_failed() const {
+        if (st != WSG_OK) raise_status(static_cast<int>(st), msg);
+    }
+};
+
+// Reports an exception that escaped a callback; the server keeps serving.
+void report_unraisable(const char *where) {
+    if (PyErr_Occurred()) {
+        py::error_already_set e;
+        e.discard_as_unraisable(where);
+    }
+}
+
+// ------------------------------------------------------------------ messages
+
+// Payloads above this size are copied by the core with the GIL released.
+constexpr size_t kReleaseGilBytes = 64 * 1024;
+
+// A message to send: str is text (UTF-8), anything bytes-like is binary.
+// Keeps the Python object (or its buffer) alive and unchanged while in use.
+class Payload {
+public:
+    explicit Payload(py::handle obj) {
+        if (PyUnicode_Check(obj.ptr())) {
+            Py_ssize_t n = 0;
+            data_ = PyUnicode_AsUTF8AndSize(obj.ptr(), &n);
+            if (!data_) throw py::error_already_set();
+            len_ = static_cast<size_t>(n);
+            type_ = WSG_MSG_TEXT;
+        } else if (PyBytes_Check(obj.ptr())) {
+            data_ = PyBytes_AS_STRING(obj.ptr());
+            len_ = static_cast<size_t>(PyBytes_GET_SIZE(obj.ptr()));
+            type_ = WSG_MSG_BINARY;
+        } else if (PyObject_CheckBuffer(obj.ptr())) {
+            if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0)
+                throw py::error_already_set();
+            has_view_ = true;
+            data_ = static_cast<const char *>(view_.buf);
+            len_ = static_cast<size_t>(view_.len);
+            type_ = WSG_MSG_BINARY;
+        } else {
+            throw py::type_error(std::string("a message must be str (text) or bytes-like "
+                                             "(binary), not ") +
+                                 Py_TYPE(obj.ptr())->tp_name);
+        }
+    }
+    ~Payload() {
+        if (has_view_) PyBuffer_Release(&view_);
+    }
+    Payload(const Payload &) = delete;
+    Payload &operator=(const Payload &) = delete;
+
+    wsg_msg_type type() const { return type_; }
+    const char *data() const { return data_; }
+    size_t size() const { return len_; }
+    bool large() const { return len_ >= kReleaseGilBytes; }
+
+private:
+    const char *data_ = nullptr;
+    size_t len_ = 0;
+    wsg_msg_type type_ = WSG_MSG_BINARY;
+    Py_buffer view_{};
+    bool has_view_ = false;
+};
+
+// ------------------------------------------------------------------ config
+
+class Config {
+public:
+    Config() { check(wsg_config_new(&cfg_)); }
+    Config(const Config &other) { check(wsg_config_copy(&cfg_, other.cfg_)); }
+    Config &operator=(const Config &) = delete;
+    ~Config() { wsg_config_free(cfg_); }
+
+    const wsg_config *raw() const { return cfg_; }
+
+    // Sets one option. The core validates everything and writes the message:
+    // ints go to set_int, bools to set_bool, text through the core's
+    // "key=value" parser (so "8080" works for an int option, as on a command
+    // line), string and enum options take text as is.
+    void set(const std::string &key, py::handle value) {
+        if (key.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "option key contains a NUL character");
+        std::string type = option_type(key);
+        if (PyBool_Check(value.ptr())) {
+            // On a non-bool option the core names the option's real type.
+            check(wsg_config_set_bool(cfg_, key.c_str(), value.ptr() == Py_True));
+        } else if (PyLong_Check(value.ptr())) {
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+            if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+            if (overflow || type == "bool") {
+                // The parser gives the core's own message for either case.
+                std::string text = py::str(value);
+                check(wsg_config_set_from_string(cfg_, (key + "=" + text).c_str()));
+            } else {
+                check(wsg_config_set_int(cfg_, key.c_str(), static_cast<int64_t>(v)));
+            }
+        } else if (PyUnicode_Check(value.ptr())) {
+            std::string text = value.cast<std::string>();
+            if (text.find('\0') != std::string::npos)
+                raise_status(WSG_EINVAL, "option '" + key + "': value contains a NUL character");
+            if (type == "string" || type == "enum")
+                check(wsg_config_set_string(cfg_, key.c_str(), text.c_str()));
+            else
+                check(wsg_config_set_from_string(cfg_, (key + "=" + text).c_str()));
+        } else {
+            throw py::type_error("option '" + key + "': value must be int, bool or str, not " +
+                                 Py_TYPE(value.ptr())->tp_name);
+        }
+    }
+
+    void set_from_string(const std::string &assignment) {
+        if (assignment.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "assignment contains a NUL character");
+        check(wsg_config_set_from_string(cfg_, assignment.c_str()));
+    }
+
+    py::object get(const std::string &key) const {
+        std::string type = option_type(key);
+        if (type == "bool") {
+            int v = 0;
+            check(wsg_config_get_bool(cfg_, key.c_str(), &v));
+            return py::bool_(v != 0);
+        }
+        if (type == "string" || type == "enum") {
+            const char *v = nullptr;
+            check(wsg_config_get_string(cfg_, key.c_str(), &v));
+            return py::str(v);
+        }
+        // int, or unknown: the core reports an unknown key.
+        int64_t v = 0;
+        check(wsg_config_get_int(cfg_, key.c_str(), &v));
+        return py::int_(v);
+    }
+
+    // The option's type from the table, "" when the core does not know it.
+    static std::string option_type(const std::string &key) {
+        size_t index = 0;
+        if (wsg_option_find(key.c_str(), &index) != WSG_OK) return "";
+        const char *t = "";
+        if (wsg_option_describe(index, WSG_OPTION_TYPE, &t) != WSG_OK) return "";
+        return t;
+    }
+
+private:
+    wsg_config *cfg_ = nullptr;
+};
+
+// ------------------------------------------------------------------ server
+
+// What the C callbacks reach through their user pointer. It outlives the
+// Python object when the server is freed on another thread, so it is
+// reference counted: one reference for the Server object, one per C
+// registration (dropped by user_free when the core lets go).
+struct Hub {
+    std::atomic<int> refs{1};
+    // False once the Python object is gone: callbacks return at once.
+    std::atomic<bool> live{true};
+    // Cheap checks before taking the GIL.
+    std::atomic<bool> want_open{false}, want_message{false}, want_close{false}, want_log{false};
+    // Guarded by the GIL.
+    py::object on_open, on_message, on_close, on_log;
+
+    void ref() { refs.fetch_add(1, std::memory_order_relaxed); }
+    static void unref(void *p) {
+        auto *h = static_cast<Hub *>(p);
+        if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            // The Python objects were released (under the GIL) before the
+            // last reference could go; nothing here needs Python.
+            for (py::object *o : {&h->on_open, &h->on_message, &h->on_close, &h->on_log})
+                o->release();  // already None-equivalent (null): no decref
+            delete h;
+        }
+    }
+    // GIL held.
+    void clear() {
+        live.store(false, std::memory_order_release);
+        want_open = want_message = want_close = want_log = false;
+        on_open = py::object();
+        on_message = py::object();
+        on_close = py::object();
+        on_log = py::object();
+    }
+};
+
+// The hub whose callback this thread is running (innermost), if any.
+thread_local Hub *t_hub = nullptr;
+
+struct HubScope {
+    Hub *saved;
+    explicit HubScope(Hub *h) : saved(t_hub) { t_hub = h; }
+    ~HubScope() { t_hub = saved; }
+};
+
+// Frees servers whose last Python reference went away on their own service
+// thread (wsg_server_free cannot run there): a helper thread does it. The
+// count lets the atexit hook wait for them.
+std::mutex g_pending_mu;
+std::condition_variable g_pending_cv;
+int g_pending_frees = 0;
+
+void free_on_helper_thread(wsg_server *s) {
+    {
+        std::lock_guard<std::mutex> lock(g_pending_mu);
+        g_pending_frees++;
+    }
+    try {
+        std::thread([s] {
+            wsg_server_free(s);
+            std::lock_guard<std::mutex> lock(g_pending_mu);
+            g_pending_frees--;
+            g_pending_cv.notify_all();
+        }).detach();
+    } catch (...) {
+        // No thread: leak the server rather than deadlock.
+        std::lock_guard<std::mutex> lock(g_pending_mu);
+        g_pending_frees--;
+    }
+}
+
+// ---- the C callbacks (service thread, or a lifecycle call's thread for logs)
+
+void cb_open(wsg_server *, wsg_conn_id id, void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_open.load(std::memory_order_acquire) || python_gone()) return;
+    CallbackGil gil;
+    if (!h->on_open) return;
+    HubScope scope(h);
+    try {
+        py::object fn = h->on_open;  // the handler may replace itself
+        fn(id);
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate on_open callback");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate on_open callback");
+    }
+}
+
+void cb_message(wsg_server *, wsg_conn_id id, wsg_msg_type type, const void *data, size_t len,
+                void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_message.load(std::memory_order_acquire) || python_gone()) return;
+    CallbackGil gil;
+    if (!h->on_message) return;
+    HubScope scope(h);
+    try {
+        const char *p = static_cast<const char *>(data);
+        auto n = static_cast<Py_ssize_t>(len);
+        // Text was validated as UTF-8 by the core.
+        PyObject *msg = type == WSG_MSG_TEXT ? PyUnicode_DecodeUTF8(p, n, "surrogateescape")
+                                             : PyBytes_FromStringAndSize(p, n);
+        if (!msg) throw py::error_already_set();
+        py::object m = py::reinterpret_steal<py::object>(msg);
+        py::object fn = h->on_message;
+        fn(id, m);
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate on_message callback");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate on_message callback");
+    }
+}
+
+void cb_close(wsg_server *, wsg_conn_id id, int code, const char *reason, size_t reason_len,
+              wsg_close_cause cause, void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_close.load(std::memory_order_acquire) || python_gone()) return;
+    CallbackGil gil;
+    if (!h->on_close) return;
+    HubScope scope(h);
+    try {
+        PyObject *r = PyUnicode_DecodeUTF8(reason, static_cast<Py_ssize_t>(reason_len), "replace");
+        if (!r) throw py::error_already_set();
+        py::object why = py::reinterpret_steal<py::object>(r);
+        py::object fn = h->on_close;
+        fn(id, code, why, wsg_close_cause_str(cause));
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate on_close callback");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate on_close callback");
+    }
+}
+
+void cb_log(wsg_log_level level, const char *event, const char *json, size_t json_len,
+            void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_log.load(std::memory_order_acquire) || python_gone()) return;
+    CallbackGil gil;
+    if (!h->on_log) return;
+    HubScope scope(h);
+    try {
+        PyObject *j = PyUnicode_DecodeUTF8(json, static_cast<Py_ssize_t>(json_len), "replace");
+        if (!j) throw py::error_already_set();
+        py::object text = py::reinterpret_steal<py::object>(j);
+        py::object fn = h->on_log;
+        fn(static_cast<int>(level), event ? event : "", text);
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate log callback");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate log callback");
+    }
+}
+
+class Server {
+public:
+    explicit Server(const Config *config) {
+        check(wsg_server_new(&srv_, config ? config->raw() : nullptr));
+        hub_ = new Hub();
+        // Registered once, before listening (the only time the core allows
+        // it); the Python handlers behind them can change at any time.
+        // The log registration owns the hub's second reference: the core
+        // drops it (user_free) when the server is freed, after the last
+        // callback, whichever thread frees it.
+        register_cb(wsg_server_on_open(srv_, cb_open, hub_, nullptr));
+        register_cb(wsg_server_on_message(srv_, cb_message, hub_, nullptr));
+        register_cb(wsg_server_on_close(srv_, cb_close, hub_, nullptr));
+        hub_->ref();
+        register_cb(wsg_server_on_log(srv_, cb_log, hub_, &Hub::unref));
+    }
+
+    ~Server() {
+        // pybind11 runs this with the GIL held: release Python objects now.
+        hub_->clear();
+        wsg_server *s = srv_;
+        srv_ = nullptr;
+        if (t_hub == hub_) {
+            // Our own callback dropped the last reference: this is the
+            // service thread, which cannot join itself.
+            free_on_helper_thread(s);
+        } else if (s) {
+            py::gil_scoped_release nogil;
+            wsg_server_free(s);
+        }
+        Hub::unref(hub_);
+    }
+
+    Server(const Server &) = delete;
+    Server &operator=(const Server &) = delete;
+
+    void set_handlers(py::object on_open, py::object on_message, py::object on_close,
+                      py::object on_log) {
+        // GIL held: the old objects are released here, under it.
+        hub_->on_open = on_open.is_none() ? py::object() : on_open;
+        hub_->on_message = on_message.is_none() ? py::object() : on_message;
+        hub_->on_close = on_close.is_none() ? py::object() : on_close;
+        hub_->on_log = on_log.is_none() ? py::object() : on_log;
+        hub_->want_open.store(bool(hub_->on_open), std::memory_order_release);
+        hub_->want_message.store(bool(hub_->on_message), std::memory_order_release);
+        hub_->want_close.store(bool(hub_->on_close), std::memory_order_release);
+        hub_->want_log.store(bool(hub_->on_log), std::memory_order_release);
+    }
+
+    void listen() { blocking([this] { return wsg_server_listen(srv_); }); }
+    void start() { blocking([this] { return wsg_server_start(srv_); }); }
+    void stop() { blocking([this] { return wsg_server_stop(srv_); }); }
+
+    int port() {
+        int p = 0;
+        check(wsg_server_port(srv_, &p));
+        return p;
+    }
+
+    size_t conn_count() {
+        size_t n = 0;
+        check(wsg_server_conn_count(srv_, &n));
+        return n;
+    }
+
+    std::vector<uint64_t> conn_ids() {
+        std::vector<wsg_conn_id> ids(64);
+        for (;;) {
+            size_t count = 0;
+            check(wsg_server_conn_ids(srv_, ids.data(), ids.size(), &count));
+            if (count <= ids.size()) {
+                ids.resize(count);
+                return ids;
+            }
+            ids.resize(count + count / 4 + 16);
+        }
+    }
+
+    void broadcast(py::handle message) {
+        Payload p(message);
+        send_like(p, [&] { return wsg_server_broadcast(srv_, p.type(), p.data(), p.size()); });
+    }
+
+    void send(uint64_t id, py::handle message) {
+        Payload p(message);
+        send_like(p, [&] { return wsg_conn_send(srv_, id, p.type(), p.data(), p.size()); });
+    }
+
+    void close(uint64_t id, int code, const std::string &reason) {
+        if (reason.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "close reason contains a NUL character");
+        blocking([&] { return wsg_conn_close(srv_, id, code, reason.c_str()); });
+    }
+
+    // One snapshot of a connection as a dict.
+    py::dict conn_info(uint64_t id) {
+        wsg_conn_info *info = nullptr;
+        check(wsg_conn_info_get(srv_, id, &info));
+        struct Freer {
+            wsg_conn_info *i;
+            ~Freer() { wsg_conn_info_free(i); }
+        } freer{info};
+        py::dict d;
+        static const struct {
+            const char *name;
+            wsg_info_key key;
+        } strings[] = {{"peer_address", WSG_INFO_PEER_ADDR},
+                       {"path", WSG_INFO_PATH},
+                       {"query", WSG_INFO_QUERY},
+                       {"origin", WSG_INFO_ORIGIN},
+                       {"subprotocol", WSG_INFO_SUBPROTOCOL}},
+          ints[] = {{"id", WSG_INFO_ID},
+                    {"peer_port", WSG_INFO_PEER_PORT},
+                    {"connected_at_ms", WSG_INFO_CONNECTED_AT_MS},
+                    {"duration_ms", WSG_INFO_DURATION_MS},
+                    {"messages_in", WSG_INFO_MESSAGES_IN},
+                    {"bytes_in", WSG_INFO_BYTES_IN},
+                    {"messages_out", WSG_INFO_MESSAGES_OUT},
+                    {"bytes_out", WSG_INFO_BYTES_OUT}};
+        for (const auto &f : strings) {
+            const char *v = nullptr;
+            check(wsg_conn_info_string(info, f.key, &v));
+            PyObject *s = PyUnicode_DecodeUTF8(v, static_cast<Py_ssize_t>(std::strlen(v)),
+                                               "replace");
+            if (!s) throw py::error_already_set();
+            d[f.name] = py::reinterpret_steal<py::object>(s);
+        }
+        for (const auto &f : ints) {
+            int64_t v = 0;
+            check(wsg_conn_info_int(info, f.key, &v));
+            d[f.name] = py::int_(v);
+        }
+        return d;
+    }
+
+private:
+    void register_cb(wsg_status st) {
+        if (st != WSG_OK) {
+            Outcome o;
+            o.capture(st);
+            // No registration took the hub (the failed one did not).
+            wsg_server_free(srv_);
+            srv_ = nullptr;
+            delete hub_;
+            hub_ = nullptr;
+            o.raise_if_failed();
+        }
+    }
+
+    template <class F>
+    void blocking(F &&call) {
+        Outcome o;
+        {
+            py::gil_scoped_release nogil;
+            o.capture(call());
+        }
+        o.raise_if_failed();
+    }
+
+    template <class F>
+    void send_like(const Payload &p, F &&call) {
+        if (p.large()) {
+            blocking(call);
+        } else {
+            check(call());
+        }
+    }
+
+    wsg_server *srv_ = nullptr;
+    Hub *hub_ = nullptr;
+};
+
+py::list option_table() {
+    py::list rows;
+    size_t n = wsg_option_count();
+    for (size_t i = 0; i < n; i++) {
+        const char *f[5] = {"", "", "", "", ""};
+        const wsg_option_field fields[5] = {WSG_OPTION_NAME, WSG_OPTION_TYPE, WSG_OPTION_DEFAULT,
+                                            WSG_OPTION_RANGE, WSG_OPTION_DOC};
+        for (int k = 0; k < 5; k++) check(wsg_option_describe(i, fields[k], &f[k]));
+        rows.append(py::make_tuple(f[0], f[1], f[2], f[3], f[4]));
+    }
+    return rows;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "Low-level glue over wsgate's C ABI. Use the `wsgate` package instead.";
+    g_interp = PyInterpreterState_Get();
+
+    m.attr("HEADER_VERSION_NUM") = WSG_VERSION_NUM;
+    m.def("version", &wsg_version, "The loaded libwsgate's version string.");
+    m.def("version_num", &wsg_version_num, "The loaded libwsgate's MAJOR*10000+MINOR*100+PATCH.");
+    m.def(
+        "status_str", [](int st) { return wsg_status_str(static_cast<wsg_status>(st)); },
+        py::arg("status"), "Stable name of a wsg_status value.");
+    m.def(
+        "close_cause_str",
+        [](int cause) { return wsg_close_cause_str(static_cast<wsg_close_cause>(cause)); },
+        py::arg("cause"), "Stable name of a wsg_close_cause value.");
+    m.def("options", &option_table,
+          "The core's option table: (name, type, default, range, doc) per option.");
+    m.def(
+        "_set_error_classes",
+        [](py::dict classes) {
+            // Kept for the life of the process (see g_error_classes).
+            Py_XDECREF(g_error_classes);
+            g_error_classes = classes.inc_ref().ptr();
+        },
+        py::arg("classes"), "Internal: map status (and None) to exception classes.");
+    m.def(
+        "_python_exiting",
+        [](double wait_seconds) {
+            // Servers being freed on helper threads finish their stop first
+            // (their callbacks no longer enter Python).
+            g_exiting.store(true, std::memory_order_release);
+            py::gil_scoped_release nogil;
+            std::unique_lock<std::mutex> lock(g_pending_mu);
+            g_pending_cv.wait_for(lock, std::chrono::duration<double>(wait_seconds),
+                                  [] { return g_pending_frees == 0; });
+        },
+        py::arg("wait_seconds") = 10.0,
+        "Internal, for the atexit hook: callbacks stop entering Python from now on.");
+    m.def(
+        "_in_callback", [] { return t_hub != nullptr; },
+        "True while this thread runs one of wsgate's callbacks.");
+
+    py::class_<Config>(m, "Config", "A set of option values (wsg_config).")
+        .def(py::init<>())
+        .def("copy", [](const Config &c) { return new Config(c); },
+             "An independent copy.")
+        .def("set", &Config::set, py::arg("key"), py::arg("value"),
+             "Set one option; the core validates it.")
+        .def("set_from_string", &Config::set_from_string, py::arg("assignment"),
+             "Set one option from 'key=value' text.")
+        .def("get", &Config::get, py::arg("key"), "Read one option as its type.")
+        .def_static("option_type", &Config::option_type, py::arg("key"),
+                    "An option's type ('int', 'bool', 'string', 'enum'), '' if unknown.");
+
+    py::class_<Server>(m, "Server", "A wsg_server. Freed (stopping first) when collected.")
+        .def(py::init<const Config *>(), py::arg("config") = nullptr)
+        .def("set_handlers", &Server::set_handlers, py::arg("on_open"), py::arg("on_message"),
+             py::arg("on_close"), py::arg("on_log"),
+             "Set the callables the service thread calls (None for none).")
+        .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
+        .def("start", &Server::start, "Serve on a new service thread (GIL released).")
+        .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")
+        .def_property_readonly("port", &Server::port, "The bound TCP port.")
+        .def("conn_count", &Server::conn_count, "Number of open connections.")
+        .def("conn_ids", &Server::conn_ids, "Ids of the open connections.")
+        .def("broadcast", &Server::broadcast, py::arg("message"),
+             "Send to every open connection.")
+        .def("send", &Server::send, py::arg("conn"), py::arg("message"),
+             "Queue a message to one connection.")
+        .def("close", &Server::close, py::arg("conn"), py::arg("code") = 1000,
+             py::arg("reason") = "", "Close one connection.")
+        .def("conn_info", &Server::conn_info, py::arg("conn"),
+             "A snapshot of one connection as a dict.");
+}

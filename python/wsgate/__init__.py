@@ -1,0 +1,86 @@
+"""wsgate: an embeddable WebSocket server (C++ core on libwebsockets) for Python.
+
+A thin, Pythonic layer over wsgate's stable C ABI::
+
+    import wsgate
+
+    server = wsgate.Server(port=8080)
+
+    @server.on_message
+    def handle(conn, message):      # str for text, bytes for binary
+        server.broadcast(message)
+
+    with server:                    # starts the service thread; stops gracefully on exit
+        server.serve_forever()      # until Ctrl-C or server.stop()
+
+Handlers run on the server's service thread holding the GIL; the service
+loop and every blocking call run without it. ``send``, ``close`` and
+``broadcast`` work from any thread. Errors are :class:`WsgateError`
+subclasses carrying the core's status and message. The core's structured log
+events go to the ``"wsgate"`` logger. :mod:`wsgate.aio` delivers events to
+an asyncio loop. See python/README.md for the whole guide.
+"""
+
+from __future__ import annotations
+
+import atexit as _atexit
+
+from . import _core
+from ._config import Config, OptionInfo, OptionValue, options
+from ._errors import (
+    BusyError,
+    ClosedError,
+    InternalError,
+    InvalidArgumentError,
+    LimitError,
+    NetworkError,
+    NoMemoryError,
+    NotFoundError,
+    StateError,
+    Status,
+    TLSError,
+    WsgateError,
+)
+from ._server import Connection, Message, Server, _stop_all_at_exit, logger
+
+__all__ = [
+    "Server",
+    "Connection",
+    "Message",
+    "Config",
+    "OptionInfo",
+    "OptionValue",
+    "options",
+    "library_version",
+    "logger",
+    "Status",
+    "WsgateError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "ClosedError",
+    "NoMemoryError",
+    "StateError",
+    "NetworkError",
+    "TLSError",
+    "BusyError",
+    "LimitError",
+    "InternalError",
+]
+
+
+def library_version() -> str:
+    """The loaded libwsgate's version string (``wsg_version()``)."""
+    return _core.version()
+
+
+#: The version of libwsgate this package was built against.
+__version__: str = "{}.{}.{}".format(
+    _core.HEADER_VERSION_NUM // 10000, _core.HEADER_VERSION_NUM // 100 % 100,
+    _core.HEADER_VERSION_NUM % 100)
+
+if _core.version_num() // 10000 != _core.HEADER_VERSION_NUM // 10000:
+    raise ImportError(
+        f"wsgate: loaded libwsgate {_core.version()} does not match the {__version__} "
+        "headers this binding was built with (different major version)")
+
+_atexit.register(_stop_all_at_exit)

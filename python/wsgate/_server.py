@@ -1,0 +1,505 @@
+"""Server and Connection: the Pythonic layer over ``wsgate._core``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import types
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+
+from . import _core
+from ._config import Config, OptionValue, option_name
+from ._errors import BusyError, NotFoundError, Status
+
+__all__ = ["Server", "Connection", "Message", "logger"]
+
+#: The logger that receives the core's structured events and the tracebacks
+#: of exceptions raised by handlers.
+logger = logging.getLogger("wsgate")
+
+#: A message: ``str`` for text, ``bytes`` for binary (any bytes-like object
+#: may be sent as binary).
+Message = Union[str, bytes]
+
+OpenHandler = Callable[["Connection"], Any]
+MessageHandler = Callable[["Connection", Any], Any]
+CloseHandler = Callable[["Connection", int, str], Any]
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+# Servers that were started and not yet stopped; the atexit hook stops them.
+_live: "weakref.WeakSet[Server]" = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+class Connection:
+    """One WebSocket connection of a :class:`Server`.
+
+    Handlers receive the same object for a connection from ``on_open`` to
+    ``on_close``. It names the connection by its id and refers to its server
+    weakly. Facts fixed at the upgrade (peer, path, query, origin,
+    subprotocol, connected_at) are read once and kept, so they stay readable
+    after the close; counters are read live. Once the connection is gone,
+    :meth:`send`, :meth:`close` and the counters raise
+    :class:`~wsgate.NotFoundError`.
+
+    ``data`` is a dict for the application's own per-connection state.
+    """
+
+    __slots__ = ("_id", "_server", "_facts", "data", "close_code", "close_reason", "close_cause",
+                 "__weakref__")
+
+    def __init__(self, server: "Server", conn_id: int) -> None:
+        self._id = conn_id
+        self._server = weakref.ref(server)
+        self._facts: Optional[Dict[str, Any]] = None
+        #: Free for the application: state that lives with the connection.
+        self.data: Dict[str, Any] = {}
+        #: Close code once ``on_close`` ran (1006 when there was no close frame).
+        self.close_code: Optional[int] = None
+        #: Close reason once ``on_close`` ran.
+        self.close_reason: Optional[str] = None
+        #: Why the connection ended once ``on_close`` ran: ``"peer"``,
+        #: ``"app"``, ``"shutdown"``, ``"lost"``, ``"too_big"``,
+        #: ``"invalid_utf8"`` or ``"backpressure"``.
+        self.close_cause: Optional[str] = None
+
+    # ---------------------------------------------------------------- identity
+
+    @property
+    def id(self) -> int:
+        """The connection id: 64-bit, never reused while the server lives."""
+        return self._id
+
+    @property
+    def server(self) -> "Server":
+        """The server this connection belongs to (NotFoundError once it is gone)."""
+        return self._server_or_raise()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``on_close`` has run for this connection."""
+        return self.close_code is not None
+
+    def __repr__(self) -> str:
+        facts = self._facts
+        peer = f" {facts['peer_address']}:{facts['peer_port']}" if facts else ""
+        state = " closed" if self.closed else ""
+        return f"<wsgate.Connection {self._id}{peer}{state}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._id == other._id and self._server() is other._server()
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    # ---------------------------------------------------------------- actions
+
+    def send(self, message: Message) -> None:
+        """Queue a message: ``str`` goes as text, bytes-like as binary.
+
+        Copied before it returns; written when the socket is writable, after
+        earlier messages. Any thread. Raises NotFoundError (stale id),
+        ClosedError (closing), InvalidArgumentError (too big)."""
+        self._core().send(self._id, message)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` (1000, 1001, 1008, 1011..1014 or 3000..4999) and
+        a UTF-8 ``reason`` of at most 123 bytes, after the messages already
+        queued. ``on_close`` then reports cause ``"app"``. Any thread."""
+        self._core().close(self._id, code, reason)
+
+    # ---------------------------------------------------------------- info
+
+    def info(self) -> Dict[str, Any]:
+        """A snapshot of every field: id, peer_address, peer_port, path, query,
+        origin, subprotocol, connected_at_ms, duration_ms, messages_in,
+        bytes_in, messages_out, bytes_out."""
+        info = self._core().conn_info(self._id)
+        if self._facts is None:
+            self._facts = {k: info[k] for k in _FACTS}
+        return info
+
+    def _fact(self, key: str) -> Any:
+        if self._facts is None:
+            self.info()
+        assert self._facts is not None
+        return self._facts[key]
+
+    @property
+    def peer_address(self) -> str:
+        """The peer's IP address (``"127.0.0.1"``, ``"::1"``)."""
+        return self._fact("peer_address")
+
+    @property
+    def peer_port(self) -> int:
+        """The peer's TCP port."""
+        return self._fact("peer_port")
+
+    @property
+    def peer(self) -> Tuple[str, int]:
+        """``(peer_address, peer_port)``."""
+        return (self._fact("peer_address"), self._fact("peer_port"))
+
+    @property
+    def path(self) -> str:
+        """The request path without the query."""
+        return self._fact("path")
+
+    @property
+    def query(self) -> str:
+        """The query parameters (each URL-decoded) joined by ``&``; ``""`` if none."""
+        return self._fact("query")
+
+    @property
+    def origin(self) -> str:
+        """The Origin header; ``""`` if none."""
+        return self._fact("origin")
+
+    @property
+    def subprotocol(self) -> str:
+        """The subprotocol agreed (from ``server.subprotocols``); ``""`` if none."""
+        return self._fact("subprotocol")
+
+    @property
+    def connected_at(self) -> float:
+        """Unix time of the upgrade, in seconds."""
+        return self._fact("connected_at_ms") / 1000.0
+
+    @property
+    def duration(self) -> float:
+        """Seconds connected so far (live)."""
+        return self.info()["duration_ms"] / 1000.0
+
+    @property
+    def messages_in(self) -> int:
+        """Whole messages received (live)."""
+        return self.info()["messages_in"]
+
+    @property
+    def bytes_in(self) -> int:
+        """Message payload bytes received (live)."""
+        return self.info()["bytes_in"]
+
+    @property
+    def messages_out(self) -> int:
+        """Messages queued to this connection (live)."""
+        return self.info()["messages_out"]
+
+    @property
+    def bytes_out(self) -> int:
+        """Message payload bytes queued to this connection (live)."""
+        return self.info()["bytes_out"]
+
+    # ---------------------------------------------------------------- internals
+
+    def _server_or_raise(self) -> "Server":
+        server = self._server()
+        if server is None:
+            raise NotFoundError(f"connection {self._id}: its server no longer exists",
+                                Status.ENOTFOUND)
+        return server
+
+    def _core(self) -> "_core.Server":
+        return self._server_or_raise()._core
+
+
+_FACTS = ("id", "peer_address", "peer_port", "path", "query", "origin", "subprotocol",
+          "connected_at_ms")
+
+
+def _dispatchers(ref: "weakref.ReferenceType[Server]") -> Tuple[Callable[..., None], ...]:
+    """The callables the core calls on the service thread. They reach the
+    server through a weak reference, so the C++ side never keeps it alive
+    (a running server can be garbage-collected)."""
+
+    def on_open(conn_id: int) -> None:
+        server = ref()
+        if server is not None:
+            server._dispatch_open(conn_id)
+
+    def on_message(conn_id: int, message: Message) -> None:
+        server = ref()
+        if server is not None:
+            server._dispatch_message(conn_id, message)
+
+    def on_close(conn_id: int, code: int, reason: str, cause: str) -> None:
+        server = ref()
+        if server is not None:
+            server._dispatch_close(conn_id, code, reason, cause)
+
+    return on_open, on_message, on_close
+
+
+def _forward_log(level: int, event: str, text: str) -> None:
+    """Sends one structured event of the core to the "wsgate" logger. The
+    core's levels (10, 20, 30, 40) are logging's. The record's message is
+    the JSON line; ``record.wsgate`` holds it parsed."""
+    if not logger.isEnabledFor(level):
+        return
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        fields = {"event": event, "raw": text}
+    logger.log(level, "%s", text, extra={"wsgate": fields, "wsgate_event": event})
+
+
+class Server:
+    """A WebSocket server.
+
+    ``host`` and ``port`` set ``listen.host`` and ``listen.port``; ``options``
+    maps dotted option names (see :func:`wsgate.options`) to values; keyword
+    arguments name options as ``section__name`` or by their unique last part
+    (``max_connections=100``). Every value is validated by the core: a bad one
+    raises :class:`~wsgate.InvalidArgumentError` carrying the core's message.
+
+    Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`
+    and :meth:`on_close` (at any time). They run on the service thread with
+    the GIL held and must not block; an exception they raise is logged to the
+    ``"wsgate"`` logger with its traceback and the server keeps serving. The
+    core's structured log events go to that logger too.
+
+    Use it as a context manager (``with server:`` starts it and stops it on
+    exit) or call :meth:`start`/:meth:`stop`; :meth:`serve_forever` waits for
+    a stop or Ctrl-C. Send, close and broadcast work from any thread. A
+    running server that is garbage-collected stops first; servers still
+    running at interpreter exit are stopped by an atexit hook.
+    """
+
+    def __init__(self, host: Optional[str] = None, port: Optional[int] = None,
+                 options: Optional[Mapping[str, OptionValue]] = None, *,
+                 config: Optional[Config] = None, **kwargs: OptionValue) -> None:
+        cfg = Config(config) if config is not None else Config()
+        if options:
+            cfg.update(options)
+        for key, value in kwargs.items():
+            cfg[option_name(key)] = value
+        if host is not None:
+            cfg["listen.host"] = host
+        if port is not None:
+            cfg["listen.port"] = port
+        self._config = cfg
+        self._options = types.MappingProxyType(cfg.to_dict())
+        self._core = _core.Server(cfg._core)
+        self._conns: Dict[int, Connection] = {}
+        self._on_open: Optional[OpenHandler] = None
+        self._on_message: Optional[MessageHandler] = None
+        self._on_close: Optional[CloseHandler] = None
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._stop_hooks: List[Callable[[], None]] = []
+        self._dispatch = _dispatchers(weakref.ref(self))
+        self._install()
+
+    # ---------------------------------------------------------------- handlers
+
+    def on_open(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(conn)`` runs when a connection completed the
+        upgrade. Returns the handler; None unregisters."""
+        self._on_open = handler
+        return handler
+
+    def on_message(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(conn, message)`` runs for every whole message,
+        ``str`` for text and ``bytes`` for binary. Returns the handler; None
+        unregisters (messages then do not enter Python at all)."""
+        self._on_message = handler
+        self._install()
+        return handler
+
+    def on_close(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(conn, code, reason)`` runs exactly once for
+        every opened connection when it ended (``conn.close_cause`` says
+        why). The connection's info is still readable during the call."""
+        self._on_close = handler
+        return handler
+
+    def _install(self) -> None:
+        on_open, on_message, on_close = self._dispatch
+        self._core.set_handlers(on_open, on_message if self._on_message else None, on_close,
+                                _forward_log)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def listen(self) -> None:
+        """Bind the listening socket without serving yet, so :attr:`port` is
+        known. Optional: :meth:`start` listens first if needed."""
+        self._core.listen()
+
+    def start(self) -> None:
+        """Listen (if not yet) and serve on a new service thread; returns at
+        once. A stopped server can be started again. Raises StateError when
+        already running, NetworkError when the address cannot be bound."""
+        self._core.start()
+        self._stopped.clear()
+        with _live_lock:
+            _live.add(self)
+
+    def stop(self) -> None:
+        """Stop gracefully: new upgrades get 503, every client gets close 1001
+        after what was queued for it, close handshakes get
+        ``server.shutdown_timeout_ms``, ``on_close`` runs for each connection,
+        and the port is released. Blocks until done (GIL released). Stopping a
+        stopped server does nothing.
+
+        Called from a handler (on the service thread, which cannot wait for
+        itself) it only requests the stop, which a helper thread carries out,
+        and returns at once."""
+        try:
+            self._core.stop()
+        except BusyError:
+            threading.Thread(target=self._stop_quietly, name="wsgate-stop", daemon=True).start()
+            return
+        self._stopped.set()
+        with _live_lock:
+            _live.discard(self)
+        for hook in list(self._stop_hooks):
+            try:
+                hook()
+            except Exception:
+                logger.exception("wsgate: exception in a stop hook")
+
+    def _stop_quietly(self) -> None:
+        try:
+            self.stop()
+        except Exception:
+            logger.exception("wsgate: stop requested from a handler failed")
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and the end of :meth:`stop`."""
+        return not self._stopped.is_set()
+
+    def serve_forever(self, poll_interval: float = 0.2) -> None:
+        """Start if not running, then wait until :meth:`stop` is called from
+        any thread or a handler.
+
+        The wait releases the GIL and wakes every ``poll_interval`` seconds so
+        Ctrl-C works in the main thread: on KeyboardInterrupt the server is
+        stopped gracefully and serve_forever *returns normally* (it does not
+        re-raise), so ``with server: server.serve_forever()`` ends cleanly."""
+        if not self.running:
+            self.start()
+        try:
+            while not self._stopped.wait(poll_interval):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+
+    def __enter__(self) -> "Server":
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- queries
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with ``port=0``). StateError when not
+        listening."""
+        return self._core.port
+
+    @property
+    def options(self) -> Mapping[str, OptionValue]:
+        """The options this server was created with (read-only)."""
+        return self._options
+
+    @property
+    def config(self) -> Config:
+        """A copy of this server's configuration (e.g. to create another)."""
+        return self._config.copy()
+
+    @property
+    def connection_count(self) -> int:
+        """Number of open connections."""
+        return self._core.conn_count()
+
+    def connections(self) -> List[Connection]:
+        """The open connections (a snapshot)."""
+        return [self.connection(i) for i in self._core.conn_ids()]
+
+    def connection(self, conn_id: int) -> Connection:
+        """The Connection object for an id (the one handlers receive while it
+        is open; a new one, whose calls raise NotFoundError, when stale)."""
+        conn = self._conns.get(conn_id)
+        return conn if conn is not None else Connection(self, conn_id)
+
+    # ---------------------------------------------------------------- sending
+
+    def broadcast(self, message: Message) -> None:
+        """Send one message to every open connection (framed once, shared).
+        ``str`` is text, bytes-like binary. Any thread. StateError when the
+        server is not running."""
+        self._core.broadcast(message)
+
+    def send(self, conn: Union[Connection, int], message: Message) -> None:
+        """Send to one connection given as a Connection or an id. Any thread."""
+        self._core.send(conn.id if isinstance(conn, Connection) else conn, message)
+
+    # ---------------------------------------------------------------- dispatch (service thread)
+
+    def _dispatch_open(self, conn_id: int) -> None:
+        conn = Connection(self, conn_id)
+        self._conns[conn_id] = conn
+        handler = self._on_open
+        if handler is not None:
+            try:
+                handler(conn)
+            except BaseException:
+                logger.exception("wsgate: exception in on_open handler (connection %d)", conn_id)
+
+    def _dispatch_message(self, conn_id: int, message: Message) -> None:
+        handler = self._on_message
+        if handler is None:
+            return
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            conn = Connection(self, conn_id)
+        try:
+            handler(conn, message)
+        except BaseException:
+            logger.exception("wsgate: exception in on_message handler (connection %d)", conn_id)
+
+    def _dispatch_close(self, conn_id: int, code: int, reason: str, cause: str) -> None:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            conn = Connection(self, conn_id)
+        conn.close_code = code
+        conn.close_reason = reason
+        conn.close_cause = cause
+        handler = self._on_close
+        try:
+            if handler is not None:
+                handler(conn, code, reason)
+        except BaseException:
+            logger.exception("wsgate: exception in on_close handler (connection %d)", conn_id)
+        finally:
+            self._conns.pop(conn_id, None)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        try:
+            where = f" port {self._core.port}"
+        except Exception:
+            where = ""
+        return f"<wsgate.Server {state}{where}>"
+
+
+def _stop_all_at_exit() -> None:
+    """atexit hook: stops servers still running before the interpreter is torn
+    down (clients get 1001), then tells the glue that callbacks must no longer
+    enter Python."""
+    with _live_lock:
+        servers = list(_live)
+    for server in servers:
+        try:
+            server.stop()
+        except Exception:
+            pass
+    _core._python_exiting(10.0)
