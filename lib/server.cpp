@@ -348,6 +348,8 @@ void Server::loop() {
     wake_pending_.store(true);
     drain_commands();
     tick_timer_.owner = this;
+    tick_stats_ = TickStats();
+    tick_stats_.window_start_ms = clock_.now_ms();
     lws_sul_schedule(ctx_, 0, &tick_timer_.sul, &Server::on_tick, cfg_.tick_ms * LWS_US_PER_MS);
     while (!loop_exit_) {
         if (lws_service(ctx_, 0) < 0) break;
@@ -503,11 +505,46 @@ void Server::shutdown_timer(lws_sorted_usec_list_t *sul) {
 void Server::on_tick(lws_sorted_usec_list_t *sul) {
     Server *self = reinterpret_cast<Timer *>(sul)->owner;
     int64_t now = self->clock_.now_ms();
-    self->wheel_.advance(now, [self, now](WheelTimer *t) {
+    int64_t t0 = mono_us();
+    size_t fired = self->wheel_.advance(now, [self, now](WheelTimer *t) {
         self->heartbeat_check(static_cast<ConnTimer *>(t)->conn, now);
     });
+    TickStats &ts = self->tick_stats_;
+    int64_t took = mono_us() - t0;
+    int b = 0;
+    while (b < 39 && (int64_t{1} << b) <= took) b++;
+    ts.buckets[b]++;
+    ts.ticks++;
+    ts.fired += fired;
+    if (took > ts.max_us) ts.max_us = took;
+    if (now - ts.window_start_ms >= 10000) self->report_tick_stats(now);
     lws_sul_schedule(self->ctx_, 0, &self->tick_timer_.sul, &Server::on_tick,
                      self->cfg_.tick_ms * LWS_US_PER_MS);
+}
+
+void Server::report_tick_stats(int64_t now) {
+    TickStats &ts = tick_stats_;
+    if (ts.ticks && log.enabled(WSG_LOG_DEBUG)) {
+        // Percentiles as bucket upper bounds (powers of two microseconds).
+        auto pct = [&ts](double q) {
+            uint64_t want = static_cast<uint64_t>(q * static_cast<double>(ts.ticks) + 0.999999), seen = 0;
+            for (int b = 0; b < 40; b++)
+                if ((seen += ts.buckets[b]) >= want) return int64_t{1} << b;
+            return ts.max_us;
+        };
+        LogFields f;
+        f["window_ms"] = now - ts.window_start_ms;
+        f["ticks"] = ts.ticks;
+        f["timers_fired"] = ts.fired;
+        f["timers_armed"] = wheel_.size();
+        f["connections"] = reg_.count();
+        f["tick_p50_us_le"] = pct(0.50);
+        f["tick_p99_us_le"] = pct(0.99);
+        f["tick_max_us"] = ts.max_us;
+        log.emit(WSG_LOG_DEBUG, "heartbeat_stats", f);
+    }
+    ts = TickStats();
+    ts.window_start_ms = now;
 }
 
 void Server::ensure_timer(Conn *c, int64_t deadline) {

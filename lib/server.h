@@ -183,6 +183,15 @@ private:
     } shutdown_timer_{}, tick_timer_{};
     SteadyClock clock_;
     TimingWheel wheel_;
+    // Cost of the heartbeat ticks, reported every 10 s as a debug event
+    // "heartbeat_stats" (log2 buckets of microseconds).
+    struct TickStats {
+        uint64_t ticks = 0, fired = 0;
+        uint64_t buckets[40] = {};
+        int64_t max_us = 0;
+        int64_t window_start_ms = 0;
+    } tick_stats_;
+    void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
 };
 
