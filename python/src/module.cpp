@@ -558,7 +558,20 @@ public:
             check(wsg_conn_info_int(info, f.key, &v));
             d[f.name] = py::int_(v);
         }
+        // Fields added after 0.1.0's first release: absent (None) from a
+        // library that does not know them yet.
+        int64_t rtt = -1;
+        if (wsg_conn_info_int(info, WSG_INFO_RTT_US, &rtt) == WSG_OK)
+            d["rtt_us"] = py::int_(rtt);
+        else
+            d["rtt_us"] = py::none();
         return d;
+    }
+
+    void set_timeout(uint64_t id, const std::string &key, int64_t value) {
+        if (key.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "timeout key contains a NUL character");
+        check(wsg_conn_set_timeout(srv_, id, key.c_str(), value));
     }
 
 private:
@@ -683,6 +696,8 @@ PYBIND11_MODULE(_core, m) {
              "Queue a message to one connection.")
         .def("close", &Server::close, py::arg("conn"), py::arg("code") = 1000,
              py::arg("reason") = "", "Close one connection.")
+        .def("set_timeout", &Server::set_timeout, py::arg("conn"), py::arg("key"),
+             py::arg("value"), "Override one heartbeat setting for one connection.")
         .def("conn_info", &Server::conn_info, py::arg("conn"),
              "A snapshot of one connection as a dict.");
 }

@@ -83,4 +83,11 @@ if _core.version_num() // 10000 != _core.HEADER_VERSION_NUM // 10000:
         f"wsgate: loaded libwsgate {_core.version()} does not match the {__version__} "
         "headers this binding was built with (different major version)")
 
+# Public classes present themselves as wsgate.X (tracebacks, reprs, pickles).
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj
+
 _atexit.register(_stop_all_at_exit)

@@ -62,7 +62,9 @@ class Connection:
         self.close_reason: Optional[str] = None
         #: Why the connection ended once ``on_close`` ran: ``"peer"``,
         #: ``"app"``, ``"shutdown"``, ``"lost"``, ``"too_big"``,
-        #: ``"invalid_utf8"`` or ``"backpressure"``.
+        #: ``"invalid_utf8"``, ``"backpressure"``, ``"pong_timeout"``,
+        #: ``"write_timeout"``, ``"idle_timeout"``, ``"close_timeout"``
+        #: (the core's ``wsg_close_cause_str``; new causes appear as is).
         self.close_cause: Optional[str] = None
 
     # ---------------------------------------------------------------- identity
@@ -112,12 +114,23 @@ class Connection:
         queued. ``on_close`` then reports cause ``"app"``. Any thread."""
         self._core().close(self._id, code, reason)
 
+    def set_timeout(self, key: str, value: int) -> None:
+        """Override one heartbeat setting for this connection only, e.g.
+        ``conn.set_timeout("heartbeat.pong_wait_ms", 120_000)`` for a mobile
+        client. ``key`` is one of ``heartbeat.ping_interval_ms``,
+        ``heartbeat.pong_wait_ms``, ``heartbeat.write_wait_ms``,
+        ``heartbeat.idle_timeout_ms``, ``heartbeat.close_wait_ms``; ``value``
+        must lie in that option's range (0 disables where allowed). Applied in
+        order with sends and closes. Any thread."""
+        self._core().set_timeout(self._id, key, value)
+
     # ---------------------------------------------------------------- info
 
     def info(self) -> Dict[str, Any]:
         """A snapshot of every field: id, peer_address, peer_port, path, query,
         origin, subprotocol, connected_at_ms, duration_ms, messages_in,
-        bytes_in, messages_out, bytes_out."""
+        bytes_in, messages_out, bytes_out, rtt_us (-1 before the first pong;
+        None from a library without heartbeat)."""
         info = self._core().conn_info(self._id)
         if self._facts is None:
             self._facts = {k: info[k] for k in _FACTS}
@@ -173,6 +186,13 @@ class Connection:
     def duration(self) -> float:
         """Seconds connected so far (live)."""
         return self.info()["duration_ms"] / 1000.0
+
+    @property
+    def rtt(self) -> Optional[float]:
+        """Latest ping round-trip time in seconds (live); None before the
+        first pong."""
+        us = self.info()["rtt_us"]
+        return None if us is None or us < 0 else us / 1e6
 
     @property
     def messages_in(self) -> int:

@@ -1,0 +1,22 @@
+# Type stub of the wsgate package: the public names, re-exported from the
+# modules that define them (which carry inline type hints and docstrings).
+from ._config import Config as Config, OptionInfo as OptionInfo, OptionValue as OptionValue, options as options
+from ._errors import (
+    BusyError as BusyError,
+    ClosedError as ClosedError,
+    InternalError as InternalError,
+    InvalidArgumentError as InvalidArgumentError,
+    LimitError as LimitError,
+    NetworkError as NetworkError,
+    NoMemoryError as NoMemoryError,
+    NotFoundError as NotFoundError,
+    StateError as StateError,
+    Status as Status,
+    TLSError as TLSError,
+    WsgateError as WsgateError,
+)
+from ._server import Connection as Connection, Message as Message, Server as Server, logger as logger
+
+__version__: str
+
+def library_version() -> str: ...

@@ -1,0 +1,104 @@
+"""``python -m wsgate``: an echo (or broadcast) WebSocket server from the shell.
+
+    python -m wsgate [--host ADDR] [--port N] [--set KEY=VALUE]... [--broadcast]
+                     [--list-options] [--quiet]
+
+Prints exactly one line ``listening on ws://HOST:PORT/PATH`` on stdout when
+ready. The core's structured events go to stderr as JSON lines (through the
+``wsgate`` logger). SIGINT (Ctrl-C) and SIGTERM stop it gracefully (clients
+get 1001) with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import List, Optional
+
+from . import Config, Server, WsgateError, options
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m wsgate",
+        description="Echo every WebSocket message to its sender (or, with --broadcast, to "
+                    "every client).")
+    p.add_argument("--host", help="listen address (same as --set listen.host=ADDR)")
+    p.add_argument("--port", help="listen port, 0 = ephemeral (same as --set listen.port=N)")
+    p.add_argument("--set", dest="assignments", action="append", default=[],
+                   metavar="KEY=VALUE", help="set any option (repeatable; see --list-options)")
+    p.add_argument("--broadcast", action="store_true",
+                   help="send every message to every connected client instead of echoing")
+    p.add_argument("--list-options", action="store_true", help="list every option and exit")
+    p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    return p
+
+
+def _list_options() -> None:
+    for o in options():
+        rng = f", range {o.range}" if o.range else ""
+        print(f"  {o.name:<32} {o.type:<6} default \"{o.default}\"{rng}\n      {o.doc}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the server; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    if args.list_options:
+        _list_options()
+        return 0
+
+    cfg = Config()
+    try:
+        if args.host is not None:
+            cfg.set_from_string(f"listen.host={args.host}")
+        if args.port is not None:
+            cfg.set_from_string(f"listen.port={args.port}")
+        for assignment in args.assignments:
+            cfg.set_from_string(assignment)
+    except WsgateError as e:
+        print(f"python -m wsgate: {e}", file=sys.stderr)
+        return 2
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+
+    server = Server(config=cfg)
+    if args.broadcast:
+        @server.on_message
+        def relay(conn, message):  # noqa: ANN001 - the handler signature is documented
+            server.broadcast(message)
+    else:
+        @server.on_message
+        def echo(conn, message):  # noqa: ANN001
+            try:
+                conn.send(message)
+            except WsgateError:
+                pass  # the client is going away
+
+    # SIGTERM stops like Ctrl-C: serve_forever turns KeyboardInterrupt into a
+    # graceful stop. Further signals are ignored while it stops, so the exit
+    # code stays 0.
+    def on_signal(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server.start()
+    except WsgateError as e:
+        print(f"python -m wsgate: {e}", file=sys.stderr)
+        return 1
+    host = server.options["listen.host"] or "0.0.0.0"
+    if ":" in host:
+        host = f"[{host}]"
+    print(f"listening on ws://{host}:{server.port}{server.options['server.path']}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
