@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "error.h"
+#include "origin.h"
 
 namespace wsgate {
 namespace {
@@ -46,6 +47,11 @@ std::string valid_subprotocols(std::string_view v) {
     }
     if (!v.empty() && empty_item) return "has an empty name (use a comma-separated list of tokens)";
     return {};
+}
+
+std::string valid_origins(std::string_view v) {
+    OriginPolicy p;
+    return OriginPolicy::parse(v, &p);
 }
 
 constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
@@ -108,6 +114,15 @@ const std::vector<OptionDef> kTable = {
     {"heartbeat.tick_ms", OptType::Int, "100", 10, 1000, nullptr,
      "Resolution of every heartbeat deadline (one timer tick drives them all); deadlines fire "
      "at most one tick late.",
+     nullptr},
+    {"security.allowed_origins", OptType::String, "", 0, 0, nullptr,
+     "Comma-separated origins whose pages may connect: exact (https://app.example.com), "
+     "subdomain wildcard (https://*.example.com), * for any, null for opaque origins. Pages of "
+     "this server's own origin are always allowed; others get 403.",
+     valid_origins},
+    {"security.require_origin", OptType::Bool, "false", 0, 0, nullptr,
+     "Refuse (403) requests without an Origin header (native clients send none; browsers always "
+     "do).",
      nullptr},
     {"log.level", OptType::Enum, "info", 0, 0, "debug|info|warn|error|off",
      "Least severe event logged (accept is debug; open and close info; reject warn).", nullptr},

@@ -189,7 +189,9 @@ Settings::Settings(const wsg_config &c)
       rx_buffer_bytes(static_cast<size_t>(c.int_of("tuning.rx_buffer_bytes"))),
       write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))),
       tick_ms(c.int_of("heartbeat.tick_ms")),
-      any_frame_is_alive(c.bool_of("heartbeat.any_frame_is_alive")) {
+      any_frame_is_alive(c.bool_of("heartbeat.any_frame_is_alive")),
+      require_origin(c.bool_of("security.require_origin")) {
+    OriginPolicy::parse(c.string_of("security.allowed_origins"), &origins);  // validated on set
     const std::string &preset = c.string_of("heartbeat.preset");
     auto hb = [&](const char *key) {
         int64_t v = c.int_of(key);
@@ -967,6 +969,22 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
         return reject(wsi, 400, "only WebSocket upgrades are served here", nullptr);
     std::string path = header(wsi, WSI_TOKEN_GET_URI);
     if (!path_matches(cfg_.path, path)) return reject(wsi, 404, "no WebSocket endpoint at this path", nullptr);
+    OriginPolicy::Request req;
+    // lws joins repeated headers into one value; judge the first and count them.
+    std::string origin, host = header(wsi, WSI_TOKEN_HOST);
+    if (int n = lws_hdr_fragment_length(wsi, WSI_TOKEN_ORIGIN, 0); n > 0) {
+        origin.resize(static_cast<size_t>(n) + 1);
+        n = lws_hdr_copy_fragment(wsi, &origin[0], n + 1, WSI_TOKEN_ORIGIN, 0);
+        origin.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    }
+    // lws keeps each Origin header as one fragment of the token.
+    for (int i = 0; i < 8 && lws_hdr_fragment_length(wsi, WSI_TOKEN_ORIGIN, i) > 0; i++)
+        req.origin_count++;
+    req.origin = origin;
+    req.host = host;
+    req.tls = false;
+    std::string why = cfg_.origins.check(req, cfg_.require_origin);
+    if (!why.empty()) return reject(wsi, 403, why.c_str(), nullptr);
     std::string offered = header(wsi, WSI_TOKEN_PROTOCOL);
     if (!offered.empty()) {
         // lws would drop the TCP connection without a word: answer instead.

@@ -14,6 +14,7 @@
 #include "frame.h"
 #include "log.h"
 #include "options.h"
+#include "origin.h"
 #include "registry.h"
 #include "wheel.h"
 
@@ -60,6 +61,8 @@ struct Settings {
     int64_t ping_interval_ms = 0, pong_wait_ms = 0, write_wait_ms = 0, idle_timeout_ms = 0,
             handshake_timeout_ms = 0, close_wait_ms = 0, tick_ms = 0;
     bool any_frame_is_alive = true;
+    OriginPolicy origins;
+    bool require_origin = false;
 
     explicit Settings(const wsg_config &cfg);
     // Checks rules that involve several options; "" when consistent.

@@ -113,7 +113,8 @@ static void bad_arguments_are_refused(void **state) {
 
 static void info_reports_request_and_counters(void **state) {
     (void)state;
-    const char *settings[] = {"server.subprotocols=chat.v1,chat.v2", NULL};
+    const char *settings[] = {"server.subprotocols=chat.v1,chat.v2",
+                              "security.allowed_origins=https://app.example.com", NULL};
     tsrv *t = tsrv_start(settings, 1);
     assert_non_null(t);
     int64_t before = 0;

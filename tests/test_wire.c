@@ -265,6 +265,66 @@ static void refusals_are_real_http_responses(void **state) {
     assert_int_equal(tsrv_free(t), 0);
 }
 
+static void origin_policy_refuses_with_403(void **state) {
+    (void)state;
+    const char *settings[] = {"security.allowed_origins=https://app.example.com,https://*.example.org",
+                              NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    assert_non_null(t);
+    struct {
+        const char *headers;
+        int status;
+    } cases[] = {
+        {"Origin: https://app.example.com\r\n", 101},
+        {"Origin: https://a.example.org\r\n", 101},
+        {"", 101}, /* native client: no Origin */
+        {"Origin: https://evil.example\r\n", 403},
+        {"Origin: https://example.org\r\n", 403},
+        {"Origin: https://example.org.evil.net\r\n", 403},
+        {"Origin: https://evilexample.org\r\n", 403},
+        {"Origin: http://app.example.com\r\n", 403},
+        {"Origin: null\r\n", 403},
+        {"Origin: https://app.example.com/path\r\n", 403},
+        {"Origin: https://app.example.com\r\nOrigin: https://app.example.com\r\n", 403},
+    };
+    int opened = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int status = 0;
+        char *head = NULL;
+        wsc *c = wsc_connect_ex(HOST, t->port, "/", cases[i].headers, 3000, &status, &head);
+        if (status != cases[i].status) fail_msg("case %zu (%s): status %d", i, cases[i].headers, status);
+        if (cases[i].status == 403) {
+            assert_null(c);
+            assert_memory_equal(head, "HTTP/1.1 403 Forbidden", 22);
+        } else {
+            assert_non_null(c);
+            opened++;
+            assert_int_equal(wsc_send_text(c, "ok"), 0);
+            expect_message(c, 1, "ok", 2);
+            wsc_free(c);
+        }
+        free(head);
+    }
+    assert_true(WAIT_UNTIL(tsrv_opens(t) == opened, 3000));
+    tsrv_free(t);
+
+    /* Same-origin by default; require_origin refuses native clients. */
+    const char *strict[] = {"security.require_origin=true", NULL};
+    t = tsrv_start(strict, 1);
+    assert_non_null(t);
+    int status = 0;
+    assert_null(wsc_connect(HOST, t->port, "/", NULL, 3000, &status));
+    assert_int_equal(status, 403);
+    char same[64];
+    snprintf(same, sizeof same, "Origin: http://127.0.0.1:%d\r\n", t->port);
+    wsc *c = wsc_connect(HOST, t->port, "/", same, 3000, &status);
+    assert_non_null(c);
+    wsc_free(c);
+    assert_null(wsc_connect(HOST, t->port, "/", "Origin: http://localhost:1\r\n", 3000, &status));
+    assert_int_equal(status, 403);
+    tsrv_free(t);
+}
+
 static void garbage_before_upgrade_is_harmless(void **state) {
     tsrv *t = *state;
     const char *junk[] = {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "NOT HTTP AT ALL\r\n\r\n",
@@ -395,6 +455,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(invalid_utf8_closes_with_1007, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(reset_mid_frame_ends_only_that_connection, setup_echo, teardown),
         cmocka_unit_test(refusals_are_real_http_responses),
+        cmocka_unit_test(origin_policy_refuses_with_403),
         cmocka_unit_test_setup_teardown(garbage_before_upgrade_is_harmless, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(loopback_host_listens_on_loopback_only, setup_echo, teardown),
         cmocka_unit_test(ipv6_loopback_host),
