@@ -87,7 +87,7 @@ def test_send_rejects_other_types(make_server):
 
 
 def test_connection_info(make_server):
-    server = make_server()
+    server = make_server(options={"security.allowed_origins": "http://app.example"})
     seen = {}
 
     @server.on_open

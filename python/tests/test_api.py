@@ -1,0 +1,86 @@
+"""The package's surface: docstrings on every public name, stubs that match
+the runtime, the installed files."""
+
+import ast
+import inspect
+import os
+
+import pytest
+
+import wsgate
+import wsgate.aio
+from wsgate import _core
+
+PKG = os.path.dirname(wsgate.__file__)
+
+
+def public_members(cls):
+    for name, value in vars(cls).items():
+        if name.startswith("_") or name in ("STATUS",):
+            continue
+        yield name, value
+
+
+@pytest.mark.parametrize("module", [wsgate, wsgate.aio], ids=lambda m: m.__name__)
+def test_every_public_name_has_a_docstring(module):
+    assert module.__doc__
+    missing = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        if not inspect.getdoc(obj):
+            missing.append(name)
+        if inspect.isclass(obj):
+            for member, value in public_members(obj):
+                target = value.fget if isinstance(value, property) else value
+                if isinstance(value, (staticmethod, classmethod)):
+                    target = value.__func__
+                if callable(target) or isinstance(value, property):
+                    if not inspect.getdoc(target):
+                        missing.append(f"{name}.{member}")
+    assert not missing, f"no docstring: {missing}"
+
+
+def test_installed_files():
+    for f in ("py.typed", "__init__.pyi", "_core.pyi", "aio.py", "__main__.py"):
+        assert os.path.exists(os.path.join(PKG, f)), f
+    core_dir = os.path.dirname(_core.__file__)
+    assert core_dir == PKG
+    if not os.environ.get("WSGATE_LIB_DIR") and os.environ.get("WSGATE_PKG_CONFIG") != "1":
+        # Self-contained: the library travels with the extension.
+        assert os.path.exists(os.path.join(PKG, "libwsgate.so.0"))
+
+
+def test_package_stub_matches_runtime():
+    tree = ast.parse(open(os.path.join(PKG, "__init__.pyi")).read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            names.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign):
+            names.add(node.target.id)
+    assert set(wsgate.__all__) <= names
+    for name in names:
+        assert hasattr(wsgate, name), name
+
+
+def test_core_stub_matches_runtime():
+    tree = ast.parse(open(os.path.join(PKG, "_core.pyi")).read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            assert callable(getattr(_core, node.name)), node.name
+        elif isinstance(node, ast.ClassDef):
+            cls = getattr(_core, node.name)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name != "__init__":
+                    assert hasattr(cls, item.name), f"{node.name}.{item.name}"
+            runtime = {n for n in vars(cls) if not n.startswith("_")}
+            stubbed = {i.name for i in node.body if isinstance(i, ast.FunctionDef)}
+            assert runtime <= stubbed, f"{node.name}: not in the stub: {runtime - stubbed}"
+    module_funcs = {n for n, v in vars(_core).items()
+                    if callable(v) and not inspect.isclass(v) and not n.startswith("__")}
+    stub_funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert module_funcs <= stub_funcs, module_funcs - stub_funcs

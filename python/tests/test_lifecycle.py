@@ -1,0 +1,324 @@
+"""Lifecycle in every order a Python user might try: stop during traffic,
+garbage collection of a running server (also from its own callback),
+interpreter exit while running, Ctrl-C in serve_forever, `python -m wsgate`."""
+
+import asyncio
+import gc
+import signal
+import textwrap
+import threading
+import time
+import weakref
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+import wsgate
+from conftest import connect, recv, run, url_of, wait_until
+
+
+def test_stop_during_traffic(make_server):
+    server = make_server()
+    closes = []
+    lock = threading.Lock()
+
+    @server.on_message
+    def echo(conn, message):
+        conn.send(message)
+
+    @server.on_close
+    def closed(conn, code, reason):
+        with lock:
+            closes.append((conn.id, code, conn.close_cause))
+
+    server.start()
+    n = 8
+    received = [0] * n
+    codes = [None] * n
+
+    async def client(i, started):
+        async with connect(url_of(server)) as ws:
+            started.set()
+            try:
+                while True:
+                    for _ in range(20):
+                        await ws.send(f"{i} " + "x" * 100)
+                    for _ in range(20):
+                        await recv(ws)
+                        received[i] += 1
+            except ConnectionClosed as e:
+                codes[i] = e.code
+
+    async def body():
+        events = [asyncio.Event() for _ in range(n)]
+        tasks = [asyncio.create_task(client(i, events[i])) for i in range(n)]
+        await asyncio.gather(*(e.wait() for e in events))
+        await asyncio.sleep(0.3)  # traffic flows
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, server.stop)  # blocks: run it off the loop
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+
+    run(body())
+    assert not server.running
+    assert all(r > 0 for r in received)
+    assert codes == [1001] * n
+    assert len(closes) == n and len({c[0] for c in closes}) == n  # exactly once each
+    assert all(code == 1001 and cause == "shutdown" for _, code, cause in closes)
+
+
+def test_running_server_garbage_collected():
+    server = wsgate.Server(host="127.0.0.1", port=0)
+    server.on_message(lambda conn, m: conn.send(m))
+    # A cycle through a closure: only the garbage collector can free it.
+    holder = {"server": server}
+    server.on_close(lambda conn, code, reason: holder)
+    holder["self"] = holder
+    server.start()
+    port = server.port
+    ref = weakref.ref(server)
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            nonlocal server, holder
+            del server, holder
+            gc.collect()
+            assert ref() is None
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws)
+            assert info.value.code == 1001
+    run(body())
+
+    # The port is free again.
+    again = wsgate.Server(host="127.0.0.1", port=port)
+    again.start()
+    again.stop()
+
+
+def test_server_dropped_inside_its_own_callback():
+    """The last reference goes away on the service thread, which cannot join
+    itself: a helper thread frees the server."""
+    holder = [wsgate.Server(host="127.0.0.1", port=0)]
+    server = holder[0]
+    ref = weakref.ref(server)
+
+    @server.on_message
+    def handle(conn, message):
+        conn.send("dropping")
+        holder.clear()  # the dispatcher's reference is the last one now
+
+    server.start()
+    port = server.port
+    del server
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("x")
+            assert await recv(ws) == "dropping"
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws)
+            assert info.value.code == 1001
+    run(body())
+    wait_until(lambda: ref() is None)
+
+
+def test_unstarted_and_listening_servers_are_freed():
+    s = wsgate.Server(port=0, host="127.0.0.1")
+    ref = weakref.ref(s)
+    del s
+    assert ref() is None
+    s = wsgate.Server(port=0, host="127.0.0.1")
+    s.listen()
+    port = s.port
+    del s
+    s = wsgate.Server(port=port, host="127.0.0.1")  # the port was released
+    s.listen()
+    s.stop()
+
+
+def test_concurrent_stops(make_server):
+    server = make_server()
+    server.start()
+    errors = []
+
+    def stopper():
+        try:
+            server.stop()
+        except Exception as e:  # pragma: no cover - would fail the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=stopper) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not errors and not server.running
+
+
+def test_interpreter_exit_while_running(child):
+    """The script ends with the server running and a client connected: the
+    atexit hook stops it (client gets 1001) and the process exits 0."""
+    proc = child(textwrap.dedent("""
+        import time, wsgate
+        server = wsgate.Server(host="127.0.0.1", port=0)
+        opened = []
+        server.on_open(opened.append)
+        server.on_message(lambda conn, m: conn.send(m))
+        server.on_close(lambda conn, code, reason: print("closed", code, flush=True))
+        server.start()
+        print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
+        deadline = time.monotonic() + 20
+        while not opened and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        print("exiting", flush=True)
+    """))
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+    run(body())
+    assert proc.wait() == 0, proc.err()
+    assert "closed 1001" in proc.out()
+    assert "Traceback" not in proc.err() and "Fatal" not in proc.err()
+
+
+def test_interpreter_exit_during_a_slow_callback(child):
+    """The main thread exits while a handler is still running on the service
+    thread; the handler finishes, later events do not enter Python."""
+    proc = child(textwrap.dedent("""
+        import sys, time, wsgate
+        server = wsgate.Server(host="127.0.0.1", port=0)
+        busy = []
+        def handle(conn, message):
+            busy.append(1)
+            time.sleep(0.5)
+            conn.send("late")
+        server.on_message(handle)
+        server.start()
+        print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
+        deadline = time.monotonic() + 20
+        while not busy and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sys.exit(0)
+    """))
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            for _ in range(5):
+                await ws.send("x")
+            try:
+                while True:
+                    await recv(ws, timeout=20)
+            except ConnectionClosed:
+                pass
+    run(body())
+    assert proc.wait() == 0, proc.err()
+    assert "Fatal" not in proc.err()
+
+
+def test_interpreter_exit_with_a_garbage_server_in_a_cycle(child):
+    """A running server only reachable through a cycle at exit."""
+    proc = child(textwrap.dedent("""
+        import wsgate
+        class App:
+            def __init__(self):
+                self.server = wsgate.Server(host="127.0.0.1", port=0)
+                self.server.on_message(self.handle)
+            def handle(self, conn, message):
+                conn.send(message)
+        app = App()
+        app.server.start()
+        print(f"listening on ws://127.0.0.1:{app.server.port}/", flush=True)
+        del app
+    """))
+    proc.port()
+    assert proc.wait() == 0, proc.err()
+
+
+SERVE_FOREVER = textwrap.dedent("""
+    import wsgate
+    server = wsgate.Server(host="127.0.0.1", port=0)
+    @server.on_message
+    def echo(conn, message):
+        conn.send(message)
+    @server.on_close
+    def closed(conn, code, reason):
+        print("closed", code, conn.close_cause, flush=True)
+    with server:
+        print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
+        server.serve_forever()
+    print("returned", server.running, flush=True)
+""")
+
+
+def test_ctrl_c_in_serve_forever(child):
+    proc = child(SERVE_FOREVER)
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            proc.signal(signal.SIGINT)
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+    run(body())
+    assert proc.wait() == 0, proc.err()
+    assert "closed 1001 shutdown" in proc.out()
+    assert "returned False" in proc.out()
+    assert "Traceback" not in proc.err()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_python_m_wsgate(child, sig):
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0",
+                  "--set", "server.shutdown_timeout_ms=1000"])
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("echo me")
+            assert await recv(ws) == "echo me"
+            await ws.send(b"\x00bin")
+            assert await recv(ws) == b"\x00bin"
+            proc.signal(sig)
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+    run(body())
+    assert proc.wait() == 0, proc.err()
+    assert '"event":"open"' in proc.err() and '"event":"close"' in proc.err()
+
+
+def test_python_m_wsgate_broadcast(child):
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0", "--broadcast", "--quiet"])
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as a, connect(f"ws://127.0.0.1:{port}/") as b:
+            await asyncio.sleep(0.2)
+            await a.send("to all")
+            assert await recv(a) == "to all" and await recv(b) == "to all"
+    run(body())
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0, proc.err()
+    assert proc.err() == ""  # --quiet
+
+
+def test_python_m_wsgate_bad_option_and_list(child):
+    proc = child(["-m", "wsgate", "--set", "no.such=1"])
+    assert proc.wait() == 2
+    assert "unknown option 'no.such'" in proc.err()
+    proc = child(["-m", "wsgate", "--list-options"])
+    assert proc.wait() == 0
+    for o in wsgate.options():
+        assert o.name in proc.out()

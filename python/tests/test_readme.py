@@ -1,0 +1,106 @@
+"""Executes every Python example in python/README.md in a child interpreter,
+with a real client driving the servers among them."""
+
+import asyncio
+import os
+import re
+import signal
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from conftest import connect, recv, run
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def examples():
+    """(name, code) for every ```python block; the name comes from an
+    '<!-- example: NAME -->' line right before it (unnamed blocks get one)."""
+    text = open(README, encoding="utf-8").read()
+    found = []
+    pattern = re.compile(r"(?:<!-- example: (\S+) -->\n)?```python\n(.*?)```", re.S)
+    for i, m in enumerate(pattern.finditer(text)):
+        found.append((m.group(1) or f"block{i}", m.group(2)))
+    return found
+
+
+async def drive_broadcast(port, proc):
+    async with connect(f"ws://127.0.0.1:{port}/") as a, connect(f"ws://127.0.0.1:{port}/") as b:
+        await asyncio.sleep(0.2)
+        await a.send("hello everyone")
+        assert await recv(a) == "hello everyone"
+        assert await recv(b) == "hello everyone"
+        await b.send(b"\x00binary")
+        assert await recv(a) == b"\x00binary"
+        proc.signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(a, timeout=20)
+        assert info.value.code == 1001
+
+
+async def drive_echo(port, proc):
+    async with connect(f"ws://127.0.0.1:{port}/room?name=ann") as ws:
+        assert await recv(ws) == "welcome name=ann to /room"
+        await ws.send("ping")
+        assert await recv(ws) == "ping"
+        await ws.send("quit")
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws, timeout=20)
+        assert info.value.code == 1001
+    await asyncio.sleep(0.1)
+
+
+async def drive_threads(port, proc):
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        assert (await recv(ws)).startswith("tick ")
+        assert (await recv(ws)).startswith("tick ")
+        proc.signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await recv(ws, timeout=20)
+
+
+async def drive_asyncio(port, proc):
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        await ws.send("async echo")
+        assert await recv(ws) == "async echo"
+        proc.signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws, timeout=20)
+        assert info.value.code == 1001
+
+
+DRIVERS = {
+    "broadcast": drive_broadcast,
+    "echo": drive_echo,
+    "threads": drive_threads,
+    "asyncio": drive_asyncio,
+}
+CHECKS = {
+    "echo": lambda out, err: "left: 1001" in err,
+    "options": lambda out, err: "listen.port" in out and "WSG_EINVAL option 'listen.port'" in out,
+}
+
+
+def test_every_driver_has_its_example():
+    names = [name for name, _ in examples()]
+    assert set(DRIVERS) <= set(names), names
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("name,code", examples(), ids=[n for n, _ in examples()])
+def test_readme_example(name, code, child, monkeypatch, tmp_path):
+    monkeypatch.setenv("PORT", "0")
+    path = tmp_path / f"readme_example_{name}.py"
+    path.write_text(code)
+    proc = child([str(path)], cwd=str(tmp_path))
+    driver = DRIVERS.get(name)
+    if driver is not None:
+        port = proc.port()
+        run(driver(port, proc))
+    assert proc.wait() == 0, f"stdout={proc.out()!r} stderr={proc.err()!r}"
+    assert "Traceback" not in proc.err(), proc.err()
+    check = CHECKS.get(name)
+    if check is not None:
+        assert check(proc.out(), proc.err()), f"stdout={proc.out()!r} stderr={proc.err()!r}"
