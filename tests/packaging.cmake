@@ -1,0 +1,44 @@
+# Packaging and integration tests (included from tests/CMakeLists.txt):
+#   install_consumer    install into a temporary prefix; build and run a C consumer
+#                       through pkg-config and through find_package(wsgate)
+#   abi_symbols         ledger tests/abi/symbols.txt == WSG_API in the header == nm -D
+#   echo_example        wsgate-echo's command line, stdout line, limits, signals, logs
+#   interop_websockets  wsgate-echo against the Python websockets client
+set(WSG_PACKAGING_DIR ${CMAKE_CURRENT_SOURCE_DIR}/packaging)
+
+find_program(WSG_BASH bash)
+find_program(WSG_SH sh)
+if(WSG_BASH)
+  add_test(NAME install_consumer
+    COMMAND ${WSG_BASH} ${WSG_PACKAGING_DIR}/consumer_test.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+  # cmake --install writes install_manifest.txt into the build tree: never run
+  # two installs of one tree at once.
+  set_tests_properties(install_consumer PROPERTIES
+    TIMEOUT 300
+    RESOURCE_LOCK wsgate_install)
+endif()
+
+if(WSG_SH)
+  add_test(NAME abi_symbols
+    COMMAND ${WSG_SH} ${WSG_PACKAGING_DIR}/check_symbols.sh ${PROJECT_SOURCE_DIR} $<TARGET_FILE:wsgate>)
+  set_tests_properties(abi_symbols PROPERTIES TIMEOUT 60)
+endif()
+
+# The Python tests need Debian's interpreter (pytest, websockets); the python3
+# on PATH may be another build without them (see LWS-NOTES.md).
+set(WSG_TEST_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with pytest and websockets for the integration tests")
+if(TARGET wsgate-echo AND EXISTS ${WSG_TEST_PYTHON})
+  foreach(t IN ITEMS echo_example:test_echo_example.py interop_websockets:test_interop.py)
+    string(REPLACE ":" ";" t ${t})
+    list(GET t 0 name)
+    list(GET t 1 file)
+    add_test(NAME ${name}
+      COMMAND ${WSG_TEST_PYTHON} -m pytest -q -rxX -p no:cacheprovider ${WSG_PACKAGING_DIR}/${file}
+      WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+    set_tests_properties(${name} PROPERTIES
+      TIMEOUT 300
+      ENVIRONMENT "WSGATE_ECHO=$<TARGET_FILE:wsgate-echo>;PYTHONDONTWRITEBYTECODE=1")
+  endforeach()
+elseif(NOT EXISTS ${WSG_TEST_PYTHON})
+  message(WARNING "${WSG_TEST_PYTHON} not found: echo_example and interop_websockets are not registered")
+endif()
