@@ -15,6 +15,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -69,6 +71,7 @@ public:
             // Registers itself as this thread's state (gilstate_counter 1), so
             // the Ensure/Release pairs below never delete it.
             t_state.ts = PyThreadState_New(g_interp);
+            if (t_state.ts->gilstate_counter < 1) t_state.ts->gilstate_counter = 1;
         }
         st_ = PyGILState_Ensure();
     }
@@ -78,6 +81,27 @@ public:
 
 private:
     PyGILState_STATE st_;
+};
+
+// Threads the core creates inherit the creating thread's signal mask. With
+// asynchronous signals blocked there, SIGINT and SIGTERM reach Python's
+// threads (where Python's handlers turn them into KeyboardInterrupt) instead
+// of interrupting the service loop.
+class BlockSignals {
+public:
+    BlockSignals() {
+        sigset_t all;
+        sigfillset(&all);
+        for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP})
+            sigdelset(&all, sig);
+        pthread_sigmask(SIG_BLOCK, &all, &old_);
+    }
+    ~BlockSignals() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+    BlockSignals(const BlockSignals &) = delete;
+    BlockSignals &operator=(const BlockSignals &) = delete;
+
+private:
+    sigset_t old_;
 };
 
 // ------------------------------------------------------------------ errors
@@ -327,6 +351,7 @@ void free_on_helper_thread(wsg_server *s) {
         g_pending_frees++;
     }
     try {
+        BlockSignals quiet;
         std::thread([s] {
             wsg_server_free(s);
             std::lock_guard<std::mutex> lock(g_pending_mu);
@@ -476,7 +501,12 @@ public:
     }
 
     void listen() { blocking([this] { return wsg_server_listen(srv_); }); }
-    void start() { blocking([this] { return wsg_server_start(srv_); }); }
+    void start() {
+        blocking([this] {
+            BlockSignals quiet;  // the service thread starts with them blocked
+            return wsg_server_start(srv_);
+        });
+    }
     void stop() { blocking([this] { return wsg_server_stop(srv_); }); }
 
     int port() {
