@@ -84,3 +84,47 @@ def test_core_stub_matches_runtime():
                     if callable(v) and not inspect.isclass(v) and not n.startswith("__")}
     stub_funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert module_funcs <= stub_funcs, module_funcs - stub_funcs
+
+
+USER_CODE = '''
+import wsgate
+from wsgate.aio import AsyncServer
+
+server = wsgate.Server(port=0, options={"log.level": "warn"}, max_connections=10)
+
+@server.on_message
+def handle(conn: wsgate.Connection, message: wsgate.Message) -> None:
+    conn.send(message)
+    server.broadcast(message)
+    peer: tuple[str, int] = conn.peer
+    rtt = conn.rtt
+    if rtt is not None:
+        seconds: float = rtt
+
+port: int = server.port
+names = [o.name for o in wsgate.options()]
+
+async def main() -> None:
+    a = AsyncServer(port=0)
+    async with a:
+        async for ev in a.events():
+            if ev.kind == "message" and ev.message is not None:
+                await ev.conn.send(ev.message)
+'''
+
+
+def test_types_check_strictly(tmp_path):
+    """The stubs and inline hints pass mypy --strict, for the package and for
+    typical user code (skipped when mypy is not installed)."""
+    pytest.importorskip("mypy")
+    import subprocess
+    import sys
+
+    user = tmp_path / "user_code.py"
+    user.write_text(USER_CODE)
+    site = os.path.dirname(PKG)
+    for args, cwd in ((["-p", "wsgate"], site), ([str(user)], str(tmp_path))):
+        r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                            "--cache-dir", os.devnull, *args], cwd=cwd, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr

@@ -17,6 +17,8 @@ import signal
 import sys
 from typing import List, Optional
 
+from ._server import Connection, Message
+
 from . import Config, Server, WsgateError, options
 
 
@@ -67,11 +69,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     server = Server(config=cfg)
     if args.broadcast:
         @server.on_message
-        def relay(conn, message):  # noqa: ANN001 - the handler signature is documented
+        def relay(conn: Connection, message: Message) -> None:
             server.broadcast(message)
     else:
         @server.on_message
-        def echo(conn, message):  # noqa: ANN001
+        def echo(conn: Connection, message: Message) -> None:
             try:
                 conn.send(message)
             except WsgateError:
@@ -92,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except WsgateError as e:
         print(f"python -m wsgate: {e}", file=sys.stderr)
         return 1
-    host = server.options["listen.host"] or "0.0.0.0"
+    host = str(server.options["listen.host"]) or "0.0.0.0"
     if ":" in host:
         host = f"[{host}]"
     print(f"listening on ws://{host}:{server.port}{server.options['server.path']}", flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Mapping, MutableMapping, NamedTuple, Optional, Union
 
-from . import _core
+from . import _core as _native
 
 __all__ = ["OptionInfo", "options", "Config", "OptionValue"]
 
@@ -33,7 +33,7 @@ def options() -> List[OptionInfo]:
 
     Read from the core at each call, so options added to the C library show
     up here without a binding change."""
-    return [OptionInfo(*row) for row in _core.options()]
+    return [OptionInfo(*row) for row in _native.options()]
 
 
 class Config(MutableMapping[str, OptionValue]):
@@ -53,6 +53,7 @@ class Config(MutableMapping[str, OptionValue]):
     """
 
     __slots__ = ("_core",)
+    _core: _native.Config
 
     def __init__(self, values: Optional[Mapping[str, OptionValue]] = None, **kwargs: OptionValue) -> None:
         """Start from the defaults, then apply ``values`` and ``kwargs``
@@ -60,7 +61,7 @@ class Config(MutableMapping[str, OptionValue]):
         if isinstance(values, Config):
             self._core = values._core.copy()
         else:
-            self._core = _core.Config()
+            self._core = _native.Config()
             if values:
                 self.update(values)
         for key, value in kwargs.items():
@@ -87,10 +88,10 @@ class Config(MutableMapping[str, OptionValue]):
         return iter([info.name for info in options()])
 
     def __len__(self) -> int:
-        return len(_core.options())
+        return len(_native.options())
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and _core.Config.option_type(key) != ""
+        return isinstance(key, str) and _native.Config.option_type(key) != ""
 
     def set_from_string(self, assignment: str) -> None:
         """Set one option from ``"key=value"`` text (as ``--set`` does)."""

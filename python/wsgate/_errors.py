@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Dict, Optional, Type, Union
+from typing import Any, Dict, Optional, Tuple, Type, Union
 
 from . import _core
 
@@ -72,7 +72,7 @@ class WsgateError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status_name})"
 
-    def __reduce__(self):  # keeps pickling working with the two-argument __init__
+    def __reduce__(self) -> Tuple[Any, ...]:  # pickling with the two-argument __init__
         return (type(self), (self.message, int(self.status)))
 
 

@@ -7,9 +7,9 @@ import logging
 import threading
 import types
 import weakref
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, cast
 
-from . import _core
+from . import _core as _native
 from ._config import Config, OptionValue, option_name
 from ._errors import BusyError, NotFoundError, Status
 
@@ -106,13 +106,13 @@ class Connection:
         Copied before it returns; written when the socket is writable, after
         earlier messages. Any thread. Raises NotFoundError (stale id),
         ClosedError (closing), InvalidArgumentError (too big)."""
-        self._core().send(self._id, message)
+        self._native().send(self._id, message)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` (1000, 1001, 1008, 1011..1014 or 3000..4999) and
         a UTF-8 ``reason`` of at most 123 bytes, after the messages already
         queued. ``on_close`` then reports cause ``"app"``. Any thread."""
-        self._core().close(self._id, code, reason)
+        self._native().close(self._id, code, reason)
 
     def set_timeout(self, key: str, value: int) -> None:
         """Override one heartbeat setting for this connection only, e.g.
@@ -122,7 +122,7 @@ class Connection:
         ``heartbeat.idle_timeout_ms``, ``heartbeat.close_wait_ms``; ``value``
         must lie in that option's range (0 disables where allowed). Applied in
         order with sends and closes. Any thread."""
-        self._core().set_timeout(self._id, key, value)
+        self._native().set_timeout(self._id, key, value)
 
     # ---------------------------------------------------------------- info
 
@@ -131,7 +131,7 @@ class Connection:
         origin, subprotocol, connected_at_ms, duration_ms, messages_in,
         bytes_in, messages_out, bytes_out, rtt_us (-1 before the first pong;
         None from a library without heartbeat)."""
-        info = self._core().conn_info(self._id)
+        info = self._native().conn_info(self._id)
         if self._facts is None:
             self._facts = {k: info[k] for k in _FACTS}
         return info
@@ -145,74 +145,74 @@ class Connection:
     @property
     def peer_address(self) -> str:
         """The peer's IP address (``"127.0.0.1"``, ``"::1"``)."""
-        return self._fact("peer_address")
+        return cast(str, self._fact("peer_address"))
 
     @property
     def peer_port(self) -> int:
         """The peer's TCP port."""
-        return self._fact("peer_port")
+        return cast(int, self._fact("peer_port"))
 
     @property
     def peer(self) -> Tuple[str, int]:
         """``(peer_address, peer_port)``."""
-        return (self._fact("peer_address"), self._fact("peer_port"))
+        return (self.peer_address, self.peer_port)
 
     @property
     def path(self) -> str:
         """The request path without the query."""
-        return self._fact("path")
+        return cast(str, self._fact("path"))
 
     @property
     def query(self) -> str:
         """The query parameters (each URL-decoded) joined by ``&``; ``""`` if none."""
-        return self._fact("query")
+        return cast(str, self._fact("query"))
 
     @property
     def origin(self) -> str:
         """The Origin header; ``""`` if none."""
-        return self._fact("origin")
+        return cast(str, self._fact("origin"))
 
     @property
     def subprotocol(self) -> str:
         """The subprotocol agreed (from ``server.subprotocols``); ``""`` if none."""
-        return self._fact("subprotocol")
+        return cast(str, self._fact("subprotocol"))
 
     @property
     def connected_at(self) -> float:
         """Unix time of the upgrade, in seconds."""
-        return self._fact("connected_at_ms") / 1000.0
+        return cast(int, self._fact("connected_at_ms")) / 1000.0
 
     @property
     def duration(self) -> float:
         """Seconds connected so far (live)."""
-        return self.info()["duration_ms"] / 1000.0
+        return cast(int, self.info()["duration_ms"]) / 1000.0
 
     @property
     def rtt(self) -> Optional[float]:
         """Latest ping round-trip time in seconds (live); None before the
         first pong."""
-        us = self.info()["rtt_us"]
+        us = cast(Optional[int], self.info()["rtt_us"])
         return None if us is None or us < 0 else us / 1e6
 
     @property
     def messages_in(self) -> int:
         """Whole messages received (live)."""
-        return self.info()["messages_in"]
+        return cast(int, self.info()["messages_in"])
 
     @property
     def bytes_in(self) -> int:
         """Message payload bytes received (live)."""
-        return self.info()["bytes_in"]
+        return cast(int, self.info()["bytes_in"])
 
     @property
     def messages_out(self) -> int:
         """Messages queued to this connection (live)."""
-        return self.info()["messages_out"]
+        return cast(int, self.info()["messages_out"])
 
     @property
     def bytes_out(self) -> int:
         """Message payload bytes queued to this connection (live)."""
-        return self.info()["bytes_out"]
+        return cast(int, self.info()["bytes_out"])
 
     # ---------------------------------------------------------------- internals
 
@@ -223,7 +223,7 @@ class Connection:
                                 Status.ENOTFOUND)
         return server
 
-    def _core(self) -> "_core.Server":
+    def _native(self) -> _native.Server:
         return self._server_or_raise()._core
 
 
@@ -303,7 +303,7 @@ class Server:
             cfg["listen.port"] = port
         self._config = cfg
         self._options = types.MappingProxyType(cfg.to_dict())
-        self._core = _core.Server(cfg._core)
+        self._core: _native.Server = _native.Server(cfg._core)
         self._conns: Dict[int, Connection] = {}
         self._on_open: Optional[OpenHandler] = None
         self._on_message: Optional[MessageHandler] = None
@@ -522,4 +522,4 @@ def _stop_all_at_exit() -> None:
             server.stop()
         except Exception:
             pass
-    _core._python_exiting(10.0)
+    _native._python_exiting(10.0)

@@ -30,10 +30,11 @@ stop run in the loop's default executor.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTuple, Optional, Set,
-                    Tuple, TypeVar)
+                    Tuple, TypeVar, cast)
 
 from ._config import Config, OptionValue
 from ._server import Connection, Message, Server
@@ -157,7 +158,7 @@ class _EventStream:
             self._done = True
             self._owner._streams.discard(self)
             raise StopAsyncIteration
-        return item
+        return cast(Event, item)
 
     async def aclose(self) -> None:
         """Stop receiving events."""
@@ -179,7 +180,7 @@ class AsyncServer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._conns: Dict[int, AsyncConnection] = {}
         self._streams: Set[_EventStream] = set()
-        self._tasks: Set["asyncio.Task[Any]"] = set()
+        self._tasks: Set["asyncio.Future[Any]"] = set()
         self._stopped: Optional[asyncio.Event] = None
         self._on_open: Optional[Callable[..., Any]] = None
         self._on_message: Optional[Callable[..., Any]] = None
@@ -369,9 +370,9 @@ class AsyncServer:
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
-            task.add_done_callback(lambda t, what=what: self._task_done(t, what))
+            task.add_done_callback(functools.partial(self._task_done, what=what))
 
-    def _task_done(self, task: "asyncio.Task[Any]", what: str) -> None:
+    def _task_done(self, task: "asyncio.Future[Any]", what: str) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
