@@ -42,7 +42,7 @@ wsg_status null_arg(const char *name) {
 }  // namespace
 
 struct wsg_conn_info {
-    std::string peer_addr, path, query, origin, subprotocol;
+    std::string peer_addr, path, query, origin, subprotocol, tls_subject;
     int64_t peer_port = 0, connected_at_ms = 0, duration_ms = 0;
     int64_t msgs_in = 0, bytes_in = 0, msgs_out = 0, bytes_out = 0;
     int64_t id = 0;
@@ -190,8 +190,11 @@ WSG_API wsg_status wsg_server_new(wsg_server **out, const wsg_config *config) {
         *out = nullptr;
         wsg_config defaults;
         const wsg_config &cfg = config ? *config : defaults;
-        std::string why = Settings(cfg).check();
+        Settings settings(cfg);
+        std::string why = settings.check();
         if (!why.empty()) return fail(WSG_EINVAL, why);
+        why = settings.check_tls();
+        if (!why.empty()) return fail(WSG_ETLS, why);
         *out = new wsg_server(cfg);
         return WSG_OK;
     });
@@ -319,6 +322,10 @@ WSG_API wsg_status wsg_conn_set_timeout(wsg_server *server, wsg_conn_id conn, co
     return guard([&] { return server ? server->set_timeout(conn, key, value) : null_arg("server"); });
 }
 
+WSG_API wsg_status wsg_server_reload_tls(wsg_server *server) {
+    return guard([&] { return server ? server->reload_tls() : null_arg("server"); });
+}
+
 WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code,
                                   const char *reason) {
     return guard([&] { return server ? server->close(conn, code, reason) : null_arg("server"); });
@@ -371,6 +378,7 @@ WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_c
             info->query = c->query;
             info->origin = c->origin;
             info->subprotocol = c->subprotocol;
+            info->tls_subject = c->tls_subject;
             info->connected_at_ms = c->connected_at_ms;
             info->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::steady_clock::now().time_since_epoch())
@@ -402,6 +410,7 @@ WSG_API wsg_status wsg_conn_info_string(const wsg_conn_info *info, wsg_info_key 
         case WSG_INFO_QUERY: *out = info->query.c_str(); return WSG_OK;
         case WSG_INFO_ORIGIN: *out = info->origin.c_str(); return WSG_OK;
         case WSG_INFO_SUBPROTOCOL: *out = info->subprotocol.c_str(); return WSG_OK;
+        case WSG_INFO_TLS_SUBJECT: *out = info->tls_subject.c_str(); return WSG_OK;
         default: break;
         }
         return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +

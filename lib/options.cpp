@@ -115,6 +115,29 @@ const std::vector<OptionDef> kTable = {
      "Resolution of every heartbeat deadline (one timer tick drives them all); deadlines fire "
      "at most one tick late.",
      nullptr},
+    {"tls.cert_file", OptType::String, "", 0, 0, nullptr,
+     "PEM certificate chain (leaf first); set with tls.key_file to serve wss://. Checked when "
+     "the server is created.",
+     nullptr},
+    {"tls.key_file", OptType::String, "", 0, 0, nullptr,
+     "PEM private key matching tls.cert_file.", nullptr},
+    {"tls.ca_file", OptType::String, "", 0, 0, nullptr,
+     "PEM CA certificates that sign acceptable client certificates (mutual TLS).", nullptr},
+    {"tls.client_auth", OptType::Enum, "none", 0, 0, "none|optional|required",
+     "Client certificates: none asked, optional (verified when sent), required (handshake "
+     "fails without one). Needs tls.ca_file.",
+     nullptr},
+    {"tls.min_version", OptType::Enum, "1.2", 0, 0, "1.2|1.3",
+     "Oldest TLS version accepted; 1.0 and 1.1 never are.", nullptr},
+    {"tls.ciphers", OptType::String,
+     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+     0, 0, nullptr,
+     "TLS 1.2 cipher suites (OpenSSL names): forward-secret AEAD only by default. TLS 1.3 "
+     "suites are OpenSSL's (all AEAD).",
+     nullptr},
+    {"tls.groups", OptType::String, "X25519:P-256:P-384", 0, 0, nullptr,
+     "Key-exchange groups offered, in preference order.", nullptr},
     {"security.allowed_origins", OptType::String, "", 0, 0, nullptr,
      "Comma-separated origins whose pages may connect: exact (https://app.example.com), "
      "subdomain wildcard (https://*.example.com), * for any, null for opaque origins. Pages of "

@@ -36,6 +36,7 @@ struct Conn {
     std::string peer_addr;
     int peer_port = 0;
     std::string path, query, origin, subprotocol;
+    std::string tls_subject;  // verified client certificate subject
     int64_t connected_at_ms = 0;  // Unix time
     int64_t opened_mono_ms = 0;   // monotonic
 

@@ -190,7 +190,13 @@ Settings::Settings(const wsg_config &c)
       write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))),
       tick_ms(c.int_of("heartbeat.tick_ms")),
       any_frame_is_alive(c.bool_of("heartbeat.any_frame_is_alive")),
-      require_origin(c.bool_of("security.require_origin")) {
+      require_origin(c.bool_of("security.require_origin")),
+      tls(!c.string_of("tls.cert_file").empty()),
+      tls_files{c.string_of("tls.cert_file"), c.string_of("tls.key_file"), c.string_of("tls.ca_file")},
+      tls_client_auth(c.string_of("tls.client_auth")),
+      tls_min_version(c.string_of("tls.min_version")),
+      tls_ciphers(c.string_of("tls.ciphers")),
+      tls_groups(c.string_of("tls.groups")) {
     OriginPolicy::parse(c.string_of("security.allowed_origins"), &origins);  // validated on set
     const std::string &preset = c.string_of("heartbeat.preset");
     auto hb = [&](const char *key) {
@@ -206,7 +212,15 @@ Settings::Settings(const wsg_config &c)
     close_wait_ms = hb("heartbeat.close_wait_ms");
 }
 
+std::string Settings::check_tls() const {
+    return tls ? tls_check_files(tls_files) : std::string();
+}
+
 std::string Settings::check() const {
+    if (!tls && (!tls_files.key_file.empty() || !tls_files.ca_file.empty()))
+        return "tls.key_file and tls.ca_file need tls.cert_file (TLS is off without it)";
+    if (tls_client_auth != "none" && tls_files.ca_file.empty())
+        return "tls.client_auth=" + tls_client_auth + " needs tls.ca_file (the CAs that sign client certificates)";
     if (ping_interval_ms > 0 && pong_wait_ms > 0 && pong_wait_ms <= ping_interval_ms)
         return "heartbeat.pong_wait_ms (" + std::to_string(pong_wait_ms) +
                ") must exceed heartbeat.ping_interval_ms (" + std::to_string(ping_interval_ms) +
@@ -273,6 +287,20 @@ wsg_status Server::listen_locked() {
     info.timeout_secs = static_cast<unsigned int>(cfg_.handshake_timeout_ms / 1000 + 5);
     info.keepalive_timeout = static_cast<int>(cfg_.handshake_timeout_ms / 1000 + 5);
     info.options = LWS_SERVER_OPTION_SKIP_SERVER_CANONICAL_NAME;
+    if (cfg_.tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg_.tls_files.cert_file.c_str();
+        info.ssl_private_key_filepath = cfg_.tls_files.key_file.c_str();
+        if (!cfg_.tls_files.ca_file.empty()) info.ssl_ca_filepath = cfg_.tls_files.ca_file.c_str();
+        if (cfg_.tls_client_auth == "required")
+            info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+        else if (cfg_.tls_client_auth == "optional")
+            info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
+                            LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED;
+        info.ssl_cipher_list = cfg_.tls_ciphers.c_str();
+        // HTTP/1.1 only: raw frame writes must not bypass HTTP/2 framing.
+        info.alpn = "http/1.1";
+    }
     // lws ignores an IPv4 iface and listens everywhere unless IPv6 is off.
     if (!cfg_.host.empty() && is_ipv4_literal(cfg_.host))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -468,6 +496,18 @@ void Server::execute(Command &cmd) {
         break;
     }
     case Command::Stop: begin_shutdown(); break;
+    case Command::ReloadTls: {
+        std::string why = ssl_ctx_ ? tls_reload(ssl_ctx_, cfg_.tls_files) : std::string();
+        LogFields f;
+        f["cert_file"] = cfg_.tls_files.cert_file;
+        if (!why.empty()) {
+            f["message"] = why;
+            log.emit(WSG_LOG_ERROR, "tls_reload_failed", f);
+        } else {
+            log.emit(WSG_LOG_INFO, "tls_reloaded", f);
+        }
+        break;
+    }
     case Command::SetTimeout: {
         Conn *c = reg_.get(cmd.id);
         if (c && !c->closing) apply_timeout(c, cmd.reason, cmd.value);
@@ -726,6 +766,20 @@ wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
     return st;
 }
 
+wsg_status Server::reload_tls() {
+    if (!cfg_.tls) return fail(WSG_ESTATE, "TLS is off (tls.cert_file is not set)");
+    std::string why = tls_check_files(cfg_.tls_files);
+    if (!why.empty()) return fail(WSG_ETLS, why);
+    Command cmd(Command::ReloadTls);
+    if (on_service_thread()) {
+        execute(cmd);
+        return WSG_OK;
+    }
+    // Not serving: the next listen reads the files anyway.
+    if (post(std::move(cmd)) == WSG_ESTATE) return WSG_OK;
+    return WSG_OK;
+}
+
 wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len) {
     if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
         return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
@@ -982,7 +1036,7 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
         req.origin_count++;
     req.origin = origin;
     req.host = host;
-    req.tls = false;
+    req.tls = lws_is_ssl(wsi) != 0;
     std::string why = cfg_.origins.check(req, cfg_.require_origin);
     if (!why.empty()) return reject(wsi, 403, why.c_str(), nullptr);
     std::string offered = header(wsi, WSI_TOKEN_PROTOCOL);
@@ -1009,6 +1063,7 @@ void Server::on_established(struct lws *wsi) {
     const struct lws_protocols *proto = lws_get_protocol(wsi);
     if (proto && proto->name && std::strcmp(proto->name, kDefaultProtocol) != 0)
         c->subprotocol = proto->name;
+    if (cfg_.tls) c->tls_subject = tls_peer_subject(lws_get_ssl(wsi));
     c->connected_at_ms = unix_ms();
     c->opened_mono_ms = mono_ms();
     try {
@@ -1037,6 +1092,7 @@ void Server::on_established(struct lws *wsi) {
         f["path"] = c->path;
         if (!c->origin.empty()) f["origin"] = c->origin;
         if (!c->subprotocol.empty()) f["subprotocol"] = c->subprotocol;
+        if (!c->tls_subject.empty()) f["tls_subject"] = c->tls_subject;
         log.emit(WSG_LOG_INFO, "open", f);
     }
     if (on_open.fn) on_open.fn(self_, c->id, on_open.user);
@@ -1083,12 +1139,12 @@ void Server::log_error(const char *what, const std::string &detail, wsg_conn_id 
 
 // ---------------------------------------------------------------- dispatch
 
-int Server::lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *, void *in,
+int Server::lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len) {
     auto *self = static_cast<Server *>(lws_context_user(lws_get_context(wsi)));
     if (!self) return 0;
     try {
-        return self->handle(wsi, reason, in, len);
+        return self->handle(wsi, reason, user, in, len);
     } catch (const std::exception &e) {
         self->log_error("callback", e.what());
     } catch (...) {
@@ -1098,9 +1154,32 @@ int Server::lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return -1;
 }
 
-int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len) {
-    Conn *c = static_cast<Conn *>(lws_get_opaque_user_data(wsi));
+int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len) {
+    Conn *c = wsi ? static_cast<Conn *>(lws_get_opaque_user_data(wsi)) : nullptr;
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: {
+        // `user` is the vhost's SSL_CTX: set what lws 4.1.6 has no field for.
+        ssl_ctx_ = static_cast<SSL_CTX *>(user);
+        std::string why = tls_configure(ssl_ctx_, cfg_.tls_min_version, cfg_.tls_groups);
+        if (!why.empty()) {
+            log_error("tls", why);
+            return 1;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+        // lws turns our 0 into "accept" whatever OpenSSL concluded: pass on
+        // OpenSSL's verdict (len is preverify_ok).
+        if (len == 0) {
+            LogFields f;
+            f["message"] = "client certificate failed verification";
+            log.emit(WSG_LOG_WARN, "tls_refused", f);
+            return 1;
+        }
+        return 0;
+
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: drain_commands(); return 0;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:

@@ -16,6 +16,7 @@
 #include "options.h"
 #include "origin.h"
 #include "registry.h"
+#include "tls.h"
 #include "wheel.h"
 
 namespace wsgate {
@@ -63,10 +64,16 @@ struct Settings {
     bool any_frame_is_alive = true;
     OriginPolicy origins;
     bool require_origin = false;
+    // TLS: on when tls.cert_file is set.
+    bool tls = false;
+    TlsFiles tls_files;
+    std::string tls_client_auth, tls_min_version, tls_ciphers, tls_groups;
 
     explicit Settings(const wsg_config &cfg);
     // Checks rules that involve several options; "" when consistent.
     std::string check() const;
+    // Checks the TLS files (when TLS is on); "" when usable.
+    std::string check_tls() const;
 };
 
 class Server {
@@ -93,6 +100,7 @@ public:
     wsg_status close(wsg_conn_id id, int code, const char *reason);
     wsg_status broadcast(wsg_msg_type type, const void *data, size_t len);
     wsg_status set_timeout(wsg_conn_id id, const char *key, int64_t value);
+    wsg_status reload_tls();
 
     Registry &registry() { return reg_; }
 
@@ -105,7 +113,7 @@ public:
 private:
     enum class State { Idle, Listening, Running };
     struct Command {
-        enum Kind { Send, Close, Broadcast, Stop, SetTimeout } kind;
+        enum Kind { Send, Close, Broadcast, Stop, SetTimeout, ReloadTls } kind;
         explicit Command(Kind k) : kind(k) {}
         wsg_conn_id id = 0;
         FrameList frames;
@@ -117,7 +125,7 @@ private:
 
     static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                             void *in, size_t len);
-    int handle(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len);
+    int handle(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 
     wsg_status listen_locked();
     void loop();
@@ -196,6 +204,7 @@ private:
     } tick_stats_;
     void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
+    SSL_CTX *ssl_ctx_ = nullptr;    // lws' server context, for reloads
 };
 
 }  // namespace wsgate

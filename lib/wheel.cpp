@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 
 namespace wsgate {
 
@@ -13,14 +14,16 @@ int64_t SteadyClock::now_ms() {
 TimingWheel::TimingWheel(int64_t tick_ms, uint32_t slots, int64_t start_ms)
     : tick_ms_(tick_ms > 0 ? tick_ms : 1), origin_(start_ms) {
     uint32_t n = 1;
-    while (n < slots) n <<= 1;
+    while (n < slots && n < (1u << 24)) n <<= 1;
     heads_.assign(n, nullptr);
+    slot_min_.assign(n, INT64_MAX);
     mask_ = n - 1;
 }
 
 void TimingWheel::link(WheelTimer *t, uint32_t slot) {
     WheelTimer *&head = slot == kInflight ? inflight_ : heads_[slot];
     t->slot = slot;
+    if (slot != kInflight && t->deadline < slot_min_[slot]) slot_min_[slot] = t->deadline;
     t->prev = nullptr;
     t->next = head;
     if (t->next) t->next->prev = t;
@@ -48,7 +51,10 @@ void TimingWheel::schedule(WheelTimer *t, int64_t deadline) {
     uint32_t slot = static_cast<uint32_t>(tick & mask_);
     t->deadline = deadline;
     if (t->armed) {
-        if (t->slot == slot) return;
+        if (t->slot == slot) {
+            if (slot != kInflight && deadline < slot_min_[slot]) slot_min_[slot] = deadline;
+            return;
+        }
         unlink(t);
     }
     link(t, slot);
@@ -61,6 +67,7 @@ void TimingWheel::take_slot(uint32_t slot) {
     std::stable_sort(scratch_.begin(), scratch_.end(),
                      [](const WheelTimer *a, const WheelTimer *b) { return a->deadline < b->deadline; });
     for (WheelTimer *t : scratch_) unlink(t);
+    slot_min_[slot] = INT64_MAX;  // re-linked timers set it again
     // link() prepends: insert from the latest so the earliest ends up first.
     for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) link(*it, kInflight);
 }

@@ -74,6 +74,7 @@ private:
     uint64_t floor_ = 0;    // earliest tick schedule() may use
     size_t armed_ = 0;
     std::vector<WheelTimer *> heads_;
+    std::vector<int64_t> slot_min_;  // earliest deadline linked into each slot (may be stale-low)
     WheelTimer *inflight_ = nullptr;  // the slot being processed
     std::vector<WheelTimer *> scratch_;
 };
@@ -90,7 +91,10 @@ size_t TimingWheel::advance(int64_t now, F &&fire) {
     uint64_t end = target + 1;
     if (end - current_ > heads_.size()) current_ = end - heads_.size();
     for (; current_ < end; current_++) {
-        take_slot(static_cast<uint32_t>(current_ & mask_));
+        uint32_t slot = static_cast<uint32_t>(current_ & mask_);
+        // Nothing in this slot is due yet (all in later revolutions): skip it.
+        if (!heads_[slot] || slot_min_[slot] > now) continue;
+        take_slot(slot);
         // One at a time from the in-flight list, so fire() may cancel or
         // re-schedule any timer (including ones still waiting here).
         while (WheelTimer *t = inflight_) {
@@ -99,7 +103,7 @@ size_t TimingWheel::advance(int64_t now, F &&fire) {
                 fired++;
                 fire(t);
             } else {
-                link(t, static_cast<uint32_t>(current_ & mask_));  // a later revolution
+                link(t, slot);  // a later revolution
             }
         }
     }

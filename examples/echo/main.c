@@ -2,8 +2,9 @@
  *
  *   wsgate-echo [--host ADDR] [--port N] [--set KEY=VALUE]... [--help]
  *
- * Prints exactly one line "listening on ws://HOST:PORT/PATH" on stdout when
- * ready. SIGINT or SIGTERM stops it gracefully (exit code 0). */
+ * Prints exactly one line "listening on ws://HOST:PORT/PATH" (wss:// with
+ * tls.cert_file) on stdout when ready. SIGINT or SIGTERM stops it gracefully
+ * (exit code 0); SIGHUP reloads the TLS certificate and key. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <signal.h>
@@ -58,7 +59,12 @@ struct stopper {
 static void *wait_for_signal(void *arg) {
     struct stopper *s = arg;
     int sig;
-    sigwait(&s->signals, &sig);
+    for (;;) {
+        if (sigwait(&s->signals, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        if (wsg_server_reload_tls(s->server) != WSG_OK)
+            fprintf(stderr, "wsgate-echo: TLS reload: %s\n", wsg_last_error());
+    }
     wsg_server_stop(s->server);
     return NULL;
 }
@@ -105,6 +111,7 @@ int main(int argc, char **argv) {
     sigemptyset(&stopper.signals);
     sigaddset(&stopper.signals, SIGINT);
     sigaddset(&stopper.signals, SIGTERM);
+    sigaddset(&stopper.signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stopper.signals, NULL);
 
     if (wsg_server_listen(server) != WSG_OK) {
@@ -113,14 +120,16 @@ int main(int argc, char **argv) {
         wsg_config_free(cfg);
         return 1;
     }
-    const char *host, *path;
+    const char *host, *path, *cert;
     int port = 0;
+    wsg_config_get_string(cfg, "tls.cert_file", &cert);
     wsg_config_get_string(cfg, "listen.host", &host);
     wsg_config_get_string(cfg, "server.path", &path);
     wsg_server_port(server, &port);
     if (!*host) host = "0.0.0.0";
     int v6 = strchr(host, ':') != NULL;
-    printf("listening on ws://%s%s%s:%d%s\n", v6 ? "[" : "", host, v6 ? "]" : "", port, path);
+    printf("listening on %s://%s%s%s:%d%s\n", *cert ? "wss" : "ws", v6 ? "[" : "", host,
+           v6 ? "]" : "", port, path);
     fflush(stdout);
 
     pthread_t tid;

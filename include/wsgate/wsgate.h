@@ -234,8 +234,12 @@ typedef void (*wsg_log_fn)(wsg_log_level level, const char *event, const char *j
                            size_t json_len, void *user);
 
 /** Create a server from a configuration (copied; NULL means all defaults).
- *  Nothing is bound yet. @param out receives the handle; free with wsg_server_free.
- *  @return WSG_OK, WSG_EINVAL, WSG_ENOMEM. Any thread. Since 0.1.0. */
+ *  Nothing is bound yet, but TLS files are loaded and checked now.
+ *  @param out receives the handle; free with wsg_server_free.
+ *  @return WSG_OK, WSG_EINVAL (inconsistent options), WSG_ETLS (a TLS file
+ *  cannot be loaded or the key does not match the certificate:
+ *  wsg_last_error() names the file and the reason), WSG_ENOMEM.
+ *  Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_server_new(wsg_server **out, const wsg_config *config);
 
 /** Stop (as wsg_server_stop) and free. NULL is accepted. Blocks. Must not be
@@ -277,6 +281,13 @@ WSG_API wsg_status wsg_server_run(wsg_server *server);
  *  started again. Stopping a server that is not running returns WSG_OK.
  *  @return WSG_OK, WSG_EBUSY (called from a callback). Blocks. Since 0.1.0. */
 WSG_API wsg_status wsg_server_stop(wsg_server *server);
+
+/** Reload tls.cert_file and tls.key_file (same paths, new contents) without
+ *  a restart: new connections get the new certificate, established ones keep
+ *  theirs. The files are checked first; on failure the old pair stays.
+ *  @return WSG_OK, WSG_ETLS (bad files: wsg_last_error() says which and why),
+ *  WSG_ESTATE (TLS is off). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_reload_tls(wsg_server *server);
 
 /** The bound TCP port (useful with listen.port=0). @return WSG_OK, WSG_ESTATE
  *  (not listening). Any thread. Since 0.1.0. */
@@ -352,6 +363,7 @@ typedef enum wsg_info_key {
     WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages queued to this connection */
     WSG_INFO_BYTES_OUT = 12,      /**< int: message payload bytes queued */
     WSG_INFO_ID = 13,             /**< int: the connection id */
+    WSG_INFO_TLS_SUBJECT = 15,    /**< string: verified client certificate subject (RFC 2253), "" if none. Since 0.1.0 */
     WSG_INFO_RTT_US = 14,         /**< int: latest ping round trip in microseconds, -1 before the first pong. Since 0.1.0 */
     WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
