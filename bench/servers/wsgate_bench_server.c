@@ -1,0 +1,233 @@
+/* wsgate-bench-server: the wsgate side of the benchmarks, through the C ABI only.
+ *
+ *   wsgate-bench-server [--host ADDR] [--port N] [--pub-path PATH] [--set KEY=VALUE]...
+ *
+ * Two behaviours, chosen per connection by its request path, so one server
+ * serves every benchmark case (the baselines in bench/baseline/ do the same):
+ *  - echo: a message on any other path goes back to its sender;
+ *  - broadcast: a message from a connection whose path starts with PATH
+ *    (default /pub) goes to every open connection (wsg_server_broadcast:
+ *    framed once, shared by every queue).
+ *
+ * Prints "listening on ws://HOST:PORT/" on stdout when ready. SIGINT/SIGTERM
+ * stop it gracefully; it then prints one JSON line with its own CPU time
+ * (getrusage), peak memory and message counts. SIGUSR1 prints the same line
+ * without stopping. log.level defaults to warn here (per-connection open and
+ * close events would otherwise dominate handshake benchmarks); --set
+ * log.level=info restores the library default. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <wsgate/wsgate.h>
+
+/* Per-connection role, kept in the connection's user pointer. */
+#define ROLE_UNKNOWN ((void *)0)
+#define ROLE_ECHO ((void *)1)
+#define ROLE_PUB ((void *)2)
+
+struct counters {
+    /* Written on the service thread, read by the signal thread. */
+    atomic_ullong messages_in, echoed, broadcasts, opened, closed;
+};
+
+struct app {
+    const char *pub_path;
+    size_t pub_len;
+    struct counters n;
+};
+
+static void on_open(wsg_server *s, wsg_conn_id id, void *user) {
+    (void)s;
+    (void)id;
+    struct app *a = user;
+    atomic_fetch_add_explicit(&a->n.opened, 1, memory_order_relaxed);
+}
+
+static void on_close(wsg_server *s, wsg_conn_id id, int code, const char *reason,
+                     size_t reason_len, wsg_close_cause cause, void *user) {
+    (void)s;
+    (void)id;
+    (void)code;
+    (void)reason;
+    (void)reason_len;
+    (void)cause;
+    struct app *a = user;
+    atomic_fetch_add_explicit(&a->n.closed, 1, memory_order_relaxed);
+}
+
+/* The role is looked up on a connection's first message, not at open, so
+ * handshake benchmarks measure the library rather than this lookup. */
+static void *role_of(wsg_server *s, wsg_conn_id id, struct app *a) {
+    void *role = ROLE_UNKNOWN;
+    wsg_conn_get_user(s, id, &role);
+    if (role != ROLE_UNKNOWN) return role;
+    role = ROLE_ECHO;
+    wsg_conn_info *info = NULL;
+    const char *path = "";
+    if (wsg_conn_info_get(s, id, &info) == WSG_OK &&
+        wsg_conn_info_string(info, WSG_INFO_PATH, &path) == WSG_OK &&
+        strncmp(path, a->pub_path, a->pub_len) == 0)
+        role = ROLE_PUB;
+    wsg_conn_info_free(info);
+    wsg_conn_set_user(s, id, role);
+    return role;
+}
+
+static void on_message(wsg_server *s, wsg_conn_id id, wsg_msg_type type, const void *data,
+                       size_t len, void *user) {
+    struct app *a = user;
+    atomic_fetch_add_explicit(&a->n.messages_in, 1, memory_order_relaxed);
+    if (role_of(s, id, a) == ROLE_PUB) {
+        if (wsg_server_broadcast(s, type, data, len) == WSG_OK)
+            atomic_fetch_add_explicit(&a->n.broadcasts, 1, memory_order_relaxed);
+    } else if (wsg_conn_send(s, id, type, data, len) == WSG_OK) {
+        atomic_fetch_add_explicit(&a->n.echoed, 1, memory_order_relaxed);
+    }
+}
+
+static void print_stats(struct app *a, const char *event) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"server\":\"wsgate\",\"event\":\"%s\",\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f,"
+           "\"maxrss_kib\":%ld,\"messages_in\":%llu,\"echoed\":%llu,\"broadcasts\":%llu,"
+           "\"opened\":%llu,\"closed\":%llu}\n",
+           event, (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss,
+           (unsigned long long)atomic_load(&a->n.messages_in),
+           (unsigned long long)atomic_load(&a->n.echoed),
+           (unsigned long long)atomic_load(&a->n.broadcasts),
+           (unsigned long long)atomic_load(&a->n.opened),
+           (unsigned long long)atomic_load(&a->n.closed));
+    fflush(stdout);
+}
+
+struct stopper {
+    wsg_server *server;
+    struct app *app;
+    sigset_t signals;
+};
+
+/* Signals are taken synchronously on this thread, which may call
+ * wsg_server_stop (a signal handler may not). */
+static void *wait_for_signal(void *arg) {
+    struct stopper *s = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&s->signals, &sig) != 0) continue;
+        if (sig == SIGUSR1) {
+            print_stats(s->app, "stats");
+            continue;
+        }
+        wsg_server_stop(s->server);
+        return NULL;
+    }
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: wsgate-bench-server [--host ADDR] [--port N] [--pub-path PATH] "
+            "[--set KEY=VALUE]... [--help]\n"
+            "\n"
+            "Echoes messages back to their sender, except on connections whose path starts\n"
+            "with PATH (default /pub), whose messages are broadcast to every connection.\n"
+            "SIGINT/SIGTERM stop it and print its CPU time as JSON; SIGUSR1 prints it now.\n"
+            "  --host ADDR       listen address (listen.host)\n"
+            "  --port N          listen port, 0 = ephemeral (listen.port)\n"
+            "  --pub-path PATH   path prefix of publishers (default /pub)\n"
+            "  --set KEY=VALUE   any wsgate option (see wsgate-echo --help); log.level\n"
+            "                    defaults to warn here\n");
+}
+
+int main(int argc, char **argv) {
+    static struct app app;
+    app.pub_path = "/pub";
+    wsg_config *cfg;
+    if (wsg_config_new(&cfg) != WSG_OK) return 1;
+    wsg_config_set_string(cfg, "log.level", "warn");
+    char buf[1024];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            wsg_config_free(cfg);
+            return 0;
+        }
+        if (i + 1 >= argc || (strcmp(a, "--host") && strcmp(a, "--port") && strcmp(a, "--set") &&
+                              strcmp(a, "--pub-path"))) {
+            fprintf(stderr, "wsgate-bench-server: unknown or incomplete argument '%s'\n", a);
+            wsg_config_free(cfg);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--pub-path")) {
+            app.pub_path = v;
+            continue;
+        }
+        if (!strcmp(a, "--host"))
+            snprintf(buf, sizeof buf, "listen.host=%s", v);
+        else if (!strcmp(a, "--port"))
+            snprintf(buf, sizeof buf, "listen.port=%s", v);
+        else
+            snprintf(buf, sizeof buf, "%s", v);
+        if (wsg_config_set_from_string(cfg, buf) != WSG_OK) {
+            fprintf(stderr, "wsgate-bench-server: %s\n", wsg_last_error());
+            wsg_config_free(cfg);
+            return 2;
+        }
+    }
+    app.pub_len = strlen(app.pub_path);
+
+    wsg_server *server;
+    if (wsg_server_new(&server, cfg) != WSG_OK) {
+        fprintf(stderr, "wsgate-bench-server: %s\n", wsg_last_error());
+        wsg_config_free(cfg);
+        return 1;
+    }
+    wsg_server_on_open(server, on_open, &app, NULL);
+    wsg_server_on_message(server, on_message, &app, NULL);
+    wsg_server_on_close(server, on_close, &app, NULL);
+
+    struct stopper stopper;
+    stopper.server = server;
+    stopper.app = &app;
+    sigemptyset(&stopper.signals);
+    sigaddset(&stopper.signals, SIGINT);
+    sigaddset(&stopper.signals, SIGTERM);
+    sigaddset(&stopper.signals, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &stopper.signals, NULL);
+
+    if (wsg_server_listen(server) != WSG_OK) {
+        fprintf(stderr, "wsgate-bench-server: %s\n", wsg_last_error());
+        wsg_server_free(server);
+        wsg_config_free(cfg);
+        return 1;
+    }
+    const char *host;
+    int port = 0;
+    wsg_config_get_string(cfg, "listen.host", &host);
+    wsg_server_port(server, &port);
+    if (!*host) host = "0.0.0.0";
+    int v6 = strchr(host, ':') != NULL;
+    printf("listening on ws://%s%s%s:%d/\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    fflush(stdout);
+
+    pthread_t tid;
+    pthread_create(&tid, NULL, wait_for_signal, &stopper);
+    wsg_status st = wsg_server_run(server);
+    if (st != WSG_OK) {
+        fprintf(stderr, "wsgate-bench-server: %s\n", wsg_last_error());
+        pthread_kill(tid, SIGTERM); /* wakes the stopper's sigwait */
+    }
+    pthread_join(tid, NULL);
+    print_stats(&app, "exit");
+    wsg_server_free(server);
+    wsg_config_free(cfg);
+    return st == WSG_OK ? 0 : 1;
+}
