@@ -49,26 +49,6 @@ static int set_or_die(wsg_config *cfg, const char *assignment) {
     return 1;
 }
 
-struct stopper {
-    wsg_server *server;
-    sigset_t signals;
-};
-
-/* Signals are taken synchronously on this thread, which may call
- * wsg_server_stop (a signal handler may not). */
-static void *wait_for_signal(void *arg) {
-    struct stopper *s = arg;
-    int sig;
-    for (;;) {
-        if (sigwait(&s->signals, &sig) != 0) continue;
-        if (sig != SIGHUP) break;
-        if (wsg_server_reload_tls(s->server) != WSG_OK)
-            fprintf(stderr, "wsgate-echo: TLS reload: %s\n", wsg_last_error());
-    }
-    wsg_server_stop(s->server);
-    return NULL;
-}
-
 int main(int argc, char **argv) {
     wsg_config *cfg;
     if (wsg_config_new(&cfg) != WSG_OK) return 1;
@@ -106,13 +86,15 @@ int main(int argc, char **argv) {
     }
     wsg_server_on_message(server, on_message, NULL, NULL);
 
-    /* Block the stop signals in every thread; the stopper thread takes them. */
-    struct stopper stopper = {server, {{0}}};
-    sigemptyset(&stopper.signals);
-    sigaddset(&stopper.signals, SIGINT);
-    sigaddset(&stopper.signals, SIGTERM);
-    sigaddset(&stopper.signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stopper.signals, NULL);
+    /* Block the signals in every thread (the service thread inherits the
+       mask) and take them synchronously here: a signal handler may not call
+       wsg_server_stop, and a signal that arrives early is simply waited for. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
     if (wsg_server_listen(server) != WSG_OK) {
         fprintf(stderr, "wsgate-echo: %s\n", wsg_last_error());
@@ -128,16 +110,25 @@ int main(int argc, char **argv) {
     wsg_server_port(server, &port);
     if (!*host) host = "0.0.0.0";
     int v6 = strchr(host, ':') != NULL;
+    wsg_status st = wsg_server_start(server);
+    if (st != WSG_OK) {
+        fprintf(stderr, "wsgate-echo: %s\n", wsg_last_error());
+        wsg_server_free(server);
+        wsg_config_free(cfg);
+        return 1;
+    }
     printf("listening on %s://%s%s%s:%d%s\n", *cert ? "wss" : "ws", v6 ? "[" : "", host,
            v6 ? "]" : "", port, path);
     fflush(stdout);
 
-    pthread_t tid;
-    pthread_create(&tid, NULL, wait_for_signal, &stopper);
-    wsg_status st = wsg_server_run(server);
-    if (st != WSG_OK) fprintf(stderr, "wsgate-echo: %s\n", wsg_last_error());
-    /* run() returns only after a stop: the stopper thread is done or finishing. */
-    pthread_join(tid, NULL);
+    for (;;) {
+        int sig;
+        if (sigwait(&signals, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        if (wsg_server_reload_tls(server) != WSG_OK)
+            fprintf(stderr, "wsgate-echo: TLS reload: %s\n", wsg_last_error());
+    }
+    st = wsg_server_stop(server);
     wsg_server_free(server);
     wsg_config_free(cfg);
     return st == WSG_OK ? 0 : 1;

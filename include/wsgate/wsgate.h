@@ -226,7 +226,10 @@ typedef void (*wsg_close_fn)(wsg_server *server, wsg_conn_id conn, int code,
                              wsg_close_cause cause, void *user);
 
 /** One structured log event: `event` is its name ("listen", "accept", "open",
- *  "reject", "close", "error", "stop"), `json` the whole event as one JSON
+ *  "reject", "close", "error", "stop", "too_big", "backpressure",
+ *  "handshake_timeout", "heartbeat_stats", "tls_refused", "tls_reloaded",
+ *  "tls_reload_failed", "write_failed"; the README lists their fields;
+ *  names may be added), `json` the whole event as one JSON
  *  object (no trailing newline), `json_len` its length. Only events at or
  *  above log.level arrive. Service thread, or the thread calling a lifecycle
  *  function (listen, start, run, stop). */

@@ -182,11 +182,6 @@ def test_signal_with_no_clients(start_echo):
     assert elapsed < 5
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "race in examples/echo/main.c: the signal thread starts after the listening "
-    "line but before wsg_server_run(); a signal in that window reaches "
-    "wsg_server_stop() while the server is only listening, which unbinds it, and "
-    "wsg_server_run() then binds a new port and serves forever. Hit ~4% of runs."))
 def test_signal_right_after_the_listening_line(start_echo):
     # A supervisor may stop a service as soon as it reports ready.
     for attempt in range(10):
