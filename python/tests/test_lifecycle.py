@@ -67,7 +67,9 @@ def test_stop_during_traffic(make_server):
 
 
 def test_running_server_garbage_collected():
-    server = wsgate.Server(host="127.0.0.1", port=0)
+    # The collection below runs on the client's loop thread, so the client
+    # cannot answer the close frame until it is done: keep the wait short.
+    server = wsgate.Server(host="127.0.0.1", port=0, shutdown_timeout_ms=300)
     server.on_message(lambda conn, m: conn.send(m))
     # A cycle through a closure: only the garbage collector can free it.
     holder = {"server": server}
@@ -322,3 +324,74 @@ def test_python_m_wsgate_bad_option_and_list(child):
     assert proc.wait() == 0
     for o in wsgate.options():
         assert o.name in proc.out()
+
+
+def test_sending_threads_while_the_server_stops(make_server):
+    """Python threads keep sending and broadcasting while another stops the
+    server: they see wsgate errors, never a crash or a hang."""
+    server = make_server()
+    opened = []
+    server.on_open(opened.append)
+    server.start()
+    stop = threading.Event()
+    outcomes = []
+
+    def sender(conn):
+        errors = set()
+        while not stop.is_set():
+            try:
+                conn.send("x" * 64)
+                server.broadcast(b"y" * 64)
+                time.sleep(0.0005)  # keeps the client (one Python loop) able to follow
+            except wsgate.WsgateError as e:
+                errors.add(type(e).__name__)
+                if isinstance(e, wsgate.StateError):
+                    break
+        outcomes.append(errors)
+
+    async def drain(ws):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as e:
+            return e.code
+
+    async def body():
+        async with connect(url_of(server)) as ws:
+            reader = asyncio.create_task(drain(ws))
+            wait_until(lambda: opened)
+            workers = [threading.Thread(target=sender, args=(opened[0],)) for _ in range(3)]
+            for w in workers:
+                w.start()
+            await asyncio.sleep(0.2)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, server.stop)
+            stop.set()
+            for w in workers:
+                await loop.run_in_executor(None, w.join, 10)
+            assert not any(w.is_alive() for w in workers)
+            assert await asyncio.wait_for(reader, 10) == 1001
+    run(body())
+    assert len(outcomes) == 3
+    for errors in outcomes:
+        assert errors <= {"NotFoundError", "ClosedError", "StateError"}, errors
+
+
+def test_message_too_big_closes_with_1009(make_server):
+    server = make_server(options={"limits.max_message_bytes": 1000})
+    closes = []
+    server.on_message(lambda conn, m: conn.send(m))
+    server.on_close(lambda conn, code, reason: closes.append((code, conn.close_cause)))
+    server.start()
+
+    async def body():
+        async with connect(url_of(server)) as ws:
+            await ws.send("x" * 1000)
+            assert await recv(ws) == "x" * 1000
+            await ws.send("x" * 1001)
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws)
+            assert info.value.code == 1009
+    run(body())
+    wait_until(lambda: closes)
+    assert closes == [(1009, "too_big")]
