@@ -508,6 +508,8 @@ public:
         });
     }
     void stop() { blocking([this] { return wsg_server_stop(srv_); }); }
+    // Reads and checks files: the GIL is released meanwhile.
+    void reload_tls() { blocking([this] { return wsg_server_reload_tls(srv_); }); }
 
     int port() {
         int p = 0;
@@ -595,6 +597,15 @@ public:
             d["rtt_us"] = py::int_(rtt);
         else
             d["rtt_us"] = py::none();
+        const char *subject = nullptr;
+        if (wsg_conn_info_string(info, WSG_INFO_TLS_SUBJECT, &subject) == WSG_OK) {
+            PyObject *s = PyUnicode_DecodeUTF8(
+                subject, static_cast<Py_ssize_t>(std::strlen(subject)), "replace");
+            if (!s) throw py::error_already_set();
+            d["tls_subject"] = py::reinterpret_steal<py::object>(s);
+        } else {
+            d["tls_subject"] = py::none();
+        }
         return d;
     }
 
@@ -717,6 +728,8 @@ PYBIND11_MODULE(_core, m) {
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")
+        .def("reload_tls", &Server::reload_tls,
+             "Reload tls.cert_file and tls.key_file (GIL released).")
         .def_property_readonly("port", &Server::port, "The bound TCP port.")
         .def("conn_count", &Server::conn_count, "Number of open connections.")
         .def("conn_ids", &Server::conn_ids, "Ids of the open connections.")

@@ -129,8 +129,9 @@ class Connection:
     def info(self) -> Dict[str, Any]:
         """A snapshot of every field: id, peer_address, peer_port, path, query,
         origin, subprotocol, connected_at_ms, duration_ms, messages_in,
-        bytes_in, messages_out, bytes_out, rtt_us (-1 before the first pong;
-        None from a library without heartbeat)."""
+        bytes_in, messages_out, bytes_out, rtt_us (-1 before the first pong),
+        tls_subject (verified client certificate subject, "" if none). A field
+        the loaded library does not know yet is None."""
         info = self._native().conn_info(self._id)
         if self._facts is None:
             self._facts = {k: info[k] for k in _FACTS}
@@ -176,6 +177,12 @@ class Connection:
     def subprotocol(self) -> str:
         """The subprotocol agreed (from ``server.subprotocols``); ``""`` if none."""
         return cast(str, self._fact("subprotocol"))
+
+    @property
+    def tls_subject(self) -> str:
+        """The verified client certificate's subject (RFC 2253) with mutual
+        TLS; ``""`` if none."""
+        return cast(str, self._fact("tls_subject") or "")
 
     @property
     def connected_at(self) -> float:
@@ -228,7 +235,7 @@ class Connection:
 
 
 _FACTS = ("id", "peer_address", "peer_port", "path", "query", "origin", "subprotocol",
-          "connected_at_ms")
+          "connected_at_ms", "tls_subject")
 
 
 def _dispatchers(ref: "weakref.ReferenceType[Server]") -> Tuple[Callable[..., None], ...]:
@@ -416,6 +423,14 @@ class Server:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    def reload_tls(self) -> None:
+        """Reload ``tls.cert_file`` and ``tls.key_file`` (same paths, new
+        contents) without a restart: new connections get the new certificate,
+        established ones keep theirs. The files are checked first; on failure
+        (TLSError naming the file) the old pair stays. StateError when TLS is
+        off. Any thread."""
+        self._core.reload_tls()
 
     # ---------------------------------------------------------------- queries
 
