@@ -1,6 +1,7 @@
 /* wsgate-bench-server: the wsgate side of the benchmarks, through the C ABI only.
  *
  *   wsgate-bench-server [--host ADDR] [--port N] [--pub-path PATH] [--set KEY=VALUE]...
+ *   wsgate-bench-server --list-options
  *
  * Two behaviours, chosen per connection by its request path, so one server
  * serves every benchmark case (the baselines in bench/baseline/ do the same):
@@ -142,7 +143,8 @@ static void usage(FILE *out) {
             "  --port N          listen port, 0 = ephemeral (listen.port)\n"
             "  --pub-path PATH   path prefix of publishers (default /pub)\n"
             "  --set KEY=VALUE   any wsgate option (see wsgate-echo --help); log.level\n"
-            "                    defaults to warn here\n");
+            "                    defaults to warn here\n"
+            "  --list-options    print the name of every option this library knows\n");
 }
 
 int main(int argc, char **argv) {
@@ -156,6 +158,15 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            wsg_config_free(cfg);
+            return 0;
+        }
+        if (!strcmp(a, "--list-options")) {
+            /* For scripts: which options (and so which features) this library has. */
+            for (size_t k = 0; k < wsg_option_count(); k++) {
+                const char *name;
+                if (wsg_option_describe(k, WSG_OPTION_NAME, &name) == WSG_OK) printf("%s\n", name);
+            }
             wsg_config_free(cfg);
             return 0;
         }
@@ -209,13 +220,16 @@ int main(int argc, char **argv) {
         wsg_config_free(cfg);
         return 1;
     }
-    const char *host;
+    const char *host, *cert = "";
     int port = 0;
     wsg_config_get_string(cfg, "listen.host", &host);
+    /* Only libraries with TLS know the option: then a certificate means wss. */
+    if (wsg_config_get_string(cfg, "tls.cert_file", &cert) != WSG_OK) cert = "";
     wsg_server_port(server, &port);
     if (!*host) host = "0.0.0.0";
     int v6 = strchr(host, ':') != NULL;
-    printf("listening on ws://%s%s%s:%d/\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    printf("listening on %s://%s%s%s:%d/\n", *cert ? "wss" : "ws", v6 ? "[" : "", host,
+           v6 ? "]" : "", port);
     fflush(stdout);
 
     pthread_t tid;

@@ -1,0 +1,683 @@
+#!/usr/bin/python3
+"""Runs the wsgate benchmark matrix and writes RESULTS.md, results.json and plots.
+
+    bench/run_matrix.py --build-dir BUILD [--out DIR] [--reps N] [--duration S]
+                        [--cases echo,echo_tls,memory,handshake,broadcast,heartbeat]
+                        [--max-conns N] [--smoke] [--no-pin]
+
+Every case runs against wsgate (bench/servers/wsgate_bench_server.c through the C
+ABI) and the two baselines (bench/baseline/: plain libwebsockets written the
+lws examples' way, and raw epoll), each server freshly started for each run,
+pinned to CPU 0 while wsgate-bench runs pinned to CPU 1. Each case is repeated
+--reps times, the servers interleaved within each repetition so that they
+share the machine's conditions; RESULTS.md gives medians, the spread
+(min..max) and the ratios wsgate / plain lws and wsgate / epoll of the
+medians of this same run. --smoke runs a tiny configuration (a few
+connections, 1 s, one repetition) to check the machinery, not the machine.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---------------------------------------------------------------- running
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        b = os.path.abspath(args.build_dir)
+        self.bin = {
+            "bench": os.path.join(b, "bench", "wsgate-bench"),
+            "wsgate": os.path.join(b, "bench", "wsgate-bench-server"),
+            "lws": os.path.join(b, "bench", "bench-lws-baseline"),
+            "epoll": os.path.join(b, "bench", "bench-epoll-baseline"),
+        }
+        for k, v in self.bin.items():
+            if not os.access(v, os.X_OK):
+                sys.exit(f"run_matrix: {v} not found (build the bench targets in {b})")
+        self.pin = not args.no_pin and shutil.which("taskset") and (os.cpu_count() or 1) >= 2
+        self.tmp = tempfile.mkdtemp(prefix="wsgate-matrix-")
+        self.log = []  # every run: commands and results
+        self.options = self._wsgate_options()
+
+    def _wsgate_options(self):
+        """Option names the library knows: which features (TLS, heartbeat) have landed."""
+        out = subprocess.run([self.bin["wsgate"], "--list-options"], capture_output=True, text=True).stdout
+        return set(out.split())
+
+    def has_option(self, name):
+        return name in self.options
+
+    def server_argv(self, kind, extra=()):
+        if kind == "wsgate":
+            return [self.bin["wsgate"], "--host", "127.0.0.1", "--port", "0",
+                    "--set", f"limits.max_connections={self.args.max_conns + 1000}", *extra]
+        if kind == "lws":
+            return [self.bin["lws"], "--host", "127.0.0.1", "--port", "0", *extra]
+        return [self.bin["epoll"], "--host", "127.0.0.1", "--port", "0", *extra]
+
+    def run(self, label, server, bench_args, timeout=300):
+        """Starts the server, runs wsgate-bench against it, stops the server."""
+        errlog = open(os.path.join(self.tmp, "server.log"), "w+")
+        pin_s = ["taskset", "-c", "0"] if self.pin else []
+        pin_b = ["taskset", "-c", "1"] if self.pin else []
+        proc = subprocess.Popen(pin_s + server, stdout=subprocess.PIPE, stderr=errlog, text=True)
+        line = proc.stdout.readline()
+        if not line.startswith("listening on "):
+            proc.kill()
+            errlog.seek(0)
+            raise RuntimeError(f"{server[0]} did not start: {line!r} {errlog.read()[-500:]}")
+        url = line.split()[-1].rstrip("/")
+        mode = bench_args[0]
+        path = "/sub" if mode == "fanout" else "/"
+        argv = [self.bin["bench"], mode, "--url", url + path, *bench_args[1:],
+                "--server-pid", str(proc.pid), "--quiet"]
+        t0 = time.time()
+        try:
+            r = subprocess.run(pin_b + argv, capture_output=True, text=True, timeout=timeout)
+            out = json.loads(r.stdout) if r.stdout.strip().startswith("{") else None
+            err = r.stderr.strip()
+        except subprocess.TimeoutExpired:
+            out, err = None, "timeout"
+        took = time.time() - t0
+        proc.send_signal(signal.SIGTERM)
+        try:
+            sout, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            sout, _ = proc.communicate()
+        stats = {}
+        for ln in (sout or "").splitlines():
+            if ln.startswith("{"):
+                try:
+                    stats = json.loads(ln)
+                except ValueError:
+                    pass
+        errlog.close()
+        entry = {"label": label, "server_cmd": " ".join(pin_s + server),
+                 "bench_cmd": " ".join(pin_b + argv).replace(url, "ws://127.0.0.1:PORT")
+                 .replace(f"--server-pid {proc.pid}", "--server-pid PID"),
+                 "result": out, "server_exit": stats, "seconds": round(took, 1)}
+        if out is None:
+            entry["error"] = err[-500:]
+            print(f"  {label}: FAILED {err[-300:]}", file=sys.stderr)
+        self.log.append(entry)
+        return out
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs):
+    xs = [x for x in xs if x is not None]
+    return (min(xs), max(xs)) if xs else (None, None)
+
+
+def get(d, path):
+    for k in path.split("/"):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+# ---------------------------------------------------------------- cases
+
+
+def plan(args, runner):
+    """The matrix: (case, label, server argv, bench args)."""
+    smoke = args.smoke
+    d = str(args.duration)
+    n_echo = "4" if smoke else "100"
+    cases = []
+    pick = set(args.cases.split(","))
+
+    if "echo" in pick:
+        for w in ((16,) if smoke else (1, 16)):
+            for s in ((64,) if smoke else (64, 4096)):
+                key = f"echo W={w} S={s}"
+                for srv in ("wsgate", "lws", "epoll"):
+                    cases.append((key, srv, runner.server_argv(srv),
+                                  ["echo", "--connections", n_echo, "--window", str(w), "--size", str(s),
+                                   "--duration", d, "--warmup", "0" if smoke else "1"]))
+
+    if "echo_tls" in pick:
+        cert, key = make_cert(runner.tmp)
+        if cert:
+            bargs = ["echo", "--connections", n_echo, "--window", "16", "--size", "64",
+                     "--duration", d, "--warmup", "0" if smoke else "1"]
+            if runner.has_option("tls.cert_file"):
+                cases.append(("echo TLS W=16 S=64", "wsgate", runner.server_argv(
+                    "wsgate", ["--set", f"tls.cert_file={cert}", "--set", f"tls.key_file={key}"]), bargs))
+            cases.append(("echo TLS W=16 S=64", "lws", runner.server_argv("lws", ["--tls", cert, key]), bargs))
+
+    if "memory" in pick:
+        sizes = [args.max_conns] if smoke else [10000, args.max_conns]
+        for n in sizes:
+            key = f"idle memory N={n}"
+            hold = ["connect", "--connections", str(n), "--duration", "0.2" if smoke else "1",
+                    "--settle", "0.2" if smoke else "1", "--sources", "127.0.0.2-127.0.0.5"]
+            for label, argv in (("wsgate", runner.server_argv("wsgate")),
+                                ("wsgate rx=128", runner.server_argv("wsgate", ["--set", "tuning.rx_buffer_bytes=128"])),
+                                ("lws", runner.server_argv("lws")),
+                                ("lws rx=128", runner.server_argv("lws", ["--rx-buffer", "128"])),
+                                ("epoll", runner.server_argv("epoll"))):
+                cases.append((key, label, argv, hold))
+
+    if "handshake" in pick:
+        n = "100" if smoke else "5000"
+        hs = ["connect", "--connections", n, "--duration", "0", "--settle", "0", "--concurrency", "128"]
+        for label, argv in (("wsgate", runner.server_argv("wsgate")),
+                            ("wsgate log=info", runner.server_argv("wsgate", ["--set", "log.level=info"])),
+                            ("lws", runner.server_argv("lws")),
+                            ("epoll", runner.server_argv("epoll"))):
+            cases.append(("handshakes plain", label, argv, hs))
+        cert, key = make_cert(runner.tmp)
+        if cert:
+            n_tls = "50" if smoke else "2000"
+            hs_tls = ["connect", "--connections", n_tls, "--duration", "0", "--settle", "0",
+                      "--concurrency", "128"]
+            if runner.has_option("tls.cert_file"):
+                cases.append(("handshakes TLS", "wsgate", runner.server_argv(
+                    "wsgate", ["--set", f"tls.cert_file={cert}", "--set", f"tls.key_file={key}"]), hs_tls))
+            cases.append(("handshakes TLS", "lws", runner.server_argv("lws", ["--tls", cert, key]), hs_tls))
+
+    if "broadcast" in pick:
+        for subs, rate in (((1000, 1000),) if smoke else ((1000, 1000), (10000, 100))):
+            n = str(subs // 100) if smoke else str(subs)
+            key = f"broadcast {subs} subscribers x {rate} msg/s"
+            for srv in ("wsgate", "lws", "epoll"):
+                cases.append((key, srv, runner.server_argv(srv),
+                              ["fanout", "--connections", n, "--publishers", "1", "--rate", str(rate),
+                               "--size", "64", "--duration", d, "--drain-timeout", "5",
+                               "--sources", "127.0.0.2-127.0.0.5"]))
+
+    if "heartbeat" in pick:
+        n = "100" if smoke else "10000"
+        hold = ["connect", "--connections", n, "--duration", "0.5" if smoke else "5",
+                "--settle", "0.2" if smoke else "1", "--sources", "127.0.0.2-127.0.0.5"]
+        if runner.has_option("heartbeat.ping_interval_ms"):
+            off = ["--set", "heartbeat.ping_interval_ms=0", "--set", "heartbeat.pong_wait_ms=0"]
+            on = ["--set", "heartbeat.ping_interval_ms=1000", "--set", "heartbeat.pong_wait_ms=5000"]
+            tick = ["--set", "heartbeat.tick_ms=1000"]
+            for label, extra in (("wsgate pings off", off), ("wsgate ping 1 s", on),
+                                 ("wsgate pings off, tick 1 s", off + tick),
+                                 ("wsgate ping 1 s, tick 1 s", on + tick)):
+                cases.append(("heartbeat", label, runner.server_argv("wsgate", extra), hold))
+            cases.append(("heartbeat", "lws (no heartbeat)", runner.server_argv("lws"), hold))
+    return cases
+
+
+_CERT = {}
+
+
+def make_cert(tmp):
+    """An ECDSA P-256 self-signed certificate (what a modern deployment uses)."""
+    if "c" in _CERT:
+        return _CERT["c"]
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                       capture_output=True) if shutil.which("openssl") else None
+    _CERT["c"] = (cert, key) if r is not None and r.returncode == 0 else (None, None)
+    return _CERT["c"]
+
+
+# ---------------------------------------------------------------- report
+
+METRICS = {
+    "echo": [("messages/s", "messages_per_s", 0), ("server CPU us/msg", "server/cpu_us_per_message", 3),
+             ("RTT p50 us", "rtt_us/p50", 0), ("RTT p99 us", "rtt_us/p99", 0), ("RTT p99.9 us", "rtt_us/p99.9", 0)],
+    "memory": [("KiB/conn", "server/kib_per_connection", 2), ("connected", "connected", 0),
+               ("server RSS MiB", "server/rss_kib_loaded", 1), ("connects/s", "connect_rate_per_s", 0)],
+    "handshake": [("handshakes/s", "connect_rate_per_s", 0), ("server CPU us/handshake", "server/cpu_us_per_handshake", 1),
+                  ("handshake p50 us", "handshake_us/p50", 0), ("handshake p99 us", "handshake_us/p99", 0),
+                  ("failed", "failed", 0)],
+    "broadcast": [("deliveries/s", "deliveries_per_s", 0), ("delivered", "delivered_ratio", 3),
+                  ("server CPU us/delivery", "server/cpu_us_per_delivery", 3),
+                  ("latency p50 ms", "latency_us/p50", 1), ("latency p99 ms", "latency_us/p99", 1)],
+    "heartbeat": [("server CPU %", "server/cpu_percent_window", 2),
+                  ("CPU us per conn-second", "server/cpu_us_per_connection_second", 3),
+                  ("pings answered", "pings", 0), ("survived", "survived", 0)],
+}
+
+
+def family(case):
+    if case.startswith("echo"):
+        return "echo"
+    if case.startswith("idle memory"):
+        return "memory"
+    if case.startswith("handshakes"):
+        return "handshake"
+    if case.startswith("broadcast"):
+        return "broadcast"
+    return "heartbeat"
+
+
+def value(result, path, label):
+    v = get(result, path) if result else None
+    if v is None:
+        return None
+    if path == "server/rss_kib_loaded":
+        return v / 1024.0
+    if path.startswith("latency_us/"):
+        return v / 1000.0
+    return v
+
+
+def fmt(v, digits):
+    if v is None:
+        return "n/a"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def summarize(runs):
+    """{case: {label: {metric_path: [values per rep]}}} in first-seen order."""
+    table = {}
+    for e in runs:
+        case, label = e["case"], e["label"]
+        fam = family(case)
+        row = table.setdefault(case, {}).setdefault(label, {})
+        for _, path, _ in METRICS[fam]:
+            row.setdefault(path, []).append(value(e["result"], path, label))
+        row.setdefault("_results", []).append(e["result"])
+    return table
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def machine_info():
+    info = {}
+    try:
+        cpu = open("/proc/cpuinfo").read()
+        m = re.search(r"model name\s*:\s*(.*)", cpu)
+        info["cpu"] = m.group(1).strip() if m else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor()
+    info["cores"] = os.cpu_count()
+    info["kernel"] = platform.release()
+    try:
+        mem = open("/proc/meminfo").read()
+        info["memory_gib"] = round(int(re.search(r"MemTotal:\s*(\d+)", mem).group(1)) / 1048576, 1)
+    except (OSError, AttributeError):
+        pass
+    for pkg in ("libwebsockets-dev", "libssl-dev"):
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+        info[pkg] = r.stdout.strip() or "?"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    info["nofile"] = f"{soft} soft / {hard} hard"
+    r = subprocess.run(["git", "-C", HERE, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    info["commit"] = r.stdout.strip()
+    r = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--", "../lib", "../include"],
+                       capture_output=True, text=True)
+    info["lib_dirty"] = bool(r.stdout.strip())
+    info["port_range"] = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+    return info
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        return ["?"] * 3
+
+
+def gnuplot(out_dir, table, notes):
+    if not shutil.which("gnuplot"):
+        notes.append("gnuplot is not installed: plots skipped (apt-get install gnuplot-nox).")
+        return []
+    made = []
+    # Latency percentiles: echo W=16 S=64 and the 1,000-subscriber broadcast.
+    for case, name, path, unit, title in (
+            ("echo W=16 S=64", "latency_echo.png", "rtt_us", 1.0, "Echo round trip, 100 connections x 16 in flight, 64 B (us)"),
+            ("broadcast 1000 subscribers x 1000 msg/s", "latency_broadcast.png", "latency_us", 1000.0,
+             "Broadcast 1,000 msg/s to 1,000 subscribers: publish-to-delivery (ms)")):
+        if case not in table:
+            continue
+        dat = os.path.join(out_dir, name.replace(".png", ".dat"))
+        labels = list(table[case].keys())
+        with open(dat, "w") as f:
+            f.write("pct " + " ".join(f'"{l}"' for l in labels) + "\n")
+            for i, p in enumerate(("p50", "p90", "p99", "p99.9")):
+                vals = []
+                for l in labels:
+                    v = med([get(r, f"{path}/{p}") for r in table[case][l]["_results"] if r])
+                    vals.append("NaN" if v is None else f"{v / unit:.3f}")
+                f.write(f"{p} " + " ".join(vals) + "\n")
+        plot = ", ".join(f"'{dat}' using {i + 2}:xtic(1) with linespoints lw 2 title columnhead({i + 2})"
+                         for i in range(len(labels)))
+        script = (f"set terminal pngcairo size 900,500\nset output '{os.path.join(out_dir, name)}'\n"
+                  f"set title \"{title}\"\nset logscale y\nset grid\nset key left top\n"
+                  f"set xlabel 'percentile'\nplot {plot}\n")
+        if subprocess.run(["gnuplot"], input=script, text=True, capture_output=True).returncode == 0:
+            made.append(name)
+        os.unlink(dat)
+    # Memory per connection, by server and size.
+    mem_cases = [c for c in table if c.startswith("idle memory")]
+    if mem_cases:
+        labels = []
+        for c in mem_cases:
+            for l in table[c]:
+                if l not in labels:
+                    labels.append(l)
+        dat = os.path.join(out_dir, "memory.dat")
+        with open(dat, "w") as f:
+            f.write("server " + " ".join(f'"{c.replace("idle memory ", "")}"' for c in mem_cases) + "\n")
+            for l in labels:
+                vals = []
+                for c in mem_cases:
+                    v = med(table[c].get(l, {}).get("server/kib_per_connection", []))
+                    vals.append("NaN" if v is None else f"{v:.3f}")
+                f.write(f'"{l}" ' + " ".join(vals) + "\n")
+        plot = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title columnhead({i + 2})" for i in range(len(mem_cases)))
+        script = (f"set terminal pngcairo size 900,500\nset output '{os.path.join(out_dir, 'memory.png')}'\n"
+                  "set title 'Idle server memory per connection (KiB, user space RSS)'\nset style data histograms\n"
+                  "set style fill solid 0.8 border -1\nset grid ytics\nset yrange [0:*]\nset key left top\n"
+                  f"plot {plot}\n")
+        if subprocess.run(["gnuplot"], input=script, text=True, capture_output=True).returncode == 0:
+            made.append("memory.png")
+        os.unlink(dat)
+    return made
+
+
+def write_results(args, out_dir, runs, info, load_before, load_after, started, elapsed, runner):
+    table = summarize(runs)
+    notes = []
+    plots = gnuplot(out_dir, table, notes)
+    L = []
+    w = L.append
+    w("# wsgate benchmark results\n")
+    w(f"Generated by `bench/run_matrix.py` on {started} in {elapsed / 60:.1f} minutes"
+      f"{' (smoke configuration: checks the machinery, not the machine)' if args.smoke else ''}.\n")
+    w("## Machine and method\n")
+    w(f"- CPU: {info['cpu']}, {info['cores']} cores; {info.get('memory_gib', '?')} GiB; Linux {info['kernel']}")
+    w(f"- libwebsockets {info['libwebsockets-dev']}, OpenSSL {info['libssl-dev']} (Debian packages)")
+    w(f"- Source: commit `{info['commit']}`" + (" (lib/ or include/ had uncommitted changes)" if info["lib_dirty"] else ""))
+    w(f"- Open files per process: {info['nofile']}. Each process may open at most the hard limit "
+      f"(20,000 here), so benchmarks on this machine stay below about 19,000 connections per "
+      f"process: the largest memory case holds {args.max_conns:,} (the server, one process, is the cap; "
+      f"wsgate-bench itself would spread more over worker processes and source addresses).")
+    w(f"- Ephemeral ports {info['port_range'][0]}-{info['port_range'][1]} per source address; "
+      "cases with many connections spread them over 127.0.0.2-127.0.0.5.")
+    pin = "server pinned to CPU 0 and wsgate-bench to CPU 1 (`taskset`)" if runner.pin else \
+        "no CPU pinning (taskset missing or fewer than 2 CPUs)"
+    w(f"- Placement: {pin}. Each server is started fresh for every run and stopped after it.")
+    w(f"- Repetitions: {args.reps} per case, servers interleaved within each repetition; "
+      f"figures are medians with the spread (min..max) across repetitions. Measured phase: "
+      f"{args.duration} s (echo: after a 1 s warm-up).")
+    w(f"- Load average (1/5/15 min) before: {' '.join(load_before)}, after: {' '.join(load_after)}. "
+      "The machine is shared with other work: message rates and latencies move with it; "
+      "**server CPU time per message** (server CPU over the measured window divided by the "
+      "messages in it, from /proc/PID/task/*/schedstat) is the steadier figure.")
+    w("- Memory per connection is the server's resident set (VmRSS) with N idle connections open "
+      "minus before any, divided by N: user-space memory only; the kernel's socket memory "
+      "(several KiB per TCP connection, the same for every server) is not included.\n")
+    w("Servers: **wsgate** = `bench/servers/wsgate_bench_server.c` (libwsgate through the C ABI, "
+      "log.level=warn, default settings unless noted); **lws** = `bench/baseline/lws_baseline.c` "
+      "(plain libwebsockets written the way the lws minimal examples are: one message per "
+      "writable event; rx buffer 2048 like wsgate's default); **epoll** = "
+      "`bench/baseline/epoll_baseline.c` (one read and one coalesced write per event: the "
+      "physical limit of the machine). Echo uses binary messages.\n")
+
+    targets = evaluate_targets(table, args)
+    w("## Targets\n")
+    w("| target | measured (same run) | verdict |")
+    w("|---|---|---|")
+    for t in targets:
+        w(f"| {t['target']} | {t['measured']} | {t['verdict']} |")
+    w("")
+
+    for case, rows in table.items():
+        fam = family(case)
+        metrics = METRICS[fam]
+        w(f"## {case}\n")
+        head = "| server | " + " | ".join(m[0] for m in metrics) + " |"
+        w(head)
+        w("|" + "---|" * (len(metrics) + 1))
+        for label, row in rows.items():
+            cells = []
+            for name, path, digits in metrics:
+                xs = row.get(path, [])
+                m = med(xs)
+                lo, hi = spread(xs)
+                cell = fmt(m, digits)
+                if len([x for x in xs if x is not None]) > 1 and lo != hi:
+                    cell += f" ({fmt(lo, digits)}..{fmt(hi, digits)})"
+                cells.append(cell)
+            w(f"| {label} | " + " | ".join(cells) + " |")
+        w("")
+        first = metrics[0]
+        if "wsgate" in rows and fam in ("echo", "broadcast", "handshake"):
+            parts = []
+            for other in ("lws", "epoll"):
+                if other in rows:
+                    r = ratio(med(rows["wsgate"][first[1]]), med(rows[other][first[1]]))
+                    c = ratio(med(rows["wsgate"][metrics[1][1]]), med(rows[other][metrics[1][1]]))
+                    if r is not None:
+                        parts.append(f"wsgate / {other}: {r:.2f}x {first[0]}, {c:.2f}x {metrics[1][0]}"
+                                     if c is not None else f"wsgate / {other}: {r:.2f}x {first[0]}")
+            if parts:
+                w("Ratios of medians: " + "; ".join(parts) + ".\n")
+        if fam == "heartbeat":
+            w(heartbeat_note(rows))
+        failed = [e for e in runs if e["case"] == case and (e["result"] is None or get(e["result"], "errors"))]
+        for e in failed:
+            r = e["result"]
+            if r is None:
+                w(f"- {e['label']}: run failed: `{e.get('error', '')[:200]}`")
+            else:
+                w(f"- {e['label']}: errors {r.get('errors')}: failures {json.dumps(r.get('failures'))}"
+                  f"{', lost ' + str(r.get('lost')) if r.get('lost') else ''}")
+        if failed:
+            w("")
+
+    if not runner.has_option("tls.cert_file"):
+        notes.append("wsgate has no TLS options in this build: its TLS cases were skipped (lws TLS ran).")
+    if not any("jwt" in o or o.startswith("auth.") for o in runner.options):
+        notes.append("Handshakes with TLS + JWT: wsgate has no JWT authentication yet (no auth.* option); "
+                     "the case runs once that issue lands and this script learns its options.")
+    else:
+        notes.append("wsgate has JWT options, but this script does not configure them yet: TLS + JWT "
+                     "handshakes were not measured.")
+    if not runner.has_option("heartbeat.ping_interval_ms"):
+        notes.append("wsgate has no heartbeat options in this build: the heartbeat case was skipped.")
+    if plots:
+        w("## Plots\n")
+        for p in plots:
+            w(f"![{p}]({p})\n")
+    if notes:
+        w("## Notes\n")
+        for n in notes:
+            w(f"- {n}")
+        w("")
+    w("## Reproducing\n")
+    w("```sh")
+    w("cmake -S . -B /tmp/build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build /tmp/build-bench -j2")
+    extra = [] if args.reps == 3 else [f"--reps {args.reps}"]
+    if args.duration != 5:
+        extra.append(f"--duration {args.duration}")
+    if args.max_conns != 18000:
+        extra.append(f"--max-conns {args.max_conns}")
+    w("bench/run_matrix.py --build-dir /tmp/build-bench " + " ".join(extra) + "   # writes bench/RESULTS.md")
+    w("```\n")
+    w("The exact commands of the first repetition of each case (the server prints its port; "
+      "`PORT` and `PID` stand for it and for its process id):\n")
+    w("```sh")
+    seen = set()
+    for e in runs:
+        k = (e["case"], e["label"])
+        if k in seen:
+            continue
+        seen.add(k)
+        w(f"# {e['case']} / {e['label']}")
+        w(e["server_cmd"].replace(" --port 0", " --port 0 &"))
+        w(e["bench_cmd"])
+    w("```")
+    return "\n".join(L) + "\n", table, targets
+
+
+def heartbeat_note(rows):
+    def m(label, path):
+        return med(rows.get(label, {}).get(path, []))
+    lines = []
+    off, on = m("wsgate pings off", "server/cpu_us_per_connection_second"), m("wsgate ping 1 s", "server/cpu_us_per_connection_second")
+    pings_on = m("wsgate ping 1 s", "pings")
+    res = rows.get("wsgate ping 1 s", {}).get("_results", [])
+    if off is not None and on is not None and pings_on:
+        n = get(res[0], "survived") if res and res[0] else None
+        secs = get(res[0], "duration_s") if res and res[0] else None
+        if n and secs:
+            per_ping = (on - off) * n * secs / pings_on
+            lines.append(f"Heartbeat cost: pinging every connection once a second adds "
+                         f"{on - off:.2f} us of server CPU per connection-second, about {per_ping:.2f} us "
+                         f"per ping and pong.")
+    t_off = m("wsgate pings off, tick 1 s", "server/cpu_us_per_connection_second")
+    if off is not None and t_off is not None:
+        lines.append(f"With no pings at all, idle connections still cost {off:.2f} us per connection-second "
+                     f"at the default 100 ms tick and {t_off:.2f} us at a 1 s tick: each heartbeat tick wakes "
+                     f"the libwebsockets service loop, whose default poll() backend scans every open socket.")
+    return ("\n".join(lines) + "\n") if lines else ""
+
+
+def evaluate_targets(table, args):
+    out = []
+
+    def m(case, label, path):
+        return med(table.get(case, {}).get(label, {}).get(path, []))
+
+    # Echo, 16 in flight: the 64-byte case is the message-rate one.
+    for s in (64, 4096):
+        case = f"echo W=16 S={s}"
+        if case in table:
+            ws, ep, lw = (m(case, x, "messages_per_s") for x in ("wsgate", "epoll", "lws"))
+            cws, cep, clw = (m(case, x, "server/cpu_us_per_message") for x in ("wsgate", "epoll", "lws"))
+            r_ep, r_lw = ratio(ws, ep), ratio(ws, lw)
+            c_ep = ratio(cep, cws)
+            if r_ep is not None:
+                out.append({"target": f"echo W=16 S={s}: >= 0.8x epoll floor msg/s",
+                            "measured": f"{r_ep:.2f}x ({fmt(ws, 0)} vs {fmt(ep, 0)} msg/s); by CPU per "
+                                        f"message {c_ep:.2f}x ({cws:.3f} vs {cep:.3f} us)" if c_ep else f"{r_ep:.2f}x",
+                            "verdict": "met" if r_ep >= 0.8 else f"missed by {(0.8 - r_ep) / 0.8 * 100:.0f} %"})
+            if r_lw is not None:
+                out.append({"target": f"echo W=16 S={s}: >= 5x plain lws msg/s",
+                            "measured": f"{r_lw:.2f}x ({fmt(ws, 0)} vs {fmt(lw, 0)} msg/s); CPU per message "
+                                        f"{ratio(clw, cws):.2f}x less" if ratio(clw, cws) else f"{r_lw:.2f}x",
+                            "verdict": "met" if r_lw >= 5 else f"missed by {(5 - r_lw) / 5 * 100:.0f} %"})
+    case = "broadcast 1000 subscribers x 1000 msg/s"
+    if case in table:
+        dr, p99 = m(case, "wsgate", "delivered_ratio"), m(case, "wsgate", "latency_us/p99")
+        if dr is not None and p99 is not None:
+            ok = dr >= 0.9999 and p99 < 50
+            out.append({"target": "broadcast 1,000 msg/s to 1,000 subscribers: delivered in full, p99 < 50 ms",
+                        "measured": f"delivered {dr * 100:.2f} %, p99 {p99:.1f} ms (epoll: "
+                                    f"{fmt(m(case, 'epoll', 'latency_us/p99'), 1)} ms, lws: delivered "
+                                    f"{fmt((m(case, 'lws', 'delivered_ratio') or 0) * 100, 1)} %)",
+                        "verdict": "met" if ok else ("missed: not all delivered" if dr < 0.9999 else
+                                                     f"missed: p99 {p99 - 50:.1f} ms over")})
+    for n in (10000, args.max_conns):
+        case = f"idle memory N={n}"
+        if case not in table:
+            continue
+        for label, limit in (("wsgate", 3.5), ("wsgate rx=128", 1.6)):
+            v = m(case, label, "server/kib_per_connection")
+            if v is not None:
+                out.append({"target": f"idle memory at N={n:,}, {label}: <= {limit} KiB/conn",
+                            "measured": f"{v:.2f} KiB (lws {fmt(m(case, 'lws' if label == 'wsgate' else 'lws rx=128', 'server/kib_per_connection'), 2)}, "
+                                        f"epoll {fmt(m(case, 'epoll', 'server/kib_per_connection'), 2)})",
+                            "verdict": "met" if v <= limit else f"missed by {v - limit:.2f} KiB ({(v - limit) / limit * 100:.0f} %)"})
+    for case in ("handshakes plain", "handshakes TLS"):
+        if case in table:
+            ws, lw = m(case, "wsgate", "connect_rate_per_s"), m(case, "lws", "connect_rate_per_s")
+            r = ratio(ws, lw)
+            if r is not None:
+                c = ratio(m(case, "lws", "server/cpu_us_per_handshake"), m(case, "wsgate", "server/cpu_us_per_handshake"))
+                out.append({"target": f"{case}: connect rate >= plain lws",
+                            "measured": f"{r:.2f}x ({fmt(ws, 0)} vs {fmt(lw, 0)}/s); CPU per handshake "
+                                        f"lws/wsgate {c:.2f}" if c else f"{r:.2f}x",
+                            "verdict": "met" if r >= 1.0 else f"missed by {(1 - r) * 100:.0f} %"})
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", required=True, help="CMake build directory with the bench targets")
+    ap.add_argument("--out", default=HERE, help="where RESULTS.md, results.json and the plots go (default bench/)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    ap.add_argument("--cases", default="echo,echo_tls,memory,handshake,broadcast,heartbeat")
+    ap.add_argument("--max-conns", type=int, default=18000, help="largest idle-memory case")
+    ap.add_argument("--smoke", action="store_true", help="tiny configuration: few connections, 1 s, 1 rep")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to CPUs")
+    args = ap.parse_args()
+    if args.smoke:
+        args.reps, args.duration = 1, 1.0
+        if args.max_conns == 18000:
+            args.max_conns = 100
+    os.makedirs(args.out, exist_ok=True)
+    runner = Runner(args)
+    cases = plan(args, runner)
+    info = machine_info()
+    load_before = loadavg()
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    t0 = time.time()
+    runs = []
+    try:
+        for rep in range(args.reps):
+            for i, (case, label, server, bargs) in enumerate(cases):
+                print(f"[rep {rep + 1}/{args.reps} {i + 1}/{len(cases)}] {case} / {label}", file=sys.stderr, flush=True)
+                result = runner.run(label, server, bargs)
+                e = dict(runner.log[-1])
+                e["case"], e["rep"] = case, rep
+                runs.append(e)
+                if result is not None:
+                    print(f"    {summary_line(case, result)}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(runner.tmp, ignore_errors=True)
+    elapsed = time.time() - t0
+    load_after = loadavg()
+    text, table, targets = write_results(args, args.out, runs, info, load_before, load_after, started, elapsed, runner)
+    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"machine": info, "started": started, "seconds": round(elapsed), "targets": targets,
+                   "runs": runs}, f, indent=1)
+    print(f"wrote {os.path.join(args.out, 'RESULTS.md')} ({elapsed / 60:.1f} min)", file=sys.stderr)
+    bad = [e for e in runs if e["result"] is None or not e["result"].get("connected")]
+    for e in bad:
+        print(f"run_matrix: {e['case']} / {e['label']} produced no result or no connection", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def summary_line(case, r):
+    fam = family(case)
+    parts = []
+    for name, path, digits in METRICS[fam]:
+        parts.append(f"{name} {fmt(value(r, path, ''), digits)}")
+    return ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+#!/usr/bin/python3
+"""bench_smoke: runs bench/run_matrix.py --smoke into a temporary directory and
+checks what it wrote.   smoke.py RUN_MATRIX BUILD_DIR"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    script, build = sys.argv[1], sys.argv[2]
+    with tempfile.TemporaryDirectory(prefix="wsgate-smoke-") as out:
+        r = subprocess.run([sys.executable, script, "--build-dir", build, "--smoke", "--out", out])
+        problems = []
+        if r.returncode != 0:
+            problems.append(f"run_matrix.py exited {r.returncode}")
+        path = os.path.join(out, "RESULTS.md")
+        text = open(path).read() if os.path.exists(path) else ""
+        for section in ("## Machine and method", "## Targets", "## echo W=16 S=64", "## idle memory",
+                        "## handshakes plain", "## broadcast", "## Reproducing"):
+            if section not in text:
+                problems.append(f"RESULTS.md lacks '{section}'")
+        data = json.load(open(os.path.join(out, "results.json"))) if os.path.exists(
+            os.path.join(out, "results.json")) else {"runs": []}
+        if not data["runs"]:
+            problems.append("results.json has no runs")
+        for e in data["runs"]:
+            res = e.get("result") or {}
+            if not res.get("connected"):
+                problems.append(f"{e['case']} / {e['label']}: no result")
+            if e["case"].startswith("echo") and res and (res.get("lost") or res.get("mismatched")):
+                problems.append(f"{e['case']} / {e['label']}: lost {res.get('lost')} mismatched {res.get('mismatched')}")
+        print(text[:3000])
+        for p in problems:
+            print("FAIL " + p)
+        return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
