@@ -7,45 +7,58 @@ namespace wsgate {
 
 namespace {
 
-const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-// Value of a base64url character, or -1.
-int value_of(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
-}
+// Value of each byte as a base64url character; 0xff for the others.
+struct DecodeTable {
+    uint8_t v[256];
+    constexpr DecodeTable() : v() {
+        for (int i = 0; i < 256; i++) v[i] = 0xff;
+        for (int i = 0; i < 64; i++) v[static_cast<unsigned char>(kAlphabet[i])] = uint8_t(i);
+    }
+};
+constexpr DecodeTable kDecode;
 
 }  // namespace
 
 bool base64url_decode(std::string_view in, std::string *out) {
     out->clear();
-    const size_t rem = in.size() % 4;
+    const size_t n = in.size();
+    const size_t rem = n % 4;
     if (rem == 1) return false;
-    out->reserve(in.size() / 4 * 3 + (rem ? rem - 1 : 0));
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char c : in) {
-        const int v = value_of(c);
-        if (v < 0) {
+    out->resize(n / 4 * 3 + (rem ? rem - 1 : 0));
+    char *o = &(*out)[0];
+    const unsigned char *p = reinterpret_cast<const unsigned char *>(in.data());
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t a = kDecode.v[p[i]], b = kDecode.v[p[i + 1]], c = kDecode.v[p[i + 2]],
+                       d = kDecode.v[p[i + 3]];
+        if ((a | b | c | d) & 0x80) {
             out->clear();
             return false;
         }
-        acc = (acc << 6) | static_cast<uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out->push_back(static_cast<char>((acc >> bits) & 0xff));
-        }
+        const uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
+        *o++ = char(v >> 16);
+        *o++ = char((v >> 8) & 0xff);
+        *o++ = char(v & 0xff);
     }
-    // 2 or 4 bits are left over after a partial group; they must be zero for
-    // the spelling to be canonical.
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-        out->clear();
-        return false;
+    if (rem) {
+        // 2 or 3 characters: 1 or 2 bytes, and the unused low bits (4 or 2)
+        // must be zero for the spelling to be canonical.
+        const uint32_t a = kDecode.v[p[i]], b = kDecode.v[p[i + 1]];
+        const uint32_t c = rem == 3 ? kDecode.v[p[i + 2]] : 0;
+        if ((a | b | c) & 0x80) {
+            out->clear();
+            return false;
+        }
+        const uint32_t v = (a << 18) | (b << 12) | (c << 6);
+        const uint32_t unused = rem == 2 ? (v & 0xffff) : (v & 0xff);
+        if (unused != 0) {
+            out->clear();
+            return false;
+        }
+        *o++ = char(v >> 16);
+        if (rem == 3) *o++ = char((v >> 8) & 0xff);
     }
     return true;
 }

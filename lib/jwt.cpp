@@ -21,6 +21,7 @@
 #include <cstring>
 #include <limits>
 #include <unordered_set>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -125,25 +126,29 @@ struct SecretBytes {
 
 // Parses exactly one JSON value. Refuses duplicate member names anywhere and
 // nesting deeper than kMaxJsonDepth. On failure *why says which (static).
+// nlohmann keeps the last of duplicate members, so they are detected by
+// counting the keys the lexer reported for each object against the members
+// the finished object holds.
 bool parse_json_strict(std::string_view text, json *out, const char **why) {
-    std::vector<std::unordered_set<std::string>> seen;
+    std::vector<size_t> keys_seen;  // per open object
     bool duplicate = false, too_deep = false;
     json::parser_callback_t cb = [&](int depth, json::parse_event_t ev, json &parsed) {
         switch (ev) {
         case json::parse_event_t::object_start:
-            seen.emplace_back();
+            keys_seen.push_back(0);
             if (depth >= kMaxJsonDepth) too_deep = true;
             break;
         case json::parse_event_t::array_start:
             if (depth >= kMaxJsonDepth) too_deep = true;
             break;
         case json::parse_event_t::key:
-            if (!seen.empty() && parsed.is_string() &&
-                !seen.back().insert(parsed.get_ref<const std::string &>()).second)
-                duplicate = true;
+            if (!keys_seen.empty()) keys_seen.back()++;
             break;
         case json::parse_event_t::object_end:
-            if (!seen.empty()) seen.pop_back();
+            if (!keys_seen.empty()) {
+                if (parsed.is_object() && parsed.size() != keys_seen.back()) duplicate = true;
+                keys_seen.pop_back();
+            }
             break;
         default:
             break;
