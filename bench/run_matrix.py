@@ -516,7 +516,7 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
     extra = [] if args.reps == 3 else [f"--reps {args.reps}"]
     if args.duration != 5:
         extra.append(f"--duration {args.duration}")
-    if args.max_conns != 18000:
+    if args.max_conns != 19000:
         extra.append(f"--max-conns {args.max_conns}")
     w("bench/run_matrix.py --build-dir /tmp/build-bench " + " ".join(extra) + "   # writes bench/RESULTS.md")
     w("```\n")
@@ -628,13 +628,13 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     ap.add_argument("--cases", default="echo,echo_tls,memory,handshake,broadcast,heartbeat")
-    ap.add_argument("--max-conns", type=int, default=18000, help="largest idle-memory case")
+    ap.add_argument("--max-conns", type=int, default=19000, help="largest idle-memory case")
     ap.add_argument("--smoke", action="store_true", help="tiny configuration: few connections, 1 s, 1 rep")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to CPUs")
     args = ap.parse_args()
     if args.smoke:
         args.reps, args.duration = 1, 1.0
-        if args.max_conns == 18000:
+        if args.max_conns == 19000:
             args.max_conns = 100
     os.makedirs(args.out, exist_ok=True)
     runner = Runner(args)
