@@ -26,12 +26,15 @@ cleanup() {
 }
 trap cleanup EXIT
 ticks=$(getconf CLK_TCK)
-pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# taskset execs the program, so $! is the program itself (a shell function
+# in the background would put a subshell in between).
+pin0=(); pin1=()
+if command -v taskset >/dev/null; then pin0=(taskset -c 0); pin1=(taskset -c 1); fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 for n in "${counts[@]}"; do
-  pin 0 "$echo_bin" --host 127.0.0.1 --port 0 \
+  "${pin0[@]}" "$echo_bin" --host 127.0.0.1 --port 0 \
     --set heartbeat.ping_interval_ms=1000 --set heartbeat.pong_wait_ms=3000 \
     --set limits.max_connections=$((n + 100)) --set log.level=debug \
     >"$tmp/out" 2>"$tmp/err" &
@@ -40,7 +43,7 @@ for n in "${counts[@]}"; do
   port=$(sed -nE 's/.*:([0-9]+)\/.*/\1/p' "$tmp/out")
   sleep 1
   rss0=$(rss_kib "$server")
-  pin 1 "$bench_bin" connect --url "ws://127.0.0.1:$port/" --connections "$n" \
+  "${pin1[@]}" "$bench_bin" connect --url "ws://127.0.0.1:$port/" --connections "$n" \
     --duration "$hold" --rate 5000 >"$tmp/bench.json" 2>"$tmp/bench.err" &
   load=$!
   # Wait until every connection is open, let the pings settle, then measure.

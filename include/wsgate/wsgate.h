@@ -366,8 +366,8 @@ typedef enum wsg_info_key {
     WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages queued to this connection */
     WSG_INFO_BYTES_OUT = 12,      /**< int: message payload bytes queued */
     WSG_INFO_ID = 13,             /**< int: the connection id */
-    WSG_INFO_TLS_SUBJECT = 15,    /**< string: verified client certificate subject (RFC 2253), "" if none. Since 0.1.0 */
     WSG_INFO_RTT_US = 14,         /**< int: latest ping round trip in microseconds, -1 before the first pong. Since 0.1.0 */
+    WSG_INFO_TLS_SUBJECT = 15,    /**< string: verified client certificate subject (RFC 2253), "" if none. Since 0.1.0 */
     WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
 
