@@ -54,8 +54,8 @@
 //     key has it, the keys without a kid are the candidates (a PEM key or a
 //     secret has no kid, so a token may carry any kid). A token without a
 //     kid may use any key. Among the candidates, those bound to the token's
-//     alg must be exactly one: none is key_alg_mismatch (or no_key), several
-//     is no_key (ambiguous; wsgate never tries keys in turn).
+//     alg must be exactly one: none is key_alg_mismatch, several is no_key
+//     (ambiguous; wsgate never tries keys in turn).
 // 10. HMAC secrets must be at least as long as the hash output (32, 48, 64
 //     bytes for HS256/384/512; RFC 7518 3.2). A shorter secret is refused
 //     when the key set is built; a secret without an alg is bound only to

@@ -1280,6 +1280,21 @@ void test_jwks_rules(void **) {
     assert_int_equal(jwks_of(with(with(ec, "x5t", "abc"), "ext", true))->size(), 1);
 }
 
+void test_error_names(void **) {
+    std::set<std::string> names;
+    for (int e = int(JwtError::None); e <= int(JwtError::Internal); e++) {
+        const std::string n = wsgate::jwt_error_name(JwtError(e));
+        assert_true(n != "unknown" && !n.empty());
+        assert_true(n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos);
+        assert_true(names.insert(n).second);
+    }
+    assert_string_equal(wsgate::jwt_error_name(JwtError::BadSignature), "bad_signature");
+    assert_string_equal(wsgate::jwt_error_name(JwtError(999)), "unknown");
+    // A default result is a failure, never a silent success.
+    assert_false(JwtResult{}.ok());
+    assert_false(JwsResult{}.ok());
+}
+
 // ------------------------------------------------------------------ threads
 
 void test_concurrent_verification(void **) {
@@ -1377,6 +1392,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_embedded_keys_not_trusted),
         cmocka_unit_test(test_key_set_loading),
         cmocka_unit_test(test_jwks_rules),
+        cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_concurrent_verification),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
