@@ -116,7 +116,7 @@ void hist_from(const nlohmann::json &j, Histogram *h) {
     X(received) X(window_received) X(window_sent) X(bytes_sent) X(bytes_received) X(lost)     \
     X(mismatched) X(subscribers) X(publishers) X(published) X(delivered) X(window_delivered)  \
     X(duplicates) X(pub_received) X(publish_skipped) X(opened) X(window_opened)               \
-    X(closed_clean) X(close_timeouts) X(pings)
+    X(closed_clean) X(close_timeouts) X(pings) X(window_pings)
 
 void Stats::merge(const Stats &o) {
 #define X(f) f += o.f;
@@ -794,6 +794,7 @@ bool Engine::on_frame(Conn *c, bool fin, int op, const uint8_t *p, size_t n, int
     }
     case 0x9:  // ping
         stats_.pings++;
+        if (phase_ == Phase::Run && now < end_) stats_.window_pings++;
         if (n > 125) {
             stats_.protocol_errors++;
             fail(c, "protocol: ping longer than 125 bytes", now);

@@ -71,7 +71,7 @@ struct Stats {
     uint64_t published = 0, delivered = 0, window_delivered = 0, duplicates = 0, pub_received = 0;
     uint64_t publish_skipped = 0;
     uint64_t opened = 0, window_opened = 0, closed_clean = 0, close_timeouts = 0;
-    uint64_t pings = 0;
+    uint64_t pings = 0, window_pings = 0;
     int64_t first_connect_ns = INT64_MAX, last_open_ns = 0;
     Histogram rtt, latency, handshake;
 

@@ -924,6 +924,7 @@ int main(int argc, char **argv) {
     }
     out["handshake_us"] = percentiles_us(t.handshake);
     out["pings"] = t.pings;
+    out["window_pings"] = t.window_pings;
     out["protocol_errors"] = t.protocol_errors;
     uint64_t errors = t.failed + t.dropped + t.mismatched;
     double per_msg_count = 0;  // what server CPU is divided by
