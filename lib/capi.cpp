@@ -42,7 +42,7 @@ wsg_status null_arg(const char *name) {
 }  // namespace
 
 struct wsg_conn_info {
-    std::string peer_addr, path, query, origin, subprotocol, tls_subject;
+    std::string peer_addr, path, query, origin, subprotocol, tls_subject, user_id, claims;
     int64_t peer_port = 0, connected_at_ms = 0, duration_ms = 0;
     int64_t msgs_in = 0, bytes_in = 0, msgs_out = 0, bytes_out = 0;
     int64_t id = 0;
@@ -92,6 +92,7 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     case WSG_CAUSE_WRITE_TIMEOUT: return "write_timeout";
     case WSG_CAUSE_IDLE_TIMEOUT: return "idle_timeout";
     case WSG_CAUSE_CLOSE_TIMEOUT: return "close_timeout";
+    case WSG_CAUSE_TOKEN_EXPIRED: return "token_expired";
     case WSG_CAUSE_MAX_: break;
     }
     return "unknown";
@@ -195,7 +196,7 @@ WSG_API wsg_status wsg_server_new(wsg_server **out, const wsg_config *config) {
         if (!why.empty()) return fail(WSG_EINVAL, why);
         why = settings.check_tls();
         if (!why.empty()) return fail(WSG_ETLS, why);
-        *out = new wsg_server(cfg);
+        *out = new wsg_server(std::move(settings));
         return WSG_OK;
     });
 }
@@ -250,6 +251,68 @@ WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *us
         wsg_status st = set_callback(server, &Server::on_log, fn, user, user_free);
         if (st == WSG_OK) server->log.set_sink(fn, user);
         return st;
+    });
+}
+
+WSG_API wsg_status wsg_server_on_auth(wsg_server *server, wsg_auth_fn fn, void *user,
+                                      wsg_free_fn user_free) {
+    return guard([&] { return set_callback(server, &Server::on_auth, fn, user, user_free); });
+}
+
+WSG_API wsg_status wsg_auth_request_get(const wsg_auth_request *req, wsg_auth_field field,
+                                        const char **out) {
+    return guard([&] {
+        if (!req) return null_arg("req");
+        if (!out) return null_arg("out");
+        if (field < WSG_AUTH_PATH || field > WSG_AUTH_JWT_CLAIMS)
+            return fail(WSG_EINVAL, "unknown auth request field " + std::to_string(static_cast<int>(field)));
+        *out = req->fields[field].c_str();
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_auth_request_header(const wsg_auth_request *req, const char *name,
+                                           const char **out) {
+    return guard([&] {
+        if (!req) return null_arg("req");
+        if (!name || !*name) return null_arg("name");
+        if (!out) return null_arg("out");
+        const std::string *v = req->header(name);
+        if (!v) return fail(WSG_ENOTFOUND, std::string("no '") + name + "' header in the request");
+        *out = v->c_str();
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_auth_accept(wsg_auth_request *req, const char *user_id) {
+    return guard([&] {
+        if (!req) return null_arg("req");
+        req->verdict = wsg_auth_request::Verdict::Accept;
+        if (user_id) req->outcome.user_id = user_id;
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_auth_refuse(wsg_auth_request *req, int status, const char *reason) {
+    return guard([&] {
+        if (!req) return null_arg("req");
+        if (status != 401 && status != 403)
+            return fail(WSG_EINVAL, "refusal status must be 401 or 403, not " + std::to_string(status));
+        req->verdict = wsg_auth_request::Verdict::Refuse;
+        req->status = status;
+        req->reason = reason ? reason : "";
+        if (req->reason.size() > 200) req->reason.resize(200);
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_auth_set_timeout(wsg_auth_request *req, const char *key, int64_t value) {
+    return guard([&] {
+        if (!req) return null_arg("req");
+        wsg_status st = check_conn_timeout(key, value);
+        if (st != WSG_OK) return st;
+        req->outcome.timeouts.emplace_back(key, value);
+        return WSG_OK;
     });
 }
 
@@ -379,6 +442,8 @@ WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_c
             info->origin = c->origin;
             info->subprotocol = c->subprotocol;
             info->tls_subject = c->tls_subject;
+            info->user_id = c->user_id;
+            info->claims = c->claims_json;
             info->connected_at_ms = c->connected_at_ms;
             info->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::steady_clock::now().time_since_epoch())
@@ -411,6 +476,8 @@ WSG_API wsg_status wsg_conn_info_string(const wsg_conn_info *info, wsg_info_key 
         case WSG_INFO_ORIGIN: *out = info->origin.c_str(); return WSG_OK;
         case WSG_INFO_SUBPROTOCOL: *out = info->subprotocol.c_str(); return WSG_OK;
         case WSG_INFO_TLS_SUBJECT: *out = info->tls_subject.c_str(); return WSG_OK;
+        case WSG_INFO_USER_ID: *out = info->user_id.c_str(); return WSG_OK;
+        case WSG_INFO_CLAIMS: *out = info->claims.c_str(); return WSG_OK;
         default: break;
         }
         return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +

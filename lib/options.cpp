@@ -54,6 +54,20 @@ std::string valid_origins(std::string_view v) {
     return OriginPolicy::parse(v, &p);
 }
 
+std::string valid_token_sources(std::string_view v) {
+    std::string item;
+    for (size_t i = 0; i <= v.size(); i++) {
+        if (i < v.size() && v[i] != ',') {
+            if (v[i] != ' ') item += v[i];
+            continue;
+        }
+        if (item != "header" && item != "query" && item != "cookie" && item != "subprotocol")
+            return "must be a comma-separated list of header, query, cookie, subprotocol";
+        item.clear();
+    }
+    return {};
+}
+
 constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
 
 // Keep sorted by section; README's option table is generated from this.
@@ -138,6 +152,44 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"tls.groups", OptType::String, "X25519:P-256:P-384", 0, 0, nullptr,
      "Key-exchange groups offered, in preference order.", nullptr},
+    {"auth.mode", OptType::Enum, "none", 0, 0, "none|jwt|callback|jwt+callback",
+     "Authentication before the upgrade: a JWT (auth.jwt.*), the application's authenticator "
+     "(wsg_server_on_auth), or a JWT then the authenticator. Refused requests get 401/403.",
+     nullptr},
+    {"auth.token_sources", OptType::String, "header", 0, 0, nullptr,
+     "Where the token travels, tried in this order: header (Authorization: Bearer), query "
+     "(access_token), cookie (auth.cookie_name), subprotocol (an offered bearer.TOKEN).",
+     valid_token_sources},
+    {"auth.cookie_name", OptType::String, "access_token", 0, 0, nullptr,
+     "Cookie holding the token when auth.token_sources has cookie (then Origin is required).",
+     nullptr},
+    {"auth.expiry_grace_ms", OptType::Int, "0", 0, 86400000, nullptr,
+     "After a connection's JWT expires (exp), how long before it is closed with 1008 "
+     "(cause token_expired).",
+     nullptr},
+    {"auth.jwt.jwks_file", OptType::String, "", 0, 0, nullptr,
+     "JWKS document with the verification keys (chosen by kid; each key's alg honoured).",
+     nullptr},
+    {"auth.jwt.key_file", OptType::String, "", 0, 0, nullptr,
+     "PEM public key (or certificate) for RS*, PS*, ES* or EdDSA tokens.", nullptr},
+    {"auth.jwt.secret_file", OptType::String, "", 0, 0, nullptr,
+     "File holding the HMAC secret for HS* tokens (at least as long as the hash).", nullptr},
+    {"auth.jwt.algorithms", OptType::String, "", 0, 0, nullptr,
+     "Comma-separated allowlist of JWS algorithms; empty: whatever each key is bound to. "
+     "none is never accepted.",
+     nullptr},
+    {"auth.jwt.leeway_s", OptType::Int, "60", 0, 86400, nullptr,
+     "Clock skew allowed on exp, nbf and iat, in seconds.", nullptr},
+    {"auth.jwt.require_exp", OptType::Bool, "true", 0, 0, nullptr,
+     "Refuse tokens without an exp claim.", nullptr},
+    {"auth.jwt.issuer", OptType::String, "", 0, 0, nullptr,
+     "Required iss claim; empty: not checked.", nullptr},
+    {"auth.jwt.audience", OptType::String, "", 0, 0, nullptr,
+     "Comma-separated accepted aud values (string or array claim); empty: tokens with an aud "
+     "are refused.",
+     nullptr},
+    {"auth.jwt.user_claim", OptType::String, "sub", 0, 0, nullptr,
+     "Claim holding the user id.", nullptr},
     {"security.allowed_origins", OptType::String, "", 0, 0, nullptr,
      "Comma-separated origins whose pages may connect: exact (https://app.example.com), "
      "subdomain wildcard (https://*.example.com), * for any, null for opaque origins. Pages of "

@@ -37,6 +37,7 @@ struct Conn {
     int peer_port = 0;
     std::string path, query, origin, subprotocol;
     std::string tls_subject;  // verified client certificate subject
+    std::string user_id, claims_json;  // from authentication
     int64_t connected_at_ms = 0;  // Unix time
     int64_t opened_mono_ms = 0;   // monotonic
 
@@ -74,6 +75,7 @@ struct Conn {
     int64_t next_ping_ms = 0;
     int64_t write_deadline_ms = 0; // pending output must make progress by then
     int64_t close_deadline_ms = 0; // our close frame must be answered by then
+    int64_t token_deadline_ms = 0; // the JWT expires (plus grace) then
     uint64_t ping_payload = 0;     // timestamp (us) carried by the last ping
     bool ping_due = false;
     std::atomic<int64_t> rtt_us{-1};

@@ -197,6 +197,10 @@ Settings::Settings(const wsg_config &c)
       tls_min_version(c.string_of("tls.min_version")),
       tls_ciphers(c.string_of("tls.ciphers")),
       tls_groups(c.string_of("tls.groups")) {
+    auth_error = AuthSettings::build(c, &auth);
+    // A cookie is sent by the browser on any page's behalf: a cross-site
+    // page must not ride on it, so the Origin becomes mandatory.
+    if (auth.enabled() && auth.from_cookie) require_origin = true;
     OriginPolicy::parse(c.string_of("security.allowed_origins"), &origins);  // validated on set
     const std::string &preset = c.string_of("heartbeat.preset");
     auto hb = [&](const char *key) {
@@ -217,6 +221,7 @@ std::string Settings::check_tls() const {
 }
 
 std::string Settings::check() const {
+    if (!auth_error.empty()) return auth_error;
     if (!tls && (!tls_files.key_file.empty() || !tls_files.ca_file.empty()))
         return "tls.key_file and tls.ca_file need tls.cert_file (TLS is off without it)";
     if (tls_client_auth != "none" && tls_files.ca_file.empty())
@@ -228,8 +233,8 @@ std::string Settings::check() const {
     return {};
 }
 
-Server::Server(const wsg_config &cfg, wsg_server *self)
-    : self_(self), cfg_(cfg), wheel_(cfg_.tick_ms, 4096, clock_.now_ms()) {
+Server::Server(Settings settings, wsg_server *self)
+    : self_(self), cfg_(std::move(settings)), wheel_(cfg_.tick_ms, 4096, clock_.now_ms()) {
     log.set_min_level(cfg_.log_level);
     protocols_.resize(cfg_.subprotocols.size() + 2);
     for (size_t i = 0; i <= cfg_.subprotocols.size(); i++) {
@@ -609,7 +614,9 @@ void Server::heartbeat_check(Conn *c, int64_t now) {
     if (!c->closing) {
         if (c->pong_wait_ms && now >= c->last_alive_ms + c->pong_wait_ms)
             return reap(c, 1001, "pong timeout", WSG_CAUSE_PONG_TIMEOUT);
-        if (c->idle_timeout_ms && now >= c->last_data_ms + c->idle_timeout_ms) {
+        if (c->token_deadline_ms && now >= c->token_deadline_ms) {
+            begin_close(c, 1008, "token expired", WSG_CAUSE_TOKEN_EXPIRED);
+        } else if (c->idle_timeout_ms && now >= c->last_data_ms + c->idle_timeout_ms) {
             begin_close(c, 1001, "idle timeout", WSG_CAUSE_IDLE_TIMEOUT);
         } else if (c->ping_interval_ms && now >= c->next_ping_ms) {
             c->ping_due = true;
@@ -626,6 +633,7 @@ void Server::heartbeat_check(Conn *c, int64_t now) {
     if (!c->closing) {
         if (c->pong_wait_ms) consider(c->last_alive_ms + c->pong_wait_ms);
         if (c->idle_timeout_ms) consider(c->last_data_ms + c->idle_timeout_ms);
+        consider(c->token_deadline_ms);
         if (c->ping_interval_ms) consider(c->next_ping_ms);
     }
     if (next != INT64_MAX) wheel_.schedule(&c->timer, next);
@@ -728,7 +736,7 @@ wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
     return st;
 }
 
-wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
+wsg_status check_conn_timeout(const char *key, int64_t value) {
     static const char *const keys[] = {"heartbeat.ping_interval_ms", "heartbeat.pong_wait_ms",
                                        "heartbeat.write_wait_ms", "heartbeat.idle_timeout_ms",
                                        "heartbeat.close_wait_ms"};
@@ -741,7 +749,11 @@ wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
                                     "pong_wait_ms, write_wait_ms, idle_timeout_ms or close_wait_ms");
     // The option table holds the range.
     wsg_config probe;
-    if (wsg_status st = probe.set_int(key, value)) return st;
+    return probe.set_int(key, value);
+}
+
+wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
+    if (wsg_status st = check_conn_timeout(key, value)) return st;
     if (on_service_thread()) {
         Conn *c = reg_.get(id);
         if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
@@ -985,12 +997,14 @@ void Server::on_peer_close(Conn *c, const void *in, size_t len) {
 
 // ---------------------------------------------------------------- open and close
 
-int Server::reject(struct lws *wsi, int status, const char *reason, const char *extra) {
+int Server::reject(struct lws *wsi, int status, const char *reason, const char *extra,
+                   const std::string &log_reason) {
     static const struct {
         int code;
         const char *text;
-    } names[] = {{400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-                 {404, "Not Found"},   {426, "Upgrade Required"}, {503, "Service Unavailable"}};
+    } names[] = {{400, "Bad Request"}, {401, "Unauthorized"},     {403, "Forbidden"},
+                 {404, "Not Found"},   {426, "Upgrade Required"}, {429, "Too Many Requests"},
+                 {503, "Service Unavailable"}};
     const char *text = "Error";
     for (const auto &n : names)
         if (n.code == status) text = n.text;
@@ -1012,7 +1026,7 @@ int Server::reject(struct lws *wsi, int status, const char *reason, const char *
         f["peer_port"] = port;
         f["path"] = header(wsi, WSI_TOKEN_GET_URI);
         f["status"] = status;
-        f["reason"] = reason;
+        f["reason"] = log_reason.empty() ? std::string(reason) : log_reason;
         log.emit(WSG_LOG_WARN, "reject", f);
     }
     return 1;
@@ -1040,16 +1054,83 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
     std::string why = cfg_.origins.check(req, cfg_.require_origin);
     if (!why.empty()) return reject(wsi, 403, why.c_str(), nullptr);
     std::string offered = header(wsi, WSI_TOKEN_PROTOCOL);
+    // lws 4.1.6 copies the offer into a 128-byte buffer and drops the TCP
+    // connection without a word when it is longer: answer instead.
+    if (offered.size() > 126)
+        return reject(wsi, 400,
+                      "Sec-WebSocket-Protocol too long (126 bytes at most here); send tokens in "
+                      "the Authorization header or the access_token query parameter",
+                      nullptr);
     if (!offered.empty()) {
         // lws would drop the TCP connection without a word: answer instead.
         bool ok = false;
-        for (const std::string &name : split_list(offered))
+        for (const std::string &name : split_list(offered)) {
+            if (cfg_.auth.from_subprotocol && name.compare(0, 7, "bearer.") == 0) continue;
             for (const std::string &ours : cfg_.subprotocols) ok = ok || name == ours;
+        }
         if (!ok) return reject(wsi, 400, "none of the offered subprotocols is spoken here", nullptr);
     }
     if (stopping_) return reject(wsi, 503, "server is shutting down", "retry-after: 5\r\n");
     if (reg_.count() >= cfg_.max_connections)
         return reject(wsi, 503, "connection limit reached", "retry-after: 5\r\n");
+    if (cfg_.auth.enabled()) return authenticate(wsi);
+    return 0;
+}
+
+// JWT and/or the application's authenticator. On success the outcome waits
+// in pending_auth_ for LWS_CALLBACK_ESTABLISHED.
+int Server::authenticate(struct lws *wsi) {
+    const AuthSettings &a = cfg_.auth;
+    wsg_auth_request req;
+    req.wsi = wsi;
+    std::string token;
+    if (a.from_header && token.empty()) token = bearer_token(header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION));
+    if (a.from_query && token.empty()) {
+        char buf[8192];
+        if (const char *v = lws_get_urlarg_by_name(wsi, "access_token=", buf, sizeof buf)) token = v;
+    }
+    if (a.from_cookie && token.empty()) token = cookie_value(header(wsi, WSI_TOKEN_HTTP_COOKIE), a.cookie_name);
+    if (a.from_subprotocol && token.empty()) token = subprotocol_token(header(wsi, WSI_TOKEN_PROTOCOL));
+    int port;
+    req.fields[WSG_AUTH_PATH] = header(wsi, WSI_TOKEN_GET_URI);
+    req.fields[WSG_AUTH_QUERY] = strip_access_token(query_of(wsi));
+    peer_of(lws_get_socket_fd(wsi), &req.fields[WSG_AUTH_PEER_ADDR], &port);
+    req.fields[WSG_AUTH_ORIGIN] = header(wsi, WSI_TOKEN_ORIGIN);
+    if (cfg_.tls) req.fields[WSG_AUTH_TLS_SUBJECT] = tls_peer_subject(lws_get_ssl(wsi));
+    req.fields[WSG_AUTH_TOKEN] = token;
+
+    if (a.jwt) {
+        if (token.empty())
+            return reject(wsi, 401, "authentication required",
+                          "www-authenticate: Bearer realm=\"wsgate\"\r\n", "missing token");
+        JwtResult r = jwt_verify(token, *a.keys, a.policy, unix_ms() / 1000);
+        if (!r.ok())
+            return reject(wsi, 401, "authentication required",
+                          "www-authenticate: Bearer realm=\"wsgate\", error=\"invalid_token\"\r\n",
+                          std::string("invalid token: ") + jwt_error_name(r.error) + ": " + r.message);
+        req.outcome.user_id = r.user_id;
+        req.outcome.claims_json = r.claims_json;
+        req.outcome.exp_s = r.exp;
+        req.fields[WSG_AUTH_JWT_USER] = r.user_id;
+        req.fields[WSG_AUTH_JWT_CLAIMS] = r.claims_json;
+    }
+    if (a.callback) {
+        if (!on_auth.fn) {
+            log_error("auth", "auth.mode needs an authenticator: register one with wsg_server_on_auth");
+            return reject(wsi, 401, "authentication required", nullptr, "no authenticator registered");
+        }
+        on_auth.fn(self_, &req, on_auth.user);
+        if (req.verdict != wsg_auth_request::Verdict::Accept) {
+            bool refused = req.verdict == wsg_auth_request::Verdict::Refuse;
+            int status = refused ? req.status : 401;
+            std::string why = refused ? "refused by authenticator: " + req.reason
+                                      : std::string("authenticator decided nothing");
+            return reject(wsi, status, status == 403 ? "forbidden" : "authentication required",
+                          status == 401 ? "www-authenticate: Bearer realm=\"wsgate\"\r\n" : nullptr,
+                          why);
+        }
+    }
+    pending_auth_.emplace_back(wsi, std::move(req.outcome));
     return 0;
 }
 
@@ -1058,12 +1139,23 @@ void Server::on_established(struct lws *wsi) {
     c->wsi = wsi;
     peer_of(lws_get_socket_fd(wsi), &c->peer_addr, &c->peer_port);
     c->path = header(wsi, WSI_TOKEN_GET_URI);
-    c->query = query_of(wsi);
+    c->query = strip_access_token(query_of(wsi));
     c->origin = header(wsi, WSI_TOKEN_ORIGIN);
     const struct lws_protocols *proto = lws_get_protocol(wsi);
     if (proto && proto->name && std::strcmp(proto->name, kDefaultProtocol) != 0)
         c->subprotocol = proto->name;
     if (cfg_.tls) c->tls_subject = tls_peer_subject(lws_get_ssl(wsi));
+    AuthOutcome auth;
+    bool authed = false;
+    for (auto it = pending_auth_.begin(); it != pending_auth_.end(); ++it)
+        if (it->first == wsi) {
+            auth = std::move(it->second);
+            pending_auth_.erase(it);
+            authed = true;
+            break;
+        }
+    c->user_id = auth.user_id;
+    c->claims_json = std::move(auth.claims_json);
     c->connected_at_ms = unix_ms();
     c->opened_mono_ms = mono_ms();
     try {
@@ -1083,6 +1175,12 @@ void Server::on_established(struct lws *wsi) {
     c->close_wait_ms = cfg_.close_wait_ms;
     c->last_alive_ms = c->last_data_ms = now;
     c->next_ping_ms = c->ping_interval_ms ? now + c->ping_interval_ms : 0;
+    if (authed && auth.exp_s > 0) {
+        // Wall-clock expiry as a monotonic deadline.
+        int64_t left = auth.exp_s * 1000 + cfg_.auth.expiry_grace_ms - unix_ms();
+        c->token_deadline_ms = now + (left > 0 ? left : 0);
+    }
+    for (const auto &kv : auth.timeouts) apply_timeout(c, kv.first, kv.second);
     heartbeat_check(c, now);
     if (log.enabled(WSG_LOG_INFO)) {
         LogFields f;
@@ -1093,6 +1191,7 @@ void Server::on_established(struct lws *wsi) {
         if (!c->origin.empty()) f["origin"] = c->origin;
         if (!c->subprotocol.empty()) f["subprotocol"] = c->subprotocol;
         if (!c->tls_subject.empty()) f["tls_subject"] = c->tls_subject;
+        if (!c->user_id.empty()) f["user"] = c->user_id;
         log.emit(WSG_LOG_INFO, "open", f);
     }
     if (on_open.fn) on_open.fn(self_, c->id, on_open.user);
@@ -1249,6 +1348,15 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
     case LWS_CALLBACK_CLOSED:
         if (c) finish(c);
+        return 0;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        // An accepted request that never reached ESTABLISHED.
+        for (auto it = pending_auth_.begin(); it != pending_auth_.end(); ++it)
+            if (it->first == wsi) {
+                pending_auth_.erase(it);
+                break;
+            }
         return 0;
 
     default: return 0;

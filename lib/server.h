@@ -16,6 +16,7 @@
 #include "options.h"
 #include "origin.h"
 #include "registry.h"
+#include "auth.h"
 #include "tls.h"
 #include "wheel.h"
 
@@ -45,6 +46,9 @@ struct Callback {
     ~Callback() { release(); }
 };
 
+// Checks a per-connection heartbeat override (key and range).
+wsg_status check_conn_timeout(const char *key, int64_t value);
+
 // The typed view of a wsg_config that a server runs with.
 struct Settings {
     std::string host;
@@ -68,6 +72,8 @@ struct Settings {
     bool tls = false;
     TlsFiles tls_files;
     std::string tls_client_auth, tls_min_version, tls_ciphers, tls_groups;
+    AuthSettings auth;
+    std::string auth_error;  // from AuthSettings::build, reported by check()
 
     explicit Settings(const wsg_config &cfg);
     // Checks rules that involve several options; "" when consistent.
@@ -78,7 +84,7 @@ struct Settings {
 
 class Server {
 public:
-    Server(const wsg_config &cfg, wsg_server *self);
+    Server(Settings settings, wsg_server *self);
     ~Server();
     Server(const Server &) = delete;
     Server &operator=(const Server &) = delete;
@@ -108,6 +114,7 @@ public:
     Callback<wsg_message_fn> on_message;
     Callback<wsg_close_fn> on_close;
     Callback<wsg_log_fn> on_log;
+    Callback<wsg_auth_fn> on_auth;
     Logger log;
 
 private:
@@ -144,6 +151,7 @@ private:
     void reap(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
 
     int on_confirm_upgrade(struct lws *wsi, const char *upgrade);
+    int authenticate(struct lws *wsi);
     void on_established(struct lws *wsi);
     int on_receive(Conn *c, const void *in, size_t len);
     int on_writeable(Conn *c);
@@ -154,7 +162,10 @@ private:
     void request_writable(Conn *c);
     void begin_close(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
     int fail_close(Conn *c, int code, const char *reason, wsg_close_cause cause);
-    int reject(struct lws *wsi, int status, const char *reason, const char *extra_headers);
+    // Answers an upgrade request with a real HTTP/1.1 status and logs it
+    // (log_reason, when given, is what the log says instead of `reason`).
+    int reject(struct lws *wsi, int status, const char *reason, const char *extra_headers,
+               const std::string &log_reason = std::string());
     void log_error(const char *what, const std::string &detail, wsg_conn_id id = 0);
 
     wsg_server *self_;
@@ -205,10 +216,12 @@ private:
     void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
     SSL_CTX *ssl_ctx_ = nullptr;    // lws' server context, for reloads
+    // Accepted requests between CONFIRM_UPGRADE and ESTABLISHED.
+    std::vector<std::pair<struct lws *, AuthOutcome>> pending_auth_;
 };
 
 }  // namespace wsgate
 
 struct wsg_server : wsgate::Server {
-    explicit wsg_server(const wsg_config &cfg) : Server(cfg, this) {}
+    explicit wsg_server(wsgate::Settings settings) : Server(std::move(settings), this) {}
 };

@@ -187,12 +187,14 @@ typedef enum wsg_close_cause {
     WSG_CAUSE_WRITE_TIMEOUT = 9, /**< pending writes made no progress for heartbeat.write_wait_ms: dropped, code 1006. Since 0.1.0 */
     WSG_CAUSE_IDLE_TIMEOUT = 10, /**< no data message for heartbeat.idle_timeout_ms: close 1001 sent. Since 0.1.0 */
     WSG_CAUSE_CLOSE_TIMEOUT = 11, /**< the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent. Since 0.1.0 */
+    WSG_CAUSE_TOKEN_EXPIRED = 12, /**< the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008 "token expired". Since 0.1.0 */
     WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
 /** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
  *  "too_big", "invalid_utf8", "backpressure", "pong_timeout", "write_timeout",
- *  "idle_timeout", "close_timeout"); "unknown" otherwise. Since 0.1.0. */
+ *  "idle_timeout", "close_timeout", "token_expired"); "unknown" otherwise.
+ *  Since 0.1.0. */
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
 
 /** Severity of a log event (also the values of the option log.level). */
@@ -348,6 +350,65 @@ WSG_API wsg_status wsg_conn_get_user(wsg_server *server, wsg_conn_id conn, void 
 WSG_API wsg_status wsg_conn_set_timeout(wsg_server *server, wsg_conn_id conn, const char *key,
                                         int64_t value);
 
+/* ------------------------------------------------------------------ */
+/* Authentication before the upgrade                                   */
+/* ------------------------------------------------------------------ */
+
+/** An upgrade request being authenticated. Opaque; valid only during the
+ *  authenticator callback, on the service thread. */
+typedef struct wsg_auth_request wsg_auth_request;
+
+/** Fields of a wsg_auth_request. Stable values: append only. */
+typedef enum wsg_auth_field {
+    WSG_AUTH_PATH = 1,        /**< request path without the query */
+    WSG_AUTH_QUERY = 2,       /**< query parameters (URL-decoded) joined by '&', access_token removed */
+    WSG_AUTH_PEER_ADDR = 3,   /**< peer IP address */
+    WSG_AUTH_ORIGIN = 4,      /**< Origin header, "" if none */
+    WSG_AUTH_TLS_SUBJECT = 5, /**< verified client certificate subject, "" if none */
+    WSG_AUTH_TOKEN = 6,       /**< the token found in auth.token_sources, "" if none */
+    WSG_AUTH_JWT_USER = 7,    /**< auth.mode=jwt+callback: the verified JWT's user id */
+    WSG_AUTH_JWT_CLAIMS = 8,  /**< auth.mode=jwt+callback: the verified JWT's claims (JSON) */
+    WSG_AUTH_FIELD_MAX_ = 0x7fffffff /* keeps the enum int-sized */
+} wsg_auth_field;
+
+/** Read a field of the request. @param out receives a string owned by the
+ *  request (valid during the callback). @return WSG_OK, WSG_EINVAL.
+ *  Service thread (authenticator callback only). Since 0.1.0. */
+WSG_API wsg_status wsg_auth_request_get(const wsg_auth_request *req, wsg_auth_field field,
+                                        const char **out);
+
+/** Read a request header by name (case-insensitive, without the colon).
+ *  Repeated headers are joined with ", ". @param out receives a string owned
+ *  by the request. @return WSG_OK, WSG_ENOTFOUND (absent), WSG_EINVAL.
+ *  Service thread (authenticator callback only). Since 0.1.0. */
+WSG_API wsg_status wsg_auth_request_header(const wsg_auth_request *req, const char *name,
+                                           const char **out);
+
+/** Accept the request as `user_id` (copied; NULL keeps the JWT's user id in
+ *  jwt+callback mode, or none). @return WSG_OK, WSG_EINVAL. Since 0.1.0. */
+WSG_API wsg_status wsg_auth_accept(wsg_auth_request *req, const char *user_id);
+
+/** Refuse the request with HTTP `status` 401 or 403 and a short `reason`
+ *  (logged; the client sees only a generic body). @return WSG_OK, WSG_EINVAL.
+ *  Since 0.1.0. */
+WSG_API wsg_status wsg_auth_refuse(wsg_auth_request *req, int status, const char *reason);
+
+/** Give the connection about to open its own heartbeat value (same keys and
+ *  ranges as wsg_conn_set_timeout). @return WSG_OK, WSG_EINVAL. Since 0.1.0. */
+WSG_API wsg_status wsg_auth_set_timeout(wsg_auth_request *req, const char *key, int64_t value);
+
+/** The custom authenticator (auth.mode = callback or jwt+callback). Runs on
+ *  the service thread for every upgrade request that passed the path,
+ *  Origin and (in jwt+callback mode) JWT checks; it must decide at once with
+ *  wsg_auth_accept() or wsg_auth_refuse() and must not block. Deciding
+ *  nothing refuses with 401. */
+typedef void (*wsg_auth_fn)(wsg_server *server, wsg_auth_request *req, void *user);
+
+/** Register the authenticator. Only before the server listens.
+ *  @return WSG_OK, WSG_ESTATE. Since 0.1.0. */
+WSG_API wsg_status wsg_server_on_auth(wsg_server *server, wsg_auth_fn fn, void *user,
+                                      wsg_free_fn user_free);
+
 /** A snapshot of one connection's facts and counters. Opaque. */
 typedef struct wsg_conn_info wsg_conn_info;
 
@@ -368,6 +429,8 @@ typedef enum wsg_info_key {
     WSG_INFO_ID = 13,             /**< int: the connection id */
     WSG_INFO_RTT_US = 14,         /**< int: latest ping round trip in microseconds, -1 before the first pong. Since 0.1.0 */
     WSG_INFO_TLS_SUBJECT = 15,    /**< string: verified client certificate subject (RFC 2253), "" if none. Since 0.1.0 */
+    WSG_INFO_USER_ID = 16,        /**< string: authenticated user id (JWT user claim or authenticator), "" if none. Since 0.1.0 */
+    WSG_INFO_CLAIMS = 17,         /**< string: the verified JWT's claims as JSON text, "" without a JWT. Since 0.1.0 */
     WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
 

@@ -1,0 +1,164 @@
+#include "auth.h"
+
+#include <libwebsockets.h>
+
+#include <cctype>
+#include <cstring>
+
+#include "options.h"
+
+namespace wsgate {
+namespace {
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+    std::vector<std::string> out;
+    while (!s.empty()) {
+        size_t i = s.find(sep);
+        std::string_view item = trim(s.substr(0, i));
+        if (!item.empty()) out.emplace_back(item);
+        if (i == std::string_view::npos) break;
+        s.remove_prefix(i + 1);
+    }
+    return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++)
+        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+            return false;
+    return true;
+}
+
+}  // namespace
+
+std::string bearer_token(std::string_view h) {
+    h = trim(h);
+    if (h.size() < 7 || !iequals(h.substr(0, 7), "bearer ")) return {};
+    return std::string(trim(h.substr(7)));
+}
+
+std::string cookie_value(std::string_view cookies, std::string_view name) {
+    for (const std::string &pair : split(cookies, ';')) {
+        size_t eq = pair.find('=');
+        if (eq == std::string::npos) continue;
+        if (trim(std::string_view(pair).substr(0, eq)) != name) continue;
+        std::string_view v = trim(std::string_view(pair).substr(eq + 1));
+        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+        return std::string(v);
+    }
+    return {};
+}
+
+std::string subprotocol_token(std::string_view offered) {
+    for (const std::string &p : split(offered, ','))
+        if (p.size() > 7 && p.compare(0, 7, "bearer.") == 0) return p.substr(7);
+    return {};
+}
+
+std::string strip_access_token(std::string_view query) {
+    std::string out;
+    for (const std::string &kv : split(query, '&')) {
+        if (kv.compare(0, 13, "access_token=") == 0 || kv == "access_token") continue;
+        if (!out.empty()) out += '&';
+        out += kv;
+    }
+    return out;
+}
+
+std::string AuthSettings::build(const wsg_config &cfg, AuthSettings *out) {
+    AuthSettings a;
+    const std::string &mode = cfg.string_of("auth.mode");
+    a.jwt = mode == "jwt" || mode == "jwt+callback";
+    a.callback = mode == "callback" || mode == "jwt+callback";
+    for (const std::string &src : split(cfg.string_of("auth.token_sources"), ',')) {
+        if (src == "header") a.from_header = true;
+        else if (src == "query") a.from_query = true;
+        else if (src == "cookie") a.from_cookie = true;
+        else if (src == "subprotocol") a.from_subprotocol = true;
+    }
+    a.cookie_name = cfg.string_of("auth.cookie_name");
+    a.expiry_grace_ms = cfg.int_of("auth.expiry_grace_ms");
+    a.policy.algorithms = split(cfg.string_of("auth.jwt.algorithms"), ',');
+    a.policy.leeway_s = cfg.int_of("auth.jwt.leeway_s");
+    a.policy.require_exp = cfg.bool_of("auth.jwt.require_exp");
+    a.policy.issuer = cfg.string_of("auth.jwt.issuer");
+    a.policy.audiences = split(cfg.string_of("auth.jwt.audience"), ',');
+    a.policy.user_claim = cfg.string_of("auth.jwt.user_claim");
+    if (a.jwt) {
+        std::string err;
+        if (!jwt_policy_check(a.policy, &err)) return "auth.jwt: " + err;
+        std::vector<std::unique_ptr<JwtKeySet>> parts;
+        const std::string &jwks = cfg.string_of("auth.jwt.jwks_file");
+        const std::string &pem = cfg.string_of("auth.jwt.key_file");
+        const std::string &secret = cfg.string_of("auth.jwt.secret_file");
+        if (!jwks.empty()) {
+            auto k = JwtKeySet::from_jwks_file(jwks, &err);
+            if (!k) return "auth.jwt.jwks_file: " + err;
+            parts.push_back(std::move(k));
+        }
+        if (!pem.empty()) {
+            auto k = JwtKeySet::from_pem_file(pem, "", &err);
+            if (!k) return "auth.jwt.key_file: " + err;
+            parts.push_back(std::move(k));
+        }
+        if (!secret.empty()) {
+            auto k = JwtKeySet::from_secret_file(secret, "", &err);
+            if (!k) return "auth.jwt.secret_file: " + err;
+            parts.push_back(std::move(k));
+        }
+        if (parts.empty())
+            return "auth.mode=" + mode +
+                   " needs a key: set auth.jwt.jwks_file, auth.jwt.key_file or auth.jwt.secret_file";
+        std::unique_ptr<JwtKeySet> keys =
+            parts.size() == 1 ? std::move(parts[0]) : JwtKeySet::combine(std::move(parts), &err);
+        if (!keys) return "auth.jwt: " + err;
+        a.keys = std::move(keys);
+    }
+    if (a.enabled() && !a.from_header && !a.from_query && !a.from_cookie && !a.from_subprotocol &&
+        a.jwt)
+        return "auth.token_sources is empty: name where tokens travel (header, query, cookie, "
+               "subprotocol)";
+    *out = std::move(a);
+    return {};
+}
+
+}  // namespace wsgate
+
+const std::string *wsg_auth_request::header(const char *name) const {
+    for (const auto &kv : header_cache)
+        if (wsgate::iequals(kv.first, name)) return &kv.second;
+    if (!wsi) return nullptr;
+    std::string want = std::string(name) + ":";
+    for (char &c : want) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value;
+    bool found = false;
+    // Known headers live in lws' token slots; others are "custom".
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        const unsigned char *tn = lws_token_to_string(static_cast<enum lws_token_indexes>(t));
+        if (!tn || want != reinterpret_cast<const char *>(tn)) continue;
+        int n = lws_hdr_total_length(wsi, static_cast<enum lws_token_indexes>(t));
+        if (n <= 0) return nullptr;
+        value.resize(static_cast<size_t>(n) + 1);
+        n = lws_hdr_copy(wsi, &value[0], n + 1, static_cast<enum lws_token_indexes>(t));
+        value.resize(n > 0 ? static_cast<size_t>(n) : 0);
+        found = true;
+        break;
+    }
+    if (!found) {
+        int n = lws_hdr_custom_length(wsi, want.c_str(), static_cast<int>(want.size()));
+        if (n < 0) return nullptr;
+        value.resize(static_cast<size_t>(n) + 1);
+        n = lws_hdr_custom_copy(wsi, &value[0], n + 1, want.c_str(), static_cast<int>(want.size()));
+        if (n < 0) return nullptr;
+        value.resize(static_cast<size_t>(n));
+    }
+    header_cache.emplace_back(name, std::move(value));
+    return &header_cache.back().second;
+}
