@@ -486,19 +486,21 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
             w(f"| {label} | " + " | ".join(cells) + " |")
         w("")
         first = metrics[0]
+        cpu = next(mt for mt in metrics if mt[1].startswith("server/cpu_us")) if fam != "memory" else None
         if "wsgate" in rows and fam in ("echo", "broadcast", "handshake"):
             parts = []
             for other in ("lws", "epoll"):
                 if other in rows:
                     r = ratio(med(rows["wsgate"][first[1]]), med(rows[other][first[1]]))
-                    c = ratio(med(rows["wsgate"][metrics[1][1]]), med(rows[other][metrics[1][1]]))
+                    c = ratio(med(rows["wsgate"][cpu[1]]), med(rows[other][cpu[1]]))
                     if r is not None:
-                        parts.append(f"wsgate / {other}: {r:.2f}x {first[0]}, {c:.2f}x {metrics[1][0]}"
+                        parts.append(f"wsgate / {other}: {r:.2f}x {first[0]}, {c:.2f}x {cpu[0]}"
                                      if c is not None else f"wsgate / {other}: {r:.2f}x {first[0]}")
             if parts:
                 w("Ratios of medians: " + "; ".join(parts) + ".\n")
         if fam == "heartbeat":
             w(heartbeat_note(rows))
+            w("")
         failed = [e for e in runs if e["case"] == case and (e["result"] is None or get(e["result"], "errors"))]
         for e in failed:
             r = e["result"]
@@ -550,7 +552,7 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
             continue
         seen.add(k)
         w(f"# {e['case']} / {e['label']}")
-        w(e["server_cmd"].replace(" --port 0", " --port 0 &"))
+        w(e["server_cmd"] + " &")
         w(e["bench_cmd"])
     w("```")
     return "\n".join(L) + "\n", table, targets
@@ -750,6 +752,7 @@ def main():
                     help="rewrite RESULTS.md (and plots) from a results.json without running anything")
     args = ap.parse_args()
     if args.report_only:
+        os.makedirs(args.out, exist_ok=True)
         return report_only(args)
     if args.smoke:
         args.reps, args.duration = 1, 1.0

@@ -41,7 +41,7 @@ constexpr int64_t kSec = 1000000000;
 constexpr size_t kMaxFrame = 64u << 20;     // larger inbound frames are a protocol error
 constexpr size_t kMaxHead = 16384;          // upgrade response head
 constexpr size_t kPubBacklog = 16u << 20;   // publisher stops queueing past this
-constexpr int64_t kQuiet = 500 * kMs;       // fanout drain: this long without deliveries
+constexpr int64_t kQuiet = 2000 * kMs;      // fanout drain: give up after this long without deliveries
 constexpr size_t kReadSize = 64 * 1024;
 const uint8_t kMagic[4] = {'W', 'S', 'G', 'B'};
 
@@ -310,6 +310,8 @@ void Engine::tick(int64_t now) {
                 drain = std::max(drain, to_ns(opt_.connect_timeout + opt_.close_timeout) + 2 * kSec);
             drain_deadline_ = now + drain;
             last_delivery_ = std::max(last_delivery_, now);
+            publish_live();  // the final publish count, before saying so
+            ctl_->past_run.fetch_add(1);
             break;
         }
         if (opt_.mode == Mode::Fanout) {
@@ -339,7 +341,15 @@ void Engine::tick(int64_t now) {
     case Phase::Drain: {
         bool done = true;
         if (opt_.mode == Mode::Echo) done = echo_inflight_ == 0;
-        if (opt_.mode == Mode::Fanout) done = now - last_delivery_ >= kQuiet;
+        if (opt_.mode == Mode::Fanout) {
+            // Done when every subscriber has every message published in the
+            // run (the total comes from the coordinator), or when deliveries
+            // stopped coming (a subscriber was lost, or the server dropped some).
+            int64_t published = ctl_->expected_published.load();
+            done = (published >= 0 &&
+                    stats_.delivered >= static_cast<uint64_t>(published) * stats_.subscribers) ||
+                   now - last_delivery_ >= kQuiet;
+        }
         if (opt_.mode == Mode::Churn) done = live_count_ == 0;
         if (done || now >= drain_deadline_) begin_closing(now);
         break;

@@ -93,6 +93,10 @@ struct Control {
     std::atomic<bool> stop{false};      // end the run early (SIGINT at the coordinator)
     std::atomic<int> ready{0};          // engines done with their setup phase
     std::atomic<int> finished{0};       // engines done entirely
+    std::atomic<int> past_run{0};       // engines whose measured phase ended (publishing over)
+    // fanout: messages published by every publisher of the run, once the
+    // coordinator has heard from every process (-1 until then).
+    std::atomic<int64_t> expected_published{-1};
 };
 
 int64_t mono_ns();

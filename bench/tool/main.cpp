@@ -506,7 +506,7 @@ int run_worker(const Options &opt, SSL_CTX *ctx, int proc, int procs, int fd, un
     for (auto &e : engines) threads.emplace_back([&e] { e->run(); });
 
     std::string buf;
-    bool ready_sent = false, parent_gone = false;
+    bool ready_sent = false, published_sent = false, parent_gone = false;
     // Four times a second, so the coordinator's once-a-second line is fresh.
     const int64_t progress_every = kSec / 4;
     int64_t next_progress = mono_ns() + progress_every;
@@ -520,6 +520,7 @@ int run_worker(const Options &opt, SSL_CTX *ctx, int proc, int procs, int fd, un
                 if (m.is_discarded()) continue;
                 std::string t = m.value("t", "");
                 if (t == "go") ctl.go_ns.store(m.value("t0", int64_t(0)));
+                if (t == "expect") ctl.expected_published.store(m.value("published", int64_t(-1)));
                 if (t == "stop") {
                     ctl.stop.store(true);
                     int64_t zero = 0;
@@ -536,6 +537,12 @@ int run_worker(const Options &opt, SSL_CTX *ctx, int proc, int procs, int fd, un
         if (!ready_sent && ctl.ready.load() == T) {
             send_line(fd, {{"t", "ready"}});
             ready_sent = true;
+        }
+        if (!published_sent && ctl.past_run.load() == T) {
+            uint64_t published = 0;
+            for (auto &e : engines) published += e->live.published.load();
+            if (!parent_gone) send_line(fd, {{"t", "published"}, {"n", published}});
+            published_sent = true;
         }
         int64_t now = mono_ns();
         if (now >= next_progress) {
@@ -587,7 +594,8 @@ struct ChildProc {
     pid_t pid = -1;
     int fd = -1;
     std::string buf;
-    bool ready = false, closed = false, have_result = false;
+    bool ready = false, closed = false, have_result = false, reported_published = false;
+    uint64_t published = 0;
     json progress, result;
 };
 
@@ -765,7 +773,7 @@ int main(int argc, char **argv) {
     int64_t setup_done_at = 0;
     int64_t next_progress = start + kSec;
     const int64_t hard_deadline = start + static_cast<int64_t>(budget) * kSec;
-    bool stop_sent = false, killed = false, worker_failed = false;
+    bool stop_sent = false, killed = false, worker_failed = false, expect_sent = false;
     int handled_signals = 0;
     uint64_t last_count = 0;
     int64_t last_at = start;
@@ -799,6 +807,10 @@ int main(int argc, char **argv) {
                 std::string t = m.value("t", "");
                 if (t == "ready") k.ready = true;
                 if (t == "progress") k.progress = m;
+                if (t == "published") {
+                    k.published = m.value("n", uint64_t(0));
+                    k.reported_published = true;
+                }
                 if (t == "result") {
                     k.result = m;
                     k.have_result = true;
@@ -845,6 +857,14 @@ int main(int argc, char **argv) {
                 st = St::Wait;
                 phase_name = "finish";
             }
+        }
+        if (!expect_sent && all([](const ChildProc &k) { return k.reported_published || k.closed; })) {
+            // Every process has stopped publishing: tell them all how many
+            // messages each subscriber must end up with.
+            uint64_t total = 0;
+            for (const ChildProc &k : kids) total += k.published;
+            broadcast({{"t", "expect"}, {"published", total}});
+            expect_sent = true;
         }
         if (now >= next_progress) {
             next_progress += kSec;
