@@ -63,8 +63,45 @@ private:
 
 // A message as the frames that carry it: one frame when it fits the write
 // batch, otherwise fragments (first with the opcode, then continuations) so
-// that every raw write still holds whole frames only.
-using FrameList = std::vector<FrameRef>;
+// that every raw write still holds whole frames only. The first frame is
+// held inline: the common one-frame message costs no extra allocation.
+class FrameList {
+public:
+    size_t size() const { return first_ ? 1 + rest_.size() : 0; }
+    bool empty() const { return !first_; }
+    const FrameRef &operator[](size_t i) const { return i == 0 ? first_ : rest_[i - 1]; }
+    void push_back(FrameRef f) {
+        if (!first_)
+            first_ = std::move(f);
+        else
+            rest_.push_back(std::move(f));
+    }
+    void reserve(size_t n) { rest_.reserve(n > 0 ? n - 1 : 0); }
+    void clear() {
+        first_ = FrameRef();
+        rest_.clear();
+    }
+    class const_iterator {
+    public:
+        const_iterator(const FrameList *l, size_t i) : l_(l), i_(i) {}
+        const FrameRef &operator*() const { return (*l_)[i_]; }
+        const_iterator &operator++() {
+            ++i_;
+            return *this;
+        }
+        bool operator!=(const const_iterator &o) const { return i_ != o.i_; }
+
+    private:
+        const FrameList *l_;
+        size_t i_;
+    };
+    const_iterator begin() const { return {this, 0}; }
+    const_iterator end() const { return {this, size()}; }
+
+private:
+    FrameRef first_;
+    std::vector<FrameRef> rest_;
+};
 
 class FrameBuilder {
 public:
