@@ -197,9 +197,15 @@ def plan(args, runner):
             n_tls = "50" if smoke else "2000"
             hs_tls = ["connect", "--connections", n_tls, "--duration", "0", "--settle", "0",
                       "--concurrency", "128"]
+            tls = ["--set", f"tls.cert_file={cert}", "--set", f"tls.key_file={key}"]
             if runner.has_option("tls.cert_file"):
-                cases.append(("handshakes TLS", "wsgate", runner.server_argv(
-                    "wsgate", ["--set", f"tls.cert_file={cert}", "--set", f"tls.key_file={key}"]), hs_tls))
+                cases.append(("handshakes TLS", "wsgate", runner.server_argv("wsgate", tls), hs_tls))
+                if runner.has_option("auth.jwt.secret_file"):
+                    for alg in ("HS256", "ES256"):
+                        opts, token = make_jwt(runner.tmp, alg)
+                        if token:
+                            cases.append(("handshakes TLS", f"wsgate + JWT {alg}", runner.server_argv(
+                                "wsgate", tls + ["--set", "auth.mode=jwt"] + opts), hs_tls + ["--token", token]))
             cases.append(("handshakes TLS", "lws", runner.server_argv("lws", ["--tls", cert, key]), hs_tls))
 
     if "broadcast" in pick:
@@ -229,6 +235,52 @@ def plan(args, runner):
 
 
 _CERT = {}
+_JWT = {}
+
+
+def b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_jwt(tmp, alg):
+    """A key the server verifies with and a token signed with it (valid for a day).
+    HS256: secret file; ES256: P-256 public key, signature converted from DER to r||s."""
+    if alg in _JWT:
+        return _JWT[alg]
+    import hashlib
+    import hmac
+    head = b64url(json.dumps({"alg": alg, "typ": "JWT"}, separators=(",", ":")).encode())
+    body = b64url(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400},
+                             separators=(",", ":")).encode())
+    signing = f"{head}.{body}".encode()
+    result = (None, None)
+    if alg == "HS256":
+        secret = os.urandom(32).hex().encode()
+        path = os.path.join(tmp, "jwt-secret")
+        with open(path, "wb") as f:
+            f.write(secret)
+        sig = hmac.new(secret, signing, hashlib.sha256).digest()
+        result = (["--set", f"auth.jwt.secret_file={path}"], f"{head}.{body}.{b64url(sig)}")
+    elif alg == "ES256" and shutil.which("openssl"):
+        key, pub = os.path.join(tmp, "jwt-ec.pem"), os.path.join(tmp, "jwt-ec-pub.pem")
+        ok = subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                            capture_output=True).returncode == 0 and \
+            subprocess.run(["openssl", "ec", "-in", key, "-pubout", "-out", pub],
+                           capture_output=True).returncode == 0
+        r = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=signing,
+                           capture_output=True) if ok else None
+        if r is not None and r.returncode == 0:
+            der = r.stdout  # SEQUENCE { INTEGER r, INTEGER s }
+            i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7f)
+            ints = []
+            for _ in range(2):
+                n = der[i + 1]
+                ints.append(der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0"))
+                i += 2 + n
+            result = (["--set", f"auth.jwt.key_file={pub}"], f"{head}.{body}.{b64url(ints[0] + ints[1])}")
+    _JWT[alg] = result
+    return result
 
 
 def make_cert(tmp):
@@ -515,12 +567,13 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
     w(analysis(table, args))
     if not runner.has_option("tls.cert_file"):
         notes.append("wsgate has no TLS options in this build: its TLS cases were skipped (lws TLS ran).")
-    if not any("jwt" in o or o.startswith("auth.") for o in runner.options):
-        notes.append("Handshakes with TLS + JWT: wsgate has no JWT authentication yet (no auth.* option); "
-                     "the case runs once that issue lands and this script learns its options.")
+    if not runner.has_option("auth.jwt.secret_file"):
+        notes.append("Handshakes with TLS + JWT: wsgate has no JWT authentication in this build "
+                     "(no auth.jwt.* option): the case was skipped.")
     else:
-        notes.append("wsgate has JWT options, but this script does not configure them yet: TLS + JWT "
-                     "handshakes were not measured.")
+        notes.append("TLS + JWT handshakes: the token (sub, exp) travels in `Authorization: Bearer`; "
+                     "HS256 with a 64-byte secret, ES256 with a P-256 key; lws has no JWT, so its "
+                     "row is TLS alone.")
     if not runner.has_option("heartbeat.ping_interval_ms"):
         notes.append("wsgate has no heartbeat options in this build: the heartbeat case was skipped.")
     if plots:
@@ -748,6 +801,8 @@ def main():
     ap.add_argument("--max-conns", type=int, default=19000, help="largest idle-memory case")
     ap.add_argument("--smoke", action="store_true", help="tiny configuration: few connections, 1 s, 1 rep")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to CPUs")
+    ap.add_argument("--source-desc", help="what source the build was made from, when it is not a git "
+                    "checkout (e.g. an export of a commit)")
     ap.add_argument("--report-only", metavar="RESULTS_JSON",
                     help="rewrite RESULTS.md (and plots) from a results.json without running anything")
     args = ap.parse_args()
@@ -762,6 +817,8 @@ def main():
     runner = Runner(args)
     cases = plan(args, runner)
     info = machine_info(args.build_dir)
+    if args.source_desc:
+        info["commit"], info["lib_dirty"] = args.source_desc, False
     load_before = loadavg()
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     t0 = time.time()
