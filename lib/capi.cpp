@@ -93,6 +93,7 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     case WSG_CAUSE_IDLE_TIMEOUT: return "idle_timeout";
     case WSG_CAUSE_CLOSE_TIMEOUT: return "close_timeout";
     case WSG_CAUSE_TOKEN_EXPIRED: return "token_expired";
+    case WSG_CAUSE_RATE_LIMIT: return "rate_limit";
     case WSG_CAUSE_MAX_: break;
     }
     return "unknown";

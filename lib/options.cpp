@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "error.h"
+#include "netaddr.h"
 #include "origin.h"
 
 namespace wsgate {
@@ -68,6 +69,12 @@ std::string valid_token_sources(std::string_view v) {
     return {};
 }
 
+std::string valid_cidrs(std::string_view v) {
+    std::string err;
+    CidrList::parse(v, &err);
+    return err;
+}
+
 constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
 
 // Keep sorted by section; README's option table is generated from this.
@@ -85,6 +92,10 @@ const std::vector<OptionDef> kTable = {
      "Comma-separated subprotocols the server speaks (Sec-WebSocket-Protocol); a request "
      "offering only others gets 400. Empty: none offered is accepted.",
      valid_subprotocols},
+    {"server.trusted_proxies", OptType::String, "", 0, 0, nullptr,
+     "Comma-separated CIDRs of reverse proxies: only from these peers is X-Forwarded-For "
+     "believed (rightmost untrusted hop) for limits and logs.",
+     valid_cidrs},
     {"server.shutdown_timeout_ms", OptType::Int, "2000", 0, 600000, nullptr,
      "How long a stop waits for close handshakes before it drops the remaining connections.",
      nullptr},
@@ -93,6 +104,29 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"limits.max_connections", OptType::Int, "10000", 1, 10000000, nullptr,
      "Open connections allowed at once; further upgrade requests get 503.", nullptr},
+    {"limits.max_connections_per_ip", OptType::Int, "0", 0, 10000000, nullptr,
+     "Open connections allowed per client IP (see server.trusted_proxies); further upgrades get "
+     "429. 0: no per-IP limit.",
+     nullptr},
+    {"limits.max_connections_per_user", OptType::Int, "0", 0, 10000000, nullptr,
+     "Open connections allowed per authenticated user; further upgrades get 429. 0: no limit.",
+     nullptr},
+    {"limits.handshakes_per_ip_per_s", OptType::Int, "0", 0, 1000000, nullptr,
+     "Upgrade requests accepted per client IP per second (token bucket); more get 429. 0: no "
+     "limit.",
+     nullptr},
+    {"limits.handshake_burst", OptType::Int, "0", 0, 1000000, nullptr,
+     "Burst of upgrade requests per IP above the rate; 0: one second's worth.", nullptr},
+    {"limits.messages_per_s", OptType::Int, "0", 0, 100000000, nullptr,
+     "Inbound messages per connection per second (token bucket); over it, limits.rate_policy "
+     "applies. 0: no limit.",
+     nullptr},
+    {"limits.message_burst", OptType::Int, "0", 0, 100000000, nullptr,
+     "Burst of inbound messages above the rate; 0: one second's worth.", nullptr},
+    {"limits.rate_policy", OptType::Enum, "close", 0, 0, "close|drop",
+     "Over limits.messages_per_s: close with 1008 (cause rate_limit), or drop the message "
+     "(counted and logged).",
+     nullptr},
     {"limits.max_queue_bytes", OptType::Int, "16777216", 1 * kKiB, 64 * kGiB, nullptr,
      "Bytes queued to one connection before it is closed with 1013 (a peer that stopped "
      "reading).",

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "frame.h"
+#include "limits.h"
+#include "netaddr.h"
 #include "wheel.h"
 #include "wsgate/wsgate.h"
 
@@ -38,6 +40,9 @@ struct Conn {
     std::string path, query, origin, subprotocol;
     std::string tls_subject;  // verified client certificate subject
     std::string user_id, claims_json;  // from authentication
+    IpAddr client_ip;                  // the peer, or the X-Forwarded-For client behind trusted proxies
+    bool ip_counted = false, user_counted = false;  // held in the per-IP/per-user counters
+    MessageRateLimiter rate;
     int64_t connected_at_ms = 0;  // Unix time
     int64_t opened_mono_ms = 0;   // monotonic
 

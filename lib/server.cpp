@@ -198,6 +198,14 @@ Settings::Settings(const wsg_config &c)
       tls_ciphers(c.string_of("tls.ciphers")),
       tls_groups(c.string_of("tls.groups")) {
     auth_error = AuthSettings::build(c, &auth);
+    trusted_proxies = *CidrList::parse(c.string_of("server.trusted_proxies"), nullptr);  // validated on set
+    max_per_ip = static_cast<uint32_t>(c.int_of("limits.max_connections_per_ip"));
+    max_per_user = static_cast<uint32_t>(c.int_of("limits.max_connections_per_user"));
+    handshake_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.handshakes_per_ip_per_s")),
+                                          static_cast<uint32_t>(c.int_of("limits.handshake_burst")));
+    message_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.messages_per_s")),
+                                        static_cast<uint32_t>(c.int_of("limits.message_burst")));
+    rate_drop = c.string_of("limits.rate_policy") == "drop";
     // A cookie is sent by the browser on any page's behalf: a cross-site
     // page must not ride on it, so the Origin becomes mandatory.
     if (auth.enabled() && auth.from_cookie) require_origin = true;
@@ -247,6 +255,7 @@ Server::Server(Settings settings, wsg_server *self)
     }
     std::memset(&protocols_.back(), 0, sizeof(struct lws_protocols));
     scratch_.resize(LWS_PRE + cfg_.write_batch_bytes);
+    if (!cfg_.handshake_rate.unlimited()) handshakes_ = std::make_unique<HandshakeLimiter>(cfg_.handshake_rate);
 }
 
 Server::~Server() {
@@ -969,6 +978,18 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
     }
     c->in_message = false;
     c->last_data_ms = now;
+    if (!cfg_.message_rate.unlimited() && !c->rate.allow(cfg_.message_rate, now)) {
+        if (!cfg_.rate_drop) return fail_close(c, 1008, "message rate limit", WSG_CAUSE_RATE_LIMIT);
+        // Drop: counted, and logged once per 1,000 so a flood cannot flood the log.
+        if (dropped_messages_++ % 1000 == 0) {
+            LogFields f;
+            f["conn"] = c->id;
+            f["dropped_total"] = dropped_messages_;
+            log.emit(WSG_LOG_WARN, "rate_limited", f);
+        }
+        if (!c->rx.empty()) c->rx.clear();
+        return 0;
+    }
     Conn::bump(c->msgs_in, 1);
     Conn::bump(c->bytes_in, n);
     if (on_message.fn)
@@ -1037,6 +1058,10 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
         return reject(wsi, 400, "only WebSocket upgrades are served here", nullptr);
     std::string path = header(wsi, WSI_TOKEN_GET_URI);
     if (!path_matches(cfg_.path, path)) return reject(wsi, 404, "no WebSocket endpoint at this path", nullptr);
+    IpAddr ip = client_of(wsi);
+    if (handshakes_ && !handshakes_->allow(ip, clock_.now_ms()))
+        return reject(wsi, 429, "too many connection attempts", "retry-after: 1\r\n",
+                      "handshake rate limit for " + ip.to_string());
     OriginPolicy::Request req;
     // lws joins repeated headers into one value; judge the first and count them.
     std::string origin, host = header(wsi, WSI_TOKEN_HOST);
@@ -1073,13 +1098,56 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
     if (stopping_) return reject(wsi, 503, "server is shutting down", "retry-after: 5\r\n");
     if (reg_.count() >= cfg_.max_connections)
         return reject(wsi, 503, "connection limit reached", "retry-after: 5\r\n");
-    if (cfg_.auth.enabled()) return authenticate(wsi);
+    Pending p;
+    p.wsi = wsi;
+    p.ip = ip;
+    if (cfg_.max_per_ip) {
+        if (!per_ip_.try_acquire(ip, cfg_.max_per_ip))
+            return reject(wsi, 429, "too many connections", "retry-after: 5\r\n",
+                          "per-IP connection limit for " + ip.to_string());
+        p.ip_counted = true;
+    }
+    if (cfg_.auth.enabled()) {
+        if (int refused = authenticate(wsi, &p.auth)) {
+            release_counts(p.ip, p.ip_counted, std::string(), false);
+            return refused;
+        }
+        p.authed = true;
+        if (cfg_.max_per_user && !p.auth.user_id.empty()) {
+            if (!per_user_.try_acquire(p.auth.user_id, cfg_.max_per_user)) {
+                release_counts(p.ip, p.ip_counted, std::string(), false);
+                return reject(wsi, 429, "too many connections", "retry-after: 5\r\n",
+                              "per-user connection limit");
+            }
+            p.user_counted = true;
+        }
+    }
+    pending_.push_back(std::move(p));
     return 0;
 }
 
-// JWT and/or the application's authenticator. On success the outcome waits
-// in pending_auth_ for LWS_CALLBACK_ESTABLISHED.
-int Server::authenticate(struct lws *wsi) {
+void Server::release_counts(const IpAddr &ip, bool ip_counted, const std::string &user,
+                            bool user_counted) {
+    if (ip_counted) per_ip_.release(ip);
+    if (user_counted) per_user_.release(user);
+}
+
+// The client's address: the TCP peer, or behind a trusted proxy the
+// rightmost untrusted X-Forwarded-For hop.
+IpAddr Server::client_of(struct lws *wsi) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    IpAddr peer;
+    int fd = lws_get_socket_fd(wsi);
+    if (fd >= 0 && getpeername(fd, reinterpret_cast<struct sockaddr *>(&ss), &sl) == 0)
+        if (auto a = IpAddr::from_sockaddr(reinterpret_cast<struct sockaddr *>(&ss))) peer = *a;
+    if (cfg_.trusted_proxies.empty()) return peer;
+    return client_ip(peer, header(wsi, WSI_TOKEN_X_FORWARDED_FOR), cfg_.trusted_proxies);
+}
+
+// JWT and/or the application's authenticator. On success the outcome goes
+// to *out (kept for LWS_CALLBACK_ESTABLISHED); otherwise the refusal is sent.
+int Server::authenticate(struct lws *wsi, AuthOutcome *out) {
     const AuthSettings &a = cfg_.auth;
     wsg_auth_request req;
     req.wsi = wsi;
@@ -1130,7 +1198,7 @@ int Server::authenticate(struct lws *wsi) {
                           why);
         }
     }
-    pending_auth_.emplace_back(wsi, std::move(req.outcome));
+    *out = std::move(req.outcome);
     return 0;
 }
 
@@ -1147,11 +1215,15 @@ void Server::on_established(struct lws *wsi) {
     if (cfg_.tls) c->tls_subject = tls_peer_subject(lws_get_ssl(wsi));
     AuthOutcome auth;
     bool authed = false;
-    for (auto it = pending_auth_.begin(); it != pending_auth_.end(); ++it)
-        if (it->first == wsi) {
-            auth = std::move(it->second);
-            pending_auth_.erase(it);
-            authed = true;
+    for (auto it = pending_.begin(); it != pending_.end(); ++it)
+        if (it->wsi == wsi) {
+            auth = std::move(it->auth);
+            authed = it->authed;
+            c->client_ip = it->ip;
+            c->ip_counted = it->ip_counted;
+            c->user_counted = it->user_counted;
+            if (!cfg_.trusted_proxies.empty()) c->peer_addr = it->ip.to_string();
+            pending_.erase(it);
             break;
         }
     c->user_id = auth.user_id;
@@ -1222,6 +1294,7 @@ void Server::finish(Conn *c) {
         log.emit(WSG_LOG_INFO, "close", f);
     }
     wheel_.cancel(&c->timer);
+    release_counts(c->client_ip, c->ip_counted, c->user_id, c->user_counted);
     reg_.remove(c);
     if (c->wsi) lws_set_opaque_user_data(c->wsi, nullptr);
     delete c;
@@ -1352,9 +1425,10 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
     case LWS_CALLBACK_WSI_DESTROY:
         // An accepted request that never reached ESTABLISHED.
-        for (auto it = pending_auth_.begin(); it != pending_auth_.end(); ++it)
-            if (it->first == wsi) {
-                pending_auth_.erase(it);
+        for (auto it = pending_.begin(); it != pending_.end(); ++it)
+            if (it->wsi == wsi) {
+                release_counts(it->ip, it->ip_counted, it->auth.user_id, it->user_counted);
+                pending_.erase(it);
                 break;
             }
         return 0;

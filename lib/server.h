@@ -73,6 +73,10 @@ struct Settings {
     TlsFiles tls_files;
     std::string tls_client_auth, tls_min_version, tls_ciphers, tls_groups;
     AuthSettings auth;
+    CidrList trusted_proxies;
+    uint32_t max_per_ip = 0, max_per_user = 0;
+    RateSpec handshake_rate, message_rate;
+    bool rate_drop = false;
     std::string auth_error;  // from AuthSettings::build, reported by check()
 
     explicit Settings(const wsg_config &cfg);
@@ -151,7 +155,7 @@ private:
     void reap(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
 
     int on_confirm_upgrade(struct lws *wsi, const char *upgrade);
-    int authenticate(struct lws *wsi);
+    int authenticate(struct lws *wsi, AuthOutcome *out);
     void on_established(struct lws *wsi);
     int on_receive(Conn *c, const void *in, size_t len);
     int on_writeable(Conn *c);
@@ -216,8 +220,23 @@ private:
     void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
     SSL_CTX *ssl_ctx_ = nullptr;    // lws' server context, for reloads
-    // Accepted requests between CONFIRM_UPGRADE and ESTABLISHED.
-    std::vector<std::pair<struct lws *, AuthOutcome>> pending_auth_;
+    // Accepted requests between CONFIRM_UPGRADE and ESTABLISHED: what the
+    // checks learnt, and the per-IP/per-user counts they hold.
+    struct Pending {
+        struct lws *wsi = nullptr;
+        AuthOutcome auth;
+        bool authed = false;
+        IpAddr ip;
+        bool ip_counted = false, user_counted = false;
+    };
+    std::vector<Pending> pending_;
+    void release_counts(const IpAddr &ip, bool ip_counted, const std::string &user, bool user_counted);
+    IpAddr client_of(struct lws *wsi);
+    // Service thread only.
+    std::unique_ptr<HandshakeLimiter> handshakes_;
+    IpConnCounter per_ip_;
+    UserConnCounter per_user_;
+    uint64_t dropped_messages_ = 0;
 };
 
 }  // namespace wsgate

@@ -747,8 +747,8 @@ static void test_close_cause_str_names_every_cause(void **state) {
     const char *expected[] = {NULL,           "peer",          "app",          "shutdown",
                               "lost",         "too_big",       "invalid_utf8", "backpressure",
                               "pong_timeout", "write_timeout", "idle_timeout", "close_timeout",
-                              "token_expired"};
-    for (int c = 1; c <= 12; c++) {
+                              "token_expired", "rate_limit"};
+    for (int c = 1; c <= 13; c++) {
         const char *name = wsg_close_cause_str((wsg_close_cause)c);
         assert_non_null(name);
         assert_string_equal(name, expected[c]);
@@ -756,7 +756,7 @@ static void test_close_cause_str_names_every_cause(void **state) {
             assert_string_not_equal(name, wsg_close_cause_str((wsg_close_cause)d));
     }
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)0), "unknown");
-    assert_string_equal(wsg_close_cause_str((wsg_close_cause)13), "unknown");
+    assert_string_equal(wsg_close_cause_str((wsg_close_cause)14), "unknown");
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)99), "unknown");
 }
 

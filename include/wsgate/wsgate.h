@@ -188,12 +188,14 @@ typedef enum wsg_close_cause {
     WSG_CAUSE_IDLE_TIMEOUT = 10, /**< no data message for heartbeat.idle_timeout_ms: close 1001 sent. Since 0.1.0 */
     WSG_CAUSE_CLOSE_TIMEOUT = 11, /**< the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent. Since 0.1.0 */
     WSG_CAUSE_TOKEN_EXPIRED = 12, /**< the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008 "token expired". Since 0.1.0 */
+    WSG_CAUSE_RATE_LIMIT = 13,    /**< more messages than limits.messages_per_s allows (limits.rate_policy=close): close 1008. Since 0.1.0 */
     WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
 /** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
  *  "too_big", "invalid_utf8", "backpressure", "pong_timeout", "write_timeout",
- *  "idle_timeout", "close_timeout", "token_expired"); "unknown" otherwise.
+ *  "idle_timeout", "close_timeout", "token_expired", "rate_limit"); "unknown"
+ *  otherwise.
  *  Since 0.1.0. */
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
 
