@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <wsgate/wsgate.h>
@@ -303,9 +304,10 @@ struct Hub {
     // False once the Python object is gone: callbacks return at once.
     std::atomic<bool> live{true};
     // Cheap checks before taking the GIL.
-    std::atomic<bool> want_open{false}, want_message{false}, want_close{false}, want_log{false};
+    std::atomic<bool> want_open{false}, want_message{false}, want_close{false}, want_log{false},
+        want_auth{false};
     // Guarded by the GIL.
-    py::object on_open, on_message, on_close, on_log;
+    py::object on_open, on_message, on_close, on_log, on_auth;
 
     void ref() { refs.fetch_add(1, std::memory_order_relaxed); }
     static void unref(void *p) {
@@ -313,7 +315,8 @@ struct Hub {
         if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             // The Python objects were released (under the GIL) before the
             // last reference could go; nothing here needs Python.
-            for (py::object *o : {&h->on_open, &h->on_message, &h->on_close, &h->on_log})
+            for (py::object *o :
+                 {&h->on_open, &h->on_message, &h->on_close, &h->on_log, &h->on_auth})
                 o->release();  // already None-equivalent (null): no decref
             delete h;
         }
@@ -321,7 +324,8 @@ struct Hub {
     // GIL held.
     void clear() {
         live.store(false, std::memory_order_release);
-        want_open = want_message = want_close = want_log = false;
+        want_open = want_message = want_close = want_log = want_auth = false;
+        on_auth = py::object();
         on_open = py::object();
         on_message = py::object();
         on_close = py::object();
@@ -451,6 +455,130 @@ void cb_log(wsg_log_level level, const char *event, const char *json, size_t jso
     }
 }
 
+// ---- authentication (service thread, before the upgrade)
+
+// The Python face of a wsg_auth_request. The core's request is valid only
+// during the authenticator call, on the service thread: the trampoline
+// invalidates this object when the call returns, and every use checks both
+// (StateError, never a dangling pointer). All access happens under the GIL.
+class AuthRequest {
+public:
+    AuthRequest(wsg_auth_request *req, std::thread::id owner) : req_(req), owner_(owner) {}
+
+    bool valid() const { return req_ != nullptr; }
+    void invalidate() { req_ = nullptr; }
+
+    py::object get(int field) const {
+        const char *v = nullptr;
+        check(wsg_auth_request_get(use(), static_cast<wsg_auth_field>(field), &v));
+        return decode(v);
+    }
+
+    // None when the request has no such header.
+    py::object header(const std::string &name) const {
+        const wsg_auth_request *r = use();
+        if (name.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "header name contains a NUL character");
+        const char *v = nullptr;
+        wsg_status st = wsg_auth_request_header(r, name.c_str(), &v);
+        if (st == WSG_ENOTFOUND) return py::none();
+        check(st);
+        return decode(v);
+    }
+
+    void accept(py::object user_id) {
+        wsg_auth_request *r = use();
+        if (user_id.is_none()) {
+            check(wsg_auth_accept(r, nullptr));
+            return;
+        }
+        if (!PyUnicode_Check(user_id.ptr()))
+            throw py::type_error(std::string("user_id must be str or None, not ") +
+                                 Py_TYPE(user_id.ptr())->tp_name);
+        std::string id = user_id.cast<std::string>();
+        if (id.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "user id contains a NUL character");
+        check(wsg_auth_accept(r, id.c_str()));
+    }
+
+    void refuse(int status, const std::string &reason) {
+        wsg_auth_request *r = use();
+        if (reason.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "refusal reason contains a NUL character");
+        check(wsg_auth_refuse(r, status, reason.c_str()));
+    }
+
+    void set_timeout(const std::string &key, int64_t value) {
+        wsg_auth_request *r = use();
+        if (key.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "timeout key contains a NUL character");
+        check(wsg_auth_set_timeout(r, key.c_str(), value));
+    }
+
+private:
+    wsg_auth_request *use() const {
+        if (!req_)
+            raise_status(WSG_ESTATE,
+                         "this AuthRequest is no longer valid: it can only be used during the "
+                         "on_auth handler call that received it");
+        if (std::this_thread::get_id() != owner_)
+            raise_status(WSG_ESTATE,
+                         "an AuthRequest can only be used on the service thread running the "
+                         "on_auth handler");
+        return req_;
+    }
+
+    static py::object decode(const char *v) {
+        PyObject *s = PyUnicode_DecodeUTF8(v, static_cast<Py_ssize_t>(std::strlen(v)), "replace");
+        if (!s) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(s);
+    }
+
+    wsg_auth_request *req_;
+    std::thread::id owner_;
+};
+
+// Registered at construction (the core allows it only before listening);
+// enters Python only while a handler is set. Fails closed: without a
+// handler, or when the Python side fails, the request is refused with 401.
+void cb_auth(wsg_server *, wsg_auth_request *req, void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_auth.load(std::memory_order_acquire)) {
+        wsg_auth_refuse(req, 401, "no on_auth handler is set");
+        return;
+    }
+    if (python_gone()) {
+        wsg_auth_refuse(req, 401, "the Python interpreter is exiting");
+        return;
+    }
+    CallbackGil gil;
+    if (!h->on_auth) {
+        wsg_auth_refuse(req, 401, "no on_auth handler is set");
+        return;
+    }
+    HubScope scope(h);
+    AuthRequest *native = nullptr;
+    try {
+        py::object obj = py::cast(AuthRequest(req, std::this_thread::get_id()));
+        native = obj.cast<AuthRequest *>();
+        py::object fn = h->on_auth;  // the handler may replace itself
+        try {
+            fn(obj);
+        } catch (...) {
+            native->invalidate();
+            throw;
+        }
+        native->invalidate();
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate on_auth callback");
+        wsg_auth_refuse(req, 401, "the on_auth callback failed");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate on_auth callback");
+        wsg_auth_refuse(req, 401, "the on_auth callback failed");
+    }
+}
+
 class Server {
 public:
     explicit Server(const Config *config) {
@@ -464,6 +592,8 @@ public:
         register_cb(wsg_server_on_open(srv_, cb_open, hub_, nullptr));
         register_cb(wsg_server_on_message(srv_, cb_message, hub_, nullptr));
         register_cb(wsg_server_on_close(srv_, cb_close, hub_, nullptr));
+        // Only called when auth.mode is callback or jwt+callback.
+        register_cb(wsg_server_on_auth(srv_, cb_auth, hub_, nullptr));
         hub_->ref();
         register_cb(wsg_server_on_log(srv_, cb_log, hub_, &Hub::unref));
     }
@@ -498,6 +628,11 @@ public:
         hub_->want_message.store(bool(hub_->on_message), std::memory_order_release);
         hub_->want_close.store(bool(hub_->on_close), std::memory_order_release);
         hub_->want_log.store(bool(hub_->on_log), std::memory_order_release);
+    }
+
+    void set_auth_handler(py::object on_auth) {
+        hub_->on_auth = on_auth.is_none() ? py::object() : on_auth;
+        hub_->want_auth.store(bool(hub_->on_auth), std::memory_order_release);
     }
 
     void listen() { blocking([this] { return wsg_server_listen(srv_); }); }
@@ -605,6 +740,18 @@ public:
             d["tls_subject"] = py::reinterpret_steal<py::object>(s);
         } else {
             d["tls_subject"] = py::none();
+        }
+        for (const auto &f : {std::make_pair("user_id", WSG_INFO_USER_ID),
+                              std::make_pair("claims", WSG_INFO_CLAIMS)}) {
+            const char *v = nullptr;
+            if (wsg_conn_info_string(info, f.second, &v) == WSG_OK) {
+                PyObject *s =
+                    PyUnicode_DecodeUTF8(v, static_cast<Py_ssize_t>(std::strlen(v)), "replace");
+                if (!s) throw py::error_already_set();
+                d[f.first] = py::reinterpret_steal<py::object>(s);
+            } else {
+                d[f.first] = py::none();
+            }
         }
         return d;
     }
@@ -720,11 +867,39 @@ PYBIND11_MODULE(_core, m) {
         .def_static("option_type", &Config::option_type, py::arg("key"),
                     "An option's type ('int', 'bool', 'string', 'enum'), '' if unknown.");
 
+    m.attr("AUTH_PATH") = static_cast<int>(WSG_AUTH_PATH);
+    m.attr("AUTH_QUERY") = static_cast<int>(WSG_AUTH_QUERY);
+    m.attr("AUTH_PEER_ADDR") = static_cast<int>(WSG_AUTH_PEER_ADDR);
+    m.attr("AUTH_ORIGIN") = static_cast<int>(WSG_AUTH_ORIGIN);
+    m.attr("AUTH_TLS_SUBJECT") = static_cast<int>(WSG_AUTH_TLS_SUBJECT);
+    m.attr("AUTH_TOKEN") = static_cast<int>(WSG_AUTH_TOKEN);
+    m.attr("AUTH_JWT_USER") = static_cast<int>(WSG_AUTH_JWT_USER);
+    m.attr("AUTH_JWT_CLAIMS") = static_cast<int>(WSG_AUTH_JWT_CLAIMS);
+
+    py::class_<AuthRequest>(m, "AuthRequest",
+                            "A wsg_auth_request, valid only during the on_auth call that "
+                            "received it (StateError afterwards).")
+        .def_property_readonly("valid", &AuthRequest::valid,
+                               "False once the on_auth call has returned.")
+        .def("get", &AuthRequest::get, py::arg("field"),
+             "One field (AUTH_PATH, AUTH_QUERY, ...) as text.")
+        .def("header", &AuthRequest::header, py::arg("name"),
+             "A request header by name (case-insensitive), None if absent.")
+        .def("accept", &AuthRequest::accept, py::arg("user_id") = py::none(),
+             "Accept the request as user_id (None: the JWT's user id, or none).")
+        .def("refuse", &AuthRequest::refuse, py::arg("status") = 401, py::arg("reason") = "",
+             "Refuse the request with HTTP 401 or 403; the reason is logged.")
+        .def("set_timeout", &AuthRequest::set_timeout, py::arg("key"), py::arg("value"),
+             "Give the connection about to open its own heartbeat value.");
+
     py::class_<Server>(m, "Server", "A wsg_server. Freed (stopping first) when collected.")
         .def(py::init<const Config *>(), py::arg("config") = nullptr)
         .def("set_handlers", &Server::set_handlers, py::arg("on_open"), py::arg("on_message"),
              py::arg("on_close"), py::arg("on_log"),
              "Set the callables the service thread calls (None for none).")
+        .def("set_auth_handler", &Server::set_auth_handler, py::arg("on_auth"),
+             "Set the callable the authenticator calls with an AuthRequest (None for none: "
+             "requests needing one are refused with 401).")
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")

@@ -87,6 +87,8 @@ def test_core_stub_matches_runtime():
 
 
 USER_CODE = '''
+from typing import Any, Dict, Optional, Union
+
 import wsgate
 from wsgate.aio import AsyncServer
 
@@ -101,14 +103,34 @@ def handle(conn: wsgate.Connection, message: wsgate.Message) -> None:
     if rtt is not None:
         seconds: float = rtt
 
+@server.on_auth
+def authenticate(request: wsgate.AuthRequest) -> Union[str, bool, None]:
+    claims: Optional[Dict[str, Any]] = request.jwt_claims
+    if claims is not None and request.header("x-api-key") is None:
+        request.accept(user_id=request.jwt_user, timeouts={"heartbeat.idle_timeout_ms": 1000})
+        return None
+    if request.token == "":
+        request.refuse(403, "no token")
+        return None
+    return request.peer_address == "127.0.0.1" and request.path == "/"
+
+@server.on_open
+def opened(conn: wsgate.Connection) -> None:
+    user: Optional[str] = conn.user_id
+    claims = conn.claims
+    if user is not None and claims is not None:
+        conn.send(f"{user} {claims.get('role')}")
+
 port: int = server.port
 names = [o.name for o in wsgate.options()]
 
 async def main() -> None:
     a = AsyncServer(port=0)
+    a.on_auth(lambda request: request.header("x-user"))
     async with a:
         async for ev in a.events():
             if ev.kind == "message" and ev.message is not None:
+                uid: Optional[str] = ev.conn.user_id
                 await ev.conn.send(ev.message)
 '''
 

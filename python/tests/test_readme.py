@@ -7,7 +7,7 @@ import re
 import signal
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
 from conftest import connect, recv, run
 
@@ -71,11 +71,31 @@ async def drive_asyncio(port, proc):
         assert info.value.code == 1001
 
 
+async def drive_auth(port, proc):
+    tokens = dict(re.findall(r"^token (\w+): (\S+)$", proc.out(), re.M))
+    url = f"ws://127.0.0.1:{port}/chat"
+    alice = {"Authorization": f"Bearer {tokens['alice']}"}
+    async with connect(url, extra_headers=alice) as ws:
+        assert await recv(ws) == "hello alice (member)"
+    async with connect(f"{url}?access_token={tokens['alice']}") as ws:
+        assert await recv(ws) == "hello alice (member)"
+    for target, headers, status in (
+            (url, {}, 401),                                                   # no token
+            (url, {"Authorization": f"Bearer {tokens['mallory']}"}, 403),     # refused
+            (f"ws://127.0.0.1:{port}/other", alice, 401)):                    # returned False
+        with pytest.raises(InvalidStatusCode) as info:
+            async with connect(target, extra_headers=headers):
+                pass
+        assert info.value.status_code == status
+    proc.signal(signal.SIGINT)
+
+
 DRIVERS = {
     "broadcast": drive_broadcast,
     "echo": drive_echo,
     "threads": drive_threads,
     "asyncio": drive_asyncio,
+    "auth": drive_auth,
 }
 CHECKS = {
     "echo": lambda out, err: "left: 1001" in err,

@@ -15,7 +15,9 @@ A thin, Pythonic layer over wsgate's stable C ABI::
 
 Handlers run on the server's service thread holding the GIL; the service
 loop and every blocking call run without it. ``send``, ``close`` and
-``broadcast`` work from any thread. Errors are :class:`WsgateError`
+``broadcast`` work from any thread. ``@server.on_auth`` decides on
+upgrade requests (``auth.mode`` ``callback`` or ``jwt+callback``) and
+``conn.user_id`` / ``conn.claims`` tell who connected. Errors are :class:`WsgateError`
 subclasses carrying the core's status and message. The core's structured log
 events go to the ``"wsgate"`` logger. :mod:`wsgate.aio` delivers events to
 an asyncio loop. See python/README.md for the whole guide.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import atexit as _atexit
 
 from . import _core
+from ._auth import AuthRequest
 from ._config import Config, OptionInfo, OptionValue, options
 from ._errors import (
     BusyError,
@@ -46,6 +49,7 @@ from ._server import Connection, Message, Server, _stop_all_at_exit, logger
 __all__ = [
     "Server",
     "Connection",
+    "AuthRequest",
     "Message",
     "Config",
     "OptionInfo",

@@ -1,5 +1,6 @@
 # Type stub of the wsgate package: the public names, re-exported from the
 # modules that define them (which carry inline type hints and docstrings).
+from ._auth import AuthRequest as AuthRequest
 from ._config import Config as Config, OptionInfo as OptionInfo, OptionValue as OptionValue, options as options
 from ._errors import (
     BusyError as BusyError,

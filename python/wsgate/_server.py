@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -10,6 +11,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, cast
 
 from . import _core as _native
+from ._auth import AuthRequest, _decide, _parse_claims
 from ._config import Config, OptionValue, option_name
 from ._errors import BusyError, NotFoundError, Status
 
@@ -26,11 +28,15 @@ Message = Union[str, bytes]
 OpenHandler = Callable[["Connection"], Any]
 MessageHandler = Callable[["Connection", Any], Any]
 CloseHandler = Callable[["Connection", int, str], Any]
+AuthHandler = Callable[[AuthRequest], Union[str, bool, None]]
 _H = TypeVar("_H", bound=Callable[..., Any])
 
 # Servers that were started and not yet stopped; the atexit hook stops them.
 _live: "weakref.WeakSet[Server]" = weakref.WeakSet()
 _live_lock = threading.Lock()
+
+
+_UNSET: Any = object()
 
 
 class Connection:
@@ -39,21 +45,22 @@ class Connection:
     Handlers receive the same object for a connection from ``on_open`` to
     ``on_close``. It names the connection by its id and refers to its server
     weakly. Facts fixed at the upgrade (peer, path, query, origin,
-    subprotocol, connected_at) are read once and kept, so they stay readable
-    after the close; counters are read live. Once the connection is gone,
-    :meth:`send`, :meth:`close` and the counters raise
-    :class:`~wsgate.NotFoundError`.
+    subprotocol, tls_subject, user_id, claims, connected_at) are read once
+    and kept, so they stay readable after the close; counters are read live.
+    Once the connection is gone, :meth:`send`, :meth:`close` and the
+    counters raise :class:`~wsgate.NotFoundError`.
 
     ``data`` is a dict for the application's own per-connection state.
     """
 
-    __slots__ = ("_id", "_server", "_facts", "data", "close_code", "close_reason", "close_cause",
-                 "__weakref__")
+    __slots__ = ("_id", "_server", "_facts", "_claims", "data", "close_code", "close_reason",
+                 "close_cause", "__weakref__")
 
     def __init__(self, server: "Server", conn_id: int) -> None:
         self._id = conn_id
         self._server = weakref.ref(server)
         self._facts: Optional[Dict[str, Any]] = None
+        self._claims: Any = _UNSET
         #: Free for the application: state that lives with the connection.
         self.data: Dict[str, Any] = {}
         #: Close code once ``on_close`` ran (1006 when there was no close frame).
@@ -63,8 +70,8 @@ class Connection:
         #: Why the connection ended once ``on_close`` ran: ``"peer"``,
         #: ``"app"``, ``"shutdown"``, ``"lost"``, ``"too_big"``,
         #: ``"invalid_utf8"``, ``"backpressure"``, ``"pong_timeout"``,
-        #: ``"write_timeout"``, ``"idle_timeout"``, ``"close_timeout"``
-        #: (the core's ``wsg_close_cause_str``; new causes appear as is).
+        #: ``"write_timeout"``, ``"idle_timeout"``, ``"close_timeout"``,
+        #: ``"token_expired"`` (the core's ``wsg_close_cause_str``; new causes appear as is).
         self.close_cause: Optional[str] = None
 
     # ---------------------------------------------------------------- identity
@@ -130,8 +137,10 @@ class Connection:
         """A snapshot of every field: id, peer_address, peer_port, path, query,
         origin, subprotocol, connected_at_ms, duration_ms, messages_in,
         bytes_in, messages_out, bytes_out, rtt_us (-1 before the first pong),
-        tls_subject (verified client certificate subject, "" if none). A field
-        the loaded library does not know yet is None."""
+        tls_subject (verified client certificate subject, "" if none), user_id
+        (authenticated user id, "" if none), claims (the verified JWT's claims
+        as JSON text, "" without a JWT). A field the loaded library does not
+        know yet is None."""
         info = self._native().conn_info(self._id)
         if self._facts is None:
             self._facts = {k: info[k] for k in _FACTS}
@@ -185,6 +194,21 @@ class Connection:
         return cast(str, self._fact("tls_subject") or "")
 
     @property
+    def user_id(self) -> Optional[str]:
+        """The authenticated user id (the JWT's ``auth.jwt.user_claim``, or
+        what the ``on_auth`` handler accepted); None without authentication."""
+        return cast(Optional[str], self._fact("user_id")) or None
+
+    @property
+    def claims(self) -> Optional[Dict[str, Any]]:
+        """The verified JWT's claims as a dict (``auth.mode`` ``jwt`` or
+        ``jwt+callback``); None without a JWT. Parsed once; the same dict
+        is returned every time."""
+        if self._claims is _UNSET:
+            self._claims = _parse_claims(cast(Optional[str], self._fact("claims")))
+        return cast(Optional[Dict[str, Any]], self._claims)
+
+    @property
     def connected_at(self) -> float:
         """Unix time of the upgrade, in seconds."""
         return cast(int, self._fact("connected_at_ms")) / 1000.0
@@ -235,7 +259,13 @@ class Connection:
 
 
 _FACTS = ("id", "peer_address", "peer_port", "path", "query", "origin", "subprotocol",
-          "connected_at_ms", "tls_subject")
+          "connected_at_ms", "tls_subject", "user_id", "claims")
+
+
+def _is_async(handler: Any) -> bool:
+    """True for coroutine functions (and objects whose __call__ is one)."""
+    return (inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
+            or inspect.iscoroutinefunction(getattr(handler, "__call__", None)))
 
 
 def _dispatchers(ref: "weakref.ReferenceType[Server]") -> Tuple[Callable[..., None], ...]:
@@ -258,7 +288,14 @@ def _dispatchers(ref: "weakref.ReferenceType[Server]") -> Tuple[Callable[..., No
         if server is not None:
             server._dispatch_close(conn_id, code, reason, cause)
 
-    return on_open, on_message, on_close
+    def on_auth(request: _native.AuthRequest) -> None:
+        server = ref()
+        if server is not None:
+            server._dispatch_auth(request)
+        else:
+            request.refuse(401, "the server object is gone")
+
+    return on_open, on_message, on_close, on_auth
 
 
 def _forward_log(level: int, event: str, text: str) -> None:
@@ -283,9 +320,9 @@ class Server:
     (``max_connections=100``). Every value is validated by the core: a bad one
     raises :class:`~wsgate.InvalidArgumentError` carrying the core's message.
 
-    Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`
-    and :meth:`on_close` (at any time). They run on the service thread with
-    the GIL held and must not block; an exception they raise is logged to the
+    Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`,
+    :meth:`on_close` and :meth:`on_auth` (at any time). They run on the
+    service thread with the GIL held and must not block; an exception they raise is logged to the
     ``"wsgate"`` logger with its traceback and the server keeps serving. The
     core's structured log events go to that logger too.
 
@@ -315,6 +352,7 @@ class Server:
         self._on_open: Optional[OpenHandler] = None
         self._on_message: Optional[MessageHandler] = None
         self._on_close: Optional[CloseHandler] = None
+        self._on_auth: Optional[AuthHandler] = None
         self._stopped = threading.Event()
         self._stopped.set()
         self._stop_hooks: List[Callable[[], None]] = []
@@ -344,8 +382,38 @@ class Server:
         self._on_close = handler
         return handler
 
+    def on_auth(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(request)`` authenticates every upgrade request
+        when ``auth.mode`` is ``callback`` or ``jwt+callback`` (after the path,
+        Origin and, in ``jwt+callback`` mode, JWT checks). ``request`` is an
+        :class:`~wsgate.AuthRequest`, valid only during the call.
+
+        The handler decides with ``request.accept(user_id=None,
+        timeouts=None)`` / ``request.refuse(status=401|403, reason="")`` or by
+        returning: a non-empty ``str`` accepts as that user id, ``True``
+        accepts, ``False``, ``""`` or ``None`` (with no call made) refuses
+        with 401. An exception is logged to the ``"wsgate"`` logger and
+        refuses with 401 (fail closed).
+
+        It runs **on the service thread, before the upgrade completes**, and
+        must decide at once: never block (no network or database round trip;
+        every connection waits meanwhile). It must be a plain function:
+        coroutine functions raise TypeError. May be set or replaced at any
+        time; without a handler, requests that need one are refused with 401.
+        Returns the handler; None unregisters."""
+        if handler is not None and _is_async(handler):
+            raise TypeError(
+                "on_auth handlers must be synchronous: the decision is made on the service "
+                "thread before the upgrade completes; use a plain def that does not block "
+                f"(got coroutine function {getattr(handler, '__qualname__', handler)!r})")
+        if handler is not None and not callable(handler):
+            raise TypeError(f"on_auth handler must be callable, not {type(handler).__name__}")
+        self._on_auth = cast(Optional[AuthHandler], handler)
+        self._core.set_auth_handler(self._dispatch[3] if handler is not None else None)
+        return handler
+
     def _install(self) -> None:
-        on_open, on_message, on_close = self._dispatch
+        on_open, on_message, on_close = self._dispatch[:3]
         self._core.set_handlers(on_open, on_message if self._on_message else None, on_close,
                                 _forward_log)
 
@@ -360,6 +428,7 @@ class Server:
         """Listen (if not yet) and serve on a new service thread; returns at
         once. A stopped server can be started again. Raises StateError when
         already running, NetworkError when the address cannot be bound."""
+        self._check_auth_setup()
         self._core.start()
         self._stopped.clear()
         with _live_lock:
@@ -388,6 +457,16 @@ class Server:
                 hook()
             except Exception:
                 logger.exception("wsgate: exception in a stop hook")
+
+    def _check_auth_setup(self) -> None:
+        mode = str(self._options.get("auth.mode", "none"))
+        wants_handler = mode in ("callback", "jwt+callback")
+        if wants_handler and self._on_auth is None:
+            logger.warning("wsgate: auth.mode=%s but no on_auth handler is set: upgrade "
+                           "requests are refused with 401 until one is", mode)
+        elif not wants_handler and self._on_auth is not None:
+            logger.warning("wsgate: an on_auth handler is set but auth.mode=%s never calls it "
+                           "(use callback or jwt+callback)", mode)
 
     def _stop_quietly(self) -> None:
         try:
@@ -500,6 +579,30 @@ class Server:
             handler(conn, message)
         except BaseException:
             logger.exception("wsgate: exception in on_message handler (connection %d)", conn_id)
+
+    def _dispatch_auth(self, native: _native.AuthRequest) -> None:
+        handler = self._on_auth
+        if handler is None:
+            native.refuse(401, "no on_auth handler is set")
+            return
+        request = AuthRequest(native)
+        try:
+            result = handler(request)
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # no "never awaited" warning
+                raise TypeError("an on_auth handler must decide synchronously; it returned an "
+                                "awaitable")
+            _decide(request, result)
+        except BaseException as exc:
+            where = ""
+            try:
+                where = f" ({request.peer_address} {request.path})"
+            except Exception:
+                pass
+            logger.exception("wsgate: exception in on_auth handler%s: refused with 401", where)
+            native.refuse(401, f"exception in the on_auth handler: {type(exc).__name__}")
 
     def _dispatch_close(self, conn_id: int, code: int, reason: str, cause: str) -> None:
         conn = self._conns.get(conn_id)

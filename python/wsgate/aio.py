@@ -37,7 +37,7 @@ from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTupl
                     Tuple, TypeVar, cast)
 
 from ._config import Config, OptionValue
-from ._server import Connection, Message, Server
+from ._server import Connection, Message, Server, _is_async
 
 __all__ = ["AsyncServer", "AsyncConnection", "Event"]
 
@@ -89,6 +89,16 @@ class AsyncConnection:
     def origin(self) -> str:
         """The Origin header; ``""`` if none."""
         return self._conn.origin
+
+    @property
+    def user_id(self) -> Optional[str]:
+        """The authenticated user id; None without authentication."""
+        return self._conn.user_id
+
+    @property
+    def claims(self) -> Optional[Dict[str, Any]]:
+        """The verified JWT's claims as a dict; None without a JWT."""
+        return self._conn.claims
 
     @property
     def closed(self) -> bool:
@@ -206,6 +216,24 @@ class AsyncServer:
     def on_close(self, handler: Optional[_H]) -> Optional[_H]:
         """Decorator: ``handler(conn, code, reason)``, a function or coroutine function."""
         self._on_close = handler
+        return handler
+
+    def on_auth(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(request)`` authenticates upgrade requests
+        (``auth.mode`` ``callback`` or ``jwt+callback``), exactly as
+        :meth:`wsgate.Server.on_auth`. Unlike the other handlers it is **not**
+        run in the event loop: an auth decision is synchronous, made on the
+        service thread before the upgrade completes, so the handler must be a
+        plain function that decides at once and never blocks (touch loop
+        objects only through ``loop.call_soon_threadsafe``). Coroutine
+        functions raise TypeError."""
+        if handler is not None and _is_async(handler):
+            name = getattr(handler, "__qualname__", handler)
+            raise TypeError(
+                "AsyncServer.on_auth handlers must be synchronous: an auth decision is made on "
+                "the service thread before the upgrade completes, not in the event loop; use a "
+                f"plain def that does not block (got {name!r})")
+        self._server.on_auth(handler)
         return handler
 
     def events(self) -> AsyncIterator[Event]:
