@@ -623,7 +623,8 @@ def analysis(table, args):
         L.append(
             f"**Echo, small messages.** wsgate spends {ws:.2f} us of server CPU per echoed 64-byte "
             f"message against {ep:.2f} us for the epoll floor ({ws / ep:.1f}x) and {lw:.2f} us for plain "
-            f"lws. A profile of wsgate-bench-server in this case (perf, during development) put about "
+            f"lws. A profile of wsgate-bench-server in this case (perf, during development, at an "
+            f"earlier commit with the same send path) put about "
             f"56 % of its time in the kernel, 21 % in libwebsockets, 10 % in libwsgate, 7 % in "
             f"malloc/free and 5 % in clock_gettime. The floor does one 64 KiB read and one write per "
             f"event and parses frames in bulk; under wsgate, libwebsockets runs a poll() over every "
@@ -661,12 +662,12 @@ def analysis(table, args):
                 f"128-byte one: libwebsockets' own share (struct lws about 840 B, its ws state about "
                 f"224 B, the read buffer plus 20 B, its fd-table and pollfd entries) is what the lws "
                 f"column shows; wsgate adds {a - b:.2f} KiB. Most of that is wsgate's `Conn` "
-                f"(`sizeof` 568 B on this build, eight `std::string` members among them, 256 B before "
-                f"any heap use: peer, path, query, origin, subprotocol, TLS subject, reassembly buffer, "
-                f"close reason) plus its registry slot and malloc overhead. Moving what is rarely set "
-                f"(query, origin, subprotocol, TLS subject, close reason, the reassembly buffer) into an "
-                f"allocation made on demand would bring the idle-tuned figure near "
-                f"{b1 + 0.3:.1f} KiB.\n")
+                f"(`sizeof` 640 B at commit 473cd58, ten `std::string` members among them, 320 B before "
+                f"any heap use: peer, path, query, origin, subprotocol, TLS subject, user id, claims, "
+                f"reassembly buffer, close reason) plus its registry slot and malloc overhead. Moving "
+                f"what is rarely set (query, origin, subprotocol, TLS subject, user id, claims, close "
+                f"reason, the reassembly buffer) into an allocation made on demand would bring the "
+                f"idle-tuned figure near {b1 + 0.3:.1f} KiB.\n")
             break
     c = "handshakes plain"
     ws, lw = m(c, "wsgate", "server/cpu_us_per_handshake"), m(c, "lws", "server/cpu_us_per_handshake")
@@ -714,14 +715,16 @@ def heartbeat_note(rows):
             lines.append(f"Heartbeat cost: pinging each of {n:,} connections once a second adds "
                          f"{on - off:.1f} us of server CPU per connection-second, that is about "
                          f"{on - off:.0f} us per ping and pong, and keeps the server "
-                         f"{m('wsgate ping 1 s', 'server/cpu_percent_window'):.0f} % busy. Pongs arrive one "
-                         f"by one, and each arrival wakes the service loop into a poll() over every "
-                         f"socket: the cost of a ping grows with the number of connections.")
+                         f"{m('wsgate ping 1 s', 'server/cpu_percent_window'):.0f} % busy. Pongs trickle "
+                         f"in all the time, so the service loop wakes far more often than the tick, and "
+                         f"every wakeup is a poll() over every open socket: the cost of one ping grows "
+                         f"with the number of connections.")
     t_off = m("wsgate pings off, tick 1 s", "server/cpu_us_per_connection_second")
     if off is not None and t_off is not None:
         lines.append(f"With no pings at all, idle connections still cost {off:.2f} us per connection-second "
-                     f"at the default 100 ms tick and {t_off:.2f} us at a 1 s tick: each heartbeat tick wakes "
-                     f"the libwebsockets service loop, whose default poll() backend scans every open socket.")
+                     f"at the default 100 ms tick and {t_off:.2f} us at a 1 s tick (about {off / 10:.2f} us "
+                     f"per open socket per wakeup): each heartbeat tick wakes the libwebsockets service "
+                     f"loop, whose default poll() backend scans every open socket.")
     return ("\n".join(lines) + "\n") if lines else ""
 
 
