@@ -240,6 +240,10 @@ const std::vector<OptionDef> kTable = {
      "connections, higher lets one read (and one coalesced reply) carry more pipelined "
      "messages.",
      nullptr},
+    {"tuning.event_loop", OptType::Enum, "epoll", 0, 0, "epoll|poll",
+     "Event loop under libwebsockets: epoll (through libev; a wake-up costs what is ready) or "
+     "poll (lws' own; every wake-up scans every socket, fine below a few hundred).",
+     nullptr},
     {"tuning.write_batch_bytes", OptType::Int, "65536", 1 * kKiB, 16 * kMiB, nullptr,
      "Most bytes of whole frames written per writable event; larger messages go out as "
      "fragments of about this size. Larger batches mean fewer system calls per message.",

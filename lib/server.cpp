@@ -12,6 +12,8 @@
 
 #include "error.h"
 
+#include <ev.h>
+
 static_assert(LWS_PRE == wsgate::kFrameHeadroom, "frame headroom must equal LWS_PRE");
 
 namespace wsgate {
@@ -190,6 +192,7 @@ Settings::Settings(const wsg_config &c)
       write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))),
       tick_ms(c.int_of("heartbeat.tick_ms")),
       any_frame_is_alive(c.bool_of("heartbeat.any_frame_is_alive")),
+      epoll_loop(c.string_of("tuning.event_loop") == "epoll"),
       require_origin(c.bool_of("security.require_origin")),
       tls(!c.string_of("tls.cert_file").empty()),
       tls_files{c.string_of("tls.cert_file"), c.string_of("tls.key_file"), c.string_of("tls.ca_file")},
@@ -295,6 +298,11 @@ wsg_status Server::listen_locked() {
     info.protocols = protocols_.data();
     info.vhost_name = "default";
     info.user = this;
+    // lws' own "validity" keepalive re-inserts every connection into one
+    // sorted timer list on every received frame: O(connections) per frame.
+    // Our heartbeat replaces it, so a policy with no hangup switches it off.
+    static const lws_retry_bo_t kNoValidity = {nullptr, 0, 0, 0, 0, 0};
+    info.retry_and_idle_policy = &kNoValidity;
     info.gid = -1;
     info.uid = -1;
     // lws' own deadlines for unfinished handshakes sit above ours, so ours decide.
@@ -323,7 +331,21 @@ wsg_status Server::listen_locked() {
     loop_exit_ = false;
     std::string why = probe_bind(cfg_.host, cfg_.port);
     if (!why.empty()) return fail(WSG_EIO, why);
+    // The epoll loop (libev) costs per wake-up what is ready, not what is
+    // open: lws' own poll() loop scans every socket on every wake-up, which
+    // dominates at thousands of connections.
+    if (cfg_.epoll_loop) {
+        evloop_ = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+        if (!evloop_) return fail(WSG_EIO, "cannot create the libev event loop");
+        foreign_loops_[0] = evloop_;
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = foreign_loops_;
+    }
     ctx_ = lws_create_context(&info);
+    if (!ctx_ && evloop_) {
+        ev_loop_destroy(static_cast<struct ev_loop *>(evloop_));
+        evloop_ = nullptr;
+    }
     if (!ctx_)
         return fail(WSG_EIO, "cannot listen on " + (cfg_.host.empty() ? std::string("*") : cfg_.host) +
                                  ":" + std::to_string(cfg_.port) +
@@ -396,7 +418,11 @@ void Server::loop() {
     tick_stats_.window_start_ms = clock_.now_ms();
     lws_sul_schedule(ctx_, 0, &tick_timer_.sul, &Server::on_tick, cfg_.tick_ms * LWS_US_PER_MS);
     while (!loop_exit_) {
-        if (lws_service(ctx_, 0) < 0) break;
+        if (evloop_) {
+            ev_run(static_cast<struct ev_loop *>(evloop_), EVRUN_ONCE);
+        } else if (lws_service(ctx_, 0) < 0) {
+            break;
+        }
     }
     destroy_context();
     service_tid_.store(std::thread::id(), std::memory_order_release);
@@ -416,6 +442,10 @@ void Server::destroy_context() {
         lws_context_destroy(ctx_);
         ctx_ = nullptr;
         vhost_ = nullptr;
+        if (evloop_) {
+            ev_loop_destroy(static_cast<struct ev_loop *>(evloop_));
+            evloop_ = nullptr;
+        }
     }
     // Anything lws did not report is finished here, so on_close fires once
     // for every opened connection.

@@ -66,6 +66,7 @@ struct Settings {
     int64_t ping_interval_ms = 0, pong_wait_ms = 0, write_wait_ms = 0, idle_timeout_ms = 0,
             handshake_timeout_ms = 0, close_wait_ms = 0, tick_ms = 0;
     bool any_frame_is_alive = true;
+    bool epoll_loop = true;  // tuning.event_loop
     OriginPolicy origins;
     bool require_origin = false;
     // TLS: on when tls.cert_file is set.
@@ -220,6 +221,8 @@ private:
     void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
     SSL_CTX *ssl_ctx_ = nullptr;    // lws' server context, for reloads
+    void *evloop_ = nullptr;        // libev loop (tuning.event_loop=epoll), ours
+    void *foreign_loops_[1] = {nullptr};
     // Accepted requests between CONFIRM_UPGRADE and ESTABLISHED: what the
     // checks learnt, and the per-IP/per-user counts they hold.
     struct Pending {

@@ -6,6 +6,7 @@
 # Loopback only; bounded in time.
 #
 #   bench/heartbeat/run.sh BUILD_DIR [N ...]     (default N: 10000 19000)
+#   EXTRA="--set tuning.event_loop=poll" bench/heartbeat/run.sh ...   (more server options)
 #
 # Prints one JSON line per N. Needs a Release build for honest figures:
 #   cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release && cmake --build build/release
@@ -36,7 +37,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 for n in "${counts[@]}"; do
   "${pin0[@]}" "$echo_bin" --host 127.0.0.1 --port 0 \
     --set heartbeat.ping_interval_ms=1000 --set heartbeat.pong_wait_ms=3000 \
-    --set limits.max_connections=$((n + 100)) --set log.level=debug \
+    --set limits.max_connections=$((n + 100)) --set log.level=debug ${EXTRA:-} \
     >"$tmp/out" 2>"$tmp/err" &
   server=$!
   for _ in $(seq 100); do grep -q listening "$tmp/out" && break; sleep 0.05; done
