@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -303,6 +304,10 @@ wsg_status Server::listen_locked() {
     // Our heartbeat replaces it, so a policy with no hangup switches it off.
     static const lws_retry_bo_t kNoValidity = {nullptr, 0, 0, 0, 0, 0};
     info.retry_and_idle_policy = &kNoValidity;
+    // lws reads at most pt_serv_buf_size (default 4096) per event whatever
+    // the protocol's rx_buffer_size: size it so tuning.rx_buffer_bytes counts.
+    info.pt_serv_buf_size = static_cast<unsigned int>(
+        std::max<size_t>(4096, cfg_.rx_buffer_bytes + LWS_PRE + 64));
     info.gid = -1;
     info.uid = -1;
     // lws' own deadlines for unfinished handshakes sit above ours, so ours decide.
