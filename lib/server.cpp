@@ -717,33 +717,51 @@ void Server::reap(Conn *c, int code, const std::string &reason, wsg_close_cause 
 
 // ---------------------------------------------------------------- any thread API
 
-wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len) {
-    if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
-        return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
-    if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+// Runs direct(conn) at once on the service thread; elsewhere checks the id
+// under the registry lock and posts make() for the loop. The connection must
+// be open and not closing; claim_close marks it closing at once (so a second
+// close, or a send after a close, is refused right away from any thread).
+template <class Direct, class Make>
+wsg_status Server::dispatch(wsg_conn_id id, bool claim_close, Direct &&direct, Make &&make) {
+    auto closing = [&](Conn *c) {
+        return claim_close ? c->close_requested.exchange(true) : c->close_requested.load();
+    };
     if (on_service_thread()) {
         Conn *c = reg_.get(id);
         if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->closing || c->close_requested.load())
+        if (c->closing || closing(c))
             return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
-        enqueue(c, FrameBuilder::message(type, data, len, cfg_.write_batch_bytes), len);
+        direct(c);
         return WSG_OK;
     }
     {
         std::lock_guard<std::mutex> lock(reg_.mu);
         Conn *c = reg_.get(id);
         if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->close_requested.load())
-            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
+        if (closing(c)) return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
     }
-    Command cmd(Command::Send);
+    Command cmd = make();
     cmd.id = id;
-    cmd.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
-    cmd.payload = len;
     wsg_status st = post(std::move(cmd));
     // The loop stopped between the lookup and the post: the id is gone.
-    if (st == WSG_ESTATE) return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
+    if (st == WSG_ESTATE)
+        return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
     return st;
+}
+
+wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len) {
+    if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
+        return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
+    if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+    return dispatch(
+        id, false,
+        [&](Conn *c) { enqueue(c, FrameBuilder::message(type, data, len, cfg_.write_batch_bytes), len); },
+        [&] {
+            Command cmd(Command::Send);
+            cmd.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
+            cmd.payload = len;
+            return cmd;
+        });
 }
 
 wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
@@ -756,28 +774,14 @@ wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
     if (why.size() > 123 ||
         !(v.feed(reinterpret_cast<const uint8_t *>(why.data()), why.size()) && v.complete()))
         return fail(WSG_EINVAL, "close reason must be UTF-8 of at most 123 bytes");
-    if (on_service_thread()) {
-        Conn *c = reg_.get(id);
-        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->closing || c->close_requested.exchange(true))
-            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is already closing");
-        begin_close(c, code, why, WSG_CAUSE_APP);
-        return WSG_OK;
-    }
-    {
-        std::lock_guard<std::mutex> lock(reg_.mu);
-        Conn *c = reg_.get(id);
-        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->close_requested.exchange(true))
-            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is already closing");
-    }
-    Command cmd(Command::Close);
-    cmd.id = id;
-    cmd.code = code;
-    cmd.reason = std::move(why);
-    wsg_status st = post(std::move(cmd));
-    if (st == WSG_ESTATE) return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
-    return st;
+    return dispatch(
+        id, true, [&](Conn *c) { begin_close(c, code, why, WSG_CAUSE_APP); },
+        [&] {
+            Command cmd(Command::Close);
+            cmd.code = code;
+            cmd.reason = why;
+            return cmd;
+        });
 }
 
 wsg_status check_conn_timeout(const char *key, int64_t value) {
@@ -798,28 +802,14 @@ wsg_status check_conn_timeout(const char *key, int64_t value) {
 
 wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
     if (wsg_status st = check_conn_timeout(key, value)) return st;
-    if (on_service_thread()) {
-        Conn *c = reg_.get(id);
-        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->closing || c->close_requested.load())
-            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
-        apply_timeout(c, key, value);
-        return WSG_OK;
-    }
-    {
-        std::lock_guard<std::mutex> lock(reg_.mu);
-        Conn *c = reg_.get(id);
-        if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-        if (c->close_requested.load())
-            return fail(WSG_ECLOSED, "connection " + std::to_string(id) + " is closing");
-    }
-    Command cmd(Command::SetTimeout);
-    cmd.id = id;
-    cmd.reason = key;
-    cmd.value = value;
-    wsg_status st = post(std::move(cmd));
-    if (st == WSG_ESTATE) return fail(WSG_ENOTFOUND, "connection " + std::to_string(id) + " is gone (server stopping)");
-    return st;
+    return dispatch(
+        id, false, [&](Conn *c) { apply_timeout(c, key, value); },
+        [&] {
+            Command cmd(Command::SetTimeout);
+            cmd.reason = key;
+            cmd.value = value;
+            return cmd;
+        });
 }
 
 wsg_status Server::reload_tls() {

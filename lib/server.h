@@ -143,6 +143,8 @@ private:
     void loop();
     void destroy_context();
     wsg_status post(Command &&cmd);
+    template <class Direct, class Make>
+    wsg_status dispatch(wsg_conn_id id, bool claim_close, Direct &&direct, Make &&make);
     void drain_commands();
     void execute(Command &cmd);
     void begin_shutdown();
