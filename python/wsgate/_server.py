@@ -71,7 +71,7 @@ class Connection:
         #: ``"app"``, ``"shutdown"``, ``"lost"``, ``"too_big"``,
         #: ``"invalid_utf8"``, ``"backpressure"``, ``"pong_timeout"``,
         #: ``"write_timeout"``, ``"idle_timeout"``, ``"close_timeout"``,
-        #: ``"token_expired"`` (the core's ``wsg_close_cause_str``; new causes appear as is).
+        #: ``"token_expired"``, ``"rate_limit"`` (the core's ``wsg_close_cause_str``; new causes appear as is).
         self.close_cause: Optional[str] = None
 
     # ---------------------------------------------------------------- identity
