@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds wsgate twice (plain, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both.
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both,
+# then runs the libFuzzer targets (clang) for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -20,4 +21,12 @@ for kind in plain asan; do
     status=1
   fi
 done
+echo "=== fuzz targets (clang, libFuzzer, 20 s each)" >&2
+dir=build/test-fuzz
+CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_FUZZ=ON \
+  -DWSGATE_WERROR=ON >/dev/null
+cmake --build "$dir" -j"$jobs" --target fuzz_jwt fuzz_origin 2>&1 | { grep -E 'warning|error' || true; }
+if ! ctest --test-dir "$dir" --output-on-failure -j2 -R '^fuzz_'; then
+  status=1
+fi
 exit $status
