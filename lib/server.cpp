@@ -83,6 +83,17 @@ void peer_of(int fd, std::string *addr, int *port) {
     *addr = buf;
 }
 
+// "peer" and "peer_port" of a socket, to start a log event with.
+LogFields peer_fields(int fd) {
+    std::string addr;
+    int port;
+    peer_of(fd, &addr, &port);
+    LogFields f;
+    f["peer"] = addr;
+    f["peer_port"] = port;
+    return f;
+}
+
 // A path is served when it equals server.path or lies below it.
 bool path_matches(const std::string &want, const std::string &path) {
     if (want == "/" || path == want) return true;
@@ -1064,12 +1075,7 @@ int Server::reject(struct lws *wsi, int status, const char *reason, const char *
     lws_write(wsi, buf.data() + LWS_PRE, resp.size(), LWS_WRITE_HTTP_HEADERS);
 
     if (log.enabled(WSG_LOG_WARN)) {
-        std::string addr;
-        int port;
-        peer_of(lws_get_socket_fd(wsi), &addr, &port);
-        LogFields f;
-        f["peer"] = addr;
-        f["peer_port"] = port;
+        LogFields f = peer_fields(lws_get_socket_fd(wsi));
         f["path"] = header(wsi, WSI_TOKEN_GET_URI);
         f["status"] = status;
         f["reason"] = log_reason.empty() ? std::string(reason) : log_reason;
@@ -1380,15 +1386,8 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: drain_commands(); return 0;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-        if (log.enabled(WSG_LOG_DEBUG)) {
-            std::string addr;
-            int port;
-            peer_of(static_cast<int>(reinterpret_cast<intptr_t>(in)), &addr, &port);
-            LogFields f;
-            f["peer"] = addr;
-            f["peer_port"] = port;
-            log.emit(WSG_LOG_DEBUG, "accept", f);
-        }
+        if (log.enabled(WSG_LOG_DEBUG))
+            log.emit(WSG_LOG_DEBUG, "accept", peer_fields(static_cast<int>(reinterpret_cast<intptr_t>(in))));
         return 0;
 
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
@@ -1399,12 +1398,7 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_TIMER:
         if (c) return 0;
         if (log.enabled(WSG_LOG_WARN)) {
-            std::string addr;
-            int port;
-            peer_of(lws_get_socket_fd(wsi), &addr, &port);
-            LogFields f;
-            f["peer"] = addr;
-            f["peer_port"] = port;
+            LogFields f = peer_fields(lws_get_socket_fd(wsi));
             f["cause"] = "handshake_timeout";
             f["timeout_ms"] = cfg_.handshake_timeout_ms;
             log.emit(WSG_LOG_WARN, "handshake_timeout", f);
