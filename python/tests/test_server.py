@@ -467,6 +467,11 @@ def test_handlers_can_change_while_running(make_server):
     async def body():
         async with connect(url_of(server)) as ws:
             await ws.send("nobody listens")  # no handler: dropped
+            # Let the server take it in before a handler exists (else it races).
+            deadline = time.monotonic() + 10
+            while not any(c.messages_in >= 1 for c in server.connections()):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
             server.on_message(lambda conn, m: conn.send("first:" + m))
             await ws.send("a")
             assert await recv(ws) == "first:a"
