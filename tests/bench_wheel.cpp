@@ -22,6 +22,7 @@
 //   build-rel/tests/bench_wheel
 // --smoke: N up to 100,000 and 10 s of fake time; exits 0 only if every
 // timer fired the expected number of times, none early and none a tick late.
+#include "support/rng.h"
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -45,17 +46,7 @@ constexpr int64_t kTickMs = 100;
 constexpr uint32_t kSlots = 1024;
 constexpr int64_t kPeriodMs = 54000;
 
-// Deterministic PRNG (splitmix64).
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed) {}
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-};
+using wsgate_test::Rng;
 
 struct Conn {
     WheelTimer timer;  // first member: fire()'s pointer is the Conn

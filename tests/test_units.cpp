@@ -6,6 +6,7 @@
 //
 // Leak and use-after-free checks of the reference counting rely on the
 // sanitizer build (WSGATE_SANITIZE=ON), which runs these same tests.
+#include "support/rng.h"
 #include <algorithm>
 #include <cstdarg>
 #include <cstddef>
@@ -39,18 +40,7 @@ namespace {
 
 // ------------------------------------------------------------------ helpers
 
-// Deterministic PRNG (splitmix64) so every run sees the same inputs.
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed) {}
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    uint32_t below(uint32_t n) { return static_cast<uint32_t>(next() % n); }
-};
+using wsgate_test::Rng;
 
 std::vector<uint8_t> pattern(size_t len, uint32_t seed = 7) {
     std::vector<uint8_t> v(len);
