@@ -47,6 +47,7 @@ struct wsg_conn_info {
     int64_t msgs_in = 0, bytes_in = 0, msgs_out = 0, bytes_out = 0;
     int64_t id = 0;
     int64_t rtt_us = -1;
+    int64_t compression = 0;
 };
 
 extern "C" {
@@ -94,6 +95,7 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     case WSG_CAUSE_CLOSE_TIMEOUT: return "close_timeout";
     case WSG_CAUSE_TOKEN_EXPIRED: return "token_expired";
     case WSG_CAUSE_RATE_LIMIT: return "rate_limit";
+    case WSG_CAUSE_BAD_COMPRESSION: return "bad_compression";
     case WSG_CAUSE_MAX_: break;
     }
     return "unknown";
@@ -456,6 +458,7 @@ WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_c
             info->bytes_out = static_cast<int64_t>(c->bytes_out.load());
             info->id = static_cast<int64_t>(c->id);
             info->rtt_us = c->rtt_us.load(std::memory_order_relaxed);
+            info->compression = c->deflate ? 1 : 0;
             return WSG_OK;
         });
         if (st == WSG_OK) *out = info.release();
@@ -500,6 +503,7 @@ WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key
         case WSG_INFO_BYTES_OUT: *out = info->bytes_out; return WSG_OK;
         case WSG_INFO_ID: *out = info->id; return WSG_OK;
         case WSG_INFO_RTT_US: *out = info->rtt_us; return WSG_OK;
+        case WSG_INFO_COMPRESSION: *out = info->compression; return WSG_OK;
         default: break;
         }
         return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +

@@ -13,12 +13,13 @@ Frame *Frame::create(size_t len) {
     return f;
 }
 
-FrameRef FrameBuilder::one(int opcode, bool fin, const uint8_t *p, size_t len) {
+// first_byte_flags: the opcode, plus RSV1 (0x40) on a compressed message's first frame.
+FrameRef FrameBuilder::one(int first_byte_flags, bool fin, const uint8_t *p, size_t len) {
     size_t hdr = header_size(len);
     FrameRef f(Frame::create(hdr + len));
     f.get()->payload_ = static_cast<uint32_t>(len);
     uint8_t *d = f->data();
-    d[0] = static_cast<uint8_t>((fin ? 0x80 : 0) | (opcode & 0x0f));
+    d[0] = static_cast<uint8_t>((fin ? 0x80 : 0) | (first_byte_flags & 0x4f));
     if (len < 126) {
         d[1] = static_cast<uint8_t>(len);
     } else if (len <= 0xffff) {
@@ -33,7 +34,9 @@ FrameRef FrameBuilder::one(int opcode, bool fin, const uint8_t *p, size_t len) {
     return f;
 }
 
-FrameList FrameBuilder::message(int opcode, const void *data, size_t len, size_t max_frame) {
+FrameList FrameBuilder::message(int opcode, const void *data, size_t len, size_t max_frame,
+                                bool compressed) {
+    const int first = (opcode & 0x0f) | (compressed ? 0x40 : 0);
     const uint8_t *p = static_cast<const uint8_t *>(data);
     FrameList out;
     // The write batch is at least 1 KiB (option range); below 16 bytes a
@@ -42,14 +45,14 @@ FrameList FrameBuilder::message(int opcode, const void *data, size_t len, size_t
     // Payload per fragment such that header + payload <= max_frame.
     size_t chunk = max_frame - header_size(max_frame);
     if (len <= chunk) {
-        out.push_back(one(opcode, true, p, len));
+        out.push_back(one(first, true, p, len));
         return out;
     }
     out.reserve(len / chunk + 1);
     size_t off = 0;
     while (off < len) {
         size_t n = len - off < chunk ? len - off : chunk;
-        out.push_back(one(off == 0 ? opcode : 0, off + n == len, p + off, n));
+        out.push_back(one(off == 0 ? first : 0, off + n == len, p + off, n));
         off += n;
     }
     return out;

@@ -106,12 +106,14 @@ private:
 class FrameBuilder {
 public:
     // opcode: 1 text, 2 binary. max_frame: the write batch limit in bytes.
-    static FrameList message(int opcode, const void *data, size_t len, size_t max_frame);
+    // compressed: the payload is permessage-deflate data (RSV1 on the first frame).
+    static FrameList message(int opcode, const void *data, size_t len, size_t max_frame,
+                             bool compressed = false);
     // Header bytes needed for a payload of `len`.
     static size_t header_size(size_t len) { return len < 126 ? 2 : len <= 0xffff ? 4 : 10; }
 
 private:
-    static FrameRef one(int opcode, bool fin, const uint8_t *p, size_t len);
+    static FrameRef one(int first_byte_flags, bool fin, const uint8_t *p, size_t len);
 };
 
 // FIFO of frames with no allocation while empty (an idle connection costs

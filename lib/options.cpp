@@ -131,6 +131,16 @@ const std::vector<OptionDef> kTable = {
      "Bytes queued to one connection before it is closed with 1013 (a peer that stopped "
      "reading).",
      nullptr},
+    {"compression.enabled", OptType::Bool, "false", 0, 0, nullptr,
+     "Offer permessage-deflate (RFC 7692) to clients that ask. Inbound messages are bounded "
+     "by limits.max_message_bytes after inflation; a client that keeps its compression context "
+     "costs about 40 KiB more while connected.",
+     nullptr},
+    {"compression.min_bytes", OptType::Int, "128", 0, 1 * kGiB, nullptr,
+     "Outbound messages shorter than this go uncompressed (deflate does not pay below it).",
+     nullptr},
+    {"compression.level", OptType::Int, "1", 1, 9, nullptr,
+     "zlib level for outbound messages: 1 fastest, 9 smallest.", nullptr},
     {"heartbeat.preset", OptType::Enum, "default", 0, 0, "default|chat|game",
      "Named set of heartbeat values: default (Go's: ping 54 s, pong wait 60 s), chat (minutes: "
      "ping 30 s, pong wait 120 s), game (seconds: ping 1 s, pong wait 3 s). Heartbeat options set "

@@ -8,10 +8,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "deflate.h"
 #include "frame.h"
 #include "limits.h"
 #include "netaddr.h"
@@ -42,6 +44,8 @@ struct Conn {
     std::string user_id, claims_json;  // from authentication
     IpAddr client_ip;                  // the peer, or the X-Forwarded-For client behind trusted proxies
     bool ip_counted = false, user_counted = false;  // held in the per-IP/per-user counters
+    bool deflate = false;                           // permessage-deflate negotiated
+    bool inflate_keep_context = true;               // the client keeps its compression context
     MessageRateLimiter rate;
     int64_t connected_at_ms = 0;  // Unix time
     int64_t opened_mono_ms = 0;   // monotonic
@@ -61,6 +65,8 @@ struct Conn {
     std::string rx;
     bool in_message = false;
     bool rx_binary = false;
+    bool rx_compressed = false;         // RSV1: inflated into rx
+    std::unique_ptr<Inflater> inflater;  // from the first compressed message
     Utf8Validator utf8;
 
     // Close state. `closing` is set once a close was decided by us (queued

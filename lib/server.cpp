@@ -205,6 +205,9 @@ Settings::Settings(const wsg_config &c)
       tick_ms(c.int_of("heartbeat.tick_ms")),
       any_frame_is_alive(c.bool_of("heartbeat.any_frame_is_alive")),
       epoll_loop(c.string_of("tuning.event_loop") == "epoll"),
+      compression(c.bool_of("compression.enabled")),
+      compress_min_bytes(static_cast<size_t>(c.int_of("compression.min_bytes"))),
+      compress_level(static_cast<int>(c.int_of("compression.level"))),
       require_origin(c.bool_of("security.require_origin")),
       tls(!c.string_of("tls.cert_file").empty()),
       tls_files{c.string_of("tls.cert_file"), c.string_of("tls.key_file"), c.string_of("tls.ca_file")},
@@ -249,6 +252,9 @@ std::string Settings::check() const {
         return "tls.key_file and tls.ca_file need tls.cert_file (TLS is off without it)";
     if (tls_client_auth != "none" && tls_files.ca_file.empty())
         return "tls.client_auth=" + tls_client_auth + " needs tls.ca_file (the CAs that sign client certificates)";
+    if (compression && rx_buffer_bytes < 128)
+        return "compression.enabled needs tuning.rx_buffer_bytes of at least 128 (it is " +
+               std::to_string(rx_buffer_bytes) + "): lws inflates into chunks of that size";
     if (ping_interval_ms > 0 && pong_wait_ms > 0 && pong_wait_ms <= ping_interval_ms)
         return "heartbeat.pong_wait_ms (" + std::to_string(pong_wait_ms) +
                ") must exceed heartbeat.ping_interval_ms (" + std::to_string(ping_interval_ms) +
@@ -257,7 +263,10 @@ std::string Settings::check() const {
 }
 
 Server::Server(Settings settings, wsg_server *self)
-    : self_(self), cfg_(std::move(settings)), wheel_(cfg_.tick_ms, 4096, clock_.now_ms()) {
+    : self_(self),
+      cfg_(std::move(settings)),
+      wheel_(cfg_.tick_ms, 4096, clock_.now_ms()),
+      deflater_(cfg_.compress_level) {
     log.set_min_level(cfg_.log_level);
     protocols_.resize(cfg_.subprotocols.size() + 2);
     for (size_t i = 0; i <= cfg_.subprotocols.size(); i++) {
@@ -339,6 +348,9 @@ wsg_status Server::listen_locked() {
         // HTTP/1.1 only: raw frame writes must not bypass HTTP/2 framing.
         info.alpn = "http/1.1";
     }
+    // permessage-deflate: lws negotiates and inflates; we compress (raw
+    // writes bypass lws' extension path).
+    if (cfg_.compression) info.extensions = pmd_extensions();
     // lws ignores an IPv4 iface and listens everywhere unless IPv6 is off.
     if (!cfg_.host.empty() && is_ipv4_literal(cfg_.host))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -540,7 +552,7 @@ void Server::execute(Command &cmd) {
     switch (cmd.kind) {
     case Command::Send: {
         Conn *c = reg_.get(cmd.id);
-        if (c && !c->closing) enqueue(c, cmd.frames, cmd.payload);
+        if (c && !c->closing) enqueue(c, cmd.msg);
         break;
     }
     case Command::Close: {
@@ -552,7 +564,7 @@ void Server::execute(Command &cmd) {
         // Snapshot: closing one connection may reorder live().
         std::vector<Conn *> targets = reg_.live();
         for (Conn *c : targets)
-            if (!c->closing) enqueue(c, cmd.frames, cmd.payload);
+            if (!c->closing) enqueue(c, cmd.msg);
         break;
     }
     case Command::Stop: begin_shutdown(); break;
@@ -764,13 +776,21 @@ wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, siz
     if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
         return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
     if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+    auto message = [&] {
+        OutMessage m;
+        m.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
+        m.payload = len;
+        return m;
+    };
     return dispatch(
         id, false,
-        [&](Conn *c) { enqueue(c, FrameBuilder::message(type, data, len, cfg_.write_batch_bytes), len); },
+        [&](Conn *c) {
+            OutMessage m = message();
+            enqueue(c, m);
+        },
         [&] {
             Command cmd(Command::Send);
-            cmd.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
-            cmd.payload = len;
+            cmd.msg = message();
             return cmd;
         });
 }
@@ -842,8 +862,8 @@ wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len) {
         return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
     if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
     Command cmd(Command::Broadcast);
-    cmd.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
-    cmd.payload = len;
+    cmd.msg.frames = FrameBuilder::message(type, data, len, cfg_.write_batch_bytes);
+    cmd.msg.payload = len;
     if (on_service_thread()) {
         execute(cmd);
         return WSG_OK;
@@ -859,10 +879,19 @@ void Server::request_writable(Conn *c) {
     lws_callback_on_writable(c->wsi);
 }
 
-void Server::enqueue(Conn *c, const FrameList &frames, size_t payload) {
-    for (const FrameRef &f : frames) c->queue.push(f);
+const FrameList &Server::frames_for(Conn *c, OutMessage &m) {
+    if (!c->deflate || m.payload < cfg_.compress_min_bytes) return m.frames;
+    if (!m.deflate_tried) {
+        m.deflate_tried = true;
+        m.deflated = deflater_.compress(m.frames, m.payload, cfg_.write_batch_bytes);
+    }
+    return m.deflated.empty() ? m.frames : m.deflated;
+}
+
+void Server::enqueue(Conn *c, OutMessage &m) {
+    for (const FrameRef &f : frames_for(c, m)) c->queue.push(f);
     Conn::bump(c->msgs_out, 1);
-    Conn::bump(c->bytes_out, payload);
+    Conn::bump(c->bytes_out, m.payload);
     if (c->queue.bytes() > cfg_.max_queue_bytes) {
         // The peer stopped reading: drop what it will never get and close.
         LogFields f;
@@ -979,38 +1008,78 @@ int Server::on_writeable(Conn *c) {
 
 // ---------------------------------------------------------------- receive path
 
+int Server::too_big(Conn *c) {
+    LogFields f;
+    f["conn"] = c->id;
+    f["limit"] = cfg_.max_message_bytes;
+    log.emit(WSG_LOG_WARN, "too_big", f);
+    return fail_close(c, 1009, "message too big", WSG_CAUSE_TOO_BIG);
+}
+
+int Server::bad_compression(Conn *c, const char *detail) {
+    LogFields f;
+    f["conn"] = c->id;
+    f["message"] = std::string("permessage-deflate data refused: ") + detail;
+    log.emit(WSG_LOG_WARN, "bad_compression", f);
+    return fail_close(c, 1007, "invalid compressed data", WSG_CAUSE_BAD_COMPRESSION);
+}
+
+// A compressed message's bytes (RSV1 on its first frame) go through the
+// connection's inflater into c->rx; the limit counts inflated bytes.
+int Server::inflate_into_rx(Conn *c, const uint8_t *p, size_t len, bool final) {
+    if (!c->inflater) c->inflater = std::make_unique<Inflater>();
+    switch (c->inflater->feed(p, len, final, &c->rx, cfg_.max_message_bytes)) {
+    case Inflater::Result::Ok: break;
+    case Inflater::Result::TooBig: return too_big(c);
+    case Inflater::Result::Corrupt: return bad_compression(c, c->inflater->error());
+    }
+    if (final) c->inflater->end_message(c->inflate_keep_context);
+    return 0;
+}
+
 int Server::on_receive(Conn *c, const void *in, size_t len) {
     if (c->closing) return 0;  // a close is under way; late data is dropped
     int64_t now = clock_.now_ms();
     if (cfg_.any_frame_is_alive) c->last_alive_ms = now;
     const uint8_t *p = static_cast<const uint8_t *>(in);
+    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
     if (!c->in_message) {
         c->in_message = true;
         c->rx_binary = lws_frame_is_binary(c->wsi) != 0;
         c->utf8.reset();
+        // The message's first frame carries RSV1 when it is compressed (lws
+        // lets RSV1 through only where the extension was negotiated).
+        c->rx_compressed = (lws_get_reserved_bits(c->wsi) & 0x40) != 0;
+    } else if (c->rx_compressed && lws_is_first_fragment(c->wsi) == 0 &&
+               (lws_get_reserved_bits(c->wsi) & 0x40) != 0) {
+        return bad_compression(c, "RSV1 on a continuation frame");
     }
-    if (c->rx.size() + len > cfg_.max_message_bytes) {
-        LogFields f;
-        f["conn"] = c->id;
-        f["limit"] = cfg_.max_message_bytes;
-        log.emit(WSG_LOG_WARN, "too_big", f);
-        return fail_close(c, 1009, "message too big", WSG_CAUSE_TOO_BIG);
-    }
-    if (!c->rx_binary && !c->utf8.feed(p, len))
-        return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
-    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
-    if (!final) {
-        c->rx.append(reinterpret_cast<const char *>(p), len);
-        return 0;
-    }
-    if (!c->rx_binary && !c->utf8.complete())
-        return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
     const void *data = p;
     size_t n = len;
-    if (!c->rx.empty()) {
-        c->rx.append(reinterpret_cast<const char *>(p), len);
+    if (c->rx_compressed) {
+        // Inflated bytes are validated once the whole message is in.
+        if (int r = inflate_into_rx(c, p, len, final)) return r;
+        if (!final) return 0;
+        if (!c->rx_binary && !(c->utf8.feed(reinterpret_cast<const uint8_t *>(c->rx.data()), c->rx.size()) &&
+                               c->utf8.complete()))
+            return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
         data = c->rx.data();
         n = c->rx.size();
+    } else {
+        if (c->rx.size() + len > cfg_.max_message_bytes) return too_big(c);
+        if (!c->rx_binary && !c->utf8.feed(p, len))
+            return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
+        if (!final) {
+            c->rx.append(reinterpret_cast<const char *>(p), len);
+            return 0;
+        }
+        if (!c->rx_binary && !c->utf8.complete())
+            return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
+        if (!c->rx.empty()) {
+            c->rx.append(reinterpret_cast<const char *>(p), len);
+            data = c->rx.data();
+            n = c->rx.size();
+        }
     }
     c->in_message = false;
     c->last_data_ms = now;
@@ -1109,6 +1178,11 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
     req.tls = lws_is_ssl(wsi) != 0;
     std::string why = cfg_.origins.check(req, cfg_.require_origin);
     if (!why.empty()) return reject(wsi, 403, why.c_str(), nullptr);
+    std::string extensions = header(wsi, WSI_TOKEN_EXTENSIONS);
+    // lws drops the TCP connection without a word on a longer value.
+    if (extensions.size() >= kMaxExtensionsHeader)
+        return reject(wsi, 400,
+                      "Sec-WebSocket-Extensions too long (254 bytes at most here)", nullptr);
     std::string offered = header(wsi, WSI_TOKEN_PROTOCOL);
     // lws 4.1.6 copies the offer into a 128-byte buffer and drops the TCP
     // connection without a word when it is longer: answer instead.
@@ -1132,6 +1206,7 @@ int Server::on_confirm_upgrade(struct lws *wsi, const char *upgrade) {
     Pending p;
     p.wsi = wsi;
     p.ip = ip;
+    if (cfg_.compression) p.pmd = pmd_pick_offer(extensions);
     if (cfg_.max_per_ip) {
         if (!per_ip_.try_acquire(ip, cfg_.max_per_ip))
             return reject(wsi, 429, "too many connections", "retry-after: 5\r\n",
@@ -1253,6 +1328,8 @@ void Server::on_established(struct lws *wsi) {
             c->client_ip = it->ip;
             c->ip_counted = it->ip_counted;
             c->user_counted = it->user_counted;
+            c->deflate = it->pmd.index >= 0 && pmd_active(wsi);
+            c->inflate_keep_context = !it->pmd.client_no_context_takeover;
             if (!cfg_.trusted_proxies.empty()) c->peer_addr = it->ip.to_string();
             pending_.erase(it);
             break;
@@ -1295,6 +1372,7 @@ void Server::on_established(struct lws *wsi) {
         if (!c->subprotocol.empty()) f["subprotocol"] = c->subprotocol;
         if (!c->tls_subject.empty()) f["tls_subject"] = c->tls_subject;
         if (!c->user_id.empty()) f["user"] = c->user_id;
+        if (c->deflate) f["compression"] = "permessage-deflate";
         log.emit(WSG_LOG_INFO, "open", f);
     }
     if (on_open.fn) on_open.fn(self_, c->id, on_open.user);
@@ -1427,6 +1505,13 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return reject(wsi, 426, "this endpoint speaks WebSocket only", "upgrade: websocket\r\n")
                    ? -1
                    : 0;
+
+    case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+        // lws asks about each permessage-deflate offer in turn (in = the
+        // extension's name); 0 accepts. Only the one pmd_pick_offer chose.
+        for (Pending &p : pending_)
+            if (p.wsi == wsi) return p.pmd_asked++ == p.pmd.index ? 0 : 1;
+        return 1;
 
     case LWS_CALLBACK_ESTABLISHED: on_established(wsi); return 0;
 

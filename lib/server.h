@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "deflate.h"
 #include "frame.h"
 #include "log.h"
 #include "options.h"
@@ -67,6 +68,9 @@ struct Settings {
             handshake_timeout_ms = 0, close_wait_ms = 0, tick_ms = 0;
     bool any_frame_is_alive = true;
     bool epoll_loop = true;  // tuning.event_loop
+    bool compression = false;  // compression.enabled
+    size_t compress_min_bytes = 0;
+    int compress_level = 1;
     OriginPolicy origins;
     bool require_origin = false;
     // TLS: on when tls.cert_file is set.
@@ -85,6 +89,15 @@ struct Settings {
     std::string check() const;
     // Checks the TLS files (when TLS is on); "" when usable.
     std::string check_tls() const;
+};
+
+// A message on its way to one or more connections: the frames as built and,
+// made on first need and then shared, the same message compressed.
+struct OutMessage {
+    FrameList frames;
+    size_t payload = 0;
+    FrameList deflated;
+    bool deflate_tried = false;
 };
 
 class Server {
@@ -128,8 +141,7 @@ private:
         enum Kind { Send, Close, Broadcast, Stop, SetTimeout, ReloadTls } kind;
         explicit Command(Kind k) : kind(k) {}
         wsg_conn_id id = 0;
-        FrameList frames;
-        size_t payload = 0;
+        OutMessage msg;  // Send, Broadcast
         int code = 0;
         std::string reason;  // SetTimeout: the key
         int64_t value = 0;   // SetTimeout
@@ -161,11 +173,16 @@ private:
     int authenticate(struct lws *wsi, AuthOutcome *out);
     void on_established(struct lws *wsi);
     int on_receive(Conn *c, const void *in, size_t len);
+    int inflate_into_rx(Conn *c, const uint8_t *p, size_t len, bool final);
+    int too_big(Conn *c);
+    int bad_compression(Conn *c, const char *detail);
     int on_writeable(Conn *c);
     void on_peer_close(Conn *c, const void *in, size_t len);
     void finish(Conn *c);
 
-    void enqueue(Conn *c, const FrameList &frames, size_t payload);
+    void enqueue(Conn *c, OutMessage &m);
+    // What goes to c: the message compressed when c negotiated it and it pays.
+    const FrameList &frames_for(Conn *c, OutMessage &m);
     void request_writable(Conn *c);
     void begin_close(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
     int fail_close(Conn *c, int code, const char *reason, wsg_close_cause cause);
@@ -222,6 +239,7 @@ private:
     } tick_stats_;
     void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
+    Deflater deflater_;             // compression.enabled: outbound messages
     SSL_CTX *ssl_ctx_ = nullptr;    // lws' server context, for reloads
     void *evloop_ = nullptr;        // libev loop (tuning.event_loop=epoll), ours
     void *foreign_loops_[1] = {nullptr};
@@ -233,6 +251,10 @@ private:
         bool authed = false;
         IpAddr ip;
         bool ip_counted = false, user_counted = false;
+        // permessage-deflate: the offer to accept (pmd_pick_offer) and how
+        // many offers lws has asked about so far.
+        PmdOffer pmd;
+        int pmd_asked = 0;
     };
     std::vector<Pending> pending_;
     void release_counts(const IpAddr &ip, bool ip_counted, const std::string &user, bool user_counted);

@@ -747,8 +747,8 @@ static void test_close_cause_str_names_every_cause(void **state) {
     const char *expected[] = {NULL,           "peer",          "app",          "shutdown",
                               "lost",         "too_big",       "invalid_utf8", "backpressure",
                               "pong_timeout", "write_timeout", "idle_timeout", "close_timeout",
-                              "token_expired", "rate_limit"};
-    for (int c = 1; c <= 13; c++) {
+                              "token_expired", "rate_limit", "bad_compression"};
+    for (int c = 1; c <= 14; c++) {
         const char *name = wsg_close_cause_str((wsg_close_cause)c);
         assert_non_null(name);
         assert_string_equal(name, expected[c]);
@@ -756,7 +756,7 @@ static void test_close_cause_str_names_every_cause(void **state) {
             assert_string_not_equal(name, wsg_close_cause_str((wsg_close_cause)d));
     }
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)0), "unknown");
-    assert_string_equal(wsg_close_cause_str((wsg_close_cause)14), "unknown");
+    assert_string_equal(wsg_close_cause_str((wsg_close_cause)15), "unknown");
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)99), "unknown");
 }
 
@@ -857,6 +857,21 @@ static void test_server_new_copies_its_config(void **state) {
     wsg_server_free(srv);
 }
 
+static void test_server_new_refuses_compression_with_tiny_rx_buffer(void **state) {
+    wsg_config *cfg = *state;
+    assert_int_equal(wsg_config_set_bool(cfg, "compression.enabled", 1), WSG_OK);
+    assert_int_equal(wsg_config_set_int(cfg, "tuning.rx_buffer_bytes", 127), WSG_OK);
+    wsg_server *srv = NULL;
+    assert_int_equal(wsg_server_new(&srv, cfg), WSG_EINVAL);
+    assert_null(srv);
+    assert_error_mentions("compression.enabled");
+    assert_error_mentions("tuning.rx_buffer_bytes");
+    assert_int_equal(wsg_config_set_int(cfg, "tuning.rx_buffer_bytes", 128), WSG_OK);
+    assert_int_equal(wsg_config_set_int(cfg, "listen.port", 0), WSG_OK);
+    assert_int_equal(wsg_server_new(&srv, cfg), WSG_OK);
+    wsg_server_free(srv);
+}
+
 static void test_server_new_rejects_null_out(void **state) {
     wsg_config *cfg = *state;
     assert_int_equal(wsg_server_new(NULL, cfg), WSG_EINVAL);
@@ -907,6 +922,7 @@ int main(void) {
         T(test_last_error_is_thread_local_and_never_null_in_a_fresh_thread),
         T(test_server_new_with_null_config_uses_defaults),
         T(test_server_new_copies_its_config),
+        T(test_server_new_refuses_compression_with_tiny_rx_buffer),
         T(test_server_new_rejects_null_out),
         T(test_server_free_accepts_null),
     };

@@ -168,6 +168,11 @@ static void info_reports_request_and_counters(void **state) {
     assert_int_equal(v, 8);
     assert_int_equal(wsg_conn_info_int(info, WSG_INFO_ID, &v), WSG_OK);
     assert_int_equal((wsg_conn_id)v, id);
+    /* compression.enabled is off (and our client offers no extension). */
+    v = -1;
+    assert_int_equal(wsg_conn_info_int(info, WSG_INFO_COMPRESSION, &v), WSG_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(wsg_conn_info_string(info, WSG_INFO_COMPRESSION, &s), WSG_EINVAL);
     /* Wrong kinds of field. */
     assert_int_equal(wsg_conn_info_int(info, WSG_INFO_PATH, &v), WSG_EINVAL);
     assert_int_equal(wsg_conn_info_string(info, WSG_INFO_BYTES_IN, &s), WSG_EINVAL);

@@ -189,12 +189,14 @@ typedef enum wsg_close_cause {
     WSG_CAUSE_CLOSE_TIMEOUT = 11, /**< the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent. Since 0.1.0 */
     WSG_CAUSE_TOKEN_EXPIRED = 12, /**< the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008 "token expired". Since 0.1.0 */
     WSG_CAUSE_RATE_LIMIT = 13,    /**< more messages than limits.messages_per_s allows (limits.rate_policy=close): close 1008. Since 0.1.0 */
+    WSG_CAUSE_BAD_COMPRESSION = 14, /**< a permessage-deflate message did not inflate: close 1007. Since 0.1.0 */
     WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
 /** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
  *  "too_big", "invalid_utf8", "backpressure", "pong_timeout", "write_timeout",
- *  "idle_timeout", "close_timeout", "token_expired", "rate_limit"); "unknown"
+ *  "idle_timeout", "close_timeout", "token_expired", "rate_limit",
+ *  "bad_compression"); "unknown"
  *  otherwise.
  *  Since 0.1.0. */
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
@@ -433,6 +435,7 @@ typedef enum wsg_info_key {
     WSG_INFO_TLS_SUBJECT = 15,    /**< string: verified client certificate subject (RFC 2253), "" if none. Since 0.1.0 */
     WSG_INFO_USER_ID = 16,        /**< string: authenticated user id (JWT user claim or authenticator), "" if none. Since 0.1.0 */
     WSG_INFO_CLAIMS = 17,         /**< string: the verified JWT's claims as JSON text, "" without a JWT. Since 0.1.0 */
+    WSG_INFO_COMPRESSION = 18,    /**< int: 1 when permessage-deflate was negotiated (compression.enabled), else 0. Since 0.1.0 */
     WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
 

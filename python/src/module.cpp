@@ -732,6 +732,11 @@ public:
             d["rtt_us"] = py::int_(rtt);
         else
             d["rtt_us"] = py::none();
+        int64_t compressed = 0;
+        if (wsg_conn_info_int(info, WSG_INFO_COMPRESSION, &compressed) == WSG_OK)
+            d["compression"] = py::bool_(compressed != 0);
+        else
+            d["compression"] = py::none();
         const char *subject = nullptr;
         if (wsg_conn_info_string(info, WSG_INFO_TLS_SUBJECT, &subject) == WSG_OK) {
             PyObject *s = PyUnicode_DecodeUTF8(

@@ -71,7 +71,8 @@ class Connection:
         #: ``"app"``, ``"shutdown"``, ``"lost"``, ``"too_big"``,
         #: ``"invalid_utf8"``, ``"backpressure"``, ``"pong_timeout"``,
         #: ``"write_timeout"``, ``"idle_timeout"``, ``"close_timeout"``,
-        #: ``"token_expired"``, ``"rate_limit"`` (the core's ``wsg_close_cause_str``; new causes appear as is).
+        #: ``"token_expired"``, ``"rate_limit"``, ``"bad_compression"`` (the
+        #: core's ``wsg_close_cause_str``; new causes appear as is).
         self.close_cause: Optional[str] = None
 
     # ---------------------------------------------------------------- identity
@@ -139,8 +140,9 @@ class Connection:
         bytes_in, messages_out, bytes_out, rtt_us (-1 before the first pong),
         tls_subject (verified client certificate subject, "" if none), user_id
         (authenticated user id, "" if none), claims (the verified JWT's claims
-        as JSON text, "" without a JWT). A field the loaded library does not
-        know yet is None."""
+        as JSON text, "" without a JWT), compression (True when
+        permessage-deflate was negotiated). A field the loaded library does
+        not know yet is None."""
         info = self._native().conn_info(self._id)
         if self._facts is None:
             self._facts = {k: info[k] for k in _FACTS}
@@ -192,6 +194,12 @@ class Connection:
         """The verified client certificate's subject (RFC 2253) with mutual
         TLS; ``""`` if none."""
         return cast(str, self._fact("tls_subject") or "")
+
+    @property
+    def compression(self) -> bool:
+        """True when the client negotiated permessage-deflate
+        (``compression.enabled``)."""
+        return bool(self._fact("compression"))
 
     @property
     def user_id(self) -> Optional[str]:
@@ -259,7 +267,7 @@ class Connection:
 
 
 _FACTS = ("id", "peer_address", "peer_port", "path", "query", "origin", "subprotocol",
-          "connected_at_ms", "tls_subject", "user_id", "claims")
+          "connected_at_ms", "tls_subject", "user_id", "claims", "compression")
 
 
 def _is_async(handler: Any) -> bool:
