@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 
+
 namespace wsgate {
 namespace {
 
@@ -182,6 +183,13 @@ void Inflater::end_message(bool keep_context) {
     // starts a fresh one.
     if (!keep_context || stream_end_) release();
     stream_end_ = false;
+    in_bytes_ = 0;
+}
+
+void Inflater::reset() {
+    if (init_ && inflateReset(&zs_) != Z_OK) release();
+    stream_end_ = false;
+    in_bytes_ = 0;
 }
 
 Inflater::Result Inflater::run(int flush, std::string *out, size_t limit) {
@@ -225,6 +233,13 @@ Inflater::Result Inflater::feed(const uint8_t *in, size_t len, bool last, std::s
         init_ = true;
     }
     if (stream_end_) return Result::Ok;
+    in_bytes_ += len;
+    if (last && in_bytes_ == 0) {
+        // Even an empty message compresses to one byte; none at all would
+        // leave the inflater inside a block for the next message.
+        error_ = "empty compressed message";
+        return Result::Corrupt;
+    }
     zs_.next_in = const_cast<Bytef *>(in);
     zs_.avail_in = static_cast<uInt>(len);
     Result r = len ? run(Z_NO_FLUSH, out, limit) : Result::Ok;
@@ -243,8 +258,12 @@ Deflater::~Deflater() {
 bool Deflater::deflate_all(const FrameList &plain, size_t payload) {
     if (!init_) {
         // Raw deflate (negative window bits), full 32 KiB window: offers that
-        // limit our window are declined, so the peer accepts any.
-        if (deflateInit2(&zs_, level_, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+        // limit our window are declined, so the peer accepts any. memLevel 4:
+        // deflateReset clears the hash table before every message, and a
+        // 2,048-entry table halves the cost of a small message against
+        // zlib's default (64 KiB cleared) for about 2 % more output on large
+        // ones (measured: bench/RESULTS.md, "Compression").
+        if (deflateInit2(&zs_, level_, Z_DEFLATED, -15, 4, Z_DEFAULT_STRATEGY) != Z_OK) return false;
         init_ = true;
     } else if (deflateReset(&zs_) != Z_OK) {
         return false;

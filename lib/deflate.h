@@ -62,6 +62,8 @@ public:
     Result feed(const uint8_t *in, size_t len, bool last, std::string *out, size_t limit);
     // After each message: keep the window for the next one, or free it.
     void end_message(bool keep_context);
+    // Ready for an unrelated stream, keeping the memory (a shared inflater).
+    void reset();
     // zlib's message for the last Corrupt.
     const char *error() const { return error_; }
 
@@ -72,6 +74,7 @@ private:
     z_stream zs_{};
     bool init_ = false;
     bool stream_end_ = false;  // the sender closed the DEFLATE stream (BFINAL)
+    size_t in_bytes_ = 0;      // compressed bytes of the current message
     const char *error_ = "";
 };
 

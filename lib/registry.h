@@ -66,6 +66,7 @@ struct Conn {
     bool in_message = false;
     bool rx_binary = false;
     bool rx_compressed = false;         // RSV1: inflated into rx
+    bool rx_frame_open = false;         // the last chunk left its frame unfinished
     std::unique_ptr<Inflater> inflater;  // from the first compressed message
     Utf8Validator utf8;
 

@@ -930,17 +930,14 @@ void Server::begin_close(Conn *c, int code, const std::string &reason, wsg_close
     request_writable(c);
 }
 
+// Fails the connection for what the peer sent: what was queued for it is
+// dropped and the close frame goes out from WRITEABLE like every close of
+// ours (returning -1 from RECEIVE instead makes lws lose the close frame
+// when more input is already buffered). Later input is discarded unread.
 int Server::fail_close(Conn *c, int code, const char *reason, wsg_close_cause cause) {
-    c->closing = true;
-    c->close_queued = false;
-    c->close_code = code;
-    c->close_reason = reason;
-    c->cause = cause;
     c->queue.clear();
-    lws_close_reason(c->wsi, static_cast<enum lws_close_status>(code),
-                     reinterpret_cast<unsigned char *>(const_cast<char *>(reason)),
-                     std::strlen(reason));
-    return -1;
+    begin_close(c, code, reason, cause);
+    return 0;
 }
 
 int Server::on_writeable(Conn *c) {
@@ -1024,16 +1021,25 @@ int Server::bad_compression(Conn *c, const char *detail) {
     return fail_close(c, 1007, "invalid compressed data", WSG_CAUSE_BAD_COMPRESSION);
 }
 
-// A compressed message's bytes (RSV1 on its first frame) go through the
-// connection's inflater into c->rx; the limit counts inflated bytes.
-int Server::inflate_into_rx(Conn *c, const uint8_t *p, size_t len, bool final) {
-    if (!c->inflater) c->inflater = std::make_unique<Inflater>();
-    switch (c->inflater->feed(p, len, final, &c->rx, cfg_.max_message_bytes)) {
-    case Inflater::Result::Ok: break;
+// A compressed message's bytes (RSV1 on its first frame) go through an
+// inflater into *out; the limit counts inflated bytes. A whole message from
+// a client that resets its context per message uses the server's shared
+// inflater: such a connection holds no zlib state at all.
+int Server::inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out, bool whole,
+                         bool final) {
+    bool shared = whole && !c->inflate_keep_context && !c->inflater;
+    if (!shared && !c->inflater) c->inflater = std::make_unique<Inflater>();
+    Inflater &inf = shared ? shared_inflater_ : *c->inflater;
+    Inflater::Result r = inf.feed(p, len, final, out, cfg_.max_message_bytes);
+    if (shared)
+        inf.reset();
+    else if (final || r != Inflater::Result::Ok)
+        c->inflater->end_message(c->inflate_keep_context);
+    switch (r) {
+    case Inflater::Result::Ok: return 0;
     case Inflater::Result::TooBig: return too_big(c);
-    case Inflater::Result::Corrupt: return bad_compression(c, c->inflater->error());
+    case Inflater::Result::Corrupt: return bad_compression(c, inf.error());
     }
-    if (final) c->inflater->end_message(c->inflate_keep_context);
     return 0;
 }
 
@@ -1043,28 +1049,36 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
     if (cfg_.any_frame_is_alive) c->last_alive_ms = now;
     const uint8_t *p = static_cast<const uint8_t *>(in);
     bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
-    if (!c->in_message) {
+    bool starts = !c->in_message;
+    // Whether this chunk starts a frame (lws hands a frame over in chunks).
+    bool frame_starts = !c->rx_frame_open;
+    c->rx_frame_open = lws_remaining_packet_payload(c->wsi) != 0;
+    if (starts) {
         c->in_message = true;
         c->rx_binary = lws_frame_is_binary(c->wsi) != 0;
         c->utf8.reset();
         // The message's first frame carries RSV1 when it is compressed (lws
         // lets RSV1 through only where the extension was negotiated).
         c->rx_compressed = (lws_get_reserved_bits(c->wsi) & 0x40) != 0;
-    } else if (c->rx_compressed && lws_is_first_fragment(c->wsi) == 0 &&
-               (lws_get_reserved_bits(c->wsi) & 0x40) != 0) {
+    } else if (c->deflate && frame_starts && (lws_get_reserved_bits(c->wsi) & 0x40) != 0) {
         return bad_compression(c, "RSV1 on a continuation frame");
     }
     const void *data = p;
     size_t n = len;
     if (c->rx_compressed) {
-        // Inflated bytes are validated once the whole message is in.
-        if (int r = inflate_into_rx(c, p, len, final)) return r;
+        // A message that arrived in one piece inflates into the server's
+        // scratch buffer: nothing of it stays with the connection.
+        bool whole = starts && final;
+        std::string *out = whole ? &inflated_ : &c->rx;
+        if (whole) inflated_.clear();
+        if (int r = inflate_into(c, p, len, out, whole, final)) return r;
         if (!final) return 0;
-        if (!c->rx_binary && !(c->utf8.feed(reinterpret_cast<const uint8_t *>(c->rx.data()), c->rx.size()) &&
+        // Inflated bytes are validated once the whole message is in.
+        if (!c->rx_binary && !(c->utf8.feed(reinterpret_cast<const uint8_t *>(out->data()), out->size()) &&
                                c->utf8.complete()))
             return fail_close(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
-        data = c->rx.data();
-        n = c->rx.size();
+        data = out->data();
+        n = out->size();
     } else {
         if (c->rx.size() + len > cfg_.max_message_bytes) return too_big(c);
         if (!c->rx_binary && !c->utf8.feed(p, len))
@@ -1092,7 +1106,7 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
             f["dropped_total"] = dropped_messages_;
             log.emit(WSG_LOG_WARN, "rate_limited", f);
         }
-        if (!c->rx.empty()) c->rx.clear();
+        release_rx(c);
         return 0;
     }
     Conn::bump(c->msgs_in, 1);
@@ -1100,11 +1114,15 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
     if (on_message.fn)
         on_message.fn(self_, c->id, c->rx_binary ? WSG_MSG_BINARY : WSG_MSG_TEXT, data, n,
                       on_message.user);
-    if (!c->rx.empty()) {
-        c->rx.clear();
-        if (c->rx.capacity() > 64 * 1024) std::string().swap(c->rx);
-    }
+    release_rx(c);
     return 0;
+}
+
+// After a message: an idle connection keeps no reassembly buffer, and the
+// scratch buffer does not pin a huge message's memory.
+void Server::release_rx(Conn *c) {
+    if (c->rx.capacity()) std::string().swap(c->rx);
+    if (inflated_.capacity() > 256 * 1024) std::string().swap(inflated_);
 }
 
 void Server::on_peer_close(Conn *c, const void *in, size_t len) {
@@ -1484,6 +1502,8 @@ int Server::handle(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return -1;
 
     case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->deflate && !c->closing && (lws_get_reserved_bits(wsi) & 0x40) != 0)
+            return bad_compression(c, "RSV1 on a pong");
         if (c) {
             int64_t now = clock_.now_ms();
             c->last_alive_ms = now;

@@ -173,7 +173,8 @@ private:
     int authenticate(struct lws *wsi, AuthOutcome *out);
     void on_established(struct lws *wsi);
     int on_receive(Conn *c, const void *in, size_t len);
-    int inflate_into_rx(Conn *c, const uint8_t *p, size_t len, bool final);
+    int inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out, bool whole, bool final);
+    void release_rx(Conn *c);
     int too_big(Conn *c);
     int bad_compression(Conn *c, const char *detail);
     int on_writeable(Conn *c);
@@ -240,6 +241,8 @@ private:
     void report_tick_stats(int64_t now);
     std::vector<uint8_t> scratch_;  // LWS_PRE + write batch, for coalesced writes
     Deflater deflater_;             // compression.enabled: outbound messages
+    Inflater shared_inflater_;      // whole inbound messages without client context
+    std::string inflated_;          // a whole inbound message, inflated
     SSL_CTX *ssl_ctx_ = nullptr;    // lws' server context, for reloads
     void *evloop_ = nullptr;        // libev loop (tuning.event_loop=epoll), ours
     void *foreign_loops_[1] = {nullptr};

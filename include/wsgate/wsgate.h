@@ -189,7 +189,7 @@ typedef enum wsg_close_cause {
     WSG_CAUSE_CLOSE_TIMEOUT = 11, /**< the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent. Since 0.1.0 */
     WSG_CAUSE_TOKEN_EXPIRED = 12, /**< the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008 "token expired". Since 0.1.0 */
     WSG_CAUSE_RATE_LIMIT = 13,    /**< more messages than limits.messages_per_s allows (limits.rate_policy=close): close 1008. Since 0.1.0 */
-    WSG_CAUSE_BAD_COMPRESSION = 14, /**< a permessage-deflate message did not inflate: close 1007. Since 0.1.0 */
+    WSG_CAUSE_BAD_COMPRESSION = 14, /**< permessage-deflate misuse: data that does not inflate, RSV1 on a continuation or a pong: close 1007. Since 0.1.0 */
     WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
