@@ -977,7 +977,15 @@ def test_rsv1_on_continuation(start_echo, first_compressed):
     assert_serves(server)
 
 
-@pytest.mark.parametrize("opcode,payload", [(OP_PING, b"hi"), (OP_PONG, b"hi")], ids=["ping", "pong"])
+# lws 4.1.6 answers pings itself, before wsgate sees anything of the frame:
+# RSV1 on a ping goes undetected (README, Known limits). strict: the day it
+# is detected, this case fails until the mark goes.
+PING_UNDETECTED = pytest.mark.xfail(strict=True, reason="lws answers pings itself; "
+                                    "RSV1 on a ping is not seen by wsgate")
+
+
+@pytest.mark.parametrize("opcode,payload", [pytest.param(OP_PING, b"hi", marks=PING_UNDETECTED),
+                                            (OP_PONG, b"hi")], ids=["ping", "pong"])
 def test_rsv1_on_control_frame(start_echo, opcode, payload):
     """RFC 7692 section 6: RSV1 on a control frame fails the connection."""
     server = start_echo(ENABLED)
