@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Keeps README.md true: its option table equals the core's table, and its C
-# quick-start example compiles and links against the library as written.
+# Keeps README.md true: its option table equals the core's table, every
+# option it sets on a command line exists, and its C quick-start example
+# compiles and links against the library as written.
 # usage: check_readme.sh README OPTIONS_MD_BINARY INCLUDE_DIR LIB_DIR
 set -euo pipefail
 readme=$1 gen=$2 inc=$3 libdir=$4
@@ -13,6 +14,13 @@ if ! diff -u "$tmp/readme.md" "$tmp/table.md"; then
   echo "README.md option table is stale: run scripts/update-readme.sh" >&2
   exit 1
 fi
+
+# Every option the README sets on a command line (--set key=value) exists.
+grep -o -- '--set [a-z0-9_.]*=' "$readme" | sed 's/^--set //; s/=$//' | sort -u > "$tmp/used.txt"
+sed -n 's/^| `\([a-z0-9_.]*\)` |.*/\1/p' "$tmp/table.md" | sort -u > "$tmp/known.txt"
+[ -s "$tmp/used.txt" ] && [ -s "$tmp/known.txt" ] || { echo "no --set lines or no option table found" >&2; exit 1; }
+unknown=$(comm -23 "$tmp/used.txt" "$tmp/known.txt")
+[ -z "$unknown" ] || { echo "README.md sets options that do not exist: $unknown" >&2; exit 1; }
 
 sed -n '/<!-- example:quickstart -->/,/^```$/p' "$readme" | sed '1,2d;$d' > "$tmp/quickstart.c"
 lines=$(grep -cv '^\s*$' "$tmp/quickstart.c")
