@@ -194,9 +194,10 @@ void Inflater::reset() {
 
 Inflater::Result Inflater::run(int flush, std::string *out, size_t limit) {
     for (;;) {
-        // One byte of room past the limit tells "too big" from "exactly full".
-        size_t room = limit - out->size() + 1;
-        size_t step = room < 16384 ? room : 16384;
+        // One byte of room past the limit tells "too big" from "exactly full"
+        // (written so that a limit of SIZE_MAX does not wrap to no room).
+        size_t room = limit - out->size();
+        size_t step = room < 16384 ? room + 1 : 16384;
         size_t old = out->size();
         out->resize(old + step);
         zs_.next_out = reinterpret_cast<Bytef *>(&(*out)[old]);
