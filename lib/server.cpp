@@ -1024,9 +1024,10 @@ int Server::bad_compression(Conn *c, const char *detail) {
 // A compressed message's bytes (RSV1 on its first frame) go through an
 // inflater into *out; the limit counts inflated bytes. A whole message from
 // a client that resets its context per message uses the server's shared
-// inflater: such a connection holds no zlib state at all.
-int Server::inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out, bool whole,
-                         bool final) {
+// inflater: such a connection holds no zlib state at all. False when the
+// connection is being failed (too big, corrupt).
+bool Server::inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out, bool whole,
+                          bool final) {
     bool shared = whole && !c->inflate_keep_context && !c->inflater;
     if (!shared && !c->inflater) c->inflater = std::make_unique<Inflater>();
     Inflater &inf = shared ? shared_inflater_ : *c->inflater;
@@ -1036,11 +1037,11 @@ int Server::inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out
     else if (final || r != Inflater::Result::Ok)
         c->inflater->end_message(c->inflate_keep_context);
     switch (r) {
-    case Inflater::Result::Ok: return 0;
-    case Inflater::Result::TooBig: return too_big(c);
-    case Inflater::Result::Corrupt: return bad_compression(c, inf.error());
+    case Inflater::Result::Ok: return true;
+    case Inflater::Result::TooBig: too_big(c); return false;
+    case Inflater::Result::Corrupt: bad_compression(c, inf.error()); return false;
     }
-    return 0;
+    return false;
 }
 
 int Server::on_receive(Conn *c, const void *in, size_t len) {
@@ -1071,8 +1072,7 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
         bool whole = starts && final;
         std::string *out = whole ? &inflated_ : &c->rx;
         if (whole) inflated_.clear();
-        if (int r = inflate_into(c, p, len, out, whole, final)) return r;
-        if (!final) return 0;
+        if (!inflate_into(c, p, len, out, whole, final) || !final) return 0;
         // Inflated bytes are validated once the whole message is in.
         if (!c->rx_binary && !(c->utf8.feed(reinterpret_cast<const uint8_t *>(out->data()), out->size()) &&
                                c->utf8.complete()))

@@ -173,7 +173,7 @@ private:
     int authenticate(struct lws *wsi, AuthOutcome *out);
     void on_established(struct lws *wsi);
     int on_receive(Conn *c, const void *in, size_t len);
-    int inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out, bool whole, bool final);
+    bool inflate_into(Conn *c, const uint8_t *p, size_t len, std::string *out, bool whole, bool final);
     void release_rx(Conn *c);
     int too_big(Conn *c);
     int bad_compression(Conn *c, const char *detail);

@@ -84,9 +84,11 @@ def test_inflated_size_is_bounded_by_the_message_limit(make_server):
     server = make_server(options={"compression.enabled": True,
                                   "limits.max_message_bytes": 65536})
     closed = []
+    delivered = []
 
     @server.on_message
     def echo(conn, message):
+        delivered.append(len(message))
         conn.send(message)
 
     @server.on_close
@@ -106,3 +108,4 @@ def test_inflated_size_is_bounded_by_the_message_limit(make_server):
     run(body())
     wait_until(lambda: closed)
     assert closed == [(1009, "too_big")]
+    assert delivered == [65536]  # the message over the limit never reached the application
