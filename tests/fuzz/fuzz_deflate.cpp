@@ -20,6 +20,11 @@
 //   - the Inflater (limit 64 KiB) on the body's two parts as two messages,
 //     each fed whole and, by a second inflater, in chunks (0-byte ones
 //     included): both must agree on result and output;
+//   - the body's two parts as plain messages, compressed by zlib as a
+//     client would (keeping its context unless bit 0 is clear: then
+//     client_no_context_takeover; the first one ended with BFINAL when bit 0
+//     of the seed is set), must inflate back exactly with a limit of their
+//     size, and be TooBig with one byte less;
 //   - the Deflater on the body as one plain message: the result, when not
 //     empty, is well-framed, smaller, and inflates back to the body exactly.
 // Crashes, sanitizer reports and leaks are failures; so is a broken
@@ -31,6 +36,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <zlib.h>
 
 #include "../support/rng.h"
 #include "deflate.h"
@@ -137,6 +144,78 @@ void fuzz_inflate(const uint8_t *body, size_t n, uint8_t flags, uint16_t seed, u
     }
 }
 
+// A client's compressor: raw DEFLATE, each message sync-flushed with the
+// 00 00 ff ff tail left out (RFC 7692 section 7.2.1), or with `finish`
+// ended by a BFINAL block, sent as it is (section 7.2.3.4).
+std::string client_message(z_stream *zs, const uint8_t *p, size_t n, bool finish) {
+    std::string z;
+    zs->next_in = const_cast<Bytef *>(p);
+    zs->avail_in = static_cast<uInt>(n);
+    int r;
+    do {
+        const size_t old = z.size();
+        z.resize(old + 4096);
+        zs->next_out = reinterpret_cast<Bytef *>(&z[old]);
+        zs->avail_out = 4096;
+        r = deflate(zs, finish ? Z_FINISH : Z_SYNC_FLUSH);
+        check(r == Z_OK || r == Z_BUF_ERROR || r == Z_STREAM_END);
+        z.resize(old + 4096 - zs->avail_out);
+    } while (zs->avail_out == 0 || (finish && r != Z_STREAM_END));
+    check(zs->avail_in == 0);
+    if (finish) return z;
+    // zlib makes nothing of an empty message right after a flush: RFC 7692
+    // section 7.2.3.6 has the sender send an empty stored block's header.
+    if (z.empty()) return std::string(1, '\0');
+    check(z.size() >= 4 && z.compare(z.size() - 4, 4, std::string("\0\0\xff\xff", 4)) == 0);
+    z.resize(z.size() - 4);
+    return z;
+}
+
+void fuzz_client_round_trip(const uint8_t *body, size_t n, uint8_t flags, uint16_t seed, uint8_t split) {
+    static const uint8_t kNothing = 0;
+    if (n == 0) body = &kNothing;
+    const bool keep = flags & 1;
+    const int level = ((flags >> 2) & 15) % 10;  // 0 (stored) to 9
+    const size_t cut = n * split / 255;
+    const struct {
+        const uint8_t *p;
+        size_t n;
+    } msgs[2] = {{body, cut}, {body + cut, n - cut}};
+    z_stream client{};
+    check(deflateInit2(&client, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    wsgate_test::Rng rng(seed);
+    Inflater inf;
+    for (const auto &m : msgs) {
+        // Seed bit 0: the first message ends the stream (BFINAL); both sides
+        // start a new one after it.
+        const bool finish = (seed & 1) && &m == &msgs[0];
+        const std::string z = client_message(&client, m.p, m.n, finish);
+        if (!keep || finish) check(deflateReset(&client) == Z_OK);
+        const uint8_t *zp = z.empty() ? &kNothing : reinterpret_cast<const uint8_t *>(z.data());
+        // One byte short of the limit: TooBig, the message's first bytes out
+        // (with a fresh inflater: for a message that stands alone).
+        if (m.n > 0 && (!keep || &m == &msgs[0])) {
+            Inflater short_of;
+            std::string out;
+            check(short_of.feed(zp, z.size(), true, &out, m.n - 1) == Result::TooBig);
+            check(out.size() == m.n && std::memcmp(out.data(), m.p, m.n) == 0);
+        }
+        std::string out;
+        size_t off = 0;
+        for (;;) {
+            size_t k = rng.below(4) == 0 ? 0 : 1 + rng.below(64);
+            if (k > z.size() - off) k = z.size() - off;
+            const bool last = off + k == z.size();
+            check(inf.feed(zp + off, k, last, &out, m.n) == Result::Ok);
+            off += k;
+            if (last) break;
+        }
+        check(out.size() == m.n && std::memcmp(out.data(), m.p, m.n) == 0);
+        inf.end_message(keep);
+    }
+    deflateEnd(&client);
+}
+
 void fuzz_deflate(const uint8_t *body, size_t n, uint8_t flags) {
     static std::unique_ptr<wsgate::Deflater> deflaters[9];  // reused, as the server's are
     static const uint8_t kNothing = 0;
@@ -188,6 +267,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const size_t n = size - 4;
     fuzz_offer(std::string_view(reinterpret_cast<const char *>(body), n));
     fuzz_inflate(body, n, flags, seed, split);
+    fuzz_client_round_trip(body, n, flags, seed, split);
     fuzz_deflate(body, n, flags);
     return 0;
 }
