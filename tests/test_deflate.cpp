@@ -146,10 +146,14 @@ public:
         }
     }
     void put(const Bytes &b, int flush, Bytes *out) { put(b.data(), b.size(), flush, out); }
-    // One message as a client sends it: sync flush, tail stripped.
+    // One message as a client sends it: sync flush, tail stripped. zlib
+    // makes nothing of an empty message right after a flush; RFC 7692
+    // section 7.2.3.6 has the sender send 0x00 (an empty stored block's
+    // header) then.
     Bytes message(const Bytes &plain) {
         Bytes z;
         put(plain, Z_SYNC_FLUSH, &z);
+        if (z.empty()) return Bytes{0x00};
         strip_tail(&z);
         return z;
     }
@@ -643,6 +647,22 @@ void test_inflate_context_takeover_across_50_messages(void **) {
     out.clear();
     assert_result(feed_split(resets, z[1], rng, 100, &out, m[1].size()), Result::Corrupt);
     assert_string_not_equal(resets.error(), "");
+}
+
+void test_inflate_empty_messages_between_context_messages(void **) {
+    Rng rng(23);
+    const Bytes m = words(2000, rng), empty;
+    ClientDeflater client;
+    Inflater inf;
+    expect_message(inf, client.message(m), m, rng, 100, true, "first");
+    for (int i = 0; i < 3; i++) {
+        const Bytes z = client.message(empty);
+        assert_true(z == Bytes{0x00});  // RFC 7692 7.2.3.6
+        expect_message(inf, z, empty, rng, 1, true, "empty");
+    }
+    const Bytes z = client.message(m);
+    assert_true(z.size() * 10 < m.size());  // still refers to the first message
+    expect_message(inf, z, m, rng, 100, true, "after the empty ones");
 }
 
 void test_inflate_client_no_context_takeover(void **) {
@@ -1147,6 +1167,7 @@ int main() {
         cmocka_unit_test(test_inflate_round_trips_0_to_300k),
         cmocka_unit_test(test_inflate_any_client_window_level_and_strategy),
         cmocka_unit_test(test_inflate_context_takeover_across_50_messages),
+        cmocka_unit_test(test_inflate_empty_messages_between_context_messages),
         cmocka_unit_test(test_inflate_client_no_context_takeover),
         cmocka_unit_test(test_inflate_bfinal_then_a_normal_message),
         cmocka_unit_test(test_inflate_limit_boundary),
