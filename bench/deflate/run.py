@@ -112,8 +112,11 @@ async def cpu(build, size, messages, enabled):
     server = Echo(build, f"compression.enabled={'true' if enabled else 'false'}", "log.level=warn")
     try:
         kw = client_kwargs("takeover" if enabled else "off")
+        # Built before connecting: a client busy for a minute would miss the
+        # server's pings and be dropped (heartbeat.pong_wait_ms).
+        distinct = [chat_message(size, i) for i in range(256)]
+        msgs = [distinct[i % len(distinct)] for i in range(messages)]
         async with websockets.connect(server.url, **kw) as ws:
-            msgs = [chat_message(size, i) for i in range(messages)]
             await ws.send(msgs[0])
             await ws.recv()
             t0 = server.cpu_s()
