@@ -841,8 +841,7 @@ def main():
     elapsed = time.time() - t0
     load_after = loadavg()
     text, table, targets = write_results(args, args.out, runs, info, load_before, load_after, started, elapsed, runner)
-    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
-        f.write(text)
+    write_report(args.out, text)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"machine": info, "started": started, "seconds": round(elapsed), "targets": targets,
                    "args": {"reps": args.reps, "duration": args.duration, "max_conns": args.max_conns,
@@ -854,6 +853,22 @@ def main():
     for e in bad:
         print(f"run_matrix: {e['case']} / {e['label']} produced no result or no connection", file=sys.stderr)
     return 1 if bad else 0
+
+
+# RESULTS.md keeps what follows this line (hand-run figures of other scripts,
+# such as bench/heartbeat/run.sh and bench/deflate/run.py) across matrix runs.
+KEEP_MARKER = "<!-- kept by run_matrix.py: sections below come from other scripts -->"
+
+
+def write_report(out_dir, text):
+    path = os.path.join(out_dir, "RESULTS.md")
+    kept = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if KEEP_MARKER in old:
+            kept = old[old.index(KEEP_MARKER):]
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n\n" + (kept or KEEP_MARKER + "\n"))
 
 
 class _SavedRunner:
@@ -877,8 +892,7 @@ def report_only(args):
     text, _, _ = write_results(args, args.out, saved["runs"], saved["machine"], load.get("before", ["?"] * 3),
                                load.get("after", ["?"] * 3), saved["started"], saved["seconds"],
                                _SavedRunner(saved))
-    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
-        f.write(text)
+    write_report(args.out, text)
     print(f"wrote {os.path.join(args.out, 'RESULTS.md')}", file=sys.stderr)
     return 0
 
