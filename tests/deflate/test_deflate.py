@@ -17,7 +17,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import signal
 import socket
 import struct
 import sys
@@ -30,7 +29,7 @@ import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging"))
-from echo_proc import EchoProcess  # noqa: E402
+from echo_proc import EchoProcess, stop_echo_processes  # noqa: E402
 
 SOCK_TIMEOUT = 5.0
 PMD = "permessage-deflate"
@@ -65,25 +64,7 @@ def start_echo():
         return p
 
     yield start
-
-    problems = []
-    for p in procs:
-        try:
-            if p.proc.poll() is None:
-                code, _ = p.signal_and_wait(signal.SIGTERM)
-                if code != 0:
-                    problems.append(f"wsgate-echo exited {code} on SIGTERM; stderr: {p.stderr_text()}")
-            elif p.proc.returncode != 0:
-                problems.append(f"wsgate-echo died during the test ({p.proc.returncode}); "
-                                f"stderr: {p.stderr_text()}")
-            p.join_readers()
-            p.assert_no_sanitizer_reports()
-        except AssertionError as e:
-            problems.append(str(e))
-        finally:
-            p.kill()
-    if problems:
-        pytest.fail("\n".join(problems))
+    stop_echo_processes(procs, died_is_failure=True)
 
 
 def peak_rss_kib(server):

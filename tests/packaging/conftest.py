@@ -1,10 +1,8 @@
 """Fixtures for the wsgate-echo tests; the process helpers are in echo_proc.py."""
 
-import signal
-
 import pytest
 
-from echo_proc import EchoProcess
+from echo_proc import EchoProcess, stop_echo_processes
 
 
 @pytest.fixture
@@ -22,20 +20,4 @@ def start_echo():
         return p
 
     yield start
-
-    problems = []
-    for p in procs:
-        try:
-            if p.proc.poll() is None:
-                code, _ = p.signal_and_wait(signal.SIGTERM)
-                if code != 0:
-                    problems.append(f"wsgate-echo exited {code} on SIGTERM; "
-                                    f"stderr: {p.stderr_text()}")
-            p.join_readers()
-            p.assert_no_sanitizer_reports()
-        except AssertionError as e:
-            problems.append(str(e))
-        finally:
-            p.kill()
-    if problems:
-        pytest.fail("\n".join(problems))
+    stop_echo_processes(procs)

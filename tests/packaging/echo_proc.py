@@ -170,3 +170,29 @@ class EchoProcess:
         text = self.stderr_text()
         for marker in SANITIZER_MARKERS:
             assert marker not in text, f"sanitizer report in wsgate-echo stderr:\n{text}"
+
+
+def stop_echo_processes(procs, died_is_failure=False):
+    """Fixture teardown: each server still running gets SIGTERM and must exit
+    0 within STOP_TIMEOUT with no sanitizer report; with died_is_failure, one
+    that already exited must have exited 0. Anything left is killed; the
+    problems fail the test together."""
+    problems = []
+    for p in procs:
+        try:
+            if p.proc.poll() is None:
+                code, _ = p.signal_and_wait(signal.SIGTERM)
+                if code != 0:
+                    problems.append(f"wsgate-echo exited {code} on SIGTERM; "
+                                    f"stderr: {p.stderr_text()}")
+            elif died_is_failure and p.proc.returncode != 0:
+                problems.append(f"wsgate-echo died during the test ({p.proc.returncode}); "
+                                f"stderr: {p.stderr_text()}")
+            p.join_readers()
+            p.assert_no_sanitizer_reports()
+        except AssertionError as e:
+            problems.append(str(e))
+        finally:
+            p.kill()
+    if problems:
+        pytest.fail("\n".join(problems))
