@@ -669,15 +669,15 @@ void Server::ensure_timer(Conn *c, int64_t deadline) {
 // Runs when a connection's timer fires: acts on whatever is due, then arms
 // the timer for the earliest deadline still ahead.
 void Server::heartbeat_check(Conn *c, int64_t now) {
-    if (c->close_deadline_ms && now >= c->close_deadline_ms) {
-        // The peer did not answer our close frame. A stop or a peer that
-        // stopped reading explains that already: keep those causes.
-        bool explained = c->cause == WSG_CAUSE_SHUTDOWN || c->cause == WSG_CAUSE_BACKPRESSURE;
-        return reap(c, c->close_code, c->close_reason,
-                    explained ? c->cause : WSG_CAUSE_CLOSE_TIMEOUT);
-    }
-    if (c->write_deadline_ms && now >= c->write_deadline_ms)
+    // A close already decided for a stop or for a peer that stopped reading
+    // explains why the peer neither answers nor takes our output: keep it.
+    bool explained = c->closing && (c->cause == WSG_CAUSE_SHUTDOWN || c->cause == WSG_CAUSE_BACKPRESSURE);
+    if (c->close_deadline_ms && now >= c->close_deadline_ms)
+        return reap(c, c->close_code, c->close_reason, explained ? c->cause : WSG_CAUSE_CLOSE_TIMEOUT);
+    if (c->write_deadline_ms && now >= c->write_deadline_ms) {
+        if (explained) return reap(c, c->close_code, c->close_reason, c->cause);
         return reap(c, 1006, "write timeout", WSG_CAUSE_WRITE_TIMEOUT);
+    }
     if (!c->closing) {
         if (c->pong_wait_ms && now >= c->last_alive_ms + c->pong_wait_ms)
             return reap(c, 1001, "pong timeout", WSG_CAUSE_PONG_TIMEOUT);

@@ -609,6 +609,37 @@ static void stop_is_quick_when_clients_answer(void **state) {
 }
 
 /* ---- backpressure ---- */
+/* The server's id for our client `c` (matched by its TCP port); 0 if none. */
+static wsg_conn_id conn_id_of(tsrv *t, wsc *c) {
+    wsg_conn_id ids[16];
+    size_t n = 0;
+    wsg_server_conn_ids(t->srv, ids, 16, &n);
+    struct sockaddr_in local;
+    socklen_t sl = sizeof local;
+    getsockname(wsc_fd(c), (struct sockaddr *)&local, &sl);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        wsg_conn_info *info;
+        if (wsg_conn_info_get(t->srv, ids[i], &info) != WSG_OK) continue;
+        int64_t port = 0;
+        wsg_conn_info_int(info, WSG_INFO_PEER_PORT, &port);
+        wsg_conn_info_free(info);
+        if (port == ntohs(local.sin_port)) return ids[i];
+    }
+    return 0;
+}
+
+/* Sends 64 KiB messages to `id` until a send is refused (the connection is
+ * closing) or `max` were sent, pausing `pause_ms` every `every` sends. */
+static void send_until_refused(tsrv *t, wsg_conn_id id, int max, int every, int pause_ms) {
+    static char chunk[65536];
+    memset(chunk, 'z', sizeof chunk);
+    wsg_status st = WSG_OK;
+    for (int i = 0; i < max && st == WSG_OK; i++) {
+        st = wsg_conn_send(t->srv, id, WSG_MSG_BINARY, chunk, sizeof chunk);
+        if (i % every == 0) tu_sleep_ms(pause_ms);
+    }
+}
+
 static void slow_reader_is_closed_with_1013(void **state) {
     (void)state;
     const char *settings[] = {"limits.max_queue_bytes=262144", NULL};
@@ -617,30 +648,10 @@ static void slow_reader_is_closed_with_1013(void **state) {
     wsc *slow = connect_to(t, "/", NULL);
     wsc *fast = connect_to(t, "/", NULL);
     assert_true(WAIT_UNTIL(tu_conn_count(t->srv) == 2, 3000));
-    wsg_conn_id ids[2];
-    size_t n;
-    wsg_server_conn_ids(t->srv, ids, 2, &n);
-    static char chunk[65536];
-    memset(chunk, 'z', sizeof chunk);
     /* Far more than kernel buffers plus the queue limit; the slow client never reads. */
-    wsg_conn_id slow_id = 0;
-    for (int i = 0; i < 2; i++) {
-        wsg_conn_info *info;
-        wsg_conn_info_get(t->srv, ids[i], &info);
-        int64_t port;
-        wsg_conn_info_int(info, WSG_INFO_PEER_PORT, &port);
-        wsg_conn_info_free(info);
-        struct sockaddr_in local;
-        socklen_t sl = sizeof local;
-        getsockname(wsc_fd(slow), (struct sockaddr *)&local, &sl);
-        if (port == ntohs(local.sin_port)) slow_id = ids[i];
-    }
+    wsg_conn_id slow_id = conn_id_of(t, slow);
     assert_int_not_equal(slow_id, 0);
-    wsg_status st = WSG_OK;
-    for (int i = 0; i < 2000 && st == WSG_OK; i++) {
-        st = wsg_conn_send(t->srv, slow_id, WSG_MSG_BINARY, chunk, sizeof chunk);
-        if (i % 16 == 0) tu_sleep_ms(1);
-    }
+    send_until_refused(t, slow_id, 2000, 16, 1);
     tsrv_close r;
     assert_int_equal(tsrv_wait_close(t, 0, 15000, &r), 1);
     assert_int_equal(r.id, slow_id);
@@ -652,6 +663,29 @@ static void slow_reader_is_closed_with_1013(void **state) {
     assert_true(WAIT_UNTIL(tsrv_messages(t) == 1, 3000));
     wsc_free(slow);
     wsc_free(fast);
+    assert_int_equal(tsrv_free(t), 0);
+}
+
+/* With a queue limit well above what loopback socket buffers take (a few
+ * MiB), the socket is full long before the queue passes the limit: the
+ * backpressure close frame can then never be written, and the write
+ * deadline ends the connection. It stays a backpressure close (1013). */
+static void stalled_backpressure_close_keeps_its_cause(void **state) {
+    (void)state;
+    const char *settings[] = {"limits.max_queue_bytes=16777216", "heartbeat.write_wait_ms=1000", NULL};
+    tsrv *t = tsrv_start(settings, 0);
+    assert_non_null(t);
+    wsc *slow = connect_to(t, "/", NULL);
+    assert_true(WAIT_UNTIL(tu_conn_count(t->srv) == 1, 3000));
+    wsg_conn_id id = conn_id_of(t, slow);
+    assert_int_not_equal(id, 0);
+    send_until_refused(t, id, 2000, 4, 2);
+    tsrv_close r;
+    assert_int_equal(tsrv_wait_close(t, 0, 15000, &r), 1);
+    assert_int_equal(r.id, id);
+    assert_int_equal(r.cause, WSG_CAUSE_BACKPRESSURE);
+    assert_int_equal(r.code, 1013);
+    wsc_free(slow);
     assert_int_equal(tsrv_free(t), 0);
 }
 
@@ -670,6 +704,7 @@ int main(void) {
         cmocka_unit_test(stop_sends_going_away_to_everyone),
         cmocka_unit_test(stop_is_quick_when_clients_answer),
         cmocka_unit_test(slow_reader_is_closed_with_1013),
+        cmocka_unit_test(stalled_backpressure_close_keeps_its_cause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
