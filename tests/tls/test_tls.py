@@ -120,6 +120,24 @@ def test_wss_echo_and_alpn(pki):
         assert "ALPN protocol: http/1.1" in out  # never h2: raw frame writes need HTTP/1.1
 
 
+def test_wss_with_permessage_deflate(pki):
+    """Compressed frames (RSV1) go through TLS like any raw write: small and
+    compressible, large enough to be fragmented, incompressible, both ways."""
+    big = "".join(f"line {i}: the quick brown fox\n" for i in range(20000))  # ~600 KB
+    noise = os.urandom(4096)
+
+    async def body(port):
+        async with websockets.connect(f"wss://127.0.0.1:{port}/", ssl=client_ctx(pki),
+                                      open_timeout=5, close_timeout=2, max_size=None) as ws:
+            assert [x.name for x in ws.extensions] == ["permessage-deflate"]
+            for message in ("hi", "hello " * 100, big, noise):
+                await ws.send(message)
+                assert await asyncio.wait_for(ws.recv(), 10) == message
+
+    with Echo(*server_sets(pki, "server", "compression.enabled=true")) as e:
+        run(body(e.port))
+
+
 @pytest.mark.parametrize("flag,ok", [("-tls1", False), ("-tls1_1", False), ("-tls1_2", True),
                                      ("-tls1_3", True)])
 def test_protocol_versions(pki, flag, ok):
