@@ -134,7 +134,7 @@ const std::vector<OptionDef> kTable = {
     {"compression.enabled", OptType::Bool, "false", 0, 0, nullptr,
      "Offer permessage-deflate (RFC 7692) to clients that ask. Inbound messages are bounded "
      "by limits.max_message_bytes after inflation; a client that keeps its compression context "
-     "costs about 40 KiB more while connected.",
+     "costs up to about 40 KiB more while connected.",
      nullptr},
     {"compression.min_bytes", OptType::Int, "128", 0, 1 * kGiB, nullptr,
      "Outbound messages shorter than this go uncompressed (deflate does not pay below it).",
