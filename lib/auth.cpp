@@ -6,21 +6,16 @@
 #include <cstring>
 
 #include "options.h"
+#include "text.h"
 
 namespace wsgate {
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 std::vector<std::string> split(std::string_view s, char sep) {
     std::vector<std::string> out;
     while (!s.empty()) {
         size_t i = s.find(sep);
-        std::string_view item = trim(s.substr(0, i));
+        std::string_view item = trim_ows(s.substr(0, i));
         if (!item.empty()) out.emplace_back(item);
         if (i == std::string_view::npos) break;
         s.remove_prefix(i + 1);
@@ -39,17 +34,17 @@ bool iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::string bearer_token(std::string_view h) {
-    h = trim(h);
+    h = trim_ows(h);
     if (h.size() < 7 || !iequals(h.substr(0, 7), "bearer ")) return {};
-    return std::string(trim(h.substr(7)));
+    return std::string(trim_ows(h.substr(7)));
 }
 
 std::string cookie_value(std::string_view cookies, std::string_view name) {
     for (const std::string &pair : split(cookies, ';')) {
         size_t eq = pair.find('=');
         if (eq == std::string::npos) continue;
-        if (trim(std::string_view(pair).substr(0, eq)) != name) continue;
-        std::string_view v = trim(std::string_view(pair).substr(eq + 1));
+        if (trim_ows(std::string_view(pair).substr(0, eq)) != name) continue;
+        std::string_view v = trim_ows(std::string_view(pair).substr(eq + 1));
         if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
         return std::string(v);
     }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "text.h"
+
 
 namespace wsgate {
 namespace {
@@ -58,17 +60,10 @@ const struct lws_extension kExtensions[] = {
     {nullptr, nullptr, nullptr},
 };
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-    return s;
-}
-
 bool is_token(std::string_view s) {
-    static const std::string_view separators = "()<>@,;:\\\"/[]?={} \t";
     if (s.empty()) return false;
     for (char c : s)
-        if (c <= 0x20 || c >= 0x7f || separators.find(c) != std::string_view::npos) return false;
+        if (!is_tchar(c)) return false;
     return true;
 }
 
@@ -99,12 +94,12 @@ bool acceptable_params(std::string_view rest, Offer *o) {
         if (rest.front() != ';') return false;
         rest.remove_prefix(1);
         size_t end = rest.find(';');
-        std::string_view param = trim(rest.substr(0, end));
+        std::string_view param = trim_ows(rest.substr(0, end));
         rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
         o->has_params = true;
         size_t eq = param.find('=');
-        std::string_view name = trim(param.substr(0, eq));
-        std::string_view value = eq == std::string_view::npos ? std::string_view() : trim(param.substr(eq + 1));
+        std::string_view name = trim_ows(param.substr(0, eq));
+        std::string_view value = eq == std::string_view::npos ? std::string_view() : trim_ows(param.substr(eq + 1));
         bool has_value = eq != std::string_view::npos;
         int slot;
         if (name == "server_no_context_takeover" && !has_value)
@@ -150,7 +145,7 @@ PmdOffer pmd_pick_offer(std::string_view header) {
             if (c != ' ') squeezed += c;
         if (squeezed != kName) continue;
         Offer o;
-        if (is_token(trim(raw_name)))
+        if (is_token(trim_ows(raw_name)))
             o.ok = acceptable_params(semi == std::string_view::npos ? std::string_view() : item.substr(semi), &o);
         offers.push_back(o);
     }

@@ -6,17 +6,12 @@
 
 #include <cstring>
 
+#include "text.h"
+
 namespace wsgate {
 namespace {
 
 constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-std::string_view trim(std::string_view s) {
-    size_t a = 0, b = s.size();
-    while (a < b && (s[a] == ' ' || s[a] == '\t')) a++;
-    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
-    return s.substr(a, b - a);
-}
 
 // Clears every bit after the first `bits` (0..128) of the 16-byte form.
 std::array<uint8_t, 16> mask128(std::array<uint8_t, 16> b, int bits) {
@@ -186,7 +181,7 @@ std::optional<CidrList> CidrList::parse(std::string_view text, std::string *err)
     while (start <= text.size()) {
         size_t comma = text.find(',', start);
         if (comma == std::string_view::npos) comma = text.size();
-        std::string_view item = trim(text.substr(start, comma - start));
+        std::string_view item = trim_ows(text.substr(start, comma - start));
         start = comma + 1;
         if (item.empty()) {
             // A blank list, or a trailing comma, is fine.
@@ -257,7 +252,7 @@ IpAddr client_ip(const IpAddr &peer, std::string_view xff, const CidrList &trust
     for (;;) {
         size_t comma = end == 0 ? std::string_view::npos : xff.rfind(',', end - 1);
         size_t begin = comma == std::string_view::npos ? 0 : comma + 1;
-        std::string_view item = trim(xff.substr(begin, end - begin));
+        std::string_view item = trim_ows(xff.substr(begin, end - begin));
         if (!item.empty()) {
             std::optional<IpAddr> a = parse_forwarded_entry(item);
             if (!a) return hop;  // unreadable: nothing further left is vouched for

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "netaddr.h"
 #include "origin.h"
+#include "text.h"
 
 namespace wsgate {
 namespace {
@@ -34,7 +35,6 @@ std::string valid_path(std::string_view v) {
 
 std::string valid_subprotocols(std::string_view v) {
     // RFC 6455 subprotocol names are RFC 7230 tokens.
-    static const std::string_view separators = "()<>@,;:\\\"/[]?={} \t";
     bool empty_item = true;
     for (char c : v) {
         if (c == ',') {
@@ -42,8 +42,7 @@ std::string valid_subprotocols(std::string_view v) {
             empty_item = true;
             continue;
         }
-        if (c <= 0x20 || c >= 0x7f || separators.find(c) != std::string_view::npos)
-            return "must be a comma-separated list of tokens without spaces";
+        if (!is_tchar(c)) return "must be a comma-separated list of tokens without spaces";
         empty_item = false;
     }
     if (!v.empty() && empty_item) return "has an empty name (use a comma-separated list of tokens)";

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "text.h"
+
 namespace wsgate {
 namespace {
 
@@ -68,13 +70,6 @@ bool split_host_port(std::string_view hp, std::string_view *host, std::string_vi
     return !port->empty();
 }
 
-std::string trim(std::string_view s) {
-    size_t a = 0, b = s.size();
-    while (a < b && (s[a] == ' ' || s[a] == '\t')) a++;
-    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
-    return std::string(s.substr(a, b - a));
-}
-
 }  // namespace
 
 bool Origin::parse(std::string_view text, Origin *out) {
@@ -105,7 +100,7 @@ std::string OriginPolicy::parse(std::string_view list, OriginPolicy *out) {
     while (start <= list.size()) {
         size_t comma = list.find(',', start);
         if (comma == std::string_view::npos) comma = list.size();
-        std::string item = trim(list.substr(start, comma - start));
+        std::string item(trim_ows(list.substr(start, comma - start)));
         start = comma + 1;
         if (item.empty()) {
             if (comma == list.size()) break;
