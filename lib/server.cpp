@@ -1049,11 +1049,12 @@ int Server::on_receive(Conn *c, const void *in, size_t len) {
     int64_t now = clock_.now_ms();
     if (cfg_.any_frame_is_alive) c->last_alive_ms = now;
     const uint8_t *p = static_cast<const uint8_t *>(in);
-    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
-    bool starts = !c->in_message;
-    // Whether this chunk starts a frame (lws hands a frame over in chunks).
+    // lws hands a frame over in chunks: whether this one starts and ends it.
     bool frame_starts = !c->rx_frame_open;
-    c->rx_frame_open = lws_remaining_packet_payload(c->wsi) != 0;
+    bool frame_ends = lws_remaining_packet_payload(c->wsi) == 0;
+    c->rx_frame_open = !frame_ends;
+    bool final = frame_ends && lws_is_final_fragment(c->wsi);
+    bool starts = !c->in_message;
     if (starts) {
         c->in_message = true;
         c->rx_binary = lws_frame_is_binary(c->wsi) != 0;
