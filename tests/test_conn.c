@@ -640,6 +640,15 @@ static void send_until_refused(tsrv *t, wsg_conn_id id, int max, int every, int 
     }
 }
 
+/* The first close recorded is `id`'s: a backpressure close, code 1013. */
+static void expect_backpressure_close(tsrv *t, wsg_conn_id id) {
+    tsrv_close r;
+    assert_int_equal(tsrv_wait_close(t, 0, 15000, &r), 1);
+    assert_int_equal(r.id, id);
+    assert_int_equal(r.cause, WSG_CAUSE_BACKPRESSURE);
+    assert_int_equal(r.code, 1013);
+}
+
 static void slow_reader_is_closed_with_1013(void **state) {
     (void)state;
     const char *settings[] = {"limits.max_queue_bytes=262144", NULL};
@@ -652,11 +661,7 @@ static void slow_reader_is_closed_with_1013(void **state) {
     wsg_conn_id slow_id = conn_id_of(t, slow);
     assert_int_not_equal(slow_id, 0);
     send_until_refused(t, slow_id, 2000, 16, 1);
-    tsrv_close r;
-    assert_int_equal(tsrv_wait_close(t, 0, 15000, &r), 1);
-    assert_int_equal(r.id, slow_id);
-    assert_int_equal(r.cause, WSG_CAUSE_BACKPRESSURE);
-    assert_int_equal(r.code, 1013);
+    expect_backpressure_close(t, slow_id);
     /* The other client never noticed. (on_close runs before the id leaves
      * the registry: the count drops just after the close is recorded.) */
     assert_true(WAIT_UNTIL(tu_conn_count(t->srv) == 1, 3000));
@@ -681,11 +686,7 @@ static void stalled_backpressure_close_keeps_its_cause(void **state) {
     wsg_conn_id id = conn_id_of(t, slow);
     assert_int_not_equal(id, 0);
     send_until_refused(t, id, 2000, 4, 2);
-    tsrv_close r;
-    assert_int_equal(tsrv_wait_close(t, 0, 15000, &r), 1);
-    assert_int_equal(r.id, id);
-    assert_int_equal(r.cause, WSG_CAUSE_BACKPRESSURE);
-    assert_int_equal(r.code, 1013);
+    expect_backpressure_close(t, id);
     wsc_free(slow);
     assert_int_equal(tsrv_free(t), 0);
 }
