@@ -914,6 +914,34 @@ void test_inflate_rejects_corrupt_data(void **) {
     assert_true(corrupt > rounds / 2);
 }
 
+// No compressed byte at all: even an empty message compresses to one byte
+// (RFC 7692 7.2.3.6), and feeding only the tail would leave a context-keeping
+// inflater inside a stored block header, garbling the next message.
+void test_inflate_refuses_an_empty_compressed_message(void **) {
+    Rng rng(23);
+    for (bool keep : {true, false}) {
+        Inflater inf;
+        ClientDeflater client;
+        Bytes plain = words(500, rng);
+        if (keep) expect_message(inf, client.message(plain), plain, rng, 100, keep, "before");
+        std::string out;
+        // As one empty call, and as empty fragments.
+        assert_int_equal(static_cast<int>(inf.feed(nullptr, 0, false, &out, 1 << 20)),
+                         static_cast<int>(Result::Ok));
+        assert_int_equal(static_cast<int>(inf.feed(nullptr, 0, true, &out, 1 << 20)),
+                         static_cast<int>(Result::Corrupt));
+        assert_string_equal(inf.error(), "empty compressed message");
+        assert_true(out.empty());
+        // The refusal is per message: the one-byte empty message is fine.
+        inf.end_message(false);
+        static const uint8_t kEmpty[1] = {0x00};
+        out.clear();
+        assert_int_equal(static_cast<int>(inf.feed(kEmpty, 1, true, &out, 1 << 20)),
+                         static_cast<int>(Result::Ok));
+        assert_true(out.empty());
+    }
+}
+
 void test_inflate_truncated_message_waits(void **) {
     Rng rng(19);
     const Bytes plain = words(4000, rng);
@@ -1202,6 +1230,7 @@ int main() {
         cmocka_unit_test(test_inflate_limit_too_large_to_pass),
         cmocka_unit_test(test_inflate_refuses_a_1gib_bomb_quickly),
         cmocka_unit_test(test_inflate_rejects_corrupt_data),
+        cmocka_unit_test(test_inflate_refuses_an_empty_compressed_message),
         cmocka_unit_test(test_inflate_truncated_message_waits),
         cmocka_unit_test(test_inflate_stored_blocks),
         cmocka_unit_test(test_inflate_full_and_sync_flush_inside_a_message),

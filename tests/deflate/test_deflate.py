@@ -913,6 +913,8 @@ BACKREF_ONLY = _backref_only()
     pytest.param(b"\x00\x05\x00\x00\x00hello", id="stored-length-mismatch"),
     # A back-reference into a window this connection never had.
     pytest.param(BACKREF_ONLY, id="distance-too-far-back"),
+    # No compressed byte at all (an empty message compresses to 0x00).
+    pytest.param(b"", id="empty-payload"),
 ])
 def test_corrupt_deflate(start_echo, body):
     server = start_echo(ENABLED)
