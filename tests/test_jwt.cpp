@@ -45,7 +45,7 @@ extern "C" {
 #include "jwt.h"
 
 #ifndef WSG_VECTORS_DIR
-#error "WSG_VECTORS_DIR must name shared/vectors"
+#error "WSG_VECTORS_DIR must name tests/vectors"
 #endif
 #ifndef WSG_JWT_TESTDATA
 #error "WSG_JWT_TESTDATA must name tests/jwt"
@@ -67,15 +67,63 @@ constexpr int64_t kNow = 1700000000;
 
 // ------------------------------------------------------------------ files
 
-std::string slurp(const std::string &path) {
+bool read_file(const std::string &path, std::string *out) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) fail_msg("cannot open %s", path.c_str());
+    if (!f) return false;
     std::stringstream ss;
     ss << f.rdbuf();
-    return ss.str();
+    *out = ss.str();
+    return true;
 }
 
-std::string vec(const std::string &rel) { return std::string(WSG_VECTORS_DIR) + "/" + rel; }
+std::string slurp(const std::string &path) {
+    std::string s;
+    if (!read_file(path, &s)) fail_msg("cannot open %s", path.c_str());
+    return s;
+}
+
+// The vectors' directory: tests/vectors, or --vectors-dir DIR (the
+// test_jwt_missing_vectors test points it at an empty place).
+std::string g_vectors_dir = WSG_VECTORS_DIR;
+
+std::string vec(const std::string &rel) { return g_vectors_dir + "/" + rel; }
+
+// Every vector file the cases read. main() checks them before any case runs:
+// a missing file fails the suite loudly (never a skip, and never a failure
+// in the middle of a case, where cmocka's longjmp would leak its objects).
+const char *const kVectorFiles[] = {
+    "wycheproof/json_web_signature_test.json",
+    "wycheproof/json_web_key_test.json",
+    "rfc7515_appendix_a.json",
+    "jose-cookbook/jws/4_1.rsa_v15_signature.json",
+    "jose-cookbook/jws/4_2.rsa-pss_signature.json",
+    "jose-cookbook/jws/4_3.ecdsa_signature.json",
+    "jose-cookbook/jws/4_4.hmac-sha2_integrity_protection.json",
+    "jose-cookbook/jws/4_5.signature_with_detached_content.json",
+    "jose-cookbook/jws/4_6.protecting_specific_header_fields.json",
+    "jose-cookbook/jws/4_7.protecting_content_only.json",
+    "jose-cookbook/jws/4_8.multiple_signatures.json",
+    "jose-cookbook/jws/rfc8037_eddsa_jws.json",
+    "jose-cookbook/jwk/3_1.ec_public_key.json",
+    "jose-cookbook/jwk/3_2.ec_private_key.json",
+    "jose-cookbook/jwk/3_3.rsa_public_key.json",
+    "jose-cookbook/jwk/3_4.rsa_private_key.json",
+    "jose-cookbook/jwk/3_5.symmetric_key_mac_computation.json",
+    "jose-cookbook/jwk/3_6.symmetric_key_encryption.json",
+};
+
+// The number of vector files that cannot be read (each named on stderr).
+int missing_vector_files() {
+    int missing = 0;
+    for (const char *rel : kVectorFiles) {
+        std::string content;
+        if (read_file(vec(rel), &content) && !content.empty()) continue;
+        std::fprintf(stderr, "test_jwt: cannot read vector file %s (tests/vectors/README.md lists "
+                             "what the repository must hold)\n", vec(rel).c_str());
+        missing++;
+    }
+    return missing;
+}
 std::string data(const std::string &rel) { return std::string(WSG_JWT_TESTDATA) + "/" + rel; }
 
 json load_json(const std::string &path) { return json::parse(slurp(path)); }
@@ -1374,6 +1422,8 @@ int write_fuzz_seeds(const char *dir) {
 int main(int argc, char **argv) {
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
     if (argc > 2 && std::strcmp(argv[1], "--write-fuzz-seeds") == 0) return write_fuzz_seeds(argv[2]);
+    if (argc > 2 && std::strcmp(argv[1], "--vectors-dir") == 0) g_vectors_dir = argv[2];
+    if (missing_vector_files()) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base64url_strict),
         cmocka_unit_test(test_wycheproof_jws),
