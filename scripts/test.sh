@@ -1,43 +1,86 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds wsgate twice (plain, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both,
-# then the cross-thread suites under ThreadSanitizer and the libFuzzer targets
-# (clang) for a bounded time.
-set -euo pipefail
+# Installs what is missing, checks that the repository stands alone, builds
+# wsgate twice (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer)
+# and runs every test in both, then the cross-thread suites under
+# ThreadSanitizer and the libFuzzer targets (clang) for a bounded time.
+#
+# Every stage runs even when an earlier one failed; the run ends with one
+# summary of every stage (the names of failed tests included) and a last line
+# "N passed, N failed". The exit code is 0 only when nothing failed.
+# Per-stage logs and JUnit files: build/test-results/.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+if ! scripts/deps.sh; then
+  echo "scripts/deps.sh failed: the packages above could not be installed" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 jobs=$(nproc)
-status=0
+results=$PWD/build/test-results
+rm -rf "$results"
+mkdir -p "$results"
+
+# A step that is not a ctest (a build, a check) and failed: counted as one
+# failure named STAGE:STEP in the summary.
+step_failed() { echo "$1" >> "$results/failed-steps.txt"; }
+
+# configure_and_build STAGE DIR [TARGETS...] -- [CMAKE ARGS...]
+configure_and_build() {
+  local stage=$1 dir=$2
+  shift 2
+  local targets=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do targets+=(--target "$1"); shift; done
+  [ "${1:-}" = "--" ] && shift
+  echo "=== $stage build" >&2
+  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_WERROR=ON "$@" > "$results/$stage-configure.log" 2>&1; then
+    cat "$results/$stage-configure.log" >&2
+    step_failed "$stage:configure"
+    return 1
+  fi
+  if ! cmake --build "$dir" -j"$jobs" "${targets[@]}" > "$results/$stage-build.log" 2>&1; then
+    grep -E 'error|warning' "$results/$stage-build.log" | head -n 50 >&2
+    step_failed "$stage:build"
+    return 1
+  fi
+  grep -E 'warning' "$results/$stage-build.log" | head -n 20 >&2 || true
+  return 0
+}
+
+# run_ctest STAGE DIR [CTEST ARGS...]: results go to STAGE.xml.
+run_ctest() {
+  local stage=$1 dir=$2
+  shift 2
+  echo "=== $stage tests" >&2
+  ctest --test-dir "$dir" --output-on-failure -j2 --output-junit "$results/$stage.xml" "$@"
+  # A ctest that wrote no results (it could not start) is a failure too.
+  [ -s "$results/$stage.xml" ] || step_failed "$stage:ctest"
+}
+
+echo "=== self-contained: nothing reads outside the repository" >&2
+scripts/check-self-contained.sh || step_failed "checks:self_contained"
+
 for kind in plain asan; do
-  dir=build/test-$kind
   extra=()
   [ "$kind" = asan ] && extra=(-DWSGATE_SANITIZE=ON)
-  echo "=== $kind build" >&2
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_WERROR=ON "${extra[@]}" >/dev/null
-  cmake --build "$dir" -j"$jobs" 2>&1 | { grep -E 'warning|error' || true; }
-  echo "=== $kind tests" >&2
-  # detect_leaks: the sanitizer build also fails on leaks.
-  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-       ctest --test-dir "$dir" --output-on-failure -j2; then
-    status=1
+  if configure_and_build "$kind" "build/test-$kind" -- "${extra[@]}"; then
+    # detect_leaks: the sanitizer build also fails on leaks.
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      run_ctest "$kind" "build/test-$kind"
   fi
 done
-echo "=== thread sanitizer (cross-thread sends, closes, stops)" >&2
-dir=build/test-tsan
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_WERROR=ON \
-  -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
-  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null
-cmake --build "$dir" -j"$jobs" --target test_conn test_lifecycle test_load 2>&1 | { grep -E 'warning|error' || true; }
-if ! TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$dir" --output-on-failure -j2 \
-     -R '^(test_conn|test_lifecycle|test_load)$'; then
-  status=1
+
+tsan_tests=(test_conn test_lifecycle test_load)
+if configure_and_build tsan build/test-tsan "${tsan_tests[@]}" -- \
+     -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
+     -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread; then
+  TSAN_OPTIONS=halt_on_error=1 run_ctest tsan build/test-tsan \
+    -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
 fi
-echo "=== fuzz targets (clang, libFuzzer, 20 s each)" >&2
-dir=build/test-fuzz
-CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_FUZZ=ON \
-  -DWSGATE_WERROR=ON >/dev/null
-cmake --build "$dir" -j"$jobs" --target fuzz_jwt fuzz_origin fuzz_deflate 2>&1 | { grep -E 'warning|error' || true; }
-if ! ctest --test-dir "$dir" --output-on-failure -j2 -R '^fuzz_'; then
-  status=1
+
+fuzzers=(fuzz_jwt fuzz_origin fuzz_deflate)
+if CC=clang CXX=clang++ configure_and_build fuzz build/test-fuzz "${fuzzers[@]}" -- -DWSGATE_FUZZ=ON; then
+  run_ctest fuzz build/test-fuzz -R '^fuzz_'
 fi
-exit $status
+
+echo "=== summary" >&2
+exec /usr/bin/python3 scripts/test_summary.py "$results"
