@@ -15,13 +15,19 @@ To link an already installed libwsgate instead (no copy; rpath to it):
 
 Other knobs: WSGATE_CMAKE_BUILD_DIR (where CMake builds; default under
 build_temp), WSGATE_BUILD_JOBS (default 2), CMAKE (the cmake binary).
+
+Nothing is written into the source tree: setuptools' build/ and egg-info go
+to a fresh temporary directory per run (removed at exit), so a later install
+never reuses a stale build (or bundles an old library).
 """
 
 import os
+import atexit
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -30,6 +36,11 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HEADER = ROOT / "include" / "wsgate" / "wsgate.h"
+
+
+# setuptools' scratch space, outside the source tree (see the docstring).
+SCRATCH = Path(tempfile.mkdtemp(prefix="wsgate-python-build."))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 def header_version(header: Path) -> str:
@@ -136,4 +147,6 @@ setup(
     zip_safe=False,
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt},
+    options={"build": {"build_base": str(SCRATCH / "build")},
+             "egg_info": {"egg_base": str(SCRATCH)}},
 )
