@@ -846,7 +846,14 @@ wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
 wsg_status Server::reload_tls() {
     if (!cfg_.tls) return fail(WSG_ESTATE, "TLS is off (tls.cert_file is not set)");
     std::string why = tls_check_files(cfg_.tls_files);
-    if (!why.empty()) return fail(WSG_ETLS, why);
+    if (!why.empty()) {
+        // The same event a reload that fails on the service thread gives.
+        LogFields f;
+        f["cert_file"] = cfg_.tls_files.cert_file;
+        f["message"] = why;
+        log.emit(WSG_LOG_ERROR, "tls_reload_failed", f);
+        return fail(WSG_ETLS, why);
+    }
     Command cmd(Command::ReloadTls);
     if (on_service_thread()) {
         execute(cmd);

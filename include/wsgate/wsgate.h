@@ -238,7 +238,8 @@ typedef void (*wsg_close_fn)(wsg_server *server, wsg_conn_id conn, int code,
  *  names may be added), `json` the whole event as one JSON
  *  object (no trailing newline), `json_len` its length. Only events at or
  *  above log.level arrive. Service thread, or the thread calling a lifecycle
- *  function (listen, start, run, stop). */
+ *  function (listen, start, run, stop) or wsg_server_reload_tls (whose refusal
+ *  of bad files is logged as "tls_reload_failed" on the calling thread). */
 typedef void (*wsg_log_fn)(wsg_log_level level, const char *event, const char *json,
                            size_t json_len, void *user);
 

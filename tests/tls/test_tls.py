@@ -61,6 +61,7 @@ class Echo:
         for s in sets:
             args += ["--set", s]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err = None  # everything it logged, once stopped
         line = self.proc.stdout.readline()
         m = re.match(r"listening on wss://127\.0\.0\.1:(\d+)/", line)
         if not m:
@@ -76,7 +77,9 @@ class Echo:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return self.proc.stderr.read()
+        if self.err is None:
+            self.err = self.proc.stderr.read()
+        return self.err
 
     def __enter__(self):
         return self
@@ -203,14 +206,14 @@ def test_bad_files_fail_at_creation_naming_the_file(pki, sets, needle):
     assert needle in r.stderr, r.stderr
 
 
-def open_events(stderr):
+def log_events(stderr, name="open"):
     out = []
     for line in stderr.splitlines():
         try:
             ev = json.loads(line)
         except ValueError:
             continue
-        if ev.get("event") == "open":
+        if ev.get("event") == name:
             out.append(ev)
     return out
 
@@ -226,7 +229,7 @@ def test_mutual_tls_required(pki):
         assert run(echo_once(e.port, client_ctx(pki, "client"))) == "hello over tls"
     finally:
         err = e.stop()
-    opens = open_events(err)
+    opens = log_events(err)
     assert len(opens) == 2
     assert all(ev.get("tls_subject") == "O=wsgate tests,CN=alice" for ev in opens), opens
 
@@ -241,7 +244,7 @@ def test_mutual_tls_optional(pki):
             run(echo_once(e.port, client_ctx(pki, "intruder")))
     finally:
         err = e.stop()
-    subjects = [ev.get("tls_subject", "") for ev in open_events(err)]
+    subjects = [ev.get("tls_subject", "") for ev in log_events(err)]
     assert subjects == ["", "O=wsgate tests,CN=alice"], subjects
 
 
@@ -284,6 +287,13 @@ def test_reload_without_restart(pki):
             e.proc.send_signal(signal.SIGHUP)
             time.sleep(0.3)
             assert run(echo_once(e.port, client_ctx(pki))) == "hello over tls"
-        err = e.proc.stderr.read() if e.proc.stderr else ""
+        err = e.err
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # Both outcomes are structured events, not only a plain stderr line.
+    reloaded = log_events(err, "tls_reloaded")
+    failed = log_events(err, "tls_reload_failed")
+    assert [ev["cert_file"] for ev in reloaded] == [f"{work}/cert.pem"], err
+    assert len(failed) == 1, err
+    assert failed[0]["level"] == "error" and failed[0]["cert_file"] == f"{work}/cert.pem", failed
+    assert "key" in failed[0]["message"], failed
