@@ -42,3 +42,11 @@ if(TARGET wsgate-echo AND EXISTS ${WSG_TEST_PYTHON})
 elseif(NOT EXISTS ${WSG_TEST_PYTHON})
   message(WARNING "${WSG_TEST_PYTHON} not found: echo_example and interop_websockets are not registered")
 endif()
+
+# The README's install-then-consume steps and quick starts, exactly as written,
+# in a clone with nothing beside it (root; private mount and network
+# namespaces). Once, in the plain build; alone, since it compiles wsgate twice.
+if(WSG_BASH AND NOT WSGATE_SANITIZE AND EXISTS ${WSG_TEST_PYTHON})
+  add_test(NAME fresh_clone COMMAND ${WSG_BASH} ${WSG_PACKAGING_DIR}/fresh_clone_test.sh ${PROJECT_SOURCE_DIR})
+  set_tests_properties(fresh_clone PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE)
+endif()
