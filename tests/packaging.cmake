@@ -4,6 +4,8 @@
 #   abi_symbols         ledger tests/abi/symbols.txt == WSG_API in the header == nm -D
 #   echo_example        wsgate-echo's command line, stdout line, limits, signals, logs
 #   interop_websockets  wsgate-echo against the Python websockets client
+#   make_jwks           scripts/make-jwks.py: a JWKS wsgate-echo verifies real tokens with
+#   fresh_clone         the README's install and quick starts in a clone with nothing beside it
 set(WSG_PACKAGING_DIR ${CMAKE_CURRENT_SOURCE_DIR}/packaging)
 
 find_program(WSG_BASH bash)
@@ -28,7 +30,8 @@ endif()
 # on PATH may be another build without them (see LWS-NOTES.md).
 set(WSG_TEST_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with pytest and websockets for the integration tests")
 if(TARGET wsgate-echo AND EXISTS ${WSG_TEST_PYTHON})
-  foreach(t IN ITEMS echo_example:test_echo_example.py interop_websockets:test_interop.py)
+  foreach(t IN ITEMS echo_example:test_echo_example.py interop_websockets:test_interop.py
+                     make_jwks:test_make_jwks.py)
     string(REPLACE ":" ";" t ${t})
     list(GET t 0 name)
     list(GET t 1 file)
