@@ -4,9 +4,9 @@
 #include <new>
 #include <string>
 
-#include "error.h"
-#include "options.h"
-#include "server.h"
+#include "base/error.h"
+#include "config/options.h"
+#include "core/server.h"
 #include "wsgate/wsgate.h"
 
 using namespace wsgate;

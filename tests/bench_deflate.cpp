@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "deflate.h"
-#include "frame.h"
+#include "protocol/deflate.h"
+#include "protocol/frame.h"
 
 using wsgate::Deflater;
 using wsgate::FrameBuilder;

@@ -35,7 +35,7 @@
 
 #include <time.h>
 
-#include "wheel.h"
+#include "core/wheel.h"
 
 using wsgate::TimingWheel;
 using wsgate::WheelTimer;

@@ -24,8 +24,8 @@ extern "C" {
 #include <cmocka.h>
 }
 
-#include "deflate.h"
-#include "frame.h"
+#include "protocol/deflate.h"
+#include "protocol/frame.h"
 
 using wsgate::Deflater;
 using wsgate::Frame;

@@ -41,8 +41,8 @@ extern "C" {
 
 #include <nlohmann/json.hpp>
 
-#include "base64url.h"
-#include "jwt.h"
+#include "security/base64url.h"
+#include "security/jwt.h"
 
 #ifndef WSG_VECTORS_DIR
 #error "WSG_VECTORS_DIR must name tests/vectors"

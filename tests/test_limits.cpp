@@ -21,9 +21,9 @@ extern "C" {
 #include <string>
 #include <unordered_set>
 
-#include "limits.h"
-#include "netaddr.h"
-#include "wheel.h"
+#include "security/limits.h"
+#include "security/netaddr.h"
+#include "core/wheel.h"
 
 using wsgate::BucketState;
 using wsgate::Cidr;

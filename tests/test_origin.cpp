@@ -11,7 +11,7 @@ extern "C" {
 #include <cstring>
 #include <string>
 
-#include "origin.h"
+#include "security/origin.h"
 
 using wsgate::Origin;
 using wsgate::OriginPolicy;

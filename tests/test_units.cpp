@@ -24,8 +24,8 @@ extern "C" {
 #include <cmocka.h>
 }
 
-#include "frame.h"
-#include "registry.h"
+#include "protocol/frame.h"
+#include "core/registry.h"
 
 using wsgate::Conn;
 using wsgate::Frame;

@@ -36,7 +36,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
-#include "wheel.h"
+#include "core/wheel.h"
 
 using wsgate::Clock;
 using wsgate::SteadyClock;

@@ -40,8 +40,8 @@
 #include <zlib.h>
 
 #include "../support/rng.h"
-#include "deflate.h"
-#include "frame.h"
+#include "protocol/deflate.h"
+#include "protocol/frame.h"
 
 namespace {
 

@@ -25,8 +25,8 @@
 
 #include <openssl/err.h>
 
-#include "base64url.h"
-#include "jwt.h"
+#include "security/base64url.h"
+#include "security/jwt.h"
 
 #ifndef WSG_JWT_TESTDATA
 #error "WSG_JWT_TESTDATA must name tests/jwt"

@@ -23,8 +23,8 @@
 #include <string_view>
 #include <vector>
 
-#include "netaddr.h"
-#include "origin.h"
+#include "security/netaddr.h"
+#include "security/origin.h"
 
 namespace {
 

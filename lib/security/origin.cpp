@@ -1,8 +1,8 @@
-#include "origin.h"
+#include "security/origin.h"
 
 #include <cctype>
 
-#include "text.h"
+#include "base/text.h"
 
 namespace wsgate {
 namespace {

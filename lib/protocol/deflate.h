@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "frame.h"
+#include "protocol/frame.h"
 
 struct lws;
 struct lws_extension;

@@ -11,15 +11,15 @@
 #include <thread>
 #include <vector>
 
-#include "deflate.h"
-#include "frame.h"
-#include "log.h"
-#include "options.h"
-#include "origin.h"
-#include "registry.h"
-#include "auth.h"
-#include "tls.h"
-#include "wheel.h"
+#include "protocol/deflate.h"
+#include "protocol/frame.h"
+#include "observe/log.h"
+#include "config/options.h"
+#include "security/origin.h"
+#include "core/registry.h"
+#include "security/auth.h"
+#include "security/tls.h"
+#include "core/wheel.h"
 
 namespace wsgate {
 

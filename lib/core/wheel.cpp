@@ -1,4 +1,4 @@
-#include "wheel.h"
+#include "core/wheel.h"
 
 #include <algorithm>
 #include <chrono>

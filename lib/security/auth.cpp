@@ -1,12 +1,12 @@
-#include "auth.h"
+#include "security/auth.h"
 
 #include <libwebsockets.h>
 
 #include <cctype>
 #include <cstring>
 
-#include "options.h"
-#include "text.h"
+#include "config/options.h"
+#include "base/text.h"
 
 namespace wsgate {
 namespace {

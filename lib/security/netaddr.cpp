@@ -1,4 +1,4 @@
-#include "netaddr.h"
+#include "security/netaddr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "text.h"
+#include "base/text.h"
 
 namespace wsgate {
 namespace {

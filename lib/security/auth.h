@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "jwt.h"
+#include "security/jwt.h"
 #include "wsgate/wsgate.h"
 
 struct lws;

@@ -1,5 +1,5 @@
 // JWT/JWS verification with OpenSSL 3; the policy is in jwt.h.
-#include "jwt.h"
+#include "security/jwt.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -25,7 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base64url.h"
+#include "security/base64url.h"
 
 namespace wsgate {
 

@@ -1,4 +1,4 @@
-#include "limits.h"
+#include "security/limits.h"
 
 #include <cmath>
 #include <random>

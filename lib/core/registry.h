@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "deflate.h"
-#include "frame.h"
-#include "limits.h"
-#include "netaddr.h"
-#include "wheel.h"
+#include "protocol/deflate.h"
+#include "protocol/frame.h"
+#include "security/limits.h"
+#include "security/netaddr.h"
+#include "core/wheel.h"
 #include "wsgate/wsgate.h"
 
 struct lws;

@@ -1,4 +1,4 @@
-#include "tls.h"
+#include "security/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>

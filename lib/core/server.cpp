@@ -1,4 +1,4 @@
-#include "server.h"
+#include "core/server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "error.h"
+#include "base/error.h"
 
 #include <ev.h>
 

@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "netaddr.h"
+#include "security/netaddr.h"
 
 namespace wsgate {
 

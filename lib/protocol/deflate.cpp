@@ -1,11 +1,11 @@
-#include "deflate.h"
+#include "protocol/deflate.h"
 
 #include <libwebsockets.h>
 
 #include <cstring>
 #include <new>
 
-#include "text.h"
+#include "base/text.h"
 
 
 namespace wsgate {

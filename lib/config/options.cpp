@@ -1,4 +1,4 @@
-#include "options.h"
+#include "config/options.h"
 
 #include <arpa/inet.h>
 
@@ -7,10 +7,10 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include "error.h"
-#include "netaddr.h"
-#include "origin.h"
-#include "text.h"
+#include "base/error.h"
+#include "security/netaddr.h"
+#include "security/origin.h"
+#include "base/text.h"
 
 namespace wsgate {
 namespace {

@@ -1,4 +1,4 @@
-#include "log.h"
+#include "observe/log.h"
 
 #include <sys/time.h>
 #include <time.h>
