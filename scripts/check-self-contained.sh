@@ -12,7 +12,7 @@ if ! git rev-parse --is-inside-work-tree > /dev/null 2>&1; then
 fi
 # The pattern is split so this file does not match itself.
 pattern='\.\./'"shared|/wo""rk/"
-if hits=$(git grep -nE "$pattern" -- . ':!tests/vectors/*.json'); then
+if hits=$(git grep -nE "$pattern" -- . ':!tests/security/vectors/*.json'); then
   echo "check-self-contained: these lines refer to files outside the repository:" >&2
   echo "$hits" >&2
   echo "copy what they need into the tree (with its licence) and point them there" >&2

@@ -3,7 +3,7 @@
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_jwt
-//   build-fuzz/tests/fuzz_jwt -max_total_time=60 tests/jwt/fuzz_seeds
+//   build-fuzz/tests/fuzz_jwt -max_total_time=60 CORPUS tests/fuzz/jwt_seeds
 // ctest runs it for 20 s (fuzz_jwt_smoke) in such a build.
 //
 // The first byte picks what the rest is:
@@ -29,7 +29,7 @@
 #include "security/jwt.h"
 
 #ifndef WSG_JWT_TESTDATA
-#error "WSG_JWT_TESTDATA must name tests/jwt"
+#error "WSG_JWT_TESTDATA must name tests/security/jwt"
 #endif
 
 namespace {

@@ -1,7 +1,7 @@
 // JWT/JWS verifier (lib/jwt.h): every case of the published vectors
 // (Wycheproof JWS and JWK sets, RFC 7515 appendix A, RFC 7520 cookbook,
 // RFC 8037), tokens for every algorithm signed here with OpenSSL and the test
-// keys in tests/jwt/, and each way a token or a key set can be wrong.
+// keys in tests/security/jwt/, and each way a token or a key set can be wrong.
 //
 // Extra modes (not run by ctest):
 //   test_jwt --bench                   ns/op of jwt_verify per algorithm
@@ -45,10 +45,10 @@ extern "C" {
 #include "security/jwt.h"
 
 #ifndef WSG_VECTORS_DIR
-#error "WSG_VECTORS_DIR must name tests/vectors"
+#error "WSG_VECTORS_DIR must name tests/security/vectors"
 #endif
 #ifndef WSG_JWT_TESTDATA
-#error "WSG_JWT_TESTDATA must name tests/jwt"
+#error "WSG_JWT_TESTDATA must name tests/security/jwt"
 #endif
 
 using json = nlohmann::json;
@@ -82,7 +82,7 @@ std::string slurp(const std::string &path) {
     return s;
 }
 
-// The vectors' directory: tests/vectors, or --vectors-dir DIR (the
+// The vectors' directory: tests/security/vectors, or --vectors-dir DIR (the
 // test_jwt_missing_vectors test points it at an empty place).
 std::string g_vectors_dir = WSG_VECTORS_DIR;
 
@@ -118,7 +118,7 @@ int missing_vector_files() {
     for (const char *rel : kVectorFiles) {
         std::string content;
         if (read_file(vec(rel), &content) && !content.empty()) continue;
-        std::fprintf(stderr, "test_jwt: cannot read vector file %s (tests/vectors/README.md lists "
+        std::fprintf(stderr, "test_jwt: cannot read vector file %s (tests/security/vectors/README.md lists "
                              "what the repository must hold)\n", vec(rel).c_str());
         missing++;
     }

@@ -10,7 +10,7 @@ teardown and must exit 0 with no sanitizer report. After each refusal or
 close, the same server must still serve a new client.
 
 Run with WSGATE_ECHO=/path/to/wsgate-echo
-/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/deflate (ctest does both).
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/protocol/test_deflate_e2e.py (ctest does both).
 """
 
 import asyncio
