@@ -41,15 +41,6 @@ wsg_status null_arg(const char *name) {
 
 }  // namespace
 
-struct wsg_conn_info {
-    std::string peer_addr, path, query, origin, subprotocol, tls_subject, user_id, claims;
-    int64_t peer_port = 0, connected_at_ms = 0, duration_ms = 0;
-    int64_t msgs_in = 0, bytes_in = 0, msgs_out = 0, bytes_out = 0;
-    int64_t id = 0;
-    int64_t rtt_us = -1;
-    int64_t compression = 0;
-};
-
 extern "C" {
 
 WSG_API const char *wsg_version(void) {
@@ -62,17 +53,10 @@ WSG_API int wsg_version_num(void) { return WSG_VERSION_NUM; }
 
 WSG_API const char *wsg_status_str(wsg_status status) {
     switch (status) {
-    case WSG_OK: return "WSG_OK";
-    case WSG_EINVAL: return "WSG_EINVAL";
-    case WSG_ENOTFOUND: return "WSG_ENOTFOUND";
-    case WSG_ECLOSED: return "WSG_ECLOSED";
-    case WSG_ENOMEM: return "WSG_ENOMEM";
-    case WSG_ESTATE: return "WSG_ESTATE";
-    case WSG_EIO: return "WSG_EIO";
-    case WSG_ETLS: return "WSG_ETLS";
-    case WSG_EBUSY: return "WSG_EBUSY";
-    case WSG_ELIMIT: return "WSG_ELIMIT";
-    case WSG_EINTERNAL: return "WSG_EINTERNAL";
+#define WSG_STATUS_NAME_(name, value, doc) \
+    case WSG_##name: return "WSG_" #name;
+        WSG_STATUS_MAP(WSG_STATUS_NAME_)
+#undef WSG_STATUS_NAME_
     case WSG_STATUS_MAX_: break;
     }
     return "WSG_UNKNOWN";
@@ -82,20 +66,10 @@ WSG_API const char *wsg_last_error(void) { return last_error(); }
 
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     switch (cause) {
-    case WSG_CAUSE_PEER: return "peer";
-    case WSG_CAUSE_APP: return "app";
-    case WSG_CAUSE_SHUTDOWN: return "shutdown";
-    case WSG_CAUSE_LOST: return "lost";
-    case WSG_CAUSE_TOO_BIG: return "too_big";
-    case WSG_CAUSE_INVALID_UTF8: return "invalid_utf8";
-    case WSG_CAUSE_BACKPRESSURE: return "backpressure";
-    case WSG_CAUSE_PONG_TIMEOUT: return "pong_timeout";
-    case WSG_CAUSE_WRITE_TIMEOUT: return "write_timeout";
-    case WSG_CAUSE_IDLE_TIMEOUT: return "idle_timeout";
-    case WSG_CAUSE_CLOSE_TIMEOUT: return "close_timeout";
-    case WSG_CAUSE_TOKEN_EXPIRED: return "token_expired";
-    case WSG_CAUSE_RATE_LIMIT: return "rate_limit";
-    case WSG_CAUSE_BAD_COMPRESSION: return "bad_compression";
+#define WSG_CAUSE_NAME_(name, value, text, doc) \
+    case WSG_CAUSE_##name: return text;
+        WSG_CLOSE_CAUSE_MAP(WSG_CAUSE_NAME_)
+#undef WSG_CAUSE_NAME_
     case WSG_CAUSE_MAX_: break;
     }
     return "unknown";
@@ -222,12 +196,12 @@ WSG_API void wsg_server_free(wsg_server *server) {
 }  // extern "C"
 namespace {
 template <class Fn>
-wsg_status set_callback(wsg_server *server, Callback<Fn> wsgate::Server::*slot, Fn fn, void *user,
+wsg_status set_callback(wsg_server *server, Callback<Fn> AppCallbacks::*slot, Fn fn, void *user,
                         wsg_free_fn user_free) {
     if (!server) return null_arg("server");
     if (!server->is_idle())
         return fail(WSG_ESTATE, "callbacks can only be registered before the server listens");
-    (server->*slot).set(fn, user, user_free);
+    (server->app.*slot).set(fn, user, user_free);
     return WSG_OK;
 }
 }  // namespace
@@ -235,23 +209,23 @@ extern "C" {
 
 WSG_API wsg_status wsg_server_on_open(wsg_server *server, wsg_open_fn fn, void *user,
                                       wsg_free_fn user_free) {
-    return guard([&] { return set_callback(server, &Server::on_open, fn, user, user_free); });
+    return guard([&] { return set_callback(server, &AppCallbacks::on_open, fn, user, user_free); });
 }
 
 WSG_API wsg_status wsg_server_on_message(wsg_server *server, wsg_message_fn fn, void *user,
                                          wsg_free_fn user_free) {
-    return guard([&] { return set_callback(server, &Server::on_message, fn, user, user_free); });
+    return guard([&] { return set_callback(server, &AppCallbacks::on_message, fn, user, user_free); });
 }
 
 WSG_API wsg_status wsg_server_on_close(wsg_server *server, wsg_close_fn fn, void *user,
                                        wsg_free_fn user_free) {
-    return guard([&] { return set_callback(server, &Server::on_close, fn, user, user_free); });
+    return guard([&] { return set_callback(server, &AppCallbacks::on_close, fn, user, user_free); });
 }
 
 WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *user,
                                      wsg_free_fn user_free) {
     return guard([&] {
-        wsg_status st = set_callback(server, &Server::on_log, fn, user, user_free);
+        wsg_status st = set_callback(server, &AppCallbacks::on_log, fn, user, user_free);
         if (st == WSG_OK) server->log.set_sink(fn, user);
         return st;
     });
@@ -259,7 +233,7 @@ WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *us
 
 WSG_API wsg_status wsg_server_on_auth(wsg_server *server, wsg_auth_fn fn, void *user,
                                       wsg_free_fn user_free) {
-    return guard([&] { return set_callback(server, &Server::on_auth, fn, user, user_free); });
+    return guard([&] { return set_callback(server, &AppCallbacks::on_auth, fn, user, user_free); });
 }
 
 WSG_API wsg_status wsg_auth_request_get(const wsg_auth_request *req, wsg_auth_field field,
@@ -352,7 +326,7 @@ WSG_API wsg_status wsg_server_conn_count(wsg_server *server, size_t *out) {
     return guard([&] {
         if (!server) return null_arg("server");
         if (!out) return null_arg("out");
-        *out = server->registry().count();
+        *out = server->conn_count();
         return WSG_OK;
     });
 }
@@ -363,12 +337,7 @@ WSG_API wsg_status wsg_server_conn_ids(wsg_server *server, wsg_conn_id *ids, siz
         if (!server) return null_arg("server");
         if (!count) return null_arg("count");
         if (!ids && capacity) return null_arg("ids");
-        Registry &reg = server->registry();
-        std::unique_lock<std::mutex> lock(reg.mu, std::defer_lock);
-        if (!server->on_service_thread()) lock.lock();
-        const auto &live = reg.live();
-        for (size_t i = 0; i < live.size() && i < capacity; i++) ids[i] = live[i]->id;
-        *count = live.size();
+        *count = server->conn_ids(ids, capacity);
         return WSG_OK;
     });
 }
@@ -397,38 +366,15 @@ WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code
     return guard([&] { return server ? server->close(conn, code, reason) : null_arg("server"); });
 }
 
-}  // extern "C"
-namespace {
-// Runs f(conn) with the registry locked when called off the service thread.
-template <class F>
-wsg_status with_conn(wsg_server *server, wsg_conn_id id, F &&f) {
-    if (!server) return null_arg("server");
-    Registry &reg = server->registry();
-    std::unique_lock<std::mutex> lock(reg.mu, std::defer_lock);
-    if (!server->on_service_thread()) lock.lock();
-    Conn *c = reg.get(id);
-    if (!c) return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-    return f(c);
-}
-}  // namespace
-extern "C" {
-
 WSG_API wsg_status wsg_conn_set_user(wsg_server *server, wsg_conn_id conn, void *ptr) {
-    return guard([&] {
-        return with_conn(server, conn, [&](Conn *c) {
-            c->user.store(ptr);
-            return WSG_OK;
-        });
-    });
+    return guard([&] { return server ? server->set_user(conn, ptr) : null_arg("server"); });
 }
 
 WSG_API wsg_status wsg_conn_get_user(wsg_server *server, wsg_conn_id conn, void **out) {
     return guard([&] {
+        if (!server) return null_arg("server");
         if (!out) return null_arg("out");
-        return with_conn(server, conn, [&](Conn *c) {
-            *out = c->user.load();
-            return WSG_OK;
-        });
+        return server->get_user(conn, out);
     });
 }
 
@@ -436,31 +382,9 @@ WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_c
     return guard([&] {
         if (!out) return null_arg("out");
         *out = nullptr;
+        if (!server) return null_arg("server");
         auto info = std::make_unique<wsg_conn_info>();
-        wsg_status st = with_conn(server, conn, [&](Conn *c) {
-            info->peer_addr = c->peer_addr;
-            info->peer_port = c->peer_port;
-            info->path = c->path;
-            info->query = c->query;
-            info->origin = c->origin;
-            info->subprotocol = c->subprotocol;
-            info->tls_subject = c->tls_subject;
-            info->user_id = c->user_id;
-            info->claims = c->claims_json;
-            info->connected_at_ms = c->connected_at_ms;
-            info->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::steady_clock::now().time_since_epoch())
-                                    .count() -
-                                c->opened_mono_ms;
-            info->msgs_in = static_cast<int64_t>(c->msgs_in.load());
-            info->bytes_in = static_cast<int64_t>(c->bytes_in.load());
-            info->msgs_out = static_cast<int64_t>(c->msgs_out.load());
-            info->bytes_out = static_cast<int64_t>(c->bytes_out.load());
-            info->id = static_cast<int64_t>(c->id);
-            info->rtt_us = c->rtt_us.load(std::memory_order_relaxed);
-            info->compression = c->deflate ? 1 : 0;
-            return WSG_OK;
-        });
+        wsg_status st = server->conn_info(conn, info.get());
         if (st == WSG_OK) *out = info.release();
         return st;
     });

@@ -49,19 +49,28 @@ extern "C" {
 /* Versions and errors                                                 */
 /* ------------------------------------------------------------------ */
 
-/** Status of every fallible call. Values are stable: append only. */
+/** Every status: XX(NAME, value, description). The single list from which
+ *  the enum below, wsg_status_str() and the bindings' names come (the README
+ *  table and the Python binding are checked against it by tests). Values are
+ *  stable: append only, never renumber or reuse. Since 0.1.0. */
+#define WSG_STATUS_MAP(XX)                                                              \
+    XX(OK, 0, "success")                                                                \
+    XX(EINVAL, 1, "invalid argument, unknown option or value out of range")             \
+    XX(ENOTFOUND, 2, "no such connection (stale or unknown id) or item")                \
+    XX(ECLOSED, 3, "the connection is closing or closed")                               \
+    XX(ENOMEM, 4, "out of memory")                                                      \
+    XX(ESTATE, 5, "not allowed in the object's current state")                          \
+    XX(EIO, 6, "system or network error (bind, socket, thread)")                        \
+    XX(ETLS, 7, "TLS setup or certificate error")                                       \
+    XX(EBUSY, 8, "not allowed on the service thread (inside a callback)")               \
+    XX(ELIMIT, 9, "a configured limit was reached")                                     \
+    XX(EINTERNAL, 10, "broken internal invariant: please report it")
+
+/** Status of every fallible call (WSG_OK, WSG_EINVAL, ...: see WSG_STATUS_MAP). */
 typedef enum wsg_status {
-    WSG_OK = 0,         /**< success */
-    WSG_EINVAL = 1,     /**< invalid argument, unknown option or value out of range */
-    WSG_ENOTFOUND = 2,  /**< no such connection (stale or unknown id) or item */
-    WSG_ECLOSED = 3,    /**< the connection is closing or closed */
-    WSG_ENOMEM = 4,     /**< out of memory */
-    WSG_ESTATE = 5,     /**< not allowed in the object's current state */
-    WSG_EIO = 6,        /**< system or network error (bind, socket, thread) */
-    WSG_ETLS = 7,       /**< TLS setup or certificate error */
-    WSG_EBUSY = 8,      /**< not allowed on the service thread (inside a callback) */
-    WSG_ELIMIT = 9,     /**< a configured limit was reached */
-    WSG_EINTERNAL = 10, /**< broken internal invariant: please report it */
+#define WSG_STATUS_ENUM_(name, value, doc) WSG_##name = value,
+    WSG_STATUS_MAP(WSG_STATUS_ENUM_)
+#undef WSG_STATUS_ENUM_
     WSG_STATUS_MAX_ = 0x7fffffff /* keeps the enum int-sized; not a status */
 } wsg_status;
 
@@ -174,31 +183,44 @@ typedef enum wsg_msg_type {
     WSG_MSG_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_msg_type;
 
-/** Why a connection ended. Stable values: append only. */
+/** Why a connection ended: XX(NAME, value, "name", description), the single
+ *  list behind the enum, wsg_close_cause_str() and the README's table.
+ *  Stable values: append only. */
+#define WSG_CLOSE_CAUSE_MAP(XX)                                                                   \
+    XX(PEER, 1, "peer", "the client sent a close frame (its code is reported)")                   \
+    XX(APP, 2, "app", "the application called wsg_conn_close()")                                  \
+    XX(SHUTDOWN, 3, "shutdown", "the server stopped (code 1001)")                                 \
+    XX(LOST, 4, "lost", "TCP ended without a close handshake: reset, EOF (code 1006)")            \
+    XX(TOO_BIG, 5, "too_big", "a message exceeded limits.max_message_bytes (code 1009)")          \
+    XX(INVALID_UTF8, 6, "invalid_utf8", "a text message or close reason was not valid UTF-8 (code 1007)") \
+    XX(BACKPRESSURE, 7, "backpressure", "the send queue exceeded limits.max_queue_bytes (code 1013)") \
+    XX(PONG_TIMEOUT, 8, "pong_timeout",                                                           \
+       "no pong (or frame) within heartbeat.pong_wait_ms: dropped, code 1001")                    \
+    XX(WRITE_TIMEOUT, 9, "write_timeout",                                                         \
+       "pending writes made no progress for heartbeat.write_wait_ms: dropped, code 1006")         \
+    XX(IDLE_TIMEOUT, 10, "idle_timeout", "no data message for heartbeat.idle_timeout_ms: close 1001 sent") \
+    XX(CLOSE_TIMEOUT, 11, "close_timeout",                                                        \
+       "the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent") \
+    XX(TOKEN_EXPIRED, 12, "token_expired",                                                        \
+       "the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008")             \
+    XX(RATE_LIMIT, 13, "rate_limit",                                                              \
+       "more messages than limits.messages_per_s allows (limits.rate_policy=close): close 1008")  \
+    XX(BAD_COMPRESSION, 14, "bad_compression",                                                    \
+       "permessage-deflate misuse: data that does not inflate, RSV1 on a continuation or a control frame: close 1007") \
+    XX(PROTOCOL_ERROR, 15, "protocol_error",                                                      \
+       "the client broke RFC 6455 (unmasked frame, reserved bits or opcode, bad close code...): close 1002")
+
+/** Why a connection ended (WSG_CAUSE_PEER, ...: see WSG_CLOSE_CAUSE_MAP). Since 0.1.0. */
 typedef enum wsg_close_cause {
-    WSG_CAUSE_PEER = 1,         /**< the client sent a close frame (its code is reported) */
-    WSG_CAUSE_APP = 2,          /**< the application called wsg_conn_close() */
-    WSG_CAUSE_SHUTDOWN = 3,     /**< the server stopped (code 1001) */
-    WSG_CAUSE_LOST = 4,         /**< TCP ended without a close handshake: reset, EOF, protocol error (code 1006) */
-    WSG_CAUSE_TOO_BIG = 5,      /**< a message exceeded limits.max_message_bytes (code 1009) */
-    WSG_CAUSE_INVALID_UTF8 = 6, /**< a text message was not valid UTF-8 (code 1007) */
-    WSG_CAUSE_BACKPRESSURE = 7, /**< the send queue exceeded limits.max_queue_bytes (code 1013) */
-    WSG_CAUSE_PONG_TIMEOUT = 8, /**< no pong (or frame) within heartbeat.pong_wait_ms: dropped, code 1001. Since 0.1.0 */
-    WSG_CAUSE_WRITE_TIMEOUT = 9, /**< pending writes made no progress for heartbeat.write_wait_ms: dropped, code 1006. Since 0.1.0 */
-    WSG_CAUSE_IDLE_TIMEOUT = 10, /**< no data message for heartbeat.idle_timeout_ms: close 1001 sent. Since 0.1.0 */
-    WSG_CAUSE_CLOSE_TIMEOUT = 11, /**< the peer did not answer our close frame within heartbeat.close_wait_ms; code is the one we sent. Since 0.1.0 */
-    WSG_CAUSE_TOKEN_EXPIRED = 12, /**< the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008 "token expired". Since 0.1.0 */
-    WSG_CAUSE_RATE_LIMIT = 13,    /**< more messages than limits.messages_per_s allows (limits.rate_policy=close): close 1008. Since 0.1.0 */
-    WSG_CAUSE_BAD_COMPRESSION = 14, /**< permessage-deflate misuse: data that does not inflate, RSV1 on a continuation or a pong: close 1007. Since 0.1.0 */
+#define WSG_CLOSE_CAUSE_ENUM_(name, value, text, doc) WSG_CAUSE_##name = value,
+    WSG_CLOSE_CAUSE_MAP(WSG_CLOSE_CAUSE_ENUM_)
+#undef WSG_CLOSE_CAUSE_ENUM_
     WSG_CAUSE_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_close_cause;
 
-/** Short stable name of a close cause ("peer", "app", "shutdown", "lost",
- *  "too_big", "invalid_utf8", "backpressure", "pong_timeout", "write_timeout",
- *  "idle_timeout", "close_timeout", "token_expired", "rate_limit",
- *  "bad_compression"); "unknown"
- *  otherwise.
- *  Since 0.1.0. */
+/** Short stable name of a close cause (the third column of
+ *  WSG_CLOSE_CAUSE_MAP: "peer", "app", ...); "unknown" otherwise. Static
+ *  storage. Any thread. Since 0.1.0. */
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
 
 /** Severity of a log event (also the values of the option log.level). */

@@ -132,8 +132,12 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"compression.enabled", OptType::Bool, "false", 0, 0, nullptr,
      "Offer permessage-deflate (RFC 7692) to clients that ask. Inbound messages are bounded "
-     "by limits.max_message_bytes after inflation; a client that keeps its compression context "
-     "costs up to about 40 KiB more while connected.",
+     "by limits.max_message_bytes after inflation.",
+     nullptr},
+    {"compression.client_context_takeover", OptType::Bool, "false", 0, 0, nullptr,
+     "Let clients keep their compression context between messages (better ratio on similar "
+     "messages, about 40 KiB more per such connection). Off: the answer asks every client for "
+     "client_no_context_takeover, and no inflater state is kept per connection.",
      nullptr},
     {"compression.min_bytes", OptType::Int, "128", 0, 1 * kGiB, nullptr,
      "Outbound messages shorter than this go uncompressed (deflate does not pay below it).",
@@ -244,13 +248,13 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"log.level", OptType::Enum, "info", 0, 0, "debug|info|warn|error|off",
      "Least severe event logged (accept is debug; open and close info; reject warn).", nullptr},
-    {"tuning.rx_buffer_bytes", OptType::Int, "2048", 125, 1 * kMiB, nullptr,
-     "Most bytes read per read event, held by every connection: lower saves memory on idle "
-     "connections, higher lets one read (and one coalesced reply) carry more pipelined "
-     "messages.",
+    {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
+     "Most bytes read per read event (at least 4096 are), into one buffer shared by every "
+     "connection, so it costs nothing per connection: larger lets one read (and one coalesced "
+     "reply) carry more pipelined messages.",
      nullptr},
     {"tuning.event_loop", OptType::Enum, "epoll", 0, 0, "epoll|poll",
-     "Event loop under libwebsockets: epoll (through libev; a wake-up costs what is ready) or "
+     "Event loop: epoll (through libev; a wake-up costs what is ready) or "
      "poll (lws' own; every wake-up scans every socket, fine below a few hundred).",
      nullptr},
     {"tuning.write_batch_bytes", OptType::Int, "65536", 1 * kKiB, 16 * kMiB, nullptr,

@@ -1,7 +1,5 @@
 #include "protocol/deflate.h"
 
-#include <libwebsockets.h>
-
 #include <cstring>
 #include <new>
 
@@ -11,54 +9,7 @@
 namespace wsgate {
 namespace {
 
-constexpr const char *kName = "permessage-deflate";
-// Option name only our extension answers: lws_set_extension_option() with it
-// tells whether the extension is active on a connection.
-constexpr const char *kProbe = "wsgate-probe";
-
-// The RFC 7692 parameters lws may meet in an offer. It calls OPTION_SET only
-// for the argument-less ones the client sent, and echoes those we accept.
-const struct lws_ext_options kOptions[] = {
-    {"server_no_context_takeover", EXTARG_NONE},
-    {"client_no_context_takeover", EXTARG_NONE},
-    {"server_max_window_bits", EXTARG_OPT_DEC},
-    {"client_max_window_bits", EXTARG_OPT_DEC},
-    {nullptr, EXTARG_NONE},
-};
-
-// lws 4.1.6's private PAYLOAD_RX result "pass the payload on as it is"
-// (enum pmd_return in private-lib-core-net.h), mirrored: the pinned build.
-constexpr int kPmdrNothingWeShouldDo = 5;
-
-// Negotiation only: the payload reaches LWS_CALLBACK_RECEIVE untouched
-// (still compressed) and the server inflates it, knowing the message limit.
-int pmd_callback(struct lws_context *, const struct lws_extension *, struct lws *,
-                 enum lws_extension_callback_reasons reason, void *user, void *in, size_t) {
-    switch (reason) {
-    case LWS_EXT_CB_CONSTRUCT:
-        *static_cast<void **>(user) = nullptr;  // no per-connection state here
-        if (in) *static_cast<const struct lws_ext_options **>(in) = kOptions;
-        return 0;
-    case LWS_EXT_CB_OPTION_SET: {
-        // 0 echoes the option: both no_context_takeover promises are kept
-        // (our compressor never keeps context; the inflater resets when the
-        // client does). Nothing else ever comes here from lws' server side.
-        auto *oa = static_cast<struct lws_ext_option_arg *>(in);
-        return oa->option_index == 0 || oa->option_index == 1 ? 0 : 1;
-    }
-    case LWS_EXT_CB_NAMED_OPTION_SET: {
-        auto *oa = static_cast<struct lws_ext_option_arg *>(in);
-        return oa && oa->option_name && std::strcmp(oa->option_name, kProbe) == 0 ? 0 : -1;
-    }
-    case LWS_EXT_CB_PAYLOAD_RX: return kPmdrNothingWeShouldDo;
-    default: return 0;
-    }
-}
-
-const struct lws_extension kExtensions[] = {
-    {kName, pmd_callback, "permessage-deflate"},
-    {nullptr, nullptr, nullptr},
-};
+constexpr std::string_view kName = "permessage-deflate";
 
 bool is_token(std::string_view s) {
     if (s.empty()) return false;
@@ -67,105 +18,88 @@ bool is_token(std::string_view s) {
     return true;
 }
 
-// A window size parameter value: 8..15, plain or quoted, no leading zero.
-bool valid_window_bits(std::string_view v) {
+// A window size parameter value: 8..15, plain or quoted, no leading zero;
+// 0 when malformed.
+int window_bits(std::string_view v) {
     if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-    if (v.empty() || v.size() > 2 || v[0] == '0') return false;
+    if (v.empty() || v.size() > 2 || v[0] == '0') return 0;
     int n = 0;
     for (char c : v) {
-        if (c < '0' || c > '9') return false;
+        if (c < '0' || c > '9') return 0;
         n = n * 10 + (c - '0');
     }
-    return n >= 8 && n <= 15;
+    return n >= 8 && n <= 15 ? n : 0;
 }
 
-// One offer naming permessage-deflate, as the server judges it.
-struct Offer {
-    bool ok = false;          // every parameter can be honoured
-    bool has_params = false;  // there was a ';' (lws reads no further offers after accepting it)
-    bool client_no_context_takeover = false;
-};
+// Splits at `sep` outside double quotes.
+std::vector<std::string_view> split_outside_quotes(std::string_view s, char sep) {
+    std::vector<std::string_view> out;
+    bool quoted = false;
+    size_t start = 0;
+    for (size_t i = 0; i <= s.size(); i++) {
+        if (i < s.size() && s[i] == '"') quoted = !quoted;
+        if (i == s.size() || (s[i] == sep && !quoted)) {
+            out.push_back(s.substr(start, i - start));
+            start = i + 1;
+        }
+    }
+    return out;
+}
 
-// Whether the parameters of one offer (the text after its name) can all be
-// honoured, filling *o.
-bool acceptable_params(std::string_view rest, Offer *o) {
-    bool seen[3] = {false, false, false};
-    while (!rest.empty()) {
-        if (rest.front() != ';') return false;
-        rest.remove_prefix(1);
-        size_t end = rest.find(';');
-        std::string_view param = trim_ows(rest.substr(0, end));
-        rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
-        o->has_params = true;
+// Judges one offer (its parameters, after the name). True when every
+// parameter can be honoured; fills *out with what the answer promises.
+bool acceptable(const std::vector<std::string_view> &params, const PmdPolicy &policy, PmdAgreement *out) {
+    bool seen[4] = {false, false, false, false};
+    PmdAgreement a;
+    a.client_no_context_takeover = policy.ask_client_no_context_takeover;
+    for (size_t i = 1; i < params.size(); i++) {
+        std::string_view param = trim_ows(params[i]);
         size_t eq = param.find('=');
         std::string_view name = trim_ows(param.substr(0, eq));
-        std::string_view value = eq == std::string_view::npos ? std::string_view() : trim_ows(param.substr(eq + 1));
         bool has_value = eq != std::string_view::npos;
+        std::string_view value = has_value ? trim_ows(param.substr(eq + 1)) : std::string_view();
         int slot;
-        if (name == "server_no_context_takeover" && !has_value)
+        if (name == "server_no_context_takeover" && !has_value) {
             slot = 0;
-        else if (name == "client_no_context_takeover" && !has_value)
+        } else if (name == "client_no_context_takeover" && !has_value) {
             slot = 1;
-        else if (name == "client_max_window_bits" && (!has_value || valid_window_bits(value)))
+            a.client_no_context_takeover = true;
+        } else if (name == "server_max_window_bits" && has_value) {
             slot = 2;
-        else
-            return false;  // unknown, malformed, or server_max_window_bits (lws cannot echo it)
-        if (seen[slot]) return false;  // RFC 7692: a repeated parameter declines the offer
+            int bits = window_bits(value);
+            // zlib cannot make an 8-bit window (it silently uses 9): an
+            // offer that needs one is declined, never answered falsely.
+            if (bits < 9) return false;
+            a.server_window_bits = bits;
+        } else if (name == "client_max_window_bits" && (!has_value || window_bits(value))) {
+            slot = 3;  // the client may limit its window; we inflate any
+        } else {
+            return false;  // unknown or malformed
+        }
+        if (seen[slot]) return false;  // RFC 7692 7.1: a repeated parameter declines the offer
         seen[slot] = true;
     }
-    o->client_no_context_takeover = seen[1];
+    // The answer: we never keep context ourselves (each message stands
+    // alone), and say so, so the client may free its inflater between messages.
+    a.response = std::string(kName) + "; server_no_context_takeover";
+    if (a.client_no_context_takeover) a.response += "; client_no_context_takeover";
+    if (a.server_window_bits < 15) a.response += "; server_max_window_bits=" + std::to_string(a.server_window_bits);
+    a.accepted = true;
+    *out = std::move(a);
     return true;
 }
 
 }  // namespace
 
-const struct lws_extension *pmd_extensions() { return kExtensions; }
-
-PmdOffer pmd_pick_offer(std::string_view header) {
-    PmdOffer none;
-    if (header.size() >= kMaxExtensionsHeader) return none;
-    // lws splits offers at every ',' and tab, quoted or not: where that
-    // differs from the grammar, keep out rather than miscount its offers.
-    bool quoted = false;
-    for (char c : header) {
-        if (c == '\t' || (quoted && (c == ',' || c == ';'))) return none;
-        if (c == '"') quoted = !quoted;
+PmdAgreement pmd_negotiate(std::string_view header, const PmdPolicy &policy) {
+    for (std::string_view offer : split_outside_quotes(header, ',')) {
+        std::vector<std::string_view> params = split_outside_quotes(offer, ';');
+        std::string_view name = trim_ows(params[0]);
+        if (name != kName || !is_token(name)) continue;
+        PmdAgreement a;
+        if (acceptable(params, policy, &a)) return a;
     }
-    std::vector<Offer> offers;  // the offers lws takes for permessage-deflate
-    size_t pos = 0;
-    while (pos <= header.size()) {
-        size_t comma = header.find(',', pos);
-        std::string_view item = header.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-        pos = comma == std::string_view::npos ? header.size() + 1 : comma + 1;
-        size_t semi = item.find(';');
-        std::string_view raw_name = item.substr(0, semi);
-        // lws reads the name with every space removed.
-        std::string squeezed;
-        for (char c : raw_name)
-            if (c != ' ') squeezed += c;
-        if (squeezed != kName) continue;
-        Offer o;
-        if (is_token(trim_ows(raw_name)))
-            o.ok = acceptable_params(semi == std::string_view::npos ? std::string_view() : item.substr(semi), &o);
-        offers.push_back(o);
-    }
-    for (size_t i = 0; i < offers.size(); i++) {
-        // lws stops reading offers after accepting one with parameters, but
-        // after one without it goes on, and drops the connection when it
-        // meets permessage-deflate again.
-        bool last = i + 1 == offers.size();
-        if (offers[i].ok && (offers[i].has_params || last)) {
-            PmdOffer picked;
-            picked.index = static_cast<int>(i);
-            picked.client_no_context_takeover = offers[i].client_no_context_takeover;
-            return picked;
-        }
-    }
-    return none;
-}
-
-bool pmd_active(struct lws *wsi) {
-    return lws_set_extension_option(wsi, kName, kProbe, nullptr) == 0;
+    return PmdAgreement();
 }
 
 void Inflater::release() {
@@ -256,13 +190,13 @@ Deflater::~Deflater() {
 
 bool Deflater::deflate_all(const FrameList &plain, size_t payload) {
     if (!init_) {
-        // Raw deflate (negative window bits), full 32 KiB window: offers that
-        // limit our window are declined, so the peer accepts any. memLevel 4:
+        // Raw deflate (negative window bits) with the window the client
+        // allows (server_max_window_bits; 15 by default). memLevel 4:
         // deflateReset clears the hash table before every message; a
         // 2,048-entry table (4 KiB) instead of zlib's default 32,768 (64 KiB)
         // saves about 0.4 us of a small message's 2.8 us, for about 2 % more
         // output on large messages (bench/RESULTS.md, "Compression").
-        if (deflateInit2(&zs_, level_, Z_DEFLATED, -15, 4, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+        if (deflateInit2(&zs_, level_, Z_DEFLATED, -window_bits_, 4, Z_DEFAULT_STRATEGY) != Z_OK) return false;
         init_ = true;
     } else if (deflateReset(&zs_) != Z_OK) {
         return false;

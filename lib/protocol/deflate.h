@@ -1,9 +1,7 @@
-// permessage-deflate (RFC 7692). lws negotiates the extension through a
-// small extension of ours (lws only lets RSV1 through when an extension is
-// active); wsgate inflates what clients send and compresses what it sends
-// itself. lws' own permessage-deflate is not used: its coalesced-write
-// bypass aside, 4.1.6 asserts (aborts the process) on some valid inbound
-// messages and inflates a whole compression bomb after the limit is hit.
+// permessage-deflate (RFC 7692): negotiation, the bounded inflater for what
+// clients send and the compressor for what the server sends. Pure code, no
+// I/O. (libwebsockets' own permessage-deflate is not used: 4.1.6 asserts on
+// some valid inbound messages and inflates a whole bomb past the limit.)
 #pragma once
 
 #include <zlib.h>
@@ -15,33 +13,33 @@
 
 #include "protocol/frame.h"
 
-struct lws;
-struct lws_extension;
-
 namespace wsgate {
 
-// lws 4.1.6 drops the TCP connection without a word when the request's
-// Sec-WebSocket-Extensions value is this long or longer (whatever is enabled).
-constexpr size_t kMaxExtensionsHeader = 255;
-
-// The extension table for lws_context_creation_info.extensions.
-const struct lws_extension *pmd_extensions();
-
-// The permessage-deflate offer the server accepts.
-struct PmdOffer {
-    int index = -1;  // among the offers naming permessage-deflate, as lws walks them; -1: none
-    bool client_no_context_takeover = false;  // the client resets its compressor per message
+// What the server may promise when it accepts permessage-deflate.
+struct PmdPolicy {
+    // Ask clients to reset their compressor per message (RFC 7692 7.1.1.2
+    // allows it even when they did not offer it): their messages then
+    // inflate through one shared inflater, with no zlib state kept per
+    // connection (a browser keeping its context costs about 40 KiB).
+    bool ask_client_no_context_takeover = true;
 };
 
-// Picks from the client's Sec-WebSocket-Extensions value the first offer
-// whose every parameter can be honoured with the response lws writes: lws
-// echoes only server_no_context_takeover and client_no_context_takeover, so
-// an offer asking for server_max_window_bits is declined (the client then
-// gets an uncompressed connection, never a broken one).
-PmdOffer pmd_pick_offer(std::string_view header);
+// The outcome of negotiating permessage-deflate with one client.
+struct PmdAgreement {
+    bool accepted = false;
+    bool client_no_context_takeover = false;  // the client resets its compressor per message
+    int server_window_bits = 15;              // our LZ77 window (server_max_window_bits)
+    std::string response;                     // the Sec-WebSocket-Extensions answer
+};
 
-// True when permessage-deflate is active on the connection.
-bool pmd_active(struct lws *wsi);
+// Picks from the client's Sec-WebSocket-Extensions value (repeated headers
+// joined with ", ") the first permessage-deflate offer whose every parameter
+// can be honoured (RFC 7692 7.1): server_no_context_takeover (always true
+// for us), client_no_context_takeover, server_max_window_bits 9..15,
+// client_max_window_bits. An offer with an unknown, repeated or malformed
+// parameter, or asking for an 8-bit window (zlib cannot make one), is
+// declined: that client gets an uncompressed connection, never a broken one.
+PmdAgreement pmd_negotiate(std::string_view header, const PmdPolicy &policy);
 
 // One connection's decompressor for RFC 7692 messages (raw DEFLATE, 32 KiB
 // window). Its zlib state exists only while needed: from the first
@@ -84,7 +82,8 @@ private:
 // serves every recipient that negotiated the extension.
 class Deflater {
 public:
-    explicit Deflater(int level) : level_(level) {}
+    // window_bits: 9..15, what the client allows (server_max_window_bits).
+    Deflater(int level, int window_bits) : level_(level), window_bits_(window_bits) {}
     ~Deflater();
     Deflater(const Deflater &) = delete;
     Deflater &operator=(const Deflater &) = delete;
@@ -99,6 +98,7 @@ private:
     bool deflate_all(const FrameList &plain, size_t payload);
 
     int level_;
+    int window_bits_;
     z_stream zs_{};
     bool init_ = false;
     std::vector<uint8_t> out_;

@@ -6,7 +6,7 @@
 namespace wsgate {
 
 Frame *Frame::create(size_t len) {
-    void *mem = std::malloc(sizeof(Frame) + kFrameHeadroom + len);
+    void *mem = std::malloc(sizeof(Frame) + len);
     if (!mem) throw std::bad_alloc();
     Frame *f = new (mem) Frame();
     f->len_ = static_cast<uint32_t>(len);
@@ -32,6 +32,24 @@ FrameRef FrameBuilder::one(int first_byte_flags, bool fin, const uint8_t *p, siz
     }
     if (len) std::memcpy(d + hdr, p, len);
     return f;
+}
+
+FrameRef FrameBuilder::control(int opcode, const void *payload, size_t len) {
+    if (len > 125) len = 125;
+    return one(opcode & 0x0f, true, static_cast<const uint8_t *>(payload), len);
+}
+
+FrameRef FrameBuilder::close(int code, const std::string &reason) {
+    uint8_t p[125];
+    if (code == 0) return control(0x8, p, 0);
+    p[0] = static_cast<uint8_t>(code >> 8);
+    p[1] = static_cast<uint8_t>(code);
+    size_t n = reason.size() < 123 ? reason.size() : 123;
+    // Never cut inside a UTF-8 sequence: back up over continuation bytes.
+    if (n < reason.size())
+        while (n > 0 && (static_cast<uint8_t>(reason[n]) & 0xC0) == 0x80) n--;
+    std::memcpy(p + 2, reason.data(), n);
+    return control(0x8, p, n + 2);
 }
 
 FrameList FrameBuilder::message(int opcode, const void *data, size_t len, size_t max_frame,

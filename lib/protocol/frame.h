@@ -7,14 +7,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <utility>
 #include <vector>
 
 namespace wsgate {
-
-// Headroom in front of every frame so it can be handed to lws_write()
-// directly; equals LWS_PRE (checked in server.cpp with a static_assert).
-constexpr size_t kFrameHeadroom = 16;
 
 // One complete WebSocket frame (header + payload) in a single allocation,
 // with an intrusive atomic reference count so one broadcast frame can sit in
@@ -26,7 +23,7 @@ public:
     void unref() {
         if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) std::free(this);
     }
-    uint8_t *data() { return reinterpret_cast<uint8_t *>(this + 1) + kFrameHeadroom; }
+    uint8_t *data() { return reinterpret_cast<uint8_t *>(this + 1); }
     size_t size() const { return len_; }
     size_t payload() const { return payload_; }
 
@@ -109,6 +106,12 @@ public:
     // compressed: the payload is permessage-deflate data (RSV1 on the first frame).
     static FrameList message(int opcode, const void *data, size_t len, size_t max_frame,
                              bool compressed = false);
+    // A control frame (0x8 close, 0x9 ping, 0xA pong) with at most 125 bytes
+    // of payload (longer is cut to 125).
+    static FrameRef control(int opcode, const void *payload, size_t len);
+    // A close frame: `code` (none when 0, e.g. replying to a close without
+    // one) and a reason cut to fit 123 bytes on a UTF-8 boundary.
+    static FrameRef close(int code, const std::string &reason);
     // Header bytes needed for a payload of `len`.
     static size_t header_size(size_t len) { return len < 126 ? 2 : len <= 0xffff ? 4 : 10; }
 

@@ -1,7 +1,5 @@
 #include "security/auth.h"
 
-#include <libwebsockets.h>
-
 #include <cctype>
 #include <cstring>
 
@@ -129,31 +127,8 @@ std::string AuthSettings::build(const wsg_config &cfg, AuthSettings *out) {
 const std::string *wsg_auth_request::header(const char *name) const {
     for (const auto &kv : header_cache)
         if (wsgate::iequals(kv.first, name)) return &kv.second;
-    if (!wsi) return nullptr;
-    std::string want = std::string(name) + ":";
-    for (char &c : want) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string value;
-    bool found = false;
-    // Known headers live in lws' token slots; others are "custom".
-    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
-        const unsigned char *tn = lws_token_to_string(static_cast<enum lws_token_indexes>(t));
-        if (!tn || want != reinterpret_cast<const char *>(tn)) continue;
-        int n = lws_hdr_total_length(wsi, static_cast<enum lws_token_indexes>(t));
-        if (n <= 0) return nullptr;
-        value.resize(static_cast<size_t>(n) + 1);
-        n = lws_hdr_copy(wsi, &value[0], n + 1, static_cast<enum lws_token_indexes>(t));
-        value.resize(n > 0 ? static_cast<size_t>(n) : 0);
-        found = true;
-        break;
-    }
-    if (!found) {
-        int n = lws_hdr_custom_length(wsi, want.c_str(), static_cast<int>(want.size()));
-        if (n < 0) return nullptr;
-        value.resize(static_cast<size_t>(n) + 1);
-        n = lws_hdr_custom_copy(wsi, &value[0], n + 1, want.c_str(), static_cast<int>(want.size()));
-        if (n < 0) return nullptr;
-        value.resize(static_cast<size_t>(n));
-    }
-    header_cache.emplace_back(name, std::move(value));
+    if (!request || request->count(name) == 0) return nullptr;
+    // Repeated headers are joined with ", " (RFC 7230 3.2.2).
+    header_cache.emplace_back(name, request->joined(name));
     return &header_cache.back().second;
 }

@@ -9,10 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/http_request.h"
 #include "security/jwt.h"
 #include "wsgate/wsgate.h"
 
-struct lws;
 struct wsg_config;
 
 namespace wsgate {
@@ -51,7 +51,7 @@ struct AuthOutcome {
 
 // The request seen by the authenticator callback (ABI type).
 struct wsg_auth_request {
-    struct lws *wsi = nullptr;
+    const wsgate::proto::HttpRequest *request = nullptr;  // during the callback only
     std::string fields[9];  // indexed by wsg_auth_field
     mutable std::vector<std::pair<std::string, std::string>> header_cache;
     // Decision.
@@ -61,6 +61,7 @@ struct wsg_auth_request {
     bool user_set = false;
     wsgate::AuthOutcome outcome;
 
-    // Header lookup through lws (service thread, while wsi is in its handshake).
+    // A request header by name (any case), repeated ones joined with ", ";
+    // nullptr when absent. Lives as long as the request object.
     const std::string *header(const char *name) const;
 };

@@ -1,0 +1,72 @@
+// The typed view of a wsg_config that a server runs with: read once when
+// the server is created, then shared read-only by every part of it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/options.h"
+#include "security/auth.h"
+#include "security/limits.h"
+#include "security/netaddr.h"
+#include "security/origin.h"
+#include "security/tls.h"
+
+namespace wsgate {
+
+// A connection's heartbeat settings (the server's defaults, or one
+// connection's own copy once overridden).
+struct HeartbeatTimes {
+    int64_t ping_interval_ms = 0, pong_wait_ms = 0, write_wait_ms = 0, idle_timeout_ms = 0,
+            close_wait_ms = 0;
+};
+
+// Comma-separated items, trimmed of spaces and tabs, empty ones dropped.
+std::vector<std::string> split_list(const std::string &s);
+
+// The typed view of a wsg_config that a server runs with.
+struct Settings {
+    std::string host;
+    int port = 0;
+    std::string path;
+    std::vector<std::string> subprotocols;
+    int64_t shutdown_timeout_ms = 0;
+    size_t max_message_bytes = 0;
+    size_t max_connections = 0;
+    size_t max_queue_bytes = 0;
+    int log_level = 0;
+    size_t rx_buffer_bytes = 0;
+    size_t write_batch_bytes = 0;
+    // Heartbeat, with heartbeat.preset applied to the options not set explicitly.
+    int64_t ping_interval_ms = 0, pong_wait_ms = 0, write_wait_ms = 0, idle_timeout_ms = 0,
+            handshake_timeout_ms = 0, close_wait_ms = 0, tick_ms = 0;
+    HeartbeatTimes heartbeat;  // the same, as every new connection starts with them
+    bool any_frame_is_alive = true;
+    bool epoll_loop = true;  // tuning.event_loop
+    bool compression = false;  // compression.enabled
+    bool compress_client_context = false;  // compression.client_context_takeover
+    size_t compress_min_bytes = 0;
+    int compress_level = 1;
+    OriginPolicy origins;
+    bool require_origin = false;
+    // TLS: on when tls.cert_file is set.
+    bool tls = false;
+    TlsFiles tls_files;
+    std::string tls_client_auth, tls_min_version, tls_ciphers, tls_groups;
+    AuthSettings auth;
+    CidrList trusted_proxies;
+    uint32_t max_per_ip = 0, max_per_user = 0;
+    RateSpec handshake_rate, message_rate;
+    bool rate_drop = false;
+    std::string auth_error;  // from AuthSettings::build, reported by check()
+
+    explicit Settings(const wsg_config &cfg);
+    // Checks rules that involve several options; "" when consistent.
+    std::string check() const;
+    // Checks the TLS files (when TLS is on); "" when usable.
+    std::string check_tls() const;
+};
+
+}  // namespace wsgate

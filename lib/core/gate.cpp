@@ -1,0 +1,322 @@
+#include "core/gate.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+
+#include "protocol/deflate.h"
+#include "protocol/handshake.h"
+#include "security/tls.h"
+
+namespace wsgate {
+namespace {
+
+int64_t unix_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+int64_t mono_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+// A path is served when it equals server.path or lies below it.
+bool path_matches(const std::string &want, const std::string &path) {
+    if (want == "/" || path == want) return true;
+    if (path.compare(0, want.size(), want) != 0) return false;
+    return want.back() == '/' || path[want.size()] == '/';
+}
+
+std::string first(const proto::HttpRequest &req, const char *name) {
+    const std::string *v = req.get(name);
+    return v ? *v : std::string();
+}
+
+// Every Cookie header as one cookie string (RFC 6265 5.4 joins with "; ").
+std::string cookies_of(const proto::HttpRequest &req) {
+    std::string out;
+    for (const proto::HttpHeader &h : req.headers) {
+        if (h.name != "cookie") continue;
+        if (!out.empty()) out += "; ";
+        out += h.value;
+    }
+    return out;
+}
+
+}  // namespace
+
+bool socket_peer(int fd, IpAddr *addr, uint16_t *port) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    *port = 0;
+    if (fd < 0 || getpeername(fd, reinterpret_cast<struct sockaddr *>(&ss), &sl) != 0) return false;
+    auto a = IpAddr::from_sockaddr(reinterpret_cast<struct sockaddr *>(&ss));
+    if (!a) return false;
+    *addr = *a;
+    if (ss.ss_family == AF_INET)
+        *port = ntohs(reinterpret_cast<struct sockaddr_in *>(&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6)
+        *port = ntohs(reinterpret_cast<struct sockaddr_in6 *>(&ss)->sin6_port);
+    return true;
+}
+
+Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
+           Registry &registry, AppCallbacks &app, Admission &admission)
+    : cfg_(cfg),
+      transport_(transport),
+      log_(log),
+      clock_(clock),
+      wheel_(wheel),
+      registry_(registry),
+      app_(app),
+      admission_(admission) {}
+
+Handshake *Gate::admit(Link *link) {
+    auto *h = new Handshake();
+    h->link = link;
+    h->timer.owner = h;
+    wheel_.schedule(&h->timer, clock_.now_ms() + cfg_.handshake_timeout_ms);
+    Transport::set_owner(link, static_cast<LinkOwner *>(h));
+    pending_++;
+    return h;
+}
+
+void Gate::drop(Handshake *h) {
+    wheel_.cancel(&h->timer);
+    if (h->link) Transport::set_owner(h->link, nullptr);
+    pending_--;
+    delete h;
+}
+
+void Gate::timed_out(Handshake *h) {
+    if (log_.enabled(WSG_LOG_WARN)) {
+        IpAddr peer;
+        uint16_t port = 0;
+        socket_peer(Transport::fd(h->link), &peer, &port);
+        LogFields f;
+        f["peer"] = peer.to_string();
+        f["peer_port"] = port;
+        f["cause"] = "handshake_timeout";
+        f["timeout_ms"] = cfg_.handshake_timeout_ms;
+        log_.emit(WSG_LOG_WARN, "handshake_timeout", f);
+    }
+    transport_.close_soon(h->link);
+    drop(h);
+}
+
+Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, int status, const std::string &reason,
+                          const char *extra_headers, const std::string &log_reason) {
+    std::string resp = proto::http_response(status, reason, extra_headers);
+    transport_.write(h->link, reinterpret_cast<const uint8_t *>(resp.data()), resp.size());
+    if (log_.enabled(WSG_LOG_WARN)) {
+        IpAddr peer;
+        uint16_t port = 0;
+        socket_peer(Transport::fd(h->link), &peer, &port);
+        LogFields f;
+        f["peer"] = peer.to_string();
+        f["peer_port"] = port;
+        f["path"] = req ? req->path : std::string();
+        f["status"] = status;
+        f["reason"] = log_reason.empty() ? reason : log_reason;
+        log_.emit(WSG_LOG_WARN, "reject", f);
+    }
+    Result r;
+    r.kind = Result::Refused;
+    return r;
+}
+
+Gate::Result Gate::read(Handshake *h, uint8_t *data, size_t len) {
+    size_t used = 0;
+    switch (h->parser.feed(reinterpret_cast<const char *>(data), len, &used)) {
+    case proto::HttpRequestParser::State::NeedMore: return Result();
+    case proto::HttpRequestParser::State::Error:
+        return refuse(h, nullptr, h->parser.error_status(), h->parser.error());
+    case proto::HttpRequestParser::State::Done: break;
+    }
+    return decide(h, data + used, len - used);
+}
+
+void Gate::release(const IpAddr &ip, bool ip_counted, const std::string &user, bool user_counted) {
+    if (ip_counted) admission_.per_ip.release(ip);
+    if (user_counted) admission_.per_user.release(user);
+}
+
+Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
+    const proto::HttpRequest &req = h->parser.request();
+    proto::Refusal bad = proto::check_upgrade(req);
+    if (bad.status) return refuse(h, &req, bad.status, bad.reason, bad.extra_headers.c_str());
+    if (!path_matches(cfg_.path, req.path)) return refuse(h, &req, 404, "no WebSocket endpoint at this path");
+    IpAddr tcp_peer;
+    uint16_t peer_port = 0;
+    socket_peer(Transport::fd(h->link), &tcp_peer, &peer_port);
+    // The client: the TCP peer, or behind a trusted proxy the rightmost
+    // untrusted X-Forwarded-For hop.
+    IpAddr ip = cfg_.trusted_proxies.empty() ? tcp_peer
+                                             : client_ip(tcp_peer, req.joined("x-forwarded-for"), cfg_.trusted_proxies);
+    if (admission_.handshakes && !admission_.handshakes->allow(ip, clock_.now_ms()))
+        return refuse(h, &req, 429, "too many connection attempts", "retry-after: 1\r\n",
+                      "handshake rate limit for " + ip.to_string());
+    OriginPolicy::Request oreq;
+    const std::string origin = first(req, "origin"), host = first(req, "host");
+    oreq.origin_count = static_cast<int>(req.count("origin"));
+    oreq.origin = origin;
+    oreq.host = host;
+    oreq.tls = Transport::ssl(h->link) != nullptr;
+    std::string why = cfg_.origins.check(oreq, cfg_.require_origin);
+    if (!why.empty()) return refuse(h, &req, 403, why);
+    // The subprotocol: the client's first offer that we speak.
+    std::string subprotocol;
+    const std::string offered = req.joined("sec-websocket-protocol");
+    if (!offered.empty()) {
+        for (std::string_view name : proto::split_tokens(offered)) {
+            if (cfg_.auth.from_subprotocol && name.compare(0, 7, "bearer.") == 0) continue;
+            for (const std::string &ours : cfg_.subprotocols)
+                if (subprotocol.empty() && name == ours) subprotocol = ours;
+        }
+        if (subprotocol.empty()) return refuse(h, &req, 400, "none of the offered subprotocols is spoken here");
+    }
+    if (stopping_) return refuse(h, &req, 503, "server is shutting down", "retry-after: 5\r\n");
+    if (registry_.count() >= cfg_.max_connections)
+        return refuse(h, &req, 503, "connection limit reached", "retry-after: 5\r\n");
+    PmdAgreement pmd;
+    if (cfg_.compression) {
+        PmdPolicy policy;
+        policy.ask_client_no_context_takeover = !cfg_.compress_client_context;
+        pmd = pmd_negotiate(req.joined("sec-websocket-extensions"), policy);
+    }
+    bool ip_counted = false, user_counted = false;
+    if (cfg_.max_per_ip) {
+        if (!admission_.per_ip.try_acquire(ip, cfg_.max_per_ip))
+            return refuse(h, &req, 429, "too many connections", "retry-after: 5\r\n",
+                          "per-IP connection limit for " + ip.to_string());
+        ip_counted = true;
+    }
+    AuthOutcome auth;
+    if (cfg_.auth.enabled()) {
+        Result refused;
+        if (!authenticate(h, req, tcp_peer, &auth, &refused)) {
+            release(ip, ip_counted, std::string(), false);
+            return refused;
+        }
+        if (cfg_.max_per_user && !auth.user_id.empty()) {
+            if (!admission_.per_user.try_acquire(auth.user_id, cfg_.max_per_user)) {
+                release(ip, ip_counted, std::string(), false);
+                return refuse(h, &req, 429, "too many connections", "retry-after: 5\r\n",
+                              "per-user connection limit");
+            }
+            user_counted = true;
+        }
+    }
+    const std::string answer =
+        proto::switching_protocols(proto::websocket_accept(first(req, "sec-websocket-key")), subprotocol,
+                                   pmd.accepted ? pmd.response : std::string());
+    if (!transport_.write(h->link, reinterpret_cast<const uint8_t *>(answer.data()), answer.size())) {
+        release(ip, ip_counted, auth.user_id, user_counted);
+        Result r;
+        r.kind = Result::Refused;
+        return r;
+    }
+
+    auto c = std::make_unique<Conn>();
+    c->link = h->link;
+    const std::string query = strip_access_token(req.query);
+    const std::string tls_subject = cfg_.tls ? tls_peer_subject(Transport::ssl(h->link)) : std::string();
+    const std::string_view facts[kFactCount] = {req.path, query,        origin, subprotocol,
+                                                tls_subject, auth.user_id, auth.claims_json};
+    c->facts = PackedStrings<kFactCount>(facts);
+    c->peer = ip;
+    c->peer_port = peer_port;
+    c->ip_counted = ip_counted;
+    c->user_counted = user_counted;
+    c->deflate = pmd.accepted;
+    c->inflate_keep_context = pmd.accepted && !pmd.client_no_context_takeover;
+    c->deflate_window_bits = static_cast<uint8_t>(pmd.server_window_bits);
+    c->connected_at_ms = unix_ms();
+    c->opened_mono_ms = mono_ms();
+    c->times = &cfg_.heartbeat;
+    if (auth.exp_s > 0) {
+        // Wall-clock expiry as a monotonic deadline.
+        int64_t left = auth.exp_s * 1000 + cfg_.auth.expiry_grace_ms - unix_ms();
+        c->token_deadline_ms = clock_.now_ms() + (left > 0 ? left : 0);
+    }
+    registry_.add(c.get());
+    Conn *conn = c.release();
+    Link *link = h->link;
+    h->link = nullptr;
+    drop(h);
+    Transport::set_owner(link, static_cast<LinkOwner *>(conn));
+    Transport::handshake_done(link);
+    Result r;
+    r.kind = Result::Opened;
+    r.conn = conn;
+    r.rest = rest;
+    r.rest_len = rest_len;
+    r.timeouts = std::move(auth.timeouts);
+    return r;
+}
+
+bool Gate::authenticate(Handshake *h, const proto::HttpRequest &req, const IpAddr &tcp_peer, AuthOutcome *out,
+                        Result *refused) {
+    const AuthSettings &a = cfg_.auth;
+    wsg_auth_request ar;
+    ar.request = &req;
+    std::string token;
+    if (a.from_header && token.empty()) token = bearer_token(first(req, "authorization"));
+    if (a.from_query && token.empty()) {
+        if (auto v = proto::query_param(req.query, "access_token")) token = *v;
+    }
+    if (a.from_cookie && token.empty()) token = cookie_value(cookies_of(req), a.cookie_name);
+    if (a.from_subprotocol && token.empty()) token = subprotocol_token(req.joined("sec-websocket-protocol"));
+    ar.fields[WSG_AUTH_PATH] = req.path;
+    ar.fields[WSG_AUTH_QUERY] = strip_access_token(req.query);
+    ar.fields[WSG_AUTH_PEER_ADDR] = tcp_peer.to_string();
+    ar.fields[WSG_AUTH_ORIGIN] = first(req, "origin");
+    if (cfg_.tls) ar.fields[WSG_AUTH_TLS_SUBJECT] = tls_peer_subject(Transport::ssl(h->link));
+    ar.fields[WSG_AUTH_TOKEN] = token;
+
+    static const char kChallenge[] = "www-authenticate: Bearer realm=\"wsgate\"\r\n";
+    if (a.jwt) {
+        if (token.empty()) {
+            *refused = refuse(h, &req, 401, "authentication required", kChallenge, "missing token");
+            return false;
+        }
+        JwtResult r = jwt_verify(token, *a.keys, a.policy, unix_ms() / 1000);
+        if (!r.ok()) {
+            *refused = refuse(h, &req, 401, "authentication required",
+                              "www-authenticate: Bearer realm=\"wsgate\", error=\"invalid_token\"\r\n",
+                              std::string("invalid token: ") + jwt_error_name(r.error) + ": " + r.message);
+            return false;
+        }
+        ar.outcome.user_id = r.user_id;
+        ar.outcome.claims_json = r.claims_json;
+        ar.outcome.exp_s = r.exp;
+        ar.fields[WSG_AUTH_JWT_USER] = r.user_id;
+        ar.fields[WSG_AUTH_JWT_CLAIMS] = r.claims_json;
+    }
+    if (a.callback) {
+        if (!app_.on_auth.fn) {
+            LogFields f;
+            f["where"] = "auth";
+            f["message"] = "auth.mode needs an authenticator: register one with wsg_server_on_auth";
+            log_.emit(WSG_LOG_ERROR, "error", f);
+            *refused = refuse(h, &req, 401, "authentication required", "", "no authenticator registered");
+            return false;
+        }
+        app_.on_auth.fn(app_.server, &ar, app_.on_auth.user);
+        if (ar.verdict != wsg_auth_request::Verdict::Accept) {
+            bool by_app = ar.verdict == wsg_auth_request::Verdict::Refuse;
+            int status = by_app ? ar.status : 401;
+            std::string why = by_app ? "refused by authenticator: " + ar.reason
+                                     : std::string("authenticator decided nothing");
+            *refused = refuse(h, &req, status, status == 403 ? "forbidden" : "authentication required",
+                              status == 401 ? kChallenge : "", why);
+            return false;
+        }
+    }
+    *out = std::move(ar.outcome);
+    return true;
+}
+
+}  // namespace wsgate

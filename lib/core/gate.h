@@ -1,0 +1,104 @@
+// The gate: the HTTP/1.1 upgrade. A new link's bytes are parsed as a request
+// (protocol::HttpRequestParser, with hard limits); then, in order, the
+// handshake rules (RFC 6455 4.2.1), the path, the handshake rate, the Origin
+// policy, the subprotocol, shutdown and connection limits, authentication
+// and the per-user limit. A refusal is a real HTTP response written here and
+// logged; nothing is allocated for the refused connection beyond its
+// request. An accepted request is answered with 101, becomes a Conn and is
+// registered. The gate never touches a connection's queues.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/settings.h"
+#include "core/callbacks.h"
+#include "core/conn.h"
+#include "core/registry.h"
+#include "core/wheel.h"
+#include "observe/log.h"
+#include "protocol/http_request.h"
+#include "security/auth.h"
+#include "security/limits.h"
+#include "transport/transport.h"
+
+namespace wsgate {
+
+// Connection counts and rates that admission checks and closes release.
+struct Admission {
+    explicit Admission(const Settings &cfg) {
+        if (!cfg.handshake_rate.unlimited()) handshakes = std::make_unique<HandshakeLimiter>(cfg.handshake_rate);
+    }
+    std::unique_ptr<HandshakeLimiter> handshakes;
+    IpConnCounter per_ip;
+    UserConnCounter per_user;
+};
+
+// A link still in its opening handshake.
+struct Handshake : LinkOwner {
+    Handshake() : LinkOwner(Kind::Handshake) {}
+    Link *link = nullptr;
+    OwnerTimer timer;  // the handshake deadline (heartbeat.handshake_timeout_ms)
+    proto::HttpRequestParser parser;
+};
+
+class Gate {
+public:
+    Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
+         Registry &registry, AppCallbacks &app, Admission &admission);
+
+    // A new link: its handshake starts, bounded by the handshake timeout.
+    Handshake *admit(Link *link);
+    struct Result {
+        enum Kind {
+            Pending,  // more request bytes to come
+            Refused,  // answered with an HTTP error: close the link
+            Opened,   // upgraded: `conn` is registered; bytes after the request start at `rest`
+        } kind = Pending;
+        Conn *conn = nullptr;
+        uint8_t *rest = nullptr;
+        size_t rest_len = 0;
+        // Per-connection heartbeat values the authenticator gave.
+        std::vector<std::pair<std::string, int64_t>> timeouts;
+    };
+    Result read(Handshake *h, uint8_t *data, size_t len);
+    // The deadline passed before the request was complete (slowloris).
+    void timed_out(Handshake *h);
+    // The link went away (or timed out): forget the handshake.
+    void drop(Handshake *h);
+    // While stopping, upgrades are refused with 503.
+    void set_stopping(bool stopping) { stopping_ = stopping; }
+    size_t pending() const { return pending_; }
+
+private:
+    // Answers with an HTTP/1.1 status and logs it (log_reason, when given,
+    // is what the log says instead of `reason`).
+    Result refuse(Handshake *h, const proto::HttpRequest *req, int status, const std::string &reason,
+                  const char *extra_headers = "", const std::string &log_reason = std::string());
+    Result decide(Handshake *h, uint8_t *rest, size_t rest_len);
+    // JWT and/or the application's authenticator; 0 when accepted (outcome
+    // in *out), else the refusal already sent.
+    bool authenticate(Handshake *h, const proto::HttpRequest &req, const IpAddr &tcp_peer,
+                      AuthOutcome *out, Result *refused);
+    void release(const IpAddr &ip, bool ip_counted, const std::string &user, bool user_counted);
+
+    const Settings &cfg_;
+    Transport &transport_;
+    Logger &log_;
+    Clock &clock_;
+    TimingWheel &wheel_;
+    Registry &registry_;
+    AppCallbacks &app_;
+    Admission &admission_;
+    bool stopping_ = false;
+    size_t pending_ = 0;
+};
+
+// Peer address and port of a socket (IPv4-mapped addresses unwrapped).
+bool socket_peer(int fd, IpAddr *addr, uint16_t *port);
+
+}  // namespace wsgate

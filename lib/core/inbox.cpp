@@ -1,0 +1,161 @@
+#include "core/inbox.h"
+
+#include <chrono>
+
+namespace wsgate {
+namespace {
+
+int64_t mono_us() {
+    using namespace std::chrono;
+    return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+// What the frame reader reports, for one read of one connection.
+struct Inbox::Sink {
+    Inbox &in;
+    Conn *c;
+    int64_t now;
+    bool handshake_done = false;  // the peer's close answered ours: close the link
+
+    void on_data(const uint8_t *p, size_t n, const proto::DataChunk &chunk) { in.on_data(c, p, n, chunk, now); }
+    void on_ping(const uint8_t *p, size_t n) { in.outbox_.pong(c, p, n); }
+    void on_pong(const uint8_t *p, size_t n) {
+        c->last_alive_ms = now;
+        if (n != 8) return;
+        uint64_t ts = 0;
+        for (int i = 0; i < 8; i++) ts = (ts << 8) | p[i];
+        if (ts == c->ping_payload) c->rtt_us.store(mono_us() - static_cast<int64_t>(ts), std::memory_order_relaxed);
+    }
+    void on_close(int code, const uint8_t *reason, size_t n) { handshake_done = !in.outbox_.peer_closed(c, code, reason, n); }
+};
+
+Inbox::Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log, Clock &clock)
+    : cfg_(cfg), outbox_(outbox), app_(app), log_(log), clock_(clock) {}
+
+bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
+    const int64_t now = clock_.now_ms();
+    if (cfg_.any_frame_is_alive) c->last_alive_ms = now;
+    Sink sink{*this, c, now};
+    proto::FrameReaderOptions opt;
+    opt.deflate = c->deflate;
+    opt.max_message_bytes = cfg_.max_message_bytes;
+    c->reader.read(data, len, opt, sink);
+    switch (c->reader.error()) {
+    case proto::ReadError::None: break;
+    case proto::ReadError::TooBig: too_big(c); break;
+    case proto::ReadError::BadCompression: bad_compression(c, c->reader.error_reason()); break;
+    case proto::ReadError::InvalidUtf8: fail(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8); break;
+    case proto::ReadError::Protocol: {
+        LogFields f;
+        f["conn"] = c->id;
+        f["message"] = c->reader.error_reason();
+        log_.emit(WSG_LOG_WARN, "protocol_error", f);
+        fail(c, 1002, c->reader.error_reason(), WSG_CAUSE_PROTOCOL_ERROR);
+        break;
+    }
+    }
+    return !sink.handshake_done;
+}
+
+void Inbox::fail(Conn *c, int code, const char *reason, wsg_close_cause cause) {
+    if (c->rx) c->rx.reset();
+    outbox_.close(c, code, reason, cause, true);
+}
+
+void Inbox::too_big(Conn *c) {
+    if (c->closing) return;
+    LogFields f;
+    f["conn"] = c->id;
+    f["limit"] = cfg_.max_message_bytes;
+    log_.emit(WSG_LOG_WARN, "too_big", f);
+    fail(c, 1009, "message too big", WSG_CAUSE_TOO_BIG);
+}
+
+void Inbox::bad_compression(Conn *c, const char *detail) {
+    if (c->closing) return;
+    LogFields f;
+    f["conn"] = c->id;
+    f["message"] = std::string("permessage-deflate data refused: ") + detail;
+    log_.emit(WSG_LOG_WARN, "bad_compression", f);
+    fail(c, 1007, "invalid compressed data", WSG_CAUSE_BAD_COMPRESSION);
+}
+
+// A compressed message's bytes go through an inflater into *out; the limit
+// counts inflated bytes. A whole message from a client that resets its
+// context per message uses the shared inflater: such a connection holds no
+// zlib state at all. False when the connection is being failed.
+bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, bool whole, bool final) {
+    bool shared = whole && !c->inflate_keep_context && !c->inflater;
+    if (!shared && !c->inflater) c->inflater = std::make_unique<Inflater>();
+    Inflater &inf = shared ? shared_inflater_ : *c->inflater;
+    Inflater::Result r = inf.feed(p, n, final, out, cfg_.max_message_bytes);
+    if (shared) {
+        inf.reset();
+    } else if (final || r != Inflater::Result::Ok) {
+        c->inflater->end_message(c->inflate_keep_context);
+        if (!c->inflate_keep_context) c->inflater.reset();
+    }
+    switch (r) {
+    case Inflater::Result::Ok: return true;
+    case Inflater::Result::TooBig: too_big(c); return false;
+    case Inflater::Result::Corrupt: bad_compression(c, inf.error()); return false;
+    }
+    return false;
+}
+
+void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk &chunk, int64_t now) {
+    if (c->closing) return;  // a close is under way; late data is dropped
+    const bool whole = chunk.message_start && chunk.message_end;
+    if (!chunk.compressed) {
+        // The reader checked size and UTF-8. A message that came whole in
+        // this read is handed over from the read buffer itself.
+        if (whole) return deliver(c, chunk.binary, p, n, now);
+        if (!c->rx) c->rx = std::make_unique<std::string>();
+        c->rx->append(reinterpret_cast<const char *>(p), n);
+        if (!chunk.message_end) return;
+        std::unique_ptr<std::string> msg = std::move(c->rx);
+        return deliver(c, chunk.binary, msg->data(), msg->size(), now);
+    }
+    if (chunk.message_start) c->rx_utf8.reset();
+    std::string *out;
+    if (whole) {
+        inflated_.clear();
+        out = &inflated_;
+    } else {
+        if (!c->rx) c->rx = std::make_unique<std::string>();
+        out = c->rx.get();
+    }
+    if (!inflate_into(c, p, n, out, whole, chunk.message_end) || !chunk.message_end) return;
+    std::unique_ptr<std::string> held = std::move(c->rx);
+    // Inflated text is validated once the whole message is in.
+    if (!chunk.binary && !(c->rx_utf8.feed(reinterpret_cast<const uint8_t *>(out->data()), out->size()) &&
+                           c->rx_utf8.complete()))
+        return fail(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
+    deliver(c, chunk.binary, out->data(), out->size(), now);
+    // The scratch buffer does not pin a huge message's memory.
+    if (inflated_.capacity() > 256 * 1024) std::string().swap(inflated_);
+}
+
+void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t now) {
+    c->last_data_ms = now;
+    if (!cfg_.message_rate.unlimited() && !c->rate.allow(cfg_.message_rate, now)) {
+        if (!cfg_.rate_drop) return fail(c, 1008, "message rate limit", WSG_CAUSE_RATE_LIMIT);
+        // Drop: counted, and logged once per 1,000 so a flood cannot flood the log.
+        if (dropped_messages_++ % 1000 == 0) {
+            LogFields f;
+            f["conn"] = c->id;
+            f["dropped_total"] = dropped_messages_;
+            log_.emit(WSG_LOG_WARN, "rate_limited", f);
+        }
+        return;
+    }
+    ConnShared::bump(c->msgs_in, 1);
+    ConnShared::bump(c->bytes_in, n);
+    if (app_.on_message.fn)
+        app_.on_message.fn(app_.server, c->id, binary ? WSG_MSG_BINARY : WSG_MSG_TEXT, data, n,
+                           app_.on_message.user);
+}
+
+}  // namespace wsgate

@@ -1,0 +1,93 @@
+// The mailbox: commands from other threads to the service thread. Any thread
+// posts a typed command (send, close, broadcast...); the service thread takes
+// the whole batch at once when woken and carries each out in order. The
+// queue is swapped under a short lock; nothing else is shared.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "core/outbox.h"
+#include "transport/transport.h"
+#include "wsgate/wsgate.h"
+
+namespace wsgate {
+
+namespace cmd {
+struct Send {
+    wsg_conn_id id;
+    OutMessage msg;
+};
+struct Close {
+    wsg_conn_id id;
+    int code;
+    std::string reason;
+};
+struct Broadcast {
+    OutMessage msg;
+};
+struct Stop {};
+struct SetTimeout {
+    wsg_conn_id id;
+    std::string key;
+    int64_t value;
+};
+struct ReloadTls {};
+}  // namespace cmd
+
+using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::Stop, cmd::SetTimeout, cmd::ReloadTls>;
+
+class Mailbox {
+public:
+    explicit Mailbox(Transport &transport) : transport_(transport) {}
+
+    // Accepting commands: only while the loop can drain them, so waking the
+    // transport under the lock never touches a closed one.
+    void open() {
+        std::lock_guard<std::mutex> lock(mu_);
+        open_ = true;
+    }
+    void close() {
+        std::lock_guard<std::mutex> lock(mu_);
+        open_ = false;
+        queue_.clear();
+    }
+    // Any thread. WSG_ESTATE when the server is not serving.
+    bool post(Command &&c) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!open_) return false;
+        queue_.push_back(std::move(c));
+        // One wake-up per batch: the loop drains everything queued so far.
+        if (!wake_pending_.exchange(true)) transport_.wake();
+        return true;
+    }
+    // Service thread: runs f(command) for every command posted so far.
+    // Cheap when there is none (the loop wakes often for its own reasons).
+    template <class F>
+    void drain(F &&f) {
+        if (!wake_pending_.load(std::memory_order_acquire)) return;
+        std::vector<Command> batch;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            batch.swap(queue_);
+            wake_pending_.store(false);
+        }
+        for (Command &c : batch) std::visit(f, c);
+    }
+    // Makes the next drain() look (commands posted before the loop ran).
+    void poke() { wake_pending_.store(true); }
+
+private:
+    Transport &transport_;
+    std::mutex mu_;               // guards queue_ and open_
+    std::vector<Command> queue_;
+    bool open_ = false;
+    std::atomic<bool> wake_pending_{false};
+};
+
+}  // namespace wsgate

@@ -1,0 +1,222 @@
+#include "core/outbox.h"
+
+#include <chrono>
+#include <cstring>
+
+namespace wsgate {
+namespace {
+
+int64_t mono_us() {
+    using namespace std::chrono;
+    return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Outbox::Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat)
+    : cfg_(cfg), transport_(transport), log_(log), clock_(clock), heartbeat_(heartbeat) {
+    scratch_.resize(cfg_.write_batch_bytes);
+}
+
+const FrameList &Outbox::frames_for(Conn *c, OutMessage &m) {
+    if (!c->deflate || m.payload < cfg_.compress_min_bytes) return m.frames;
+    const int bits = c->deflate_window_bits;
+    for (const auto &d : m.deflated)
+        if (d.first == bits) return d.second.empty() ? m.frames : d.second;
+    if (deflaters_.empty()) deflaters_.resize(16);
+    if (!deflaters_[bits]) deflaters_[bits] = std::make_unique<Deflater>(cfg_.compress_level, bits);
+    m.deflated.emplace_back(bits, deflaters_[bits]->compress(m.frames, m.payload, cfg_.write_batch_bytes));
+    const FrameList &made = m.deflated.back().second;
+    return made.empty() ? m.frames : made;
+}
+
+void Outbox::want_writable(Conn *c) {
+    if (c->writable_requested || !c->link) return;
+    c->writable_requested = true;
+    transport_.want_writable(c->link);
+}
+
+void Outbox::deliver(Conn *c, OutMessage &m) {
+    if (c->closing) return;
+    for (const FrameRef &f : frames_for(c, m)) c->queue.push(f);
+    ConnShared::bump(c->msgs_out, 1);
+    ConnShared::bump(c->bytes_out, m.payload);
+    const size_t queued = c->queue.bytes() + c->control.bytes();
+    if (queued > cfg_.max_queue_bytes) {
+        // The peer stopped reading: drop what it will never get and close.
+        LogFields f;
+        f["conn"] = c->id;
+        f["queued_bytes"] = queued;
+        f["limit"] = cfg_.max_queue_bytes;
+        log_.emit(WSG_LOG_WARN, "backpressure", f);
+        close(c, 1013, "send queue full", WSG_CAUSE_BACKPRESSURE, true);
+        return;
+    }
+    const int64_t wait = c->times->write_wait_ms;
+    if (wait && !c->write_deadline_ms) {
+        c->write_deadline_ms = clock_.now_ms() + wait;
+        heartbeat_.arm(c, c->write_deadline_ms);
+    }
+    want_writable(c);
+}
+
+void Outbox::pong(Conn *c, const uint8_t *payload, size_t len) {
+    if (c->close_stage != CloseStage::Open) return;  // a close is on its way: pongs are moot
+    c->control.push(FrameBuilder::control(0xA, payload, len));
+    want_writable(c);
+}
+
+void Outbox::ping(Conn *c) {
+    if (c->closing) return;
+    c->ping_due = true;
+    want_writable(c);
+}
+
+void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause cause, bool drop_queued) {
+    if (c->closing) return;
+    c->closing = true;
+    c->close_stage = CloseStage::Queued;
+    c->close_code = static_cast<uint16_t>(code);
+    c->close_reason = std::make_unique<std::string>(reason);
+    c->cause = cause;
+    if (drop_queued) c->queue.clear();
+    // The close frame waits behind the queue: bound that wait by write
+    // progress (write_wait) or, with write_wait off, by close_wait.
+    const int64_t now = clock_.now_ms();
+    if (c->times->write_wait_ms) {
+        if (!c->write_deadline_ms) c->write_deadline_ms = now + c->times->write_wait_ms;
+        heartbeat_.arm(c, c->write_deadline_ms);
+    } else {
+        c->close_deadline_ms = now + c->times->close_wait_ms;
+        heartbeat_.arm(c, c->close_deadline_ms);
+    }
+    want_writable(c);
+}
+
+bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
+    switch (c->close_stage) {
+    case CloseStage::Open:
+        // The peer closes first: report its code, echo it (RFC 6455 5.5.1),
+        // send nothing more, and close the TCP connection once the reply is out.
+        c->closing = true;
+        c->close_stage = CloseStage::Replying;
+        c->cause = WSG_CAUSE_PEER;
+        c->close_code = static_cast<uint16_t>(code);
+        c->close_reason = std::make_unique<std::string>(reinterpret_cast<const char *>(reason), len);
+        c->queue.clear();
+        c->control.clear();
+        c->ping_due = false;
+        if (c->times->write_wait_ms) {
+            c->write_deadline_ms = clock_.now_ms() + c->times->write_wait_ms;
+            heartbeat_.arm(c, c->write_deadline_ms);
+        }
+        want_writable(c);
+        return true;
+    case CloseStage::Queued:
+        // Both sides closing: ours still goes out (no more data first), then the TCP close.
+        c->close_stage = CloseStage::Replying;
+        c->queue.clear();
+        c->control.clear();
+        want_writable(c);
+        return true;
+    case CloseStage::Sent:
+        c->close_stage = CloseStage::Done;
+        return false;
+    case CloseStage::Replying:
+    case CloseStage::Done: return true;
+    }
+    return true;
+}
+
+void Outbox::note_progress(Conn *c, bool pending) {
+    // Progress: the write deadline restarts while output is pending.
+    if (c->times->write_wait_ms) c->write_deadline_ms = pending ? clock_.now_ms() + c->times->write_wait_ms : 0;
+    if (pending) want_writable(c);
+}
+
+bool Outbox::write_batch(Conn *c) {
+    const size_t batch = cfg_.write_batch_bytes;
+    bool ok;
+    if (!c->ping_due && c->control.empty() &&
+        (c->queue.count() == 1 || c->queue.front()->size() >= batch / 2)) {
+        // One frame: write it from its own buffer.
+        Frame *first = c->queue.front();
+        ok = transport_.write(c->link, first->data(), first->size());
+        c->queue.pop();
+    } else {
+        // Coalesce whole frames: one write, one system call for many
+        // messages. Controls go first: they never wait behind data.
+        uint8_t *out = scratch_.data();
+        size_t used = 0;
+        if (c->ping_due) {
+            c->ping_due = false;
+            c->ping_payload = static_cast<uint64_t>(mono_us());  // echoed back: RTT
+            out[0] = 0x89;  // FIN + ping
+            out[1] = 8;
+            for (int i = 0; i < 8; i++) out[2 + i] = static_cast<uint8_t>(c->ping_payload >> (56 - 8 * i));
+            used = 10;
+        }
+        while (!c->control.empty() && used + c->control.front()->size() <= batch) {
+            Frame *f = c->control.front();
+            std::memcpy(out + used, f->data(), f->size());
+            used += f->size();
+            c->control.pop();
+        }
+        while (!c->queue.empty() && used + c->queue.front()->size() <= batch) {
+            Frame *f = c->queue.front();
+            std::memcpy(out + used, f->data(), f->size());
+            used += f->size();
+            c->queue.pop();
+        }
+        ok = used == 0 || transport_.write(c->link, out, used);
+    }
+    if (!ok) {
+        // The peer went away mid-write: an expected network event.
+        LogFields f;
+        f["conn"] = c->id;
+        f["message"] = "write failed (peer gone); dropping the connection";
+        log_.emit(WSG_LOG_DEBUG, "write_failed", f);
+    }
+    return ok;
+}
+
+bool Outbox::on_writable(Conn *c) {
+    c->writable_requested = false;
+    if (!c->link) return true;
+    if (c->close_stage == CloseStage::Done) return false;
+    // lws still holds bytes the kernel did not take: wait for them first.
+    if (Transport::write_pending(c->link)) {
+        want_writable(c);
+        return true;
+    }
+    if (c->ping_due || !c->control.empty() || !c->queue.empty()) {
+        if (!write_batch(c)) return false;
+        bool more = c->ping_due || !c->control.empty() || !c->queue.empty();
+        bool closing = c->close_stage == CloseStage::Queued || c->close_stage == CloseStage::Replying;
+        note_progress(c, more || closing || Transport::write_pending(c->link));
+        return true;
+    }
+    if (c->close_stage == CloseStage::Queued || c->close_stage == CloseStage::Replying) {
+        // Everything before it is out: our close frame now. A reply ends the
+        // handshake (the TCP close follows once it is flushed); our own close
+        // waits close_wait for the peer's.
+        const bool reply = c->close_stage == CloseStage::Replying;
+        // A peer close without a status gets a close without one (RFC 6455 5.5.1).
+        const int code = reply && c->close_code == 1005 ? 0 : c->close_code;
+        FrameRef frame = FrameBuilder::close(code, reply && code == 0 ? std::string() : c->reason());
+        if (!transport_.write(c->link, frame->data(), frame->size())) return false;
+        c->write_deadline_ms = 0;
+        if (reply) {
+            c->close_stage = CloseStage::Done;
+            return false;
+        }
+        c->close_stage = CloseStage::Sent;
+        c->close_deadline_ms = clock_.now_ms() + c->times->close_wait_ms;
+        heartbeat_.arm(c, c->close_deadline_ms);
+        return true;
+    }
+    if (c->times->write_wait_ms) c->write_deadline_ms = 0;
+    return true;
+}
+
+}  // namespace wsgate

@@ -1,0 +1,80 @@
+// The outbox: everything a connection sends. Messages are queued as shared,
+// pre-built frames (a broadcast is framed, and compressed, once) and written
+// when the socket can take them, many whole frames per write. Control frames
+// (pong, ping, close) go out between data frames, never inside one, and are
+// never dropped for backpressure. It also runs our side of the close
+// handshake. `deliver(targets, message)` is the one door for every send:
+// one connection, a broadcast, topics and the cluster alike.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/settings.h"
+#include "core/conn.h"
+#include "core/heartbeat.h"
+#include "observe/log.h"
+#include "protocol/deflate.h"
+#include "protocol/frame.h"
+#include "transport/transport.h"
+
+namespace wsgate {
+
+// A message on its way to one or more connections: its frames and, made on
+// first need and then shared, the same message compressed (one copy per
+// window size a recipient asked for).
+struct OutMessage {
+    FrameList frames;
+    size_t payload = 0;
+    std::vector<std::pair<int, FrameList>> deflated;  // window bits -> frames (empty: does not pay)
+
+    OutMessage() = default;
+    OutMessage(wsg_msg_type type, const void *data, size_t len, size_t max_frame)
+        : frames(FrameBuilder::message(type, data, len, max_frame)), payload(len) {}
+};
+
+class Outbox {
+public:
+    Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat);
+
+    // Queues the message to every target that is open and not closing.
+    template <class Targets>
+    void deliver(const Targets &targets, OutMessage &m) {
+        for (Conn *c : targets) deliver(c, m);
+    }
+    void deliver(Conn *c, OutMessage &m);
+
+    // Answers a ping (RFC 6455 5.5.2): every ping gets its pong.
+    void pong(Conn *c, const uint8_t *payload, size_t len);
+    // Sends a heartbeat ping (its payload, a timestamp, comes back for the RTT).
+    void ping(Conn *c);
+    // Starts our close: the close frame goes out after what is queued (or,
+    // with drop_queued, instead of it: a peer we refuse gets no more data).
+    void close(Conn *c, int code, const std::string &reason, wsg_close_cause cause, bool drop_queued);
+    // The peer's close frame arrived. False: the close handshake is complete
+    // and the link may close now (after its pending output).
+    bool peer_closed(Conn *c, int code, const uint8_t *reason, size_t len);
+    // The socket can take more. False: close the link (after its output).
+    bool on_writable(Conn *c);
+
+private:
+    const FrameList &frames_for(Conn *c, OutMessage &m);
+    void want_writable(Conn *c);
+    // Writes queued frames, controls first, as one batch.
+    bool write_batch(Conn *c);
+    void note_progress(Conn *c, bool pending);
+
+    const Settings &cfg_;
+    Transport &transport_;
+    Logger &log_;
+    Clock &clock_;
+    Heartbeat &heartbeat_;
+    std::vector<uint8_t> scratch_;  // one coalesced write
+    std::vector<std::unique_ptr<Deflater>> deflaters_;  // by window bits, made on first need
+};
+
+}  // namespace wsgate
