@@ -10,9 +10,15 @@ namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// What the target may hold: visible ASCII. Debian's non-strict http-parser
-// lets tabs, form feeds and bytes >= 0x80 through.
+// What the target may hold: visible ASCII.
 bool is_target_char(char c) { return c > 0x20 && c < 0x7f; }
+
+// What a header value may hold (RFC 7230 field-content): HT, SP, visible
+// ASCII and obs-text; no other control byte.
+bool is_value_char(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u == '\t' || (u >= 0x20 && u != 0x7f);
+}
 
 }  // namespace
 
@@ -57,9 +63,12 @@ void HttpRequestParser::refuse(int status, std::string why) {
     req_ = HttpRequest();  // a refused request keeps no memory (and no half values)
 }
 
-// One byte of the head through the line rules and the limits. The request
-// line's shape is checked here because http-parser, built non-strict, lets
-// repeated spaces and any "HTxP/" version through.
+// One byte of the head through the line rules and the limits. Every rule
+// that depends on bytes alone is checked here, at the byte that breaks it,
+// so the outcome cannot depend on how the bytes were split (http-parser
+// reports some errors only when a chunk ends). Here too because Debian's
+// non-strict http-parser lets them through: repeated spaces, any "HTxP/"
+// version, tabs and bytes >= 0x80 in the target, spaces in header names.
 bool HttpRequestParser::scan(char c) {
     const char prev = prev_;
     prev_ = c;
@@ -86,7 +95,7 @@ bool HttpRequestParser::scan(char c) {
             }
             if (version_[5] != '1') {
                 scan_refuse(505, "HTTP/" + std::string(version_ + 5, 3) +
-                                   " is not supported (WebSocket needs HTTP/1.1)");
+                                     " is not supported (WebSocket needs HTTP/1.1)");
                 return false;
             }
             line_ = Line::RequestCR;
@@ -99,6 +108,11 @@ bool HttpRequestParser::scan(char c) {
         if (c == ' ') {
             if (request_line_bytes_ == 1 || prev == ' ' || ++spaces_ > 2) {
                 scan_refuse(400, "malformed request line (expected METHOD SP target SP HTTP/1.1)");
+                return false;
+            }
+        } else if (spaces_ == 1) {
+            if (!is_target_char(c)) {
+                scan_refuse(400, "request target has a control, space or non-ASCII byte");
                 return false;
             }
         } else if (spaces_ == 2) {
@@ -125,22 +139,46 @@ bool HttpRequestParser::scan(char c) {
         }
         if (c == ' ' || c == '\t') {
             scan_refuse(400, header_lines_ == 0 ? "whitespace before the first header line"
-                                              : "obsolete line folding (a header line starts with whitespace)");
+                                                : "obsolete line folding (a header line starts with whitespace)");
             return false;
         }
         if (++header_lines_ > limits_.max_headers) {
             scan_refuse(431, "more than " + std::to_string(limits_.max_headers) + " header lines");
             return false;
         }
-        line_ = Line::Header;
+        line_ = Line::Name;
+        name_bytes_ = 0;
         [[fallthrough]];
-    case Line::Header:
+    case Line::Name:
+    case Line::Value:
         if (c == '\r') {
+            if (line_ == Line::Name) {
+                scan_refuse(400, "header line without a colon");
+                return false;
+            }
             line_ = Line::HeaderCR;
             return true;
         }
         if (++header_bytes_ > limits_.max_header_bytes) {
             scan_refuse(431, "header block larger than " + std::to_string(limits_.max_header_bytes) + " bytes");
+            return false;
+        }
+        if (line_ == Line::Name) {
+            if (c == ':') {
+                if (name_bytes_ == 0) {
+                    scan_refuse(400, "empty header name");
+                    return false;
+                }
+                line_ = Line::Value;
+            } else if (!wsgate::is_tchar(c)) {
+                scan_refuse(400, "invalid character in a header name");
+                return false;
+            } else {
+                name_bytes_++;
+            }
+        } else if (!is_value_char(c)) {
+            // http-parser does not check a value's first byte.
+            scan_refuse(400, "invalid character in a header value");
             return false;
         }
         return true;
@@ -246,15 +284,7 @@ void HttpRequestParser::finish() {
 }
 
 int HttpRequestParser::on_url(http_parser *p, const char *at, size_t n) {
-    auto *self = static_cast<HttpRequestParser *>(p->data);
-    for (size_t i = 0; i < n; i++) {
-        if (!is_target_char(at[i])) {
-            self->status_ = 400;
-            self->error_ = "request target has a control, space or non-ASCII byte";
-            return 1;
-        }
-    }
-    self->req_.target.append(at, n);
+    static_cast<HttpRequestParser *>(p->data)->req_.target.append(at, n);
     return 0;
 }
 
@@ -265,14 +295,7 @@ int HttpRequestParser::on_header_field(http_parser *p, const char *at, size_t n)
         self->req_.headers.emplace_back();
     }
     std::string &name = self->req_.headers.back().name;
-    for (size_t i = 0; i < n; i++) {
-        if (!wsgate::is_tchar(at[i])) {
-            self->status_ = 400;
-            self->error_ = "invalid character in a header name";
-            return 1;
-        }
-        name += ascii_lower(at[i]);
-    }
+    for (size_t i = 0; i < n; i++) name += ascii_lower(at[i]);  // tokens: the scanner checked them
     return 0;
 }
 

@@ -11,7 +11,8 @@
 //    lines before it, no repeated or trailing spaces (400); a version other
 //    than 1.x is 505 (HTTP/1.0 parses; check_upgrade refuses it);
 //  - obsolete line folding (a header line starting with SP or HT) is 400;
-//  - header names are RFC 7230 tokens; the target is visible ASCII;
+//  - header names are RFC 7230 tokens, each line has a colon, values hold
+//    no control byte but HT; the target is visible ASCII;
 //  - a body (Transfer-Encoding, or Content-Length other than 0) is 400:
 //    an upgrade request has none, and what follows the head is WebSocket.
 // Limits are checked byte by byte as the head streams in, so a client
@@ -91,7 +92,7 @@ public:
     const HttpRequest &request() const { return req_; }
 
 private:
-    enum class Line : unsigned char { Request, RequestCR, Start, Header, HeaderCR, EndCR, End };
+    enum class Line : unsigned char { Request, RequestCR, Start, Name, Value, HeaderCR, EndCR, End };
 
     bool scan(char c);  // false: refused (scan_status_ and scan_error_ say why)
     void scan_refuse(int status, std::string why);
@@ -119,6 +120,7 @@ private:
     size_t version_len_ = 0;
     size_t header_bytes_ = 0;
     size_t header_lines_ = 0;
+    size_t name_bytes_ = 0;  // of the header line being read
     char prev_ = 0;
     int scan_status_ = 0;
     std::string scan_error_;
