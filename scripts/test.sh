@@ -77,7 +77,7 @@ if configure_and_build tsan build/test-tsan "${tsan_tests[@]}" -- \
     -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
 fi
 
-fuzzers=(fuzz_jwt fuzz_origin fuzz_deflate)
+fuzzers=(fuzz_jwt fuzz_origin fuzz_deflate fuzz_http)
 if CC=clang CXX=clang++ configure_and_build fuzz build/test-fuzz "${fuzzers[@]}" -- -DWSGATE_FUZZ=ON; then
   run_ctest fuzz build/test-fuzz -R '^fuzz_'
 fi
