@@ -3,7 +3,7 @@
 #include <openssl/evp.h>
 
 #include "protocol/ascii.h"
-#include "security/base64url.h"
+#include "base/base64url.h"
 #include "base/text.h"
 
 namespace wsgate::proto {

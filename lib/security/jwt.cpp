@@ -25,7 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "security/base64url.h"
+#include "base/base64url.h"
 
 namespace wsgate {
 

@@ -25,7 +25,7 @@
 
 #include <openssl/err.h>
 
-#include "security/base64url.h"
+#include "base/base64url.h"
 #include "security/jwt.h"
 
 #ifndef WSG_JWT_TESTDATA

@@ -41,7 +41,7 @@ extern "C" {
 
 #include <nlohmann/json.hpp>
 
-#include "security/base64url.h"
+#include "base/base64url.h"
 #include "security/jwt.h"
 
 #ifndef WSG_VECTORS_DIR

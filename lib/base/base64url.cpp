@@ -1,5 +1,5 @@
 // Strict base64url; see base64url.h.
-#include "security/base64url.h"
+#include "base/base64url.h"
 
 #include <cstdint>
 
