@@ -164,7 +164,8 @@ public:
     void reset() { need_ = 0; lo_ = 0x80; hi_ = 0xBF; }
 
 private:
-    int need_ = 0;           // continuation bytes still expected
+    // Three bytes: the frame reader keeps one in every idle connection.
+    uint8_t need_ = 0;       // continuation bytes still expected
     uint8_t lo_ = 0x80;      // allowed range of the next continuation byte
     uint8_t hi_ = 0xBF;
 };
