@@ -201,12 +201,17 @@ inline uint32_t advance_mask(uint32_t m, uint64_t k) {
 
 // XORs p[0..n) with the key m (rotated to p[0]), eight bytes at a time: a
 // WebSocket payload is unmasked at memory speed, whatever its alignment.
-inline void unmask(uint8_t *p, size_t n, uint32_t m) {
+// With Ascii it also returns the OR of the unmasked bytes (0x80 set when
+// any byte is not ASCII), so text that is plain ASCII is validated in the
+// same pass.
+template <bool Ascii>
+inline uint8_t unmask(uint8_t *p, size_t n, uint32_t m) {
     uint8_t k[8];
     std::memcpy(k, &m, 4);
     std::memcpy(k + 4, &m, 4);
     uint64_t k64;
     std::memcpy(&k64, k, 8);
+    uint64_t seen = 0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         uint64_t w[4];
@@ -216,14 +221,23 @@ inline void unmask(uint8_t *p, size_t n, uint32_t m) {
         w[2] ^= k64;
         w[3] ^= k64;
         std::memcpy(p + i, w, 32);
+        if (Ascii) seen |= w[0] | w[1] | w[2] | w[3];
     }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         std::memcpy(&w, p + i, 8);
         w ^= k64;
         std::memcpy(p + i, &w, 8);
+        if (Ascii) seen |= w;
     }
-    for (size_t j = 0; i < n; i++, j++) p[i] ^= k[j];
+    uint8_t tail = 0;
+    for (size_t j = 0; i < n; i++, j++) {
+        p[i] ^= k[j];
+        if (Ascii) tail |= p[i];
+    }
+    if (!Ascii) return 0;
+    seen &= 0x8080808080808080ull;
+    return static_cast<uint8_t>(tail | (seen ? 0x80 : 0));
 }
 
 inline uint64_t load_be64(const uint8_t *p) {
@@ -369,7 +383,7 @@ size_t FrameReader::read(uint8_t *buf, size_t n, const FrameReaderOptions &opt, 
             // a split one collects its payload in a small heap buffer.
             uint8_t *ctrl = pl_.u.ctrl;
             if (!ctrl && !frame_done) ctrl = pl_.u.ctrl = control_buffer(static_cast<size_t>(rem));
-            detail::unmask(p, take, pl_.mask);
+            detail::unmask<false>(p, take, pl_.mask);
             pos += take;
             remaining_ = rem - take;
             if (ctrl) {
@@ -392,11 +406,15 @@ size_t FrameReader::read(uint8_t *buf, size_t n, const FrameReaderOptions &opt, 
             pl_.u.ctrl = nullptr;
             if (!control_frame(p, len, sink)) return pos;
         } else {
-            detail::unmask(p, take, pl_.mask);
+            const bool check_text = !msg_binary_ && !msg_compressed_;
+            bool ascii = false;  // and so valid UTF-8 when it starts between code points
+            if (check_text)
+                ascii = !(detail::unmask<true>(p, take, pl_.mask) & 0x80);
+            else
+                detail::unmask<false>(p, take, pl_.mask);
             pos += take;
             remaining_ = rem - take;
-            const bool check_text = !msg_binary_ && !msg_compressed_;
-            if (check_text && !utf8_.feed(p, take)) {
+            if (check_text && !(ascii && utf8_.complete()) && !utf8_.feed(p, take)) {
                 fault_ = Fault::BadUtf8;
                 return pos;
             }
