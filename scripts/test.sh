@@ -36,7 +36,7 @@ echo "=== fuzz targets (clang, libFuzzer, 20 s each)" >&2
 dir=build/test-fuzz
 CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DWSGATE_FUZZ=ON \
   -DWSGATE_WERROR=ON >/dev/null
-cmake --build "$dir" -j"$jobs" --target fuzz_jwt fuzz_origin fuzz_deflate 2>&1 | { grep -E 'warning|error' || true; }
+cmake --build "$dir" -j"$jobs" --target fuzz_jwt fuzz_origin fuzz_deflate fuzz_frames 2>&1 | { grep -E 'warning|error' || true; }
 if ! ctest --test-dir "$dir" --output-on-failure -j2 -R '^fuzz_'; then
   status=1
 fi
