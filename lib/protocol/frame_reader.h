@@ -45,8 +45,9 @@ int close_code_for(ReadError e);
 //   FIN, length and RSV1, for a data frame the message sequence, RSV1 and
 //   the size limit. Non-minimal length encodings (e.g. 5 in the 16-bit
 //   form) are accepted: RFC 6455 5.2 puts "minimal" on the sender, it costs
-//   the server nothing, and lws, Go's gorilla and Python's websockets
-//   accept them too. The length decoded is what every other rule sees.
+//   the server nothing, and Go's gorilla/websocket and Python's websockets
+//   accept them too. The length decoded is what every other rule sees (a
+//   control frame of 5 bytes in the 16-bit form is fine).
 // Payload rules, checked as the bytes arrive: UTF-8 of uncompressed text,
 // as soon as no continuation could make it valid and at the message's end;
 // a close frame's payload once it is whole.
@@ -403,7 +404,6 @@ size_t FrameReader::read(uint8_t *buf, size_t n, const FrameReaderOptions &opt, 
                 uint8_t *p;
                 ~Release() { delete[] p; }
             } owned{ctrl};
-            pl_.u.ctrl = nullptr;
             if (!control_frame(p, len, sink)) return pos;
         } else {
             const bool check_text = !msg_binary_ && !msg_compressed_;
