@@ -60,7 +60,7 @@ bool FrameReader::gather_header(const uint8_t *p, size_t n, size_t *used) {
 uint8_t *FrameReader::control_buffer(size_t len) { return new uint8_t[len]; }
 
 void FrameReader::release_control() {
-    if (in_payload_ && (opcode_ & 8)) {
+    if ((frame_ & kInPayload) && (frame_ & kControl)) {
         delete[] pl_.u.ctrl;
         pl_.u.ctrl = nullptr;
     }
