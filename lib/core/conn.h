@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@
 #include "protocol/deflate.h"
 #include "protocol/frame.h"
 #include "protocol/frame_reader.h"
+#include "protocol/utf8.h"
 #include "security/limits.h"
 #include "security/netaddr.h"
 #include "wsgate/wsgate.h"

@@ -25,6 +25,7 @@ extern "C" {
 }
 
 #include "protocol/frame.h"
+#include "protocol/utf8.h"
 #include "core/registry.h"
 
 using wsgate::Conn;
