@@ -115,6 +115,11 @@ struct Conn : LinkOwner, ConnShared {
 
     // Close: `closing` is set once a close is decided, by us or the peer.
     bool closing = false;
+    // We refused what the peer sent (too big, bad data...): after our close
+    // frame the TCP write side is shut, without waiting for its answer,
+    // which we could not read anyway.
+    bool refused_input = false;
+    bool write_shut = false;
     CloseStage close_stage = CloseStage::Open;
     wsg_close_cause cause = WSG_CAUSE_LOST;
     uint16_t close_code = 0;              // what on_close reports (the code we sent, or the peer's)

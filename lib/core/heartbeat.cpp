@@ -32,9 +32,11 @@ void Heartbeat::override(Conn *c, const std::string &key, int64_t value, int64_t
 Heartbeat::Action Heartbeat::check(Conn *c, int64_t now) {
     const HeartbeatTimes &t = *c->times;
     Action a;
-    // A close already decided for a stop or for a peer that stopped reading
-    // explains why the peer neither answers nor takes our output: keep it.
-    bool explained = c->closing && (c->cause == WSG_CAUSE_SHUTDOWN || c->cause == WSG_CAUSE_BACKPRESSURE);
+    // A close already decided for a stop, for a peer that stopped reading,
+    // or for input we refused explains why the peer neither answers nor
+    // takes our output: keep it.
+    bool explained = c->closing && (c->cause == WSG_CAUSE_SHUTDOWN || c->cause == WSG_CAUSE_BACKPRESSURE ||
+                                    c->refused_input);
     if (c->close_deadline_ms && now >= c->close_deadline_ms) {
         a.kind = Action::Drop;
         a.cause = explained ? c->cause : WSG_CAUSE_CLOSE_TIMEOUT;

@@ -61,6 +61,7 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
 
 void Inbox::fail(Conn *c, int code, const char *reason, wsg_close_cause cause) {
     if (c->rx) c->rx.reset();
+    if (!c->closing) c->refused_input = true;
     outbox_.close(c, code, reason, cause, true);
 }
 

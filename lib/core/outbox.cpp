@@ -184,6 +184,18 @@ bool Outbox::on_writable(Conn *c) {
     c->writable_requested = false;
     if (!c->link) return true;
     if (c->close_stage == CloseStage::Done) return false;
+    if (c->close_stage == CloseStage::Sent) {
+        // A refused peer gets our close frame and then the end of our stream.
+        if (c->refused_input && !c->write_shut) {
+            if (Transport::write_pending(c->link)) {
+                want_writable(c);
+            } else {
+                Transport::shutdown_write(c->link);
+                c->write_shut = true;
+            }
+        }
+        return true;
+    }
     // lws still holds bytes the kernel did not take: wait for them first.
     if (Transport::write_pending(c->link)) {
         want_writable(c);
@@ -213,6 +225,7 @@ bool Outbox::on_writable(Conn *c) {
         c->close_stage = CloseStage::Sent;
         c->close_deadline_ms = clock_.now_ms() + c->times->close_wait_ms;
         heartbeat_.arm(c, c->close_deadline_ms);
+        if (c->refused_input) want_writable(c);  // shut our side once the frame is flushed
         return true;
     }
     if (c->times->write_wait_ms) c->write_deadline_ms = 0;

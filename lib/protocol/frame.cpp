@@ -41,7 +41,7 @@ FrameRef FrameBuilder::control(int opcode, const void *payload, size_t len) {
 
 FrameRef FrameBuilder::close(int code, const std::string &reason) {
     uint8_t p[125];
-    if (code == 0) return control(0x8, p, 0);
+    if (code == 0) return control(0x8, nullptr, 0);
     p[0] = static_cast<uint8_t>(code >> 8);
     p[1] = static_cast<uint8_t>(code);
     size_t n = reason.size() < 123 ? reason.size() : 123;

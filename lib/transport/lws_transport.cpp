@@ -94,7 +94,11 @@ Link *link_of(struct lws *wsi) { return reinterpret_cast<Link *>(wsi); }
 }  // namespace
 
 struct Transport::Timer::Impl {
-    lws_sorted_usec_list_t sul;  // first: lws hands its address back
+    // lws hands the sul's address back; the node (standard layout) leads to us.
+    struct Node {
+        lws_sorted_usec_list_t sul;
+        Impl *owner;
+    } node{};
     std::function<void()> fn;
 };
 
@@ -241,18 +245,19 @@ void Transport::close() {
 void Transport::start_timer(Timer *t, int64_t delay_us, std::function<void()> fn) {
     Timer::Impl &ti = *t->impl_;
     ti.fn = std::move(fn);
-    lws_sul_schedule(impl_->ctx, 0, &ti.sul,
+    ti.node.owner = &ti;
+    lws_sul_schedule(impl_->ctx, 0, &ti.node.sul,
                      [](lws_sorted_usec_list_t *sul) {
                          // Copied first: the function may start its timer again.
-                         auto *self = lws_container_of(sul, Timer::Impl, sul);
-                         std::function<void()> f = self->fn;
+                         auto *node = lws_container_of(sul, Timer::Impl::Node, sul);
+                         std::function<void()> f = node->owner->fn;
                          f();
                      },
                      delay_us);
 }
 
 void Transport::stop_timer(Timer *t) {
-    if (impl_->ctx) lws_sul_cancel(&t->impl_->sul);
+    if (impl_->ctx) lws_sul_cancel(&t->impl_->node.sul);
 }
 
 void Transport::set_owner(Link *link, void *owner) { lws_set_opaque_user_data(wsi_of(link), owner); }
@@ -271,6 +276,11 @@ void Transport::want_writable(Link *link) { lws_callback_on_writable(wsi_of(link
 
 void Transport::close_soon(Link *link) {
     lws_set_timeout(wsi_of(link), PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+void Transport::shutdown_write(Link *link) {
+    int fd = lws_get_socket_fd(wsi_of(link));
+    if (fd >= 0) ::shutdown(fd, SHUT_WR);
 }
 
 void Transport::handshake_done(Link *link) { lws_set_timeout(wsi_of(link), NO_PENDING_TIMEOUT, 0); }

@@ -113,6 +113,9 @@ public:
     void want_writable(Link *link);
     // Closes the link soon (its pending output is flushed first); on_close follows.
     void close_soon(Link *link);
+    // Sends FIN after what was written (no more output; input goes on until
+    // the peer closes): call once write_pending() is false.
+    static void shutdown_write(Link *link);
     // The connection is upgraded: lws' own TLS handshake deadline no longer applies.
     static void handshake_done(Link *link);
     static int fd(Link *link);

@@ -82,7 +82,7 @@ int run(bool smoke) {
         // Send side: the frames FrameBuilder makes, compressed.
         std::vector<FrameList> plain;
         for (const std::string &m : msgs) plain.push_back(FrameBuilder::message(1, m.data(), m.size(), 65536));
-        Deflater d(1);
+        Deflater d(1, 15);
         size_t zbytes = 0;
         double t0 = now_us();
         for (const FrameList &f : plain) {

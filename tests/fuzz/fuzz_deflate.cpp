@@ -1,4 +1,4 @@
-// libFuzzer target for permessage-deflate (lib/deflate.h): the offer picked
+// libFuzzer target for permessage-deflate (lib/protocol/deflate.h): the offer picked
 // from a Sec-WebSocket-Extensions value, the bounded inflater on arbitrary
 // bytes, and the compressor's output read back by the inflater.
 //
@@ -15,8 +15,8 @@
 //   bytes 1-2: seed of the points where compressed input is split.
 //   byte 3: where the body splits into two compressed messages (n/255 of it).
 // Every input goes through:
-//   - pmd_pick_offer(body), checked against what the answer implies and
-//     unchanged by an unrelated extension before or after;
+//   - pmd_negotiate(body), checked against what the answer implies, read
+//     back as an offer, and unchanged by an unrelated extension around it;
 //   - the Inflater (limit 64 KiB) on the body's two parts as two messages,
 //     each fed whole and, by a second inflater, in chunks (0-byte ones
 //     included): both must agree on result and output;
@@ -39,7 +39,7 @@
 
 #include <zlib.h>
 
-#include "../support/rng.h"
+#include "support/rng.h"
 #include "protocol/deflate.h"
 #include "protocol/frame.h"
 
@@ -56,50 +56,33 @@ void check(bool ok) {
 
 bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
-// The list items lws takes for permessage-deflate offers (split at every
-// ',', name up to ';' with all spaces removed), as an independent count.
-std::vector<std::string_view> pmd_items(std::string_view header) {
-    std::vector<std::string_view> items;
-    size_t pos = 0;
-    for (;;) {
-        size_t comma = header.find(',', pos);
-        std::string_view item = header.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-        std::string name;
-        for (char c : item.substr(0, item.find(';')))
-            if (c != ' ') name += c;
-        if (name == "permessage-deflate") items.push_back(item);
-        if (comma == std::string_view::npos) break;
-        pos = comma + 1;
-    }
-    return items;
-}
-
 void fuzz_offer(std::string_view header) {
-    const wsgate::PmdOffer got = wsgate::pmd_pick_offer(header);
-    const std::vector<std::string_view> items = pmd_items(header);
-    check(got.index >= -1 && got.index < static_cast<int>(items.size()));
-    if (got.index < 0) {
-        check(!got.client_no_context_takeover);
-    } else {
-        check(header.size() < wsgate::kMaxExtensionsHeader);
-        check(!contains(header, "\t"));
-        const std::string_view item = items[static_cast<size_t>(got.index)];
-        check(!contains(item, "server_max_window_bits"));
-        // An offer without parameters is only taken when it is the last one.
-        if (static_cast<size_t>(got.index) + 1 < items.size()) check(contains(item, ";"));
-        if (got.client_no_context_takeover) check(contains(item, "client_no_context_takeover"));
-    }
-    // Another extension before or after changes nothing (while the value
-    // stays short enough and no quoted string is left open).
-    size_t quotes = 0;
-    for (char c : header) quotes += c == '"';
-    if (quotes % 2 == 0 && header.size() + 5 < wsgate::kMaxExtensionsHeader) {
-        const std::string before = "x-a, " + std::string(header);
-        const std::string after = std::string(header) + ", x-a";
-        for (const std::string &h : {before, after}) {
-            const wsgate::PmdOffer again = wsgate::pmd_pick_offer(h);
-            check(again.index == got.index);
-            check(again.client_no_context_takeover == got.client_no_context_takeover);
+    for (bool ask : {false, true}) {
+        wsgate::PmdPolicy policy;
+        policy.ask_client_no_context_takeover = ask;
+        const wsgate::PmdAgreement got = wsgate::pmd_negotiate(header, policy);
+        if (!got.accepted) {
+            check(got.response.empty());
+            continue;
+        }
+        check(contains(header, "permessage-deflate"));
+        check(got.server_window_bits >= 9 && got.server_window_bits <= 15);
+        if (got.server_window_bits < 15) check(contains(header, "server_max_window_bits"));
+        if (ask) check(got.client_no_context_takeover);
+        if (got.client_no_context_takeover && !ask) check(contains(header, "client_no_context_takeover"));
+        check(got.response.rfind("permessage-deflate; server_no_context_takeover", 0) == 0);
+        // The answer, read as an offer, is accepted with the same terms.
+        const wsgate::PmdAgreement echo = wsgate::pmd_negotiate(got.response, policy);
+        check(echo.accepted && echo.response == got.response);
+        // Another extension before or after changes nothing (while no
+        // quoted string is left open).
+        size_t quotes = 0;
+        for (char c : header) quotes += c == '"';
+        if (quotes % 2 == 0) {
+            for (const std::string &h : {"x-a, " + std::string(header), std::string(header) + ", x-a"}) {
+                const wsgate::PmdAgreement again = wsgate::pmd_negotiate(h, policy);
+                check(again.accepted && again.response == got.response);
+            }
         }
     }
 }
@@ -225,7 +208,7 @@ void fuzz_deflate(const uint8_t *body, size_t n, uint8_t flags) {
     const size_t batches[4] = {1024, 4096, 65536, size_t(64) << 20};
     const size_t max_frame = batches[flags >> 6];
     std::unique_ptr<wsgate::Deflater> &d = deflaters[level - 1];
-    if (!d) d = std::make_unique<wsgate::Deflater>(level);
+    if (!d) d = std::make_unique<wsgate::Deflater>(level, 15);
 
     const wsgate::FrameList plain = wsgate::FrameBuilder::message(opcode, body, n, max_frame);
     const wsgate::FrameList z = d->compress(plain, n, max_frame);

@@ -1,5 +1,5 @@
 // permessage-deflate (lib/deflate): which offer of a Sec-WebSocket-Extensions
-// value the server accepts (pmd_pick_offer), the bounded inflater checked
+// value the server accepts (pmd_negotiate), the bounded inflater checked
 // against zlib used as RFC 7692 clients use it, the server's compressor
 // checked with an independent raw inflater, and RSV1 on server frames.
 //
@@ -32,7 +32,6 @@ using wsgate::Frame;
 using wsgate::FrameBuilder;
 using wsgate::FrameList;
 using wsgate::Inflater;
-using wsgate::PmdOffer;
 
 namespace {
 
@@ -314,135 +313,156 @@ Bytes joined_payload(const FrameList &frames, int opcode, bool compressed, size_
 // A max_frame that never fragments the messages used here.
 constexpr size_t kNoSplit = size_t(64) << 20;
 
-// ------------------------------------------------------------------ pmd_pick_offer
+// ------------------------------------------------------------------ pmd_negotiate
 
 struct OfferCase {
     const char *header;
-    int index;  // among the permessage-deflate offers; -1: none accepted
-    bool client_no_context_takeover;
+    bool accepted;
+    bool client_no_context_takeover;  // offered (the table runs with the policy asking for nothing)
+    int server_window_bits;           // what the answer grants
 };
 
 const OfferCase kOfferCases[] = {
-    {"", -1, false},
+    {"", false, false, 15},
     // One offer, every allowed parameter.
-    {"permessage-deflate", 0, false},
-    {"permessage-deflate; client_no_context_takeover", 0, true},
-    {"permessage-deflate; server_no_context_takeover", 0, false},
-    {"permessage-deflate; server_no_context_takeover; client_no_context_takeover", 0, true},
-    {"permessage-deflate; client_no_context_takeover; server_no_context_takeover", 0, true},
-    {"permessage-deflate; client_max_window_bits", 0, false},
-    {"permessage-deflate; client_max_window_bits; client_no_context_takeover", 0, true},
-    {"permessage-deflate; client_max_window_bits=8", 0, false},
-    {"permessage-deflate; client_max_window_bits=9", 0, false},
-    {"permessage-deflate; client_max_window_bits=15", 0, false},
-    {"permessage-deflate; client_max_window_bits=\"10\"", 0, false},
-    {"permessage-deflate; client_max_window_bits=\"15\"", 0, false},
-    {"permessage-deflate; client_max_window_bits = 12", 0, false},
+    {"permessage-deflate", true, false, 15},
+    {"permessage-deflate; client_no_context_takeover", true, true, 15},
+    {"permessage-deflate; server_no_context_takeover", true, false, 15},
+    {"permessage-deflate; server_no_context_takeover; client_no_context_takeover", true, true, 15},
+    {"permessage-deflate; client_no_context_takeover; server_no_context_takeover", true, true, 15},
+    {"permessage-deflate; client_max_window_bits", true, false, 15},
+    {"permessage-deflate; client_max_window_bits; client_no_context_takeover", true, true, 15},
+    {"permessage-deflate; client_max_window_bits=8", true, false, 15},
+    {"permessage-deflate; client_max_window_bits=9", true, false, 15},
+    {"permessage-deflate; client_max_window_bits=15", true, false, 15},
+    {"permessage-deflate; client_max_window_bits=\"10\"", true, false, 15},
+    {"permessage-deflate; client_max_window_bits=\"15\"", true, false, 15},
+    {"permessage-deflate; client_max_window_bits = 12", true, false, 15},
     {"permessage-deflate; server_no_context_takeover; client_max_window_bits=11; client_no_context_takeover",
-     0, true},
+     true, true, 15},
     // client_max_window_bits: 8..15 only, no leading zero, no sign, no spaces in quotes.
-    {"permessage-deflate; client_max_window_bits=7", -1, false},
-    {"permessage-deflate; client_max_window_bits=16", -1, false},
-    {"permessage-deflate; client_max_window_bits=0", -1, false},
-    {"permessage-deflate; client_max_window_bits=08", -1, false},
-    {"permessage-deflate; client_max_window_bits=015", -1, false},
-    {"permessage-deflate; client_max_window_bits=100", -1, false},
-    {"permessage-deflate; client_max_window_bits=", -1, false},
-    {"permessage-deflate; client_max_window_bits=\"\"", -1, false},
-    {"permessage-deflate; client_max_window_bits=\"9", -1, false},
-    {"permessage-deflate; client_max_window_bits=9\"", -1, false},
-    {"permessage-deflate; client_max_window_bits=\" 9\"", -1, false},
-    {"permessage-deflate; client_max_window_bits=1a", -1, false},
-    {"permessage-deflate; client_max_window_bits=+9", -1, false},
-    {"permessage-deflate; client_max_window_bits=-9", -1, false},
-    // server_max_window_bits cannot be echoed by lws: never accepted.
-    {"permessage-deflate; server_max_window_bits", -1, false},
-    {"permessage-deflate; server_max_window_bits=10", -1, false},
-    {"permessage-deflate; server_max_window_bits=15", -1, false},
-    {"permessage-deflate; client_no_context_takeover; server_max_window_bits=15", -1, false},
+    {"permessage-deflate; client_max_window_bits=7", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=16", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=0", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=08", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=015", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=100", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=\"\"", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=\"9", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=9\"", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=\" 9\"", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=1a", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=+9", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=-9", false, false, 15},
+    // server_max_window_bits: granted 9..15 (our answer echoes it); 8 is
+    // declined (zlib cannot make an 8-bit window); it needs a value.
+    {"permessage-deflate; server_max_window_bits=10", true, false, 10},
+    {"permessage-deflate; server_max_window_bits=15", true, false, 15},
+    {"permessage-deflate; server_max_window_bits=9", true, false, 9},
+    {"permessage-deflate; server_max_window_bits=\"12\"", true, false, 12},
+    {"permessage-deflate; client_no_context_takeover; server_max_window_bits=11", true, true, 11},
+    {"permessage-deflate; server_max_window_bits=8", false, false, 15},
+    {"permessage-deflate; server_max_window_bits", false, false, 15},
+    {"permessage-deflate; server_max_window_bits=16", false, false, 15},
+    {"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10", false, false, 15},
     // Unknown parameters, values on flags, repeats, empty parameters.
-    {"permessage-deflate; foo", -1, false},
-    {"permessage-deflate; x-webkit=1", -1, false},
-    {"permessage-deflate; client_no_context_takeover=1", -1, false},
-    {"permessage-deflate; client_no_context_takeover=", -1, false},
-    {"permessage-deflate; server_no_context_takeover=true", -1, false},
-    {"permessage-deflate; client_no_context_takeoverx", -1, false},
-    {"permessage-deflate; client_no_context_takeover; client_no_context_takeover", -1, false},
-    {"permessage-deflate; server_no_context_takeover; server_no_context_takeover", -1, false},
-    {"permessage-deflate; client_max_window_bits; client_max_window_bits=10", -1, false},
-    {"permessage-deflate; client_max_window_bits=10; client_max_window_bits=10", -1, false},
-    {"permessage-deflate;", -1, false},
-    {"permessage-deflate; ", -1, false},
-    {"permessage-deflate;; client_no_context_takeover", -1, false},
-    {"permessage-deflate; client_no_context_takeover;", -1, false},
-    {"permessage-deflate; =10", -1, false},
-    // Names: case-sensitive tokens (lws compares with strcmp); lws squeezes
-    // out spaces, which counts "permessage -deflate" as an offer we decline.
-    {"Permessage-Deflate", -1, false},
-    {"PERMESSAGE-DEFLATE; client_no_context_takeover", -1, false},
-    {"permessage-deflate; Client_No_Context_Takeover", -1, false},
-    {"permessage-deflate; CLIENT_MAX_WINDOW_BITS=10", -1, false},
-    {"permessage -deflate", -1, false},
-    {"permessage -deflate; client_no_context_takeover", -1, false},
-    {"p e r m e s s a g e - d e f l a t e", -1, false},
-    {"permessage-deflatex", -1, false},
-    {"x-permessage-deflate", -1, false},
-    {"permessage_deflate", -1, false},
-    {"permessage-deflate=1", -1, false},
-    // Whitespace: spaces around names and parameters are fine; a tab anywhere is not.
-    {"  permessage-deflate  ", 0, false},
-    {"permessage-deflate;client_no_context_takeover", 0, true},
-    {"permessage-deflate ;client_no_context_takeover ", 0, true},
-    {"   permessage-deflate   ;   server_no_context_takeover   ;   client_no_context_takeover   ", 0, true},
-    {"permessage-deflate\t", -1, false},
-    {"\tpermessage-deflate", -1, false},
-    {"permessage-deflate;\tclient_no_context_takeover", -1, false},
-    {"x-foo;\ta=1, permessage-deflate", -1, false},
-    // Several offers: the first acceptable one, counted among permessage-deflate offers.
-    {"permessage-deflate; client_no_context_takeover, permessage-deflate", 0, true},
-    {"permessage-deflate; client_no_context_takeover, permessage-deflate; client_no_context_takeover", 0, true},
-    {"permessage-deflate;client_max_window_bits=10,permessage-deflate", 0, false},
-    {"permessage-deflate; server_max_window_bits=10, permessage-deflate; client_no_context_takeover", 1, true},
-    {"permessage-deflate; server_max_window_bits=10, permessage-deflate", 1, false},
-    {"permessage-deflate; server_max_window_bits=10, permessage-deflate; server_max_window_bits=12, "
+    {"permessage-deflate; foo", false, false, 15},
+    {"permessage-deflate; x-webkit=1", false, false, 15},
+    {"permessage-deflate; client_no_context_takeover=1", false, false, 15},
+    {"permessage-deflate; client_no_context_takeover=", false, false, 15},
+    {"permessage-deflate; server_no_context_takeover=true", false, false, 15},
+    {"permessage-deflate; client_no_context_takeoverx", false, false, 15},
+    {"permessage-deflate; client_no_context_takeover; client_no_context_takeover", false, false, 15},
+    {"permessage-deflate; server_no_context_takeover; server_no_context_takeover", false, false, 15},
+    {"permessage-deflate; client_max_window_bits; client_max_window_bits=10", false, false, 15},
+    {"permessage-deflate; client_max_window_bits=10; client_max_window_bits=10", false, false, 15},
+    {"permessage-deflate;", false, false, 15},
+    {"permessage-deflate; ", false, false, 15},
+    {"permessage-deflate;; client_no_context_takeover", false, false, 15},
+    {"permessage-deflate; client_no_context_takeover;", false, false, 15},
+    {"permessage-deflate; =10", false, false, 15},
+    // Names: case-sensitive tokens; a name with a space inside is no offer.
+    {"Permessage-Deflate", false, false, 15},
+    {"PERMESSAGE-DEFLATE; client_no_context_takeover", false, false, 15},
+    {"permessage-deflate; Client_No_Context_Takeover", false, false, 15},
+    {"permessage-deflate; CLIENT_MAX_WINDOW_BITS=10", false, false, 15},
+    {"permessage -deflate", false, false, 15},
+    {"permessage -deflate; client_no_context_takeover", false, false, 15},
+    {"p e r m e s s a g e - d e f l a t e", false, false, 15},
+    {"permessage-deflatex", false, false, 15},
+    {"x-permessage-deflate", false, false, 15},
+    {"permessage_deflate", false, false, 15},
+    {"permessage-deflate=1", false, false, 15},
+    // Whitespace (spaces and tabs, RFC 7230 OWS) around names and parameters is fine.
+    {"  permessage-deflate  ", true, false, 15},
+    {"permessage-deflate;client_no_context_takeover", true, true, 15},
+    {"permessage-deflate ;client_no_context_takeover ", true, true, 15},
+    {"   permessage-deflate   ;   server_no_context_takeover   ;   client_no_context_takeover   ", true, true, 15},
+    {"permessage-deflate\t", true, false, 15},
+    {"\tpermessage-deflate", true, false, 15},
+    {"permessage-deflate;\tclient_no_context_takeover", true, true, 15},
+    {"x-foo;\ta=1, permessage-deflate", true, false, 15},
+    // Several offers: the first acceptable one, in the client's order.
+    {"permessage-deflate; client_no_context_takeover, permessage-deflate", true, true, 15},
+    {"permessage-deflate, permessage-deflate; client_no_context_takeover", true, false, 15},
+    {"permessage-deflate;client_max_window_bits=10,permessage-deflate", true, false, 15},
+    {"permessage-deflate; server_max_window_bits=8, permessage-deflate; client_no_context_takeover", true, true, 15},
+    {"permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=12, "
      "permessage-deflate; client_max_window_bits",
-     2, false},
-    {"permessage -deflate, permessage-deflate; client_no_context_takeover", 1, true},
-    {"permessage-deflate; foo, permessage-deflate; bar", -1, false},
-    // An acceptable offer without parameters is skipped when another
-    // permessage-deflate offer follows (lws would drop the connection).
-    {"permessage-deflate, permessage-deflate; client_no_context_takeover", 1, true},
-    {"permessage-deflate, permessage-deflate", 1, false},
-    {"permessage-deflate, permessage-deflate; foo", -1, false},
-    {"permessage-deflate, permessage -deflate", -1, false},
-    {"permessage-deflate, x-foo, permessage-deflate; client_no_context_takeover", 1, true},
-    // Other extensions before and after are not counted.
-    {"x-webkit-deflate-frame", -1, false},
-    {"x-webkit-deflate-frame, permessage-deflate", 0, false},
-    {"permessage-deflate, x-webkit-deflate-frame", 0, false},
-    {"x-foo; a=1, permessage-deflate; client_no_context_takeover, x-bar", 0, true},
-    {"deflate-frame; no_context_takeover, permessage-deflate; client_max_window_bits=12", 0, false},
-    {"x-foo; client_no_context_takeover, permessage-deflate", 0, false},
-    {"foo; permessage-deflate", -1, false},
+     true, false, 12},
+    {"permessage -deflate, permessage-deflate; client_no_context_takeover", true, true, 15},
+    {"permessage-deflate; foo, permessage-deflate; bar", false, false, 15},
+    {"permessage-deflate, permessage-deflate; foo", true, false, 15},
+    {"permessage-deflate; foo, x-foo, permessage-deflate; client_no_context_takeover", true, true, 15},
+    // Other extensions before and after are not ours to answer.
+    {"x-webkit-deflate-frame", false, false, 15},
+    {"x-webkit-deflate-frame, permessage-deflate", true, false, 15},
+    {"permessage-deflate, x-webkit-deflate-frame", true, false, 15},
+    {"x-foo; a=1, permessage-deflate; client_no_context_takeover, x-bar", true, true, 15},
+    {"deflate-frame; no_context_takeover, permessage-deflate; client_max_window_bits=12", true, false, 15},
+    {"x-foo; client_no_context_takeover, permessage-deflate", true, false, 15},
+    {"foo; permessage-deflate", false, false, 15},
     // Empty list items.
-    {",permessage-deflate", 0, false},
-    {", , permessage-deflate; client_no_context_takeover,,", 0, true},
-    {",", -1, false},
-    {"   ", -1, false},
-    // Quoted strings: lws splits at ',' even inside quotes, so we keep out.
-    {"x-foo; a=\"b\", permessage-deflate", 0, false},
-    {"x-foo; a=\"b,c\", permessage-deflate", -1, false},
-    {"x-foo; a=\"b;c\", permessage-deflate", -1, false},
-    {"permessage-deflate; client_max_window_bits=\"10\", x-foo; a=\"1,2\"", -1, false},
+    {",permessage-deflate", true, false, 15},
+    {", , permessage-deflate; client_no_context_takeover,,", true, true, 15},
+    {",", false, false, 15},
+    {"   ", false, false, 15},
+    // Quoted strings: commas and semicolons inside quotes do not split.
+    {"x-foo; a=\"b\", permessage-deflate", true, false, 15},
+    {"x-foo; a=\"b,c\", permessage-deflate", true, false, 15},
+    {"x-foo; a=\"b;c\", permessage-deflate", true, false, 15},
+    {"permessage-deflate; client_max_window_bits=\"10\", x-foo; a=\"1,2\"", true, false, 15},
 };
+
+// The answer an agreement must carry.
+std::string expected_response(bool cnct, int bits) {
+    std::string r = "permessage-deflate; server_no_context_takeover";
+    if (cnct) r += "; client_no_context_takeover";
+    if (bits < 15) r += "; server_max_window_bits=" + std::to_string(bits);
+    return r;
+}
 
 void test_offer_table(void **) {
     int failures = 0;
+    wsgate::PmdPolicy keep;  // clients keep their context unless they offer otherwise
+    keep.ask_client_no_context_takeover = false;
+    wsgate::PmdPolicy ask;   // the default: every client is asked to reset its context
     for (const OfferCase &c : kOfferCases) {
-        PmdOffer got = wsgate::pmd_pick_offer(c.header);
-        if (got.index != c.index || got.client_no_context_takeover != c.client_no_context_takeover) {
-            print_error("'%s': index %d, client_no_context_takeover %d; expected %d, %d\n", c.header,
-                        got.index, got.client_no_context_takeover, c.index, c.client_no_context_takeover);
+        wsgate::PmdAgreement got = wsgate::pmd_negotiate(c.header, keep);
+        bool ok = got.accepted == c.accepted;
+        if (ok && c.accepted)
+            ok = got.client_no_context_takeover == c.client_no_context_takeover &&
+                 got.server_window_bits == c.server_window_bits &&
+                 got.response == expected_response(c.client_no_context_takeover, c.server_window_bits);
+        if (ok && !c.accepted) ok = got.response.empty();
+        wsgate::PmdAgreement asked = wsgate::pmd_negotiate(c.header, ask);
+        if (ok) ok = asked.accepted == c.accepted && (!c.accepted || (asked.client_no_context_takeover &&
+                     asked.response == expected_response(true, c.server_window_bits)));
+        if (!ok) {
+            print_error("'%s': accepted %d, cnct %d, bits %d, response '%s'; expected %d, %d, %d\n", c.header,
+                        got.accepted, got.client_no_context_takeover, got.server_window_bits, got.response.c_str(),
+                        c.accepted, c.client_no_context_takeover, c.server_window_bits);
             failures++;
         }
     }
@@ -450,65 +470,26 @@ void test_offer_table(void **) {
     assert_true(sizeof kOfferCases / sizeof kOfferCases[0] >= 40);
 }
 
-// `offer` after an extension named x-aaa...a, so that the whole value has
-// exactly `len` bytes.
-std::string header_of_length(size_t len, const std::string &offer) {
-    const std::string head = "x-", sep = ", ";
-    const size_t fixed = head.size() + sep.size() + offer.size();
-    if (len < fixed + 1) fail_msg("length %zu too short", len);
-    return head + std::string(len - fixed, 'a') + sep + offer;
-}
-
-void test_offer_header_length_limit(void **) {
-    const std::string offer = "permessage-deflate; client_no_context_takeover";
-    for (size_t len : {size_t(100), size_t(253), size_t(254)}) {
-        std::string h = header_of_length(len, offer);
-        assert_int_equal(h.size(), len);
-        PmdOffer got = wsgate::pmd_pick_offer(h);
-        assert_int_equal(got.index, 0);
-        assert_true(got.client_no_context_takeover);
-    }
-    for (size_t len : {size_t(255), size_t(256), size_t(1000), size_t(8192)}) {
-        std::string h = header_of_length(len, offer);
-        PmdOffer got = wsgate::pmd_pick_offer(h);
-        assert_int_equal(got.index, -1);
-        assert_false(got.client_no_context_takeover);
-    }
-    // Trailing spaces count too.
-    std::string spaced = offer + std::string(254 - offer.size(), ' ');
-    assert_int_equal(wsgate::pmd_pick_offer(spaced).index, 0);
-    spaced += ' ';
-    assert_int_equal(spaced.size(), 255);
-    assert_int_equal(wsgate::pmd_pick_offer(spaced).index, -1);
-    // kMaxExtensionsHeader is that limit.
-    assert_int_equal(wsgate::kMaxExtensionsHeader, 255);
-}
-
-void test_offer_index_counts_declined_offers(void **) {
-    // Ten declined offers, then an acceptable one: index 10.
+void test_offer_header_has_no_length_limit_of_its_own(void **) {
+    // The HTTP parser bounds the request; the negotiation reads whatever it got.
     std::string h;
-    for (int i = 0; i < 10; i++) h += "permessage-deflate;x,";
-    h += "permessage-deflate";
-    assert_true(h.size() < 255);
-    PmdOffer got = wsgate::pmd_pick_offer(h);
-    assert_int_equal(got.index, 10);
-    assert_false(got.client_no_context_takeover);
-    // The last acceptable offer among declined ones, client_no_context_takeover on it only.
-    got = wsgate::pmd_pick_offer(
-        "permessage-deflate; client_no_context_takeover; foo, x-a, permessage-deflate; "
-        "client_max_window_bits=16, permessage-deflate; client_no_context_takeover");
-    assert_int_equal(got.index, 2);
+    for (int i = 0; i < 200; i++) h += "x-ext-" + std::to_string(i) + "; a=1, ";
+    h += "permessage-deflate; client_no_context_takeover";
+    assert_true(h.size() > 2000);
+    wsgate::PmdPolicy keep;
+    keep.ask_client_no_context_takeover = false;
+    wsgate::PmdAgreement got = wsgate::pmd_negotiate(h, keep);
+    assert_true(got.accepted);
     assert_true(got.client_no_context_takeover);
 }
 
 void test_offer_reads_only_the_view(void **) {
     // The view ends before text that would change the answer.
-    const char buf[] = "permessage-deflate; client_no_context_takeover; server_max_window_bits=10";
+    const char buf[] = "permessage-deflate; client_no_context_takeover; foo=10";
     std::string_view v(buf, std::strlen("permessage-deflate; client_no_context_takeover"));
-    PmdOffer got = wsgate::pmd_pick_offer(v);
-    assert_int_equal(got.index, 0);
-    assert_true(got.client_no_context_takeover);
-    assert_int_equal(wsgate::pmd_pick_offer(buf).index, -1);
+    wsgate::PmdPolicy policy;
+    assert_true(wsgate::pmd_negotiate(v, policy).accepted);
+    assert_false(wsgate::pmd_negotiate(buf, policy).accepted);
 }
 
 // ------------------------------------------------------------------ Inflater against zlib
@@ -1060,7 +1041,7 @@ void test_deflate_round_trips(void **) {
         for (size_t max_frame : {size_t(1024), size_t(4096), size_t(65536), kNoSplit}) {
             for (int opcode : {1, 2}) {
                 for (int level : {1, 9}) {
-                    Deflater d(level);
+                    Deflater d(level, 15);
                     FrameList pf;
                     FrameList z = server_compress(d, opcode, plain, max_frame, &pf);
                     char what[96];
@@ -1079,12 +1060,67 @@ void test_deflate_round_trips(void **) {
     assert_true(saw_fragmented_z);
 }
 
+// Inflates raw DEFLATE with a window of 2^bits, as a client that asked for
+// server_max_window_bits=bits does: a match farther back fails.
+bool inflates_with_window(const Bytes &z, int bits, Bytes *out) {
+    z_stream zs{};
+    if (inflateInit2(&zs, -bits) != Z_OK) return false;
+    Bytes in = z;
+    const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    in.insert(in.end(), tail, tail + 4);
+    zs.next_in = in.data();
+    zs.avail_in = static_cast<uInt>(in.size());
+    // Small output steps: zlib then resolves distances through its window
+    // only (within one big output buffer it would reach back any distance).
+    out->clear();
+    int r = Z_OK;
+    while (r == Z_OK && (zs.avail_in > 0 || zs.avail_out == 0)) {
+        uint8_t step[64];
+        zs.next_out = step;
+        zs.avail_out = sizeof step;
+        r = inflate(&zs, Z_SYNC_FLUSH);
+        out->insert(out->end(), step, step + (sizeof step - zs.avail_out));
+        if (r == Z_BUF_ERROR && zs.avail_in == 0) r = Z_OK;
+        if (zs.avail_in == 0 && zs.avail_out != 0) break;
+    }
+    inflateEnd(&zs);
+    return r == Z_OK || r == Z_STREAM_END;
+}
+
+void test_deflate_honours_server_max_window_bits(void **) {
+    // A block of random bytes repeated at distances between 2^9 and 2^15:
+    // a compressor with too big a window would reach back too far.
+    Rng rng(37);
+    const Bytes block = random_bytes(600, rng);
+    Bytes plain;
+    for (size_t gap : {size_t(700), size_t(3000), size_t(9000), size_t(20000)}) {
+        plain.insert(plain.end(), block.begin(), block.end());
+        const Bytes filler = words(gap, rng);
+        plain.insert(plain.end(), filler.begin(), filler.end());
+    }
+    plain.insert(plain.end(), block.begin(), block.end());
+    for (int bits = 9; bits <= 15; bits++) {
+        Deflater d(1, bits);
+        FrameList z = server_compress(d, 2, plain, kNoSplit);
+        assert_false(z.empty());
+        const Bytes joined = joined_payload(z, 2, true, kNoSplit);
+        Bytes back;
+        if (!inflates_with_window(joined, bits, &back)) fail_msg("window %d: does not inflate with 2^%d", bits, bits);
+        assert_true(back == plain);
+    }
+    // The check can fail: a full window's output needs the full window.
+    Deflater full(9, 15);
+    const Bytes joined = joined_payload(server_compress(full, 2, plain, kNoSplit), 2, true, kNoSplit);
+    Bytes back;
+    assert_false(inflates_with_window(joined, 9, &back) && back == plain);
+}
+
 void test_deflate_compresses_the_message_not_its_frames(void **) {
     // Fragmenting the plain message changes nothing in what is compressed.
     Rng rng(32);
     for (size_t len : {size_t(3000), size_t(100000)}) {
         const Bytes plain = words(len, rng);
-        Deflater d(6);
+        Deflater d(6, 15);
         const Bytes whole = joined_payload(server_compress(d, 2, plain, kNoSplit), 2, true, kNoSplit);
         const Bytes split = joined_payload(server_compress(d, 2, plain, 1024), 2, true, 1024);
         assert_true(whole == split);
@@ -1093,7 +1129,7 @@ void test_deflate_compresses_the_message_not_its_frames(void **) {
 
 void test_deflate_declines_what_does_not_shrink(void **) {
     Rng rng(33);
-    Deflater d(6);
+    Deflater d(6, 15);
     for (int opcode : {1, 2}) {
         // Empty, tiny and incompressible messages: empty list, plain is sent.
         assert_true(server_compress(d, opcode, Bytes(), 1024).empty());
@@ -1106,10 +1142,10 @@ void test_deflate_declines_what_does_not_shrink(void **) {
         expect_decodes(server_compress(d, opcode, plain, 1024), opcode, plain, 1024, "after declines");
     }
     // Level 0 stores: never smaller.
-    Deflater stored(0);
+    Deflater stored(0, 15);
     assert_true(server_compress(stored, 1, words(50000, rng), 4096).empty());
     // zlib refuses the level: empty, the caller sends it plain.
-    Deflater bad(42);
+    Deflater bad(42, 15);
     assert_true(server_compress(bad, 1, Bytes(10000, 'x'), 4096).empty());
     assert_true(server_compress(bad, 1, Bytes(10000, 'x'), 4096).empty());
     // An empty FrameList.
@@ -1126,7 +1162,7 @@ void test_deflate_break_even(void **) {
     Bytes src;
     while (src.size() < 400) src.insert(src.end(), seed, seed + std::strlen(seed));
     for (int level : {1, 9}) {
-        Deflater d(level);
+        Deflater d(level, 15);
         int compressed = 0, declined = 0;
         for (size_t len = 1; len <= 400; len++) {
             const Bytes plain(src.begin(), src.begin() + static_cast<std::ptrdiff_t>(len));
@@ -1152,7 +1188,7 @@ void test_deflate_break_even(void **) {
 void test_deflate_calls_are_independent(void **) {
     Rng rng(34);
     const std::vector<Bytes> m = related_messages(rng, 100);
-    Deflater shared(1);
+    Deflater shared(1, 15);
     FrameList previous;
     for (size_t i = 0; i < m.size(); i++) {
         const int opcode = 1 + int(i % 2);
@@ -1161,7 +1197,7 @@ void test_deflate_calls_are_independent(void **) {
         std::snprintf(what, sizeof what, "message %zu", i);
         const Bytes joined = expect_decodes(z, opcode, m[i], 1024, what);
         // What a brand-new Deflater makes of it, byte for byte.
-        Deflater fresh(1);
+        Deflater fresh(1, 15);
         assert_true(joined == joined_payload(server_compress(fresh, opcode, m[i], 1024), opcode, true, 1024));
         // m[1] repeats m[0]: the same bytes again (no window carried over).
         if (i == 1) assert_true(joined == joined_payload(previous, 1, true, 1024));
@@ -1175,7 +1211,7 @@ void test_deflate_calls_are_independent(void **) {
 
 void test_deflate_after_a_huge_message(void **) {
     Rng rng(35);
-    Deflater d(1);
+    Deflater d(1, 15);
     for (int round = 0; round < 2; round++) {
         const Bytes huge = words(3 << 20, rng), small = words(300, rng);
         expect_decodes(server_compress(d, 2, huge, 65536), 2, huge, 65536, "huge");
@@ -1215,8 +1251,7 @@ void test_frame_builder_rsv1_on_the_first_frame_only(void **) {
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offer_table),
-        cmocka_unit_test(test_offer_header_length_limit),
-        cmocka_unit_test(test_offer_index_counts_declined_offers),
+        cmocka_unit_test(test_offer_header_has_no_length_limit_of_its_own),
         cmocka_unit_test(test_offer_reads_only_the_view),
         cmocka_unit_test(test_inflate_rfc7692_examples),
         cmocka_unit_test(test_inflate_round_trips_0_to_300k),
@@ -1235,6 +1270,7 @@ int main() {
         cmocka_unit_test(test_inflate_stored_blocks),
         cmocka_unit_test(test_inflate_full_and_sync_flush_inside_a_message),
         cmocka_unit_test(test_deflate_round_trips),
+        cmocka_unit_test(test_deflate_honours_server_max_window_bits),
         cmocka_unit_test(test_deflate_compresses_the_message_not_its_frames),
         cmocka_unit_test(test_deflate_declines_what_does_not_shrink),
         cmocka_unit_test(test_deflate_break_even),
