@@ -388,7 +388,7 @@ typedef struct wsg_auth_request wsg_auth_request;
 /** Fields of a wsg_auth_request. Stable values: append only. */
 typedef enum wsg_auth_field {
     WSG_AUTH_PATH = 1,        /**< request path without the query */
-    WSG_AUTH_QUERY = 2,       /**< query parameters (URL-decoded) joined by '&', access_token removed */
+    WSG_AUTH_QUERY = 2,       /**< the query string as sent (percent-encoded, no '?'), access_token removed */
     WSG_AUTH_PEER_ADDR = 3,   /**< peer IP address */
     WSG_AUTH_ORIGIN = 4,      /**< Origin header, "" if none */
     WSG_AUTH_TLS_SUBJECT = 5, /**< verified client certificate subject, "" if none */
@@ -444,7 +444,7 @@ typedef enum wsg_info_key {
     WSG_INFO_PEER_ADDR = 1,       /**< string: peer IP ("127.0.0.1", "::1") */
     WSG_INFO_PEER_PORT = 2,       /**< int: peer TCP port */
     WSG_INFO_PATH = 3,            /**< string: request path without the query */
-    WSG_INFO_QUERY = 4,           /**< string: query parameters (each URL-decoded) joined by '&', "" if none */
+    WSG_INFO_QUERY = 4,           /**< string: the query string as sent (percent-encoded, no '?'), access_token removed; "" if none */
     WSG_INFO_ORIGIN = 5,          /**< string: Origin header, "" if none */
     WSG_INFO_SUBPROTOCOL = 6,     /**< string: subprotocol agreed (from server.subprotocols), "" if none */
     WSG_INFO_CONNECTED_AT_MS = 7, /**< int: Unix time of the upgrade, milliseconds */

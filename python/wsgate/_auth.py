@@ -46,7 +46,7 @@ class AuthRequest:
 
     @property
     def query(self) -> str:
-        """The query parameters (each URL-decoded) joined by ``&``, with
+        """The query string as sent (percent-encoded, without ``?``), with
         ``access_token`` removed; ``""`` if none."""
         return self._req.get(_native.AUTH_QUERY)
 

@@ -176,7 +176,8 @@ class Connection:
 
     @property
     def query(self) -> str:
-        """The query parameters (each URL-decoded) joined by ``&``; ``""`` if none."""
+        """The query string as sent (percent-encoded, without ``?``), ``access_token``
+        removed; ``""`` if none. Decode it with :func:`urllib.parse.parse_qs`."""
         return cast(str, self._fact("query"))
 
     @property
