@@ -184,7 +184,7 @@ WSG_API void wsg_server_free(wsg_server *server) {
         LogFields f;
         f["where"] = "wsg_server_free";
         f["message"] = "called from a callback on the service thread: ignored (the server leaks)";
-        server->log.emit(WSG_LOG_ERROR, "error", f);
+        server->log.emit(LogEvent::error, f);
         return;
     }
     try {

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Regenerates README.md's option table from the core's option table.
+# Regenerates README.md's generated tables (options, log events, close causes,
+# statuses) from the lists they come from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build/readme -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build/readme --target wsgate-options-md >/dev/null
-table=$(build/readme/tests/wsgate-options-md)
-python3 - "$table" <<'PY'
+cmake --build build/readme --target wsgate-options-md wsgate-lists-md >/dev/null
+replace() {
+  python3 - "$1" "$2" <<'PY'
 import re, sys
-table = sys.argv[1]
+name, table = sys.argv[1], sys.argv[2]
 text = open("README.md").read()
-new = re.sub(r"(<!-- options-table:begin -->\n).*?(<!-- options-table:end -->)",
+new = re.sub(r"(<!-- %s-table:begin -->\n).*?(<!-- %s-table:end -->)" % (name, name),
              lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
 open("README.md", "w").write(new)
 PY
+}
+replace options "$(build/readme/tests/wsgate-options-md)"
+for t in events causes statuses; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done

@@ -46,9 +46,9 @@ struct Settings {
     bool any_frame_is_alive = true;
     bool epoll_loop = true;  // tuning.event_loop
     bool compression = false;  // compression.enabled
-    bool compress_client_context = false;  // compression.client_context_takeover
     size_t compress_min_bytes = 0;
     int compress_level = 1;
+    bool compress_client_context = false;  // compression.client_context_takeover
     OriginPolicy origins;
     bool require_origin = false;
     // TLS: on when tls.cert_file is set.

@@ -91,7 +91,7 @@ void Gate::drop(Handshake *h) {
 }
 
 void Gate::timed_out(Handshake *h) {
-    if (log_.enabled(WSG_LOG_WARN)) {
+    if (log_.enabled(LogEvent::handshake_timeout)) {
         IpAddr peer;
         uint16_t port = 0;
         socket_peer(Transport::fd(h->link), &peer, &port);
@@ -100,7 +100,7 @@ void Gate::timed_out(Handshake *h) {
         f["peer_port"] = port;
         f["cause"] = "handshake_timeout";
         f["timeout_ms"] = cfg_.handshake_timeout_ms;
-        log_.emit(WSG_LOG_WARN, "handshake_timeout", f);
+        log_.emit(LogEvent::handshake_timeout, f);
     }
     transport_.close_soon(h->link);
     drop(h);
@@ -110,7 +110,7 @@ Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, int statu
                           const char *extra_headers, const std::string &log_reason) {
     std::string resp = proto::http_response(status, reason, extra_headers);
     transport_.write(h->link, reinterpret_cast<const uint8_t *>(resp.data()), resp.size());
-    if (log_.enabled(WSG_LOG_WARN)) {
+    if (log_.enabled(LogEvent::reject)) {
         IpAddr peer;
         uint16_t port = 0;
         socket_peer(Transport::fd(h->link), &peer, &port);
@@ -120,7 +120,7 @@ Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, int statu
         f["path"] = req ? req->path : std::string();
         f["status"] = status;
         f["reason"] = log_reason.empty() ? reason : log_reason;
-        log_.emit(WSG_LOG_WARN, "reject", f);
+        log_.emit(LogEvent::reject, f);
     }
     Result r;
     r.kind = Result::Refused;
@@ -300,7 +300,7 @@ bool Gate::authenticate(Handshake *h, const proto::HttpRequest &req, const IpAdd
             LogFields f;
             f["where"] = "auth";
             f["message"] = "auth.mode needs an authenticator: register one with wsg_server_on_auth";
-            log_.emit(WSG_LOG_ERROR, "error", f);
+            log_.emit(LogEvent::error, f);
             *refused = refuse(h, &req, 401, "authentication required", "", "no authenticator registered");
             return false;
         }

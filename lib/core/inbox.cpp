@@ -51,7 +51,7 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
         LogFields f;
         f["conn"] = c->id;
         f["message"] = c->reader.error_reason();
-        log_.emit(WSG_LOG_WARN, "protocol_error", f);
+        log_.emit(LogEvent::protocol_error, f);
         fail(c, 1002, c->reader.error_reason(), WSG_CAUSE_PROTOCOL_ERROR);
         break;
     }
@@ -70,7 +70,7 @@ void Inbox::too_big(Conn *c) {
     LogFields f;
     f["conn"] = c->id;
     f["limit"] = cfg_.max_message_bytes;
-    log_.emit(WSG_LOG_WARN, "too_big", f);
+    log_.emit(LogEvent::too_big, f);
     fail(c, 1009, "message too big", WSG_CAUSE_TOO_BIG);
 }
 
@@ -79,7 +79,7 @@ void Inbox::bad_compression(Conn *c, const char *detail) {
     LogFields f;
     f["conn"] = c->id;
     f["message"] = std::string("permessage-deflate data refused: ") + detail;
-    log_.emit(WSG_LOG_WARN, "bad_compression", f);
+    log_.emit(LogEvent::bad_compression, f);
     fail(c, 1007, "invalid compressed data", WSG_CAUSE_BAD_COMPRESSION);
 }
 
@@ -148,7 +148,7 @@ void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t no
             LogFields f;
             f["conn"] = c->id;
             f["dropped_total"] = dropped_messages_;
-            log_.emit(WSG_LOG_WARN, "rate_limited", f);
+            log_.emit(LogEvent::rate_limited, f);
         }
         return;
     }

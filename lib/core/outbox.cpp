@@ -48,7 +48,7 @@ void Outbox::deliver(Conn *c, OutMessage &m) {
         f["conn"] = c->id;
         f["queued_bytes"] = queued;
         f["limit"] = cfg_.max_queue_bytes;
-        log_.emit(WSG_LOG_WARN, "backpressure", f);
+        log_.emit(LogEvent::backpressure, f);
         close(c, 1013, "send queue full", WSG_CAUSE_BACKPRESSURE, true);
         return;
     }
@@ -175,7 +175,7 @@ bool Outbox::write_batch(Conn *c) {
         LogFields f;
         f["conn"] = c->id;
         f["message"] = "write failed (peer gone); dropping the connection";
-        log_.emit(WSG_LOG_DEBUG, "write_failed", f);
+        log_.emit(LogEvent::write_failed, f);
     }
     return ok;
 }

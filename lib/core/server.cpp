@@ -86,7 +86,7 @@ wsg_status Server::listen_locked() {
     f["host"] = cfg_.host.empty() ? "*" : cfg_.host;
     f["port"] = transport_.port();
     f["path"] = cfg_.path;
-    log.emit(WSG_LOG_INFO, "listen", f);
+    log.emit(LogEvent::listen, f);
     return WSG_OK;
 }
 
@@ -163,7 +163,7 @@ void Server::close_transport() {
     }
     port_.store(-1);
     LogFields f;
-    log.emit(WSG_LOG_INFO, "stop", f);
+    log.emit(LogEvent::stop, f);
 }
 
 wsg_status Server::stop() {
@@ -215,7 +215,7 @@ void Server::begin_shutdown() {
             LogFields f;
             f["remaining"] = registry_.count();
             f["message"] = "shutdown timeout: dropping connections that did not finish closing";
-            log.emit(WSG_LOG_WARN, "stop", f);
+            log.emit(WSG_LOG_WARN, LogEvent::stop, f);
         }
         loop_exit_ = true;
     });
@@ -224,14 +224,14 @@ void Server::begin_shutdown() {
 // ---------------------------------------------------------------- transport events
 
 void Server::on_accept(int fd) {
-    if (!log.enabled(WSG_LOG_DEBUG)) return;
+    if (!log.enabled(LogEvent::accept)) return;
     IpAddr peer;
     uint16_t port = 0;
     socket_peer(fd, &peer, &port);
     LogFields f;
     f["peer"] = peer.to_string();
     f["peer_port"] = port;
-    log.emit(WSG_LOG_DEBUG, "accept", f);
+    log.emit(LogEvent::accept, f);
 }
 
 bool Server::on_open(Link *link) {
@@ -245,7 +245,7 @@ void Server::opened(Gate::Result &r) {
     heartbeat_.start(c, now);
     for (const auto &kv : r.timeouts) heartbeat_.override(c, kv.first, kv.second, now);
     on_timer(&c->timer, now);
-    if (log.enabled(WSG_LOG_INFO)) {
+    if (log.enabled(LogEvent::open)) {
         LogFields f;
         f["conn"] = c->id;
         f["peer"] = c->peer.to_string();
@@ -256,7 +256,7 @@ void Server::opened(Gate::Result &r) {
         if (!c->fact(kTlsSubject).empty()) f["tls_subject"] = c->fact(kTlsSubject);
         if (!c->fact(kUserId).empty()) f["user"] = c->fact(kUserId);
         if (c->deflate) f["compression"] = "permessage-deflate";
-        log.emit(WSG_LOG_INFO, "open", f);
+        log.emit(LogEvent::open, f);
     }
     if (app.on_open.fn) app.on_open.fn(app.server, c->id, app.on_open.user);
 }
@@ -314,7 +314,7 @@ bool Server::on_client_certificate(bool verified) {
     if (verified) return true;
     LogFields f;
     f["message"] = "client certificate failed verification";
-    log.emit(WSG_LOG_WARN, "tls_refused", f);
+    log.emit(LogEvent::tls_refused, f);
     return false;
 }
 
@@ -322,7 +322,7 @@ void Server::on_transport_error(const std::string &message) {
     LogFields f;
     f["source"] = "libwebsockets";
     f["message"] = message;
-    log.emit(WSG_LOG_ERROR, "error", f);
+    log.emit(LogEvent::error, f);
 }
 
 // ---------------------------------------------------------------- ends
@@ -337,7 +337,7 @@ void Server::finish(Conn *c) {
     if (app.on_close.fn)
         app.on_close.fn(app.server, c->id, c->close_code, reason.c_str(), reason.size(), c->cause,
                         app.on_close.user);
-    if (log.enabled(WSG_LOG_INFO)) {
+    if (log.enabled(LogEvent::close)) {
         LogFields f;
         f["conn"] = c->id;
         f["peer"] = c->peer.to_string();
@@ -350,7 +350,7 @@ void Server::finish(Conn *c) {
         f["bytes_in"] = c->bytes_in.load();
         f["msgs_out"] = c->msgs_out.load();
         f["bytes_out"] = c->bytes_out.load();
-        log.emit(WSG_LOG_INFO, "close", f);
+        log.emit(LogEvent::close, f);
     }
     wheel_.cancel(&c->timer);
     if (c->ip_counted) admission_.per_ip.release(c->peer);
@@ -406,7 +406,7 @@ void Server::on_tick() {
 
 void Server::report_tick_stats(int64_t now) {
     TickStats &ts = tick_stats_;
-    if (ts.ticks && log.enabled(WSG_LOG_DEBUG)) {
+    if (ts.ticks && log.enabled(LogEvent::heartbeat_stats)) {
         // Percentiles as bucket upper bounds (powers of two microseconds).
         auto pct = [&ts](double q) {
             uint64_t want = static_cast<uint64_t>(q * static_cast<double>(ts.ticks) + 0.999999), seen = 0;
@@ -423,7 +423,7 @@ void Server::report_tick_stats(int64_t now) {
         f["tick_p50_us_le"] = pct(0.50);
         f["tick_p99_us_le"] = pct(0.99);
         f["tick_max_us"] = ts.max_us;
-        log.emit(WSG_LOG_DEBUG, "heartbeat_stats", f);
+        log.emit(LogEvent::heartbeat_stats, f);
     }
     ts = TickStats();
     ts.window_start_ms = now;
@@ -463,9 +463,9 @@ void Server::execute(cmd::ReloadTls &) {
     f["cert_file"] = cfg_.tls_files.cert_file;
     if (!why.empty()) {
         f["message"] = why;
-        log.emit(WSG_LOG_ERROR, "tls_reload_failed", f);
+        log.emit(LogEvent::tls_reload_failed, f);
     } else {
-        log.emit(WSG_LOG_INFO, "tls_reloaded", f);
+        log.emit(LogEvent::tls_reloaded, f);
     }
 }
 
@@ -560,7 +560,7 @@ wsg_status Server::reload_tls() {
         LogFields f;
         f["cert_file"] = cfg_.tls_files.cert_file;
         f["message"] = why;
-        log.emit(WSG_LOG_ERROR, "tls_reload_failed", f);
+        log.emit(LogEvent::tls_reload_failed, f);
         return fail(WSG_ETLS, why);
     }
     if (on_service_thread()) {

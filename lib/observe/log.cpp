@@ -41,7 +41,8 @@ std::string utc_now() {
 }
 }  // namespace
 
-void Logger::emit(wsg_log_level level, const char *event, const LogFields &fields) const noexcept {
+void Logger::emit(wsg_log_level level, LogEvent e, const LogFields &fields) const noexcept {
+    const char *event = log_event_name(e);
     if (!enabled(level)) return;
     try {
         LogFields line;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "observe/events.h"
 #include "wsgate/wsgate.h"
 
 namespace wsgate {
@@ -25,9 +26,12 @@ public:
         user_ = user;
     }
     bool enabled(wsg_log_level level) const { return level >= min_level_; }
+    bool enabled(LogEvent e) const { return enabled(log_event_level(e)); }
     // Adds "ts", "level" and "event" in front of `fields` and delivers the
-    // line. Never throws: a failing sink loses the event, not the server.
-    void emit(wsg_log_level level, const char *event, const LogFields &fields) const noexcept;
+    // line, at the event's own level (observe/events.h) or at `level`.
+    // Never throws: a failing sink loses the event, not the server.
+    void emit(LogEvent e, const LogFields &fields) const noexcept { emit(log_event_level(e), e, fields); }
+    void emit(wsg_log_level level, LogEvent e, const LogFields &fields) const noexcept;
 
 private:
     int min_level_ = WSG_LOG_INFO;

@@ -2,9 +2,10 @@
 # Keeps README.md true: its option table equals the core's table, every
 # option it sets on a command line exists, and its C quick-start example
 # compiles and links against the library as written.
-# usage: check_readme.sh README OPTIONS_MD_BINARY INCLUDE_DIR LIB_DIR
+# The log-event, close-cause and status tables equal their lists.
+# usage: check_readme.sh README OPTIONS_MD_BINARY INCLUDE_DIR LIB_DIR LISTS_MD_BINARY
 set -euo pipefail
-readme=$1 gen=$2 inc=$3 libdir=$4
+readme=$1 gen=$2 inc=$3 libdir=$4 lists=$5
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -14,6 +15,16 @@ if ! diff -u "$tmp/readme.md" "$tmp/table.md"; then
   echo "README.md option table is stale: run scripts/update-readme.sh" >&2
   exit 1
 fi
+
+for table in events causes statuses; do
+  "$lists" "$table" > "$tmp/$table.want"
+  sed -n "/<!-- $table-table:begin -->/,/<!-- $table-table:end -->/p" "$readme" | sed '1d;$d' > "$tmp/$table.have"
+  [ -s "$tmp/$table.have" ] || { echo "README.md has no $table table (<!-- $table-table:begin -->)" >&2; exit 1; }
+  if ! diff -u "$tmp/$table.have" "$tmp/$table.want"; then
+    echo "README.md $table table is stale: run scripts/update-readme.sh" >&2
+    exit 1
+  fi
+done
 
 # Every option the README sets on a command line (--set key=value) exists.
 grep -o -- '--set [a-z0-9_.]*=' "$readme" | sed 's/^--set //; s/=$//' | sort -u > "$tmp/used.txt"

@@ -1,0 +1,69 @@
+// Every structured log event wsgate emits: one list, from which the names
+// and levels come, and the README's log-event table (tests/readme checks it).
+//   X(name, level, fields)
+// `level` is the event's usual severity (stop is warn when connections had
+// to be dropped); `fields` is the README's description of what it carries.
+#pragma once
+
+#include "wsgate/wsgate.h"
+
+#define WSGATE_LOG_EVENTS(X)                                                                          \
+    X(listen, INFO, "host, port, path")                                                               \
+    X(accept, DEBUG, "peer, peer_port (TCP accepted, before the upgrade)")                            \
+    X(open, INFO,                                                                                     \
+      "conn, peer, peer_port, path, origin, subprotocol, tls_subject, user, compression "            \
+      "(`permessage-deflate` when negotiated)")                                                       \
+    X(reject, WARN, "peer, peer_port, path, status, reason (the HTTP answer to a refused upgrade)")  \
+    X(close, INFO, "conn, peer, peer_port, code, cause, reason, duration_ms, msgs/bytes in/out")     \
+    X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
+    X(backpressure, WARN,                                                                             \
+      "conn, queued_bytes, limit (the send queue passed `limits.max_queue_bytes`; close 1013)")      \
+    X(rate_limited, WARN,                                                                             \
+      "conn, dropped_total (`limits.rate_policy=drop`: once per 1,000 dropped messages)")            \
+    X(bad_compression, WARN, "conn, message (why the permessage-deflate data was refused; close 1007)") \
+    X(protocol_error, WARN,                                                                           \
+      "conn, message (the RFC 6455 rule the client broke: unmasked frame, reserved bits, bad "       \
+      "opcode or close code...; close 1002)")                                                         \
+    X(handshake_timeout, WARN,                                                                        \
+      "peer, peer_port, cause, timeout_ms (TCP connection that never completed the upgrade)")        \
+    X(write_failed, DEBUG, "conn, message (the peer went away mid-write; the connection is dropped)") \
+    X(tls_refused, WARN, "message (a client certificate failed verification with `tls.client_auth`)") \
+    X(tls_reloaded, INFO, "cert_file (`wsg_server_reload_tls` swapped the certificate)")             \
+    X(tls_reload_failed, ERROR, "cert_file, message (the new files were refused; the old pair stays)") \
+    X(heartbeat_stats, DEBUG,                                                                         \
+      "every 10 s: window_ms, ticks, timers_fired, timers_armed, connections, tick_p50_us_le, "      \
+      "tick_p99_us_le, tick_max_us")                                                                  \
+    X(error, ERROR,                                                                                   \
+      "where or source, message, conn when there is one (libwebsockets' own errors arrive as "       \
+      "`source: libwebsockets`)")                                                                     \
+    X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")
+
+namespace wsgate {
+
+enum class LogEvent {
+#define WSGATE_LOG_EVENT_ENUM(name, level, fields) name,
+    WSGATE_LOG_EVENTS(WSGATE_LOG_EVENT_ENUM)
+#undef WSGATE_LOG_EVENT_ENUM
+};
+
+inline const char *log_event_name(LogEvent e) {
+    switch (e) {
+#define WSGATE_LOG_EVENT_NAME(name, level, fields) \
+    case LogEvent::name: return #name;
+        WSGATE_LOG_EVENTS(WSGATE_LOG_EVENT_NAME)
+#undef WSGATE_LOG_EVENT_NAME
+    }
+    return "unknown";
+}
+
+inline wsg_log_level log_event_level(LogEvent e) {
+    switch (e) {
+#define WSGATE_LOG_EVENT_LEVEL(name, level, fields) \
+    case LogEvent::name: return WSG_LOG_##level;
+        WSGATE_LOG_EVENTS(WSGATE_LOG_EVENT_LEVEL)
+#undef WSGATE_LOG_EVENT_LEVEL
+    }
+    return WSG_LOG_ERROR;
+}
+
+}  // namespace wsgate

@@ -1,0 +1,69 @@
+// Prints one of the README's generated tables as Markdown, from the list it
+// comes from: `events` (lib/observe/events.h), `causes`
+// (WSG_CLOSE_CAUSE_MAP) or `statuses` (WSG_STATUS_MAP). README.md holds the
+// output between "<NAME>-table" markers; the readme test keeps them equal
+// and scripts/update-readme.sh rewrites them.
+#include <cstdio>
+#include <cstring>
+
+#include "observe/events.h"
+#include "wsgate/wsgate.h"
+
+namespace {
+
+void cell(const char *s) {
+    for (; *s; s++) {
+        if (*s == '|')
+            std::fputs("\\|", stdout);
+        else
+            std::putchar(*s);
+    }
+}
+
+const char *lower(const char *level) {
+    if (!std::strcmp(level, "DEBUG")) return "debug";
+    if (!std::strcmp(level, "INFO")) return "info";
+    if (!std::strcmp(level, "WARN")) return "warn";
+    return "error";
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    const char *which = argc > 1 ? argv[1] : "";
+    if (!std::strcmp(which, "events")) {
+        std::puts("| event | level | fields |");
+        std::puts("|---|---|---|");
+#define ROW(name, level, fields)                                  \
+    std::printf("| `%s` | %s | ", #name, lower(#level));          \
+    cell(fields);                                                 \
+    std::puts(" |");
+        WSGATE_LOG_EVENTS(ROW)
+#undef ROW
+        return 0;
+    }
+    if (!std::strcmp(which, "causes")) {
+        std::puts("| cause | value | name | when |");
+        std::puts("|---|---|---|---|");
+#define ROW(name, value, text, doc)                                      \
+    std::printf("| `WSG_CAUSE_%s` | %d | `%s` | ", #name, value, text);  \
+    cell(doc);                                                           \
+    std::puts(" |");
+        WSG_CLOSE_CAUSE_MAP(ROW)
+#undef ROW
+        return 0;
+    }
+    if (!std::strcmp(which, "statuses")) {
+        std::puts("| status | value | meaning |");
+        std::puts("|---|---|---|");
+#define ROW(name, value, doc)                              \
+    std::printf("| `WSG_%s` | %d | ", #name, value);        \
+    cell(doc);                                             \
+    std::puts(" |");
+        WSG_STATUS_MAP(ROW)
+#undef ROW
+        return 0;
+    }
+    std::fprintf(stderr, "usage: %s events|causes|statuses\n", argv[0]);
+    return 2;
+}
