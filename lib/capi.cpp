@@ -180,7 +180,7 @@ WSG_API wsg_status wsg_option_find(const char *name, size_t *index) {
         if (!name) return null_arg("name");
         if (!index) return null_arg("index");
         int i = find_option(name);
-        if (i < 0) return fail(WSG_ENOTFOUND, std::string("unknown option '") + name + "'");
+        if (i < 0) return fail(WSG_ENOTFOUND, unknown_option_message(name));
         *index = static_cast<size_t>(i);
         return WSG_OK;
     });
