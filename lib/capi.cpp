@@ -340,6 +340,14 @@ WSG_API wsg_status wsg_server_stop(wsg_server *server) {
     return guard([&] { return server ? server->stop() : null_arg("server"); });
 }
 
+// Outside guard(): a signal handler may call it, so it touches no
+// thread-local (wsg_last_error's string), takes no lock and allocates nothing.
+WSG_API wsg_status wsg_server_request_stop(wsg_server *server) {
+    if (!server) return WSG_EINVAL;
+    server->request_stop();
+    return WSG_OK;
+}
+
 WSG_API wsg_status wsg_server_port(wsg_server *server, int *out) {
     return guard([&] {
         if (!server) return null_arg("server");

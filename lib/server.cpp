@@ -445,6 +445,8 @@ void Server::loop() {
     tick_stats_ = TickStats();
     tick_stats_.window_start_ms = clock_.now_ms();
     lws_sul_schedule(ctx_, 0, &tick_timer_.sul, &Server::on_tick, cfg_.tick_ms * LWS_US_PER_MS);
+    // A request made before this loop started (a signal that came early).
+    check_stop_request();
     while (!loop_exit_) {
         if (evloop_) {
             ev_run(static_cast<struct ev_loop *>(evloop_), EVRUN_ONCE);
@@ -452,6 +454,8 @@ void Server::loop() {
             break;
         }
     }
+    // This loop is over: a request that came during its stop is used up.
+    stop_requested_.store(false, std::memory_order_relaxed);
     destroy_context();
     service_tid_.store(std::thread::id(), std::memory_order_release);
 }
@@ -603,6 +607,10 @@ void Server::begin_shutdown() {
                      cfg_.shutdown_timeout_ms * LWS_US_PER_MS);
 }
 
+void Server::check_stop_request() {
+    if (stop_requested_.load(std::memory_order_relaxed)) begin_shutdown();
+}
+
 void Server::shutdown_timer(lws_sorted_usec_list_t *sul) {
     Server *self = reinterpret_cast<Timer *>(sul)->owner;
     if (self->reg_.count() > 0) {
@@ -618,6 +626,7 @@ void Server::shutdown_timer(lws_sorted_usec_list_t *sul) {
 
 void Server::on_tick(lws_sorted_usec_list_t *sul) {
     Server *self = reinterpret_cast<Timer *>(sul)->owner;
+    self->check_stop_request();
     int64_t now = self->clock_.now_ms();
     int64_t t0 = mono_us();
     size_t fired = self->wheel_.advance(now, [self, now](WheelTimer *t) {

@@ -1,6 +1,7 @@
 """Lifecycle in every order a Python user might try: stop during traffic,
 garbage collection of a running server (also from its own callback),
-interpreter exit while running, Ctrl-C in serve_forever, `python -m wsgate`."""
+interpreter exit while running, Ctrl-C and SIGTERM in serve_forever,
+request_stop, `python -m wsgate`."""
 
 import asyncio
 import gc
@@ -258,18 +259,22 @@ SERVE_FOREVER = textwrap.dedent("""
         print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
         server.serve_forever()
     print("returned", server.running, flush=True)
+    print("sigterm default", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
 """)
 
 
-def test_ctrl_c_in_serve_forever(child):
-    proc = child(SERVE_FOREVER)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_in_serve_forever(child, sig):
+    """Ctrl-C and a plain `kill` both stop gracefully: the client gets 1001,
+    serve_forever returns, the process exits 0 and SIGTERM is left as it was."""
+    proc = child("import signal\n" + SERVE_FOREVER)
     port = proc.port()
 
     async def body():
         async with connect(f"ws://127.0.0.1:{port}/") as ws:
             await ws.send("x")
             assert await recv(ws) == "x"
-            proc.signal(signal.SIGINT)
+            proc.signal_when_caught(sig)
             with pytest.raises(ConnectionClosed) as info:
                 await recv(ws, timeout=20)
             assert info.value.code == 1001
@@ -277,7 +282,88 @@ def test_ctrl_c_in_serve_forever(child):
     assert proc.wait() == 0, proc.err()
     assert "closed 1001 shutdown" in proc.out()
     assert "returned False" in proc.out()
+    assert "sigterm default True" in proc.out()
     assert "Traceback" not in proc.err()
+
+
+def test_serve_forever_keeps_the_applications_sigterm_handler(child):
+    """An application that handles SIGTERM itself keeps its handler."""
+    proc = child(textwrap.dedent("""
+        import signal, sys, wsgate
+        server = wsgate.Server(host="127.0.0.1", port=0)
+        def mine(signum, frame):
+            print("mine", flush=True)
+            server.stop()
+        signal.signal(signal.SIGTERM, mine)
+        server.start()
+        print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
+        server.serve_forever()
+        print("returned", signal.getsignal(signal.SIGTERM) is mine, flush=True)
+    """))
+    proc.port()
+    proc.signal_when_caught(signal.SIGTERM)
+    assert proc.wait() == 0, proc.err()
+    assert proc.out().splitlines()[-2:] == ["mine", "returned True"]
+
+
+def test_request_stop_from_another_thread_ends_serve_forever(make_server):
+    server = make_server()
+    closes = []
+    server.on_message(lambda conn, message: conn.send(message))
+    server.on_close(lambda conn, code, reason: closes.append((code, conn.close_cause)))
+    server.start()
+    url = url_of(server)
+
+    async def body():
+        async with connect(url) as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            timer = threading.Timer(0.2, server.request_stop)
+            timer.start()
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+            timer.join()
+
+    done = threading.Event()
+
+    def serve():
+        server.serve_forever(poll_interval=0.05)
+        done.set()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    run(body())
+    t.join(timeout=20)
+    assert done.is_set()
+    assert not server.running
+    assert closes == [(1001, "shutdown")]
+    # The request was used up: a restart serves until stopped.
+    server.start()
+
+    async def echo():
+        await asyncio.sleep(0.3)  # a few ticks: a kept request would have stopped it
+        async with connect(url_of(server)) as ws:
+            await ws.send("again")
+            assert await recv(ws) == "again"
+    run(echo())
+    server.stop()
+
+
+def test_request_stop_outside_a_run_is_harmless(make_server):
+    never = make_server()
+    never.request_stop()  # never started: nothing happens
+    never.request_stop()
+    stopped = make_server()
+    stopped.start()
+    stopped.stop()
+    stopped.request_stop()  # stopped: nothing happens now...
+    assert not stopped.running
+    # ...and the next start stops at once (a signal that came early is kept).
+    stopped.start()
+    wait_until(lambda: not stopped._core.listening, timeout=5)
+    stopped.stop()
+    assert not stopped.running
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -324,6 +410,24 @@ def test_python_m_wsgate_bad_option_and_list(child):
     assert proc.wait() == 0
     for o in wsgate.options():
         assert o.name in proc.out()
+
+
+def test_python_m_wsgate_repeated_signals_still_exit_0(child):
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0", "--quiet"])
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                proc.signal(sig)
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+    run(body())
+    assert proc.wait() == 0, proc.err()
+    assert "Traceback" not in proc.err()
 
 
 def test_sending_threads_while_the_server_stops(make_server):
