@@ -5,6 +5,7 @@ request_stop, `python -m wsgate`."""
 
 import asyncio
 import gc
+import re
 import signal
 import textwrap
 import threading
@@ -406,10 +407,36 @@ def test_python_m_wsgate_bad_option_and_list(child):
     proc = child(["-m", "wsgate", "--set", "no.such=1"])
     assert proc.wait() == 2
     assert "unknown option 'no.such'" in proc.err()
+    proc = child(["-m", "wsgate", "--set", "log.levl=debug"])
+    assert proc.wait() == 2
+    assert proc.err() == "python -m wsgate: unknown option 'log.levl' (did you mean log.level?)\n"
+
+
+def test_python_m_wsgate_list_options_gives_every_field(child):
     proc = child(["-m", "wsgate", "--list-options"])
-    assert proc.wait() == 0
-    for o in wsgate.options():
-        assert o.name in proc.out()
+    assert proc.wait() == 0, proc.err()
+    entries = re.findall(r'^  (\S+) +(\S+) +default "(.*?)"(?:, range (\S+))?\n      (.*)$',
+                         proc.out(), re.MULTILINE)
+    listed = {name: (typ, default, rng, doc) for name, typ, default, rng, doc in entries}
+    expected = {o.name: (o.type, o.default, o.range, o.doc) for o in wsgate.options()}
+    assert len(expected) > 40
+    assert listed == expected
+    assert len(proc.out().splitlines()) == 2 * len(expected)  # nothing else printed
+
+
+@pytest.mark.parametrize("bad", [
+    ["--set", "tls.cert_file=/nonexistent/cert.pem", "--set", "tls.key_file=/nonexistent/key.pem"],
+    ["--set", "tls.cert_file=/nonexistent/cert.pem"],  # no key: inconsistent options
+])
+def test_python_m_wsgate_bad_certificate_is_one_line(child, bad):
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0", *bad])
+    code = proc.wait()
+    assert code != 0 and code > 0, (code, proc.err())
+    assert "Traceback" not in proc.err(), proc.err()
+    lines = proc.err().splitlines()
+    assert len(lines) == 1, proc.err()
+    assert lines[0].startswith("python -m wsgate: ") and "tls." in lines[0], lines[0]
+    assert "listening on" not in proc.out()
 
 
 def test_python_m_wsgate_repeated_signals_still_exit_0(child):

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list_options() -> None:
+    """Every option: name, type, default, range (int and enum) and doc, in
+    the same layout as ``wsgate-echo --list-options``."""
     for o in options():
         rng = f", range {o.range}" if o.range else ""
         print(f"  {o.name:<32} {o.type:<6} default \"{o.default}\"{rng}\n      {o.doc}")
@@ -66,7 +68,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
 
-    server = Server(config=cfg)
+    try:
+        server = Server(config=cfg)  # loads and checks the TLS files
+    except WsgateError as e:
+        print(f"python -m wsgate: {e}", file=sys.stderr)
+        return 1
     if args.broadcast:
         @server.on_message
         def relay(conn: Connection, message: Message) -> None:

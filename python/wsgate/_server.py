@@ -326,8 +326,10 @@ class Server:
     ``host`` and ``port`` set ``listen.host`` and ``listen.port``; ``options``
     maps dotted option names (see :func:`wsgate.options`) to values; keyword
     arguments name options as ``section__name`` or by their unique last part
-    (``max_connections=100``). Every value is validated by the core: a bad one
-    raises :class:`~wsgate.InvalidArgumentError` carrying the core's message.
+    (``max_connections=100``; a shared one such as ``level`` raises
+    InvalidArgumentError naming the options it could mean). Every value is
+    validated by the core: a bad one raises
+    :class:`~wsgate.InvalidArgumentError` carrying the core's message.
 
     Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`,
     :meth:`on_close` and :meth:`on_auth` (at any time). They run on the
