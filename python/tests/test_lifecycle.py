@@ -5,6 +5,7 @@ request_stop, `python -m wsgate`."""
 
 import asyncio
 import gc
+import os
 import re
 import signal
 import textwrap
@@ -287,24 +288,46 @@ def test_signal_in_serve_forever(child, sig):
     assert "Traceback" not in proc.err()
 
 
-def test_serve_forever_keeps_the_applications_sigterm_handler(child):
-    """An application that handles SIGTERM itself keeps its handler."""
-    proc = child(textwrap.dedent("""
-        import signal, sys, wsgate
-        server = wsgate.Server(host="127.0.0.1", port=0)
-        def mine(signum, frame):
-            print("mine", flush=True)
-            server.stop()
-        signal.signal(signal.SIGTERM, mine)
-        server.start()
-        print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
-        server.serve_forever()
-        print("returned", signal.getsignal(signal.SIGTERM) is mine, flush=True)
-    """))
-    proc.port()
-    proc.signal_when_caught(signal.SIGTERM)
-    assert proc.wait() == 0, proc.err()
-    assert proc.out().splitlines()[-2:] == ["mine", "returned True"]
+def test_serve_forever_handles_sigterm_only_when_nobody_else_does(make_server):
+    """In this (main) thread: while serve_forever waits, SIGTERM has its
+    handler if it was SIG_DFL, and is SIG_DFL again afterwards; an
+    application's own handler stays in place and is the one called."""
+    assert threading.current_thread() is threading.main_thread()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    server = make_server()
+    seen = []
+
+    def kill_when_handled():
+        # Never send SIGTERM while nobody handles it: that would end pytest.
+        wait_until(lambda: signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, timeout=10)
+        seen.append(signal.getsignal(signal.SIGTERM))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    t = threading.Thread(target=kill_when_handled)
+    t.start()
+    server.serve_forever(poll_interval=0.05)
+    t.join(timeout=10)
+    assert not server.running
+    assert seen and seen[0] is not signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    calls = []
+
+    def mine(signum, frame):
+        calls.append(signum)
+        server.request_stop()
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+        t.start()
+        server.serve_forever(poll_interval=0.05)  # ends through mine's request_stop
+        t.join()
+        assert calls == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert not server.running
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_request_stop_from_another_thread_ends_serve_forever(make_server):
