@@ -304,7 +304,10 @@ class AsyncServer:
             loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         except (NotImplementedError, RuntimeError, ValueError):
             return lambda: None  # a loop without signal support
-        return lambda: loop.remove_signal_handler(signal.SIGTERM)
+
+        def remove() -> None:
+            loop.remove_signal_handler(signal.SIGTERM)  # back to SIG_DFL
+        return remove
 
     async def __aenter__(self) -> "AsyncServer":
         if not self._server.running:
