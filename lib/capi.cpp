@@ -154,7 +154,7 @@ WSG_API wsg_status wsg_option_find(const char *name, size_t *index) {
         if (!name) return null_arg("name");
         if (!index) return null_arg("index");
         int i = find_option(name);
-        if (i < 0) return fail(WSG_ENOTFOUND, std::string("unknown option '") + name + "'");
+        if (i < 0) return fail(WSG_ENOTFOUND, unknown_option_message(name));
         *index = static_cast<size_t>(i);
         return WSG_OK;
     });
@@ -312,6 +312,14 @@ WSG_API wsg_status wsg_server_run(wsg_server *server) {
 
 WSG_API wsg_status wsg_server_stop(wsg_server *server) {
     return guard([&] { return server ? server->stop() : null_arg("server"); });
+}
+
+// Outside guard(): a signal handler may call it, so it touches no
+// thread-local (wsg_last_error's string), takes no lock and allocates nothing.
+WSG_API wsg_status wsg_server_request_stop(wsg_server *server) {
+    if (!server) return WSG_EINVAL;
+    server->request_stop();
+    return WSG_OK;
 }
 
 WSG_API wsg_status wsg_server_port(wsg_server *server, int *out) {

@@ -1,6 +1,6 @@
 /* wsgate-echo: echoes every message back to its sender.
  *
- *   wsgate-echo [--host ADDR] [--port N] [--set KEY=VALUE]... [--help]
+ *   wsgate-echo [--host ADDR] [--port N] [--set KEY=VALUE]... [--list-options] [--help]
  *
  * Prints exactly one line "listening on ws://HOST:PORT/PATH" (wss:// with
  * tls.cert_file) on stdout when ready. SIGINT or SIGTERM stops it gracefully
@@ -21,14 +21,9 @@ static void on_message(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
     wsg_conn_send(server, conn, type, data, len);
 }
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: wsgate-echo [--host ADDR] [--port N] [--set KEY=VALUE]... [--help]\n"
-            "\n"
-            "Echoes every WebSocket message back to its sender.\n"
-            "  --host ADDR       listen address (same as --set listen.host=ADDR)\n"
-            "  --port N          listen port, 0 = ephemeral (same as --set listen.port=N)\n"
-            "  --set KEY=VALUE   set any option (repeatable); options:\n\n");
+/* Every option: name, type, default, range (int and enum) and doc, in the
+ * same layout as `python -m wsgate --list-options`. */
+static void list_options(FILE *out) {
     for (size_t i = 0; i < wsg_option_count(); i++) {
         const char *name, *type, *def, *range, *doc;
         wsg_option_describe(i, WSG_OPTION_NAME, &name);
@@ -36,9 +31,25 @@ static void usage(FILE *out) {
         wsg_option_describe(i, WSG_OPTION_DEFAULT, &def);
         wsg_option_describe(i, WSG_OPTION_RANGE, &range);
         wsg_option_describe(i, WSG_OPTION_DOC, &doc);
-        fprintf(out, "  %-28s %-6s default \"%s\"%s%s\n      %s\n", name, type, def,
+        fprintf(out, "  %-32s %-6s default \"%s\"%s%s\n      %s\n", name, type, def,
                 *range ? ", range " : "", range, doc);
     }
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: wsgate-echo [--host ADDR] [--port N] [--set KEY=VALUE]... [--list-options]\n"
+            "                   [--help]\n"
+            "\n"
+            "Echoes every WebSocket message back to its sender.\n"
+            "  --host ADDR       listen address (same as --set listen.host=ADDR)\n"
+            "  --port N          listen port, 0 = ephemeral (same as --set listen.port=N)\n"
+            "  --set KEY=VALUE   set any option (repeatable)\n"
+            "  --list-options    list every option (name, type, default, range, doc) and exit\n"
+            "  --help            this text\n"
+            "\n"
+            "Options:\n");
+    list_options(out);
 }
 
 static int set_or_die(wsg_config *cfg, const char *assignment) {
@@ -57,6 +68,11 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            wsg_config_free(cfg);
+            return 0;
+        }
+        if (!strcmp(a, "--list-options")) {
+            list_options(stdout);
             wsg_config_free(cfg);
             return 0;
         }

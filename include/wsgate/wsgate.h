@@ -13,6 +13,9 @@
  *  - "Any thread": callable from any thread, including the service thread
  *    inside callbacks. "Blocks": may wait for the service thread; never call
  *    it from a callback (it returns WSG_EBUSY there instead of deadlocking).
+ *  - "Async-signal-safe": callable from a signal handler. Only one call is:
+ *    wsg_server_request_stop(). No other call may be made from a handler
+ *    (they may lock, allocate or set wsg_last_error()).
  *  - Strings passed to callbacks live until the callback returns.
  *  - Data passed to send calls is copied before the call returns.
  *  - No C++ exception and no abort crosses this ABI, on any input.
@@ -301,9 +304,11 @@ WSG_API wsg_status wsg_server_listen(wsg_server *server);
  *  @return WSG_OK, WSG_ESTATE (running), WSG_EIO. Since 0.1.0. */
 WSG_API wsg_status wsg_server_start(wsg_server *server);
 
-/** Listen (if not yet) and serve on the calling thread until wsg_server_stop()
- *  is called from another thread. @return WSG_OK after a stop, WSG_ESTATE,
- *  WSG_EIO. Blocks. Since 0.1.0. */
+/** Listen (if not yet) and serve on the calling thread until
+ *  wsg_server_stop() is called from another thread or
+ *  wsg_server_request_stop() from anywhere (a signal handler, a callback);
+ *  returns once the graceful stop is done. @return WSG_OK after a stop,
+ *  WSG_ESTATE, WSG_EIO. Blocks. Since 0.1.0. */
 WSG_API wsg_status wsg_server_run(wsg_server *server);
 
 /** Stop gracefully: refuse new upgrades (503), send every client close 1001
@@ -313,6 +318,24 @@ WSG_API wsg_status wsg_server_run(wsg_server *server);
  *  started again. Stopping a server that is not running returns WSG_OK.
  *  @return WSG_OK, WSG_EBUSY (called from a callback). Blocks. Since 0.1.0. */
 WSG_API wsg_status wsg_server_stop(wsg_server *server);
+
+/** Ask for the graceful stop of wsg_server_stop() without waiting for it:
+ *  for signal handlers (SIGINT, SIGTERM) and callbacks. Returns at once;
+ *  the service loop notices the request within heartbeat.tick_ms and stops
+ *  as wsg_server_stop() does, so wsg_server_run() returns WSG_OK and a
+ *  server started with wsg_server_start() ends its loop (then call
+ *  wsg_server_stop() or wsg_server_free() to join it: they return at once
+ *  when the stop is already done).
+ *  When the server is not serving (new, only listening, or stopped), the
+ *  request is kept and the next wsg_server_start() or wsg_server_run()
+ *  stops at once: a signal that arrives just before the loop starts is not
+ *  lost. A request made while a stop is under way is used up by it.
+ *  `server` must stay valid while a handler may still call this: clear the
+ *  handler's pointer (the call ignores NULL) before wsg_server_free().
+ *  @return WSG_OK, WSG_EINVAL (server is NULL; wsg_last_error() is not set).
+ *  Async-signal-safe (one lock-free atomic store: no lock, no allocation,
+ *  no thread-local). Any thread, callbacks included. Since 0.1.0. */
+WSG_API wsg_status wsg_server_request_stop(wsg_server *server);
 
 /** Reload tls.cert_file and tls.key_file (same paths, new contents) without
  *  a restart: new connections get the new certificate, established ones keep

@@ -11,6 +11,7 @@
 #include "security/netaddr.h"
 #include "security/origin.h"
 #include "base/text.h"
+#include "config/suggest.h"
 
 namespace wsgate {
 namespace {
@@ -328,6 +329,23 @@ int find_option(std::string_view name) {
     return -1;
 }
 
+std::string unknown_option_message(std::string_view key) {
+    static const std::vector<std::string_view> names = [] {
+        std::vector<std::string_view> n;
+        for (const OptionDef &d : kTable) n.emplace_back(d.name);
+        return n;
+    }();
+    std::string msg = "unknown option '" + std::string(key) + "'";
+    std::vector<std::string_view> close = closest_names(key, names, 3);
+    if (close.empty()) return msg + " (wsg_option_count/wsg_option_describe list the options)";
+    msg += " (did you mean ";
+    for (size_t i = 0; i < close.size(); i++) {
+        if (i > 0) msg += i + 1 == close.size() ? " or " : ", ";
+        msg += close[i];
+    }
+    return msg + "?)";
+}
+
 const char *option_type_name(OptType type) {
     switch (type) {
     case OptType::Int: return "int";
@@ -380,9 +398,7 @@ wsg_config::wsg_config() {
 wsg_status wsg_config::lookup(const char *key, OptType want, int *index) const {
     if (!key) return fail(WSG_EINVAL, "option key is NULL");
     int i = find_option(key);
-    if (i < 0)
-        return fail(WSG_EINVAL, std::string("unknown option '") + key +
-                                    "' (wsg_option_count/wsg_option_describe list the options)");
+    if (i < 0) return fail(WSG_EINVAL, unknown_option_message(key));
     OptType have = kTable[i].type;
     bool same = have == want ||
                 (want == OptType::String && (have == OptType::Enum || have == OptType::String));
@@ -439,9 +455,7 @@ wsg_status wsg_config::set_from_string(const char *assignment) {
         return fail(WSG_EINVAL, "'" + a + "' is not of the form key=value");
     std::string key = a.substr(0, eq), value = a.substr(eq + 1);
     int i = find_option(key);
-    if (i < 0)
-        return fail(WSG_EINVAL, "unknown option '" + key +
-                                    "' (wsg_option_count/wsg_option_describe list the options)");
+    if (i < 0) return fail(WSG_EINVAL, unknown_option_message(key));
     switch (kTable[i].type) {
     case OptType::Int: {
         int64_t v;

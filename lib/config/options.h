@@ -29,6 +29,9 @@ struct OptionDef {
 const std::vector<OptionDef> &option_table();
 // Index of `name` in option_table(), or -1.
 int find_option(std::string_view name);
+// The error text for a name that is no option: "unknown option 'KEY'",
+// then the closest known names ("did you mean log.level?") when some are close.
+std::string unknown_option_message(std::string_view key);
 const char *option_type_name(OptType type);
 // "MIN..MAX" for Int, "a|b|c" for Enum, "" otherwise (static storage).
 const char *option_range_text(size_t index);

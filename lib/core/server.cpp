@@ -72,7 +72,6 @@ wsg_status Server::listen_locked() {
     tc.tls_ciphers = cfg_.tls_ciphers;
     stopping_ = false;
     loop_exit_ = false;
-    stop_requested_.store(false);
     gate_.set_stopping(false);
     // OpenSSL loads its digests on first use (about 2 MiB): now, not on the
     // first connection, whose memory would otherwise look like its own.
@@ -135,6 +134,8 @@ void Server::loop() {
     tick_stats_.window_start_ms = clock_.now_ms();
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
     while (!loop_exit_) transport_.run_once();
+    // This loop is over: a request that came during its stop is used up.
+    stop_requested_.store(false, std::memory_order_relaxed);
     close_transport();
     service_tid_.store(std::thread::id(), std::memory_order_release);
 }

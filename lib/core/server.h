@@ -52,8 +52,10 @@ public:
     wsg_status start();
     wsg_status run();
     wsg_status stop();
-    // Async-signal-safe: the loop notices within one heartbeat tick.
-    void request_stop() { stop_requested_.store(true, std::memory_order_relaxed); }
+    // Async-signal-safe: one lock-free store, nothing else. The loop begins
+    // the graceful stop when it next looks (at its start and every tick); a
+    // request made while no loop runs waits for the next one.
+    void request_stop() noexcept { stop_requested_.store(true, std::memory_order_relaxed); }
     wsg_status port(int *out) const;
     // True while the caller is this server's service thread.
     bool on_service_thread() const {
@@ -137,7 +139,11 @@ private:
     std::atomic<int> port_{-1};
     std::thread thread_;
     std::atomic<std::thread::id> service_tid_{};
+    // Set by request_stop(), possibly from a signal handler: that is only
+    // allowed for lock-free atomics. Read and cleared by the loop.
     std::atomic<bool> stop_requested_{false};
+    static_assert(std::atomic<bool>::is_always_lock_free,
+                  "wsg_server_request_stop must be async-signal-safe: needs a lock-free atomic bool");
 
     // Service thread only.
     bool stopping_ = false;

@@ -643,6 +643,14 @@ public:
         });
     }
     void stop() { blocking([this] { return wsg_server_stop(srv_); }); }
+    // Returns at once (one atomic store in the core): nothing to release.
+    void request_stop() { check(wsg_server_request_stop(srv_)); }
+    // False once the loop has ended by itself (after request_stop) or was
+    // stopped, and before listen/start: the port is gone then.
+    bool listening() {
+        int p = 0;
+        return wsg_server_port(srv_, &p) == WSG_OK;
+    }
     // Reads and checks files: the GIL is released meanwhile.
     void reload_tls() { blocking([this] { return wsg_server_reload_tls(srv_); }); }
 
@@ -908,6 +916,10 @@ PYBIND11_MODULE(_core, m) {
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")
+        .def("request_stop", &Server::request_stop,
+             "Ask for a graceful stop without waiting (wsg_server_request_stop).")
+        .def_property_readonly("listening", &Server::listening,
+                               "True while the server holds its listening socket.")
         .def("reload_tls", &Server::reload_tls,
              "Reload tls.cert_file and tls.key_file (GIL released).")
         .def_property_readonly("port", &Server::port, "The bound TCP port.")

@@ -145,6 +145,26 @@ class Child:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def catches(self, sig):
+        """True when the child has a handler for sig (Linux: SigCgt in
+        /proc/PID/status)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) >> (int(sig) - 1) & 1)
+        except OSError:
+            pass
+        return False
+
+    def signal_when_caught(self, sig, timeout=10.0):
+        """Sends sig once the child handles it: serve_forever installs its
+        SIGTERM handler only when called, a moment after the child printed
+        its listening line. (Python catches SIGINT from the start.)"""
+        wait_until(lambda: self.catches(sig) or self.proc.poll() is not None, timeout)
+        assert self.catches(sig), f"child does not handle signal {sig}; stderr={self.err()!r}"
+        self.signal(sig)
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()

@@ -1,9 +1,12 @@
 """Lifecycle in every order a Python user might try: stop during traffic,
 garbage collection of a running server (also from its own callback),
-interpreter exit while running, Ctrl-C in serve_forever, `python -m wsgate`."""
+interpreter exit while running, Ctrl-C and SIGTERM in serve_forever,
+request_stop, `python -m wsgate`."""
 
 import asyncio
 import gc
+import os
+import re
 import signal
 import textwrap
 import threading
@@ -258,18 +261,22 @@ SERVE_FOREVER = textwrap.dedent("""
         print(f"listening on ws://127.0.0.1:{server.port}/", flush=True)
         server.serve_forever()
     print("returned", server.running, flush=True)
+    print("sigterm default", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
 """)
 
 
-def test_ctrl_c_in_serve_forever(child):
-    proc = child(SERVE_FOREVER)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_in_serve_forever(child, sig):
+    """Ctrl-C and a plain `kill` both stop gracefully: the client gets 1001,
+    serve_forever returns, the process exits 0 and SIGTERM is left as it was."""
+    proc = child("import signal\n" + SERVE_FOREVER)
     port = proc.port()
 
     async def body():
         async with connect(f"ws://127.0.0.1:{port}/") as ws:
             await ws.send("x")
             assert await recv(ws) == "x"
-            proc.signal(signal.SIGINT)
+            proc.signal_when_caught(sig)
             with pytest.raises(ConnectionClosed) as info:
                 await recv(ws, timeout=20)
             assert info.value.code == 1001
@@ -277,7 +284,110 @@ def test_ctrl_c_in_serve_forever(child):
     assert proc.wait() == 0, proc.err()
     assert "closed 1001 shutdown" in proc.out()
     assert "returned False" in proc.out()
+    assert "sigterm default True" in proc.out()
     assert "Traceback" not in proc.err()
+
+
+def test_serve_forever_handles_sigterm_only_when_nobody_else_does(make_server):
+    """In this (main) thread: while serve_forever waits, SIGTERM has its
+    handler if it was SIG_DFL, and is SIG_DFL again afterwards; an
+    application's own handler stays in place and is the one called."""
+    assert threading.current_thread() is threading.main_thread()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    server = make_server()
+    seen = []
+
+    def kill_when_handled():
+        # Never send SIGTERM while nobody handles it: that would end pytest.
+        wait_until(lambda: signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, timeout=10)
+        seen.append(signal.getsignal(signal.SIGTERM))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    t = threading.Thread(target=kill_when_handled)
+    t.start()
+    server.serve_forever(poll_interval=0.05)
+    t.join(timeout=10)
+    assert not server.running
+    assert seen and seen[0] is not signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    calls = []
+
+    def mine(signum, frame):
+        calls.append(signum)
+        server.request_stop()
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+        t.start()
+        server.serve_forever(poll_interval=0.05)  # ends through mine's request_stop
+        t.join()
+        assert calls == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert not server.running
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_request_stop_from_another_thread_ends_serve_forever(make_server):
+    server = make_server()
+    closes = []
+    server.on_message(lambda conn, message: conn.send(message))
+    server.on_close(lambda conn, code, reason: closes.append((code, conn.close_cause)))
+    server.start()
+    url = url_of(server)
+
+    async def body():
+        async with connect(url) as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            timer = threading.Timer(0.2, server.request_stop)
+            timer.start()
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+            timer.join()
+
+    done = threading.Event()
+
+    def serve():
+        server.serve_forever(poll_interval=0.05)
+        done.set()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    run(body())
+    t.join(timeout=20)
+    assert done.is_set()
+    assert not server.running
+    assert closes == [(1001, "shutdown")]
+    # The request was used up: a restart serves until stopped.
+    server.start()
+
+    async def echo():
+        await asyncio.sleep(0.3)  # a few ticks: a kept request would have stopped it
+        async with connect(url_of(server)) as ws:
+            await ws.send("again")
+            assert await recv(ws) == "again"
+    run(echo())
+    server.stop()
+
+
+def test_request_stop_outside_a_run_is_harmless(make_server):
+    never = make_server()
+    never.request_stop()  # never started: nothing happens
+    never.request_stop()
+    stopped = make_server()
+    stopped.start()
+    stopped.stop()
+    stopped.request_stop()  # stopped: nothing happens now...
+    assert not stopped.running
+    # ...and the next start stops at once (a signal that came early is kept).
+    stopped.start()
+    wait_until(lambda: not stopped._core.listening, timeout=5)
+    stopped.stop()
+    assert not stopped.running
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -320,10 +430,54 @@ def test_python_m_wsgate_bad_option_and_list(child):
     proc = child(["-m", "wsgate", "--set", "no.such=1"])
     assert proc.wait() == 2
     assert "unknown option 'no.such'" in proc.err()
+    proc = child(["-m", "wsgate", "--set", "log.levl=debug"])
+    assert proc.wait() == 2
+    assert proc.err() == "python -m wsgate: unknown option 'log.levl' (did you mean log.level?)\n"
+
+
+def test_python_m_wsgate_list_options_gives_every_field(child):
     proc = child(["-m", "wsgate", "--list-options"])
-    assert proc.wait() == 0
-    for o in wsgate.options():
-        assert o.name in proc.out()
+    assert proc.wait() == 0, proc.err()
+    entries = re.findall(r'^  (\S+) +(\S+) +default "(.*?)"(?:, range (\S+))?\n      (.*)$',
+                         proc.out(), re.MULTILINE)
+    listed = {name: (typ, default, rng, doc) for name, typ, default, rng, doc in entries}
+    expected = {o.name: (o.type, o.default, o.range, o.doc) for o in wsgate.options()}
+    assert len(expected) > 40
+    assert listed == expected
+    assert len(proc.out().splitlines()) == 2 * len(expected)  # nothing else printed
+
+
+@pytest.mark.parametrize("bad", [
+    ["--set", "tls.cert_file=/nonexistent/cert.pem", "--set", "tls.key_file=/nonexistent/key.pem"],
+    ["--set", "tls.cert_file=/nonexistent/cert.pem"],  # no key: inconsistent options
+])
+def test_python_m_wsgate_bad_certificate_is_one_line(child, bad):
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0", *bad])
+    code = proc.wait()
+    assert code != 0 and code > 0, (code, proc.err())
+    assert "Traceback" not in proc.err(), proc.err()
+    lines = proc.err().splitlines()
+    assert len(lines) == 1, proc.err()
+    assert lines[0].startswith("python -m wsgate: ") and "tls." in lines[0], lines[0]
+    assert "listening on" not in proc.out()
+
+
+def test_python_m_wsgate_repeated_signals_still_exit_0(child):
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0", "--quiet"])
+    port = proc.port()
+
+    async def body():
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("x")
+            assert await recv(ws) == "x"
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                proc.signal(sig)
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=20)
+            assert info.value.code == 1001
+    run(body())
+    assert proc.wait() == 0, proc.err()
+    assert "Traceback" not in proc.err()
 
 
 def test_sending_threads_while_the_server_stops(make_server):

@@ -104,6 +104,48 @@ def test_server_options_errors_and_kwargs():
     assert s2.options["limits.max_connections"] == 7
 
 
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(wsgate.InvalidArgumentError) as info:
+        wsgate.Config()["log.levl"] = "debug"
+    assert info.value.message == "unknown option 'log.levl' (did you mean log.level?)"
+    with pytest.raises(wsgate.InvalidArgumentError) as info:
+        wsgate.Server(ping_interval=1000)
+    assert "did you mean heartbeat.ping_interval_ms?" in info.value.message
+    with pytest.raises(wsgate.InvalidArgumentError) as info:
+        wsgate.Server(options={"heartbeat.nonsense": 1})
+    assert "did you mean" not in info.value.message
+
+
+@pytest.mark.parametrize("keyword,names", [
+    ("level", ["compression.level", "log.level"]),
+    ("key_file", ["tls.key_file", "auth.jwt.key_file"]),
+])
+def test_ambiguous_short_keyword_names_the_full_names(keyword, names):
+    for make in (lambda **kw: wsgate.Server(port=0, **kw), wsgate.Config):
+        with pytest.raises(wsgate.InvalidArgumentError) as info:
+            make(**{keyword: "debug"})
+        err = info.value
+        assert err.status == Status.EINVAL
+        assert f"keyword '{keyword}' is ambiguous" in err.message, err.message
+        for name in names:
+            assert name in err.message and name.replace(".", "__") + "=" in err.message, err.message
+    # The spelled-out forms work.
+    s = wsgate.Server(port=0, log__level="debug", compression__level=9)
+    assert s.options["log.level"] == "debug" and s.options["compression.level"] == 9
+
+
+def test_every_ambiguous_last_part_is_refused():
+    from collections import Counter
+    counts = Counter(o.name.rsplit(".", 1)[-1] for o in wsgate.options())
+    for last, n in counts.items():
+        if n > 1:
+            with pytest.raises(wsgate.InvalidArgumentError, match="ambiguous"):
+                wsgate.Config(**{last: 1})
+        else:
+            name = wsgate._config.option_name(last)
+            assert name.endswith("." + last) or name == last
+
+
 def test_error_hierarchy():
     expected = {
         wsgate.InvalidArgumentError: (Status.EINVAL, ValueError),

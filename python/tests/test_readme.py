@@ -1,5 +1,7 @@
 """Executes every Python example in python/README.md in a child interpreter,
-with a real client driving the servers among them."""
+with a real client driving the servers among them. Examples that serve until
+stopped are stopped once with Ctrl-C (SIGINT) and once with a plain `kill`
+(SIGTERM): both must close clients with 1001 and exit 0."""
 
 import asyncio
 import os
@@ -25,7 +27,7 @@ def examples():
     return found
 
 
-async def drive_broadcast(port, proc):
+async def drive_broadcast(port, proc, sig):
     async with connect(f"ws://127.0.0.1:{port}/") as a, connect(f"ws://127.0.0.1:{port}/") as b:
         await asyncio.sleep(0.2)
         await a.send("hello everyone")
@@ -33,13 +35,13 @@ async def drive_broadcast(port, proc):
         assert await recv(b) == "hello everyone"
         await b.send(b"\x00binary")
         assert await recv(a) == b"\x00binary"
-        proc.signal(signal.SIGINT)
+        proc.signal_when_caught(sig)
         with pytest.raises(ConnectionClosed) as info:
             await recv(a, timeout=20)
         assert info.value.code == 1001
 
 
-async def drive_echo(port, proc):
+async def drive_echo(port, proc, sig):
     async with connect(f"ws://127.0.0.1:{port}/room?name=ann") as ws:
         assert await recv(ws) == "welcome name=ann to /room"
         await ws.send("ping")
@@ -51,27 +53,28 @@ async def drive_echo(port, proc):
     await asyncio.sleep(0.1)
 
 
-async def drive_threads(port, proc):
+async def drive_threads(port, proc, sig):
     async with connect(f"ws://127.0.0.1:{port}/") as ws:
         assert (await recv(ws)).startswith("tick ")
         assert (await recv(ws)).startswith("tick ")
-        proc.signal(signal.SIGINT)
-        with pytest.raises(ConnectionClosed):
+        proc.signal_when_caught(sig)
+        with pytest.raises(ConnectionClosed) as info:
             while True:
                 await recv(ws, timeout=20)
+        assert info.value.code == 1001
 
 
-async def drive_asyncio(port, proc):
+async def drive_asyncio(port, proc, sig):
     async with connect(f"ws://127.0.0.1:{port}/") as ws:
         await ws.send("async echo")
         assert await recv(ws) == "async echo"
-        proc.signal(signal.SIGINT)
+        proc.signal_when_caught(sig)
         with pytest.raises(ConnectionClosed) as info:
             await recv(ws, timeout=20)
         assert info.value.code == 1001
 
 
-async def drive_auth(port, proc):
+async def drive_auth(port, proc, sig):
     tokens = dict(re.findall(r"^token (\w+): (\S+)$", proc.out(), re.M))
     url = f"ws://127.0.0.1:{port}/chat"
     alice = {"Authorization": f"Bearer {tokens['alice']}"}
@@ -87,7 +90,7 @@ async def drive_auth(port, proc):
             async with connect(target, extra_headers=headers):
                 pass
         assert info.value.status_code == status
-    proc.signal(signal.SIGINT)
+    proc.signal_when_caught(sig)
 
 
 DRIVERS = {
@@ -103,14 +106,30 @@ CHECKS = {
 }
 
 
+# The examples that serve until a signal stops them.
+STOPPED_BY_SIGNAL = {"broadcast", "threads", "asyncio", "auth"}
+
+
+def runs():
+    """(name, code, signal or None) for every example and way to stop it."""
+    for name, code in examples():
+        if name in STOPPED_BY_SIGNAL:
+            yield name, code, signal.SIGINT
+            yield name, code, signal.SIGTERM
+        else:
+            yield name, code, None
+
+
 def test_every_driver_has_its_example():
     names = [name for name, _ in examples()]
     assert set(DRIVERS) <= set(names), names
+    assert STOPPED_BY_SIGNAL <= set(DRIVERS)
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("name,code", examples(), ids=[n for n, _ in examples()])
-def test_readme_example(name, code, child, monkeypatch, tmp_path):
+@pytest.mark.parametrize("name,code,sig", list(runs()),
+                         ids=[n + (f"-{s.name}" if s else "") for n, _, s in runs()])
+def test_readme_example(name, code, sig, child, monkeypatch, tmp_path):
     monkeypatch.setenv("PORT", "0")
     path = tmp_path / f"readme_example_{name}.py"
     path.write_text(code)
@@ -118,7 +137,7 @@ def test_readme_example(name, code, child, monkeypatch, tmp_path):
     driver = DRIVERS.get(name)
     if driver is not None:
         port = proc.port()
-        run(driver(port, proc))
+        run(driver(port, proc, sig))
     assert proc.wait() == 0, f"stdout={proc.out()!r} stderr={proc.err()!r}"
     assert "Traceback" not in proc.err(), proc.err()
     check = CHECKS.get(name)

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list_options() -> None:
+    """Every option: name, type, default, range (int and enum) and doc, in
+    the same layout as ``wsgate-echo --list-options``."""
     for o in options():
         rng = f", range {o.range}" if o.range else ""
         print(f"  {o.name:<32} {o.type:<6} default \"{o.default}\"{rng}\n      {o.doc}")
@@ -66,7 +68,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
 
-    server = Server(config=cfg)
+    try:
+        server = Server(config=cfg)  # loads and checks the TLS files
+    except WsgateError as e:
+        print(f"python -m wsgate: {e}", file=sys.stderr)
+        return 1
     if args.broadcast:
         @server.on_message
         def relay(conn: Connection, message: Message) -> None:
@@ -79,26 +85,26 @@ def main(argv: Optional[List[str]] = None) -> int:
             except WsgateError:
                 pass  # the client is going away
 
-    # SIGTERM stops like Ctrl-C: serve_forever turns KeyboardInterrupt into a
-    # graceful stop. Further signals are ignored while it stops, so the exit
-    # code stays 0.
+    # SIGINT and SIGTERM ask for a graceful stop; serve_forever sees the loop
+    # end, joins it and returns. A repeated signal asks again, which is
+    # harmless, so the exit code stays 0 however often it comes; one that
+    # comes before the loop runs is kept by the core and stops it at once.
     def on_signal(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        server.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        server.start()
+        server.listen()  # binds now, so the port is known before serving
+        host = str(server.options["listen.host"]) or "0.0.0.0"
+        if ":" in host:
+            host = f"[{host}]"
+        print(f"listening on ws://{host}:{server.port}{server.options['server.path']}",
+              flush=True)
+        server.serve_forever()
     except WsgateError as e:
         print(f"python -m wsgate: {e}", file=sys.stderr)
         return 1
-    host = str(server.options["listen.host"]) or "0.0.0.0"
-    if ":" in host:
-        host = f"[{host}]"
-    print(f"listening on ws://{host}:{server.port}{server.options['server.path']}", flush=True)
-    server.serve_forever()
     return 0
 
 

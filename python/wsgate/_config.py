@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, List, Mapping, MutableMapping, NamedTuple, Optional, Union
 
 from . import _core as _native
+from ._errors import InvalidArgumentError, Status
 
 __all__ = ["OptionInfo", "options", "Config", "OptionValue"]
 
@@ -115,9 +116,17 @@ def option_name(keyword: str) -> str:
     """Maps a Python keyword to a dotted option name.
 
     ``section__name`` means ``section.name``; a bare name that is the last
-    part of exactly one option (``max_connections``) means that option.
-    Anything else is returned unchanged, so the core reports it as unknown."""
+    part of exactly one option (``max_connections``) means that option. A
+    bare name that is the last part of several (``level``: ``log.level`` and
+    ``compression.level``) raises :class:`~wsgate.InvalidArgumentError`
+    naming them. Anything else is returned unchanged, so the core reports it
+    as unknown (with the closest names)."""
     if "__" in keyword:
         return keyword.replace("__", ".")
     matches = [info.name for info in options() if info.name.rsplit(".", 1)[-1] == keyword]
+    if len(matches) > 1:
+        spelled = " or ".join(f"{m.replace('.', '__')}=..." for m in matches)
+        raise InvalidArgumentError(
+            f"keyword '{keyword}' is ambiguous: it names {' and '.join(matches)}; use "
+            f"{spelled} (or the dotted name in options=)", Status.EINVAL)
     return matches[0] if len(matches) == 1 else keyword

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import signal
 import threading
 import types
 import weakref
@@ -326,8 +327,10 @@ class Server:
     ``host`` and ``port`` set ``listen.host`` and ``listen.port``; ``options``
     maps dotted option names (see :func:`wsgate.options`) to values; keyword
     arguments name options as ``section__name`` or by their unique last part
-    (``max_connections=100``). Every value is validated by the core: a bad one
-    raises :class:`~wsgate.InvalidArgumentError` carrying the core's message.
+    (``max_connections=100``; a shared one such as ``level`` raises
+    InvalidArgumentError naming the options it could mean). Every value is
+    validated by the core: a bad one raises
+    :class:`~wsgate.InvalidArgumentError` carrying the core's message.
 
     Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`,
     :meth:`on_close` and :meth:`on_auth` (at any time). They run on the
@@ -337,7 +340,7 @@ class Server:
 
     Use it as a context manager (``with server:`` starts it and stops it on
     exit) or call :meth:`start`/:meth:`stop`; :meth:`serve_forever` waits for
-    a stop or Ctrl-C. Send, close and broadcast work from any thread. A
+    a stop, Ctrl-C or SIGTERM. Send, close and broadcast work from any thread. A
     running server that is garbage-collected stops first; servers still
     running at interpreter exit are stopped by an atexit hook.
     """
@@ -467,6 +470,19 @@ class Server:
             except Exception:
                 logger.exception("wsgate: exception in a stop hook")
 
+    def request_stop(self) -> None:
+        """Ask for the graceful stop of :meth:`stop` without waiting for it:
+        returns at once, from any thread, a handler or a signal handler
+        (``signal.signal(signal.SIGHUP, lambda *_: server.request_stop())``).
+
+        The service loop begins the stop within ``heartbeat.tick_ms``;
+        :meth:`serve_forever` then returns once it is done. Without
+        ``serve_forever``, call :meth:`stop` (or leave the ``with`` block) to
+        wait for it. Asked while the server is not serving, the request is
+        kept and the next :meth:`start` stops at once (the core's
+        ``wsg_server_request_stop``)."""
+        self._core.request_stop()
+
     def _check_auth_setup(self) -> None:
         mode = str(self._options.get("auth.mode", "none"))
         wants_handler = mode in ("callback", "jwt+callback")
@@ -490,19 +506,38 @@ class Server:
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         """Start if not running, then wait until :meth:`stop` is called from
-        any thread or a handler.
+        any thread or a handler, :meth:`request_stop` from anywhere, Ctrl-C or
+        SIGTERM.
 
         The wait releases the GIL and wakes every ``poll_interval`` seconds so
-        Ctrl-C works in the main thread: on KeyboardInterrupt the server is
-        stopped gracefully and serve_forever *returns normally* (it does not
-        re-raise), so ``with server: server.serve_forever()`` ends cleanly."""
+        Ctrl-C works in the main thread: on KeyboardInterrupt, SIGTERM (a plain
+        ``kill``, ``docker stop``, systemd) or a :meth:`request_stop`, the
+        server is stopped gracefully (clients get 1001) and serve_forever
+        *returns normally* (it does not re-raise), so ``with server:
+        server.serve_forever()`` ends cleanly.
+
+        SIGTERM is handled only when serve_forever runs in the main thread
+        and SIGTERM has no handler of the application's yet (its disposition
+        is ``SIG_DFL``); the previous disposition is restored on return."""
         if not self.running:
             self.start()
+        sigterm: List[int] = []  # the handler appends: no lock it could wait for
+        restore = _catch_sigterm(sigterm)
         try:
-            while not self._stopped.wait(poll_interval):
-                pass
-        except KeyboardInterrupt:
-            self.stop()
+            stop = False
+            try:
+                while not self._stopped.wait(poll_interval):
+                    # SIGTERM, or a request_stop (from any thread) that has
+                    # ended the loop already: stop (joins) and return.
+                    if sigterm or not self._core.listening:
+                        stop = True
+                        break
+            except KeyboardInterrupt:
+                stop = True
+            if stop:
+                self.stop()
+        finally:
+            restore()
 
     def __enter__(self) -> "Server":
         if not self.running:
@@ -636,6 +671,31 @@ class Server:
         except Exception:
             where = ""
         return f"<wsgate.Server {state}{where}>"
+
+
+def _catch_sigterm(seen: List[int]) -> Callable[[], None]:
+    """Makes SIGTERM append to ``seen`` while :meth:`Server.serve_forever` waits,
+    when this is the main thread and the application has no SIGTERM handler
+    (its disposition is ``SIG_DFL``). Returns what restores SIG_DFL.
+
+    The handler only records the signal; serve_forever sees it within
+    ``poll_interval`` and stops. It does not call ``request_stop``: a second
+    SIGTERM during the stop would reach the core after it and, kept for the
+    next start, stop a restart at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        seen.append(signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return restore
 
 
 def _stop_all_at_exit() -> None:

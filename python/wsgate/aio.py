@@ -33,6 +33,8 @@ import asyncio
 import functools
 import inspect
 import logging
+import signal
+import threading
 from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTuple, Optional, Set,
                     Tuple, TypeVar, cast)
 
@@ -269,15 +271,43 @@ class AsyncServer:
     async def serve_forever(self) -> None:
         """Start if needed and wait until the server is stopped. When the
         awaiting task is cancelled (e.g. Ctrl-C under ``asyncio.run``), the
-        server is stopped gracefully and the cancellation propagates."""
+        server is stopped gracefully and the cancellation propagates. On
+        SIGTERM (a plain ``kill``, ``docker stop``, systemd) the server is
+        stopped gracefully and serve_forever returns normally; that holds
+        when the loop runs in the main thread and the application has no
+        SIGTERM handler of its own (the default disposition is restored on
+        return)."""
         if not self._server.running:
             await self.start()
         assert self._stopped is not None
+        remove = self._catch_sigterm(asyncio.get_running_loop())
         try:
             await self._stopped.wait()
         except asyncio.CancelledError:
             await asyncio.shield(self.stop())
             raise
+        finally:
+            remove()
+
+    def _catch_sigterm(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return lambda: None
+
+        def on_sigterm() -> None:
+            task = asyncio.ensure_future(self.stop())
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._task_done, what="SIGTERM stop"))
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return lambda: None  # a loop without signal support
+
+        def remove() -> None:
+            loop.remove_signal_handler(signal.SIGTERM)  # back to SIG_DFL
+        return remove
 
     async def __aenter__(self) -> "AsyncServer":
         if not self._server.running:

@@ -436,6 +436,63 @@ static void test_unknown_key_is_rejected_and_named(void **state) {
     assert_true(get_int(cfg, "listen.port") == 8080);
 }
 
+/* An unknown name gets the closest known ones (whole names, then last
+ * segments, then a section's options), at most three, or none. Every entry
+ * point that takes a name says the same. */
+static void test_unknown_key_suggests_the_closest_names(void **state) {
+    wsg_config *cfg = *state;
+    static const struct {
+        const char *key, *hint;
+    } cases[] = {
+        {"log.levl", " (did you mean log.level?)"},
+        {"Log.Level", " (did you mean log.level?)"},
+        {"listen.prot", " (did you mean listen.port?)"},
+        {"limits.max_conections", " (did you mean limits.max_connections?)"},
+        {"ping_interval", " (did you mean heartbeat.ping_interval_ms?)"},
+        {"pong_wait", " (did you mean heartbeat.pong_wait_ms?)"},
+        {"max_connections", " (did you mean limits.max_connections?)"},
+        {"tls.cert", " (did you mean tls.cert_file?)"},
+        {"cert_file", " (did you mean tls.cert_file?)"},
+        {"level", " (did you mean compression.level or log.level?)"},
+        {"tls", " (did you mean tls.cert_file, tls.key_file or tls.ca_file?)"},
+        {"heartbeat.", " (did you mean heartbeat.preset, heartbeat.ping_interval_ms or "
+                       "heartbeat.pong_wait_ms?)"},
+        /* Nothing close: no guess, the way to list the options instead. */
+        {"heartbeat.nonsense", " (wsg_option_count/wsg_option_describe list the options)"},
+        {"no.such.option", " (wsg_option_count/wsg_option_describe list the options)"},
+        {"x", " (wsg_option_count/wsg_option_describe list the options)"},
+        {"timeout", " (wsg_option_count/wsg_option_describe list the options)"},
+    };
+    char want[512], assignment[256];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(want, sizeof want, "unknown option '%s'%s", cases[k].key, cases[k].hint);
+        assert_int_equal(wsg_config_set_int(cfg, cases[k].key, 1), WSG_EINVAL);
+        assert_string_equal(wsg_last_error(), want);
+        assert_int_equal(wsg_config_get_string(cfg, cases[k].key, &(const char *){NULL}), WSG_EINVAL);
+        assert_string_equal(wsg_last_error(), want);
+        snprintf(assignment, sizeof assignment, "%s=1", cases[k].key);
+        assert_int_equal(wsg_config_set_from_string(cfg, assignment), WSG_EINVAL);
+        assert_string_equal(wsg_last_error(), want);
+        size_t index = 4242;
+        assert_int_equal(wsg_option_find(cases[k].key, &index), WSG_ENOTFOUND);
+        assert_string_equal(wsg_last_error(), want);
+        assert_int_equal(index, 4242);
+    }
+    /* Never more than three, whatever the name. */
+    for (size_t i = 0; i < wsg_option_count(); i++) {
+        const char *name = describe(i, WSG_OPTION_NAME);
+        char typo[128];
+        snprintf(typo, sizeof typo, "%.*s", (int)strlen(name) - 1, name);
+        assert_int_equal(wsg_config_set_from_string(cfg, strcat(typo, "=1")), WSG_EINVAL);
+        const char *e = wsg_last_error();
+        int commas = 0;
+        for (const char *p = e; *p; p++) commas += *p == ',';
+        assert_true(commas <= 1);
+        assert_non_null(strstr(e, "did you mean"));
+        assert_non_null(strstr(e, name)); /* a name missing its last letter is found */
+    }
+}
+
 /* One out-of-range case: fails, names key and range, leaves the value. */
 static void check_out_of_range(wsg_config *cfg, const char *key, int64_t good, int64_t bad,
                                const char *range_text) {
@@ -907,6 +964,7 @@ int main(void) {
         T(test_bool_round_trip_when_a_bool_option_exists),
         T(test_set_bool_on_non_bool_options_fails_and_changes_nothing),
         T(test_unknown_key_is_rejected_and_named),
+        T(test_unknown_key_suggests_the_closest_names),
         T(test_out_of_range_ints_are_rejected_and_change_nothing),
         T(test_type_mismatch_is_rejected_and_changes_nothing),
         T(test_enum_value_outside_choices_is_rejected),

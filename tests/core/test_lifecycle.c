@@ -1,6 +1,7 @@
 /* Server lifecycle through the ABI: every order of new/listen/start/run/
- * stop/free a user might try, callback registration and its user_free,
- * calls from inside callbacks, bind errors, resources after stop. */
+ * stop/free a user might try, a stop requested from a signal handler,
+ * callback registration and its user_free, calls from inside callbacks,
+ * bind errors, resources after stop. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -189,6 +191,169 @@ static void concurrent_stops(void **state) {
     }
 }
 
+/* ---- a stop requested from a signal handler ---- */
+
+/* What the handler reads: set before a signal can come, cleared before free. */
+static wsg_server *_Atomic signal_target;
+static atomic_int handler_status = -1;
+
+static void request_stop_handler(int sig) {
+    (void)sig;
+    /* Only async-signal-safe calls here: this one and atomics. */
+    atomic_store(&handler_status, wsg_server_request_stop(atomic_load(&signal_target)));
+}
+
+static void install_handler(int sig, struct sigaction *old) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = request_stop_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(sig, &sa, old), 0);
+}
+
+/* A connected client that saw its echo, so the server holds one connection. */
+static wsc *connected_client(wsg_server *srv, int port) {
+    int status = 0;
+    wsc *c = wsc_connect(HOST, port, "/", NULL, 3000, &status);
+    assert_non_null(c);
+    assert_int_equal(wsc_send_text(c, "hello"), 0);
+    wsc_frame f;
+    assert_int_equal(wsc_recv_message(c, &f, 3000), 1);
+    assert_string_equal((char *)f.data, "hello");
+    wsc_frame_free(&f);
+    assert_true(WAIT_UNTIL(tu_conn_count(srv) == 1, 3000));
+    return c;
+}
+
+/* The client sees close 1001 and answers it, as browsers do. */
+static void expect_going_away(wsc *c) {
+    int code = 0;
+    assert_int_equal(wsc_wait_closed(c, 5000, 1, &code), 1);
+    assert_int_equal(code, 1001);
+    wsc_free(c);
+}
+
+/* The signal lands on the thread inside wsg_server_run (pthread_kill), or on
+ * another thread (raise on this one): either way run() returns WSG_OK after
+ * the graceful stop. */
+static void signal_handler_stops_run(void **state) {
+    (void)state;
+    const int sigs[2] = {SIGUSR1, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        struct sigaction old;
+        install_handler(sigs[i], &old);
+        struct runner r = {new_server(0), WSG_EINTERNAL, 0};
+        wsg_server_on_message(r.srv, echo, NULL, NULL);
+        assert_int_equal(wsg_server_listen(r.srv), WSG_OK);
+        int port = server_port(r.srv);
+        atomic_store(&signal_target, r.srv);
+        atomic_store(&handler_status, -1);
+        pthread_t th;
+        pthread_create(&th, NULL, run_thread, &r);
+        wsc *c = connected_client(r.srv, port);
+        if (sigs[i] == SIGUSR1)
+            assert_int_equal(pthread_kill(th, SIGUSR1), 0);
+        else
+            assert_int_equal(raise(SIGTERM), 0);
+        expect_going_away(c);
+        assert_true(WAIT_UNTIL(atomic_load(&r.returned), 5000));
+        pthread_join(th, NULL);
+        assert_int_equal(atomic_load(&handler_status), WSG_OK);
+        assert_int_equal(r.st, WSG_OK);
+        /* The port is released; stop and free after it are no-ops. */
+        assert_int_equal(wsg_server_port(r.srv, &port), WSG_ESTATE);
+        assert_int_equal(wsc_tcp_connect(HOST, port, 500), -1);
+        assert_int_equal(wsg_server_stop(r.srv), WSG_OK);
+        atomic_store(&signal_target, NULL);
+        wsg_server_free(r.srv);
+        assert_int_equal(sigaction(sigs[i], &old, NULL), 0);
+    }
+}
+
+/* A server on its own thread (wsg_server_start) ends its loop by itself;
+ * wsg_server_stop then only joins. */
+static void signal_handler_stops_a_started_server(void **state) {
+    (void)state;
+    struct sigaction old;
+    install_handler(SIGUSR1, &old);
+    wsg_server *srv = new_server(0);
+    wsg_server_on_message(srv, echo, NULL, NULL);
+    assert_int_equal(wsg_server_start(srv), WSG_OK);
+    int port = server_port(srv);
+    wsc *c = connected_client(srv, port);
+    atomic_store(&signal_target, srv);
+    assert_int_equal(raise(SIGUSR1), 0);
+    expect_going_away(c);
+    /* The loop ended without a wsg_server_stop: the port is gone. */
+    assert_true(WAIT_UNTIL(wsg_server_port(srv, &port) == WSG_ESTATE, 5000));
+    assert_int_equal(wsg_server_stop(srv), WSG_OK);
+    /* The request was used up: a restart serves until told otherwise. */
+    assert_int_equal(wsg_server_start(srv), WSG_OK);
+    round_trip(server_port(srv));
+    assert_int_equal(wsg_server_stop(srv), WSG_OK);
+    atomic_store(&signal_target, NULL);
+    wsg_server_free(srv);
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
+static void request_stop_from_a_callback(wsg_server *s, wsg_conn_id id, wsg_msg_type type,
+                                         const void *data, size_t len, void *user) {
+    (void)id, (void)type, (void)data, (void)len;
+    atomic_store((atomic_int *)user, wsg_server_request_stop(s));
+}
+
+static void request_stop_outside_a_run_is_harmless(void **state) {
+    (void)state;
+    /* NULL: WSG_EINVAL, and wsg_last_error() keeps the previous failure. */
+    wsg_config *cfg;
+    assert_int_equal(wsg_config_new(&cfg), WSG_OK);
+    assert_int_equal(wsg_config_set_int(cfg, "no.such.option", 1), WSG_EINVAL);
+    char before[256];
+    snprintf(before, sizeof before, "%s", wsg_last_error());
+    assert_int_equal(wsg_server_request_stop(NULL), WSG_EINVAL);
+    assert_string_equal(wsg_last_error(), before);
+    wsg_config_free(cfg);
+
+    /* Never started: nothing happens, free is as usual (twice asked). */
+    wsg_server *srv = new_server(0);
+    assert_int_equal(wsg_server_request_stop(srv), WSG_OK);
+    assert_int_equal(wsg_server_request_stop(srv), WSG_OK);
+    wsg_server_free(srv);
+
+    /* Asked before run: kept, so run() stops at once (a signal that came
+     * early is not lost) and returns WSG_OK. */
+    struct runner r = {new_server(0), WSG_EINTERNAL, 0};
+    assert_int_equal(wsg_server_request_stop(r.srv), WSG_OK);
+    pthread_t th;
+    pthread_create(&th, NULL, run_thread, &r);
+    assert_true(WAIT_UNTIL(atomic_load(&r.returned), 5000));
+    pthread_join(th, NULL);
+    assert_int_equal(r.st, WSG_OK);
+    /* Used up by that run: the next one serves. */
+    wsg_server_on_message(r.srv, echo, NULL, NULL);
+    assert_int_equal(wsg_server_start(r.srv), WSG_OK);
+    round_trip(server_port(r.srv));
+
+    /* Stopped: harmless, and free after it is as usual. */
+    assert_int_equal(wsg_server_stop(r.srv), WSG_OK);
+    assert_int_equal(wsg_server_request_stop(r.srv), WSG_OK);
+    wsg_server_free(r.srv);
+
+    /* From a callback (the service thread): allowed, unlike wsg_server_stop. */
+    atomic_int st = -1;
+    srv = new_server(0);
+    wsg_server_on_message(srv, request_stop_from_a_callback, &st, NULL);
+    assert_int_equal(wsg_server_start(srv), WSG_OK);
+    int port = server_port(srv), status = 0;
+    wsc *c = wsc_connect(HOST, port, "/", NULL, 3000, &status);
+    assert_non_null(c);
+    assert_int_equal(wsc_send_text(c, "stop please"), 0);
+    expect_going_away(c);
+    assert_int_equal(atomic_load(&st), WSG_OK);
+    assert_true(WAIT_UNTIL(wsg_server_port(srv, &port) == WSG_ESTATE, 5000));
+    wsg_server_free(srv);
+}
+
 /* ---- callbacks ---- */
 static atomic_int frees;
 static void count_free(void *user) {
@@ -360,6 +525,9 @@ int main(void) {
         cmocka_unit_test(listen_then_stop_or_free),
         cmocka_unit_test(run_on_caller_thread_until_stop),
         cmocka_unit_test(concurrent_stops),
+        cmocka_unit_test(signal_handler_stops_run),
+        cmocka_unit_test(signal_handler_stops_a_started_server),
+        cmocka_unit_test(request_stop_outside_a_run_is_harmless),
         cmocka_unit_test(registration_rules_and_user_free),
         cmocka_unit_test(lifecycle_calls_from_callbacks_are_refused),
         cmocka_unit_test(bind_conflict_is_an_io_error),

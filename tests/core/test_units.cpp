@@ -27,6 +27,7 @@ extern "C" {
 #include "protocol/frame.h"
 #include "protocol/utf8.h"
 #include "core/registry.h"
+#include "config/suggest.h"
 
 using wsgate::Conn;
 using wsgate::Frame;
@@ -950,10 +951,50 @@ void test_registry_reuses_many_freed_slots(void **) {
     for (wsg_conn_id id : old) assert_null(reg.get(id));
 }
 
+// ---------------------------------------------------------------- suggestions
+
+void test_edit_distance_counts_single_edits_and_swaps(void **) {
+    using wsgate::edit_distance;
+    assert_int_equal(edit_distance("", ""), 0);
+    assert_int_equal(edit_distance("", "abc"), 3);
+    assert_int_equal(edit_distance("abc", ""), 3);
+    assert_int_equal(edit_distance("level", "level"), 0);
+    assert_int_equal(edit_distance("levl", "level"), 1);        // insertion
+    assert_int_equal(edit_distance("levels", "level"), 1);      // deletion
+    assert_int_equal(edit_distance("lever", "level"), 1);       // substitution
+    assert_int_equal(edit_distance("prot", "port"), 1);         // neighbours swapped
+    assert_int_equal(edit_distance("LOG.Level", "log.level"), 0);  // case-insensitive
+    assert_int_equal(edit_distance("kitten", "sitting"), 3);
+    assert_int_equal(edit_distance("ping_interval", "ping_interval_ms"), 3);
+    // Symmetric.
+    assert_int_equal(edit_distance("sitting", "kitten"), 3);
+}
+
+void test_closest_names_prefers_whole_names_then_segments(void **) {
+    const std::vector<std::string_view> names = {"listen.port", "log.level", "compression.level",
+                                                 "heartbeat.ping_interval_ms", "tls.cert_file",
+                                                 "tls.key_file", "tls.ca_file", "tls.groups"};
+    using V = std::vector<std::string_view>;
+    auto closest = [&](std::string_view w, size_t max = 3) { return wsgate::closest_names(w, names, max); };
+    assert_true(closest("log.levl") == V{"log.level"});
+    assert_true(closest("level") == V({"log.level", "compression.level"}));
+    assert_true(closest("level", 1) == V{"log.level"});
+    assert_true(closest("ping_interval") == V{"heartbeat.ping_interval_ms"});
+    assert_true(closest("cert_file") == V{"tls.cert_file"});
+    assert_true(closest("tls") == V({"tls.cert_file", "tls.key_file", "tls.ca_file"}));
+    assert_true(closest("tls", 2) == V({"tls.cert_file", "tls.key_file"}));
+    assert_true(closest("nonsense").empty());
+    assert_true(closest("").empty());
+    assert_true(closest(".").empty());
+    assert_true(closest("level", 0).empty());
+}
+
 }  // namespace
 
 int main() {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edit_distance_counts_single_edits_and_swaps),
+        cmocka_unit_test(test_closest_names_prefers_whole_names_then_segments),
         cmocka_unit_test(test_frame_7bit_lengths_are_exact),
         cmocka_unit_test(test_frame_16bit_lengths_are_exact),
         cmocka_unit_test(test_frame_64bit_lengths_are_exact),

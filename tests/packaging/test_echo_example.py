@@ -6,6 +6,7 @@ and WSGATE_ECHO=/path/to/wsgate-echo (ctest does both). Fixtures: conftest.py, e
 """
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -59,8 +60,48 @@ def test_help_lists_every_option():
         assert flag in r.stdout
 
 
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+
+
+def readme_options():
+    """{name: (type, default, range, doc)} from README.md's option table,
+    which the readme test keeps equal to the core's table."""
+    text = open(README, encoding="utf-8").read()
+    table = text.split("<!-- options-table:begin -->", 1)[1].split("<!-- options-table:end -->")[0]
+    rows = {}
+    for line in table.strip().splitlines()[2:]:
+        cells = [c.strip().replace("\x00", "|") for c in
+                 line.replace("\\|", "\x00").strip("|").split("|")]
+        name, typ, default, rng, doc = cells
+        unquote = lambda c: c[1:-1] if c.startswith("`") and c.endswith("`") else c
+        default = "" if default == "(empty)" else unquote(default)
+        rows[unquote(name)] = (typ, default, unquote(rng), doc)
+    return rows
+
+
+def parse_option_list(text):
+    """{name: (type, default, range, doc)} from a --list-options listing."""
+    entries = re.findall(r'^  (\S+) +(\S+) +default "(.*?)"(?:, range (\S+))?\n      (.*)$',
+                         text, re.MULTILINE)
+    return {name: (typ, default, rng, doc) for name, typ, default, rng, doc in entries}
+
+
+def test_list_options_gives_every_field_of_every_option():
+    expected = readme_options()
+    assert len(expected) >= len(KNOWN_OPTIONS), expected
+    r = run_echo("--list-options")
+    assert r.returncode == 0, r.stderr
+    assert not any(m in r.stderr for m in SANITIZER_MARKERS), r.stderr
+    listed = parse_option_list(r.stdout)
+    assert listed == expected
+    assert len(r.stdout.splitlines()) == 2 * len(expected)  # nothing else printed
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--set", "nosuch.key=1"], "nosuch.key"),
+    (["--set", "log.levl=debug"], "unknown option 'log.levl' (did you mean log.level?)"),
+    (["--set", "tls.cert_file=/nonexistent/cert.pem", "--set", "tls.key_file=/nonexistent/key.pem"],
+     "/nonexistent/cert.pem"),
     (["--set", "listen.port=70000"], "listen.port"),
     (["--set", "log.level=loud"], "log.level"),
     (["--set", "limits.max_message_bytes"], "limits.max_message_bytes"),
@@ -73,6 +114,8 @@ def test_bad_arguments_fail_with_a_named_message(args, needle):
     assert r.returncode != 0, f"{args} was accepted; stdout: {r.stdout!r}"
     assert r.returncode > 0, f"{args}: killed by signal {-r.returncode}; stderr: {r.stderr}"
     assert needle in r.stderr, f"stderr for {args} does not name {needle!r}: {r.stderr!r}"
+    assert len(r.stderr.splitlines()) == 1, f"{args}: want one line: {r.stderr!r}"
+    assert r.stderr.startswith("wsgate-echo: "), r.stderr
     assert "listening on" not in r.stdout
     assert not any(m in r.stderr for m in SANITIZER_MARKERS), r.stderr
 

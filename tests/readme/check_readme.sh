@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Keeps README.md true: its option table equals the core's table, every
 # option it sets on a command line exists, and its C quick-start example
-# compiles and links against the library as written.
-# The log-event, close-cause and status tables equal their lists.
+# compiles and links against the library as written, runs, and stops
+# gracefully on SIGTERM and SIGINT. The log-event, close-cause and status
+# tables equal their lists.
 # usage: check_readme.sh README OPTIONS_MD_BINARY INCLUDE_DIR LIB_DIR LISTS_MD_BINARY
 set -euo pipefail
 readme=$1 gen=$2 inc=$3 libdir=$4 lists=$5
@@ -40,4 +41,24 @@ san=()
 grep -q 'WSGATE_SANITIZE:BOOL=ON' "$libdir/CMakeCache.txt" 2>/dev/null && san=(-fsanitize=address,undefined)
 cc -std=c99 -Wall -Wextra -Werror "${san[@]}" -I"$inc" "$tmp/quickstart.c" -L"$libdir" -lwsgate \
    -Wl,-rpath,"$libdir" -o "$tmp/quickstart"
-echo "README ok: option table current, quick-start example ($lines lines) compiles"
+
+# It runs and stops gracefully on SIGTERM and SIGINT (exit 0, the "stop"
+# event logged). Built once more with listen.port=0 so it never collides with
+# a real port 9000; its "listen" event says when it is ready.
+grep -q '"listen.port=9000"' "$tmp/quickstart.c" || { echo "quick start no longer sets listen.port=9000: update this test" >&2; exit 1; }
+sed 's/"listen.port=9000"/"listen.port=0"/' "$tmp/quickstart.c" > "$tmp/quickstart0.c"
+cc -std=c99 -Wall -Wextra -Werror "${san[@]}" -I"$inc" "$tmp/quickstart0.c" -L"$libdir" -lwsgate \
+   -Wl,-rpath,"$libdir" -o "$tmp/quickstart0"
+for sig in TERM INT; do
+  "$tmp/quickstart0" 2> "$tmp/run.log" &
+  pid=$!
+  for _ in $(seq 100); do grep -q '"event":"listen"' "$tmp/run.log" && break; sleep 0.05; done
+  grep -q '"event":"listen"' "$tmp/run.log" || { kill -KILL $pid; cat "$tmp/run.log" >&2; echo "quick start did not listen" >&2; exit 1; }
+  kill -$sig $pid
+  for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+  if kill -0 $pid 2>/dev/null; then kill -KILL $pid; echo "quick start ignored SIG$sig for 5 s" >&2; exit 1; fi
+  rc=0; wait $pid || rc=$?
+  [ $rc -eq 0 ] || { cat "$tmp/run.log" >&2; echo "quick start exited $rc on SIG$sig, want 0" >&2; exit 1; }
+  grep -q '"event":"stop"' "$tmp/run.log" || { cat "$tmp/run.log" >&2; echo "quick start logged no stop on SIG$sig" >&2; exit 1; }
+done
+echo "README ok: option table current, quick-start example ($lines lines) compiles, runs and stops on SIGTERM and SIGINT"
