@@ -40,6 +40,15 @@ extern "C" {
 #  define WSG_API __attribute__((visibility("default")))
 #endif
 
+/* Version policy. Releases are MAJOR.MINOR.PATCH; the ABI has its own
+ * number, the SONAME (libwsgate.so.N), checked by wsg_version_num() against
+ * WSG_VERSION_NUM. From 1.0 on, the ABI only grows within one SONAME: new
+ * calls, new enum values and new options, never a changed signature. Before
+ * 1.0 (SONAME 0) a minor release may change a signature; each such change is
+ * listed here with its release:
+ *  - 0.1.0 (unreleased): wsg_log_fn receives the server as its first
+ *    argument, like every other callback. */
+
 /** Release version of this header (added in 0.1.0). */
 #define WSG_VERSION_MAJOR 0
 #define WSG_VERSION_MINOR 1
@@ -256,17 +265,16 @@ typedef void (*wsg_close_fn)(wsg_server *server, wsg_conn_id conn, int code,
                              const char *reason, size_t reason_len,
                              wsg_close_cause cause, void *user);
 
-/** One structured log event: `event` is its name ("listen", "accept", "open",
- *  "reject", "close", "error", "stop", "too_big", "backpressure",
- *  "handshake_timeout", "heartbeat_stats", "tls_refused", "tls_reloaded",
- *  "tls_reload_failed", "write_failed"; the README lists their fields;
- *  names may be added), `json` the whole event as one JSON
- *  object (no trailing newline), `json_len` its length. Only events at or
- *  above log.level arrive. Service thread, or the thread calling a lifecycle
- *  function (listen, start, run, stop) or wsg_server_reload_tls (whose refusal
- *  of bad files is logged as "tls_reload_failed" on the calling thread). */
-typedef void (*wsg_log_fn)(wsg_log_level level, const char *event, const char *json,
-                           size_t json_len, void *user);
+/** One structured log event of `server`: `event` is its name (the README's
+ *  log-event table lists every event with its level and fields; names may be
+ *  added), `json` the whole event as one JSON object (no trailing newline),
+ *  `json_len` its length. Only events at or above log.level arrive. Service
+ *  thread, or the thread calling a lifecycle function (listen, start, run,
+ *  stop) or wsg_server_reload_tls (whose refusal of bad files is logged as
+ *  "tls_reload_failed" on the calling thread). Since 0.1.0 (the server
+ *  argument: see the version policy). */
+typedef void (*wsg_log_fn)(wsg_server *server, wsg_log_level level, const char *event,
+                           const char *json, size_t json_len, void *user);
 
 /** Create a server from a configuration (copied; NULL means all defaults).
  *  Nothing is bound yet, but TLS files are loaded and checked now.
@@ -360,8 +368,9 @@ WSG_API wsg_status wsg_server_conn_ids(wsg_server *server, wsg_conn_id *ids, siz
 
 /** Send one message to every open connection. The frame is built once and
  *  shared by every queue. @param data borrowed, copied before return.
- *  @return WSG_OK, WSG_EINVAL (bad type, NULL data with len > 0, or len over
- *  limits.max_message_bytes), WSG_ESTATE (not running). Any thread. Since 0.1.0. */
+ *  @return WSG_OK, WSG_EINVAL (bad type, NULL data with len > 0, or a message
+ *  whose frames exceed limits.max_queue_bytes: no queue could ever hold it),
+ *  WSG_ESTATE (not running). Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_server_broadcast(wsg_server *server, wsg_msg_type type, const void *data,
                                         size_t len);
 
@@ -369,11 +378,13 @@ WSG_API wsg_status wsg_server_broadcast(wsg_server *server, wsg_msg_type type, c
  *  writable, after earlier messages. @param data borrowed, copied before return.
  *  Text is sent as given (the caller promises UTF-8).
  *  @return WSG_OK, WSG_ENOTFOUND (stale id), WSG_ECLOSED (closing),
- *  WSG_EINVAL. Any thread. Since 0.1.0. */
+ *  WSG_EINVAL (bad type, NULL data with len > 0, or a message whose frames
+ *  exceed limits.max_queue_bytes). Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
                                  const void *data, size_t len);
 
-/** Close a connection with `code` (1000, 1001, 1008, 1011..1014 or 3000..4999)
+/** Close a connection with `code` (1000..1003, 1007..1009, 1011..1014 or 3000..4999:
+ *  the codes RFC 6455 lets an endpoint send)
  *  and a UTF-8 `reason` of at most 123 bytes (NULL means ""). The close frame
  *  goes out after the messages already queued. on_close reports WSG_CAUSE_APP.
  *  @return WSG_OK, WSG_ENOTFOUND, WSG_ECLOSED (already closing), WSG_EINVAL.

@@ -33,6 +33,12 @@ struct OutMessage {
     std::vector<std::pair<int, FrameList>> deflated;  // window bits -> frames (empty: does not pay)
 
     OutMessage() = default;
+    // Bytes its plain frames take in a queue.
+    size_t bytes() const {
+        size_t n = 0;
+        for (const FrameRef &f : frames) n += f->size();
+        return n;
+    }
     OutMessage(wsg_msg_type type, const void *data, size_t len, size_t max_frame)
         : frames(FrameBuilder::message(type, data, len, max_frame)), payload(len) {}
 };

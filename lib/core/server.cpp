@@ -39,6 +39,7 @@ Server::Server(Settings settings, wsg_server *self)
       gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_),
       mailbox_(transport_) {
     app.server = self;
+    log.set_server(self);
     log.set_min_level(cfg_.log_level);
 }
 
@@ -499,17 +500,24 @@ wsg_status Server::dispatch(wsg_conn_id id, bool claim_close, Direct &&direct, M
     return WSG_OK;
 }
 
-wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len) {
+wsg_status Server::check_message(wsg_msg_type type, const void *data, size_t len, const OutMessage *m) const {
     if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
         return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
     if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+    if (m && m->bytes() > cfg_.max_queue_bytes)
+        return fail(WSG_EINVAL, "a message of " + std::to_string(len) + " bytes (" + std::to_string(m->bytes()) +
+                                    " framed) exceeds limits.max_queue_bytes (" +
+                                    std::to_string(cfg_.max_queue_bytes) + "): no send queue could hold it");
+    return WSG_OK;
+}
+
+wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len) {
+    if (wsg_status st = check_message(type, data, len, nullptr)) return st;
+    OutMessage m(type, data, len, cfg_.write_batch_bytes);
+    if (wsg_status st = check_message(type, data, len, &m)) return st;
     return dispatch(
-        id, false,
-        [&](Conn *c) {
-            OutMessage m(type, data, len, cfg_.write_batch_bytes);
-            outbox_.deliver(c, m);
-        },
-        [&] { return Command(cmd::Send{id, OutMessage(type, data, len, cfg_.write_batch_bytes)}); });
+        id, false, [&](Conn *c) { outbox_.deliver(c, m); },
+        [&] { return Command(cmd::Send{id, std::move(m)}); });
 }
 
 wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
@@ -575,10 +583,9 @@ wsg_status Server::reload_tls() {
 }
 
 wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len) {
-    if (type != WSG_MSG_TEXT && type != WSG_MSG_BINARY)
-        return fail(WSG_EINVAL, "message type must be WSG_MSG_TEXT or WSG_MSG_BINARY");
-    if (!data && len) return fail(WSG_EINVAL, "data is NULL but len > 0");
+    if (wsg_status st = check_message(type, data, len, nullptr)) return st;
     cmd::Broadcast c{OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
     if (on_service_thread()) {
         execute(c);
         return WSG_OK;

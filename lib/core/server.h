@@ -93,6 +93,8 @@ private:
     bool on_client_certificate(bool verified) override;
     void on_transport_error(const std::string &message) override;
 
+    // Type, data and (with m) size of a message to send.
+    wsg_status check_message(wsg_msg_type type, const void *data, size_t len, const OutMessage *m) const;
     wsg_status listen_locked();
     void loop();
     void close_transport();

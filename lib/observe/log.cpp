@@ -54,7 +54,7 @@ void Logger::emit(wsg_log_level level, LogEvent e, const LogFields &fields) cons
         // replace it rather than fail.
         std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (fn_) {
-            fn_(level, event, text.c_str(), text.size(), user_);
+            fn_(server_, level, event, text.c_str(), text.size(), user_);
         } else {
             text.push_back('\n');
             // One write() per line keeps lines whole when threads interleave.

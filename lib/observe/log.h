@@ -25,6 +25,8 @@ public:
         fn_ = fn;
         user_ = user;
     }
+    // The handle the sink receives.
+    void set_server(wsg_server *server) { server_ = server; }
     bool enabled(wsg_log_level level) const { return level >= min_level_; }
     bool enabled(LogEvent e) const { return enabled(log_event_level(e)); }
     // Adds "ts", "level" and "event" in front of `fields` and delivers the
@@ -37,6 +39,7 @@ private:
     int min_level_ = WSG_LOG_INFO;
     wsg_log_fn fn_ = nullptr;
     void *user_ = nullptr;
+    wsg_server *server_ = nullptr;
 };
 
 }  // namespace wsgate

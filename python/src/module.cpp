@@ -434,7 +434,7 @@ void cb_close(wsg_server *, wsg_conn_id id, int code, const char *reason, size_t
     }
 }
 
-void cb_log(wsg_log_level level, const char *event, const char *json, size_t json_len,
+void cb_log(wsg_server *, wsg_log_level level, const char *event, const char *json, size_t json_len,
             void *user) {
     Hub *h = static_cast<Hub *>(user);
     if (!h->want_log.load(std::memory_order_acquire) || python_gone()) return;

@@ -691,8 +691,37 @@ static void stalled_backpressure_close_keeps_its_cause(void **state) {
     assert_int_equal(tsrv_free(t), 0);
 }
 
+/* A message no queue could ever hold is refused at the call, with the
+ * option named, instead of closing every recipient for backpressure. */
+static void message_over_the_queue_limit_is_refused(void **state) {
+    (void)state;
+    const char *settings[] = {"limits.max_queue_bytes=4096", NULL};
+    tsrv *t = tsrv_start(settings, 0);
+    assert_non_null(t);
+    wsc *c = connect_to(t, "/", NULL);
+    assert_true(WAIT_UNTIL(tu_conn_count(t->srv) == 1, 3000));
+    wsg_conn_id id = conn_id_of(t, c);
+    static char big[4096];
+    memset(big, 'b', sizeof big);
+    /* 4096 bytes of payload need 4 bytes of header: over the limit. */
+    assert_int_equal(wsg_conn_send(t->srv, id, WSG_MSG_BINARY, big, sizeof big), WSG_EINVAL);
+    assert_non_null(strstr(wsg_last_error(), "limits.max_queue_bytes"));
+    assert_int_equal(wsg_server_broadcast(t->srv, WSG_MSG_BINARY, big, sizeof big), WSG_EINVAL);
+    assert_non_null(strstr(wsg_last_error(), "limits.max_queue_bytes"));
+    /* 4092 + 4 fits exactly, and arrives. */
+    assert_int_equal(wsg_conn_send(t->srv, id, WSG_MSG_BINARY, big, 4092), WSG_OK);
+    wsc_frame f;
+    assert_int_equal(wsc_recv_message(c, &f, 3000), 1);
+    assert_int_equal(f.len, 4092);
+    wsc_frame_free(&f);
+    assert_int_equal(tsrv_closes(t), 0);
+    wsc_free(c);
+    assert_int_equal(tsrv_free(t), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(message_over_the_queue_limit_is_refused),
         cmocka_unit_test(stale_ids_are_not_found),
         cmocka_unit_test(bad_arguments_are_refused),
         cmocka_unit_test(info_reports_request_and_counters),

@@ -454,12 +454,15 @@ struct log_capture {
     char events[64][16];
     int n;
     int bad_json;
+    wsg_server *srv;   /* the server every event must name */
+    int wrong_server;
 };
 
-static void capture_log(wsg_log_level level, const char *event, const char *json, size_t len,
-                        void *user) {
+static void capture_log(wsg_server *srv, wsg_log_level level, const char *event, const char *json,
+                        size_t len, void *user) {
     struct log_capture *lc = user;
     pthread_mutex_lock(&lc->mu);
+    if (srv != lc->srv) lc->wrong_server++;
     if (lc->n < 64) snprintf(lc->events[lc->n++], 16, "%s", event);
     if (len != strlen(json) || json[0] != '{' || json[len - 1] != '}' || !strstr(json, "\"event\":\"") ||
         level < WSG_LOG_DEBUG)
@@ -477,7 +480,7 @@ static int has_event(struct log_capture *lc, const char *name) {
 
 static void log_callback_receives_structured_events(void **state) {
     (void)state;
-    struct log_capture lc = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0};
+    struct log_capture lc = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, NULL, 0};
     wsg_config *cfg;
     wsg_config_new(&cfg);
     wsg_config_set_string(cfg, "listen.host", HOST);
@@ -487,6 +490,7 @@ static void log_callback_receives_structured_events(void **state) {
     wsg_server *srv;
     assert_int_equal(wsg_server_new(&srv, cfg), WSG_OK);
     wsg_config_free(cfg);
+    lc.srv = srv;
     wsg_server_on_log(srv, capture_log, &lc, NULL);
     assert_int_equal(wsg_server_start(srv), WSG_OK);
     int port = server_port(srv), status;
@@ -502,6 +506,7 @@ static void log_callback_receives_structured_events(void **state) {
     assert_true(has_event(&lc, "open"));
     assert_true(has_event(&lc, "stop"));
     assert_int_equal(lc.bad_json, 0);
+    assert_int_equal(lc.wrong_server, 0);
 }
 
 static void resources_return_after_cycles(void **state) {
