@@ -447,6 +447,152 @@ static void ipv6_loopback_host(void **state) {
     wsg_server_free(srv);
 }
 
+/* ---- RFC 6455 rules the server enforces itself (lws' ws role let the
+ * first ones through: each was a "Known limit (libwebsockets 4.1.6)") ---- */
+
+/* Sends `frame` (already encoded) on a fresh connection and expects the
+ * server's close frame with `code`, and on_close with that code and cause. */
+static void expect_refusal(tsrv *t, const void *frame, size_t len, int code, wsg_close_cause cause) {
+    wsc *c = open_client(t);
+    int before = tsrv_closes(t);
+    assert_int_equal(wsc_send_raw(c, frame, len), 0);
+    int got = 0;
+    assert_int_equal(wsc_wait_closed(c, 3000, 1, &got), 1);
+    assert_int_equal(got, code);
+    wsc_free(c);
+    tsrv_close r;
+    assert_int_equal(tsrv_wait_close(t, before, 3000, &r), 1);
+    /* The close event reports the code that was sent, not 1006. */
+    assert_int_equal(r.code, code);
+    assert_int_equal(r.cause, cause);
+}
+
+static void protocol_violations_close_with_1002(void **state) {
+    tsrv *t = *state;
+    size_t n;
+    /* An unmasked client frame (RFC 6455 5.1). */
+    unsigned char *f = wsc_build_frame(1, 1, "hi", 2, 0, &n);
+    expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+    free(f);
+    /* RSV2 and RSV3 with no extension, RSV1 without permessage-deflate. */
+    const int rsv[] = {0x20, 0x10, 0x40};
+    for (int i = 0; i < 3; i++) {
+        f = wsc_build_frame(1 | rsv[i], 1, "hi", 2, 1, &n);
+        expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+        free(f);
+    }
+    /* Reserved opcodes, a fragmented ping, a 126-byte ping, a stray continuation. */
+    const int ops[] = {3, 7, 0xB, 0xF};
+    for (int i = 0; i < 4; i++) {
+        f = wsc_build_frame(ops[i], 1, "x", 1, 1, &n);
+        expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+        free(f);
+    }
+    f = wsc_build_frame(9, 0, "p", 1, 1, &n);
+    expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+    free(f);
+    char big[126];
+    memset(big, 'p', sizeof big);
+    f = wsc_build_frame(9, 1, big, sizeof big, 1, &n);
+    expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+    free(f);
+    f = wsc_build_frame(0, 1, "x", 1, 1, &n);
+    expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+    free(f);
+}
+
+static void close_frames_are_checked(void **state) {
+    tsrv *t = *state;
+    size_t n;
+    /* Codes a peer may not send (RFC 6455 7.4): 1002 back. */
+    const int bad[] = {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        unsigned char p[2] = {(unsigned char)(bad[i] >> 8), (unsigned char)bad[i]};
+        unsigned char *f = wsc_build_frame(8, 1, p, 2, 1, &n);
+        expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+        free(f);
+    }
+    /* A one-byte payload. */
+    unsigned char *f = wsc_build_frame(8, 1, "\x03", 1, 1, &n);
+    expect_refusal(t, f, n, 1002, WSG_CAUSE_PROTOCOL_ERROR);
+    free(f);
+    /* A reason that is not UTF-8 (RFC 6455 8.1): 1007. */
+    f = wsc_build_frame(8, 1, "\x03\xe8\xff\xfe", 4, 1, &n);
+    expect_refusal(t, f, n, 1007, WSG_CAUSE_INVALID_UTF8);
+    free(f);
+    /* Valid ones are answered with the same code and reported as the peer's. */
+    const int good[] = {1000, 1003, 1007, 1014, 3000, 4999};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        wsc *c = open_client(t);
+        int before = tsrv_closes(t);
+        assert_int_equal(wsc_send_close(c, good[i], "bye \xc3\xa9"), 0);
+        int got = 0;
+        assert_int_equal(wsc_wait_closed(c, 3000, 0, &got), 1);
+        assert_int_equal(got, good[i]);
+        wsc_free(c);
+        tsrv_close r;
+        assert_int_equal(tsrv_wait_close(t, before, 3000, &r), 1);
+        assert_int_equal(r.code, good[i]);
+        assert_int_equal(r.cause, WSG_CAUSE_PEER);
+    }
+}
+
+static void every_ping_gets_its_pong(void **state) {
+    tsrv *t = *state;
+    wsc *c = open_client(t);
+    wsc_set_auto_pong(c, 0);
+    /* Ten pings back to back in one write (lws answered only the first). */
+    unsigned char buf[10 * 16];
+    size_t used = 0;
+    for (int i = 0; i < 10; i++) {
+        char p[8];
+        snprintf(p, sizeof p, "ping%02d", i);
+        size_t n;
+        unsigned char *f = wsc_build_frame(9, 1, p, 6, 1, &n);
+        memcpy(buf + used, f, n);
+        used += n;
+        free(f);
+    }
+    assert_int_equal(wsc_send_raw(c, buf, used), 0);
+    for (int i = 0; i < 10; i++) {
+        wsc_frame f;
+        assert_int_equal(wsc_recv_frame(c, &f, 3000), 1);
+        assert_int_equal(f.opcode, 10);
+        char want[8];
+        snprintf(want, sizeof want, "ping%02d", i);
+        assert_int_equal(f.len, 6);
+        assert_memory_equal(f.data, want, 6);
+        wsc_frame_free(&f);
+    }
+    /* A ping between the fragments of a message is answered, the message intact. */
+    assert_int_equal(wsc_send_frame(c, 1, 0, "ab", 2), 0);
+    assert_int_equal(wsc_send_frame(c, 9, 1, "mid", 3), 0);
+    assert_int_equal(wsc_send_frame(c, 0, 1, "cd", 2), 0);
+    wsc_frame f;
+    assert_int_equal(wsc_recv_frame(c, &f, 3000), 1);
+    assert_int_equal(f.opcode, 10);
+    wsc_frame_free(&f);
+    expect_message(c, 1, "abcd", 4);
+    assert_int_equal(wsc_close(c, 1000, 3000), 1000);
+}
+
+static void raw_query_is_kept(void **state) {
+    tsrv *t = *state;
+    int status = 0;
+    wsc *c = wsc_connect(HOST, t->port, "/room%2F1?a=x%20y&b=%C3%A9&c", NULL, 3000, &status);
+    assert_non_null(c);
+    assert_true(WAIT_UNTIL(tsrv_opens(t) >= 1, 3000));
+    wsg_conn_info *info;
+    assert_int_equal(wsg_conn_info_get(t->srv, tsrv_last_open(t), &info), WSG_OK);
+    const char *s;
+    assert_int_equal(wsg_conn_info_string(info, WSG_INFO_QUERY, &s), WSG_OK);
+    assert_string_equal(s, "a=x%20y&b=%C3%A9&c");
+    assert_int_equal(wsg_conn_info_string(info, WSG_INFO_PATH, &s), WSG_OK);
+    assert_string_equal(s, "/room%2F1");
+    wsg_conn_info_free(info);
+    wsc_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(echo_of_every_length_class, setup_echo, teardown),
@@ -460,6 +606,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(garbage_before_upgrade_is_harmless, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(loopback_host_listens_on_loopback_only, setup_echo, teardown),
         cmocka_unit_test(ipv6_loopback_host),
+        cmocka_unit_test_setup_teardown(protocol_violations_close_with_1002, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(close_frames_are_checked, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(every_ping_gets_its_pong, setup_echo, teardown),
+        cmocka_unit_test_setup_teardown(raw_query_is_kept, setup_echo, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
