@@ -9,7 +9,10 @@
 #pragma once
 
 #include <atomic>
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,17 +33,18 @@ namespace wsgate {
 struct Link;
 
 // What a transport link's owner is: a request still in its handshake, or an
-// open connection. Both start with this, so the owner pointer tells.
+// open connection. Both start with this, so the owner pointer tells, and
+// both have one deadline timer (handshake timeout, or the heartbeat's).
 struct LinkOwner {
     enum class Kind : uint8_t { Handshake, Conn };
     explicit LinkOwner(Kind k) : kind(k) {}
+    WheelTimer timer;
     Kind kind;
+    static LinkOwner *of(WheelTimer *t) {
+        return reinterpret_cast<LinkOwner *>(reinterpret_cast<char *>(t) - offsetof(LinkOwner, timer));
+    }
 };
-
-// A wheel timer that knows whose deadline it holds.
-struct OwnerTimer : WheelTimer {
-    LinkOwner *owner = nullptr;
-};
+static_assert(std::is_standard_layout<LinkOwner>::value, "LinkOwner::of needs a standard layout");
 
 // Several strings in one allocation: facts fixed at open (path, query...).
 // Empty strings cost nothing; all empty costs no allocation.
@@ -51,12 +55,13 @@ public:
     explicit PackedStrings(const std::string_view (&items)[N]);
     std::string_view get(int i) const {
         if (!blob_) return {};
-        const uint32_t *off = reinterpret_cast<const uint32_t *>(blob_.get());
-        return std::string_view(blob_.get() + off[i], off[i + 1] - off[i]);
+        uint16_t off[2];
+        std::memcpy(off, blob_.get() + sizeof(uint16_t) * i, sizeof off);
+        return std::string_view(blob_.get() + off[0], off[1] - off[0]);
     }
 
 private:
-    std::unique_ptr<char[]> blob_;  // N+1 uint32 offsets, then the bytes
+    std::unique_ptr<char[]> blob_;  // N+1 uint16 offsets, then the bytes
 };
 
 // The facts of a connection, fixed once it is open.
@@ -65,70 +70,58 @@ enum ConnFact { kPath, kQuery, kOrigin, kSubprotocol, kTlsSubject, kUserId, kCla
 struct ConnShared {
     wsg_conn_id id = 0;
     PackedStrings<kFactCount> facts;
-    IpAddr peer;               // the TCP peer, or behind trusted proxies the client it forwards for
-    uint16_t peer_port = 0;
-    bool deflate = false;      // permessage-deflate negotiated
-    int64_t connected_at_ms = 0;  // Unix time
-    int64_t opened_mono_ms = 0;   // monotonic, for durations
+    IpAddr peer;                  // the TCP peer, or behind trusted proxies the client it forwards for
+    int64_t opened_mono_ms = 0;   // monotonic; the Unix time of the upgrade is derived from it
     // Written by the service thread only, read by any thread.
     std::atomic<uint64_t> msgs_in{0}, bytes_in{0}, msgs_out{0}, bytes_out{0};
     std::atomic<int64_t> rtt_us{-1};
     std::atomic<void *> user{nullptr};
+    uint16_t peer_port = 0;
+    bool deflate = false;  // permessage-deflate negotiated
     // Set by wsg_conn_close() off the service thread before its command
     // runs, so later sends and closes already answer WSG_ECLOSED.
     std::atomic<bool> close_requested{false};
 
     std::string_view fact(ConnFact f) const { return facts.get(f); }
-    static void bump(std::atomic<uint64_t> &c, uint64_t n) {
-        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    }
 };
+
+// Adds to a counter that only the service thread writes (other threads read it).
+inline void bump(std::atomic<uint64_t> &c, uint64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
 
 // What happens to a connection's close, in order.
 enum class CloseStage : uint8_t {
-    Open,        // nothing decided
-    Queued,      // our close frame waits behind the queued frames
-    Sent,        // our close frame is out; waiting for the peer's
-    Replying,    // the peer closed first; our reply waits to be written
-    Done,        // both close frames exchanged: the TCP close follows the flush
+    Open,      // nothing decided
+    Queued,    // our close frame waits behind the queued frames
+    Sent,      // our close frame is out; waiting for the peer's
+    Replying,  // the peer closed first; our reply waits to be written
+    Done,      // both close frames exchanged: the TCP close follows the flush
 };
 
+// Fields are ordered so that the small ones pack together: this struct is
+// the bulk of an idle connection's memory.
 struct Conn : LinkOwner, ConnShared {
     Conn() : LinkOwner(Kind::Conn) {}
     Link *link = nullptr;
 
     // ---- service thread only from here on
     proto::FrameReader reader;
-    FrameQueue queue;       // data frames
-    FrameQueue control;     // pongs: written before data, never dropped for backpressure
-    bool writable_requested = false;
-    bool ping_due = false;
-    bool ip_counted = false, user_counted = false;  // held in the per-IP/per-user counters
-    bool inflate_keep_context = false;  // the client keeps its compression context
-    uint8_t deflate_window_bits = 15;   // server_max_window_bits the client asked for
+    FrameQueue queue;    // data frames
+    FrameQueue control;  // pongs: written before data, never dropped for backpressure
 
-    // Inbound message being reassembled (only while one is incomplete).
-    std::unique_ptr<std::string> rx;
-    std::unique_ptr<Inflater> inflater;  // context-keeping clients, or a message in pieces
-    Utf8Validator rx_utf8;               // compressed text, validated after inflating
-    MessageRateLimiter rate;
-
-    // Close: `closing` is set once a close is decided, by us or the peer.
-    bool closing = false;
-    // We refused what the peer sent (too big, bad data...): after our close
-    // frame the TCP write side is shut, without waiting for its answer,
-    // which we could not read anyway.
-    bool refused_input = false;
-    bool write_shut = false;
-    CloseStage close_stage = CloseStage::Open;
-    wsg_close_cause cause = WSG_CAUSE_LOST;
-    uint16_t close_code = 0;              // what on_close reports (the code we sent, or the peer's)
+    // An inbound message in pieces (only while one is incomplete) and, for
+    // a client that keeps its compression context, its inflater.
+    struct Inbound {
+        std::string rx;  // the message so far (inflated, if compressed)
+        std::unique_ptr<Inflater> inflater;
+    };
+    std::unique_ptr<Inbound> in;
+    std::unique_ptr<MessageRateLimiter> rate;  // with limits.messages_per_s only
     std::unique_ptr<std::string> close_reason;  // set with a close
 
-    // Heartbeat. Times are Clock milliseconds; 0 = none.
-    OwnerTimer timer;
-    const HeartbeatTimes *times = nullptr;  // the server's, or own_times
-    std::unique_ptr<HeartbeatTimes> own_times;
+    // Heartbeat (the timer is LinkOwner's). Times are Clock milliseconds; 0 = none.
+    const HeartbeatTimes *times = nullptr;  // the server's, or this connection's own
     int64_t last_alive_ms = 0;     // last pong (or frame) from the peer
     int64_t last_data_ms = 0;      // last whole data message
     int64_t next_ping_ms = 0;
@@ -137,6 +130,31 @@ struct Conn : LinkOwner, ConnShared {
     int64_t token_deadline_ms = 0; // the JWT expires (plus grace) then
     uint64_t ping_payload = 0;     // timestamp (us) carried by the last ping
 
+    uint16_t close_code = 0;  // what on_close reports (the code we sent, or the peer's)
+    CloseStage close_stage = CloseStage::Open;
+    uint8_t cause = WSG_CAUSE_LOST;  // a wsg_close_cause
+    uint8_t deflate_window_bits = 15;  // server_max_window_bits the client asked for
+    bool writable_requested = false;
+    bool ping_due = false;
+    bool ip_counted = false, user_counted = false;  // held in the per-IP/per-user counters
+    bool inflate_keep_context = false;  // the client keeps its compression context
+    bool own_times = false;             // times was allocated for this connection
+    // Close: `closing` is set once a close is decided, by us or the peer.
+    bool closing = false;
+    // We refused what the peer sent (too big, bad data...): after our close
+    // frame the TCP write side is shut, without waiting for its answer,
+    // which we could not read anyway.
+    bool refused_input = false;
+    bool write_shut = false;
+
+    Conn(const Conn &) = delete;
+    Conn &operator=(const Conn &) = delete;
+    ~Conn() {
+        if (own_times) delete times;
+    }
+
+    wsg_close_cause close_cause() const { return static_cast<wsg_close_cause>(cause); }
+    void set_cause(wsg_close_cause c) { cause = static_cast<uint8_t>(c); }
     const std::string &reason() const {
         static const std::string empty;
         return close_reason ? *close_reason : empty;
@@ -148,16 +166,20 @@ PackedStrings<N>::PackedStrings(const std::string_view (&items)[N]) {
     size_t total = 0;
     for (const auto &s : items) total += s.size();
     if (total == 0) return;
-    const size_t head = sizeof(uint32_t) * (N + 1);
+    const size_t head = sizeof(uint16_t) * (N + 1);
+    // Offsets are 16-bit: the strings come from a request whose header block
+    // is bounded far below 64 KiB, and a longer item is cut, never wrapped.
+    if (head + total > 0xffff) total = 0xffff - head;
     blob_.reset(new char[head + total]);
-    uint32_t off[N + 1];
-    uint32_t at = static_cast<uint32_t>(head);
+    uint16_t off[N + 1];
+    size_t at = head;
     for (int i = 0; i < N; i++) {
-        off[i] = at;
-        std::memcpy(blob_.get() + at, items[i].data(), items[i].size());
-        at += static_cast<uint32_t>(items[i].size());
+        off[i] = static_cast<uint16_t>(at);
+        size_t n = std::min(items[i].size(), head + total - at);
+        std::memcpy(blob_.get() + at, items[i].data(), n);
+        at += n;
     }
-    off[N] = at;
+    off[N] = static_cast<uint16_t>(at);
     std::memcpy(blob_.get(), off, head);
 }
 

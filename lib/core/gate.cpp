@@ -76,7 +76,6 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
 Handshake *Gate::admit(Link *link) {
     auto *h = new Handshake();
     h->link = link;
-    h->timer.owner = h;
     wheel_.schedule(&h->timer, clock_.now_ms() + cfg_.handshake_timeout_ms);
     Transport::set_owner(link, static_cast<LinkOwner *>(h));
     pending_++;
@@ -233,9 +232,9 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     c->deflate = pmd.accepted;
     c->inflate_keep_context = pmd.accepted && !pmd.client_no_context_takeover;
     c->deflate_window_bits = static_cast<uint8_t>(pmd.server_window_bits);
-    c->connected_at_ms = unix_ms();
     c->opened_mono_ms = mono_ms();
     c->times = &cfg_.heartbeat;
+    if (!cfg_.message_rate.unlimited()) c->rate = std::make_unique<MessageRateLimiter>();
     if (auth.exp_s > 0) {
         // Wall-clock expiry as a monotonic deadline.
         int64_t left = auth.exp_s * 1000 + cfg_.auth.expiry_grace_ms - unix_ms();

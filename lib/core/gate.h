@@ -41,8 +41,7 @@ struct Admission {
 // A link still in its opening handshake.
 struct Handshake : LinkOwner {
     Handshake() : LinkOwner(Kind::Handshake) {}
-    Link *link = nullptr;
-    OwnerTimer timer;  // the handshake deadline (heartbeat.handshake_timeout_ms)
+    Link *link = nullptr;  // the deadline is heartbeat.handshake_timeout_ms, on LinkOwner's timer
     proto::HttpRequestParser parser;
 };
 

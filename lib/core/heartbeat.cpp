@@ -3,17 +3,16 @@
 namespace wsgate {
 
 void Heartbeat::start(Conn *c, int64_t now) {
-    c->timer.owner = c;
     c->last_alive_ms = c->last_data_ms = now;
     c->next_ping_ms = c->times->ping_interval_ms ? now + c->times->ping_interval_ms : 0;
 }
 
 void Heartbeat::override(Conn *c, const std::string &key, int64_t value, int64_t now) {
     if (!c->own_times) {
-        c->own_times = std::make_unique<HeartbeatTimes>(*c->times);
-        c->times = c->own_times.get();
+        c->times = new HeartbeatTimes(*c->times);
+        c->own_times = true;
     }
-    HeartbeatTimes &t = *c->own_times;
+    HeartbeatTimes &t = const_cast<HeartbeatTimes &>(*c->times);
     if (key == "heartbeat.ping_interval_ms") {
         t.ping_interval_ms = value;
         c->next_ping_ms = value ? now + value : 0;
@@ -35,17 +34,17 @@ Heartbeat::Action Heartbeat::check(Conn *c, int64_t now) {
     // A close already decided for a stop, for a peer that stopped reading,
     // or for input we refused explains why the peer neither answers nor
     // takes our output: keep it.
-    bool explained = c->closing && (c->cause == WSG_CAUSE_SHUTDOWN || c->cause == WSG_CAUSE_BACKPRESSURE ||
+    bool explained = c->closing && (c->close_cause() == WSG_CAUSE_SHUTDOWN || c->close_cause() == WSG_CAUSE_BACKPRESSURE ||
                                     c->refused_input);
     if (c->close_deadline_ms && now >= c->close_deadline_ms) {
         a.kind = Action::Drop;
-        a.cause = explained ? c->cause : WSG_CAUSE_CLOSE_TIMEOUT;
+        a.cause = explained ? c->close_cause() : WSG_CAUSE_CLOSE_TIMEOUT;
         return a;  // code and reason: the close we sent
     }
     if (c->write_deadline_ms && now >= c->write_deadline_ms) {
         a.kind = Action::Drop;
         if (explained) {
-            a.cause = c->cause;
+            a.cause = c->close_cause();
         } else {
             a.code = 1006;
             a.reason = "write timeout";

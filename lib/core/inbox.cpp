@@ -60,7 +60,7 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
 }
 
 void Inbox::fail(Conn *c, int code, const char *reason, wsg_close_cause cause) {
-    if (c->rx) c->rx.reset();
+    c->in.reset();
     if (!c->closing) c->refused_input = true;
     outbox_.close(c, code, reason, cause, true);
 }
@@ -88,15 +88,15 @@ void Inbox::bad_compression(Conn *c, const char *detail) {
 // context per message uses the shared inflater: such a connection holds no
 // zlib state at all. False when the connection is being failed.
 bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, bool whole, bool final) {
-    bool shared = whole && !c->inflate_keep_context && !c->inflater;
-    if (!shared && !c->inflater) c->inflater = std::make_unique<Inflater>();
-    Inflater &inf = shared ? shared_inflater_ : *c->inflater;
+    bool shared = whole && !c->inflate_keep_context && !(c->in && c->in->inflater);
+    if (!shared && !inbound(c).inflater) c->in->inflater = std::make_unique<Inflater>();
+    Inflater &inf = shared ? shared_inflater_ : *c->in->inflater;
     Inflater::Result r = inf.feed(p, n, final, out, cfg_.max_message_bytes);
     if (shared) {
         inf.reset();
     } else if (final || r != Inflater::Result::Ok) {
-        c->inflater->end_message(c->inflate_keep_context);
-        if (!c->inflate_keep_context) c->inflater.reset();
+        c->in->inflater->end_message(c->inflate_keep_context);
+        if (!c->inflate_keep_context) c->in->inflater.reset();
     }
     switch (r) {
     case Inflater::Result::Ok: return true;
@@ -106,6 +106,19 @@ bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, 
     return false;
 }
 
+Conn::Inbound &Inbox::inbound(Conn *c) {
+    if (!c->in) c->in = std::make_unique<Conn::Inbound>();
+    return *c->in;
+}
+
+std::string Inbox::take_message(Conn *c) {
+    std::string msg = std::move(c->in->rx);
+    // Between messages a connection keeps nothing, but a context-keeping
+    // client's inflater.
+    if (!c->in->inflater) c->in.reset();
+    return msg;
+}
+
 void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk &chunk, int64_t now) {
     if (c->closing) return;  // a close is under way; late data is dropped
     const bool whole = chunk.message_start && chunk.message_end;
@@ -113,35 +126,30 @@ void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk 
         // The reader checked size and UTF-8. A message that came whole in
         // this read is handed over from the read buffer itself.
         if (whole) return deliver(c, chunk.binary, p, n, now);
-        if (!c->rx) c->rx = std::make_unique<std::string>();
-        c->rx->append(reinterpret_cast<const char *>(p), n);
+        inbound(c).rx.append(reinterpret_cast<const char *>(p), n);
         if (!chunk.message_end) return;
-        std::unique_ptr<std::string> msg = std::move(c->rx);
-        return deliver(c, chunk.binary, msg->data(), msg->size(), now);
+        const std::string msg = take_message(c);
+        return deliver(c, chunk.binary, msg.data(), msg.size(), now);
     }
-    if (chunk.message_start) c->rx_utf8.reset();
-    std::string *out;
-    if (whole) {
-        inflated_.clear();
-        out = &inflated_;
-    } else {
-        if (!c->rx) c->rx = std::make_unique<std::string>();
-        out = c->rx.get();
-    }
-    if (!inflate_into(c, p, n, out, whole, chunk.message_end) || !chunk.message_end) return;
-    std::unique_ptr<std::string> held = std::move(c->rx);
+    if (whole) inflated_.clear();
+    if (!inflate_into(c, p, n, whole ? &inflated_ : &inbound(c).rx, whole, chunk.message_end) ||
+        !chunk.message_end)
+        return;
+    std::string held;
+    if (!whole) held = take_message(c);
+    const std::string &msg = whole ? inflated_ : held;
     // Inflated text is validated once the whole message is in.
-    if (!chunk.binary && !(c->rx_utf8.feed(reinterpret_cast<const uint8_t *>(out->data()), out->size()) &&
-                           c->rx_utf8.complete()))
+    Utf8Validator utf8;
+    if (!chunk.binary && !(utf8.feed(reinterpret_cast<const uint8_t *>(msg.data()), msg.size()) && utf8.complete()))
         return fail(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8);
-    deliver(c, chunk.binary, out->data(), out->size(), now);
+    deliver(c, chunk.binary, msg.data(), msg.size(), now);
     // The scratch buffer does not pin a huge message's memory.
     if (inflated_.capacity() > 256 * 1024) std::string().swap(inflated_);
 }
 
 void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t now) {
     c->last_data_ms = now;
-    if (!cfg_.message_rate.unlimited() && !c->rate.allow(cfg_.message_rate, now)) {
+    if (!cfg_.message_rate.unlimited() && !c->rate->allow(cfg_.message_rate, now)) {
         if (!cfg_.rate_drop) return fail(c, 1008, "message rate limit", WSG_CAUSE_RATE_LIMIT);
         // Drop: counted, and logged once per 1,000 so a flood cannot flood the log.
         if (dropped_messages_++ % 1000 == 0) {
@@ -152,8 +160,8 @@ void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t no
         }
         return;
     }
-    ConnShared::bump(c->msgs_in, 1);
-    ConnShared::bump(c->bytes_in, n);
+    bump(c->msgs_in, 1);
+    bump(c->bytes_in, n);
     if (app_.on_message.fn)
         app_.on_message.fn(app_.server, c->id, binary ? WSG_MSG_BINARY : WSG_MSG_TEXT, data, n,
                            app_.on_message.user);

@@ -39,8 +39,8 @@ void Outbox::want_writable(Conn *c) {
 void Outbox::deliver(Conn *c, OutMessage &m) {
     if (c->closing) return;
     for (const FrameRef &f : frames_for(c, m)) c->queue.push(f);
-    ConnShared::bump(c->msgs_out, 1);
-    ConnShared::bump(c->bytes_out, m.payload);
+    bump(c->msgs_out, 1);
+    bump(c->bytes_out, m.payload);
     const size_t queued = c->queue.bytes() + c->control.bytes();
     if (queued > cfg_.max_queue_bytes) {
         // The peer stopped reading: drop what it will never get and close.
@@ -78,7 +78,7 @@ void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause
     c->close_stage = CloseStage::Queued;
     c->close_code = static_cast<uint16_t>(code);
     c->close_reason = std::make_unique<std::string>(reason);
-    c->cause = cause;
+    c->set_cause(cause);
     if (drop_queued) c->queue.clear();
     // The close frame waits behind the queue: bound that wait by write
     // progress (write_wait) or, with write_wait off, by close_wait.
@@ -100,7 +100,7 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
         // send nothing more, and close the TCP connection once the reply is out.
         c->closing = true;
         c->close_stage = CloseStage::Replying;
-        c->cause = WSG_CAUSE_PEER;
+        c->set_cause(WSG_CAUSE_PEER);
         c->close_code = static_cast<uint16_t>(code);
         c->close_reason = std::make_unique<std::string>(reinterpret_cast<const char *>(reason), len);
         c->queue.clear();

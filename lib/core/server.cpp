@@ -16,6 +16,11 @@ int64_t mono_ms() {
     return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+int64_t unix_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 int64_t mono_us() {
     using namespace std::chrono;
     return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
@@ -159,7 +164,7 @@ void Server::close_transport() {
             c->closing = true;
             c->close_code = 1001;
             c->close_reason = std::make_unique<std::string>("going away");
-            c->cause = WSG_CAUSE_SHUTDOWN;
+            c->set_cause(WSG_CAUSE_SHUTDOWN);
         }
         finish(c);
     }
@@ -333,11 +338,11 @@ void Server::finish(Conn *c) {
     if (!c->closing) {
         c->closing = true;
         c->close_code = 1006;
-        c->cause = WSG_CAUSE_LOST;
+        c->set_cause(WSG_CAUSE_LOST);
     }
     const std::string &reason = c->reason();
     if (app.on_close.fn)
-        app.on_close.fn(app.server, c->id, c->close_code, reason.c_str(), reason.size(), c->cause,
+        app.on_close.fn(app.server, c->id, c->close_code, reason.c_str(), reason.size(), c->close_cause(),
                         app.on_close.user);
     if (log.enabled(LogEvent::close)) {
         LogFields f;
@@ -345,7 +350,7 @@ void Server::finish(Conn *c) {
         f["peer"] = c->peer.to_string();
         f["peer_port"] = c->peer_port;
         f["code"] = c->close_code;
-        f["cause"] = wsg_close_cause_str(c->cause);
+        f["cause"] = wsg_close_cause_str(c->close_cause());
         if (!reason.empty()) f["reason"] = reason;
         f["duration_ms"] = mono_ms() - c->opened_mono_ms;
         f["msgs_in"] = c->msgs_in.load();
@@ -369,7 +374,7 @@ void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause 
         c->close_reason = std::make_unique<std::string>(reason);
     }
     c->closing = true;
-    c->cause = cause;
+    c->set_cause(cause);
     Link *link = c->link;
     finish(c);
     if (link) transport_.close_soon(link);
@@ -377,9 +382,10 @@ void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause 
 
 // ---------------------------------------------------------------- heartbeat
 
-void Server::on_timer(OwnerTimer *t, int64_t now) {
-    if (t->owner->kind == LinkOwner::Kind::Handshake) return gate_.timed_out(static_cast<Handshake *>(t->owner));
-    Conn *c = static_cast<Conn *>(t->owner);
+void Server::on_timer(WheelTimer *t, int64_t now) {
+    LinkOwner *owner = LinkOwner::of(t);
+    if (owner->kind == LinkOwner::Kind::Handshake) return gate_.timed_out(static_cast<Handshake *>(owner));
+    Conn *c = static_cast<Conn *>(owner);
     Heartbeat::Action a = heartbeat_.check(c, now);
     switch (a.kind) {
     case Heartbeat::Action::None: break;
@@ -393,7 +399,7 @@ void Server::on_tick() {
     if (stop_requested_.load(std::memory_order_relaxed)) begin_shutdown();
     const int64_t now = clock_.now_ms();
     const int64_t t0 = mono_us();
-    size_t fired = wheel_.advance(now, [this, now](WheelTimer *t) { on_timer(static_cast<OwnerTimer *>(t), now); });
+    size_t fired = wheel_.advance(now, [this, now](WheelTimer *t) { on_timer(t, now); });
     TickStats &ts = tick_stats_;
     int64_t took = mono_us() - t0;
     int b = 0;
@@ -631,8 +637,8 @@ wsg_status Server::conn_info(wsg_conn_id id, wsg_conn_info *info) {
         info->tls_subject = std::string(c->fact(kTlsSubject));
         info->user_id = std::string(c->fact(kUserId));
         info->claims = std::string(c->fact(kClaims));
-        info->connected_at_ms = c->connected_at_ms;
         info->duration_ms = mono_ms() - c->opened_mono_ms;
+        info->connected_at_ms = unix_ms() - info->duration_ms;
         info->msgs_in = static_cast<int64_t>(c->msgs_in.load());
         info->bytes_in = static_cast<int64_t>(c->bytes_in.load());
         info->msgs_out = static_cast<int64_t>(c->msgs_out.load());

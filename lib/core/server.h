@@ -104,7 +104,7 @@ private:
     // Ends it at once, no handshake (the peer is not answering).
     void drop(Conn *c, int code, const std::string &reason, wsg_close_cause cause);
     void on_tick();
-    void on_timer(OwnerTimer *t, int64_t now);
+    void on_timer(WheelTimer *t, int64_t now);
     void begin_shutdown();
     void report_tick_stats(int64_t now);
     void execute(cmd::Send &c);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <string>
 #include <utility>
@@ -119,41 +120,41 @@ private:
     static FrameRef one(int first_byte_flags, bool fin, const uint8_t *p, size_t len);
 };
 
-// FIFO of frames with no allocation while empty (an idle connection costs
-// nothing here), amortised O(1) push and pop.
+// FIFO of frames. It lives in every connection, so while empty it is one
+// null pointer and holds no memory: its storage is allocated by the first
+// push and freed when the last frame leaves. Amortised O(1) push and pop.
 class FrameQueue {
 public:
-    bool empty() const { return head_ == items_.size(); }
-    size_t bytes() const { return bytes_; }
-    size_t count() const { return items_.size() - head_; }
+    bool empty() const { return !r_; }
+    size_t bytes() const { return r_ ? r_->bytes : 0; }
+    size_t count() const { return r_ ? r_->items.size() - r_->head : 0; }
     void push(FrameRef f) {
-        bytes_ += f->size();
-        items_.push_back(std::move(f));
+        if (!r_) r_ = std::make_unique<Ring>();
+        r_->bytes += f->size();
+        r_->items.push_back(std::move(f));
     }
-    Frame *front() const { return items_[head_].get(); }
+    Frame *front() const { return r_->items[r_->head].get(); }
     void pop() {
-        bytes_ -= items_[head_]->size();
-        items_[head_] = FrameRef();
-        if (++head_ == items_.size()) {
-            items_.clear();
-            head_ = 0;
-            if (items_.capacity() > 64) items_.shrink_to_fit();
-        } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
-            items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
-            head_ = 0;
+        Ring &r = *r_;
+        r.bytes -= r.items[r.head]->size();
+        r.items[r.head] = FrameRef();
+        if (++r.head == r.items.size()) {
+            r_.reset();
+        } else if (r.head >= 64 && r.head * 2 >= r.items.size()) {
+            r.items.erase(r.items.begin(), r.items.begin() + static_cast<std::ptrdiff_t>(r.head));
+            r.head = 0;
         }
     }
-    void clear() {
-        items_.clear();
-        items_.shrink_to_fit();
-        head_ = 0;
-        bytes_ = 0;
-    }
+    void clear() { r_.reset(); }
 
 private:
-    std::vector<FrameRef> items_;
-    size_t head_ = 0;
-    size_t bytes_ = 0;
+    struct Ring {
+        std::vector<FrameRef> items;
+        size_t head = 0;
+        size_t bytes = 0;
+    };
+    std::unique_ptr<Ring> r_;
 };
+static_assert(sizeof(FrameQueue) == sizeof(void *), "an empty FrameQueue costs one pointer");
 
 }  // namespace wsgate
