@@ -106,7 +106,10 @@ struct Conn : LinkOwner, ConnShared {
     Link *link = nullptr;
 
     // ---- service thread only from here on
-    proto::FrameReader reader;
+    // The frame reader's state, only while something is pending between
+    // reads (a partial header, frame or message; a fault; the peer's close):
+    // an idle connection keeps none.
+    std::unique_ptr<proto::FrameReader> reader;
     FrameQueue queue;    // data frames
     FrameQueue control;  // pongs: written before data, never dropped for backpressure
 

@@ -41,20 +41,29 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
     proto::FrameReaderOptions opt;
     opt.deflate = c->deflate;
     opt.max_message_bytes = cfg_.max_message_bytes;
-    c->reader.read(data, len, opt, sink);
-    switch (c->reader.error()) {
+    // A reader at rest is the same as a new one: the connection keeps its
+    // reader only while something is pending between reads.
+    proto::FrameReader fresh;
+    proto::FrameReader &reader = c->reader ? *c->reader : fresh;
+    reader.read(data, len, opt, sink);
+    switch (reader.error()) {
     case proto::ReadError::None: break;
     case proto::ReadError::TooBig: too_big(c); break;
-    case proto::ReadError::BadCompression: bad_compression(c, c->reader.error_reason()); break;
+    case proto::ReadError::BadCompression: bad_compression(c, reader.error_reason()); break;
     case proto::ReadError::InvalidUtf8: fail(c, 1007, "invalid UTF-8", WSG_CAUSE_INVALID_UTF8); break;
     case proto::ReadError::Protocol: {
         LogFields f;
         f["conn"] = c->id;
-        f["message"] = c->reader.error_reason();
+        f["message"] = reader.error_reason();
         log_.emit(LogEvent::protocol_error, f);
-        fail(c, 1002, c->reader.error_reason(), WSG_CAUSE_PROTOCOL_ERROR);
+        fail(c, 1002, reader.error_reason(), WSG_CAUSE_PROTOCOL_ERROR);
         break;
     }
+    }
+    if (c->reader) {
+        if (c->reader->at_rest()) c->reader.reset();
+    } else if (!fresh.at_rest()) {
+        c->reader = std::make_unique<proto::FrameReader>(std::move(fresh));
     }
     return !sink.handshake_done;
 }

@@ -96,9 +96,25 @@ public:
 
     FrameReader() = default;
     ~FrameReader() { release_control(); }
-    // It lives in its connection, never moves, and may own a heap buffer.
+    // It may own a heap buffer: not copied. Moving hands the state over, a
+    // control payload buffer included; the source is left as a new reader.
     FrameReader(const FrameReader &) = delete;
     FrameReader &operator=(const FrameReader &) = delete;
+    FrameReader(FrameReader &&o) noexcept { take(o); }
+    FrameReader &operator=(FrameReader &&o) noexcept {
+        if (this != &o) {
+            release_control();
+            take(o);
+        }
+        return *this;
+    }
+    // Nothing is pending between reads (no partial header, frame or
+    // message, no fault, no close): the reader then behaves exactly as a new
+    // one, so a connection need not keep it (see core/inbox.cpp).
+    bool at_rest() const {
+        return hdr_len_ == 0 && !(frame_ & kInPayload) && !(msg_ & kMsgOpen) && !closed_ &&
+               fault_ == Fault::None;
+    }
 
     // Parses buf[0..n): unmasks payload in place and calls the sink with
     // pointers into buf (valid until the sink returns; on_ping/on_pong/
@@ -145,6 +161,23 @@ private:
     inline bool begin_frame(const uint8_t *h, const FrameReaderOptions &opt);
     uint8_t *control_buffer(size_t len);
     void release_control();
+    void take(FrameReader &o) {
+        remaining_ = o.remaining_;
+        message_bytes_ = o.message_bytes_;
+        std::memcpy(static_cast<void *>(this->hdr_), static_cast<const void *>(o.hdr_),
+                    sizeof pl_ > sizeof hdr_ ? sizeof pl_ : sizeof hdr_);
+        hdr_len_ = o.hdr_len_;
+        frame_ = o.frame_;
+        msg_ = o.msg_;
+        closed_ = o.closed_;
+        fault_ = o.fault_;
+        utf8_ = o.utf8_;
+        o.frame_ = 0;  // the control buffer, if any, is ours now
+        o.hdr_len_ = 0;
+        o.msg_ = 0;
+        o.closed_ = false;
+        o.fault_ = Fault::None;
+    }
     Fault check_close(const uint8_t *p, size_t n) const;
     template <class Sink>
     bool control_frame(uint8_t *p, size_t n, Sink &sink);

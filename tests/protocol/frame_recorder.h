@@ -92,14 +92,26 @@ private:
 // the sink stops the reader after every callback and the driver resumes
 // with the rest of the piece. After the reader closed or failed, the
 // remaining pieces are still offered and must consume nothing.
+// relay: between pieces the reader moves into a new object, and one at rest
+// is swapped for a new reader, as a connection that keeps a reader only
+// while something is pending does (core/inbox.cpp).
 inline Outcome read_pieces(const Bytes &stream, const std::vector<size_t> &cuts, const FrameReaderOptions &opt,
-                           std::string *violation, bool stop_each = false) {
+                           std::string *violation, bool stop_each = false, bool relay = false) {
     FrameReader reader;
     Recorder rec;
     rec.stop_each = stop_each;
     Outcome out;
     size_t from = 0;
     for (size_t k = 0; k <= cuts.size(); k++) {
+        if (relay) {
+            if (reader.at_rest()) {
+                reader = FrameReader();
+            } else {
+                FrameReader moved(std::move(reader));
+                if (!reader.at_rest()) rec.broken("a moved-from reader is not like a new one");
+                reader = std::move(moved);
+            }
+        }
         const size_t to = k < cuts.size() ? cuts[k] : stream.size();
         Bytes piece(stream.begin() + static_cast<std::ptrdiff_t>(from), stream.begin() + static_cast<std::ptrdiff_t>(to));
         from = to;

@@ -162,6 +162,9 @@ Outcome check_every_split(const Bytes &s, const FrameReaderOptions &o = opts()) 
     Outcome both = read_pieces(s, every, o, &v, true);
     expect_clean(v, "byte by byte, stopping");
     expect_same(both, whole, "byte by byte, stopping");
+    Outcome relayed = read_pieces(s, every, o, &v, false, true);
+    expect_clean(v, "byte by byte, the reader moved or renewed between reads");
+    expect_same(relayed, whole, "byte by byte, the reader moved or renewed between reads");
     return whole;
 }
 
