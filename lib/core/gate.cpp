@@ -74,7 +74,13 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
       admission_(admission) {}
 
 Handshake *Gate::admit(Link *link) {
-    auto *h = new Handshake();
+    Handshake *h;
+    if (spare_.empty()) {
+        h = new Handshake();
+    } else {
+        h = spare_.back().release();
+        spare_.pop_back();
+    }
     h->link = link;
     wheel_.schedule(&h->timer, clock_.now_ms() + cfg_.handshake_timeout_ms);
     Transport::set_owner(link, static_cast<LinkOwner *>(h));
@@ -86,7 +92,13 @@ void Gate::drop(Handshake *h) {
     wheel_.cancel(&h->timer);
     if (h->link) Transport::set_owner(h->link, nullptr);
     pending_--;
-    delete h;
+    if (spare_.size() < kSpareHandshakes) {
+        h->link = nullptr;
+        h->parser = proto::HttpRequestParser();
+        spare_.emplace_back(h);
+    } else {
+        delete h;
+    }
 }
 
 void Gate::timed_out(Handshake *h) {
