@@ -113,15 +113,16 @@ struct Conn : LinkOwner, ConnShared {
     FrameQueue queue;    // data frames
     FrameQueue control;  // pongs: written before data, never dropped for backpressure
 
-    // An inbound message in pieces (only while one is incomplete) and, for
-    // a client that keeps its compression context, its inflater.
-    struct Inbound {
-        std::string rx;  // the message so far (inflated, if compressed)
-        std::unique_ptr<Inflater> inflater;
+    // What few connections need, or need only for a while, made on first
+    // need and freed when it holds nothing again (trim_extra).
+    struct Extra {
+        std::string rx;                      // an inbound message in pieces (inflated, if compressed)
+        std::unique_ptr<Inflater> inflater;  // a client that keeps its compression context
+        std::unique_ptr<MessageRateLimiter> rate;  // with limits.messages_per_s
+        std::string close_reason;            // set with a close
+        int64_t token_deadline_ms = 0;       // the JWT expires (plus grace) then
     };
-    std::unique_ptr<Inbound> in;
-    std::unique_ptr<MessageRateLimiter> rate;  // with limits.messages_per_s only
-    std::unique_ptr<std::string> close_reason;  // set with a close
+    std::unique_ptr<Extra> extra;
 
     // Heartbeat (the timer is LinkOwner's). Times are Clock milliseconds; 0 = none.
     const HeartbeatTimes *times = nullptr;  // the server's, or this connection's own
@@ -130,7 +131,6 @@ struct Conn : LinkOwner, ConnShared {
     int64_t next_ping_ms = 0;
     int64_t write_deadline_ms = 0; // pending output must make progress by then
     int64_t close_deadline_ms = 0; // our close frame must be answered by then
-    int64_t token_deadline_ms = 0; // the JWT expires (plus grace) then
     uint64_t ping_payload = 0;     // timestamp (us) carried by the last ping
 
     uint16_t close_code = 0;  // what on_close reports (the code we sent, or the peer's)
@@ -158,10 +158,25 @@ struct Conn : LinkOwner, ConnShared {
 
     wsg_close_cause close_cause() const { return static_cast<wsg_close_cause>(cause); }
     void set_cause(wsg_close_cause c) { cause = static_cast<uint8_t>(c); }
+    Extra &more() {
+        if (!extra) extra = std::make_unique<Extra>();
+        return *extra;
+    }
+    // Frees the extra state once nothing in it is needed.
+    void trim_extra() {
+        if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && extra->close_reason.empty() &&
+            !extra->token_deadline_ms)
+            extra.reset();
+    }
     const std::string &reason() const {
         static const std::string empty;
-        return close_reason ? *close_reason : empty;
+        return extra ? extra->close_reason : empty;
     }
+    void set_reason(std::string r) {
+        if (r.empty() && !extra) return;
+        more().close_reason = std::move(r);
+    }
+    int64_t token_deadline_ms() const { return extra ? extra->token_deadline_ms : 0; }
 };
 
 template <int N>

@@ -246,11 +246,11 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     c->deflate_window_bits = static_cast<uint8_t>(pmd.server_window_bits);
     c->opened_mono_ms = mono_ms();
     c->times = &cfg_.heartbeat;
-    if (!cfg_.message_rate.unlimited()) c->rate = std::make_unique<MessageRateLimiter>();
+    if (!cfg_.message_rate.unlimited()) c->more().rate = std::make_unique<MessageRateLimiter>();
     if (auth.exp_s > 0) {
         // Wall-clock expiry as a monotonic deadline.
         int64_t left = auth.exp_s * 1000 + cfg_.auth.expiry_grace_ms - unix_ms();
-        c->token_deadline_ms = clock_.now_ms() + (left > 0 ? left : 0);
+        c->more().token_deadline_ms = clock_.now_ms() + (left > 0 ? left : 0);
     }
     registry_.add(c.get());
     Conn *conn = c.release();

@@ -60,7 +60,8 @@ Heartbeat::Action Heartbeat::check(Conn *c, int64_t now) {
             a.cause = WSG_CAUSE_PONG_TIMEOUT;
             return a;
         }
-        if (c->token_deadline_ms && now >= c->token_deadline_ms) {
+        const int64_t token_deadline = c->token_deadline_ms();
+        if (token_deadline && now >= token_deadline) {
             a = {Action::Close, 1008, "token expired", WSG_CAUSE_TOKEN_EXPIRED};
         } else if (t.idle_timeout_ms && now >= c->last_data_ms + t.idle_timeout_ms) {
             a = {Action::Close, 1001, "idle timeout", WSG_CAUSE_IDLE_TIMEOUT};
@@ -78,7 +79,7 @@ Heartbeat::Action Heartbeat::check(Conn *c, int64_t now) {
     if (!c->closing && a.kind != Action::Close) {
         if (t.pong_wait_ms) consider(c->last_alive_ms + t.pong_wait_ms);
         if (t.idle_timeout_ms) consider(c->last_data_ms + t.idle_timeout_ms);
-        consider(c->token_deadline_ms);
+        consider(c->token_deadline_ms());
         if (t.ping_interval_ms) consider(c->next_ping_ms);
     }
     if (next != INT64_MAX) wheel_.schedule(&c->timer, next);

@@ -69,7 +69,11 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
 }
 
 void Inbox::fail(Conn *c, int code, const char *reason, wsg_close_cause cause) {
-    c->in.reset();
+    if (c->extra) {
+        std::string().swap(c->extra->rx);
+        c->extra->inflater.reset();
+        c->trim_extra();
+    }
     if (!c->closing) c->refused_input = true;
     outbox_.close(c, code, reason, cause, true);
 }
@@ -97,15 +101,15 @@ void Inbox::bad_compression(Conn *c, const char *detail) {
 // context per message uses the shared inflater: such a connection holds no
 // zlib state at all. False when the connection is being failed.
 bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, bool whole, bool final) {
-    bool shared = whole && !c->inflate_keep_context && !(c->in && c->in->inflater);
-    if (!shared && !inbound(c).inflater) c->in->inflater = std::make_unique<Inflater>();
-    Inflater &inf = shared ? shared_inflater_ : *c->in->inflater;
+    bool shared = whole && !c->inflate_keep_context && !(c->extra && c->extra->inflater);
+    if (!shared && !c->more().inflater) c->extra->inflater = std::make_unique<Inflater>();
+    Inflater &inf = shared ? shared_inflater_ : *c->extra->inflater;
     Inflater::Result r = inf.feed(p, n, final, out, cfg_.max_message_bytes);
     if (shared) {
         inf.reset();
     } else if (final || r != Inflater::Result::Ok) {
-        c->in->inflater->end_message(c->inflate_keep_context);
-        if (!c->inflate_keep_context) c->in->inflater.reset();
+        c->extra->inflater->end_message(c->inflate_keep_context);
+        if (!c->inflate_keep_context) c->extra->inflater.reset();
     }
     switch (r) {
     case Inflater::Result::Ok: return true;
@@ -115,16 +119,11 @@ bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, 
     return false;
 }
 
-Conn::Inbound &Inbox::inbound(Conn *c) {
-    if (!c->in) c->in = std::make_unique<Conn::Inbound>();
-    return *c->in;
-}
-
 std::string Inbox::take_message(Conn *c) {
-    std::string msg = std::move(c->in->rx);
-    // Between messages a connection keeps nothing, but a context-keeping
-    // client's inflater.
-    if (!c->in->inflater) c->in.reset();
+    std::string msg = std::move(c->extra->rx);
+    c->extra->rx.clear();
+    // Between messages a connection keeps nothing it does not need.
+    c->trim_extra();
     return msg;
 }
 
@@ -135,13 +134,13 @@ void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk 
         // The reader checked size and UTF-8. A message that came whole in
         // this read is handed over from the read buffer itself.
         if (whole) return deliver(c, chunk.binary, p, n, now);
-        inbound(c).rx.append(reinterpret_cast<const char *>(p), n);
+        c->more().rx.append(reinterpret_cast<const char *>(p), n);
         if (!chunk.message_end) return;
         const std::string msg = take_message(c);
         return deliver(c, chunk.binary, msg.data(), msg.size(), now);
     }
     if (whole) inflated_.clear();
-    if (!inflate_into(c, p, n, whole ? &inflated_ : &inbound(c).rx, whole, chunk.message_end) ||
+    if (!inflate_into(c, p, n, whole ? &inflated_ : &c->more().rx, whole, chunk.message_end) ||
         !chunk.message_end)
         return;
     std::string held;
@@ -158,7 +157,7 @@ void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk 
 
 void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t now) {
     c->last_data_ms = now;
-    if (!cfg_.message_rate.unlimited() && !c->rate->allow(cfg_.message_rate, now)) {
+    if (!cfg_.message_rate.unlimited() && !c->extra->rate->allow(cfg_.message_rate, now)) {
         if (!cfg_.rate_drop) return fail(c, 1008, "message rate limit", WSG_CAUSE_RATE_LIMIT);
         // Drop: counted, and logged once per 1,000 so a flood cannot flood the log.
         if (dropped_messages_++ % 1000 == 0) {

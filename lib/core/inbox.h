@@ -37,9 +37,8 @@ private:
     void too_big(Conn *c);
     void bad_compression(Conn *c, const char *detail);
     bool inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, bool whole, bool final);
-    // The connection's inbound state, made on first need.
-    Conn::Inbound &inbound(Conn *c);
-    // The message assembled in it; the state goes unless it holds an inflater.
+    // The message assembled in the connection's extra state, which goes
+    // once it holds nothing else.
     std::string take_message(Conn *c);
 
     const Settings &cfg_;

@@ -77,7 +77,7 @@ void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause
     c->closing = true;
     c->close_stage = CloseStage::Queued;
     c->close_code = static_cast<uint16_t>(code);
-    c->close_reason = std::make_unique<std::string>(reason);
+    c->set_reason(reason);
     c->set_cause(cause);
     if (drop_queued) c->queue.clear();
     // The close frame waits behind the queue: bound that wait by write
@@ -102,7 +102,7 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
         c->close_stage = CloseStage::Replying;
         c->set_cause(WSG_CAUSE_PEER);
         c->close_code = static_cast<uint16_t>(code);
-        c->close_reason = std::make_unique<std::string>(reinterpret_cast<const char *>(reason), len);
+        c->set_reason(std::string(reinterpret_cast<const char *>(reason), len));
         c->queue.clear();
         c->control.clear();
         c->ping_due = false;

@@ -163,7 +163,7 @@ void Server::close_transport() {
         if (!c->closing) {
             c->closing = true;
             c->close_code = 1001;
-            c->close_reason = std::make_unique<std::string>("going away");
+            c->set_reason("going away");
             c->set_cause(WSG_CAUSE_SHUTDOWN);
         }
         finish(c);
@@ -371,7 +371,7 @@ void Server::finish(Conn *c) {
 void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause cause) {
     if (code) {
         c->close_code = static_cast<uint16_t>(code);
-        c->close_reason = std::make_unique<std::string>(reason);
+        c->set_reason(reason);
     }
     c->closing = true;
     c->set_cause(cause);
