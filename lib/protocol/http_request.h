@@ -114,7 +114,7 @@ private:
     static int on_headers_complete(http_parser *p);
 
     HttpLimits limits_;
-    http_parser parser_;
+    http_parser parser_{};  // zeroed: http_parser_init reads (and keeps) its data field
     HttpRequest req_;
     State state_ = State::NeedMore;
     int status_ = 0;
