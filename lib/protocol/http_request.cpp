@@ -1,5 +1,6 @@
 #include "protocol/http_request.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "protocol/ascii.h"
@@ -8,17 +9,35 @@
 namespace wsgate::proto {
 namespace {
 
+constexpr const char *kMalformedLine = "malformed request line (expected METHOD SP target SP HTTP/1.1)";
+constexpr const char *kMalformedVersion = "malformed HTTP version (expected HTTP/1.1)";
+
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// What the target may hold: visible ASCII.
-bool is_target_char(char c) { return c > 0x20 && c < 0x7f; }
+// Byte classes, looked up once per byte of the head.
+enum : unsigned char {
+    kToken = 1,   // RFC 7230 tchar (text.h): header names
+    kTarget = 2,  // visible ASCII: the request target
+    kValue = 4,   // field-content: HT, SP, visible ASCII, obs-text; no other control byte
+};
 
-// What a header value may hold (RFC 7230 field-content): HT, SP, visible
-// ASCII and obs-text; no other control byte.
-bool is_value_char(char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u == '\t' || (u >= 0x20 && u != 0x7f);
+const unsigned char *byte_classes() {
+    static const auto table = [] {
+        struct {
+            unsigned char c[256];
+        } t{};
+        for (int i = 0; i < 256; i++) {
+            const char c = static_cast<char>(i);
+            if (wsgate::is_tchar(c)) t.c[i] |= kToken;
+            if (i > 0x20 && i < 0x7f) t.c[i] |= kTarget;
+            if (i == '\t' || (i >= 0x20 && i != 0x7f)) t.c[i] |= kValue;
+        }
+        return t;
+    }();
+    return table.c;
 }
+
+bool has_class(char c, unsigned char cls) { return byte_classes()[static_cast<unsigned char>(c)] & cls; }
 
 }  // namespace
 
@@ -51,9 +70,16 @@ HttpRequestParser::HttpRequestParser(const HttpLimits &limits) : limits_(limits)
     http_parser_init(&parser_, HTTP_REQUEST);
 }
 
-void HttpRequestParser::scan_refuse(int status, std::string why) {
+// Out of line and cold: building a message must not weigh on the per-byte path.
+[[gnu::noinline, gnu::cold]] void HttpRequestParser::scan_refuse(int status, const char *why) {
     scan_status_ = status;
-    scan_error_ = std::move(why);
+    scan_error_ = why;
+}
+
+[[gnu::noinline, gnu::cold]] void HttpRequestParser::scan_refuse_limit(int status, const char *before, size_t limit,
+                                                                       const char *after) {
+    scan_status_ = status;
+    scan_error_ = before + std::to_string(limit) + after;
 }
 
 void HttpRequestParser::refuse(int status, std::string why) {
@@ -63,61 +89,76 @@ void HttpRequestParser::refuse(int status, std::string why) {
     req_ = HttpRequest();  // a refused request keeps no memory (and no half values)
 }
 
-// One byte of the head through the line rules and the limits. Every rule
-// that depends on bytes alone is checked here, at the byte that breaks it,
-// so the outcome cannot depend on how the bytes were split (http-parser
-// reports some errors only when a chunk ends). Here too because Debian's
-// non-strict http-parser lets them through: repeated spaces, any "HTxP/"
-// version, tabs and bytes >= 0x80 in the target, spaces in header names.
-bool HttpRequestParser::scan(char c) {
-    const char prev = prev_;
-    prev_ = c;
+// The head through the line rules and the limits. Every rule that depends
+// on bytes alone is checked here, at the byte that breaks it, so the outcome
+// cannot depend on how the bytes were split (http-parser reports some errors
+// only when a chunk ends). Here too because Debian's non-strict http-parser
+// lets them through: repeated spaces, any "HTxP/" version, tabs and bytes
+// >= 0x80 in the target, spaces in header names, control bytes first in a
+// value. Returns how many bytes passed: up to the head's last byte, or up
+// to a refused byte (scan_status_ then says why).
+size_t HttpRequestParser::scan(const char *p, size_t n) {
+    const unsigned char *classes = byte_classes();
+    size_t i = 0;
+    while (i < n && line_ != Line::End) {
+        // Runs of plain bytes (a target, a name, a value) in one tight loop,
+        // up to the limit; the byte that ends a run takes the full path.
+        size_t room = 0, in_run = 0;
+        unsigned char want = 0;
+        if (line_ == Line::Request && spaces_ == 1) {
+            want = kTarget;
+            room = limits_.max_request_line - request_line_bytes_;
+        } else if (line_ == Line::Name || line_ == Line::Value) {
+            want = line_ == Line::Name ? kToken : kValue;
+            room = limits_.max_header_bytes - header_bytes_;
+        }
+        const size_t stop = i + std::min(n - i, room);
+        while (i + in_run < stop && (classes[static_cast<unsigned char>(p[i + in_run])] & want)) in_run++;
+        if (in_run > 0) {
+            if (line_ == Line::Request) {
+                request_line_bytes_ += in_run;
+                after_space_ = false;
+            } else {
+                header_bytes_ += in_run;
+            }
+            i += in_run;
+            if (i == n) break;
+        }
+        if (!scan_byte(p[i])) break;
+        i++;
+    }
+    return i;
+}
+
+// One byte through every rule. false: refused (see scan_refuse).
+bool HttpRequestParser::scan_byte(char c) {
     if (c == '\n' && line_ != Line::RequestCR && line_ != Line::HeaderCR && line_ != Line::EndCR) {
         scan_refuse(400, "bare LF line ending (lines must end with CRLF)");
         return false;
     }
     switch (line_) {
     case Line::Request:
-        if (c == '\r') {
-            if (request_line_bytes_ == 0) {
-                scan_refuse(400, "empty line before the request line");
-                return false;
-            }
-            if (spaces_ != 2) {
-                scan_refuse(400, "malformed request line (expected METHOD SP target SP HTTP/1.1)");
-                return false;
-            }
-            const bool version_ok = version_len_ == 8 && std::string_view(version_, 5) == "HTTP/" &&
-                                    is_digit(version_[5]) && version_[6] == '.' && is_digit(version_[7]);
-            if (!version_ok) {
-                scan_refuse(400, "malformed HTTP version (expected HTTP/1.1)");
-                return false;
-            }
-            if (version_[5] != '1') {
-                scan_refuse(505, "HTTP/" + std::string(version_ + 5, 3) +
-                                     " is not supported (WebSocket needs HTTP/1.1)");
-                return false;
-            }
-            line_ = Line::RequestCR;
-            return true;
-        }
+        if (c == '\r') return end_request_line();
         if (++request_line_bytes_ > limits_.max_request_line) {
-            scan_refuse(414, "request line longer than " + std::to_string(limits_.max_request_line) + " bytes");
+            scan_refuse_limit(414, "request line longer than ", limits_.max_request_line, " bytes");
             return false;
         }
         if (c == ' ') {
-            if (request_line_bytes_ == 1 || prev == ' ' || ++spaces_ > 2) {
-                scan_refuse(400, "malformed request line (expected METHOD SP target SP HTTP/1.1)");
+            if (request_line_bytes_ == 1 || after_space_ || ++spaces_ > 2) {
+                scan_refuse(400, kMalformedLine);
                 return false;
             }
-        } else if (spaces_ == 1) {
-            if (!is_target_char(c)) {
-                scan_refuse(400, "request target has a control, space or non-ASCII byte");
-                return false;
-            }
-        } else if (spaces_ == 2) {
+            after_space_ = true;
+            return true;
+        }
+        after_space_ = false;
+        if (spaces_ == 1 && !has_class(c, kTarget)) {
+            scan_refuse(400, "request target has a control, space or non-ASCII byte");
+            return false;
+        }
+        if (spaces_ == 2) {
             if (version_len_ == sizeof version_) {
-                scan_refuse(400, "malformed HTTP version (expected HTTP/1.1)");
+                scan_refuse(400, kMalformedVersion);
                 return false;
             }
             version_[version_len_++] = c;
@@ -143,11 +184,11 @@ bool HttpRequestParser::scan(char c) {
             return false;
         }
         if (++header_lines_ > limits_.max_headers) {
-            scan_refuse(431, "more than " + std::to_string(limits_.max_headers) + " header lines");
+            scan_refuse_limit(431, "more than ", limits_.max_headers, " header lines");
             return false;
         }
         line_ = Line::Name;
-        name_bytes_ = 0;
+        name_seen_ = false;
         [[fallthrough]];
     case Line::Name:
     case Line::Value:
@@ -160,32 +201,57 @@ bool HttpRequestParser::scan(char c) {
             return true;
         }
         if (++header_bytes_ > limits_.max_header_bytes) {
-            scan_refuse(431, "header block larger than " + std::to_string(limits_.max_header_bytes) + " bytes");
+            scan_refuse_limit(431, "header block larger than ", limits_.max_header_bytes, " bytes");
             return false;
         }
-        if (line_ == Line::Name) {
-            if (c == ':') {
-                if (name_bytes_ == 0) {
-                    scan_refuse(400, "empty header name");
-                    return false;
-                }
-                line_ = Line::Value;
-            } else if (!wsgate::is_tchar(c)) {
-                scan_refuse(400, "invalid character in a header name");
+        if (line_ == Line::Value) {
+            if (!has_class(c, kValue)) {
+                scan_refuse(400, "invalid character in a header value");
                 return false;
-            } else {
-                name_bytes_++;
             }
-        } else if (!is_value_char(c)) {
-            // http-parser does not check a value's first byte.
-            scan_refuse(400, "invalid character in a header value");
+        } else if (c == ':') {
+            if (!name_seen_) {
+                scan_refuse(400, "empty header name");
+                return false;
+            }
+            line_ = Line::Value;
+        } else if (has_class(c, kToken)) {
+            name_seen_ = true;  // by its first byte, before any run
+        } else {
+            scan_refuse(400, "invalid character in a header name");
             return false;
         }
         return true;
     case Line::End:
         break;
     }
-    return false;  // not reached: feed stops at End
+    return false;  // not reached: scan stops at End
+}
+
+// The CR of the request line: its shape and version, now that all is seen.
+bool HttpRequestParser::end_request_line() {
+    if (request_line_bytes_ == 0) {
+        scan_refuse(400, "empty line before the request line");
+        return false;
+    }
+    if (spaces_ != 2) {
+        scan_refuse(400, kMalformedLine);
+        return false;
+    }
+    const bool version_ok = version_len_ == 8 && std::string_view(version_, 5) == "HTTP/" && is_digit(version_[5]) &&
+                            version_[6] == '.' && is_digit(version_[7]);
+    if (!version_ok) {
+        scan_refuse(400, kMalformedVersion);
+        return false;
+    }
+    if (version_[5] != '1') {
+        // The digits are checked: quoting them is safe.
+        const std::string why = "HTTP/" + std::string(version_ + 5, 3) + " is not supported (WebSocket needs HTTP/1.1)";
+        scan_refuse(505, why.c_str());
+        return false;
+    }
+    line_ = Line::RequestCR;
+    return true;
 }
 
 HttpRequestParser::State HttpRequestParser::feed(const char *p, size_t n, size_t *used) {
@@ -198,16 +264,8 @@ HttpRequestParser::State HttpRequestParser::feed(const char *p, size_t n, size_t
     // to the byte it refuses, or all of it. http-parser sees exactly that
     // prefix, so it never reads past the head (or past a refused byte) and
     // its errors, being earlier in the stream, come first.
-    size_t len = 0;
-    bool refused = false;
-    while (len < n) {
-        if (!scan(p[len])) {
-            refused = true;
-            break;
-        }
-        len++;
-        if (line_ == Line::End) break;
-    }
+    const size_t len = scan(p, n);
+    const bool refused = scan_status_ != 0;
 
     if (len > 0) {
         static const http_parser_settings settings = [] {
@@ -226,7 +284,7 @@ HttpRequestParser::State HttpRequestParser::feed(const char *p, size_t n, size_t
             if (status_ != 0) {
                 refuse(status_, std::move(error_));  // a callback refused it and said why
             } else if (err == HPE_INVALID_VERSION || err == HPE_INVALID_CONSTANT) {
-                refuse(400, "malformed HTTP version (expected HTTP/1.1)");
+                refuse(400, kMalformedVersion);
             } else if (err == HPE_HEADER_OVERFLOW) {
                 refuse(431, "request head larger than http-parser's 81920-byte cap");
             } else {
@@ -295,7 +353,9 @@ int HttpRequestParser::on_header_field(http_parser *p, const char *at, size_t n)
         self->req_.headers.emplace_back();
     }
     std::string &name = self->req_.headers.back().name;
-    for (size_t i = 0; i < n; i++) name += ascii_lower(at[i]);  // tokens: the scanner checked them
+    const size_t from = name.size();
+    name.append(at, n);  // a token: the scanner checked it
+    for (size_t i = from; i < name.size(); i++) name[i] = ascii_lower(name[i]);
     return 0;
 }
 

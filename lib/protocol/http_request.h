@@ -7,9 +7,11 @@
 // builds http-parser with HTTP_PARSER_STRICT=0 (it then accepts "HTXP/1.1",
 // spaces in header names, tabs in the target, and "\r" without "\n"):
 //  - every line ends with CRLF: a bare LF or a CR not followed by LF is 400;
-//  - the request line is exactly METHOD SP target SP HTTP/d.d: no empty
-//    lines before it, no repeated or trailing spaces (400); a version other
-//    than 1.x is 505 (HTTP/1.0 parses; check_upgrade refuses it);
+//  - the request line is exactly METHOD SP target SP HTTP/d.d, with no
+//    repeated or trailing spaces and no empty line before it (RFC 7230 3.5
+//    lets a server skip such lines; WebSocket clients send none) (400); a
+//    known method (http-parser's list; others 400); a version other than
+//    1.x is 505 (HTTP/1.0 parses; check_upgrade refuses it);
 //  - obsolete line folding (a header line starting with SP or HT) is 400;
 //  - header names are RFC 7230 tokens, each line has a colon, values hold
 //    no control byte but HT; the target is visible ASCII;
@@ -17,7 +19,9 @@
 //    an upgrade request has none, and what follows the head is WebSocket.
 // Limits are checked byte by byte as the head streams in, so a client
 // sending a megabyte of headers is refused at the byte past the limit, and
-// the parser never holds more than the limits allow.
+// the parser never holds more than the limits allow. Each rule is checked
+// at the byte that breaks it: the outcome (state, status, reason, request)
+// is the same however the bytes are split.
 #pragma once
 
 #include <http_parser.h>
@@ -85,7 +89,8 @@ public:
     // 400, 414, 431 or 505 once Error; 0 before.
     int error_status() const { return status_; }
     // A short reason a user can act on, e.g. "header block larger than 16384
-    // bytes"; "" unless Error. Never contains request bytes.
+    // bytes"; "" unless Error. It quotes nothing from the request but, for
+    // 505, the version's two digits.
     const std::string &error() const { return error_; }
     // The request: complete once Done, empty after Error, partial before.
     HttpRequest &request() { return req_; }
@@ -94,8 +99,11 @@ public:
 private:
     enum class Line : unsigned char { Request, RequestCR, Start, Name, Value, HeaderCR, EndCR, End };
 
-    bool scan(char c);  // false: refused (scan_status_ and scan_error_ say why)
-    void scan_refuse(int status, std::string why);
+    size_t scan(const char *p, size_t n);
+    bool scan_byte(char c);
+    bool end_request_line();
+    void scan_refuse(int status, const char *why);
+    void scan_refuse_limit(int status, const char *before, size_t limit, const char *after);
     void refuse(int status, std::string why);
     void end_header();
     void finish();
@@ -106,7 +114,7 @@ private:
     static int on_headers_complete(http_parser *p);
 
     HttpLimits limits_;
-    http_parser parser_;
+    http_parser parser_{};  // zeroed: http_parser_init reads (and keeps) its data field
     HttpRequest req_;
     State state_ = State::NeedMore;
     int status_ = 0;
@@ -120,8 +128,8 @@ private:
     size_t version_len_ = 0;
     size_t header_bytes_ = 0;
     size_t header_lines_ = 0;
-    size_t name_bytes_ = 0;  // of the header line being read
-    char prev_ = 0;
+    bool name_seen_ = false;  // the header line being read has a name
+    bool after_space_ = false;  // the request line's last byte was a space
     int scan_status_ = 0;
     std::string scan_error_;
 

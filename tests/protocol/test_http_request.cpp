@@ -313,6 +313,38 @@ void limits_apply_while_streaming(void **) {
     assert_string_equal(m.error().c_str(), "more than 64 header lines");
 }
 
+// Refused at the very byte past a limit: feeding exactly up to it is
+// already an error, one byte less is not (yet).
+void limits_apply_at_the_byte(void **) {
+    struct Case {
+        std::string head;
+        size_t first_bad;  // offset of the byte that passes the limit
+        int status;
+    };
+    HttpLimits l;
+    l.max_request_line = 20;
+    l.max_header_bytes = 30;
+    l.max_headers = 2;
+    const std::string line = request_line_of(20) + "\r\n";
+    const Case cases[] = {
+        {"GET /" + std::string(40, 'a') + " HTTP/1.1\r\n\r\n", 20, 414},
+        {"GET /?" + std::string(40, 'a'), 20, 414},
+        {"GET / HTTP/1.1\r\nx: " + std::string(40, 'v'), 16 + 30, 431},
+        {"GET / HTTP/1.1\r\nx-" + std::string(40, 'n'), 16 + 30, 431},
+        {"GET / HTTP/1.1\r\na: 1\r\nb:" + std::string(40, ' '), 16 + 30 + 2, 431},
+        {line + "a:1\r\nb:2\r\nc:3\r\n\r\n", line.size() + 10, 431},
+    };
+    for (const Case &c : cases) {
+        for (size_t prefix : {c.first_bad, c.first_bad + 1}) {
+            HttpRequestParser p(l);
+            const State s = p.feed(c.head.data(), prefix, nullptr);
+            const State want = prefix > c.first_bad ? State::Error : State::NeedMore;
+            if (s != want || (s == State::Error && p.error_status() != c.status))
+                fail_msg("%zu bytes of '%s': %s %d", prefix, c.head.c_str(), state_name(s), p.error_status());
+        }
+    }
+}
+
 // Limits above http-parser's own 80 KiB cap on a head meet that cap, also
 // as 431.
 void http_parser_cap_is_431(void **) {
@@ -537,6 +569,7 @@ int main(void) {
         cmocka_unit_test(header_bytes_limit),
         cmocka_unit_test(header_count_limit),
         cmocka_unit_test(limits_apply_while_streaming),
+        cmocka_unit_test(limits_apply_at_the_byte),
         cmocka_unit_test(http_parser_cap_is_431),
         cmocka_unit_test(line_endings_are_crlf),
         cmocka_unit_test(request_line_shape),
