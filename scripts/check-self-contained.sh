@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when a tracked file refers to something outside the repository: the
-# steering folder beside a developer's checkout (../shared) or this machine's
+# steering folder a developer may have beside the checkout, or this machine's
 # workspace paths. A user's clone has neither, so a build, script or test that
 # reads them works here and breaks there. (tests/fresh_clone proves the same
 # from the other side: it clones into an empty folder and builds there.)

@@ -1,5 +1,5 @@
 // Small helpers for HTTP header text (RFC 7230), shared by the parsers of
-// Origin lists, tokens, cookies, CIDR lists and extension offers.
+// requests, Origin lists, tokens, cookies, CIDR lists and extension offers.
 #pragma once
 
 #include <string_view>
@@ -12,6 +12,18 @@ inline std::string_view trim_ows(std::string_view s) {
     while (a < b && (s[a] == ' ' || s[a] == '\t')) a++;
     while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
     return s.substr(a, b - a);
+}
+
+// ASCII-only case folding for protocol text (header names, tokens, schemes):
+// HTTP and WebSocket names compare case-insensitively in ASCII only, and
+// std::tolower depends on the process locale (bytes >= 0x80 could fold).
+constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+constexpr bool ascii_iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++)
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    return true;
 }
 
 // Whether c may appear in an RFC 7230 token (tchar): visible ASCII but for

@@ -2,7 +2,7 @@
 
 #include <openssl/evp.h>
 
-#include "protocol/ascii.h"
+#include "base/text.h"
 #include "base/base64url.h"
 #include "base/text.h"
 
@@ -192,6 +192,22 @@ std::vector<std::string_view> split_tokens(std::string_view list) {
         if (!item.empty()) out.push_back(item);
     }
     return out;
+}
+
+std::string without_query_param(std::string_view raw_query, std::string_view name) {
+    std::string out;
+    while (true) {
+        const size_t amp = raw_query.find('&');
+        const std::string_view pair = raw_query.substr(0, amp);
+        // Names compare decoded, as query_param reads them: a parameter it
+        // would find is never left behind (acc%65ss_token is access_token).
+        if (!pair.empty() && form_decode(pair.substr(0, pair.find('='))) != name) {
+            if (!out.empty()) out += '&';
+            out.append(pair.data(), pair.size());
+        }
+        if (amp == std::string_view::npos) return out;
+        raw_query.remove_prefix(amp + 1);
+    }
 }
 
 std::optional<std::string> query_param(std::string_view raw_query, std::string_view name) {

@@ -75,4 +75,8 @@ std::vector<std::string_view> split_tokens(std::string_view list);
 // The value may hold any byte, NUL included.
 std::optional<std::string> query_param(std::string_view raw_query, std::string_view name);
 
+// The raw query without every parameter whose decoded name is `name` (the
+// ones query_param could return), the rest kept as sent; empty items dropped.
+std::string without_query_param(std::string_view raw_query, std::string_view name);
+
 }  // namespace wsgate::proto

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "protocol/ascii.h"
+#include "base/text.h"
 #include "base/text.h"
 
 namespace wsgate::proto {

@@ -5,6 +5,7 @@
 
 #include "config/options.h"
 #include "base/text.h"
+#include "protocol/handshake.h"
 
 namespace wsgate {
 namespace {
@@ -21,19 +22,11 @@ std::vector<std::string> split(std::string_view s, char sep) {
     return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); i++)
-        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
-
 }  // namespace
 
 std::string bearer_token(std::string_view h) {
     h = trim_ows(h);
-    if (h.size() < 7 || !iequals(h.substr(0, 7), "bearer ")) return {};
+    if (h.size() < 7 || !ascii_iequals(h.substr(0, 7), "bearer ")) return {};
     return std::string(trim_ows(h.substr(7)));
 }
 
@@ -56,13 +49,7 @@ std::string subprotocol_token(std::string_view offered) {
 }
 
 std::string strip_access_token(std::string_view query) {
-    std::string out;
-    for (const std::string &kv : split(query, '&')) {
-        if (kv.compare(0, 13, "access_token=") == 0 || kv == "access_token") continue;
-        if (!out.empty()) out += '&';
-        out += kv;
-    }
-    return out;
+    return proto::without_query_param(query, "access_token");
 }
 
 std::string AuthSettings::build(const wsg_config &cfg, AuthSettings *out) {
@@ -126,7 +113,7 @@ std::string AuthSettings::build(const wsg_config &cfg, AuthSettings *out) {
 
 const std::string *wsg_auth_request::header(const char *name) const {
     for (const auto &kv : header_cache)
-        if (wsgate::iequals(kv.first, name)) return &kv.second;
+        if (wsgate::ascii_iequals(kv.first, name)) return &kv.second;
     if (!request || request->count(name) == 0) return nullptr;
     // Repeated headers are joined with ", " (RFC 7230 3.2.2).
     header_cache.emplace_back(name, request->joined(name));

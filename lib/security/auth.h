@@ -36,7 +36,8 @@ struct AuthSettings {
 std::string bearer_token(std::string_view authorization);       // "Bearer X" (any case)
 std::string cookie_value(std::string_view cookies, std::string_view name);
 std::string subprotocol_token(std::string_view offered);        // "bearer.X" in the list
-// The query without its access_token parameter (tokens stay out of logs).
+// The raw query without its access_token parameter, however its name is
+// percent-encoded (tokens stay out of logs and out of the connection info).
 std::string strip_access_token(std::string_view query);
 
 // What the authenticator decided, carried to the connection it opens.

@@ -114,7 +114,9 @@ WSGATE_PKG_CONFIG=1 "$tmp/venv-pc/bin/pip" install -q --no-build-isolation --no-
   { tail -n 40 "$tmp/pip-pc.log"; die "pip install with WSGATE_PKG_CONFIG=1 failed"; }
 core=$("$tmp/venv-pc/bin/python" -c 'import wsgate._core as c; print(c.__file__)')
 linked=$(ldd "$core" | sed -n 's/.*libwsgate.so.0 => \([^ ]*\).*/\1/p')
-[ "$linked" = /usr/local/lib/libwsgate.so.0 ] || die "_core links '$linked', want /usr/local/lib/libwsgate.so.0"
+# (wsgate.pc is relocatable: the path may read /usr/local/lib/pkgconfig/../)
+[ -n "$linked" ] && [ "$(readlink -f "$linked")" = "$(readlink -f /usr/local/lib/libwsgate.so.0)" ] ||
+  die "_core links '$linked', want /usr/local/lib/libwsgate.so.0"
 [ -z "$(ls "$(dirname "$core")"/libwsgate.so* 2>/dev/null)" ] || die "a library was bundled although pkg-config was asked"
 
 step "Python quick start (python/README.md's first example) on port 9000"

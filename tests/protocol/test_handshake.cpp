@@ -460,6 +460,32 @@ void query_param_cases(void **) {
     assert_string_equal(query_param(r.query, "room")->c_str(), "1");
 }
 
+// without_query_param drops exactly what query_param could find (names
+// compared decoded), keeps the rest as sent.
+void without_query_param_cases(void **) {
+    using wsgate::proto::query_param;
+    using wsgate::proto::without_query_param;
+    struct Case {
+        const char *query, *name, *rest;
+    } cases[] = {
+        {"", "access_token", ""},
+        {"access_token=x", "access_token", ""},
+        {"room=1&access_token=x", "access_token", "room=1"},
+        {"access_token=x&room=1&access_token=y", "access_token", "room=1"},
+        {"acc%65ss_token=x&room=1", "access_token", "room=1"},
+        {"access%5Ftoken=x&room=%41", "access_token", "room=%41"},
+        {"access_token&b=2", "access_token", "b=2"},
+        {"access_token2=x&b=2", "access_token", "access_token2=x&b=2"},
+        {"&&a=1&&", "access_token", "a=1"},
+        {"q=a+b%20c", "access_token", "q=a+b%20c"},
+    };
+    for (const Case &c : cases) {
+        const std::string got = without_query_param(c.query, c.name);
+        if (got != c.rest) fail_msg("without_query_param('%s', '%s') = '%s'", c.query, c.name, got.c_str());
+        if (query_param(got, c.name)) fail_msg("'%s' still holds a '%s' query_param finds", got.c_str(), c.name);
+    }
+}
+
 }  // namespace
 
 int main(void) {
@@ -480,6 +506,7 @@ int main(void) {
         cmocka_unit_test(chrome_end_to_end),
         cmocka_unit_test(split_tokens_cases),
         cmocka_unit_test(query_param_cases),
+        cmocka_unit_test(without_query_param_cases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

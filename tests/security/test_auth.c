@@ -202,6 +202,16 @@ static void jwt_user_and_claims_from_each_source(void **state) {
     info_string(t, tsrv_last_open(t), WSG_INFO_SUBPROTOCOL, buf, sizeof buf);
     assert_string_equal(buf, "chat");
     wsc_free(c);
+
+    /* A percent-encoded parameter name is the same parameter: the token
+       authenticates, and it is gone from the query all the same. */
+    snprintf(path, sizeof path, "/?acc%%65ss_token=%s&room=2", tok);
+    c = wsc_connect(HOST, t->port, path, origin, 3000, &status);
+    if (!c) fail_msg("encoded query token: status %d", status);
+    assert_true(WAIT_UNTIL(tsrv_opens(t) == 5, 3000));
+    info_string(t, tsrv_last_open(t), WSG_INFO_QUERY, buf, sizeof buf);
+    assert_string_equal(buf, "room=2");
+    wsc_free(c);
     free(tok);
     tsrv_free(t);
 }
