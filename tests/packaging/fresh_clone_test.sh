@@ -106,6 +106,7 @@ bash -euo pipefail -c "$py_cmds" > "$tmp/pip.log" 2>&1 || { tail -n 40 "$tmp/pip
 leftovers=$(git status --porcelain --ignored -- python)
 [ -z "$leftovers" ] || die "pip install left files in the source tree: $leftovers"
 venv_python=$(sed -n 's|^\([^ ]*\)/bin/pip install.*|\1/bin/python|p' <<< "$py_cmds" | head -n 1)
+case "$venv_python" in /*) ;; *) venv_python="$PWD/$venv_python" ;; esac  # relative to the clone
 [ -x "$venv_python" ] || die "cannot find the venv's python from the install block"
 
 step "a second install through pkg-config links the installed library, not a stale build"
