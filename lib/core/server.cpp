@@ -37,7 +37,7 @@ Server::Server(Settings settings, wsg_server *self)
     : cfg_(std::move(settings)),
       wheel_(cfg_.tick_ms, 4096, clock_.now_ms()),
       heartbeat_(wheel_),
-      transport_(this),
+      transport_(&events_),
       admission_(cfg_),
       outbox_(cfg_, transport_, log, clock_, heartbeat_),
       inbox_(cfg_, outbox_, app, log, clock_),

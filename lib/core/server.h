@@ -41,10 +41,10 @@ namespace wsgate {
 // Checks a per-connection heartbeat override (key and range).
 wsg_status check_conn_timeout(const char *key, int64_t value);
 
-class Server : private TransportEvents {
+class Server {
 public:
     Server(Settings settings, wsg_server *self);
-    ~Server() override;
+    ~Server();
     Server(const Server &) = delete;
     Server &operator=(const Server &) = delete;
 
@@ -82,16 +82,32 @@ public:
 private:
     enum class State { Idle, Listening, Running };
 
-    // TransportEvents.
-    void on_accept(int fd) override;
-    bool on_open(Link *link) override;
-    bool on_read(Link *link, uint8_t *data, size_t len) override;
-    bool on_writable(Link *link) override;
-    void on_close(Link *link) override;
-    void on_wake() override;
-    std::string on_tls_context(SSL_CTX *ctx) override;
-    bool on_client_certificate(bool verified) override;
-    void on_transport_error(const std::string &message) override;
+    // What the transport reports, routed through a member object: the
+    // service thread calls it until stop() has joined, which ~Server does
+    // before members are destroyed (a virtual call into Server itself would
+    // race with its destructor rewriting its vptr).
+    struct Events final : TransportEvents {
+        explicit Events(Server *s) : s(s) {}
+        Server *s;
+        void on_accept(int fd) override { s->on_accept(fd); }
+        bool on_open(Link *link) override { return s->on_open(link); }
+        bool on_read(Link *link, uint8_t *data, size_t len) override { return s->on_read(link, data, len); }
+        bool on_writable(Link *link) override { return s->on_writable(link); }
+        void on_close(Link *link) override { s->on_close(link); }
+        void on_wake() override { s->on_wake(); }
+        std::string on_tls_context(SSL_CTX *ctx) override { return s->on_tls_context(ctx); }
+        bool on_client_certificate(bool verified) override { return s->on_client_certificate(verified); }
+        void on_transport_error(const std::string &message) override { s->on_transport_error(message); }
+    };
+    void on_accept(int fd);
+    bool on_open(Link *link);
+    bool on_read(Link *link, uint8_t *data, size_t len);
+    bool on_writable(Link *link);
+    void on_close(Link *link);
+    void on_wake();
+    std::string on_tls_context(SSL_CTX *ctx);
+    bool on_client_certificate(bool verified);
+    void on_transport_error(const std::string &message);
 
     // Type, data and (with m) size of a message to send.
     wsg_status check_message(wsg_msg_type type, const void *data, size_t len, const OutMessage *m) const;
@@ -125,6 +141,7 @@ private:
     SteadyClock clock_;
     TimingWheel wheel_;
     Heartbeat heartbeat_;
+    Events events_{this};
     Transport transport_;
     Admission admission_;
     Outbox outbox_;
