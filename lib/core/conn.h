@@ -138,6 +138,7 @@ struct Conn : LinkOwner, ConnShared {
     uint8_t cause = WSG_CAUSE_LOST;  // a wsg_close_cause
     uint8_t deflate_window_bits = 15;  // server_max_window_bits the client asked for
     bool writable_requested = false;
+    bool flush_pending = false;  // in the outbox's flush list
     bool ping_due = false;
     bool ip_counted = false, user_counted = false;  // held in the per-IP/per-user counters
     bool inflate_keep_context = false;  // the client keeps its compression context

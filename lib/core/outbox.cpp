@@ -30,6 +30,33 @@ const FrameList &Outbox::frames_for(Conn *c, OutMessage &m) {
     return made.empty() ? m.frames : made;
 }
 
+void Outbox::mark(Conn *c) {
+    if (c->flush_pending || !c->link) return;
+    c->flush_pending = true;
+    dirty_.push_back(c);
+}
+
+void Outbox::flush() {
+    // Written now, from the event that produced the output: a socket that
+    // takes it all never needs a writable event (which would cost two
+    // epoll_ctl calls per reply). What the kernel does not take waits for one.
+    for (size_t i = 0; i < dirty_.size(); i++) {
+        Conn *c = dirty_[i];
+        if (!c) continue;  // finished meanwhile
+        c->flush_pending = false;
+        if (!c->link || c->writable_requested) continue;
+        if (!write_some(c)) transport_.close_soon(c->link);
+    }
+    dirty_.clear();
+}
+
+void Outbox::forget(Conn *c) {
+    if (!c->flush_pending) return;
+    for (Conn *&d : dirty_)
+        if (d == c) d = nullptr;
+    c->flush_pending = false;
+}
+
 void Outbox::want_writable(Conn *c) {
     if (c->writable_requested || !c->link) return;
     c->writable_requested = true;
@@ -57,19 +84,19 @@ void Outbox::deliver(Conn *c, OutMessage &m) {
         c->write_deadline_ms = clock_.now_ms() + wait;
         heartbeat_.arm(c, c->write_deadline_ms);
     }
-    want_writable(c);
+    mark(c);
 }
 
 void Outbox::pong(Conn *c, const uint8_t *payload, size_t len) {
     if (c->close_stage != CloseStage::Open) return;  // a close is on its way: pongs are moot
     c->control.push(FrameBuilder::control(0xA, payload, len));
-    want_writable(c);
+    mark(c);
 }
 
 void Outbox::ping(Conn *c) {
     if (c->closing) return;
     c->ping_due = true;
-    want_writable(c);
+    mark(c);
 }
 
 void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause cause, bool drop_queued) {
@@ -90,7 +117,7 @@ void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause
         c->close_deadline_ms = now + c->times->close_wait_ms;
         heartbeat_.arm(c, c->close_deadline_ms);
     }
-    want_writable(c);
+    mark(c);
 }
 
 bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
@@ -110,14 +137,14 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
             c->write_deadline_ms = clock_.now_ms() + c->times->write_wait_ms;
             heartbeat_.arm(c, c->write_deadline_ms);
         }
-        want_writable(c);
+        mark(c);
         return true;
     case CloseStage::Queued:
         // Both sides closing: ours still goes out (no more data first), then the TCP close.
         c->close_stage = CloseStage::Replying;
         c->queue.clear();
         c->control.clear();
-        want_writable(c);
+        mark(c);
         return true;
     case CloseStage::Sent:
         c->close_stage = CloseStage::Done;
@@ -182,6 +209,10 @@ bool Outbox::write_batch(Conn *c) {
 
 bool Outbox::on_writable(Conn *c) {
     c->writable_requested = false;
+    return write_some(c);
+}
+
+bool Outbox::write_some(Conn *c) {
     if (!c->link) return true;
     if (c->close_stage == CloseStage::Done) return false;
     if (c->close_stage == CloseStage::Sent) {

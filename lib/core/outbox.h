@@ -66,10 +66,19 @@ public:
     bool peer_closed(Conn *c, int code, const uint8_t *reason, size_t len);
     // The socket can take more. False: close the link (after its output).
     bool on_writable(Conn *c);
+    // Writes what the current event queued (the server calls it at the end
+    // of every event); only what the kernel does not take waits for a
+    // writable event.
+    void flush();
+    // The connection ends: it leaves the flush list.
+    void forget(Conn *c);
 
 private:
     const FrameList &frames_for(Conn *c, OutMessage &m);
+    // Output is queued: written at the next flush().
+    void mark(Conn *c);
     void want_writable(Conn *c);
+    bool write_some(Conn *c);
     // Writes queued frames, controls first, as one batch.
     bool write_batch(Conn *c);
     void note_progress(Conn *c, bool pending);
@@ -81,6 +90,7 @@ private:
     Heartbeat &heartbeat_;
     std::vector<uint8_t> scratch_;  // one coalesced write
     std::vector<std::unique_ptr<Deflater>> deflaters_;  // by window bits, made on first need
+    std::vector<Conn *> dirty_;  // output queued during the current event (null: finished since)
 };
 
 }  // namespace wsgate

@@ -360,6 +360,7 @@ void Server::finish(Conn *c) {
         log.emit(LogEvent::close, f);
     }
     wheel_.cancel(&c->timer);
+    outbox_.forget(c);
     if (c->ip_counted) admission_.per_ip.release(c->peer);
     if (c->user_counted) admission_.per_user.release(std::string(c->fact(kUserId)));
     registry_.remove(c);
@@ -408,6 +409,7 @@ void Server::on_tick() {
     ts.ticks++;
     ts.fired += fired;
     if (took > ts.max_us) ts.max_us = took;
+    outbox_.flush();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
 }

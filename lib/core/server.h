@@ -86,15 +86,31 @@ private:
     // service thread calls it until stop() has joined, which ~Server does
     // before members are destroyed (a virtual call into Server itself would
     // race with its destructor rewriting its vptr).
+    // Output queued while handling an event is written before it returns
+    // (Outbox::flush).
     struct Events final : TransportEvents {
         explicit Events(Server *s) : s(s) {}
         Server *s;
         void on_accept(int fd) override { s->on_accept(fd); }
         bool on_open(Link *link) override { return s->on_open(link); }
-        bool on_read(Link *link, uint8_t *data, size_t len) override { return s->on_read(link, data, len); }
-        bool on_writable(Link *link) override { return s->on_writable(link); }
-        void on_close(Link *link) override { s->on_close(link); }
-        void on_wake() override { s->on_wake(); }
+        bool on_read(Link *link, uint8_t *data, size_t len) override {
+            bool keep = s->on_read(link, data, len);
+            s->outbox_.flush();
+            return keep;
+        }
+        bool on_writable(Link *link) override {
+            bool keep = s->on_writable(link);
+            s->outbox_.flush();
+            return keep;
+        }
+        void on_close(Link *link) override {
+            s->on_close(link);
+            s->outbox_.flush();
+        }
+        void on_wake() override {
+            s->on_wake();
+            s->outbox_.flush();
+        }
         std::string on_tls_context(SSL_CTX *ctx) override { return s->on_tls_context(ctx); }
         bool on_client_certificate(bool verified) override { return s->on_client_certificate(verified); }
         void on_transport_error(const std::string &message) override { s->on_transport_error(message); }
