@@ -1238,11 +1238,17 @@ BACKREF_ONLY = _backref_only()
     # No compressed byte at all (an empty message compresses to 0x00).
     pytest.param(b"", id="empty-payload"),
 ])
-def test_corrupt_deflate(start_echo, body):
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragments"])
+def test_corrupt_deflate(start_echo, body, fragmented):
+    """Data no inflater can read, in one frame (the shared inflater) or in
+    two (the connection's own, freed with the message)."""
     server = start_echo(ENABLED)
     with RawClient(server.port, PMD) as c:
         assert c.extensions == ANSWER
-        c.send_quietly((OP_TEXT, body, {"rsv1": True}))
+        if fragmented:
+            c.send_quietly((OP_TEXT, body[:2], {"fin": False, "rsv1": True}), (OP_CONT, body[2:], {}))
+        else:
+            c.send_quietly((OP_TEXT, body, {"rsv1": True}))
         assert c.expect_close() == (1007, "invalid compressed data")
         ev = close_event(server, c, code=1007)
         assert ev["cause"] == "bad_compression" and ev["reason"] == "invalid compressed data", ev
@@ -1379,6 +1385,27 @@ def test_refusal_does_not_wait_for_the_client(start_echo, case):
         c.sock.shutdown(socket.SHUT_WR)
         ev = close_event(server, c, code=code)
         assert ev["reason"] == reason and ev["duration_ms"] < 5000, ev
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusal_is_logged_once(start_echo, case):
+    """One refusal, one warning: what the refused client sends afterwards
+    (a ping, data, its close, each in a read of its own) is not logged
+    again."""
+    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}")
+    offer, frame, code, reason, event = REFUSALS[case]
+    with RawClient(server.port, offer) as c:
+        c.send_quietly(frame)
+        assert c.expect_close(eof=False, answer=False) == (code, reason)
+        for later in ((OP_PING, b"late", {}), (OP_TEXT, b"late", {}), (OP_CLOSE, struct.pack("!H", code), {})):
+            time.sleep(0.05)
+            c.send_quietly(later)
+        c.expect_eof()
+        c.sock.shutdown(socket.SHUT_WR)
+        ev = close_event(server, c, code=code)
+    warnings = [e for e in server.stderr_events() if e.get("level") == "warn" and e.get("conn") == ev["conn"]]
+    assert [e.get("event") for e in warnings] == [event], warnings
     assert_serves(server)
 
 
