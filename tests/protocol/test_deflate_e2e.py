@@ -5,6 +5,11 @@ exact frames (RSV bits, fragments, hand-made DEFLATE streams) and sees the
 server's frames as they are; and the Python `websockets` library (Debian's
 10.4) as an independent implementation.
 
+wsgate answers the negotiation itself: it always promises
+server_no_context_takeover, asks for client_no_context_takeover unless
+compression.client_context_takeover=true, grants server_max_window_bits
+9..15 and takes the first offer it can honour in the client's order.
+
 Every socket wait is bounded (SOCK_TIMEOUT); every server is stopped at
 teardown and must exit 0 with no sanitizer report. After each refusal or
 close, the same server must still serve a new client.
@@ -34,10 +39,27 @@ from echo_proc import EchoProcess, stop_echo_processes  # noqa: E402
 SOCK_TIMEOUT = 5.0
 PMD = "permessage-deflate"
 ENABLED = "compression.enabled=true"
+CLIENT_CONTEXT = "compression.client_context_takeover=true"
 TAIL = b"\x00\x00\xff\xff"  # the sync flush marker RFC 7692 leaves off
 WRITE_BATCH = 64 * 1024      # tuning.write_batch_bytes default
 LIMIT = 1024 * 1024          # limits.max_message_bytes default
 MIN_BYTES = 128              # compression.min_bytes default
+MAX_HEADER_BYTES = 16384     # the upgrade parser's bound on all header lines (431 past it)
+
+# The answers. The server never keeps its compression context between
+# messages and says so; by default it also asks the client not to keep its
+# own (RFC 7692 7.1.1.2 lets it ask even when the client did not offer it).
+ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+# With compression.client_context_takeover=true, to a client that did not
+# offer client_no_context_takeover.
+ANSWER_KEEP = "permessage-deflate; server_no_context_takeover"
+CNCT_OFFER = "permessage-deflate; client_no_context_takeover"
+
+
+def windowed(answer, bits):
+    """`answer` granting server_max_window_bits=bits."""
+    return f"{answer}; server_max_window_bits={bits}"
+
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -59,6 +81,7 @@ def start_echo():
             args += ["--set", s]
         p = EchoProcess(*args)
         p.compression_enabled = ENABLED in sets
+        p.client_context = CLIENT_CONTEXT in sets
         procs.append(p)
         p.wait_listening()
         return p
@@ -99,6 +122,17 @@ def hex_text(n):
     return os.urandom(n // 2 + 1).hex()[:n].encode()
 
 
+def far_repeats():
+    """A random 600-byte block repeated after 700, 3,000, 9,000 and 20,000
+    bytes of random hex: a compressor with a window above 2^9 refers back
+    farther than a 2^9 window reaches."""
+    block = os.urandom(600)
+    out = b""
+    for gap in (700, 3000, 9000, 20000):
+        out += block + hex_text(gap)
+    return out + block
+
+
 def deflate(data, co=None, level=6):
     """One RFC 7692 message body: sync flush, 00 00 ff ff left off."""
     co = co or zlib.compressobj(level, zlib.DEFLATED, -15)
@@ -107,17 +141,41 @@ def deflate(data, co=None, level=6):
     return out[:-4]
 
 
-def deflated_size(data, level):
-    return len(deflate(data, level=level))
+def deflated_size(data, level, bits=15):
+    return len(deflate(data, zlib.compressobj(level, zlib.DEFLATED, -bits)))
 
 
-def inflate_fresh(payload):
-    """What a server message inflates to with a FRESH raw inflater: it must,
-    since the server never takes its context over to the next message."""
-    d = zlib.decompressobj(-15)
-    out = d.decompress(payload + TAIL)
-    assert not d.unconsumed_tail and not d.eof
-    return out
+def inflate_fresh(payload, bits=15):
+    """What a server message inflates to with a FRESH raw inflater whose
+    window is 2^bits: it must, since the server never takes its context over
+    to the next message and keeps to the window it granted.
+
+    The output comes in 64-byte steps: zlib then resolves every distance
+    through its window (within one large output buffer it would reach back
+    any distance), so a match farther back than 2^bits (+63) fails here."""
+    d = zlib.decompressobj(-bits)
+    out = bytearray()
+    data = payload + TAIL
+    while True:
+        step = d.decompress(data, 64)
+        out += step
+        data = d.unconsumed_tail
+        if not data and len(step) < 64:
+            break
+    assert not d.eof and not d.unused_data
+    return bytes(out)
+
+
+def test_window_check_can_fail():
+    """inflate_fresh's window check must be able to fail: a stream made with
+    a 2^15 window that refers 20,000 bytes back does not inflate with 2^9."""
+    msg = far_repeats()
+    body = deflate(msg, zlib.compressobj(9, zlib.DEFLATED, -15))
+    assert inflate_fresh(body) == msg
+    with pytest.raises(zlib.error, match="invalid distance too far back"):
+        inflate_fresh(body, 9)
+    for bits in (9, 12):
+        assert inflate_fresh(deflate(msg, zlib.compressobj(9, zlib.DEFLATED, -bits)), bits) == msg
 
 
 # ---------------------------------------------------------------- raw client
@@ -139,8 +197,31 @@ def mask_bytes(payload, key):
     return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
+def parse_answer(value):
+    """The parameters of a permessage-deflate answer, checked: only those
+    RFC 7692 defines, each at most once, a window of 9..15 bits."""
+    parts = [p.strip() for p in value.split(";")]
+    assert parts[0] == PMD, value
+    params = {}
+    for p in parts[1:]:
+        name, eq, v = p.partition("=")
+        assert name not in params, value
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            assert not eq, value
+            params[name] = True
+        elif name == "server_max_window_bits":
+            assert v.isdigit() and 9 <= int(v) <= 15 and not v.startswith("0"), value
+            params[name] = int(v)
+        else:
+            raise AssertionError(f"unexpected parameter {p!r} in {value!r}")
+    return params
+
+
 class RawClient:
-    """A WebSocket client that does exactly what it is told, no more."""
+    """A WebSocket client that does exactly what it is told, no more.
+
+    `extensions`: None (no header), one Sec-WebSocket-Extensions value, or a
+    list of values sent as that many header lines."""
 
     def __init__(self, port, extensions=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=SOCK_TIMEOUT)
@@ -149,7 +230,8 @@ class RawClient:
         lines = ["GET / HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         if extensions is not None:
-            lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+            for value in [extensions] if isinstance(extensions, str) else extensions:
+                lines.append(f"Sec-WebSocket-Extensions: {value}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self.status, self.headers = self._read_response()
         if self.status == 101:
@@ -173,6 +255,18 @@ class RawClient:
         assert values is None or len(values) == 1, values
         return values[0] if values else None
 
+    @property
+    def window_bits(self):
+        """The window the server's messages must inflate with (2^bits)."""
+        answer = self.extensions
+        return parse_answer(answer).get("server_max_window_bits", 15) if answer else 15
+
+    @property
+    def must_reset(self):
+        """The answer asked this client for client_no_context_takeover."""
+        answer = self.extensions
+        return bool(answer) and parse_answer(answer).get("client_no_context_takeover", False)
+
     def _read_response(self):
         while b"\r\n\r\n" not in self.buf:
             assert len(self.buf) < 16384, "response head too long"
@@ -193,18 +287,22 @@ class RawClient:
 
     # -- sending
 
-    def send_frame(self, opcode, payload, fin=True, rsv1=False, rsv2=False, rsv3=False):
+    def send_frame(self, opcode, payload, fin=True, rsv1=False, rsv2=False, rsv3=False, mask=True):
         b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | \
              (0x10 if rsv3 else 0) | opcode
         n = len(payload)
+        m = 0x80 if mask else 0
         if n < 126:
-            head = struct.pack("!BB", b0, 0x80 | n)
+            head = struct.pack("!BB", b0, m | n)
         elif n < 65536:
-            head = struct.pack("!BBH", b0, 0x80 | 126, n)
+            head = struct.pack("!BBH", b0, m | 126, n)
         else:
-            head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-        key = os.urandom(4)
-        self.sock.sendall(head + key + mask_bytes(payload, key))
+            head = struct.pack("!BBQ", b0, m | 127, n)
+        if mask:
+            key = os.urandom(4)
+            self.sock.sendall(head + key + mask_bytes(payload, key))
+        else:
+            self.sock.sendall(head + payload)
 
     def send_quietly(self, *frames):
         """Sends (opcode, payload, kwargs) frames; a server that already closed
@@ -252,7 +350,12 @@ class RawClient:
             if f.fin:
                 return frames
 
-    def expect_close(self, eof=True):
+    def recv_data(self):
+        """(opcode, data, compressed) of the next message, a compressed one
+        inflated alone with the window this connection granted the server."""
+        return message_data(self.recv_message(), self.window_bits)
+
+    def expect_close(self, eof=True, answer=True):
         """(code, reason) of the server's close frame, which must come next
         (no more data), followed by the end of the TCP connection (eof)."""
         try:
@@ -263,7 +366,8 @@ class RawClient:
         assert f.fin and not (f.rsv1 or f.rsv2 or f.rsv3), f
         code, reason = parse_close(f.payload)
         # Answer as RFC 6455 asks; the server then ends the TCP connection.
-        self.send_quietly((OP_CLOSE, f.payload[:2], {}))
+        if answer:
+            self.send_quietly((OP_CLOSE, f.payload[:2], {}))
         if eof:
             self.expect_eof()
         return code, reason
@@ -298,13 +402,14 @@ def parse_close(payload):
     return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
 
 
-def message_data(frames):
+def message_data(frames, bits=15):
     """(opcode, data, compressed) of a server message: RSV1 only ever on the
-    first frame; a compressed one inflates with a fresh inflater."""
+    first frame; a compressed one inflates with a fresh inflater whose window
+    is 2^bits."""
     assert all(not f.rsv1 for f in frames[1:]), "RSV1 on a continuation frame"
     payload = b"".join(f.payload for f in frames)
     if frames[0].rsv1:
-        return frames[0].opcode, inflate_fresh(payload), True
+        return frames[0].opcode, inflate_fresh(payload, bits), True
     return frames[0].opcode, payload, False
 
 
@@ -315,10 +420,18 @@ def echo_frames(c, opcode, data):
 
 
 def echo_raw(c, opcode, data, compress, co=None):
-    """Sends one message (compressed: one RSV1 frame) and returns the echo's
-    (opcode, data, compressed)."""
+    """Sends one message (compressed: one RSV1 frame, with `co` when given,
+    else a compressor of its own) and returns the echo's (opcode, data,
+    compressed)."""
     c.send_frame(opcode, deflate(data, co) if compress else data, rsv1=compress)
-    return message_data(c.recv_message())
+    return c.recv_data()
+
+
+def expected_answer(server):
+    """What `server` answers a plain offer (permessage-deflate alone)."""
+    if not server.compression_enabled:
+        return None
+    return ANSWER_KEEP if server.client_context else ANSWER
 
 
 def assert_serves(server):
@@ -327,7 +440,7 @@ def assert_serves(server):
     enabled = server.compression_enabled
     with RawClient(server.port, PMD) as c:
         assert c.status == 101
-        assert c.extensions == (PMD if enabled else None)
+        assert c.extensions == expected_answer(server)
         msg = compressible(1024)
         assert echo_raw(c, OP_TEXT, msg, enabled) == (OP_TEXT, msg, enabled)
         c.close_normally()
@@ -339,66 +452,106 @@ def close_event(server, client, **fields):
     return server.wait_for_event("close", conn=opened["conn"], **fields)
 
 
+def assert_refused(server, c, code, reason, cause, event, message, answer=True):
+    """The server refused what `c` sent: its close frame (code, reason)
+    comes next and then the end of the connection; the close event and the
+    warning event `event` (with `message`) say why."""
+    assert c.expect_close(answer=answer) == (code, reason)
+    ev = close_event(server, c, code=code)
+    assert ev["cause"] == cause and ev["reason"] == reason, ev
+    warned = server.wait_for_event(event, conn=ev["conn"])
+    assert warned["message"] == message, warned
+
+
 # ---------------------------------------------------------------- 1. negotiation
 
-NEGOTIATION = [
-    # (compression.enabled, request Sec-WebSocket-Extensions or None, response value or None)
-    pytest.param(True, None, None, id="no-header"),
-    pytest.param(True, PMD, PMD, id="plain-offer"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits", PMD, id="client-max-window-bits"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=8", PMD, id="client-max-window-bits-8"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=15", PMD, id="client-max-window-bits-15"),
-    pytest.param(True, 'permessage-deflate; client_max_window_bits="10"', PMD,
-                 id="client-max-window-bits-quoted"),
-    pytest.param(True, "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-                 "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-                 id="both-no-context-takeover"),
-    pytest.param(True, "permessage-deflate; client_no_context_takeover",
-                 "permessage-deflate; client_no_context_takeover", id="client-no-context-takeover"),
-    pytest.param(True, "permessage-deflate; server_no_context_takeover",
-                 "permessage-deflate; server_no_context_takeover", id="server-no-context-takeover"),
-    pytest.param(True, "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
-                 "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
-                 id="both-no-context-takeover-client-order"),
-    pytest.param(True, "permessage-deflate; client_no_context_takeover; client_max_window_bits=9",
-                 "permessage-deflate; client_no_context_takeover", id="no-context-takeover-and-window"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=10; server_no_context_takeover",
-                 "permessage-deflate; server_no_context_takeover", id="window-and-server-no-context-takeover"),
-    pytest.param(True, "  permessage-deflate ;client_no_context_takeover",
-                 "permessage-deflate; client_no_context_takeover", id="odd-spacing"),
-    pytest.param(True, "permessage-deflate; server_max_window_bits=10", None, id="server-max-window-bits"),
-    pytest.param(True, "permessage-deflate; server_max_window_bits=10, "
-                       "permessage-deflate; client_no_context_takeover",
-                 "permessage-deflate; client_no_context_takeover", id="declined-then-accepted"),
-    pytest.param(True, "permessage-deflate, permessage-deflate; client_no_context_takeover",
-                 "permessage-deflate; client_no_context_takeover", id="paramless-then-offer"),
-    pytest.param(True, "permessage-deflate, permessage-deflate", PMD, id="paramless-twice"),
-    pytest.param(True, "x-foo, permessage-deflate; server_max_window_bits=15, permessage-deflate", PMD,
-                 id="unknown-then-declined-then-paramless"),
-    pytest.param(True, "permessage-deflate; foo", None, id="unknown-param"),
-    pytest.param(True, "permessage-deflate; foo=1", None, id="unknown-param-with-value"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=7", None, id="window-bits-7"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=16", None, id="window-bits-16"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=08", None, id="window-bits-08"),
-    pytest.param(True, "permessage-deflate; client_max_window_bits=", None, id="window-bits-empty"),
-    pytest.param(True, "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
-                 None, id="repeated-param"),
-    pytest.param(True, "permessage-deflate; server_no_context_takeover=1", None,
-                 id="value-on-no-context-takeover"),
-    pytest.param(True, "permessage-deflate;", None, id="trailing-semicolon"),
-    pytest.param(True, "x-webkit-deflate-frame", None, id="webkit-only"),
-    pytest.param(True, "x-webkit-deflate-frame, permessage-deflate", PMD, id="webkit-then-pmd"),
-    pytest.param(True, "permessage-deflate;\tclient_no_context_takeover", None, id="tab"),
-    pytest.param(True, 'permessage-deflate; client_max_window_bits="1,0"', None, id="quoted-comma"),
-    pytest.param(False, PMD, None, id="disabled-plain-offer"),
-    pytest.param(False, "permessage-deflate; client_no_context_takeover", None,
-                 id="disabled-no-context-takeover"),
+A, K = ANSWER, ANSWER_KEEP
+OFFERS = [
+    # (id, request Sec-WebSocket-Extensions (None: no header; a list: one
+    #  header line each), answer by default, answer with
+    #  compression.client_context_takeover=true); None: not negotiated.
+    ("no-header", None, None, None),
+    ("plain-offer", PMD, A, K),
+    ("client-max-window-bits", "permessage-deflate; client_max_window_bits", A, K),
+    ("client-max-window-bits-8", "permessage-deflate; client_max_window_bits=8", A, K),
+    ("client-max-window-bits-15", "permessage-deflate; client_max_window_bits=15", A, K),
+    ("client-max-window-bits-quoted", 'permessage-deflate; client_max_window_bits="10"', A, K),
+    ("both-no-context-takeover", "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+     A, A),
+    ("client-no-context-takeover", CNCT_OFFER, A, A),
+    ("server-no-context-takeover", "permessage-deflate; server_no_context_takeover", A, K),
+    ("both-no-context-takeover-client-order",
+     "permessage-deflate; client_no_context_takeover; server_no_context_takeover", A, A),
+    ("no-context-takeover-and-window", "permessage-deflate; client_no_context_takeover; client_max_window_bits=9",
+     A, A),
+    ("window-and-server-no-context-takeover",
+     "permessage-deflate; client_max_window_bits=10; server_no_context_takeover", A, K),
+    ("odd-spacing", "  permessage-deflate ;client_no_context_takeover", A, A),
+    # server_max_window_bits: 9..15 granted (15 is the default: nothing to
+    # echo); 8 declined, as zlib cannot make an 8-bit window.
+    ("server-max-window-bits-9", "permessage-deflate; server_max_window_bits=9", windowed(A, 9), windowed(K, 9)),
+    ("server-max-window-bits-10", "permessage-deflate; server_max_window_bits=10", windowed(A, 10),
+     windowed(K, 10)),
+    ("server-max-window-bits-14", "permessage-deflate; server_max_window_bits=14", windowed(A, 14),
+     windowed(K, 14)),
+    ("server-max-window-bits-15", "permessage-deflate; server_max_window_bits=15", A, K),
+    ("server-max-window-bits-quoted", 'permessage-deflate; server_max_window_bits="12"', windowed(A, 12),
+     windowed(K, 12)),
+    ("server-max-window-bits-8", "permessage-deflate; server_max_window_bits=8", None, None),
+    ("server-max-window-bits-no-value", "permessage-deflate; server_max_window_bits", None, None),
+    ("server-max-window-bits-16", "permessage-deflate; server_max_window_bits=16", None, None),
+    ("server-max-window-bits-repeated", "permessage-deflate; server_max_window_bits=10; server_max_window_bits=10",
+     None, None),
+    ("every-parameter", "permessage-deflate; client_no_context_takeover; server_no_context_takeover; "
+                        "client_max_window_bits=12; server_max_window_bits=11", windowed(A, 11), windowed(A, 11)),
+    # Several offers: the first the server can honour, in the client's order.
+    ("window-offer-first", "permessage-deflate; server_max_window_bits=10, " + CNCT_OFFER,
+     windowed(A, 10), windowed(K, 10)),
+    ("reset-offer-first", CNCT_OFFER + ", permessage-deflate; server_max_window_bits=10", A, A),
+    ("declined-then-accepted", "permessage-deflate; server_max_window_bits=8, " + CNCT_OFFER, A, A),
+    ("paramless-then-offer", "permessage-deflate, " + CNCT_OFFER, A, K),
+    ("paramless-twice", "permessage-deflate, permessage-deflate", A, K),
+    ("unknown-then-declined-then-window",
+     "x-foo, permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=13, "
+     "permessage-deflate", windowed(A, 13), windowed(K, 13)),
+    ("unknown-param-then-window", "permessage-deflate; foo, permessage-deflate; server_max_window_bits=14",
+     windowed(A, 14), windowed(K, 14)),
+    ("unknown-param", "permessage-deflate; foo", None, None),
+    ("unknown-param-with-value", "permessage-deflate; foo=1", None, None),
+    ("window-bits-7", "permessage-deflate; client_max_window_bits=7", None, None),
+    ("window-bits-16", "permessage-deflate; client_max_window_bits=16", None, None),
+    ("window-bits-08", "permessage-deflate; client_max_window_bits=08", None, None),
+    ("window-bits-empty", "permessage-deflate; client_max_window_bits=", None, None),
+    ("repeated-param", "permessage-deflate; client_no_context_takeover; client_no_context_takeover", None, None),
+    ("value-on-no-context-takeover", "permessage-deflate; server_no_context_takeover=1", None, None),
+    ("trailing-semicolon", "permessage-deflate;", None, None),
+    ("webkit-only", "x-webkit-deflate-frame", None, None),
+    ("webkit-then-pmd", "x-webkit-deflate-frame, permessage-deflate", A, K),
+    # Tabs are whitespace too (RFC 7230 OWS).
+    ("tab", "permessage-deflate;\tclient_no_context_takeover", A, A),
+    ("tabs-everywhere", "permessage-deflate\t;\tserver_max_window_bits=11\t;\tclient_max_window_bits\t",
+     windowed(A, 11), windowed(K, 11)),
+    ("tab-in-other-extension", "x-foo;\ta=1,\tpermessage-deflate", A, K),
+    ("quoted-comma", 'permessage-deflate; client_max_window_bits="1,0"', None, None),
+    # Repeated header lines read as one list (RFC 7230 3.2.2).
+    ("two-header-lines", ["x-foo; a=1", "permessage-deflate; server_max_window_bits=11"],
+     windowed(A, 11), windowed(K, 11)),
+    ("two-header-lines-declined-first", ["permessage-deflate; foo", "permessage-deflate"], A, K),
 ]
 
+NEGOTIATION = [pytest.param((ENABLED,), offer, default, id=f"default-{name}")
+               for name, offer, default, _ in OFFERS]
+NEGOTIATION += [pytest.param((ENABLED, CLIENT_CONTEXT), offer, keep, id=f"client-context-{name}")
+                for name, offer, _, keep in OFFERS]
+NEGOTIATION += [pytest.param(sets, offer, None, id=f"disabled-{name}{suffix}")
+                for sets, suffix in (((), ""), ((CLIENT_CONTEXT,), "-client-context"))
+                for name, offer in (("plain-offer", PMD), ("client-no-context-takeover", CNCT_OFFER),
+                                    ("server-max-window-bits", "permessage-deflate; server_max_window_bits=10"))]
 
-@pytest.mark.parametrize("enabled,offer,answer", NEGOTIATION)
-def test_negotiation(start_echo, enabled, offer, answer):
-    server = start_echo(ENABLED) if enabled else start_echo()
+
+@pytest.mark.parametrize("sets,offer,answer", NEGOTIATION)
+def test_negotiation(start_echo, sets, offer, answer):
+    server = start_echo(*sets)
     negotiated = answer is not None
     with RawClient(server.port, offer) as c:
         assert c.status == 101
@@ -406,53 +559,82 @@ def test_negotiation(start_echo, enabled, offer, answer):
         opened = server.wait_for_event("open", peer_port=c.local_port)
         assert opened.get("compression") == (PMD if negotiated else None), opened
         msg = compressible(1024)
-        # Compressed both ways where negotiated, plain both ways otherwise.
+        # Compressed both ways where negotiated, plain both ways otherwise;
+        # what the server sends inflates alone, with the window it was granted.
         assert echo_raw(c, OP_TEXT, msg, negotiated) == (OP_TEXT, msg, negotiated)
         if negotiated:
             # An uncompressed message is fine too (RSV1 clear).
             assert echo_raw(c, OP_BINARY, b"plain", False) == (OP_BINARY, b"plain", False)
+            # Where the answer lets the client keep its context, it does: the
+            # second message is little more than a reference to the first.
+            co = None if c.must_reset else zlib.compressobj(6, zlib.DEFLATED, -15)
+            base = hex_text(600)
+            for i in range(2):
+                m = base + str(i).encode()
+                assert echo_raw(c, OP_TEXT, m, True, co) == (OP_TEXT, m, True)
+            far = far_repeats()
+            assert echo_raw(c, OP_BINARY, far, True) == (OP_BINARY, far, True)
         c.close_normally()
     assert_serves(server)
 
 
 # ---------------------------------------------------------------- 2. header length
 
-def extensions_value(n):
-    head = "permessage-deflate; client_no_context_takeover, x-padding; v="
-    value = head + "p" * (n - len(head))
+def extensions_value(n, offer_first):
+    """A Sec-WebSocket-Extensions value of n bytes: the offer, then (or
+    after) another extension padded to length."""
+    offer = CNCT_OFFER
+    pad = "x-padding; v="
+    value = pad + "p" * (n - len(pad) - len(offer) - 2)
+    value = f"{offer}, {value}" if offer_first else f"{value}, {offer}"
     assert len(value) == n
     return value
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "disabled"])
-def test_extensions_header_length(start_echo, enabled):
-    server = start_echo(ENABLED) if enabled else start_echo()
-    with RawClient(server.port, extensions_value(254)) as c:
-        assert c.status == 101
-        assert c.extensions == ("permessage-deflate; client_no_context_takeover" if enabled else None)
-        msg = compressible(1024)
-        assert echo_raw(c, OP_TEXT, msg, enabled) == (OP_TEXT, msg, enabled)
-        c.close_normally()
-    for n in (255, 256, 600):
-        with RawClient(server.port, extensions_value(n)) as c:
-            assert c.status == 400, (n, c.headers)
-            assert "sec-websocket-accept" not in c.headers
+@pytest.mark.parametrize("sets", [(ENABLED,), (ENABLED, CLIENT_CONTEXT), ()],
+                         ids=["enabled", "client-context", "disabled"])
+def test_extensions_header_length(start_echo, sets):
+    """The offer is read from a value of any length the request's header
+    limit allows (MAX_HEADER_BYTES for all header lines), wherever in it the
+    offer stands; past that limit the whole request gets 431."""
+    server = start_echo(*sets)
+    enabled = server.compression_enabled
+    for n in (254, 255, 256, 600, 4000, MAX_HEADER_BYTES - 1000):
+        for offer_first in (True, False):
+            with RawClient(server.port, extensions_value(n, offer_first)) as c:
+                assert c.status == 101, (n, c.headers)
+                assert c.extensions == (ANSWER if enabled else None), n
+                msg = compressible(1024)
+                assert echo_raw(c, OP_TEXT, msg, enabled) == (OP_TEXT, msg, enabled)
+                c.close_normally()
+    with RawClient(server.port, extensions_value(MAX_HEADER_BYTES + 100, True)) as c:
+        assert c.status == 431, c.headers
+        assert "sec-websocket-accept" not in c.headers
+        rejected = server.wait_for_event("reject", peer_port=c.local_port)
+        assert rejected["status"] == 431, rejected
     assert_serves(server)
 
 
 # ---------------------------------------------------------------- 3. websockets client
 
 WS_CLIENTS = {
-    # name: (connect kwargs, response Sec-WebSocket-Extensions or None)
-    "default-offer": ({}, PMD),
+    # name: (server settings besides ENABLED, connect kwargs, response Sec-WebSocket-Extensions or None)
+    "default-offer": ((), {}, ANSWER),
     "client-no-context-takeover": (
-        {"extensions": [ClientPerMessageDeflateFactory(client_no_context_takeover=True)]},
-        "permessage-deflate; client_no_context_takeover"),
+        (), {"extensions": [ClientPerMessageDeflateFactory(client_no_context_takeover=True)]}, ANSWER),
     "server-no-context-takeover": (
-        {"extensions": [ClientPerMessageDeflateFactory(server_no_context_takeover=True)]},
-        "permessage-deflate; server_no_context_takeover"),
+        (), {"extensions": [ClientPerMessageDeflateFactory(server_no_context_takeover=True)]}, ANSWER),
     "server-max-window-bits-10": (
-        {"extensions": [ClientPerMessageDeflateFactory(server_max_window_bits=10)]}, None),
+        (), {"extensions": [ClientPerMessageDeflateFactory(server_max_window_bits=10)]}, windowed(ANSWER, 10)),
+    "server-max-window-bits-8": (
+        (), {"extensions": [ClientPerMessageDeflateFactory(server_max_window_bits=8)]}, None),
+    "client-context-default-offer": ((CLIENT_CONTEXT,), {}, ANSWER_KEEP),
+    "client-context-client-no-context-takeover": (
+        (CLIENT_CONTEXT,), {"extensions": [ClientPerMessageDeflateFactory(client_no_context_takeover=True)]},
+        ANSWER),
+    "client-context-server-max-window-bits-9": (
+        (CLIENT_CONTEXT,), {"extensions": [ClientPerMessageDeflateFactory(server_max_window_bits=9)]},
+        windowed(ANSWER_KEEP, 9)),
 }
 
 SIZES = [0, 1, 127, 128, 129, 4096, 70 * 1024, LIMIT - 1]
@@ -468,6 +650,25 @@ def ws_connect(url, **kw):
     kw.setdefault("ping_interval", None)
     kw.setdefault("max_size", None)
     return websockets.connect(url, **kw)
+
+
+def start_for(start_echo, client):
+    sets, kwargs, answer = WS_CLIENTS[client]
+    return start_echo(ENABLED, *sets), kwargs, answer
+
+
+def assert_ws_agreement(ws, answer):
+    """The websockets client heard the answer as the server meant it: it
+    resets its compressor per message where asked, and inflates with the
+    window it granted."""
+    assert ws.response_headers.get("Sec-WebSocket-Extensions") == answer
+    assert [e.name for e in ws.extensions] == ([PMD] if answer else [])
+    if answer:
+        params = parse_answer(answer)
+        pmd = ws.extensions[0]
+        assert pmd.remote_no_context_takeover  # the server resets its own
+        assert pmd.local_no_context_takeover == params.get("client_no_context_takeover", False)
+        assert pmd.remote_max_window_bits == params.get("server_max_window_bits", 15)
 
 
 def watch_rsv1(ws):
@@ -498,14 +699,13 @@ def ws_messages():
 
 @pytest.mark.parametrize("client", list(WS_CLIENTS))
 def test_websockets_round_trips(start_echo, client):
-    kwargs, answer = WS_CLIENTS[client]
-    server = start_echo(ENABLED)
+    server, kwargs, answer = start_for(start_echo, client)
+    bits = parse_answer(answer).get("server_max_window_bits", 15) if answer else 15
     msgs = ws_messages()
 
     async def body():
         async with ws_connect(server.url, **kwargs) as ws:
-            assert ws.response_headers.get("Sec-WebSocket-Extensions") == answer
-            assert [e.name for e in ws.extensions] == ([PMD] if answer else [])
+            assert_ws_agreement(ws, answer)
             seen = watch_rsv1(ws)
             for m in msgs:
                 del seen[:]
@@ -516,7 +716,7 @@ def test_websockets_round_trips(start_echo, client):
                     # The server compresses what is long enough and shrinks.
                     size = len(m.encode() if isinstance(m, str) else m)
                     shrinks = size >= MIN_BYTES and deflated_size(
-                        m.encode() if isinstance(m, str) else m, 1) < size
+                        m.encode() if isinstance(m, str) else m, 1, bits) < size
                     assert seen and seen[0][1] == shrinks, (size, seen[:3])
                     assert all(not rsv1 for _, rsv1 in seen[1:])
     run(body(), timeout=60)
@@ -528,14 +728,13 @@ def test_websockets_round_trips(start_echo, client):
 def test_websockets_similar_messages_in_a_row(start_echo, client):
     """Pipelined similar messages: with client context takeover each one
     refers back to the ones before, so every message must arrive intact."""
-    kwargs, answer = WS_CLIENTS[client]
-    server = start_echo(ENABLED)
+    server, kwargs, answer = start_for(start_echo, client)
     msgs = [f'{{"seq":{i},"user":"alice","room":"lobby","text":"{compressible_text(200 + i)}"}}'
             for i in range(100)]
 
     async def body():
         async with ws_connect(server.url, **kwargs) as ws:
-            assert ws.response_headers.get("Sec-WebSocket-Extensions") == answer
+            assert_ws_agreement(ws, answer)
             for m in msgs:
                 await ws.send(m)
             got = [await asyncio.wait_for(ws.recv(), SOCK_TIMEOUT) for _ in msgs]
@@ -544,10 +743,9 @@ def test_websockets_similar_messages_in_a_row(start_echo, client):
     assert_serves(server)
 
 
-@pytest.mark.parametrize("client", ["default-offer", "client-no-context-takeover"])
+@pytest.mark.parametrize("client", ["default-offer", "client-no-context-takeover", "client-context-default-offer"])
 def test_websockets_fragmented_sends(start_echo, client):
-    kwargs, answer = WS_CLIENTS[client]
-    server = start_echo(ENABLED)
+    server, kwargs, answer = start_for(start_echo, client)
     text_parts = ["fragment-one ", "", "\u00e9\u2603 ", compressible_text(70000), " end"]
     binary_parts = [os.urandom(100), b"", compressible(65536), os.urandom(3)]
 
@@ -558,7 +756,7 @@ def test_websockets_fragmented_sends(start_echo, client):
 
     async def body():
         async with ws_connect(server.url, **kwargs) as ws:
-            assert ws.response_headers.get("Sec-WebSocket-Extensions") == answer
+            assert_ws_agreement(ws, answer)
             for _ in range(2):  # the second time over a warm compression context
                 await ws.send(text_parts)
                 assert await asyncio.wait_for(ws.recv(), SOCK_TIMEOUT) == "".join(text_parts)
@@ -574,7 +772,7 @@ def test_websockets_fragmented_sends(start_echo, client):
 def test_server_output_compression(start_echo):
     server = start_echo(ENABLED)
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         msg = compressible(1024)
         # Sent twice: the second must inflate with a fresh inflater too (no
         # context taken over from the first).
@@ -600,7 +798,7 @@ def test_server_output_compression(start_echo):
 def test_server_output_min_bytes_0(start_echo):
     server = start_echo(ENABLED, "compression.min_bytes=0")
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         shrinks = b"a" * 20
         grows = b"abcdefghijklmnopqrst"
         assert deflated_size(shrinks, 1) < 20 <= deflated_size(grows, 1)
@@ -614,14 +812,17 @@ def test_server_output_min_bytes_0(start_echo):
 
 
 @pytest.mark.parametrize("level", [1, 9])
-def test_server_output_fragments(start_echo, level):
+@pytest.mark.parametrize("bits", [15, 9])
+def test_server_output_fragments(start_echo, level, bits):
     """A message whose compressed form passes the write batch goes out in
-    fragments: RSV1 on the first only, all of them inflating as one."""
+    fragments: RSV1 on the first only, all of them inflating as one, within
+    the window the client granted."""
     server = start_echo(ENABLED, f"compression.level={level}")
     msg = hex_text(200 * 1024)
-    assert deflated_size(msg, level) > WRITE_BATCH  # else there is nothing to fragment
-    with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+    assert deflated_size(msg, level, bits) > WRITE_BATCH  # else there is nothing to fragment
+    offer = PMD if bits == 15 else f"permessage-deflate; server_max_window_bits={bits}"
+    with RawClient(server.port, offer) as c:
+        assert c.extensions == (ANSWER if bits == 15 else windowed(ANSWER, bits))
         for opcode in (OP_TEXT, OP_BINARY):
             frames = echo_frames(c, opcode, msg)
             assert len(frames) >= 2
@@ -629,8 +830,57 @@ def test_server_output_fragments(start_echo, level):
             assert [f.opcode for f in frames] == [opcode] + [OP_CONT] * (len(frames) - 1)
             assert all(len(f.payload) <= WRITE_BATCH for f in frames)
             assert sum(len(f.payload) for f in frames) < len(msg)
-            assert message_data(frames) == (opcode, msg, True)
+            assert message_data(frames, bits) == (opcode, msg, True)
         c.close_normally()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_server_output_window(start_echo, level):
+    """server_max_window_bits is honoured: what the server sends inflates
+    with the window granted, in small output steps (inflate_fresh), though
+    the message repeats itself farther back than that window reaches."""
+    server = start_echo(ENABLED, f"compression.level={level}")
+    msg = far_repeats()
+    # Without the parameter the server uses its whole window, and the
+    # 2^9 check fails on its output: the check below can fail.
+    with RawClient(server.port, PMD) as c:
+        assert c.extensions == ANSWER and c.window_bits == 15
+        frames = echo_frames(c, OP_BINARY, msg)
+        assert frames[0].rsv1
+        assert message_data(frames, 15) == (OP_BINARY, msg, True)
+        with pytest.raises(zlib.error, match="invalid distance too far back"):
+            message_data(frames, 9)
+        c.close_normally()
+    for bits in range(9, 16):
+        with RawClient(server.port, f"permessage-deflate; server_max_window_bits={bits}") as c:
+            assert c.extensions == (windowed(ANSWER, bits) if bits < 15 else ANSWER)
+            for _ in range(2):  # the server's compressor for this window, reused
+                frames = echo_frames(c, OP_BINARY, msg)
+                assert frames[0].rsv1 and sum(len(f.payload) for f in frames) < len(msg)
+                assert message_data(frames, bits) == (OP_BINARY, msg, True)
+            c.close_normally()
+    assert_serves(server)
+
+
+def test_server_output_windows_side_by_side(start_echo):
+    """Connections granted different windows, open at once and served in
+    turn, each get output that fits their own."""
+    server = start_echo(ENABLED)
+    msg = far_repeats()
+    clients = [RawClient(server.port, f"permessage-deflate; server_max_window_bits={bits}")
+               for bits in (9, 15, 10, 9)]
+    try:
+        for _ in range(2):
+            for c in clients:
+                c.send_frame(OP_BINARY, msg)
+            for c in clients:
+                assert c.recv_data() == (OP_BINARY, msg, True), c.extensions
+        for c in clients:
+            c.close_normally()
+    finally:
+        for c in clients:
+            c.sock.close()
     assert_serves(server)
 
 
@@ -638,11 +888,13 @@ def test_server_output_fragments(start_echo, level):
 
 def test_inbound_context_takeover(start_echo):
     """One compressor for 20 messages: later messages are back-references
-    into earlier ones, which only a server that keeps its window decodes."""
-    server = start_echo(ENABLED)
+    into earlier ones, which only a server that keeps its window decodes
+    (compression.client_context_takeover=true, the client did not offer
+    client_no_context_takeover)."""
+    server = start_echo(ENABLED, CLIENT_CONTEXT)
     base = hex_text(1000)
     with RawClient(server.port, "permessage-deflate; client_max_window_bits") as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER_KEEP
         co = zlib.compressobj(6, zlib.DEFLATED, -15)
         for i in range(20):
             msg = base + str(i).encode()
@@ -650,15 +902,46 @@ def test_inbound_context_takeover(start_echo):
             if i:
                 assert len(body) < 40  # a back-reference, meaningless without the window
             c.send_frame(OP_TEXT, body, rsv1=True)
-            assert message_data(c.recv_message()) == (OP_TEXT, msg, True)
+            assert c.recv_data() == (OP_TEXT, msg, True)
         c.close_normally()
     assert_serves(server)
 
 
-def test_inbound_client_no_context_takeover(start_echo):
-    server = start_echo(ENABLED)
-    with RawClient(server.port, "permessage-deflate; client_no_context_takeover") as c:
-        assert c.extensions == "permessage-deflate; client_no_context_takeover"
+@pytest.mark.parametrize("sets,offer", [
+    pytest.param((), PMD, id="default"),
+    pytest.param((), "permessage-deflate; client_max_window_bits", id="default-window-offer"),
+    pytest.param((CLIENT_CONTEXT,), CNCT_OFFER, id="client-context-but-offered"),
+])
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragments"])
+def test_inbound_client_no_context_takeover_is_held(start_echo, sets, offer, fragmented):
+    """Where the answer carries client_no_context_takeover the server
+    inflates each message on its own: a client that keeps its context anyway
+    sends a back-reference the server cannot resolve, and is refused (1007)."""
+    server = start_echo(ENABLED, *sets)
+    base = hex_text(1000)
+    co = zlib.compressobj(6, zlib.DEFLATED, -15)
+    with RawClient(server.port, offer) as c:
+        assert c.extensions == ANSWER
+        assert echo_raw(c, OP_TEXT, base, True, co) == (OP_TEXT, base, True)
+        body = deflate(base, co)
+        assert len(body) < 40  # only a reference into the message before
+        if fragmented:
+            c.send_quietly((OP_TEXT, body[:3], {"fin": False, "rsv1": True}), (OP_CONT, body[3:], {}))
+        else:
+            c.send_quietly((OP_TEXT, body, {"rsv1": True}))
+        assert c.expect_close() == (1007, "invalid compressed data")
+        ev = close_event(server, c, code=1007)
+        assert ev["cause"] == "bad_compression", ev
+        bad = server.wait_for_event("bad_compression", conn=ev["conn"])
+        assert bad["message"].startswith("permessage-deflate data refused: "), bad
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("sets", [(), (CLIENT_CONTEXT,)], ids=["default", "client-context"])
+def test_inbound_client_no_context_takeover(start_echo, sets):
+    server = start_echo(ENABLED, *sets)
+    with RawClient(server.port, CNCT_OFFER) as c:
+        assert c.extensions == ANSWER
         for i in range(20):
             msg = hex_text(500) + str(i).encode()
             assert echo_raw(c, OP_TEXT, msg, True) == (OP_TEXT, msg, True)
@@ -668,16 +951,21 @@ def test_inbound_client_no_context_takeover(start_echo):
     assert_serves(server)
 
 
-@pytest.mark.parametrize("offer", [PMD, "permessage-deflate; client_no_context_takeover"])
-def test_inbound_fragmented(start_echo, offer):
+@pytest.mark.parametrize("sets,offer,answer", [
+    pytest.param((), PMD, ANSWER, id="default"),
+    pytest.param((CLIENT_CONTEXT,), PMD, ANSWER_KEEP, id="client-context"),
+    pytest.param((CLIENT_CONTEXT,), CNCT_OFFER, ANSWER, id="client-context-reset-offered"),
+])
+def test_inbound_fragmented(start_echo, sets, offer, answer):
     """One compressed message in several frames, RSV1 on the first only,
-    with empty continuations in the middle and at the end."""
-    server = start_echo(ENABLED)
+    with empty continuations in the middle and at the end, and a ping
+    between two of them (answered at once, the message still whole)."""
+    server = start_echo(ENABLED, *sets)
     msg = ("\u00e9t\u00e9 \u2603 " * 300).encode() + hex_text(3000)
     body = deflate(msg)
     assert len(body) > 100
     with RawClient(server.port, offer) as c:
-        assert c.status == 101 and c.extensions == offer
+        assert c.status == 101 and c.extensions == answer
         for cuts in ([1, 1, 50], [len(body) // 2], [0, 0, len(body)]):
             pieces, start = [], 0
             for cut in cuts:
@@ -689,67 +977,84 @@ def test_inbound_fragmented(start_echo, offer):
             for i, piece in enumerate(pieces):
                 last = i == len(pieces) - 1
                 c.send_frame(OP_TEXT if i == 0 else OP_CONT, piece, fin=last, rsv1=i == 0)
-            assert message_data(c.recv_message()) == (OP_TEXT, msg, True)
+                if i == 1:
+                    c.send_frame(OP_PING, b"between")
+            f = c.recv_frame()
+            assert (f.opcode, f.rsv1, f.payload) == (OP_PONG, False, b"between"), f
+            assert c.recv_data() == (OP_TEXT, msg, True)
         c.close_normally()
     assert_serves(server)
 
 
 @pytest.mark.parametrize("size", [4000, 100 * 1024, LIMIT - 1])
 def test_inbound_large_single_frame(start_echo, size):
-    """One compressed frame larger than what lws hands over per callback
-    (tuning.rx_buffer_bytes, 2 KiB by default) or per read."""
+    """One compressed frame of a few KiB up to nearly the limit: the larger
+    ones span many of the server's reads (64 KiB at most each)."""
     server = start_echo(ENABLED)
     msg = hex_text(size)
     body = deflate(msg)
     assert len(body) > 2048
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         c.send_frame(OP_TEXT, body, rsv1=True)
-        assert message_data(c.recv_message()) == (OP_TEXT, msg, True)
+        assert c.recv_data() == (OP_TEXT, msg, True)
         c.close_normally()
     assert_serves(server)
 
 
-def test_inbound_bfinal(start_echo):
+CONTEXT_POLICIES = pytest.mark.parametrize("sets", [(), (CLIENT_CONTEXT,)], ids=["default", "client-context"])
+
+
+def message_compressor(c, shared):
+    """The compressor for the next message: `shared` where the client may
+    keep its context, a fresh one where it was asked not to."""
+    return zlib.compressobj(6, zlib.DEFLATED, -15) if c.must_reset else shared
+
+
+@CONTEXT_POLICIES
+def test_inbound_bfinal(start_echo, sets):
     """A client may end its DEFLATE stream (Z_FINISH, BFINAL); the next
     message starts a new stream."""
-    server = start_echo(ENABLED)
+    server = start_echo(ENABLED, *sets)
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == expected_answer(server)
         for i in range(3):
             msg = compressible(1000) + str(i).encode()
             co = zlib.compressobj(6, zlib.DEFLATED, -15)
             c.send_frame(OP_TEXT, co.compress(msg) + co.flush(zlib.Z_FINISH), rsv1=True)
-            assert message_data(c.recv_message()) == (OP_TEXT, msg, True)
+            assert c.recv_data() == (OP_TEXT, msg, True)
             # Then a usual message with a compressor of its own that keeps
-            # its context for one more message.
+            # its context for one more message where the answer allows.
             co = zlib.compressobj(6, zlib.DEFLATED, -15)
             for j in range(2):
                 msg = hex_text(300) + str(j).encode()
-                assert echo_raw(c, OP_BINARY, msg, True, co) == (OP_BINARY, msg, True)
+                assert echo_raw(c, OP_BINARY, msg, True, message_compressor(c, co)) == (OP_BINARY, msg, True)
             # BFINAL in an empty stored block after the sync flush.
             msg = compressible(300)
             co = zlib.compressobj(6, zlib.DEFLATED, -15)
             c.send_frame(OP_TEXT, co.compress(msg) + co.flush(zlib.Z_SYNC_FLUSH) + co.flush(zlib.Z_FINISH),
                          rsv1=True)
-            assert message_data(c.recv_message()) == (OP_TEXT, msg, True)
+            assert c.recv_data() == (OP_TEXT, msg, True)
         c.close_normally()
     assert_serves(server)
 
 
-def test_inbound_empty_compressed_messages(start_echo):
-    """Empty messages compressed (RFC 7692 7.2.3.6) in a context-keeping
-    stream, each followed by a message that must still decode."""
-    server = start_echo(ENABLED)
-    co = zlib.compressobj(6, zlib.DEFLATED, -15)
+@CONTEXT_POLICIES
+def test_inbound_empty_compressed_messages(start_echo, sets):
+    """Empty messages compressed (RFC 7692 7.2.3.6), in a context-keeping
+    stream where the answer allows one, each followed by a message that
+    must still decode."""
+    server = start_echo(ENABLED, *sets)
+    shared = zlib.compressobj(6, zlib.DEFLATED, -15)
     with RawClient(server.port, PMD) as c:
+        assert c.extensions == expected_answer(server)
         for body in (b"\x00", b"\x02\x00", None):  # stored, fixed Huffman, the compressor's own
             if body is None:
-                body = deflate(b"", co)
+                body = deflate(b"", message_compressor(c, shared))
             c.send_frame(OP_TEXT, body, rsv1=True)
-            assert message_data(c.recv_message()) == (OP_TEXT, b"", False)
+            assert c.recv_data() == (OP_TEXT, b"", False)
             msg = compressible(300)
-            assert echo_raw(c, OP_TEXT, msg, True, co) == (OP_TEXT, msg, True)
+            assert echo_raw(c, OP_TEXT, msg, True, message_compressor(c, shared)) == (OP_TEXT, msg, True)
         c.close_normally()
     assert_serves(server)
 
@@ -768,8 +1073,8 @@ def zeros_deflated(total, co, flush=zlib.Z_SYNC_FLUSH):
     return b"".join(out)
 
 
-def bomb_server(start_echo):
-    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}")
+def bomb_server(start_echo, *sets):
+    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}", *sets)
     assert_serves(server)  # warm: the baseline includes one compressed round trip
     return server, peak_rss_kib(server)
 
@@ -801,34 +1106,44 @@ def test_bomb_one_frame(start_echo):
     body = zeros_deflated(64 * LIMIT, zlib.compressobj(9, zlib.DEFLATED, -15))
     assert body.endswith(TAIL) and len(body) < 128 * 1024
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         assert_bomb_refused(server, c, [(OP_BINARY, body[:-4], {"rsv1": True})], baseline)
     assert_serves(server)
 
 
-@pytest.mark.parametrize("offer", [PMD, "permessage-deflate; client_no_context_takeover"])
-def test_bomb_fragments(start_echo, offer):
+# (server settings besides ENABLED, offer, answer): the shared inflater, and
+# a connection's own inflater that keeps its window.
+BOMB_OFFERS = pytest.mark.parametrize("sets,offer,answer", [
+    pytest.param((), PMD, ANSWER, id="default"),
+    pytest.param((), CNCT_OFFER, ANSWER, id="default-reset-offered"),
+    pytest.param((CLIENT_CONTEXT,), PMD, ANSWER_KEEP, id="client-context"),
+    pytest.param((CLIENT_CONTEXT,), CNCT_OFFER, ANSWER, id="client-context-reset-offered"),
+])
+
+
+@BOMB_OFFERS
+def test_bomb_fragments(start_echo, sets, offer, answer):
     """64 fragments of 1 MiB inflated each, back to back as an attacker
     sends them."""
-    server, baseline = bomb_server(start_echo)
+    server, baseline = bomb_server(start_echo, *sets)
     co = zlib.compressobj(9, zlib.DEFLATED, -15)
     pieces = [zeros_deflated(LIMIT, co) for _ in range(64)]
     frames = [(OP_TEXT if i == 0 else OP_CONT, p, {"fin": i == len(pieces) - 1, "rsv1": i == 0})
               for i, p in enumerate(pieces)]
     with RawClient(server.port, offer) as c:
-        assert c.extensions == offer
+        assert c.extensions == answer
         assert_bomb_refused(server, c, frames, baseline)
     assert_serves(server)
 
 
-@pytest.mark.parametrize("offer", [PMD, "permessage-deflate; client_no_context_takeover"])
-def test_limit_across_fragments(start_echo, offer):
+@BOMB_OFFERS
+def test_limit_across_fragments(start_echo, sets, offer, answer):
     """The inflated bytes of all fragments count: the first fills the limit
     exactly (taken in: the pong proves it), one more byte refuses."""
-    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}")
+    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}", *sets)
     co = zlib.compressobj(9, zlib.DEFLATED, -15)
     with RawClient(server.port, offer) as c:
-        assert c.extensions == offer
+        assert c.extensions == answer
         c.send_frame(OP_BINARY, zeros_deflated(LIMIT, co), fin=False, rsv1=True)
         c.sync()
         c.send_frame(OP_CONT, deflate(b"\0", co), fin=True)
@@ -838,24 +1153,30 @@ def test_limit_across_fragments(start_echo, offer):
 
 
 def test_refusal_close_frame_with_more_data_buffered(start_echo):
-    """The refused fragment is followed by a frame that does not fit in the
-    same read: the client must still get the close frame with the reason,
-    not only the end of the TCP connection (what a fast bomb looks like)."""
+    """The refused fragment is followed by more than the server reads at
+    once (64 KiB): the client must still get the close frame with the
+    reason, not only the end of the TCP connection (what a fast bomb looks
+    like)."""
     server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}")
     co = zlib.compressobj(9, zlib.DEFLATED, -15)
     with RawClient(server.port, PMD) as c:
         c.send_frame(OP_BINARY, zeros_deflated(LIMIT, co), fin=False, rsv1=True)
         c.sync()
-        # Two frames of 1044 bytes in one write: more than one read (2 KiB).
+        # Frames of 1044 bytes in one write, 3 x 64 KiB in all.
         over = zeros_deflated(LIMIT, co)
-        after = zeros_deflated(LIMIT, co)
-        assert len(over) == len(after) == 1036
+        after = [zeros_deflated(LIMIT, co) for _ in range(3 * 64)]
+        assert len(over) == len(after[0]) == 1036
         raw = b""
-        for payload, fin in ((over, False), (after, True)):
+        for i, payload in enumerate([over] + after):
             key = os.urandom(4)
+            fin = i == len(after)
             raw += struct.pack("!BBH", (0x80 if fin else 0), 0x80 | 126, len(payload)) + key + \
                 mask_bytes(payload, key)
-        c.sock.sendall(raw)
+        assert len(raw) > 3 * 64 * 1024
+        try:
+            c.sock.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server refused before it read it all
         try:
             seen = c.expect_close()
         except AssertionError as e:
@@ -868,13 +1189,14 @@ def test_refusal_close_frame_with_more_data_buffered(start_echo):
 def test_bomb_across_messages_with_context(start_echo):
     """Each message stays under the limit though the shared window keeps
     growing the stream: all must be echoed, none refused."""
-    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}")
+    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}", CLIENT_CONTEXT)
     with RawClient(server.port, PMD) as c:
+        assert c.extensions == ANSWER_KEEP
         co = zlib.compressobj(9, zlib.DEFLATED, -15)
         for _ in range(8):
             body = zeros_deflated(LIMIT, co)
             c.send_frame(OP_BINARY, body[:-4], rsv1=True)
-            assert message_data(c.recv_message()) == (OP_BINARY, bytes(LIMIT), True)
+            assert c.recv_data() == (OP_BINARY, bytes(LIMIT), True)
         c.close_normally()
     assert_serves(server)
 
@@ -890,7 +1212,7 @@ def test_limit_counts_inflated_bytes(start_echo, size, refused):
             assert c.expect_close() == (1009, "message too big")
             assert close_event(server, c, code=1009)["cause"] == "too_big"
         else:
-            assert message_data(c.recv_message()) == (OP_BINARY, bytes(size), True)
+            assert c.recv_data() == (OP_BINARY, bytes(size), True)
             c.close_normally()
     assert_serves(server)
 
@@ -916,11 +1238,17 @@ BACKREF_ONLY = _backref_only()
     # No compressed byte at all (an empty message compresses to 0x00).
     pytest.param(b"", id="empty-payload"),
 ])
-def test_corrupt_deflate(start_echo, body):
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragments"])
+def test_corrupt_deflate(start_echo, body, fragmented):
+    """Data no inflater can read, in one frame (the shared inflater) or in
+    two (the connection's own, freed with the message)."""
     server = start_echo(ENABLED)
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
-        c.send_quietly((OP_TEXT, body, {"rsv1": True}))
+        assert c.extensions == ANSWER
+        if fragmented:
+            c.send_quietly((OP_TEXT, body[:2], {"fin": False, "rsv1": True}), (OP_CONT, body[2:], {}))
+        else:
+            c.send_quietly((OP_TEXT, body, {"rsv1": True}))
         assert c.expect_close() == (1007, "invalid compressed data")
         ev = close_event(server, c, code=1007)
         assert ev["cause"] == "bad_compression" and ev["reason"] == "invalid compressed data", ev
@@ -929,14 +1257,17 @@ def test_corrupt_deflate(start_echo, body):
     assert_serves(server)
 
 
-def test_corrupt_after_good_messages(start_echo):
-    """Corruption in the third message of a context-keeping stream."""
-    server = start_echo(ENABLED)
+@CONTEXT_POLICIES
+def test_corrupt_after_good_messages(start_echo, sets):
+    """Corruption in the third message (of a context-keeping stream where
+    the answer allows one)."""
+    server = start_echo(ENABLED, *sets)
     with RawClient(server.port, PMD) as c:
-        co = zlib.compressobj(6, zlib.DEFLATED, -15)
+        assert c.extensions == expected_answer(server)
+        shared = zlib.compressobj(6, zlib.DEFLATED, -15)
         for _ in range(2):
             msg = compressible(500)
-            assert echo_raw(c, OP_TEXT, msg, True, co) == (OP_TEXT, msg, True)
+            assert echo_raw(c, OP_TEXT, msg, True, message_compressor(c, shared)) == (OP_TEXT, msg, True)
         c.send_quietly((OP_TEXT, b"\xff\xff\xff\xff\xff", {"rsv1": True}))
         assert c.expect_close() == (1007, "invalid compressed data")
         assert close_event(server, c, code=1007)["cause"] == "bad_compression"
@@ -950,46 +1281,50 @@ def test_rsv1_on_continuation(start_echo, first_compressed):
     server = start_echo(ENABLED)
     body = deflate(compressible(1000))
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         first = body[:20] if first_compressed else b"plain start "
         rest = body[20:] if first_compressed else b"plain end"
         c.send_quietly((OP_TEXT, first, {"fin": False, "rsv1": first_compressed}),
                        (OP_CONT, rest, {"fin": True, "rsv1": True}))
-        assert c.expect_close() == (1007, "invalid compressed data")
-        assert close_event(server, c, code=1007)["cause"] == "bad_compression"
+        assert_refused(server, c, 1007, "invalid compressed data", "bad_compression", "bad_compression",
+                       "permessage-deflate data refused: RSV1 on a continuation frame")
     assert_serves(server)
 
 
-# lws 4.1.6 answers pings itself, before wsgate sees anything of the frame:
-# RSV1 on a ping goes undetected (README, Known limits). strict: the day it
-# is detected, this case fails until the mark goes.
-PING_UNDETECTED = pytest.mark.xfail(strict=True, reason="lws answers pings itself; "
-                                    "RSV1 on a ping is not seen by wsgate")
-
-
-@pytest.mark.parametrize("opcode,payload", [pytest.param(OP_PING, b"hi", marks=PING_UNDETECTED),
-                                            (OP_PONG, b"hi")], ids=["ping", "pong"])
+@pytest.mark.parametrize("opcode,payload", [(OP_PING, b"hi"), (OP_PONG, b"hi"),
+                                            (OP_CLOSE, struct.pack("!H", 1000))],
+                         ids=["ping", "pong", "close"])
 def test_rsv1_on_control_frame(start_echo, opcode, payload):
-    """RFC 7692 section 6: RSV1 on a control frame fails the connection."""
+    """RFC 7692 section 6: RSV1 on a control frame fails the connection
+    (1007, as for any bad compressed data). A ping so marked gets no pong:
+    the close frame comes next."""
     server = start_echo(ENABLED)
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         c.send_quietly((opcode, payload, {"rsv1": True}))
-        code, _ = c.expect_close(eof=False)
-        assert code in (1002, 1007), code
+        assert_refused(server, c, 1007, "invalid compressed data", "bad_compression", "bad_compression",
+                       "permessage-deflate data refused: RSV1 on a control frame")
     assert_serves(server)
 
 
-# Where lws itself refuses RSV bits it ends the TCP connection only after its
-# 5 s close timeout, whatever the client answers: those tests do not wait.
+NOT_NEGOTIATED = "RSV1 set but permessage-deflate was not negotiated"
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["enabled-not-offered", "disabled"])
-def test_rsv1_without_negotiation(start_echo, enabled):
-    server = start_echo(ENABLED) if enabled else start_echo()
-    with RawClient(server.port, None if enabled else PMD) as c:
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_PING], ids=["text", "ping"])
+@pytest.mark.parametrize("sets,offer", [
+    pytest.param((ENABLED,), None, id="enabled-not-offered"),
+    pytest.param((ENABLED,), "permessage-deflate; server_max_window_bits=8", id="enabled-offer-declined"),
+    pytest.param((), PMD, id="disabled"),
+])
+def test_rsv1_without_negotiation(start_echo, sets, offer, opcode):
+    """RFC 6455 5.2: a reserved bit no extension gave a meaning fails the
+    connection with 1002."""
+    server = start_echo(*sets)
+    with RawClient(server.port, offer) as c:
         assert c.status == 101 and c.extensions is None
-        c.send_quietly((OP_TEXT, deflate(compressible(300)), {"rsv1": True}))
-        assert c.expect_close(eof=False) == (1002, "rsv bits")
+        payload = deflate(compressible(300)) if opcode == OP_TEXT else b"hi"
+        c.send_quietly((opcode, payload, {"rsv1": True}))
+        assert_refused(server, c, 1002, NOT_NEGOTIATED, "protocol_error", "protocol_error", NOT_NEGOTIATED)
     assert_serves(server)
 
 
@@ -997,9 +1332,80 @@ def test_rsv1_without_negotiation(start_echo, enabled):
 def test_rsv2_rsv3_with_negotiation(start_echo, bits):
     server = start_echo(ENABLED)
     with RawClient(server.port, PMD) as c:
-        assert c.extensions == PMD
+        assert c.extensions == ANSWER
         c.send_quietly((OP_TEXT, deflate(compressible(300)), dict(rsv1=True, **bits)))
-        assert c.expect_close(eof=False) == (1002, "rsv bits")
+        reason = "reserved bits RSV2/RSV3 set"
+        assert_refused(server, c, 1002, reason, "protocol_error", "protocol_error", reason)
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("frame,reason", [
+    pytest.param((OP_TEXT, b"x", {"rsv1": True, "mask": False}), "client frame not masked", id="unmasked"),
+    pytest.param((0x3, b"x", {"rsv1": True}), "reserved opcode", id="reserved-opcode"),
+    pytest.param((OP_CLOSE, struct.pack("!H", 1005), {}), "close code not allowed on the wire",
+                 id="close-code-1005"),
+])
+def test_protocol_errors_on_a_compressed_connection(start_echo, frame, reason):
+    """What RFC 6455 forbids is refused with 1002 on a compressed connection
+    too, before RSV1 is looked at."""
+    server = start_echo(ENABLED)
+    with RawClient(server.port, PMD) as c:
+        assert c.extensions == ANSWER
+        c.send_quietly(frame)
+        assert_refused(server, c, 1002, reason, "protocol_error", "protocol_error", reason)
+    assert_serves(server)
+
+
+# Refusals of three kinds: (offer, frame, close code, reason, log event).
+REFUSALS = {
+    "bad-compression": (PMD, (OP_TEXT, b"\xff\xff\xff\xff\xff", {"rsv1": True}),
+                        1007, "invalid compressed data", "bad_compression"),
+    "rsv1-not-negotiated": (None, (OP_TEXT, b"x", {"rsv1": True}), 1002, NOT_NEGOTIATED, "protocol_error"),
+    "too-big": (PMD, (OP_BINARY, zeros_deflated(LIMIT + 1, zlib.compressobj(9, zlib.DEFLATED, -15))[:-4],
+                      {"rsv1": True}), 1009, "message too big", "too_big"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusal_does_not_wait_for_the_client(start_echo, case):
+    """After refusing, the server sends its close frame and ends its side of
+    the TCP connection at once, long before close_wait, whether or not the
+    client ever answers."""
+    server = start_echo(ENABLED, "heartbeat.close_wait_ms=10000", f"limits.max_message_bytes={LIMIT}")
+    offer, frame, code, reason, _ = REFUSALS[case]
+    with RawClient(server.port, offer) as c:
+        t0 = time.monotonic()
+        c.send_quietly(frame)
+        assert c.expect_close(answer=False) == (code, reason)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 2.0, f"the server's side ended {elapsed:.2f} s after the refusal"
+        # The client answers late and ends its side: the connection ends
+        # then, with the refusal's code, not at close_wait.
+        c.send_quietly((OP_CLOSE, struct.pack("!H", code), {}))
+        c.sock.shutdown(socket.SHUT_WR)
+        ev = close_event(server, c, code=code)
+        assert ev["reason"] == reason and ev["duration_ms"] < 5000, ev
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusal_is_logged_once(start_echo, case):
+    """One refusal, one warning: what the refused client sends afterwards
+    (a ping, data, its close, each in a read of its own) is not logged
+    again."""
+    server = start_echo(ENABLED, f"limits.max_message_bytes={LIMIT}")
+    offer, frame, code, reason, event = REFUSALS[case]
+    with RawClient(server.port, offer) as c:
+        c.send_quietly(frame)
+        assert c.expect_close(eof=False, answer=False) == (code, reason)
+        for later in ((OP_PING, b"late", {}), (OP_TEXT, b"late", {}), (OP_CLOSE, struct.pack("!H", code), {})):
+            time.sleep(0.05)
+            c.send_quietly(later)
+        c.expect_eof()
+        c.sock.shutdown(socket.SHUT_WR)
+        ev = close_event(server, c, code=code)
+    warnings = [e for e in server.stderr_events() if e.get("level") == "warn" and e.get("conn") == ev["conn"]]
+    assert [e.get("event") for e in warnings] == [event], warnings
     assert_serves(server)
 
 
@@ -1026,7 +1432,7 @@ def test_compressed_utf8_split_across_fragments(start_echo):
         pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
         for i, piece in enumerate(pieces):
             c.send_frame(OP_TEXT if i == 0 else OP_CONT, piece, fin=i == len(pieces) - 1, rsv1=i == 0)
-        assert message_data(c.recv_message()) == (OP_TEXT, msg, True)
+        assert c.recv_data() == (OP_TEXT, msg, True)
         c.close_normally()
     assert_serves(server)
 
@@ -1036,7 +1442,8 @@ def test_compressed_utf8_split_across_fragments(start_echo):
 def test_open_event_names_compression_only_when_negotiated(start_echo):
     server = start_echo(ENABLED)
     ports = {}
-    for offer, negotiated in ((PMD, True), (None, False), ("permessage-deflate; server_max_window_bits=9", False),
+    for offer, negotiated in ((PMD, True), (None, False), ("permessage-deflate; server_max_window_bits=8", False),
+                              ("permessage-deflate; server_max_window_bits=9", True),
                               ("permessage-deflate; client_no_context_takeover", True)):
         with RawClient(server.port, offer) as c:
             assert c.status == 101
