@@ -35,6 +35,10 @@ Inbox::Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log
     : cfg_(cfg), outbox_(outbox), app_(app), log_(log), clock_(clock) {}
 
 bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
+    // Input we refused ends the reading: our close frame and the end of our
+    // stream are on their way; what follows is discarded unread (RFC 6455
+    // 7.1.7), and the refusal is logged once.
+    if (c->refused_input) return true;
     const int64_t now = clock_.now_ms();
     if (cfg_.any_frame_is_alive) c->last_alive_ms = now;
     Sink sink{*this, c, now};
@@ -105,6 +109,8 @@ bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, 
     if (!shared && !c->more().inflater) c->extra->inflater = std::make_unique<Inflater>();
     Inflater &inf = shared ? shared_inflater_ : *c->extra->inflater;
     Inflater::Result r = inf.feed(p, n, final, out, cfg_.max_message_bytes);
+    // zlib's words, taken before the inflater may go.
+    const std::string why = r == Inflater::Result::Corrupt ? inf.error() : "";
     if (shared) {
         inf.reset();
     } else if (final || r != Inflater::Result::Ok) {
@@ -114,7 +120,7 @@ bool Inbox::inflate_into(Conn *c, const uint8_t *p, size_t n, std::string *out, 
     switch (r) {
     case Inflater::Result::Ok: return true;
     case Inflater::Result::TooBig: too_big(c); return false;
-    case Inflater::Result::Corrupt: bad_compression(c, inf.error()); return false;
+    case Inflater::Result::Corrupt: bad_compression(c, why.c_str()); return false;
     }
     return false;
 }
