@@ -3,24 +3,13 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <chrono>
-
+#include "base/time.h"
 #include "protocol/deflate.h"
 #include "protocol/handshake.h"
 #include "security/tls.h"
 
 namespace wsgate {
 namespace {
-
-int64_t unix_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-int64_t mono_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 // A path is served when it equals server.path or lies below it.
 bool path_matches(const std::string &want, const std::string &path) {
@@ -60,6 +49,16 @@ bool socket_peer(int fd, IpAddr *addr, uint16_t *port) {
     else if (ss.ss_family == AF_INET6)
         *port = ntohs(reinterpret_cast<struct sockaddr_in6 *>(&ss)->sin6_port);
     return true;
+}
+
+LogFields peer_fields(int fd) {
+    IpAddr peer;
+    uint16_t port = 0;
+    socket_peer(fd, &peer, &port);
+    LogFields f;
+    f["peer"] = peer.to_string();
+    f["peer_port"] = port;
+    return f;
 }
 
 Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
@@ -103,12 +102,7 @@ void Gate::drop(Handshake *h) {
 
 void Gate::timed_out(Handshake *h) {
     if (log_.enabled(LogEvent::handshake_timeout)) {
-        IpAddr peer;
-        uint16_t port = 0;
-        socket_peer(Transport::fd(h->link), &peer, &port);
-        LogFields f;
-        f["peer"] = peer.to_string();
-        f["peer_port"] = port;
+        LogFields f = peer_fields(Transport::fd(h->link));
         f["cause"] = "handshake_timeout";
         f["timeout_ms"] = cfg_.handshake_timeout_ms;
         log_.emit(LogEvent::handshake_timeout, f);
@@ -122,12 +116,7 @@ Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, int statu
     std::string resp = proto::http_response(status, reason, extra_headers);
     transport_.write(h->link, reinterpret_cast<const uint8_t *>(resp.data()), resp.size());
     if (log_.enabled(LogEvent::reject)) {
-        IpAddr peer;
-        uint16_t port = 0;
-        socket_peer(Transport::fd(h->link), &peer, &port);
-        LogFields f;
-        f["peer"] = peer.to_string();
-        f["peer_port"] = port;
+        LogFields f = peer_fields(Transport::fd(h->link));
         f["path"] = req ? req->path : std::string();
         f["status"] = status;
         f["reason"] = log_reason.empty() ? reason : log_reason;

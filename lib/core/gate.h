@@ -105,5 +105,7 @@ private:
 
 // Peer address and port of a socket (IPv4-mapped addresses unwrapped).
 bool socket_peer(int fd, IpAddr *addr, uint16_t *port);
+// "peer" and "peer_port" of a socket, to start a log event with.
+LogFields peer_fields(int fd);
 
 }  // namespace wsgate

@@ -1,16 +1,8 @@
 #include "core/inbox.h"
 
-#include <chrono>
+#include "base/time.h"
 
 namespace wsgate {
-namespace {
-
-int64_t mono_us() {
-    using namespace std::chrono;
-    return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 // What the frame reader reports, for one read of one connection.
 struct Inbox::Sink {

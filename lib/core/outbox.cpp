@@ -1,17 +1,10 @@
 #include "core/outbox.h"
 
-#include <chrono>
 #include <cstring>
 
+#include "base/time.h"
+
 namespace wsgate {
-namespace {
-
-int64_t mono_us() {
-    using namespace std::chrono;
-    return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 Outbox::Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat)
     : cfg_(cfg), transport_(transport), log_(log), clock_(clock), heartbeat_(heartbeat) {

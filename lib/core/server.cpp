@@ -1,30 +1,15 @@
 #include "core/server.h"
 
-#include <chrono>
 #include <cstring>
 
 #include "base/error.h"
+#include "base/time.h"
 #include "protocol/handshake.h"
 #include "protocol/utf8.h"
 #include "security/tls.h"
 
 namespace wsgate {
 namespace {
-
-int64_t mono_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t unix_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-int64_t mono_us() {
-    using namespace std::chrono;
-    return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 bool sendable_close_code(int code) {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1009) ||
@@ -231,14 +216,7 @@ void Server::begin_shutdown() {
 // ---------------------------------------------------------------- transport events
 
 void Server::on_accept(int fd) {
-    if (!log.enabled(LogEvent::accept)) return;
-    IpAddr peer;
-    uint16_t port = 0;
-    socket_peer(fd, &peer, &port);
-    LogFields f;
-    f["peer"] = peer.to_string();
-    f["peer_port"] = port;
-    log.emit(LogEvent::accept, f);
+    if (log.enabled(LogEvent::accept)) log.emit(LogEvent::accept, peer_fields(fd));
 }
 
 bool Server::on_open(Link *link) {
