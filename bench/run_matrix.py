@@ -651,9 +651,10 @@ def analysis(table, args):
             f"land in one buffer shared by every connection (`tuning.rx_buffer_bytes`), and the frame "
             f"reader's state is allocated only while a frame or message is incomplete. The first two "
             f"parts make {known:,} B"
-            + "; the measured figure minus them is "
-            + " and ".join(f"{r:,.0f} B at N={n:,}" for r, (n, _, _, _) in zip(rests, figures))
-            + ", not broken down here.\n")
+            + "; the measured figure is "
+            + " and ".join(f"{abs(r):,.0f} B {'above' if r >= 0 else 'below'} that at N={n:,}"
+                           for r, (n, _, _, _) in zip(rests, figures))
+            + " (not broken down here).\n")
     c = "echo W=16 S=64"
     ws, ep, lw = (m(c, x, "server/cpu_us_per_message") for x in ("wsgate", "epoll", "lws"))
     if ws and ep:
@@ -719,8 +720,9 @@ def analysis(table, args):
     if ws:
         ep = m(c, "epoll", "server/cpu_us_per_delivery")
         dr, ldr = m(c, "wsgate", "delivered_ratio"), m(c, "lws", "delivered_ratio")
+        subs = med([get(r, "subscribers") for r in table[c]["wsgate"]["_results"] if r])
         L.append(
-            f"**Broadcast.** To 1,000 subscribers at 1,000 messages/s wsgate delivered "
+            f"**Broadcast.** To {fmt(subs, 0)} subscribers at 1,000 messages/s wsgate delivered "
             f"{fmt(dr * 100 if dr is not None else None, 2)} % at {ws:.3f} us of server CPU per delivery"
             + (f" (epoll {ep:.3f} us)" if ep else "") + f", p99 {fmt(m(c, 'wsgate', 'latency_us/p99'), 1)} ms "
             f"from publish to delivery (epoll {fmt(m(c, 'epoll', 'latency_us/p99'), 1)} ms)"
