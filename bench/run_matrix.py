@@ -11,9 +11,11 @@ lws examples' way, and raw epoll), each server freshly started for each run,
 pinned to CPU 0 while wsgate-bench runs pinned to CPU 1. Each case is repeated
 --reps times, the servers interleaved within each repetition so that they
 share the machine's conditions; RESULTS.md gives medians, the spread
-(min..max) and the ratios wsgate / plain lws and wsgate / epoll of the
-medians of this same run. --smoke runs a tiny configuration (a few
-connections, 1 s, one repetition) to check the machinery, not the machine.
+(min..max), the ratios wsgate / plain lws and wsgate / epoll of the
+medians of this same run, and issue 10's targets (evaluate_targets), each
+judged against a baseline measured in the same run. --smoke runs a tiny
+configuration (a few connections, 1 s, one repetition) to check the
+machinery, not the machine.
 """
 import argparse
 import datetime
@@ -157,9 +159,11 @@ def plan(args, runner):
                 for srv in ("wsgate", "lws", "epoll"):
                     cases.append((key, srv, runner.server_argv(srv), bargs))
                 if w == 16 and s == 4096:
-                    # Shows whether a larger read buffer lets one read carry more messages.
-                    cases.append((key, "wsgate rx=65536", runner.server_argv(
-                        "wsgate", ["--set", "tuning.rx_buffer_bytes=65536"]), bargs))
+                    # The read size's effect: with the smallest read buffer a
+                    # 4 KiB message never arrives whole in one read (the
+                    # default, 64 KiB, can take up to 15 of them at once).
+                    cases.append((key, "wsgate rx=4096", runner.server_argv(
+                        "wsgate", ["--set", "tuning.rx_buffer_bytes=4096"]), bargs))
 
     if "echo_tls" in pick:
         cert, key = make_cert(runner.tmp)
@@ -177,12 +181,10 @@ def plan(args, runner):
             key = f"idle memory N={n}"
             hold = ["connect", "--connections", str(n), "--duration", "0.2" if smoke else "1",
                     "--settle", "0.2" if smoke else "1", "--sources", "127.0.0.2-127.0.0.5"]
-            for label, argv in (("wsgate", runner.server_argv("wsgate")),
-                                ("wsgate rx=128", runner.server_argv("wsgate", ["--set", "tuning.rx_buffer_bytes=128"])),
-                                ("lws", runner.server_argv("lws")),
-                                ("lws rx=128", runner.server_argv("lws", ["--rx-buffer", "128"])),
-                                ("epoll", runner.server_argv("epoll"))):
-                cases.append((key, label, argv, hold))
+            # Default settings only: wsgate keeps no receive buffer per
+            # connection, so its read-buffer size no longer changes this.
+            for srv in ("wsgate", "lws", "epoll"):
+                cases.append((key, srv, runner.server_argv(srv), hold))
 
     if "handshake" in pick:
         n = "100" if smoke else "5000"
@@ -504,11 +506,13 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
       "minus before any, divided by N: user-space memory only; the kernel's socket memory "
       "(several KiB per TCP connection, the same for every server) is not included.\n")
     w("Servers: **wsgate** = `bench/servers/wsgate_bench_server.c` (libwsgate through the C ABI, "
-      "log.level=warn, default settings unless noted); **lws** = `bench/baseline/lws_baseline.c` "
-      "(plain libwebsockets written the way the lws minimal examples are: one message per "
-      "writable event; rx buffer 2048 like wsgate's default); **epoll** = "
-      "`bench/baseline/epoll_baseline.c` (one read and one coalesced write per event: the "
-      "physical limit of the machine). Echo uses binary messages.\n")
+      "log.level=warn, default settings unless noted: libwebsockets carries the bytes in its "
+      "raw-skt role on libev, wsgate parses HTTP and WebSocket frames itself, reads go to one "
+      "64 KiB buffer shared by all connections); **lws** = `bench/baseline/lws_baseline.c` "
+      "(plain libwebsockets in its ws role, written the way the lws minimal examples are: one "
+      "message per writable event, a 2,048-byte receive buffer per connection); **epoll** = "
+      "`bench/baseline/epoll_baseline.c` (one read of up to 64 KiB and one coalesced write per "
+      "event: the physical limit of the machine). Echo uses binary messages.\n")
 
     targets = evaluate_targets(table, args)
     w("## Targets\n")
@@ -611,93 +615,120 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
     return "\n".join(L) + "\n", table, targets
 
 
+# An idle connection's known parts (the engine of issue 10: lws is the
+# transport, raw-skt role, on libev): lws' struct lws with its libev watcher,
+# measured with heaptrack, and sizeof(Conn) (lib/core/conn.h).
+LWS_WSI_BYTES = 1030
+CONN_BYTES = 248
+
+
 def analysis(table, args):
-    """Why the figures are what they are: causes found while building this suite
-    (profiles and traces of the servers during these cases), with this run's numbers."""
+    """What wsgate does on each measured path, with this run's figures. Only
+    statements true of the code and shown by the numbers: a cause that needs
+    a profile is not claimed here."""
     def m(case, label, path):
         return med(table.get(case, {}).get(label, {}).get(path, []))
-    L = ["## Why: where the time and memory go\n"]
+    L = ["## Where the time and memory go\n",
+         "What the code does on each measured path, with this run's figures. Causes that only a "
+         "profile can show are not claimed here.\n"]
+    figures = []
+    for n in dict.fromkeys((10000, args.max_conns)):
+        c = f"idle memory N={n}"
+        a = m(c, "wsgate", "server/kib_per_connection")
+        if a is not None:
+            figures.append((n, a, m(c, "lws", "server/kib_per_connection"), m(c, "epoll", "server/kib_per_connection")))
+    if figures:
+        known = LWS_WSI_BYTES + CONN_BYTES
+        rests = [a * 1024 - known for _, a, _, _ in figures]
+        L.append(
+            "**Idle memory.** Per idle connection: "
+            + "; ".join(f"at N={n:,} wsgate {a:.2f} KiB ({a * 1024:,.0f} B), plain lws {fmt(b, 2)} KiB, "
+                        f"epoll {fmt(e, 2)} KiB" for n, a, b, e in figures)
+            + f". An idle wsgate connection is libwebsockets' `struct lws` with its libev watcher (about "
+            f"{LWS_WSI_BYTES:,} B, measured with heaptrack), wsgate's `Conn` ({CONN_BYTES} B), one "
+            f"allocation for the facts fixed at open (path, query, origin, subprotocol... packed "
+            f"together; none when all are empty) and a registry slot. It has no receive buffer: reads "
+            f"land in one buffer shared by every connection (`tuning.rx_buffer_bytes`), and the frame "
+            f"reader's state is allocated only while a frame or message is incomplete. The first two "
+            f"parts make {known:,} B"
+            + "; the measured figure is "
+            + " and ".join(f"{abs(r):,.0f} B {'above' if r >= 0 else 'below'} that at N={n:,}"
+                           for r, (n, _, _, _) in zip(rests, figures))
+            + " (not broken down here).\n")
     c = "echo W=16 S=64"
     ws, ep, lw = (m(c, x, "server/cpu_us_per_message") for x in ("wsgate", "epoll", "lws"))
     if ws and ep:
+        rws, rep = m(c, "wsgate", "messages_per_s"), m(c, "epoll", "messages_per_s")
+        conns = med([get(r, "connected") for r in table[c]["wsgate"]["_results"] if r])
         L.append(
-            f"**Echo, small messages.** wsgate spends {ws:.2f} us of server CPU per echoed 64-byte "
-            f"message against {ep:.2f} us for the epoll floor ({ws / ep:.1f}x) and {lw:.2f} us for plain "
-            f"lws. A profile of wsgate-bench-server in this case (perf, during development, at an "
-            f"earlier commit with the same send path) put about "
-            f"56 % of its time in the kernel, 21 % in libwebsockets, 10 % in libwsgate, 7 % in "
-            f"malloc/free and 5 % in clock_gettime. The floor does one 64 KiB read and one write per "
-            f"event and parses frames in bulk; under wsgate, libwebsockets runs a poll() over every "
-            f"socket on each service iteration (its default event loop; the epoll-based libuv/libev "
-            f"loops are not used), parses inbound frames a byte at a time and calls its logger for "
-            f"debug lines even when they are off (`_lws_log`, about 3.6 %); wsgate then allocates "
-            f"one Frame (and a FrameList vector) per message and reads the steady clock in "
-            f"`on_receive` and again for each write (heartbeat bookkeeping). The message-rate ratio "
-            f"is lower than the CPU ratio because the rate is a closed loop: 100 connections x 16 in "
-            f"flight, and every microsecond the server adds is round-trip time.\n")
+            f"**Echo, 64-byte messages, 16 in flight.** wsgate spends {ws:.3f} us of server CPU per "
+            f"echoed message, the epoll baseline {ep:.3f} us ({ws / ep:.2f}x)"
+            + (f", plain lws {lw:.3f} us" if lw else "") + ". On this path wsgate reads into the "
+            f"shared buffer, parses every whole frame in it and unmasks the payload in place, eight "
+            f"bytes at a time; a message that arrived whole in the read goes to `on_message` from that "
+            f"buffer, without a copy. The bench server answers with `wsg_conn_send`, which builds the "
+            f"reply frame once and queues it; at the next writable event the queued frames go out in "
+            f"one write (copied into one batch of up to `tuning.write_batch_bytes` when there are "
+            f"several)."
+            + (f" Messages per second: {fmt(rws, 0)} against {fmt(rep, 0)} ({rws / rep:.2f}x); the rate "
+               f"is a closed loop ({fmt(conns, 0)} connections x 16 in flight), so it follows the round-trip time, "
+               f"load generator included, while CPU per message is the server's alone.\n"
+               if rws and rep else "\n"))
     c = "echo W=16 S=4096"
     ws, ep, lw = (m(c, x, "server/cpu_us_per_message") for x in ("wsgate", "epoll", "lws"))
-    big = m(c, "wsgate rx=65536", "server/cpu_us_per_message")
+    small = m(c, "wsgate rx=4096", "server/cpu_us_per_message")
     if ws and ep:
         L.append(
-            f"**Echo, 4 KiB messages.** {ws:.1f} us per message for wsgate, {lw:.1f} us for plain lws, "
-            f"{ep:.1f} us for the floor. libwebsockets reads at most 4,096 bytes per POLLIN whatever "
-            f"`tuning.rx_buffer_bytes` says: the read size is capped by the context's "
-            f"`pt_serv_buf_size` (default 4096), which wsgate does not set. An strace of the server "
-            f"with `tuning.rx_buffer_bytes=65536` showed 2,949 of 3,000 reads returning exactly "
-            f"4,096 bytes. So each 4 KiB message costs its own read, its own poll() cycle and its own "
-            f"write, in plain lws as in wsgate (coalescing has nothing to coalesce), while the floor "
-            f"reads 16 messages at once"
-            + (f"; `rx_buffer_bytes=65536` gives {big:.1f} us, no better" if big else "") + ".\n")
-    for n in (10000, args.max_conns):
-        c = f"idle memory N={n}"
-        if c not in table:
-            continue
-        a, b = m(c, "wsgate", "server/kib_per_connection"), m(c, "lws", "server/kib_per_connection")
-        a1, b1 = m(c, "wsgate rx=128", "server/kib_per_connection"), m(c, "lws rx=128", "server/kib_per_connection")
-        if a and b and a1 and b1:
-            L.append(
-                f"**Idle memory (N={n:,}).** wsgate {a:.2f} KiB per connection against {b:.2f} KiB for "
-                f"plain lws with the same 2,048-byte read buffer, and {a1:.2f} against {b1:.2f} KiB with a "
-                f"128-byte one: libwebsockets' own share (struct lws about 840 B, its ws state about "
-                f"224 B, the read buffer plus 20 B, its fd-table and pollfd entries) is what the lws "
-                f"column shows; wsgate adds {a - b:.2f} KiB. Most of that is wsgate's `Conn` "
-                f"(`sizeof` 640 B at commit 473cd58, ten `std::string` members among them, 320 B before "
-                f"any heap use: peer, path, query, origin, subprotocol, TLS subject, user id, claims, "
-                f"reassembly buffer, close reason) plus its registry slot and malloc overhead. Moving "
-                f"what is rarely set (query, origin, subprotocol, TLS subject, user id, claims, close "
-                f"reason, the reassembly buffer) into an allocation made on demand would bring the "
-                f"idle-tuned figure near {b1 + 0.3:.1f} KiB.\n")
-            break
+            f"**Echo, 4 KiB messages, 16 in flight.** wsgate {ws:.2f} us of server CPU per message, "
+            f"the epoll baseline {ep:.2f} us ({ws / ep:.2f}x)" + (f", plain lws {lw:.2f} us" if lw else "")
+            + (f"; wsgate with `tuning.rx_buffer_bytes=4096` {small:.2f} us ({small / ws:.2f}x the "
+               f"default's)" if small else "") + ". A client's 4,096-byte message is a 4,104-byte frame "
+            f"(header and masking key). A read of the default 64 KiB can hold up to 15 of them whole; a "
+            f"4,096-byte read never holds one, so there every message arrives in at least two pieces: "
+            f"the frame reader's state is kept on the heap between the reads and the pieces are "
+            f"gathered in the connection's message buffer (made on need, freed once the message is "
+            f"handed over) before `on_message`. The replies are 4,100-byte frames: a lone one is "
+            f"written from its own buffer, several are copied into one batch and written at once.\n")
     c = "handshakes plain"
-    ws, lw = m(c, "wsgate", "server/cpu_us_per_handshake"), m(c, "lws", "server/cpu_us_per_handshake")
+    ws, ep, lw = (m(c, x, "server/cpu_us_per_handshake") for x in ("wsgate", "epoll", "lws"))
     info = m(c, "wsgate log=info", "server/cpu_us_per_handshake")
-    if ws and lw:
-        L.append(
-            f"**Handshakes.** Server CPU per handshake: wsgate {ws:.0f} us, plain lws {lw:.0f} us"
-            + (f", wsgate at log.level=info {info:.0f} us (one JSON line per open and per close)" if info else "")
-            + ". Most of it is the kernel's TCP setup and libwebsockets' HTTP parsing, shared by both; "
-            "wsgate adds its connection object, registry entry, header copies and heartbeat timer. "
-            "Both also pay a libwebsockets 4.1.6 debug check compiled into the Debian package "
-            "(`sanity_assert_no_sockfd_traces`), a linear scan of the whole fd table (RLIMIT_NOFILE "
-            "entries, 20,000 here) for each socket closed: about 13 % of a connection's server CPU in "
-            "a churn test at 20,000 files against 2,000.\n")
+    if ws:
+        parts = [f"wsgate {ws:.1f} us ({fmt(m(c, 'wsgate', 'connect_rate_per_s'), 0)}/s)"]
+        for label, v in (("epoll", ep), ("plain lws", lw)):
+            if v:
+                key = "epoll" if label == "epoll" else "lws"
+                parts.append(f"{label} {v:.1f} us ({fmt(m(c, key, 'connect_rate_per_s'), 0)}/s)")
+        text = ("**Handshakes.** Server CPU per plain handshake (and handshakes per second): "
+                + ", ".join(parts) + ".")
+        if info:
+            text += (f" At `log.level=info`, which logs one JSON line for each open and each close, "
+                     f"wsgate takes {info:.1f} us.")
+        text += (" libwebsockets accepts the socket as a raw byte stream; in wsgate a byte scanner "
+                 "checks the request head against its limits and the HTTP/1.1 grammar, http-parser "
+                 "(nodejs http-parser 2.9) parses it behind the scanner, and wsgate writes the 101 "
+                 "response itself.")
+        ct = "handshakes TLS"
+        tws, tlw = m(ct, "wsgate", "server/cpu_us_per_handshake"), m(ct, "lws", "server/cpu_us_per_handshake")
+        if tws and tlw:
+            text += (f" Over TLS, a full handshake each time (ECDSA P-256, no resumption): wsgate "
+                     f"{tws:.0f} us ({fmt(m(ct, 'wsgate', 'connect_rate_per_s'), 0)}/s), plain lws "
+                     f"{tlw:.0f} us ({fmt(m(ct, 'lws', 'connect_rate_per_s'), 0)}/s); in both, "
+                     f"libwebsockets runs TLS through OpenSSL.")
+        L.append(text + "\n")
     c = "broadcast 1000 subscribers x 1000 msg/s"
-    if c in table:
+    ws = m(c, "wsgate", "server/cpu_us_per_delivery")
+    if ws:
+        ep = m(c, "epoll", "server/cpu_us_per_delivery")
+        dr, ldr = m(c, "wsgate", "delivered_ratio"), m(c, "lws", "delivered_ratio")
+        subs = med([get(r, "subscribers") for r in table[c]["wsgate"]["_results"] if r])
         L.append(
-            "**Broadcast latency.** At a million deliveries a second on one core every server writes "
-            "to each subscriber's socket separately; on loopback each write also runs the receiving "
-            "side's TCP processing in softirq context on the server's CPU, which the kernel defers to "
-            "ksoftirqd when it piles up. Publish-to-delivery latency here is dominated by that queueing "
-            "for the floor as for wsgate; plain lws, one message per writable event, falls behind and "
-            "its backlog grows for the whole run.\n")
-    L.append(
-        "**Idle cost.** With connections open and nothing happening, wsgate uses CPU that plain lws "
-        "does not: its heartbeat timer ticks every `heartbeat.tick_ms` (100 ms), and every tick "
-        "wakes libwebsockets' service loop, whose poll() scans every open socket (a profile of an "
-        "idle wsgate with 10,000 connections: 95 % in sock_poll/tcp_poll/fdget/do_sys_poll). The "
-        "cost is per tick and per connection, whether or not any timer is due (see the heartbeat "
-        "case).\n")
+            f"**Broadcast.** To {fmt(subs, 0)} subscribers at 1,000 messages/s wsgate delivered "
+            f"{fmt(dr * 100 if dr is not None else None, 2)} % at {ws:.3f} us of server CPU per delivery"
+            + (f" (epoll {ep:.3f} us)" if ep else "") + f", p99 {fmt(m(c, 'wsgate', 'latency_us/p99'), 1)} ms "
+            f"from publish to delivery (epoll {fmt(m(c, 'epoll', 'latency_us/p99'), 1)} ms)"
+            + (f"; plain lws, one message per writable event, delivered {ldr * 100:.1f} %" if ldr is not None else "")
+            + ". wsgate frames a broadcast once and every subscriber's queue holds a reference to that "
+            "frame; a subscriber's queued frames go out in one write per writable event.\n")
     return "\n".join(L) + "\n"
 
 
@@ -715,17 +746,31 @@ def heartbeat_note(rows):
             lines.append(f"Heartbeat cost: pinging each of {n:,} connections once a second adds "
                          f"{on - off:.1f} us of server CPU per connection-second, that is about "
                          f"{on - off:.0f} us per ping and pong, and keeps the server "
-                         f"{m('wsgate ping 1 s', 'server/cpu_percent_window'):.0f} % busy. Pongs trickle "
-                         f"in all the time, so the service loop wakes far more often than the tick, and "
-                         f"every wakeup is a poll() over every open socket: the cost of one ping grows "
-                         f"with the number of connections.")
+                         f"{m('wsgate ping 1 s', 'server/cpu_percent_window'):.0f} % busy.")
     t_off = m("wsgate pings off, tick 1 s", "server/cpu_us_per_connection_second")
     if off is not None and t_off is not None:
-        lines.append(f"With no pings at all, idle connections still cost {off:.2f} us per connection-second "
-                     f"at the default 100 ms tick and {t_off:.2f} us at a 1 s tick (about {off / 10:.2f} us "
-                     f"per open socket per wakeup): each heartbeat tick wakes the libwebsockets service "
-                     f"loop, whose default poll() backend scans every open socket.")
+        lines.append(f"With no pings at all, idle connections cost {off:.3f} us per connection-second "
+                     f"at the default 100 ms heartbeat tick and {t_off:.3f} us at a 1 s tick.")
     return ("\n".join(lines) + "\n") if lines else ""
+
+
+# The targets of issue 10 (wsgate speaks WebSocket itself), each computed from
+# this run alone: wsgate against a baseline measured beside it.
+MEMORY_KIB_LIMIT = 1.3        # idle KiB per connection, default settings
+ECHO_CPU_LIMIT = {64: 1.15, 4096: 1.2}  # server CPU per message, x the epoll baseline's
+BROADCAST_P99_SLACK_MS = 5.0  # p99 over the epoll baseline's p99
+HANDSHAKE_PLAIN_MIN = 0.95    # handshakes/s, x the epoll baseline's
+HANDSHAKE_TLS_MIN = 1.0       # TLS handshakes/s, x plain lws'
+
+
+def over_by(v, limit):
+    """Verdict for a figure that must stay at or under limit."""
+    return "met" if v <= limit else f"missed by {(v - limit) / limit * 100:.0f} %"
+
+
+def under_by(v, limit):
+    """Verdict for a figure that must reach at least limit."""
+    return "met" if v >= limit else f"missed by {(limit - v) / limit * 100:.0f} %"
 
 
 def evaluate_targets(table, args):
@@ -734,60 +779,59 @@ def evaluate_targets(table, args):
     def m(case, label, path):
         return med(table.get(case, {}).get(label, {}).get(path, []))
 
-    # Echo, 16 in flight: the 64-byte case is the message-rate one.
-    for s in (64, 4096):
-        case = f"echo W=16 S={s}"
-        if case in table:
-            ws, ep, lw = (m(case, x, "messages_per_s") for x in ("wsgate", "epoll", "lws"))
-            cws, cep, clw = (m(case, x, "server/cpu_us_per_message") for x in ("wsgate", "epoll", "lws"))
-            r_ep, r_lw = ratio(ws, ep), ratio(ws, lw)
-            c_ep = ratio(cep, cws)
-            if r_ep is not None:
-                out.append({"target": f"echo W=16 S={s}: >= 0.8x epoll floor msg/s",
-                            "measured": f"{r_ep:.2f}x ({fmt(ws, 0)} vs {fmt(ep, 0)} msg/s); by CPU per "
-                                        f"message {c_ep:.2f}x ({cws:.3f} vs {cep:.3f} us)" if c_ep else f"{r_ep:.2f}x",
-                            "verdict": "met" if r_ep >= 0.8 else f"missed by {(0.8 - r_ep) / 0.8 * 100:.0f} %"})
-            if r_lw is not None:
-                out.append({"target": f"echo W=16 S={s}: >= 5x plain lws msg/s",
-                            "measured": f"{r_lw:.2f}x ({fmt(ws, 0)} vs {fmt(lw, 0)} msg/s); CPU per message "
-                                        f"{ratio(clw, cws):.2f}x less" if ratio(clw, cws) else f"{r_lw:.2f}x",
-                            "verdict": "met" if r_lw >= 5 else f"missed by {(5 - r_lw) / 5 * 100:.0f} %"})
-    case = "broadcast 1000 subscribers x 1000 msg/s"
-    if case in table:
-        dr, p99 = m(case, "wsgate", "delivered_ratio"), m(case, "wsgate", "latency_us/p99")
-        if dr is not None and p99 is not None:
-            ok = dr >= 0.9999 and p99 < 50
-            ep99 = m(case, "epoll", "latency_us/p99")
-            lo, hi = spread(table[case]["wsgate"]["latency_us/p99"])
-            out.append({"target": "broadcast 1,000 msg/s to 1,000 subscribers: delivered in full, p99 < 50 ms",
-                        "measured": f"delivered {dr * 100:.2f} %, p99 {p99:.1f} ms (runs {fmt(lo, 1)}..{fmt(hi, 1)}; "
-                                    f"epoll floor: {fmt(ep99, 1)} ms, lws: delivered "
-                                    f"{fmt((m(case, 'lws', 'delivered_ratio') or 0) * 100, 1)} %)",
-                        "verdict": ("met" if ok else ("missed: not all delivered" if dr < 0.9999 else
-                                                      f"missed: p99 {p99 - 50:.1f} ms over"))
-                        + (" (at the machine's limit: the epoll floor's own p99 is "
-                           f"{ep99:.0f} ms here)" if ep99 is not None and ep99 >= 40 else "")})
-    for n in (10000, args.max_conns):
+    for n in dict.fromkeys((10000, args.max_conns)):
         case = f"idle memory N={n}"
-        if case not in table:
+        v = m(case, "wsgate", "server/kib_per_connection")
+        if v is None:
             continue
-        for label, limit in (("wsgate", 3.5), ("wsgate rx=128", 1.6)):
-            v = m(case, label, "server/kib_per_connection")
-            if v is not None:
-                out.append({"target": f"idle memory at N={n:,}, {label}: <= {limit} KiB/conn",
-                            "measured": f"{v:.2f} KiB (lws {fmt(m(case, 'lws' if label == 'wsgate' else 'lws rx=128', 'server/kib_per_connection'), 2)}, "
-                                        f"epoll {fmt(m(case, 'epoll', 'server/kib_per_connection'), 2)})",
-                            "verdict": "met" if v <= limit else f"missed by {v - limit:.2f} KiB ({(v - limit) / limit * 100:.0f} %)"})
-    for case in ("handshakes plain", "handshakes TLS"):
-        if case in table:
-            ws, lw = m(case, "wsgate", "connect_rate_per_s"), m(case, "lws", "connect_rate_per_s")
-            r = ratio(ws, lw)
-            if r is not None:
-                c = ratio(m(case, "lws", "server/cpu_us_per_handshake"), m(case, "wsgate", "server/cpu_us_per_handshake"))
-                out.append({"target": f"{case}: connect rate >= plain lws",
-                            "measured": f"{r:.2f}x ({fmt(ws, 0)} vs {fmt(lw, 0)}/s); CPU per handshake "
-                                        f"lws/wsgate {c:.2f}" if c else f"{r:.2f}x",
-                            "verdict": "met" if r >= 1.0 else f"missed by {(1 - r) * 100:.0f} %"})
+        lo, hi = spread(table[case]["wsgate"]["server/kib_per_connection"])
+        out.append({"target": f"idle memory at N={n:,}, default settings: <= {MEMORY_KIB_LIMIT} KiB/conn",
+                    "measured": f"{v:.2f} KiB (runs {fmt(lo, 2)}..{fmt(hi, 2)}; lws "
+                                f"{fmt(m(case, 'lws', 'server/kib_per_connection'), 2)}, epoll "
+                                f"{fmt(m(case, 'epoll', 'server/kib_per_connection'), 2)})",
+                    "verdict": "met" if v <= MEMORY_KIB_LIMIT else
+                    f"missed by {v - MEMORY_KIB_LIMIT:.2f} KiB ({(v - MEMORY_KIB_LIMIT) / MEMORY_KIB_LIMIT * 100:.0f} %)"})
+    for s, limit in ECHO_CPU_LIMIT.items():
+        case = f"echo W=16 S={s}"
+        cws, cep = m(case, "wsgate", "server/cpu_us_per_message"), m(case, "epoll", "server/cpu_us_per_message")
+        r = ratio(cws, cep)
+        if r is None:
+            continue
+        ws, ep = m(case, "wsgate", "messages_per_s"), m(case, "epoll", "messages_per_s")
+        out.append({"target": f"echo W=16 S={s}: server CPU per message <= {limit}x epoll's",
+                    "measured": f"{r:.2f}x ({cws:.3f} vs {cep:.3f} us); messages/s {fmt(ws, 0)} vs {fmt(ep, 0)}",
+                    "verdict": over_by(r, limit)})
+    case = "broadcast 1000 subscribers x 1000 msg/s"
+    p99, ep99 = m(case, "wsgate", "latency_us/p99"), m(case, "epoll", "latency_us/p99")
+    results = [r for r in table.get(case, {}).get("wsgate", {}).get("_results", [])]
+    if results and p99 is not None and ep99 is not None:
+        # 100 % delivered means in every repetition, not in the median one.
+        lost = sum((r or {}).get("lost", 0) or 0 for r in results)
+        short = sum(1 for r in results if r is None or (r.get("delivered") or 0) < (r.get("expected") or 1))
+        dr = m(case, "wsgate", "delivered_ratio")
+        limit = ep99 + BROADCAST_P99_SLACK_MS
+        lo, hi = spread(table[case]["wsgate"]["latency_us/p99"])
+        missed = []
+        if lost or short:
+            missed.append(f"{lost:,} deliveries lost in {short} of {len(results)} runs")
+        if p99 > limit:
+            missed.append(f"p99 {p99 - limit:.1f} ms over")
+        out.append({"target": f"broadcast 1,000 msg/s to 1,000 subscribers: 100 % delivered, "
+                              f"p99 <= epoll's p99 + {BROADCAST_P99_SLACK_MS:.0f} ms",
+                    "measured": f"delivered {fmt(dr * 100 if dr is not None else None, 2)} %, p99 {p99:.1f} ms "
+                                f"(runs {fmt(lo, 1)}..{fmt(hi, 1)}) against {limit:.1f} ms (epoll p99 {ep99:.1f} ms)",
+                    "verdict": "missed: " + ", ".join(missed) if missed else "met"})
+    for case, base, limit in (("handshakes plain", "epoll", HANDSHAKE_PLAIN_MIN),
+                              ("handshakes TLS", "lws", HANDSHAKE_TLS_MIN)):
+        ws, other = m(case, "wsgate", "connect_rate_per_s"), m(case, base, "connect_rate_per_s")
+        r = ratio(ws, other)
+        if r is None:
+            continue
+        cws, cbase = m(case, "wsgate", "server/cpu_us_per_handshake"), m(case, base, "server/cpu_us_per_handshake")
+        out.append({"target": f"{case}: handshakes/s >= {limit:g}x {'plain lws' if base == 'lws' else base}",
+                    "measured": f"{r:.2f}x ({fmt(ws, 0)} vs {fmt(other, 0)}/s); server CPU per handshake "
+                                f"{fmt(cws, 1)} vs {fmt(cbase, 1)} us",
+                    "verdict": under_by(r, limit)})
     return out
 
 

@@ -13,8 +13,9 @@
  * copied once and shared by reference (as the ring example shares its ring
  * entries), without the ring's O(subscribers) tail bookkeeping.
  *
- * Not the lws examples' choice, so kept the same as wsgate's defaults:
- * rx_buffer_size (--rx-buffer, default 2048), permessage-deflate off.
+ * Not the lws examples' choice: rx_buffer_size (--rx-buffer, default 2048;
+ * in the ws role each connection has a receive buffer of this size) and
+ * permessage-deflate off (wsgate's default too).
  * With --tls the listener speaks wss (ALPN http/1.1).
  *
  * Prints "listening on ws://HOST:PORT/" when ready; SIGINT/SIGTERM end it with

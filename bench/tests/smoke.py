@@ -25,6 +25,18 @@ def main():
             os.path.join(out, "results.json")) else {"runs": []}
         if not data["runs"]:
             problems.append("results.json has no runs")
+        # The targets the smoke configuration measures (no 4 KiB echo, one
+        # memory size), each with a verdict in the report's words.
+        targets = data.get("targets", [])
+        for prefix in ("idle memory at N=", "echo W=16 S=64: server CPU per message",
+                       "broadcast 1,000 msg/s to 1,000 subscribers", "handshakes plain: handshakes/s"):
+            if not any(t["target"].startswith(prefix) for t in targets):
+                problems.append(f"no target '{prefix}...' in results.json")
+        for t in targets:
+            if not (t["verdict"] == "met" or t["verdict"].startswith("missed")):
+                problems.append(f"target '{t['target']}': verdict {t['verdict']!r}")
+            if f"| {t['target']} |" not in text:
+                problems.append(f"target '{t['target']}' not in RESULTS.md")
         for e in data["runs"]:
             res = e.get("result") or {}
             if not res.get("connected"):
