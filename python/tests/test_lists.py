@@ -1,0 +1,45 @@
+"""The binding's lists agree with the C header's, their single source:
+WSG_STATUS_MAP (Status and the error classes) and WSG_CLOSE_CAUSE_MAP (the
+cause names Connection.close_cause reports)."""
+
+import os
+import re
+
+import wsgate
+from wsgate import _core
+
+HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include", "wsgate",
+                      "wsgate.h")
+
+
+def macro_rows(name, pattern):
+    text = open(HEADER, encoding="utf-8").read()
+    start = text.index(f"#define {name}(XX)")
+    block = []
+    for line in text[start:].splitlines():
+        block.append(line)
+        if not line.rstrip().endswith("\\"):
+            break
+    rows = re.findall(pattern, "\n".join(block))
+    assert rows, f"no rows found in {name}"
+    return rows
+
+
+def test_status_enum_matches_the_header():
+    rows = [(name, int(value)) for name, value in macro_rows("WSG_STATUS_MAP", r"XX\((\w+), (\d+),")]
+    assert [(s.name, s.value) for s in wsgate.Status] == rows
+    for name, value in rows:
+        assert _core.status_str(value) == f"WSG_{name}"
+    # Every failure status has its exception class, named by the status.
+    classes = {cls.STATUS: cls for cls in vars(wsgate).values()
+               if isinstance(cls, type) and issubclass(cls, wsgate.WsgateError) and cls.STATUS is not None}
+    assert set(classes) == {s for s in wsgate.Status if s != wsgate.Status.OK}
+
+
+def test_close_cause_names_match_the_header():
+    rows = macro_rows("WSG_CLOSE_CAUSE_MAP", r'XX\((\w+), (\d+), "(\w+)"')
+    assert len(rows) >= 15
+    for name, value, text in rows:
+        assert _core.close_cause_str(int(value)) == text, name
+    assert _core.close_cause_str(0) == "unknown"
+    assert _core.close_cause_str(max(int(v) for _, v, _ in rows) + 1) == "unknown"
