@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "config/settings.h"
+#include "core/topics.h"
 #include "core/wheel.h"
 #include "protocol/deflate.h"
 #include "protocol/frame.h"
@@ -121,6 +122,7 @@ struct Conn : LinkOwner, ConnShared {
         std::unique_ptr<MessageRateLimiter> rate;  // with limits.messages_per_s
         std::string close_reason;            // set with a close
         int64_t token_deadline_ms = 0;       // the JWT expires (plus grace) then
+        std::vector<Subscription> topics;    // see core/topics.h
     };
     std::unique_ptr<Extra> extra;
 
@@ -166,7 +168,7 @@ struct Conn : LinkOwner, ConnShared {
     // Frees the extra state once nothing in it is needed.
     void trim_extra() {
         if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && extra->close_reason.empty() &&
-            !extra->token_deadline_ms)
+            !extra->token_deadline_ms && extra->topics.empty())
             extra.reset();
     }
     const std::string &reason() const {
