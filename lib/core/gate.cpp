@@ -151,15 +151,20 @@ Gate::Result Gate::serve_page(Handshake *h, const proto::HttpRequest &req, const
     const size_t hosts = req.count("host");
     if (req.http_minor >= 1 && hosts != 1)
         return refuse(h, &req, 400, hosts ? "the Host header is repeated" : "the Host header is missing");
-    transport_.write(h->link, reinterpret_cast<const uint8_t *>(page.head.data()), page.head.size());
-    if (!head && !page.body.empty())
-        transport_.write(h->link, reinterpret_cast<const uint8_t *>(page.body.data()), page.body.size());
+    // One write: lws keeps what the kernel does not take and flushes it
+    // before the link closes (drained()).
+    const size_t n = head ? page.head_len : page.response.size();
+    if (!transport_.write(h->link, reinterpret_cast<const uint8_t *>(page.response.data()), n)) {
+        Result r;
+        r.kind = Result::Refused;  // the peer is gone: nothing to drain
+        return r;
+    }
     if (log_.enabled(LogEvent::page)) {
         LogFields f = peer_fields(Transport::fd(h->link));
         f["method"] = req.method;
         f["path"] = req.path;
         f["status"] = 200;
-        f["bytes"] = head ? 0 : page.body.size();
+        f["bytes"] = head ? 0 : page.body_len();
         log_.emit(LogEvent::page, f);
     }
     h->answered = true;

@@ -44,17 +44,19 @@ wsg_status Pages::add(const char *path, const char *content_type, const void *bo
         return fail(WSG_EINVAL, "page body of " + std::to_string(len) + " bytes is larger than " +
                                     std::to_string(kMaxBody) + " (pages are small responses kept in memory)");
     Page page;
-    page.head = "HTTP/1.1 200 OK\r\ncontent-type: ";
-    page.head += content_type;
-    page.head += "\r\ncontent-length: ";
-    page.head += std::to_string(len);
+    std::string &r = page.response;
+    r = "HTTP/1.1 200 OK\r\ncontent-type: ";
+    r += content_type;
+    r += "\r\ncontent-length: ";
+    r += std::to_string(len);
     // no-cache: a browser revalidates, so a new build of the page is seen at
     // once; nosniff: the declared type is the one used.
-    page.head +=
+    r +=
         "\r\ncache-control: no-cache\r\n"
         "x-content-type-options: nosniff\r\n"
         "connection: close\r\n\r\n";
-    if (len) page.body.assign(static_cast<const char *>(body), len);
+    page.head_len = r.size();
+    if (len) r.append(static_cast<const char *>(body), len);
     pages_[path] = std::move(page);
     return WSG_OK;
 }

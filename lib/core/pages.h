@@ -21,8 +21,12 @@ public:
     static constexpr size_t kMaxBody = 1024 * 1024;
 
     struct Page {
-        std::string head;  // the whole 200 response head, blank line included
-        std::string body;
+        // The whole 200 answer: its head (blank line included) and the body,
+        // in one buffer so a GET is one write (lws must not be handed a
+        // second write while it still holds part of the first).
+        std::string response;
+        size_t head_len = 0;
+        size_t body_len() const { return response.size() - head_len; }
     };
 
     // Checks the arguments (WSG_EINVAL, naming the bad one; nothing changes
