@@ -311,10 +311,14 @@ WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *us
  *     `connection: close`, then the body; HEAD: the same head, no body;
  *   - any other method: 405 with `allow: GET, HEAD`; HTTP/1.1 without
  *     exactly one Host header: 400.
- *  The connection is closed after the answer. Other plain requests keep
- *  their answers (426 on the WebSocket path, 404 elsewhere), and a
- *  WebSocket handshake on a page's path goes on as usual, so one path may be
- *  both. Pages are public: no Origin, authentication or rate check applies;
+ *  The connection is closed after the answer; bytes after the request
+ *  (a body, a pipelined request) are ignored. The client has
+ *  heartbeat.handshake_timeout_ms from connecting to send its request and
+ *  take the whole answer; a slower one is cut off (log event
+ *  "handshake_timeout", cause "page_not_read"). Plain requests for other
+ *  paths keep their answer (426 Upgrade Required, whatever the path), and a
+ *  WebSocket handshake on a page's path goes on as usual (101, or 404 when
+ *  server.path does not cover it), so one path may be both. Pages are public: no Origin, authentication or rate check applies;
  *  put nothing secret in one. Each answer is logged as the debug event
  *  "page" (refusals as "reject"). Adding a page at a path that has one
  *  replaces it.
