@@ -379,6 +379,36 @@ static void bodies_are_copied_whole(void **state) {
     psrv_free(p);
 }
 
+/* A page's link answers one request: a pipelined second one gets nothing,
+ * and the link ends after the first answer. */
+static void one_answer_per_link(void **state) {
+    (void)state;
+    psrv *p = psrv_new(NULL);
+    assert_int_equal(wsg_server_add_page(p->srv, "/", HTML, PAGE, strlen(PAGE)), WSG_OK);
+    psrv_start(p);
+    int fd = wsc_tcp_connect(HOST, p->port, 3000);
+    assert_true(fd >= 0);
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(wsc_fd_send_all(fd, req, strlen(req), 3000), 0);
+    char buf[8192];
+    size_t got = 0;
+    for (;;) {
+        long r = wsc_fd_recv(fd, buf + got, sizeof buf - 1 - got, 5000);
+        if (r == -2) fail_msg("the page's link is still open after %zu bytes", got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = 0;
+    assert_true(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    assert_null(strstr(buf + 1, "HTTP/1.1"));
+    const char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    assert_string_equal(body + 4, PAGE); /* the page once, nothing after it */
+    assert_true(WAIT_UNTIL(events_with(p, "\"event\":\"page\"", NULL) == 1, 3000));
+    psrv_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arguments_are_checked),
@@ -387,6 +417,7 @@ int main(void) {
         cmocka_unit_test(websocket_on_a_page_path_upgrades),
         cmocka_unit_test(pages_only_before_listening),
         cmocka_unit_test(bodies_are_copied_whole),
+        cmocka_unit_test(one_answer_per_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
