@@ -149,6 +149,13 @@ async function scenario(ctx) {
   await expectLine(bob, "bob", "who-list", "in A: alice, bob");
   await expectNoLine(bob, "bob", "psst");
 
+  say("carol's tab holds her own lines only, nothing of room A");
+  const carolLines = await lines(carol);
+  const want = [["welcome", "you are carol in room B"], ["join", "carol joined B"],
+                ["message mine", "carolcarol alone in B"], ["direct", "alice \u2192 carolpsst, carol"]];
+  if (JSON.stringify(carolLines.map((l) => [l.kind, l.text])) !== JSON.stringify(want))
+    throw new Error(`carol's tab shows ${JSON.stringify(carolLines)}, want exactly ${JSON.stringify(want)}`);
+
   say(`screenshot of alice's tab: ${screenshot}`);
   fs.mkdirSync(path.dirname(screenshot), { recursive: true });
   await alice.screenshot({ path: screenshot });
