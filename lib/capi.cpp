@@ -293,6 +293,11 @@ WSG_API wsg_status wsg_auth_set_timeout(wsg_auth_request *req, const char *key, 
     });
 }
 
+WSG_API wsg_status wsg_server_add_page(wsg_server *server, const char *path, const char *content_type,
+                                       const void *body, size_t len) {
+    return guard([&] { return server ? server->add_page(path, content_type, body, len) : null_arg("server"); });
+}
+
 WSG_API wsg_status wsg_server_listen(wsg_server *server) {
     return guard([&] { return server ? server->listen() : null_arg("server"); });
 }

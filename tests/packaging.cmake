@@ -5,6 +5,7 @@
 #   echo_example        wsgate-echo's command line, stdout line, limits, signals, logs
 #   interop_websockets  wsgate-echo against the Python websockets client
 #   make_jwks           scripts/make-jwks.py: a JWKS wsgate-echo verifies real tokens with
+#   chat_example        wsgate-chat (the chat demo) against websockets clients
 #   fresh_clone         the README's install and quick starts in a clone with nothing beside it
 set(WSG_PACKAGING_DIR ${CMAKE_CURRENT_SOURCE_DIR}/packaging)
 
@@ -31,7 +32,7 @@ endif()
 set(WSG_TEST_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with pytest and websockets for the integration tests")
 if(TARGET wsgate-echo AND EXISTS ${WSG_TEST_PYTHON})
   foreach(t IN ITEMS echo_example:test_echo_example.py interop_websockets:test_interop.py
-                     make_jwks:test_make_jwks.py)
+                     make_jwks:test_make_jwks.py chat_example:test_chat_example.py)
     string(REPLACE ":" ";" t ${t})
     list(GET t 0 name)
     list(GET t 1 file)
@@ -40,7 +41,7 @@ if(TARGET wsgate-echo AND EXISTS ${WSG_TEST_PYTHON})
       WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
     set_tests_properties(${name} PROPERTIES
       TIMEOUT 300
-      ENVIRONMENT "WSGATE_ECHO=$<TARGET_FILE:wsgate-echo>;PYTHONDONTWRITEBYTECODE=1")
+      ENVIRONMENT "WSGATE_ECHO=$<TARGET_FILE:wsgate-echo>;WSGATE_CHAT=$<TARGET_FILE:wsgate-chat>;PYTHONDONTWRITEBYTECODE=1")
   endforeach()
 elseif(NOT EXISTS ${WSG_TEST_PYTHON})
   message(WARNING "${WSG_TEST_PYTHON} not found: echo_example and interop_websockets are not registered")

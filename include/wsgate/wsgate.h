@@ -302,6 +302,42 @@ WSG_API wsg_status wsg_server_on_close(wsg_server *server, wsg_close_fn fn, void
 WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *user,
                                      wsg_free_fn user_free);
 
+/** Serve a small static response at `path` from the server's own port, for
+ *  example the HTML page whose script opens the WebSocket. A plain HTTP
+ *  request (one that does not ask for WebSocket: no Upgrade header with the
+ *  token "websocket") whose path is exactly `path` gets:
+ *   - GET: 200 with `content-type: <content_type>`, `content-length`,
+ *     `cache-control: no-cache`, `x-content-type-options: nosniff`,
+ *     `connection: close`, then the body; HEAD: the same head, no body;
+ *   - any other method: 405 with `allow: GET, HEAD`; HTTP/1.1 without
+ *     exactly one Host header: 400.
+ *  The connection is closed after the answer; bytes after the request
+ *  (a body, a pipelined request) are ignored. The client has
+ *  heartbeat.handshake_timeout_ms from connecting to send its request and
+ *  take the whole answer; a slower one is cut off (log event
+ *  "handshake_timeout", cause "page_not_read"). Plain requests for other
+ *  paths keep their answer (426 Upgrade Required, whatever the path), and a
+ *  WebSocket handshake on a page's path goes on as usual (101, or 404 when
+ *  server.path does not cover it), so one path may be both. Pages are public: no Origin, authentication or rate check applies;
+ *  put nothing secret in one. Each answer is logged as the debug event
+ *  "page" (refusals as "reject"). Adding a page at a path that has one
+ *  replaces it.
+ *  @param path borrowed, copied: starts with '/', at most 1024 bytes of
+ *         visible ASCII, no '?' or '#'; compared byte for byte with the
+ *         request's path as sent (still percent-encoded; the query is not
+ *         part of it: "/?room=a" is served by "/").
+ *  @param content_type borrowed, copied: the content-type header's value,
+ *         1..255 bytes of printable ASCII (e.g. "text/html; charset=utf-8").
+ *  @param body borrowed, copied before return; may be NULL when len is 0.
+ *  @param len body size, at most 1 MiB (1048576 bytes).
+ *  @return WSG_OK, WSG_EINVAL (NULL server, path or content type, NULL body
+ *  with len > 0, a bad path or content type, a body over 1 MiB:
+ *  wsg_last_error() says which; nothing changes), WSG_ESTATE (the server is
+ *  listening or running: add pages before wsg_server_listen, start or run,
+ *  or after wsg_server_stop). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_add_page(wsg_server *server, const char *path,
+                                       const char *content_type, const void *body, size_t len);
+
 /** Bind the listening socket without serving yet, so the bound port is known
  *  before wsg_server_run(). Optional: start and run listen first if needed.
  *  @return WSG_OK, WSG_ESTATE (already listening or running), WSG_EIO (the

@@ -62,7 +62,7 @@ LogFields peer_fields(int fd) {
 }
 
 Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
-           Registry &registry, AppCallbacks &app, Admission &admission)
+           Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages)
     : cfg_(cfg),
       transport_(transport),
       log_(log),
@@ -70,7 +70,8 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
       wheel_(wheel),
       registry_(registry),
       app_(app),
-      admission_(admission) {}
+      admission_(admission),
+      pages_(pages) {}
 
 Handshake *Gate::admit(Link *link) {
     Handshake *h;
@@ -93,6 +94,7 @@ void Gate::drop(Handshake *h) {
     pending_--;
     if (spare_.size() < kSpareHandshakes) {
         h->link = nullptr;
+        h->answered = false;
         h->parser = proto::HttpRequestParser();
         spare_.emplace_back(h);
     } else {
@@ -103,7 +105,7 @@ void Gate::drop(Handshake *h) {
 void Gate::timed_out(Handshake *h) {
     if (log_.enabled(LogEvent::handshake_timeout)) {
         LogFields f = peer_fields(Transport::fd(h->link));
-        f["cause"] = "handshake_timeout";
+        f["cause"] = h->answered ? "page_not_read" : "handshake_timeout";
         f["timeout_ms"] = cfg_.handshake_timeout_ms;
         log_.emit(LogEvent::handshake_timeout, f);
     }
@@ -128,6 +130,9 @@ Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, int statu
 }
 
 Gate::Result Gate::read(Handshake *h, uint8_t *data, size_t len) {
+    // Bytes after a page's request (a pipelined request, a late body) get
+    // no answer: the connection ends with the page.
+    if (h->answered) return Result();
     size_t used = 0;
     switch (h->parser.feed(reinterpret_cast<const char *>(data), len, &used)) {
     case proto::HttpRequestParser::State::NeedMore: return Result();
@@ -138,6 +143,44 @@ Gate::Result Gate::read(Handshake *h, uint8_t *data, size_t len) {
     return decide(h, data + used, len - used);
 }
 
+Gate::Result Gate::serve_page(Handshake *h, const proto::HttpRequest &req, const Pages::Page &page) {
+    const bool head = req.method == "HEAD";
+    if (!head && req.method != "GET")
+        return refuse(h, &req, 405, "only GET and HEAD are served at this path", "allow: GET, HEAD\r\n");
+    // RFC 7230 5.4: an HTTP/1.1 request needs exactly one Host.
+    const size_t hosts = req.count("host");
+    if (req.http_minor >= 1 && hosts != 1)
+        return refuse(h, &req, 400, hosts ? "the Host header is repeated" : "the Host header is missing");
+    // One write: lws keeps what the kernel does not take and flushes it
+    // before the link closes (drained()).
+    const size_t n = head ? page.head_len : page.response.size();
+    if (!transport_.write(h->link, reinterpret_cast<const uint8_t *>(page.response.data()), n)) {
+        Result r;
+        r.kind = Result::Refused;  // the peer is gone: nothing to drain
+        return r;
+    }
+    if (log_.enabled(LogEvent::page)) {
+        LogFields f = peer_fields(Transport::fd(h->link));
+        f["method"] = req.method;
+        f["path"] = req.path;
+        f["status"] = 200;
+        f["bytes"] = head ? 0 : page.body_len();
+        log_.emit(LogEvent::page, f);
+    }
+    h->answered = true;
+    Result r;
+    r.kind = Result::Answered;
+    return r;
+}
+
+bool Gate::drained(Handshake *h) {
+    // A write larger than the transport's batch is partly held by lws, and
+    // closing the link now would lose that part.
+    if (!Transport::write_pending(h->link)) return true;
+    transport_.want_writable(h->link);
+    return false;
+}
+
 void Gate::release(const IpAddr &ip, bool ip_counted, const std::string &user, bool user_counted) {
     if (ip_counted) admission_.per_ip.release(ip);
     if (user_counted) admission_.per_user.release(user);
@@ -145,6 +188,10 @@ void Gate::release(const IpAddr &ip, bool ip_counted, const std::string &user, b
 
 Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     const proto::HttpRequest &req = h->parser.request();
+    // Pages are for plain HTTP: a WebSocket handshake on a page's path goes
+    // on to the checks below (one path may be both).
+    if (const Pages::Page *page = pages_.find(req.path); page && !proto::asks_for_websocket(req))
+        return serve_page(h, req, *page);
     proto::Refusal bad = proto::check_upgrade(req);
     if (bad.status) return refuse(h, &req, bad.status, bad.reason, bad.extra_headers.c_str());
     if (!path_matches(cfg_.path, req.path)) return refuse(h, &req, 404, "no WebSocket endpoint at this path");

@@ -5,7 +5,9 @@
 // and the per-user limit. A refusal is a real HTTP response written here and
 // logged; nothing is allocated for the refused connection beyond its
 // request. An accepted request is answered with 101, becomes a Conn and is
-// registered. The gate never touches a connection's queues.
+// registered. A plain HTTP request (no Upgrade: websocket) for a registered
+// static page (core/pages.h) is answered with that page instead. The gate
+// never touches a connection's queues.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +20,7 @@
 #include "config/settings.h"
 #include "core/callbacks.h"
 #include "core/conn.h"
+#include "core/pages.h"
 #include "core/registry.h"
 #include "core/wheel.h"
 #include "observe/log.h"
@@ -43,12 +46,15 @@ struct Handshake : LinkOwner {
     Handshake() : LinkOwner(Kind::Handshake) {}
     Link *link = nullptr;  // the deadline is heartbeat.handshake_timeout_ms, on LinkOwner's timer
     proto::HttpRequestParser parser;
+    // Answered with a page whose bytes are still being written: input is
+    // ignored and the link closes once lws holds nothing more (Gate::drained).
+    bool answered = false;
 };
 
 class Gate {
 public:
     Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
-         Registry &registry, AppCallbacks &app, Admission &admission);
+         Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages);
 
     // A new link: its handshake starts, bounded by the handshake timeout.
     Handshake *admit(Link *link);
@@ -56,6 +62,7 @@ public:
         enum Kind {
             Pending,  // more request bytes to come
             Refused,  // answered with an HTTP error: close the link
+            Answered,  // answered with a static page: close the link once drained()
             Opened,   // upgraded: `conn` is registered; bytes after the request start at `rest`
         } kind = Pending;
         Conn *conn = nullptr;
@@ -65,8 +72,12 @@ public:
         std::vector<std::pair<std::string, int64_t>> timeouts;
     };
     Result read(Handshake *h, uint8_t *data, size_t len);
-    // The deadline passed before the request was complete (slowloris).
+    // The deadline passed before the request was complete (slowloris), or
+    // before the client took an answered page.
     void timed_out(Handshake *h);
+    // The link of an answered page can close: everything was handed to the
+    // kernel. Asks for a writable event otherwise.
+    bool drained(Handshake *h);
     // The link went away (or timed out): forget the handshake.
     void drop(Handshake *h);
     // While stopping, upgrades are refused with 503.
@@ -79,6 +90,8 @@ private:
     Result refuse(Handshake *h, const proto::HttpRequest *req, int status, const std::string &reason,
                   const char *extra_headers = "", const std::string &log_reason = std::string());
     Result decide(Handshake *h, uint8_t *rest, size_t rest_len);
+    // GET and HEAD get the page; other methods 405.
+    Result serve_page(Handshake *h, const proto::HttpRequest &req, const Pages::Page &page);
     // JWT and/or the application's authenticator; 0 when accepted (outcome
     // in *out), else the refusal already sent.
     bool authenticate(Handshake *h, const proto::HttpRequest &req, const IpAddr &tcp_peer,
@@ -93,6 +106,7 @@ private:
     Registry &registry_;
     AppCallbacks &app_;
     Admission &admission_;
+    const Pages &pages_;
     bool stopping_ = false;
     size_t pending_ = 0;
     // Finished handshakes kept for the next ones: a handshake lives between

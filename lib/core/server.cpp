@@ -26,7 +26,7 @@ Server::Server(Settings settings, wsg_server *self)
       admission_(cfg_),
       outbox_(cfg_, transport_, log, clock_, heartbeat_),
       inbox_(cfg_, outbox_, app, log, clock_),
-      gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_),
+      gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_),
       mailbox_(transport_) {
     app.server = self;
     log.set_server(self);
@@ -185,6 +185,16 @@ wsg_status Server::stop() {
     return WSG_OK;
 }
 
+wsg_status Server::add_page(const char *path, const char *content_type, const void *body, size_t len) {
+    // Under the lifecycle lock: the service thread, which reads the pages,
+    // is started under it too, so it sees every page added before.
+    std::lock_guard<std::mutex> lock(life_mu_);
+    if (state_ != State::Idle)
+        return fail(WSG_ESTATE, "pages can only be added while the server is not listening "
+                                "(before wsg_server_listen, start or run)");
+    return pages_.add(path, content_type, body, len);
+}
+
 wsg_status Server::port(int *out) const {
     int p = port_.load();
     if (p <= 0) return fail(WSG_ESTATE, "server is not listening (call wsg_server_listen or start)");
@@ -259,6 +269,10 @@ bool Server::on_read(Link *link, uint8_t *data, size_t len) {
         switch (r.kind) {
         case Gate::Result::Pending: return true;
         case Gate::Result::Refused: gate_.drop(h); return false;
+        case Gate::Result::Answered:
+            if (!gate_.drained(h)) return true;
+            gate_.drop(h);
+            return false;
         case Gate::Result::Opened: break;
         }
         Conn *c = r.conn;
@@ -272,7 +286,13 @@ bool Server::on_read(Link *link, uint8_t *data, size_t len) {
 
 bool Server::on_writable(Link *link) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
-    if (!owner || owner->kind != LinkOwner::Kind::Conn) return true;
+    if (!owner) return true;
+    if (owner->kind == LinkOwner::Kind::Handshake) {
+        auto *h = static_cast<Handshake *>(owner);
+        if (!h->answered || !gate_.drained(h)) return true;
+        gate_.drop(h);
+        return false;
+    }
     return outbox_.on_writable(static_cast<Conn *>(owner));
 }
 

@@ -21,6 +21,7 @@
 #include "core/inbox.h"
 #include "core/mailbox.h"
 #include "core/outbox.h"
+#include "core/pages.h"
 #include "core/registry.h"
 #include "core/topics.h"
 #include "core/wheel.h"
@@ -59,6 +60,8 @@ public:
     // request made while no loop runs waits for the next one.
     void request_stop() noexcept { stop_requested_.store(true, std::memory_order_relaxed); }
     wsg_status port(int *out) const;
+    // Only while idle (WSG_ESTATE otherwise).
+    wsg_status add_page(const char *path, const char *content_type, const void *body, size_t len);
     // True while the caller is this server's service thread.
     bool on_service_thread() const {
         return service_tid_.load(std::memory_order_acquire) == std::this_thread::get_id();
@@ -182,6 +185,7 @@ private:
     Events events_{this};
     Transport transport_;
     Admission admission_;
+    Pages pages_;
     Outbox outbox_;
     Inbox inbox_;
     Gate gate_;

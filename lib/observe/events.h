@@ -13,7 +13,10 @@
     X(open, INFO,                                                                                     \
       "conn, peer, peer_port, path, origin, subprotocol, tls_subject, user, compression "            \
       "(`permessage-deflate` when negotiated)")                                                       \
-    X(reject, WARN, "peer, peer_port, path, status, reason (the HTTP answer to a refused upgrade)")  \
+    X(reject, WARN,                                                                                   \
+      "peer, peer_port, path, status, reason (the HTTP answer to a refused upgrade, or to a request "   \
+      "for a static page with another method than GET or HEAD)")                                       \
+    X(page, DEBUG, "peer, peer_port, method, path, status, bytes (a static page served: `wsg_server_add_page`)") \
     X(close, INFO, "conn, peer, peer_port, code, cause, reason, duration_ms, msgs/bytes in/out")     \
     X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
     X(backpressure, WARN,                                                                             \
@@ -25,7 +28,8 @@
       "conn, message (the RFC 6455 rule the client broke: unmasked frame, reserved bits, bad "       \
       "opcode or close code...; close 1002)")                                                         \
     X(handshake_timeout, WARN,                                                                        \
-      "peer, peer_port, cause, timeout_ms (TCP connection that never completed the upgrade)")        \
+      "peer, peer_port, cause, timeout_ms (TCP connection that never completed the upgrade; cause "  \
+      "`page_not_read` when a client did not take a static page in that time)")                        \
     X(write_failed, DEBUG, "conn, message (the peer went away mid-write; the connection is dropped)") \
     X(tls_refused, WARN, "message (a client certificate failed verification with `tls.client_auth`)") \
     X(tls_reloaded, INFO, "cert_file (`wsg_server_reload_tls` swapped the certificate)")             \

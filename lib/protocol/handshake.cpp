@@ -71,7 +71,7 @@ Refusal check_upgrade(const HttpRequest &req) {
     if (req.http_major != 1)
         return refuse(505, "HTTP version not supported (WebSocket needs HTTP/1.1)");
     if (req.http_minor < 1) return refuse(400, "HTTP/1.0 cannot upgrade (WebSocket needs HTTP/1.1)");
-    if (!has_token(req.joined("upgrade"), "websocket"))
+    if (!asks_for_websocket(req))
         return refuse(426, "this is a WebSocket endpoint: the request needs Upgrade: websocket",
                       "upgrade: websocket\r\n");
     if (!has_token(req.joined("connection"), "upgrade"))
@@ -93,6 +93,8 @@ Refusal check_upgrade(const HttpRequest &req) {
         return refuse(400, "Sec-WebSocket-Key is not the base64 of 16 bytes");
     return Refusal();
 }
+
+bool asks_for_websocket(const HttpRequest &req) { return has_token(req.joined("upgrade"), "websocket"); }
 
 bool valid_websocket_key(std::string_view key) {
     // 16 bytes are 22 base64 characters and "==". The strict base64url

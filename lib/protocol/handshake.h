@@ -32,6 +32,11 @@ struct Refusal {
 // Token lists may span repeated headers (RFC 7230 3.2.2).
 Refusal check_upgrade(const HttpRequest &req);
 
+// Whether the request asks for WebSocket at all: an Upgrade header (possibly
+// repeated) with the token "websocket" (any case). A request that does not
+// is plain HTTP; check_upgrade answers it 426 unless the gate serves a page.
+bool asks_for_websocket(const HttpRequest &req);
+
 // Whether `key` is the canonical base64 (RFC 4648 section 4, padded) of
 // exactly 16 bytes.
 bool valid_websocket_key(std::string_view key);

@@ -635,6 +635,18 @@ public:
         hub_->want_auth.store(bool(hub_->on_auth), std::memory_order_release);
     }
 
+    // The body is copied by the core before the call returns.
+    void add_page(const std::string &path, const std::string &content_type, py::handle body) {
+        if (path.find('\0') != std::string::npos) raise_status(WSG_EINVAL, "page path contains a NUL character");
+        if (content_type.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, "page content type contains a NUL character");
+        if (!PyUnicode_Check(body.ptr()) && !PyObject_CheckBuffer(body.ptr()))
+            throw py::type_error(std::string("a page body must be str (sent as UTF-8) or bytes-like, not ") +
+                                 Py_TYPE(body.ptr())->tp_name);
+        Payload p(body);
+        check(wsg_server_add_page(srv_, path.c_str(), content_type.c_str(), p.data(), p.size()));
+    }
+
     void listen() { blocking([this] { return wsg_server_listen(srv_); }); }
     void start() {
         blocking([this] {
@@ -992,6 +1004,8 @@ PYBIND11_MODULE(_core, m) {
         .def("set_auth_handler", &Server::set_auth_handler, py::arg("on_auth"),
              "Set the callable the authenticator calls with an AuthRequest (None for none: "
              "requests needing one are refused with 401).")
+        .def("add_page", &Server::add_page, py::arg("path"), py::arg("content_type"), py::arg("body"),
+             "Serve a static response at path (wsg_server_add_page); only before listening.")
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")

@@ -444,6 +444,26 @@ class Server:
         self._core.set_handlers(on_open, on_message if self._on_message else None, on_close,
                                 _forward_log)
 
+    # ---------------------------------------------------------------- static pages
+
+    def add_page(self, path: str, body: Union[str, bytes, bytearray, memoryview],
+                 content_type: str = "text/html; charset=utf-8") -> None:
+        """Serve ``body`` at ``path`` to plain HTTP requests (a browser
+        opening ``http://host:port/``), for example the page whose script
+        opens the WebSocket. GET gets 200 with ``content_type``, HEAD the
+        same head without the body, other methods 405; a WebSocket handshake
+        on the same path is still upgraded. ``str`` bodies are sent as UTF-8.
+        Pages are public (no Origin, auth or rate check).
+
+        ``path`` starts with ``/`` and is matched exactly, without the query
+        (``/?room=a`` is served by ``/``); at most 1024 bytes of visible
+        ASCII, no ``?`` or ``#``. The body is copied (at most 1 MiB). Adding
+        a page at a path that has one replaces it. Only before the server
+        listens (before :meth:`start`, :meth:`listen` or ``with``, or after
+        :meth:`stop`): StateError otherwise; InvalidArgumentError for a bad
+        path, content type or size (wsg_server_add_page)."""
+        self._core.add_page(path, content_type, body)
+
     # ---------------------------------------------------------------- lifecycle
 
     def listen(self) -> None:

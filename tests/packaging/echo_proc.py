@@ -55,8 +55,9 @@ def run_echo(*args, timeout=15.0):
 class EchoProcess:
     """A running wsgate-echo with its stdout and stderr read by threads."""
 
-    def __init__(self, *args):
-        self.args = [echo_binary(), "--host", "127.0.0.1", "--port", "0", *args]
+    def __init__(self, *args, binary=None):
+        # binary: another program with wsgate-echo's command line (wsgate-chat).
+        self.args = [binary or echo_binary(), "--host", "127.0.0.1", "--port", "0", *args]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1, preexec_fn=_die_with_parent)

@@ -62,7 +62,7 @@ install_cmds=$(block README.md install)
 echo "$install_cmds"
 bash -euo pipefail -c "$install_cmds" > "$tmp/install.log" 2>&1 || { tail -n 40 "$tmp/install.log"; die "install failed"; }
 grep -q "Ran ldconfig" "$tmp/install.log" || { tail -n 20 "$tmp/install.log"; die "the install did not refresh the linker cache"; }
-for f in /usr/local/include/wsgate/wsgate.h /usr/local/bin/wsgate-echo /usr/local/bin/wsgate-bench; do
+for f in /usr/local/include/wsgate/wsgate.h /usr/local/bin/wsgate-echo /usr/local/bin/wsgate-chat /usr/local/bin/wsgate-bench; do
   [ -e "$f" ] || die "$f not installed"
 done
 

@@ -65,12 +65,14 @@ struct Req {
                       headers.end());
         return *this;
     }
-    Refusal check() const {
+    HttpRequest request() const {
         std::string head = line + "\r\n";
         for (const auto &h : headers) head += h.first + ": " + h.second + "\r\n";
         head += "\r\n";
-        return wsgate::proto::check_upgrade(parsed(head));
+        return parsed(head);
     }
+    Refusal check() const { return wsgate::proto::check_upgrade(request()); }
+    bool asks() const { return wsgate::proto::asks_for_websocket(request()); }
 };
 
 void expect_ok(const Req &r) {
@@ -137,6 +139,15 @@ void upgrade_needs_the_websocket_token(void **) {
     expect_ok(Req().set("Upgrade", "h2c, websocket"));
     expect_ok(Req().set("Upgrade", "h2c").add("Upgrade", "websocket"));
     expect_ok(Req().set("Upgrade", " ,websocket , "));
+    // asks_for_websocket (the gate's test before serving a static page) is
+    // exactly this rule: a request that gets 426 here does not ask.
+    for (const Req &r : {Req().drop("Upgrade"), Req().set("Upgrade", "h2c"), Req().set("Upgrade", "websockets"),
+                         Req().set("Upgrade", "")})
+        assert_false(r.asks());
+    for (const Req &r : {Req(), Req().set("Upgrade", "WEBSOCKET"), Req().set("Upgrade", "h2c").add("Upgrade", "websocket"),
+                         Req().drop("Connection").drop("Sec-WebSocket-Key")})
+        assert_true(r.asks());
+    assert_false(wsgate::proto::asks_for_websocket(parsed(wsgate_test::kPlainGet)));
 }
 
 void connection_needs_the_upgrade_token(void **) {

@@ -1,0 +1,265 @@
+#define _POSIX_C_SOURCE 200809L /* strdup */
+#include "chat.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "text.h"
+
+#define DEFAULT_ROOM "lobby"
+#define MAX_TEXT 2000 /* bytes of one chat message; limits.max_message_bytes is the hard cap */
+
+/* One open connection's membership, the connection's user pointer. */
+typedef struct member {
+    char user[256]; /* a JWT's user id may be longer than a typed name */
+    char room[CHAT_NAME_MAX + 1];
+    char topic[CHAT_NAME_MAX + 6]; /* "room:" + room */
+} member;
+
+static unsigned long guests; /* guest-N numbering (service thread only) */
+
+static void send_json(wsg_server *s, wsg_conn_id id, jbuf *b) {
+    if (!b->failed) wsg_conn_send(s, id, WSG_MSG_TEXT, b->data, b->len);
+    jbuf_free(b);
+}
+
+static void publish_json(wsg_server *s, const char *topic, jbuf *b) {
+    if (!b->failed) wsg_server_publish(s, topic, WSG_MSG_TEXT, b->data, b->len);
+    jbuf_free(b);
+}
+
+static void send_error(wsg_server *s, wsg_conn_id id, const char *text) {
+    jbuf b = {0};
+    jbuf_raw(&b, "{\"type\":\"error\",");
+    jbuf_field(&b, "text", text);
+    jbuf_raw(&b, "}");
+    send_json(s, id, &b);
+}
+
+/* A notice or message to the whole room: {"type":T,"user":U,"room":R[,"text":X]}. */
+static void publish_event(wsg_server *s, const member *m, const char *type, const char *text, size_t len) {
+    jbuf b = {0};
+    jbuf_raw(&b, "{");
+    jbuf_field(&b, "type", type);
+    jbuf_raw(&b, ",");
+    jbuf_field(&b, "user", m->user);
+    jbuf_raw(&b, ",");
+    jbuf_field(&b, "room", m->room);
+    if (text) {
+        jbuf_raw(&b, ",\"text\":");
+        jbuf_str(&b, text, len);
+    }
+    jbuf_raw(&b, "}");
+    publish_json(s, m->topic, &b);
+}
+
+/* Without a JWT the user names themselves (?name=) or becomes guest-N. An
+ * invalid name is accepted without a user id: on_open then closes with a
+ * reason the page can show (a refused upgrade shows nothing in a browser). */
+static void on_auth(wsg_server *s, wsg_auth_request *req, void *user) {
+    (void)s;
+    (void)user;
+    const char *jwt_user = "", *query = "";
+    wsg_auth_request_get(req, WSG_AUTH_JWT_USER, &jwt_user);
+    if (*jwt_user) {
+        wsg_auth_accept(req, NULL); /* keeps the verified token's user */
+        return;
+    }
+    wsg_auth_request_get(req, WSG_AUTH_QUERY, &query);
+    char name[CHAT_NAME_MAX + 1];
+    int found = query_get(query, "name", name, sizeof name);
+    if (found == 0 || (found == 1 && name[0] == '\0')) {
+        snprintf(name, sizeof name, "guest-%lu", ++guests);
+        wsg_auth_accept(req, name);
+    } else if (found == 1 && valid_user(name)) {
+        wsg_auth_accept(req, name);
+    } else {
+        wsg_auth_accept(req, NULL);
+    }
+}
+
+static void on_open(wsg_server *s, wsg_conn_id id, void *user) {
+    (void)user;
+    wsg_conn_info *info = NULL;
+    if (wsg_conn_info_get(s, id, &info) != WSG_OK) return; /* already gone */
+    const char *user_id = "", *query = "";
+    wsg_conn_info_string(info, WSG_INFO_USER_ID, &user_id);
+    wsg_conn_info_string(info, WSG_INFO_QUERY, &query);
+    member *m = calloc(1, sizeof *m);
+    char room[CHAT_NAME_MAX + 1];
+    int found = query_get(query, "room", room, sizeof room);
+    if (found == 0) snprintf(room, sizeof room, "%s", DEFAULT_ROOM);
+    int room_ok = found == 0 || (found == 1 && valid_room(room));
+    int user_ok = *user_id && strlen(user_id) < sizeof m->user;
+    if (m && room_ok && user_ok) {
+        snprintf(m->user, sizeof m->user, "%s", user_id);
+        snprintf(m->room, sizeof m->room, "%s", room);
+        snprintf(m->topic, sizeof m->topic, "room:%s", room);
+    }
+    wsg_conn_info_free(info);
+    if (!m) {
+        wsg_conn_close(s, id, 1011, "out of memory");
+        return;
+    }
+    if (!room_ok || !user_ok) {
+        free(m);
+        wsg_conn_close(s, id, room_ok ? CHAT_CLOSE_BAD_NAME : CHAT_CLOSE_BAD_ROOM,
+                       room_ok ? "name must be 1-32 letters, digits, '.', '-' or '_'"
+                               : "room must be 1-32 letters, digits, '-' or '_'");
+        return;
+    }
+    if (wsg_conn_set_user(s, id, m) != WSG_OK || wsg_conn_subscribe(s, id, m->topic) != WSG_OK) {
+        wsg_conn_set_user(s, id, NULL);
+        free(m);
+        wsg_conn_close(s, id, 1011, "cannot join the room");
+        return;
+    }
+    jbuf b = {0};
+    jbuf_raw(&b, "{\"type\":\"welcome\",");
+    jbuf_field(&b, "user", m->user);
+    jbuf_raw(&b, ",");
+    jbuf_field(&b, "room", m->room);
+    jbuf_raw(&b, "}");
+    send_json(s, id, &b);
+    publish_event(s, m, "join", NULL, 0);
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* /who: the room's users, sorted, each once (a user may have several tabs). */
+static void who(wsg_server *s, wsg_conn_id id, const member *m) {
+    size_t cap = 64, count = 0;
+    wsg_conn_id *ids = NULL;
+    for (;;) {
+        wsg_conn_id *more = realloc(ids, cap * sizeof *ids);
+        if (!more) break;
+        ids = more;
+        if (wsg_topic_subscribers(s, m->topic, ids, cap, &count) != WSG_OK) count = 0;
+        if (count <= cap) break;
+        cap = count + 16;
+    }
+    if (!ids) count = 0;
+    char **names = calloc(count ? count : 1, sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; names && i < count; i++) {
+        wsg_conn_info *info = NULL;
+        const char *user_id = "";
+        if (wsg_conn_info_get(s, ids[i], &info) != WSG_OK) continue; /* left meanwhile */
+        wsg_conn_info_string(info, WSG_INFO_USER_ID, &user_id);
+        if (*user_id && (names[n] = strdup(user_id))) n++;
+        wsg_conn_info_free(info);
+    }
+    free(ids);
+    if (n) qsort(names, n, sizeof *names, compare_names);
+    jbuf b = {0};
+    jbuf_raw(&b, "{\"type\":\"who\",");
+    jbuf_field(&b, "room", m->room);
+    jbuf_raw(&b, ",\"users\":[");
+    for (size_t i = 0, written = 0; i < n; i++) {
+        if (i && !strcmp(names[i], names[i - 1])) continue;
+        if (written++) jbuf_raw(&b, ",");
+        jbuf_str(&b, names[i], strlen(names[i]));
+    }
+    jbuf_raw(&b, "]}");
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (!names) b.failed = 1;
+    send_json(s, id, &b);
+}
+
+/* /msg USER text: to every connection of USER, and back to the sender. */
+static void direct(wsg_server *s, wsg_conn_id id, const member *m, const char *args, size_t len) {
+    size_t u = 0;
+    while (u < len && args[u] != ' ') u++;
+    size_t t = u;
+    while (t < len && args[t] == ' ') t++;
+    if (u == 0 || t == len) {
+        send_error(s, id, "usage: /msg USER text");
+        return;
+    }
+    char to[sizeof m->user];
+    if (u >= sizeof to) {
+        send_error(s, id, "no such user online");
+        return;
+    }
+    memcpy(to, args, u);
+    to[u] = '\0';
+    jbuf b = {0};
+    jbuf_raw(&b, "{\"type\":\"direct\",");
+    jbuf_field(&b, "from", m->user);
+    jbuf_raw(&b, ",");
+    jbuf_field(&b, "to", to);
+    jbuf_raw(&b, ",\"text\":");
+    jbuf_str(&b, args + t, len - t);
+    jbuf_raw(&b, "}");
+    if (b.failed) {
+        jbuf_free(&b);
+        return;
+    }
+    wsg_status st = wsg_user_send(s, to, WSG_MSG_TEXT, b.data, b.len);
+    if (st == WSG_ENOTFOUND) {
+        char why[sizeof to + 32];
+        snprintf(why, sizeof why, "%s is not online", to);
+        send_error(s, id, why);
+    } else if (st != WSG_OK) {
+        send_error(s, id, wsg_last_error());
+    } else if (strcmp(to, m->user) != 0) {
+        wsg_conn_send(s, id, WSG_MSG_TEXT, b.data, b.len); /* the sender's copy */
+    }
+    jbuf_free(&b);
+}
+
+static void on_message(wsg_server *s, wsg_conn_id id, wsg_msg_type type, const void *data, size_t len,
+                       void *user) {
+    (void)user;
+    member *m = NULL;
+    if (wsg_conn_get_user(s, id, (void **)&m) != WSG_OK || !m) return;
+    const char *text = data;
+    if (type != WSG_MSG_TEXT) {
+        send_error(s, id, "send text messages");
+        return;
+    }
+    if (len > MAX_TEXT) {
+        char why[64];
+        snprintf(why, sizeof why, "a message is at most %d bytes", MAX_TEXT);
+        send_error(s, id, why);
+        return;
+    }
+    if (len == 0) return;
+    if (text[0] != '/') {
+        publish_event(s, m, "message", text, len);
+    } else if ((len == 4 || (len > 4 && text[4] == ' ')) && !memcmp(text, "/who", 4)) {
+        who(s, id, m);
+    } else if (len > 5 && !memcmp(text, "/msg ", 5)) {
+        direct(s, id, m, text + 5, len - 5);
+    } else {
+        send_error(s, id, "unknown command: try /who or /msg USER text");
+    }
+}
+
+static void on_close(wsg_server *s, wsg_conn_id id, int code, const char *reason, size_t reason_len,
+                     wsg_close_cause cause, void *user) {
+    (void)code;
+    (void)reason;
+    (void)reason_len;
+    (void)cause;
+    (void)user;
+    member *m = NULL;
+    if (wsg_conn_get_user(s, id, (void **)&m) != WSG_OK || !m) return;
+    wsg_conn_set_user(s, id, NULL);
+    /* Still subscribed during on_close, the connection is past sending:
+       only the others get the notice. */
+    publish_event(s, m, "leave", NULL, 0);
+    free(m);
+}
+
+wsg_status chat_install(wsg_server *server) {
+    wsg_status st;
+    if ((st = wsg_server_on_auth(server, on_auth, NULL, NULL)) != WSG_OK) return st;
+    if ((st = wsg_server_on_open(server, on_open, NULL, NULL)) != WSG_OK) return st;
+    if ((st = wsg_server_on_message(server, on_message, NULL, NULL)) != WSG_OK) return st;
+    return wsg_server_on_close(server, on_close, NULL, NULL);
+}
