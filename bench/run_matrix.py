@@ -2,7 +2,7 @@
 """Runs the wsgate benchmark matrix and writes RESULTS.md, results.json and plots.
 
     bench/run_matrix.py --build-dir BUILD [--out DIR] [--reps N] [--duration S]
-                        [--cases echo,echo_tls,memory,handshake,broadcast,heartbeat]
+                        [--cases echo,echo_tls,memory,handshake,broadcast,heartbeat,topics,slow]
                         [--max-conns N] [--smoke] [--no-pin]
 
 Every case runs against wsgate (bench/servers/wsgate_bench_server.c through the C
@@ -12,8 +12,11 @@ pinned to CPU 0 while wsgate-bench runs pinned to CPU 1. Each case is repeated
 --reps times, the servers interleaved within each repetition so that they
 share the machine's conditions; RESULTS.md gives medians, the spread
 (min..max), the ratios wsgate / plain lws and wsgate / epoll of the
-medians of this same run, and issue 10's targets (evaluate_targets), each
-judged against a baseline measured in the same run. --smoke runs a tiny
+medians of this same run, and the targets of issues 10 and 11
+(evaluate_targets), each judged against a baseline measured in the same run.
+The topics and slow-consumer cases run wsgate alone (the baselines have no
+topics): publish against broadcast, and slow subscribers under each delivery
+policy the library knows against a run where every subscriber reads. --smoke runs a tiny
 configuration (a few connections, 1 s, one repetition) to check the
 machinery, not the machine.
 """
@@ -63,6 +66,18 @@ class Runner:
 
     def has_option(self, name):
         return name in self.options
+
+    def option_values(self, name):
+        """The values of an enum option (["close", "drop"]), or None when the
+        library lacks the option or it is not a choice."""
+        if not self.has_option(name):
+            return None
+        r = subprocess.run([self.bin["wsgate"], "--describe-option", name], capture_output=True, text=True)
+        try:
+            d = json.loads(r.stdout)
+        except ValueError:
+            return None
+        return d["range"].split("|") if d.get("type") == "enum" and d.get("range") else None
 
     def server_argv(self, kind, extra=()):
         if kind == "wsgate":
@@ -220,6 +235,41 @@ def plan(args, runner):
                                "--size", "64", "--duration", d, "--drain-timeout", "5",
                                "--sources", "127.0.0.2-127.0.0.5"]))
 
+    if "topics" in pick:
+        # Publish to topics against broadcast at the same deliveries per
+        # second: to the same subscribers (only the path differs), and to a
+        # tenth of them at ten times the rate (the broadcast case above).
+        t = TOPICS[smoke]
+        case = topics_case(t)
+        server = runner.server_argv("wsgate", ["--topics"])
+        common = ["--publishers", "1", "--size", "64", "--duration", d, "--drain-timeout", "5",
+                  "--sources", "127.0.0.2-127.0.0.5"]
+        cases.append((case, "wsgate publish", server,
+                      ["fanout", "--connections", str(t["subs"]), "--topics", str(t["topics"]),
+                       "--rate", str(t["rate"]), *common]))
+        for subs, rate in t["broadcasts"]:
+            cases.append((case, broadcast_label(subs, rate), server,
+                          ["fanout", "--connections", str(subs), "--rate", str(rate), *common]))
+
+    if "slow" in pick:
+        # Some subscribers stop reading; the others' latency against a run
+        # where all read, under every delivery policy this library has (only
+        # its fixed close-with-1013 without limits.queue_policy). Twice the
+        # usual duration: the policy acts once a stalled queue reaches
+        # limits.max_queue_bytes, a second or two into the run.
+        t = SLOW[smoke]
+        case = slow_case(t)
+        base = ["--topics", "--set", f"limits.max_queue_bytes={t['queue']}"]
+        fanout = ["fanout", "--connections", str(t["subs"]), "--topics", str(t["topics"]),
+                  "--rate", str(t["rate"]), "--size", str(t["size"]), "--publishers", "1",
+                  "--duration", str(2 * args.duration), "--drain-timeout", "5"]
+        cases.append((case, "all reading", runner.server_argv("wsgate", base), fanout))
+        policies = runner.option_values("limits.queue_policy")
+        for p in policies or ["close"]:
+            extra = ["--set", f"limits.queue_policy={p}"] if policies else []
+            cases.append((case, f"policy={p}", runner.server_argv("wsgate", base + extra),
+                          fanout + ["--slow", str(t["slow"])]))
+
     if "heartbeat" in pick:
         n = "100" if smoke else "10000"
         hold = ["connect", "--connections", n, "--duration", "0.5" if smoke else "5",
@@ -234,6 +284,34 @@ def plan(args, runner):
                 cases.append(("heartbeat", label, runner.server_argv("wsgate", extra), hold))
             cases.append(("heartbeat", "lws (no heartbeat)", runner.server_argv("lws"), hold))
     return cases
+
+
+# The topics case: subscribers spread over topics, publishes/s spread over
+# the topics, and the broadcasts making as many deliveries/s (subscribers,
+# msg/s; the first to the same subscribers). Keyed by --smoke.
+TOPICS = {
+    False: {"subs": 10000, "topics": 100, "rate": 10000, "broadcasts": ((10000, 100), (1000, 1000))},
+    True: {"subs": 100, "topics": 10, "rate": 1000, "broadcasts": ((100, 100), (10, 1000))},
+}
+# The slow-consumer case: 1 KiB messages, so that a stalled subscriber's
+# queue reaches limits.max_queue_bytes (`queue`) a second or two into the run.
+SLOW = {
+    False: {"subs": 1000, "topics": 10, "slow": 10, "rate": 2000, "size": 1024, "queue": 262144},
+    True: {"subs": 40, "topics": 4, "slow": 2, "rate": 400, "size": 1024, "queue": 65536},
+}
+
+
+def topics_case(t):
+    return f"topics {t['subs']} subscribers / {t['topics']} topics x {t['rate']} msg/s"
+
+
+def broadcast_label(subs, rate):
+    return f"wsgate broadcast {subs} x {rate} msg/s"
+
+
+def slow_case(t):
+    return (f"slow consumers {t['subs']} subscribers / {t['topics']} topics x {t['rate']} msg/s, "
+            f"{t['slow']} stop reading")
 
 
 _CERT = {}
@@ -312,13 +390,24 @@ METRICS = {
                   ("server CPU us/delivery", "server/cpu_us_per_delivery", 3),
                   ("latency p50 ms", "latency_us/p50", 1), ("latency p99 ms", "latency_us/p99", 1),
                   ("server CPU %", "server/cpu_percent_window", 0)],
+    "slow": [("others' p50 ms", "latency_us/p50", 1), ("others' p99 ms", "latency_us/p99", 1),
+             ("others delivered", "delivered_ratio", 3), ("server CPU us/delivery", "server/cpu_us_per_delivery", 3),
+             ("slow: delivered", "slow/delivered", 0), ("slow: lost", "slow/lost", 0),
+             ("slow: closed", "slow/dropped", 0), ("server RSS growth MiB", "server/rss_growth", 2)],
     "heartbeat": [("server CPU %", "server/cpu_percent_window", 2),
                   ("CPU us per conn-second", "server/cpu_us_per_connection_second", 3),
                   ("pings answered", "pings", 0), ("survived", "survived", 0)],
 }
 
 
+METRICS["topics"] = METRICS["broadcast"]
+
+
 def family(case):
+    if case.startswith("topics "):
+        return "topics"
+    if case.startswith("slow consumers"):
+        return "slow"
     if case.startswith("echo"):
         return "echo"
     if case.startswith("idle memory"):
@@ -331,6 +420,11 @@ def family(case):
 
 
 def value(result, path, label):
+    if path == "server/rss_growth":
+        # Over the measured window: what the subscribers that stopped reading
+        # made the server hold (sampled at the window's end, before they read again).
+        end, loaded = get(result, "server/rss_kib_end"), get(result, "server/rss_kib_loaded")
+        return (end - loaded) / 1024.0 if end is not None and loaded is not None else None
     v = get(result, path) if result else None
     if v is None:
         return None
@@ -555,6 +649,15 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
                                      if c is not None else f"wsgate / {other}: {r:.2f}x {first[0]}")
             if parts:
                 w("Ratios of medians: " + "; ".join(parts) + ".\n")
+        if fam == "topics" and "wsgate publish" in rows:
+            parts = []
+            for label in rows:
+                if label != "wsgate publish":
+                    c = ratio(med(rows["wsgate publish"][cpu[1]]), med(rows[label][cpu[1]]))
+                    if c is not None:
+                        parts.append(f"publish / {label.replace('wsgate ', '')}: {c:.2f}x {cpu[0]}")
+            if parts:
+                w("Ratios of medians: " + "; ".join(parts) + ".\n")
         if fam == "heartbeat":
             w(heartbeat_note(rows))
             w("")
@@ -579,6 +682,10 @@ def write_results(args, out_dir, runs, info, load_before, load_after, started, e
         notes.append("TLS + JWT handshakes: the token (sub, exp) travels in `Authorization: Bearer`; "
                      "HS256 with a 64-byte secret, ES256 with a P-256 key; lws has no JWT, so its "
                      "row is TLS alone.")
+    if any(family(c) == "slow" for c in table) and not runner.has_option("limits.queue_policy"):
+        notes.append("Slow consumers: this library has no `limits.queue_policy`: its one behaviour, closing "
+                     "a connection with 1013 once its queue passes `limits.max_queue_bytes`, is the row "
+                     "`policy=close`; every policy the option lists runs once it exists.")
     if not runner.has_option("heartbeat.ping_interval_ms"):
         notes.append("wsgate has no heartbeat options in this build: the heartbeat case was skipped.")
     if plots:
@@ -742,7 +849,60 @@ def analysis(table, args):
             + ". wsgate frames a broadcast once and every subscriber's queue holds a reference to that "
             "frame; a subscriber's queued frames go out in one write when the broadcast's event "
             "ends (a writable event is asked for only when the kernel does not take them all).\n")
+    L += topics_analysis(table, args)
     return "\n".join(L) + "\n"
+
+
+def topics_analysis(table, args):
+    def m(case, label, path):
+        return med(table.get(case, {}).get(label, {}).get(path, []))
+    L = []
+    t = TOPICS[bool(args.smoke)]
+    case = topics_case(t)
+    pub = m(case, "wsgate publish", "server/cpu_us_per_delivery")
+    if pub:
+        (s1, r1), (s2, r2) = t["broadcasts"]
+        b1 = m(case, broadcast_label(s1, r1), "server/cpu_us_per_delivery")
+        b2 = m(case, broadcast_label(s2, r2), "server/cpu_us_per_delivery")
+        dr = m(case, "wsgate publish", "delivered_ratio")
+        L.append(
+            f"**Topics.** Publishing {t['rate']:,} messages/s in turn to {t['topics']} topics of "
+            f"{t['subs'] // t['topics']:,} subscribers each, wsgate spent {pub:.3f} us of server CPU per "
+            f"delivery and delivered {fmt(dr * 100 if dr is not None else None, 2)} % (p99 "
+            f"{fmt(m(case, 'wsgate publish', 'latency_us/p99'), 1)} ms); broadcasting the same deliveries "
+            f"per second to the same {s1:,} subscribers at {r1:,} msg/s, {fmt(b1, 3)} us"
+            + (f" ({pub / b1:.2f}x)" if b1 else "") + f"; to {s2:,} at {r2:,} msg/s, {fmt(b2, 3)} us. "
+            "The bench server reads the topic's number from the message, names the topic in decimal and "
+            "calls `wsg_server_publish`, which checks the name, looks the topic up in the registry's "
+            "topic index (a hash map from name to its subscriber list), frames the message once and "
+            "hands the frame to each subscriber's queue through the outbox's `deliver()`; "
+            "`wsg_server_broadcast` frames once and calls the same `deliver()` for every open "
+            "connection, from a copy of the registry's list. What the topic path adds is per publish "
+            "(the name check and the lookup), shared by the topic's subscribers.\n")
+    t = SLOW[bool(args.smoke)]
+    case = slow_case(t)
+    rows = table.get(case, {})
+    if rows.get("all reading"):
+        parts = []
+        for label in rows:
+            closed = m(case, label, "slow/dropped")
+            parts.append(f"{label}: p99 {fmt(m(case, label, 'latency_us/p99'), 1)} ms, server RSS growth "
+                         f"{fmt(m(case, label, 'server/rss_growth'), 2)} MiB"
+                         + (f", {fmt(closed, 0)} slow subscribers closed" if label != "all reading" else ""))
+        L.append(
+            f"**Slow consumers.** {t['slow']} of {t['subs']:,} subscribers ({t['topics']} topics, "
+            f"{t['rate']:,} messages/s of {t['size']:,} bytes in all, {2 * args.duration:g} s measured) stop "
+            f"reading when the measurement starts and read again when publishing ends; the figures are "
+            f"the others'. Their sockets "
+            f"announce a 1,448-byte MSS and a 4 KiB receive buffer, so the server's kernel holds some tens "
+            f"of KiB for each and the rest waits in wsgate's queue, where the policy acts once it passes "
+            f"`limits.max_queue_bytes` ({t['queue'] // 1024} KiB here); over loopback's 64 KiB MSS the "
+            f"kernel's send buffer would first grow to megabytes. "
+            + "; ".join(parts) + ". The RSS growth is from the moment every subscriber was connected to "
+            "the end of the measured window, before the slow subscribers read again."
+            + (" Under `close`, a subscriber whose queue passes the limit is closed with 1013 and its "
+               "queue dropped." if "policy=close" in rows else "") + "\n")
+    return L
 
 
 def heartbeat_note(rows):
@@ -774,6 +934,10 @@ ECHO_CPU_LIMIT = {64: 1.15, 4096: 1.2}  # server CPU per message, x the epoll ba
 BROADCAST_P99_SLACK_MS = 5.0  # p99 over the epoll baseline's p99
 HANDSHAKE_PLAIN_MIN = 0.95    # handshakes/s, x the epoll baseline's
 HANDSHAKE_TLS_MIN = 1.0       # TLS handshakes/s, x plain lws'
+# Issue 11 (topics, users and delivery policies).
+PUBLISH_CPU_LIMIT = 1.1       # server CPU per delivery, publish x broadcast to the same subscribers
+SLOW_P99_LIMIT = 2.0          # the reading subscribers' p99, x the all-reading run's
+SLOW_RSS_QUEUES = 2.0         # RSS growth allowance, in stalled queues' worth (slow x max_queue_bytes)
 
 
 def over_by(v, limit):
@@ -834,6 +998,7 @@ def evaluate_targets(table, args):
                     "measured": f"delivered {fmt(dr * 100 if dr is not None else None, 2)} %, p99 {p99:.1f} ms "
                                 f"(runs {fmt(lo, 1)}..{fmt(hi, 1)}) against {limit:.1f} ms (epoll p99 {ep99:.1f} ms)",
                     "verdict": "missed: " + ", ".join(missed) if missed else "met"})
+    out += topics_targets(table, args)
     for case, base, limit in (("handshakes plain", "epoll", HANDSHAKE_PLAIN_MIN),
                               ("handshakes TLS", "lws", HANDSHAKE_TLS_MIN)):
         ws, other = m(case, "wsgate", "connect_rate_per_s"), m(case, base, "connect_rate_per_s")
@@ -848,6 +1013,63 @@ def evaluate_targets(table, args):
     return out
 
 
+def topics_targets(table, args):
+    """Issue 11's: publish costs no more than 1.1x broadcast per delivery; with
+    subscribers that stop reading, the others keep their p99 within 2x of the
+    all-reading run under each policy, and the server's memory stays bounded."""
+    out = []
+
+    def m(case, label, path):
+        return med(table.get(case, {}).get(label, {}).get(path, []))
+
+    t = TOPICS[bool(args.smoke)]
+    case = topics_case(t)
+    same, other = (broadcast_label(s, r) for s, r in t["broadcasts"])
+    pub, bc = m(case, "wsgate publish", "server/cpu_us_per_delivery"), m(case, same, "server/cpu_us_per_delivery")
+    r = ratio(pub, bc)
+    if r is not None:
+        lo, hi = spread(table[case]["wsgate publish"]["server/cpu_us_per_delivery"])
+        ob = m(case, other, "server/cpu_us_per_delivery")
+        dr = m(case, "wsgate publish", "delivered_ratio")
+        out.append({"target": f"publish to {t['topics']} topics: server CPU per delivery <= "
+                              f"{PUBLISH_CPU_LIMIT}x broadcast's to the same {t['subs']:,} subscribers",
+                    "measured": f"{r:.2f}x ({pub:.3f} us, runs {fmt(lo, 3)}..{fmt(hi, 3)}, vs {bc:.3f} us); "
+                                f"delivered {fmt(dr * 100 if dr is not None else None, 2)} %; broadcast to "
+                                f"{t['broadcasts'][1][0]:,} x {t['broadcasts'][1][1]:,} msg/s {fmt(ob, 3)} us",
+                    "verdict": over_by(r, PUBLISH_CPU_LIMIT)})
+
+    t = SLOW[bool(args.smoke)]
+    case = slow_case(t)
+    rows = table.get(case, {})
+    base99 = m(case, "all reading", "latency_us/p99")
+    base_rss = m(case, "all reading", "server/rss_growth")
+    if base99 is None:
+        return out
+    allowance = SLOW_RSS_QUEUES * t["slow"] * t["queue"] / 1048576.0
+    for label in rows:
+        if not label.startswith("policy="):
+            continue
+        p99, rss = m(case, label, "latency_us/p99"), m(case, label, "server/rss_growth")
+        results = rows[label]["_results"]
+        lost = sum((r or {}).get("lost", 0) or 0 for r in results)
+        missed = []
+        limit99, limit_rss = SLOW_P99_LIMIT * base99, (base_rss or 0) + allowance
+        if p99 is None or p99 > limit99:
+            missed.append(f"p99 {(p99 / limit99 - 1) * 100:.0f} % over" if p99 is not None else "no p99")
+        if rss is None or rss > limit_rss:
+            missed.append(f"RSS growth {rss - limit_rss:.2f} MiB over" if rss is not None else "no memory sample")
+        if lost:
+            missed.append(f"{lost:,} of the others' deliveries lost")
+        out.append({"target": f"slow consumers ({t['slow']} of {t['subs']:,} stop reading), {label}: the others' "
+                              f"p99 <= {SLOW_P99_LIMIT:g}x the all-reading run's, none of theirs lost; server RSS "
+                              f"growth <= all-reading's + {SLOW_RSS_QUEUES:g} x {t['slow']} x limits.max_queue_bytes",
+                    "measured": f"p99 {fmt(p99, 1)} ms vs {base99:.1f} ms "
+                                f"({fmt(ratio(p99, base99), 2)}x); RSS growth {fmt(rss, 2)} MiB against "
+                                f"{limit_rss:.2f} MiB (all reading {fmt(base_rss, 2)} MiB)",
+                    "verdict": "missed: " + ", ".join(missed) if missed else "met"})
+    return out
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -857,7 +1079,7 @@ def main():
     ap.add_argument("--out", default=HERE, help="where RESULTS.md, results.json and the plots go (default bench/)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
-    ap.add_argument("--cases", default="echo,echo_tls,memory,handshake,broadcast,heartbeat")
+    ap.add_argument("--cases", default="echo,echo_tls,memory,handshake,broadcast,heartbeat,topics,slow")
     ap.add_argument("--max-conns", type=int, default=19000, help="largest idle-memory case")
     ap.add_argument("--smoke", action="store_true", help="tiny configuration: few connections, 1 s, 1 rep")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to CPUs")

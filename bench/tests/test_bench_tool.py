@@ -204,6 +204,108 @@ def test_fanout(args):
     check(out.get("server", {}).get("cpu_us_per_delivery", 0) > 0, "server CPU per delivery reported")
 
 
+def fanout_server(args, *extra):
+    srv = Server([args.server, "--host", "127.0.0.1", "--port", "0", *extra])
+    base = srv.url.rstrip("/")
+    return srv, base + "/sub", base + "/pub"
+
+
+def test_fanout_topics(args):
+    print("fanout --topics against wsgate-bench-server --topics (wsg_server_publish)")
+    srv, sub, pub = fanout_server(args, "--topics")
+    out, _ = bench(args, "fanout", sub, "--pub-url", pub, "--connections", "40", "--topics", "4",
+                   "--publishers", "2", "--rate", "400", "--duration", "2", "--warmup", "0.5",
+                   "--server-pid", str(srv.proc.pid))
+    srv.stop()
+    if not out:
+        return
+    st = srv.exit_stats()
+    check(out["subscribers"] == 40 and out["topics"] == 4 and out["config"]["topics"] == 4,
+          f"40 subscribers over 4 topics ({out['subscribers']}, {out.get('topics')})")
+    check(out["subscribers_per_topic"] == {"min": 10, "max": 10},
+          f"10 subscribers on each topic {out['subscribers_per_topic']}")
+    check(st.get("subscribed") == 40, f"server subscribed 40 connections at open ({st.get('subscribed')})")
+    check(700 <= out["published"] <= 900, f"published {out['published']} at 400/s for 2 s")
+    check(st.get("publishes") == out["published"] and st.get("broadcasts") == 0,
+          f"server published {st.get('publishes')} to topics (broadcast {st.get('broadcasts')}) "
+          f"== bench published {out['published']}")
+    # Each message reaches the 10 subscribers of its topic only.
+    check(out["expected"] == out["published"] * 10, f"expected {out['expected']} = published x 10")
+    check(out["delivered"] == out["expected"] and out["received"] == out["delivered"],
+          f"delivered {out['delivered']} of {out['expected']}, received {out['received']}")
+    check(out["lost"] == 0 and out["duplicates"] == 0 and out["mismatched"] == 0 and out["errors"] == 0,
+          f"no lost ({out['lost']}), duplicate ({out['duplicates']}) or misrouted ({out['mismatched']}) message")
+    percentiles_ordered(out["latency_us"], "latency_us")
+    # The warm-up (0.5 s, about a quarter of the messages) is left out of
+    # the rate and of the latencies.
+    check(abs(out["duration_s"] - 1.5) < 0.01 and 0.6 < out["window_delivered"] / out["delivered"] < 0.9,
+          f"rate over the 1.5 s after the warm-up ({out['window_delivered']} of {out['delivered']} deliveries)")
+    check(0.6 < out["latency_us"]["count"] / out["delivered"] < 0.9,
+          f"latency of the messages published after the warm-up ({out['latency_us']['count']})")
+    check(out.get("server", {}).get("cpu_us_per_delivery", 0) > 0, "server CPU per delivery reported")
+
+    # A server that broadcasts what should go to one topic: every subscriber
+    # gets the other topics' messages too, and the tool says so.
+    print("fanout --topics against a server without --topics (broadcasts them)")
+    srv, sub, pub = fanout_server(args)
+    out, _ = bench(args, "fanout", sub, "--pub-url", pub, "--connections", "8", "--topics", "4",
+                   "--rate", "200", "--duration", "1", "--drain-timeout", "1", "--quiet")
+    srv.stop()
+    if out:
+        check(out["received"] == out["published"] * 8 and out["mismatched"] == out["received"] - out["delivered"] > 0
+              and out["delivered"] == out["expected"] and out["errors"] >= out["mismatched"],
+              f"messages of other topics counted as mismatched ({out['mismatched']} of {out['received']}) "
+              f"and as errors ({out['errors']})")
+
+
+def test_fanout_slow(args):
+    print("fanout --slow: 2 of 20 subscribers stop reading (queue limit 64 KiB)")
+    policy = []
+    if "limits.queue_policy" in subprocess.run([args.server, "--list-options"], capture_output=True,
+                                               text=True).stdout.split():
+        policy = ["--set", "limits.queue_policy=close"]
+    srv, sub, pub = fanout_server(args, "--topics", "--set", "limits.max_queue_bytes=65536", *policy)
+    # 200 messages/s of 1 KiB per subscriber: a stalled queue passes 64 KiB
+    # within a second, and the server closes it with 1013 (policy close).
+    out, _ = bench(args, "fanout", sub, "--pub-url", pub, "--connections", "20", "--topics", "2",
+                   "--slow", "2", "--rate", "400", "--size", "1024", "--duration", "2.5",
+                   "--server-pid", str(srv.proc.pid))
+    srv.stop()
+    if not out:
+        return
+    slow = out.get("slow", {})
+    check(out["subscribers"] == 18 and slow.get("subscribers") == 2,
+          f"18 subscribers counted, 2 slow apart ({out['subscribers']}, {slow.get('subscribers')})")
+    check(out["delivered"] == out["expected"] == out["published"] * 9 and out["errors"] == 0,
+          f"the reading ones got all {out['expected']} ({out['delivered']}), errors {out['errors']}")
+    check(slow.get("expected") == out["published"] and slow.get("dropped") == 2
+          and out["failures"].get("slow subscriber closed by server (1013)") == 2,
+          f"both slow subscribers closed by the server with 1013 ({slow}, {out['failures']})")
+    # What the kernel held before the stall and the server's close: a part.
+    check(0 < slow.get("delivered", 0) < slow.get("expected", 0) / 2 and slow.get("lost") ==
+          slow.get("expected", 0) - slow.get("delivered", 0),
+          f"slow ones got what the kernel held and lost the rest ({slow.get('delivered')} of {slow.get('expected')})")
+    check(out["latency_us"]["count"] == out["delivered"], "latencies are the reading subscribers' only")
+    backpressure = [e for e in srv.events("backpressure")]
+    check(len(backpressure) == 2, f"server logged 2 backpressure closes ({len(backpressure)})")
+
+
+def test_server_options(args):
+    print("wsgate-bench-server --describe-option")
+    r = subprocess.run([args.server, "--describe-option", "limits.max_queue_bytes"], capture_output=True, text=True)
+    d = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(d.get("name") == "limits.max_queue_bytes" and d.get("type") == "int" and ".." in d.get("range", "")
+          and d.get("doc"), f"an int option described: {d}")
+    enum = "limits.queue_policy" if "limits.queue_policy" in subprocess.run(
+        [args.server, "--list-options"], capture_output=True, text=True).stdout.split() else "log.level"
+    r = subprocess.run([args.server, "--describe-option", enum], capture_output=True, text=True)
+    d = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(d.get("type") == "enum" and len(d.get("range", "").split("|")) >= 2 and d.get("default") in d["range"].split("|"),
+          f"an enum option's values: {d}")
+    r = subprocess.run([args.server, "--describe-option", "no.such"], capture_output=True, text=True)
+    check(r.returncode == 2 and "no.such" in r.stderr, f"unknown option: exit 2 with a message ({r.stderr.strip()})")
+
+
 def test_churn(args):
     print("churn against wsgate-echo")
     srv = Server([args.echo, "--host", "127.0.0.1", "--port", "0", "--set", "log.level=info"])
@@ -321,7 +423,7 @@ def test_command_line(args):
              "--text", "--rate", "--publishers", "--messages", "--concurrency", "--threads",
              "--processes", "--sources", "--header", "--token", "--token-query", "--origin", "--ca",
              "--connect-timeout", "--setup-timeout", "--drain-timeout", "--close-timeout",
-             "--server-pid", "--settle", "--allow-remote", "--quiet", "--help"]
+             "--server-pid", "--settle", "--allow-remote", "--quiet", "--help", "--topics", "--slow"]
     missing = [f for f in flags if f not in r.stdout]
     check(not missing, f"--help explains every flag (missing: {missing})")
     for argv, what in [(["echo"], "missing --url"),
@@ -330,7 +432,14 @@ def test_command_line(args):
                        (["nosuchmode", "--url", "ws://127.0.0.1:9/"], "unknown mode"),
                        (["echo", "--url", "ws://127.0.0.1:9/", "--connections", "0"], "0 connections"),
                        (["echo", "--url", "ws://127.0.0.1:9/", "--bogus", "1"], "unknown flag"),
-                       (["fanout", "--url", "ws://127.0.0.1:9/", "--size", "8"], "fanout payload too small")]:
+                       (["fanout", "--url", "ws://127.0.0.1:9/", "--size", "8"], "fanout payload too small"),
+                       (["fanout", "--url", "ws://127.0.0.1:9/", "--topics", "2", "--size", "24"],
+                        "topic payload too small"),
+                       (["fanout", "--url", "ws://127.0.0.1:9/", "--topics", "0"], "0 topics"),
+                       (["fanout", "--url", "ws://127.0.0.1:9/", "--connections", "4", "--slow", "4"],
+                        "no subscriber left reading"),
+                       (["echo", "--url", "ws://127.0.0.1:9/", "--topics", "2"], "--topics outside fanout"),
+                       (["echo", "--url", "ws://127.0.0.1:9/", "--slow", "1"], "--slow outside fanout")]:
         r = subprocess.run([args.bench, *argv], capture_output=True, text=True, timeout=10)
         check(r.returncode == 2 and r.stderr.startswith("wsgate-bench:"), f"{what}: exit 2 with a message")
     # Nothing listens: every connection fails, by reason, and the run still ends.
@@ -350,7 +459,8 @@ def main():
     ap.add_argument("--only", help="comma-separated test names")
     args = ap.parse_args()
     tests = {"command_line": test_command_line, "echo": test_echo, "echo_text": test_echo_text_large,
-             "connect": test_connect, "fanout": test_fanout, "churn": test_churn,
+             "connect": test_connect, "fanout": test_fanout, "fanout_topics": test_fanout_topics,
+             "fanout_slow": test_fanout_slow, "server_options": test_server_options, "churn": test_churn,
              "headers": test_headers_and_masking}
     only = set(args.only.split(",")) if args.only else None
     t0 = time.time()

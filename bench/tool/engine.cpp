@@ -42,8 +42,16 @@ constexpr size_t kMaxFrame = 64u << 20;     // larger inbound frames are a proto
 constexpr size_t kMaxHead = 16384;          // upgrade response head
 constexpr size_t kPubBacklog = 16u << 20;   // publisher stops queueing past this
 constexpr int64_t kQuiet = 2000 * kMs;      // fanout drain: give up after this long without deliveries
+constexpr int64_t kSlowQuiet = 300 * kMs;   // fanout drain: a slow subscriber's backlog has come in
+constexpr int kSlowRcvBuf = 4096;           // fanout --slow: keep the backlog in the server's queue,
+constexpr int kSlowMss = 1448;              // not in socket buffers (see launch)
 constexpr size_t kReadSize = 64 * 1024;
+// Fanout payload: magic, publisher id (4 bytes), sequence number (8), send
+// time (8), in this machine's byte order; a topic message ("WSGT") adds its
+// topic's number (4), which wsgate-bench-server --topics publishes to.
 const uint8_t kMagic[4] = {'W', 'S', 'G', 'B'};
+const uint8_t kTopicMagic[4] = {'W', 'S', 'G', 'T'};
+constexpr size_t kTopicAt = 24;
 
 int64_t to_ns(double s) { return static_cast<int64_t>(s * 1e9); }
 
@@ -116,13 +124,26 @@ void hist_from(const nlohmann::json &j, Histogram *h) {
     X(received) X(window_received) X(window_sent) X(bytes_sent) X(bytes_received) X(lost)     \
     X(mismatched) X(subscribers) X(publishers) X(published) X(delivered) X(window_delivered)  \
     X(duplicates) X(pub_received) X(publish_skipped) X(opened) X(window_opened)               \
-    X(closed_clean) X(close_timeouts) X(pings) X(window_pings)
+    X(closed_clean) X(close_timeouts) X(pings) X(window_pings) X(slow_subscribers)          \
+    X(slow_delivered) X(slow_dropped)
+
+#define BENCH_GROUP_VECTORS(X) X(group_published) X(group_subscribers) X(group_slow)
+
+namespace {
+void add_into(std::vector<uint64_t> &to, const std::vector<uint64_t> &from) {
+    if (to.size() < from.size()) to.resize(from.size());
+    for (size_t i = 0; i < from.size(); i++) to[i] += from[i];
+}
+}  // namespace
 
 void Stats::merge(const Stats &o) {
 #define X(f) f += o.f;
     BENCH_COUNTERS(X)
 #undef X
     for (const auto &kv : o.failures) failures[kv.first] += kv.second;
+#define X(f) add_into(f, o.f);
+    BENCH_GROUP_VECTORS(X)
+#undef X
     first_connect_ns = std::min(first_connect_ns, o.first_connect_ns);
     last_open_ns = std::max(last_open_ns, o.last_open_ns);
     rtt.merge(o.rtt);
@@ -136,6 +157,9 @@ nlohmann::json Stats::to_json() const {
     BENCH_COUNTERS(X)
 #undef X
     j["failures"] = failures;
+#define X(f) j[#f] = f;
+    BENCH_GROUP_VECTORS(X)
+#undef X
     j["first_connect_ns"] = first_connect_ns;
     j["last_open_ns"] = last_open_ns;
     j["rtt"] = hist_json(rtt);
@@ -150,6 +174,9 @@ Stats Stats::from_json(const nlohmann::json &j) {
     BENCH_COUNTERS(X)
 #undef X
     s.failures = j.at("failures").get<std::map<std::string, uint64_t>>();
+#define X(f) s.f = j.at(#f).get<std::vector<uint64_t>>();
+    BENCH_GROUP_VECTORS(X)
+#undef X
     s.first_connect_ns = j.at("first_connect_ns").get<int64_t>();
     s.last_open_ns = j.at("last_open_ns").get<int64_t>();
     hist_from(j.at("rtt"), &s.rtt);
@@ -177,7 +204,12 @@ Engine::Engine(const Options &opt, SSL_CTX *tls, Control *ctl, int index, int en
     max_pending_ = std::max<uint32_t>(1, opt_.concurrency / static_cast<uint32_t>(engines));
     if (opt_.mode == Mode::Connect || opt_.mode == Mode::Churn)
         rate_ = opt_.rate > 0 ? opt_.rate / engines : 0;
-    if (opt_.mode == Mode::Fanout) pub_rate_ = opt_.rate / opt_.publishers;
+    if (opt_.mode == Mode::Fanout) {
+        pub_rate_ = opt_.rate / opt_.publishers;
+        stats_.group_published.assign(opt_.groups(), 0);
+        stats_.group_subscribers.assign(opt_.groups(), 0);
+        stats_.group_slow.assign(opt_.groups(), 0);
+    }
     churn_cap_ = std::max<uint64_t>(1, opt_.connections / static_cast<uint64_t>(engines));
 
     payload_.resize(std::max<size_t>(opt_.size, 24));
@@ -310,10 +342,17 @@ void Engine::tick(int64_t now) {
                 drain = std::max(drain, to_ns(opt_.connect_timeout + opt_.close_timeout) + 2 * kSec);
             drain_deadline_ = now + drain;
             last_delivery_ = std::max(last_delivery_, now);
+            if (slow_paused_) {
+                // The slow subscribers read again, so that what the server
+                // kept for them comes in (counted apart) and they close cleanly.
+                pause_slow(false);
+                last_slow_delivery_ = now;
+            }
             publish_live();  // the final publish count, before saying so
             ctl_->past_run.fetch_add(1);
             break;
         }
+        if (opt_.mode == Mode::Fanout && opt_.slow && !slow_paused_ && now >= measure_from_) pause_slow(true);
         if (opt_.mode == Mode::Fanout) {
             uint64_t due = static_cast<uint64_t>(static_cast<double>(now - go_) * pub_rate_ / 1e9) + 1;
             std::vector<Conn *> pubs = pubs_;  // flush() may finish one
@@ -341,15 +380,7 @@ void Engine::tick(int64_t now) {
     case Phase::Drain: {
         bool done = true;
         if (opt_.mode == Mode::Echo) done = echo_inflight_ == 0;
-        if (opt_.mode == Mode::Fanout) {
-            // Done when every subscriber has every message published in the
-            // run (the total comes from the coordinator), or when deliveries
-            // stopped coming (a subscriber was lost, or the server dropped some).
-            int64_t published = ctl_->expected_published.load();
-            done = (published >= 0 &&
-                    stats_.delivered >= static_cast<uint64_t>(published) * stats_.subscribers) ||
-                   now - last_delivery_ >= kQuiet;
-        }
+        if (opt_.mode == Mode::Fanout) done = fanout_drained(now);
         if (opt_.mode == Mode::Churn) done = live_count_ == 0;
         if (done || now >= drain_deadline_) begin_closing(now);
         break;
@@ -418,6 +449,34 @@ void Engine::start_run(int64_t go) {
     }
 }
 
+// Done when every subscriber has every message published to its topic in the
+// run (the counts come from the coordinator) and the slow ones' backlog has
+// come in, or when deliveries stopped coming (a subscriber was lost, or the
+// server dropped some).
+bool Engine::fanout_drained(int64_t now) {
+    if (!expected_known_ && ctl_->expect_ready.load(std::memory_order_acquire)) {
+        const std::vector<uint64_t> &published = ctl_->expected_groups;
+        expected_ = 0;
+        for (size_t g = 0; g < published.size() && g < stats_.group_subscribers.size(); g++)
+            expected_ += published[g] * stats_.group_subscribers[g];
+        expected_known_ = true;
+    }
+    bool slow_done = stats_.slow_subscribers == 0 || now - last_slow_delivery_ >= kSlowQuiet;
+    return (expected_known_ && stats_.delivered >= expected_ && slow_done) || now - last_delivery_ >= kQuiet;
+}
+
+void Engine::pause_slow(bool on) {
+    slow_paused_ = on;
+    for (Conn *c = head_; c; c = c->next) {
+        if (!c->slow || c->st != St::Open || c->paused == on) continue;
+        c->paused = on;
+        struct epoll_event ev {};
+        ev.events = (on ? 0u : EPOLLIN) | (c->want_out ? EPOLLOUT : 0u);
+        ev.data.ptr = c;
+        epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+}
+
 void Engine::begin_closing(int64_t now) {
     for (Conn *c = head_, *next; c; c = next) {
         next = c->next;
@@ -478,6 +537,12 @@ void Engine::launch(Role role, uint64_t index, int64_t now) {
     c->role = role;
     c->index = index;
     c->pub_id = static_cast<uint32_t>(index);
+    if (role == Role::Client && opt_.mode == Mode::Fanout) {
+        // Subscribers go round the topics; the last --slow of them are the
+        // slow ones (so they fall on different topics and engines).
+        c->group = static_cast<uint32_t>(index % opt_.groups());
+        c->slow = index >= opt_.connections - opt_.slow;
+    }
     c->t_start = now;
     c->next = head_;
     if (head_) head_->prev = c;
@@ -496,6 +561,16 @@ void Engine::launch(Role role, uint64_t index, int64_t now) {
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->slow) {
+        // Set before connect(), so that what a slow subscriber does not read
+        // piles up in the server's queue, where its delivery policy acts,
+        // rather than in socket buffers: a small receive window, and an
+        // Ethernet-sized MSS announced in the SYN (loopback's 64 KiB MSS lets
+        // the server's kernel grow its send buffer to megabytes).
+        int rcv = kSlowRcvBuf, mss = kSlowMss;
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+        setsockopt(c->fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
+    }
     if (!opt_.sources.empty()) {
         const struct sockaddr_storage &src = opt_.sources[index % opt_.sources.size()];
         // Pick the port at connect(), per destination, not at bind().
@@ -585,9 +660,15 @@ void Engine::send_upgrade(Conn *c) {
     uint64_t a = rng_.next(), b = rng_.next();
     std::memcpy(c->key, &a, 8);
     std::memcpy(c->key + 8, &b, 8);
-    const std::string &head = c->role == Role::Publisher ? opt_.pub_request_head : opt_.request_head;
-    c->out.reserve(head.size() + 52);
-    c->out += head;
+    if (c->role == Role::Client && opt_.mode == Mode::Fanout && opt_.topics) {
+        c->out += opt_.topic_head_a;
+        c->out += std::to_string(c->group);
+        c->out += opt_.topic_head_b;
+    } else {
+        const std::string &head = c->role == Role::Publisher ? opt_.pub_request_head : opt_.request_head;
+        c->out.reserve(head.size() + 52);
+        c->out += head;
+    }
     c->out += "Sec-WebSocket-Key: ";
     c->out += base64(c->key, 16);
     c->out += "\r\n\r\n";
@@ -642,7 +723,13 @@ void Engine::on_open(Conn *c, int64_t now) {
         if (opt_.mode == Mode::Echo) c->ts.resize(opt_.window);
         if (opt_.mode == Mode::Fanout) {
             c->next_pub_seq.assign(opt_.publishers, 0);
-            stats_.subscribers++;
+            if (c->slow) {
+                stats_.slow_subscribers++;
+                stats_.group_slow[c->group]++;
+            } else {
+                stats_.subscribers++;
+                stats_.group_subscribers[c->group]++;
+            }
         }
         break;
     case Role::Publisher:
@@ -778,9 +865,11 @@ bool Engine::on_frame(Conn *c, bool fin, int op, const uint8_t *p, size_t n, int
         int code = n >= 2 ? (p[0] << 8) | p[1] : 1005;
         c->close_received = true;
         if (!c->close_sent) {
-            // The server ended a connection we did not ask to end.
-            stats_.dropped++;
-            stats_.fail("closed by server (" + std::to_string(code) + ")");
+            // The server ended a connection we did not ask to end (a slow
+            // subscriber's end is its delivery policy at work: counted apart).
+            (c->slow ? stats_.slow_dropped : stats_.dropped)++;
+            stats_.fail((c->slow ? "slow subscriber closed by server (" : "closed by server (") +
+                        std::to_string(code) + ")");
             if (c->inflight) {
                 stats_.lost += c->inflight;
                 echo_inflight_ -= c->inflight;
@@ -856,25 +945,33 @@ void Engine::on_message(Conn *c, const uint8_t *p, size_t n, int64_t now) {
     }
     if (opt_.mode == Mode::Fanout) {
         stats_.received++;
-        if (n < 24 || std::memcmp(p, kMagic, 4) != 0) {
+        // A message of another topic (or a broadcast where topics were
+        // asked for) is as wrong as a damaged one.
+        bool ok = opt_.topics ? n >= kTopicAt + 4 && std::memcmp(p, kTopicMagic, 4) == 0 &&
+                                    get32(p + kTopicAt) == c->group
+                              : n >= 24 && std::memcmp(p, kMagic, 4) == 0;
+        uint32_t pub = ok ? get32(p + 4) : 0;
+        if (!ok || pub >= c->next_pub_seq.size()) {
             stats_.mismatched++;
             return;
         }
-        uint32_t pub = get32(p + 4);
         uint64_t seq = get64(p + 8);
         int64_t sent_at = static_cast<int64_t>(get64(p + 16));
-        if (pub >= c->next_pub_seq.size()) {
-            stats_.mismatched++;
-            return;
-        }
         if (seq < c->next_pub_seq[pub]) {
             stats_.duplicates++;
             return;
         }
         c->next_pub_seq[pub] = seq + 1;
+        if (c->slow) {
+            stats_.slow_delivered++;
+            last_slow_delivery_ = now;
+            return;
+        }
         stats_.delivered++;
-        if (now < end_) stats_.window_delivered++;
-        stats_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sent_at)));
+        if (now >= measure_from_ && now < end_) stats_.window_delivered++;
+        // Latency of the messages published after the warm-up.
+        if (sent_at >= measure_from_)
+            stats_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sent_at)));
         last_delivery_ = now;
         return;
     }
@@ -937,10 +1034,16 @@ void Engine::echo_send(Conn *c, int64_t now) {
 
 void Engine::publish(Conn *c, int64_t now) {
     uint8_t *p = payload_.data();
-    std::memcpy(p, kMagic, 4);
+    // Together the publishers go round the topics in turn: message s of
+    // publisher k goes to topic (k + s * publishers) mod topics.
+    uint32_t group = static_cast<uint32_t>(
+        (c->pub_id + c->send_seq * opt_.publishers) % opt_.groups());
+    std::memcpy(p, opt_.topics ? kTopicMagic : kMagic, 4);
     put32(p + 4, c->pub_id);
     put64(p + 8, c->send_seq++);
     put64(p + 16, static_cast<uint64_t>(now));
+    if (opt_.topics) put32(p + kTopicAt, group);
+    stats_.group_published[group]++;
     append_frame(c->out, 0x2, p, opt_.size, mask());
     stats_.published++;
     stats_.sent++;
@@ -1008,7 +1111,7 @@ bool Engine::flush(Conn *c) {
 void Engine::set_out(Conn *c, bool on) {
     if (c->want_out == on || c->fd < 0) return;
     struct epoll_event ev {};
-    ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+    ev.events = (c->paused ? 0u : EPOLLIN) | (on ? EPOLLOUT : 0u);
     ev.data.ptr = c;
     epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
     c->want_out = on;
@@ -1016,11 +1119,16 @@ void Engine::set_out(Conn *c, bool on) {
 
 void Engine::fail(Conn *c, const std::string &why, int64_t now) {
     if (c->st == St::Done) return;
-    if (c->st < St::Open)
+    if (c->st < St::Open) {
         stats_.failed++;
-    else if (!c->close_sent)
-        stats_.dropped++;
-    stats_.fail(why);
+        stats_.fail(why);
+    } else if (!c->close_sent && c->slow) {
+        stats_.slow_dropped++;
+        stats_.fail("slow subscriber " + why);
+    } else {
+        if (!c->close_sent) stats_.dropped++;
+        stats_.fail(why);
+    }
     finish(c, now);
 }
 

@@ -36,6 +36,8 @@ struct Options {
     bool text = false;
     double rate = -1;  // -1: the mode's default
     uint32_t publishers = 1;
+    uint32_t topics = 0;    // fanout: 0 = every subscriber gets every message (broadcast)
+    uint64_t slow = 0;      // fanout: subscribers that stop reading when the measurement starts
     uint32_t messages = 1;  // churn
     uint32_t concurrency = 256;
     std::vector<struct sockaddr_storage> sources;
@@ -57,6 +59,11 @@ struct Options {
     // Derived by the coordinator.
     std::string request_head;  // request up to (not including) Sec-WebSocket-Key
     std::string pub_request_head;
+    // fanout --topics: a subscriber's request is topic_head_a + its topic + topic_head_b.
+    std::string topic_head_a, topic_head_b;
+
+    // Fanout groups: one per topic, or a single one for broadcast.
+    uint32_t groups() const { return topics ? topics : 1; }
 };
 
 // Counters of one engine, one process or the whole run: everything sums.
@@ -70,6 +77,12 @@ struct Stats {
     uint64_t subscribers = 0, publishers = 0;
     uint64_t published = 0, delivered = 0, window_delivered = 0, duplicates = 0, pub_received = 0;
     uint64_t publish_skipped = 0;
+    // fanout --slow: the subscribers that stop reading are counted apart
+    // (subscribers, delivered, dropped and failures above are the others').
+    uint64_t slow_subscribers = 0, slow_delivered = 0, slow_dropped = 0;
+    // fanout, per group (topic): messages published to it, subscribers
+    // (others and slow) that opened on it. expected = sum published x subscribers.
+    std::vector<uint64_t> group_published, group_subscribers, group_slow;
     uint64_t opened = 0, window_opened = 0, closed_clean = 0, close_timeouts = 0;
     uint64_t pings = 0, window_pings = 0;
     int64_t first_connect_ns = INT64_MAX, last_open_ns = 0;
@@ -94,9 +107,11 @@ struct Control {
     std::atomic<int> ready{0};          // engines done with their setup phase
     std::atomic<int> finished{0};       // engines done entirely
     std::atomic<int> past_run{0};       // engines whose measured phase ended (publishing over)
-    // fanout: messages published by every publisher of the run, once the
-    // coordinator has heard from every process (-1 until then).
-    std::atomic<int64_t> expected_published{-1};
+    // fanout: messages published to each group by every publisher of the
+    // run, once the coordinator has heard from every process: written once,
+    // then expect_ready is set (release); readers check it first (acquire).
+    std::vector<uint64_t> expected_groups;
+    std::atomic<bool> expect_ready{false};
 };
 
 int64_t mono_ns();
@@ -112,6 +127,9 @@ public:
 
     void run();
     const Stats &stats() const { return stats_; }
+    // fanout: messages published per group; read by the process's thread
+    // only once this engine is past its measured phase (Control::past_run).
+    const std::vector<uint64_t> &published_per_group() const { return stats_.group_published; }
     Live live;
 
 private:
@@ -127,8 +145,11 @@ private:
         bool close_sent = false, close_received = false;
         bool timed = false;
         bool counted_open = false;
+        bool slow = false;    // fanout --slow: stops reading during the measured phase
+        bool paused = false;  // not reading now (EPOLLIN off)
         uint8_t frag_op = 0;
         uint32_t pub_id = 0;
+        uint32_t group = 0;  // fanout subscriber: its topic (0 for broadcast)
         uint32_t inflight = 0;
         uint32_t msgs_left = 0;
         uint64_t index = 0;
@@ -169,6 +190,8 @@ private:
     int64_t next_wake(int64_t now) const;
     uint32_t mask() { return static_cast<uint32_t>(rng_.next()); }
     void publish_live();
+    void pause_slow(bool on);
+    bool fanout_drained(int64_t now);
 
     const Options &opt_;
     SSL_CTX *tls_;
@@ -202,6 +225,10 @@ private:
     int64_t setup_start_ = 0, setup_deadline_ = 0;
     int64_t go_ = 0, measure_from_ = 0, end_ = 0, drain_deadline_ = 0, close_deadline_ = 0;
     int64_t last_delivery_ = 0, last_scan_ = 0;
+    int64_t last_slow_delivery_ = 0;
+    bool slow_paused_ = false;
+    uint64_t expected_ = 0;  // fanout: deliveries this engine's subscribers must get (once known)
+    bool expected_known_ = false;
     uint64_t echo_inflight_ = 0;
     std::vector<uint8_t> payload_;  // echo/churn template; fanout scratch
     std::vector<uint8_t> rbuf_;

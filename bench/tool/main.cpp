@@ -61,7 +61,10 @@ const char kUsage[] =
     "           --duration seconds: messages/s and round-trip percentiles.\n"
     "  fanout   --connections subscribers on --url and --publishers publishers on\n"
     "           --pub-url sending --rate messages/s in all: deliveries/s,\n"
-    "           publish-to-delivery latency, lost and duplicated deliveries.\n"
+    "           publish-to-delivery latency, lost and duplicated deliveries. With\n"
+    "           --topics N the subscribers are spread over N topics and the\n"
+    "           publishers publish to them in turn; with --slow K, K subscribers\n"
+    "           stop reading while the run is measured.\n"
     "  churn    open connections at --rate per second (at most --connections at once),\n"
     "           echo --messages messages on each, close it; for soak tests.\n"
     "\n"
@@ -76,7 +79,7 @@ const char kUsage[] =
     "                       connections open at once (default 100, at most 1000000)\n"
     "  --duration SECONDS   length of the measured phase: the hold (connect), the run\n"
     "                       (echo, churn) or the publishing (fanout) (default 10)\n"
-    "  --warmup SECONDS     echo: leading part of the run left out of rates and\n"
+    "  --warmup SECONDS     echo, fanout: leading part of the run left out of rates and\n"
     "                       latencies (default 0)\n"
     "  --window W           echo: messages in flight per connection (default 1)\n"
     "  --size BYTES         payload bytes per message (default 64; fanout needs >= 24:\n"
@@ -87,6 +90,16 @@ const char kUsage[] =
     "                       from all publishers together (default 1000); churn:\n"
     "                       connections opened per second (default 100)\n"
     "  --publishers P       fanout: publisher connections (default 1)\n"
+    "  --topics N           fanout: subscriber i asks for topic i mod N (query\n"
+    "                       ?topic=NAME, NAME its number in decimal); message s of\n"
+    "                       publisher k goes to topic (k + s * P) mod N, so together\n"
+    "                       the publishers go round the topics; --size >= 28\n"
+    "                       (default 0: every subscriber gets every message)\n"
+    "  --slow K             fanout: the last K subscribers stop reading when the\n"
+    "                       measurement starts (after --warmup) and read again when\n"
+    "                       publishing ends; figures are the other subscribers', the\n"
+    "                       slow ones' counts are reported apart under \"slow\"\n"
+    "                       (default 0)\n"
     "  --messages M         churn: messages echoed on each connection before it closes\n"
     "                       (default 1; 0 closes right after the upgrade)\n"
     "  --concurrency C      most handshakes in progress at once, whole run (default 256)\n"
@@ -350,6 +363,12 @@ std::string parse_args(int argc, char **argv, Options *o, bool *help) {
         } else if (flag("--publishers")) {
             if (!to_u64(v, 1, 10000, &u)) return bad("1..10000");
             o->publishers = static_cast<uint32_t>(u);
+        } else if (flag("--topics")) {
+            if (!to_u64(v, 1, 100000, &u)) return bad("1..100000");
+            o->topics = static_cast<uint32_t>(u);
+        } else if (flag("--slow")) {
+            if (!to_u64(v, 0, 999999, &u)) return bad("0..999999");
+            o->slow = u;
         } else if (flag("--messages")) {
             if (!to_u64(v, 0, 1000000, &u)) return bad("0..1000000");
             o->messages = static_cast<uint32_t>(u);
@@ -425,7 +444,11 @@ std::string parse_args(int argc, char **argv, Options *o, bool *help) {
         if (o->text) return "fanout sends binary payloads (drop --text)";
         if (!size_given) o->size = 64;
         if (o->size < 24) return "fanout needs --size >= 24";
+        if (o->topics && o->size < 28) return "fanout --topics needs --size >= 28 (the topic's number)";
         if (o->rate <= 0) return "fanout needs --rate > 0";
+        if (o->slow >= o->connections) return "--slow must leave at least one subscriber reading (< --connections)";
+    } else if (o->topics || o->slow) {
+        return "--topics and --slow are for fanout";
     }
     if (o->mode == Mode::Churn && o->rate <= 0) return "churn needs --rate > 0";
     if (o->warmup >= o->duration && o->warmup > 0) return "--warmup must be shorter than --duration";
@@ -520,7 +543,10 @@ int run_worker(const Options &opt, SSL_CTX *ctx, int proc, int procs, int fd, un
                 if (m.is_discarded()) continue;
                 std::string t = m.value("t", "");
                 if (t == "go") ctl.go_ns.store(m.value("t0", int64_t(0)));
-                if (t == "expect") ctl.expected_published.store(m.value("published", int64_t(-1)));
+                if (t == "expect" && !ctl.expect_ready.load()) {
+                    ctl.expected_groups = m.value("groups", std::vector<uint64_t>());
+                    ctl.expect_ready.store(true, std::memory_order_release);
+                }
                 if (t == "stop") {
                     ctl.stop.store(true);
                     int64_t zero = 0;
@@ -540,8 +566,13 @@ int run_worker(const Options &opt, SSL_CTX *ctx, int proc, int procs, int fd, un
         }
         if (!published_sent && ctl.past_run.load() == T) {
             uint64_t published = 0;
-            for (auto &e : engines) published += e->live.published.load();
-            if (!parent_gone) send_line(fd, {{"t", "published"}, {"n", published}});
+            std::vector<uint64_t> groups(opt.groups(), 0);
+            for (auto &e : engines) {
+                published += e->live.published.load();
+                const std::vector<uint64_t> &g = e->published_per_group();
+                for (size_t i = 0; i < g.size() && i < groups.size(); i++) groups[i] += g[i];
+            }
+            if (!parent_gone) send_line(fd, {{"t", "published"}, {"n", published}, {"groups", groups}});
             published_sent = true;
         }
         int64_t now = mono_ns();
@@ -596,6 +627,7 @@ struct ChildProc {
     std::string buf;
     bool ready = false, closed = false, have_result = false, reported_published = false;
     uint64_t published = 0;
+    std::vector<uint64_t> groups;  // published per group (topic)
     json progress, result;
 };
 
@@ -696,6 +728,13 @@ int main(int argc, char **argv) {
     }
     opt.request_head = request_head(opt, opt.url);
     opt.pub_request_head = request_head(opt, opt.pub_url);
+    if (opt.mode == Mode::Fanout && opt.topics) {
+        // "GET /sub?x=1 HTTP/1.1..." becomes "GET /sub?x=1&topic=" + N + " HTTP/1.1...".
+        size_t at = opt.request_head.find(" HTTP/1.1\r\n");
+        std::string resource = opt.request_head.substr(0, at);
+        opt.topic_head_a = resource + (resource.find('?') == std::string::npos ? "?" : "&") + "topic=";
+        opt.topic_head_b = opt.request_head.substr(at);
+    }
 
     SSL_CTX *ctx = nullptr;
     if (opt.url.tls || (opt.mode == Mode::Fanout && opt.pub_url.tls)) {
@@ -809,6 +848,7 @@ int main(int argc, char **argv) {
                 if (t == "progress") k.progress = m;
                 if (t == "published") {
                     k.published = m.value("n", uint64_t(0));
+                    k.groups = m.value("groups", std::vector<uint64_t>());
                     k.reported_published = true;
                 }
                 if (t == "result") {
@@ -862,8 +902,12 @@ int main(int argc, char **argv) {
             // Every process has stopped publishing: tell them all how many
             // messages each subscriber must end up with.
             uint64_t total = 0;
-            for (const ChildProc &k : kids) total += k.published;
-            broadcast({{"t", "expect"}, {"published", total}});
+            std::vector<uint64_t> groups(opt.groups(), 0);
+            for (const ChildProc &k : kids) {
+                total += k.published;
+                for (size_t i = 0; i < k.groups.size() && i < groups.size(); i++) groups[i] += k.groups[i];
+            }
+            broadcast({{"t", "expect"}, {"published", total}, {"groups", groups}});
             expect_sent = true;
         }
         if (now >= next_progress) {
@@ -924,7 +968,10 @@ int main(int argc, char **argv) {
     if (opt.mode == Mode::Fanout) {
         cfg["publishers"] = opt.publishers;
         cfg["pub_url"] = opt.pub_url.url;
+        cfg["topics"] = opt.topics;
+        cfg["slow"] = opt.slow;
     }
+
     if (opt.mode == Mode::Churn) cfg["messages"] = opt.messages;
     out["config"] = cfg;
     out["interrupted"] = stop_sent;
@@ -966,9 +1013,29 @@ int main(int argc, char **argv) {
         per_msg_count = static_cast<double>(t.window_received);
         break;
     case Mode::Fanout: {
-        uint64_t expected = t.published * t.subscribers;
+        // Each subscriber should get every message published to its topic.
+        uint64_t expected = 0, slow_expected = 0;
+        uint64_t subs_min = UINT64_MAX, subs_max = 0;
+        for (size_t g = 0; g < t.group_published.size(); g++) {
+            uint64_t subs = g < t.group_subscribers.size() ? t.group_subscribers[g] : 0;
+            uint64_t slow = g < t.group_slow.size() ? t.group_slow[g] : 0;
+            expected += t.group_published[g] * subs;
+            slow_expected += t.group_published[g] * slow;
+            subs_min = std::min(subs_min, subs + slow);
+            subs_max = std::max(subs_max, subs + slow);
+        }
         uint64_t lost = expected > t.delivered ? expected - t.delivered : 0;
         out["subscribers"] = t.subscribers;
+        if (opt.topics) {
+            out["topics"] = opt.topics;
+            out["subscribers_per_topic"] = {{"min", subs_min == UINT64_MAX ? 0 : subs_min}, {"max", subs_max}};
+        }
+        if (opt.slow) {
+            uint64_t slow_lost = slow_expected > t.slow_delivered ? slow_expected - t.slow_delivered : 0;
+            out["slow"] = {{"subscribers", t.slow_subscribers}, {"expected", slow_expected},
+                           {"delivered", t.slow_delivered}, {"lost", slow_lost},
+                           {"dropped", t.slow_dropped}};
+        }
         out["publishers"] = t.publishers;
         out["published"] = t.published;
         out["publish_skipped"] = t.publish_skipped;
