@@ -34,6 +34,7 @@ struct wsg_conn_info {
     int64_t id = 0;
     int64_t rtt_us = -1;
     int64_t compression = 0;
+    int64_t queued_bytes = 0, msgs_dropped = 0, queue_policy = 0;
 };
 
 namespace wsgate {
@@ -69,6 +70,7 @@ public:
     wsg_status close(wsg_conn_id id, int code, const char *reason);
     wsg_status broadcast(wsg_msg_type type, const void *data, size_t len);
     wsg_status set_timeout(wsg_conn_id id, const char *key, int64_t value);
+    wsg_status set_queue_policy(wsg_conn_id id, wsg_queue_policy policy);
     wsg_status reload_tls();
     size_t conn_count() const { return registry_.count(); }
     size_t conn_ids(wsg_conn_id *ids, size_t capacity);
@@ -145,6 +147,7 @@ private:
     void execute(cmd::Stop &c);
     void execute(cmd::SetTimeout &c);
     void execute(cmd::ReloadTls &c);
+    void execute(cmd::SetQueuePolicy &c);
     // Runs direct(conn) at once on the service thread; elsewhere checks the
     // id under the registry lock and posts make() for the loop.
     template <class Direct, class Make>
