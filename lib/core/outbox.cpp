@@ -200,13 +200,19 @@ void Outbox::dropped(Conn *c, uint64_t n) {
 void Outbox::grew(Conn *c) {
     const size_t q = queued(c);
     c->queued_bytes.store(q, std::memory_order_relaxed);
-    if (q > cfg_.queue_high_water) backlog(c).behind = true;
+    // Behind only while the socket takes nothing more: a burst written
+    // within the same event never was.
+    if (q > cfg_.queue_high_water && c->writable_requested) backlog(c).behind = true;
 }
 
-void Outbox::shrank(Conn *c) {
+void Outbox::settle(Conn *c) {
     const size_t q = queued(c);
     c->queued_bytes.store(q, std::memory_order_relaxed);
-    if (q <= cfg_.queue_low_water && c->backlog()) end_backlog(c, q);
+    if (q > cfg_.queue_high_water) {
+        if (c->writable_requested) backlog(c).behind = true;
+    } else if (q <= cfg_.queue_low_water && c->backlog()) {
+        end_backlog(c, q);
+    }
 }
 
 void Outbox::end_backlog(Conn *c, size_t q) {
@@ -227,7 +233,9 @@ void Outbox::end_backlog(Conn *c, size_t q) {
 }
 
 void Outbox::pong(Conn *c, const uint8_t *payload, size_t len) {
-    if (c->close_stage != CloseStage::Open) return;  // a close is on its way: pongs are moot
+    // Our close frame still waits: the pong goes out before it. Once it is
+    // written, or when the peer closed, pongs are moot.
+    if (c->close_stage != CloseStage::Open && c->close_stage != CloseStage::Queued) return;
     c->control.push(FrameBuilder::control(0xA, payload, len));
     grew(c);
     mark(c);
@@ -360,6 +368,13 @@ bool Outbox::on_writable(Conn *c) {
 }
 
 bool Outbox::write_some(Conn *c) {
+    if (!write_queued(c)) return false;
+    // Last: on_drain may send (or close) from here.
+    if (c->link && !c->closing) settle(c);
+    return true;
+}
+
+bool Outbox::write_queued(Conn *c) {
     if (!c->link) return true;
     if (c->close_stage == CloseStage::Done) return false;
     if (c->close_stage == CloseStage::Sent) {
@@ -384,8 +399,6 @@ bool Outbox::write_some(Conn *c) {
         bool more = c->ping_due || !c->control.empty() || !c->queue.empty();
         bool closing = c->close_stage == CloseStage::Queued || c->close_stage == CloseStage::Replying;
         note_progress(c, more || closing || Transport::write_pending(c->link));
-        // Last: on_drain may send (or close) from here.
-        shrank(c);
         return true;
     }
     if (c->close_stage == CloseStage::Queued || c->close_stage == CloseStage::Replying) {

@@ -93,17 +93,20 @@ private:
     // Output was queued: published, bounded by the write deadline, written
     // at the next flush.
     void enqueued(Conn *c);
-    // After the queues grew: publishes their size and notes passing the high-water mark.
+    // After the queues grew: publishes their size and notes passing the
+    // high-water mark while the socket is full.
     void grew(Conn *c);
-    // After a write: publishes the size; back at the low-water mark, the
-    // backlog ends (on_drain, the queue_recovered event).
-    void shrank(Conn *c);
+    // After a write: publishes the size, notes passing the high-water mark
+    // while the socket is full; back at the low-water mark, the backlog ends
+    // (on_drain, the queue_recovered event).
+    void settle(Conn *c);
     Backlog &backlog(Conn *c);
     void end_backlog(Conn *c, size_t queued);
     // Output is queued: written at the next flush().
     void mark(Conn *c);
     void want_writable(Conn *c);
-    bool write_some(Conn *c);
+    bool write_some(Conn *c);   // write_queued, then settle
+    bool write_queued(Conn *c);
     // Writes queued frames, controls first, as one batch.
     bool write_batch(Conn *c);
     void note_progress(Conn *c, bool pending);

@@ -67,6 +67,8 @@ struct Rig {
         c->id = conns.size();
         c->times = &settings.heartbeat;
         c->queue_policy.store(static_cast<uint8_t>(policy));
+        // As a socket the kernel takes nothing more from: what is queued stays.
+        c->writable_requested = true;
         return c;
     }
     // A binary message of `len` bytes whose payload starts with `tag`.
