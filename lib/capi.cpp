@@ -395,6 +395,52 @@ WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code
     return guard([&] { return server ? server->close(conn, code, reason) : null_arg("server"); });
 }
 
+WSG_API wsg_status wsg_conn_subscribe(wsg_server *server, wsg_conn_id conn, const char *topic) {
+    return guard([&] { return server ? server->subscribe(conn, topic, true) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_conn_unsubscribe(wsg_server *server, wsg_conn_id conn, const char *topic) {
+    return guard([&] { return server ? server->subscribe(conn, topic, false) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_server_publish(wsg_server *server, const char *topic, wsg_msg_type type,
+                                      const void *data, size_t len) {
+    return guard([&] { return server ? server->publish(topic, type, data, len) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_topic_subscribers(wsg_server *server, const char *topic, wsg_conn_id *ids,
+                                         size_t capacity, size_t *count) {
+    return guard([&] {
+        return server ? server->topic_subscribers(topic, ids, capacity, count) : null_arg("server");
+    });
+}
+
+WSG_API wsg_status wsg_user_send(wsg_server *server, const char *user_id, wsg_msg_type type,
+                                 const void *data, size_t len) {
+    return guard([&] { return server ? server->user_send(user_id, type, data, len) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_user_close(wsg_server *server, const char *user_id, int code, const char *reason) {
+    return guard([&] { return server ? server->user_close(user_id, code, reason) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_user_conn_ids(wsg_server *server, const char *user_id, wsg_conn_id *ids,
+                                     size_t capacity, size_t *count) {
+    return guard([&] {
+        return server ? server->user_conn_ids(user_id, ids, capacity, count) : null_arg("server");
+    });
+}
+
+WSG_API wsg_status wsg_server_broadcast_except(wsg_server *server, wsg_conn_id except, wsg_msg_type type,
+                                               const void *data, size_t len) {
+    return guard([&] { return server ? server->broadcast(type, data, len, except) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_conn_send_many(wsg_server *server, const wsg_conn_id *ids, size_t n,
+                                      wsg_msg_type type, const void *data, size_t len) {
+    return guard([&] { return server ? server->send_many(ids, n, type, data, len) : null_arg("server"); });
+}
+
 WSG_API wsg_status wsg_conn_set_user(wsg_server *server, wsg_conn_id conn, void *ptr) {
     return guard([&] { return server ? server->set_user(conn, ptr) : null_arg("server"); });
 }
@@ -420,6 +466,27 @@ WSG_API wsg_status wsg_conn_info_get(wsg_server *server, wsg_conn_id conn, wsg_c
 }
 
 WSG_API void wsg_conn_info_free(wsg_conn_info *info) { delete info; }
+
+WSG_API wsg_status wsg_conn_info_topic_count(const wsg_conn_info *info, size_t *out) {
+    return guard([&] {
+        if (!info) return null_arg("info");
+        if (!out) return null_arg("out");
+        *out = info->topics.size();
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_conn_info_topic(const wsg_conn_info *info, size_t index, const char **out) {
+    return guard([&] {
+        if (!info) return null_arg("info");
+        if (!out) return null_arg("out");
+        if (index >= info->topics.size())
+            return fail(WSG_EINVAL, "topic index " + std::to_string(index) + " is out of range (the snapshot has " +
+                                        std::to_string(info->topics.size()) + ")");
+        *out = info->topics[index].c_str();
+        return WSG_OK;
+    });
+}
 
 WSG_API wsg_status wsg_conn_info_string(const wsg_conn_info *info, wsg_info_key key,
                                         const char **out) {

@@ -481,6 +481,74 @@ WSG_API wsg_status wsg_server_on_drain(wsg_server *server, wsg_drain_fn fn, void
                                        wsg_free_fn user_free);
 
 /* ------------------------------------------------------------------ */
+/* Topics, users and sets of connections                               */
+/* ------------------------------------------------------------------ */
+
+/* A topic is a name a connection subscribes to; a publish reaches every
+ * subscriber. Names are 1..WSG_TOPIC_MAX bytes of UTF-8 (NUL-terminated).
+ * Subscriptions end when the connection ends. A publish to a topic nobody
+ * follows is cheap and not an error. Costs: subscribe, unsubscribe and a
+ * connection's end O(1) per subscription; a publish O(subscribers of the
+ * topic), with the message framed (and compressed) once for all of them. */
+
+/** Longest topic name, in bytes. Since 0.1.0. */
+#define WSG_TOPIC_MAX 255
+
+/** Subscribe a connection to `topic` (borrowed, copied). Subscribing twice is
+ *  harmless. Applied on the service thread in order with sends.
+ *  @return WSG_OK, WSG_EINVAL (NULL server or bad topic name), WSG_ENOTFOUND
+ *  (stale id), WSG_ECLOSED (closing). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_subscribe(wsg_server *server, wsg_conn_id conn, const char *topic);
+
+/** End a subscription (harmless when there is none). Same rules as
+ *  wsg_conn_subscribe. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_unsubscribe(wsg_server *server, wsg_conn_id conn, const char *topic);
+
+/** Send one message to every subscriber of `topic` at the time the service
+ *  thread handles it (published from the service thread: at once).
+ *  @param data borrowed, copied before return.
+ *  @return WSG_OK (also with no subscriber), WSG_EINVAL (bad topic, type, data,
+ *  or a message no send queue could hold), WSG_ESTATE (not running).
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_publish(wsg_server *server, const char *topic, wsg_msg_type type,
+                                      const void *data, size_t len);
+
+/** Snapshot of a topic's subscribers: up to `capacity` ids to `ids` (may be
+ *  NULL when capacity is 0) and their number to `*count` (0 for a topic
+ *  nobody follows). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_topic_subscribers(wsg_server *server, const char *topic, wsg_conn_id *ids,
+                                         size_t capacity, size_t *count);
+
+/** Send one message to every open connection of an authenticated user (the
+ *  user id given by the JWT or wsg_auth_accept; WSG_INFO_USER_ID).
+ *  @return WSG_OK, WSG_ENOTFOUND (the user has no open connection), WSG_EINVAL,
+ *  WSG_ESTATE. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_user_send(wsg_server *server, const char *user_id, wsg_msg_type type,
+                                 const void *data, size_t len);
+
+/** Close every open connection of a user, as wsg_conn_close (cause
+ *  WSG_CAUSE_APP). @return WSG_OK, WSG_ENOTFOUND, WSG_EINVAL (code, reason).
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_user_close(wsg_server *server, const char *user_id, int code,
+                                  const char *reason);
+
+/** Snapshot of a user's open connections (their count is the user's
+ *  connection count), as wsg_topic_subscribers. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_user_conn_ids(wsg_server *server, const char *user_id, wsg_conn_id *ids,
+                                     size_t capacity, size_t *count);
+
+/** Broadcast to every open connection but `except` (typically the sender;
+ *  0 excludes none). Otherwise as wsg_server_broadcast. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_broadcast_except(wsg_server *server, wsg_conn_id except,
+                                               wsg_msg_type type, const void *data, size_t len);
+
+/** Send one message to each of `n` connections, framed once. Stale or
+ *  closing ids are skipped. @param ids borrowed, copied.
+ *  @return WSG_OK, WSG_EINVAL, WSG_ESTATE. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_send_many(wsg_server *server, const wsg_conn_id *ids, size_t n,
+                                      wsg_msg_type type, const void *data, size_t len);
+
+/* ------------------------------------------------------------------ */
 /* Authentication before the upgrade                                   */
 /* ------------------------------------------------------------------ */
 
@@ -583,6 +651,15 @@ WSG_API wsg_status wsg_conn_info_string(const wsg_conn_info *info, wsg_info_key 
 
 /** Read an integer field. @return WSG_OK, WSG_EINVAL (not an int field). Since 0.1.0. */
 WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key, int64_t *out);
+
+/** Number of topics the connection was subscribed to when the snapshot was
+ *  taken. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_info_topic_count(const wsg_conn_info *info, size_t *out);
+
+/** Topic `index` (0 .. count-1) of the snapshot. @param out receives a string
+ *  owned by the snapshot. @return WSG_OK, WSG_EINVAL (index out of range).
+ *  Since 0.1.0. */
+WSG_API wsg_status wsg_conn_info_topic(const wsg_conn_info *info, size_t index, const char **out);
 
 #ifdef __cplusplus
 }

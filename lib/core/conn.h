@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "config/settings.h"
+#include "core/topics.h"
 #include "core/wheel.h"
 #include "protocol/deflate.h"
 #include "protocol/frame.h"
@@ -152,6 +153,7 @@ struct Conn : LinkOwner, ConnShared {
         std::string close_reason;            // set with a close
         int64_t token_deadline_ms = 0;       // the JWT expires (plus grace) then
         std::unique_ptr<Backlog> backlog;    // while behind or dropping
+        std::vector<Subscription> topics;    // see core/topics.h
     };
     std::unique_ptr<Extra> extra;
 
@@ -197,7 +199,7 @@ struct Conn : LinkOwner, ConnShared {
     // Frees the extra state once nothing in it is needed.
     void trim_extra() {
         if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && extra->close_reason.empty() &&
-            !extra->token_deadline_ms && !extra->backlog)
+            !extra->token_deadline_ms && !extra->backlog && extra->topics.empty())
             extra.reset();
     }
     const std::string &reason() const {

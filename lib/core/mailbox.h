@@ -30,6 +30,29 @@ struct Close {
 };
 struct Broadcast {
     OutMessage msg;
+    wsg_conn_id except;  // 0: none
+};
+struct SendMany {
+    std::vector<wsg_conn_id> ids;
+    OutMessage msg;
+};
+struct Subscribe {
+    wsg_conn_id id;
+    std::string topic;
+    bool on;  // subscribe, or unsubscribe
+};
+struct Publish {
+    std::string topic;
+    OutMessage msg;
+};
+struct UserSend {
+    std::string user;
+    OutMessage msg;
+};
+struct UserClose {
+    std::string user;
+    int code;
+    std::string reason;
 };
 struct Stop {};
 struct SetTimeout {
@@ -44,7 +67,8 @@ struct SetQueuePolicy {
 };
 }  // namespace cmd
 
-using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::Stop, cmd::SetTimeout, cmd::ReloadTls,
+using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
+                             cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::SetTimeout, cmd::ReloadTls,
                              cmd::SetQueuePolicy>;
 
 class Mailbox {

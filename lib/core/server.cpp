@@ -226,6 +226,10 @@ bool Server::on_open(Link *link) {
 
 void Server::opened(Gate::Result &r) {
     Conn *c = r.conn;
+    if (!c->fact(kUserId).empty()) {
+        std::lock_guard<std::mutex> lock(registry_.mu);
+        users_.add(std::string(c->fact(kUserId)), c);
+    }
     const int64_t now = clock_.now_ms();
     heartbeat_.start(c, now);
     for (const auto &kv : r.timeouts) heartbeat_.override(c, kv.first, kv.second, now);
@@ -343,6 +347,11 @@ void Server::finish(Conn *c) {
     outbox_.forget(c);
     if (c->ip_counted) admission_.per_ip.release(c->peer);
     if (c->user_counted) admission_.per_user.release(std::string(c->fact(kUserId)));
+    {
+        std::lock_guard<std::mutex> lock(registry_.mu);
+        topics_.drop_all(c);
+        if (!c->fact(kUserId).empty()) users_.remove(std::string(c->fact(kUserId)), c);
+    }
     registry_.remove(c);
     if (c->link) Transport::set_owner(c->link, nullptr);
     delete c;
@@ -435,7 +444,48 @@ void Server::execute(cmd::Close &c) {
 void Server::execute(cmd::Broadcast &c) {
     // Snapshot: closing one connection may reorder live().
     std::vector<Conn *> targets = registry_.live();
-    outbox_.deliver(targets, c.msg);
+    for (Conn *conn : targets)
+        if (conn->id != c.except) outbox_.deliver(conn, c.msg);
+}
+
+void Server::execute(cmd::SendMany &c) {
+    for (wsg_conn_id id : c.ids)
+        if (Conn *conn = registry_.get(id)) outbox_.deliver(conn, c.msg);
+}
+
+void Server::execute(cmd::Subscribe &c) {
+    Conn *conn = registry_.get(c.id);
+    if (!conn || conn->closing) return;
+    std::lock_guard<std::mutex> lock(registry_.mu);
+    if (c.on)
+        topics_.subscribe(conn, c.topic);
+    else
+        topics_.unsubscribe(conn, c.topic);
+}
+
+void Server::execute(cmd::Publish &c) {
+    const Topic *t = topics_.find(c.topic);
+    if (!t) return;
+    // Delivering never changes the member list (a close takes effect at
+    // the connection's end), so it is walked as it is. The topic is the
+    // conflation key, made only when a subscriber conflates.
+    for (const Topic::Member &m : t->members) {
+        if (!c.msg.conflate_key && m.conn->policy() == WSG_QUEUE_CONFLATE)
+            c.msg.conflate_key = std::make_shared<const std::string>(c.topic);
+        outbox_.deliver(m.conn, c.msg);
+    }
+}
+
+void Server::execute(cmd::UserSend &c) {
+    if (const std::vector<Conn *> *conns = users_.find(c.user))
+        for (Conn *conn : *conns) outbox_.deliver(conn, c.msg);
+}
+
+void Server::execute(cmd::UserClose &c) {
+    if (const std::vector<Conn *> *conns = users_.find(c.user)) {
+        // Closing does not change the list until each connection ends.
+        for (Conn *conn : *conns) outbox_.close(conn, c.code, c.reason, WSG_CAUSE_APP, false);
+    }
 }
 
 void Server::execute(cmd::Stop &) { begin_shutdown(); }
@@ -514,14 +564,20 @@ wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, siz
         [&] { return Command(cmd::Send{id, std::move(m)}); });
 }
 
-wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
+wsg_status Server::check_close(int code, const char *reason, std::string *why) {
     if (!sendable_close_code(code))
         return fail(WSG_EINVAL, "close code " + std::to_string(code) +
                                     " is not sendable: use 1000-1003, 1007-1009, 1011-1014 or 3000-4999");
-    std::string why = reason ? reason : "";
+    *why = reason ? reason : "";
     Utf8Validator v;
-    if (why.size() > 123 || !(v.feed(reinterpret_cast<const uint8_t *>(why.data()), why.size()) && v.complete()))
+    if (why->size() > 123 || !(v.feed(reinterpret_cast<const uint8_t *>(why->data()), why->size()) && v.complete()))
         return fail(WSG_EINVAL, "close reason must be UTF-8 of at most 123 bytes");
+    return WSG_OK;
+}
+
+wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
+    std::string why;
+    if (wsg_status st = check_close(code, reason, &why)) return st;
     return dispatch(
         id, true, [&](Conn *c) { outbox_.close(c, code, why, WSG_CAUSE_APP, false); },
         [&] { return Command(cmd::Close{id, code, why}); });
@@ -590,15 +646,129 @@ wsg_status Server::reload_tls() {
     return WSG_OK;
 }
 
-wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len) {
+wsg_status Server::broadcast(wsg_msg_type type, const void *data, size_t len, wsg_conn_id except) {
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
-    cmd::Broadcast c{OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    cmd::Broadcast c{OutMessage(type, data, len, cfg_.write_batch_bytes), except};
     if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
     if (on_service_thread()) {
         execute(c);
         return WSG_OK;
     }
     if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+wsg_status Server::send_many(const wsg_conn_id *ids, size_t n, wsg_msg_type type, const void *data, size_t len) {
+    if (!ids && n) return fail(WSG_EINVAL, "ids is NULL but n > 0");
+    if (wsg_status st = check_message(type, data, len, nullptr)) return st;
+    cmd::SendMany c{std::vector<wsg_conn_id>(ids, ids + n), OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
+    if (on_service_thread()) {
+        execute(c);
+        return WSG_OK;
+    }
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+wsg_status Server::subscribe(wsg_conn_id id, const char *topic, bool on) {
+    if (!topic) return fail(WSG_EINVAL, "topic is NULL");
+    std::string why = check_topic(topic);
+    if (!why.empty()) return fail(WSG_EINVAL, why);
+    return dispatch(
+        id, false,
+        [&](Conn *c) {
+            cmd::Subscribe cmd{id, topic, on};
+            (void)c;
+            execute(cmd);
+        },
+        [&] { return Command(cmd::Subscribe{id, topic, on}); });
+}
+
+wsg_status Server::publish(const char *topic, wsg_msg_type type, const void *data, size_t len) {
+    if (!topic) return fail(WSG_EINVAL, "topic is NULL");
+    std::string why = check_topic(topic);
+    if (!why.empty()) return fail(WSG_EINVAL, why);
+    if (wsg_status st = check_message(type, data, len, nullptr)) return st;
+    if (on_service_thread()) {
+        // Nobody listens: nothing is built.
+        if (!topics_.find(topic)) return WSG_OK;
+        cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes)};
+        if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
+        execute(c);
+        return WSG_OK;
+    }
+    cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+template <class F>
+auto Server::locked(F &&f) {
+    std::unique_lock<std::mutex> lock(registry_.mu, std::defer_lock);
+    if (!on_service_thread()) lock.lock();
+    return f();
+}
+
+// Copies up to `capacity` ids of `conns` to `ids` and the total to *count.
+template <class List, class Id>
+static void copy_ids(const List *conns, Id id_of, wsg_conn_id *ids, size_t capacity, size_t *count) {
+    *count = conns ? conns->size() : 0;
+    for (size_t i = 0; i < *count && i < capacity; i++) ids[i] = id_of((*conns)[i]);
+}
+
+wsg_status Server::topic_subscribers(const char *topic, wsg_conn_id *ids, size_t capacity, size_t *count) {
+    if (!topic) return fail(WSG_EINVAL, "topic is NULL");
+    if (!count) return fail(WSG_EINVAL, "count is NULL");
+    if (!ids && capacity) return fail(WSG_EINVAL, "ids is NULL but capacity > 0");
+    std::string why = check_topic(topic);
+    if (!why.empty()) return fail(WSG_EINVAL, why);
+    locked([&] {
+        const Topic *t = topics_.find(topic);
+        copy_ids(t ? &t->members : nullptr, [](const Topic::Member &m) { return m.conn->id; }, ids, capacity,
+                 count);
+    });
+    return WSG_OK;
+}
+
+wsg_status Server::user_conn_ids(const char *user, wsg_conn_id *ids, size_t capacity, size_t *count) {
+    if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
+    if (!count) return fail(WSG_EINVAL, "count is NULL");
+    if (!ids && capacity) return fail(WSG_EINVAL, "ids is NULL but capacity > 0");
+    locked([&] { copy_ids(users_.find(user), [](Conn *c) { return c->id; }, ids, capacity, count); });
+    return WSG_OK;
+}
+
+wsg_status Server::user_send(const char *user, wsg_msg_type type, const void *data, size_t len) {
+    if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
+    if (wsg_status st = check_message(type, data, len, nullptr)) return st;
+    if (!locked([&] { return users_.find(user) != nullptr; }))
+        return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
+    cmd::UserSend c{user, OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
+    if (on_service_thread()) {
+        execute(c);
+        return WSG_OK;
+    }
+    if (!mailbox_.post(std::move(c)))
+        return fail(WSG_ENOTFOUND, std::string("user '") + user + "' is gone (server stopping)");
+    return WSG_OK;
+}
+
+wsg_status Server::user_close(const char *user, int code, const char *reason) {
+    if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
+    std::string why;
+    if (wsg_status st = check_close(code, reason, &why)) return st;
+    if (!locked([&] { return users_.find(user) != nullptr; }))
+        return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
+    cmd::UserClose c{user, code, why};
+    if (on_service_thread()) {
+        execute(c);
+        return WSG_OK;
+    }
+    if (!mailbox_.post(std::move(c)))
+        return fail(WSG_ENOTFOUND, std::string("user '") + user + "' is gone (server stopping)");
     return WSG_OK;
 }
 
@@ -651,6 +821,8 @@ wsg_status Server::conn_info(wsg_conn_id id, wsg_conn_info *info) {
         info->queued_bytes = static_cast<int64_t>(c->queued_bytes.load(std::memory_order_relaxed));
         info->msgs_dropped = static_cast<int64_t>(c->msgs_dropped.load());
         info->queue_policy = c->queue_policy.load(std::memory_order_relaxed);
+        if (c->extra)
+            for (const Subscription &sub : c->extra->topics) info->topics.push_back(sub.topic->name);
     });
 }
 

@@ -22,6 +22,7 @@
 #include "core/mailbox.h"
 #include "core/outbox.h"
 #include "core/registry.h"
+#include "core/topics.h"
 #include "core/wheel.h"
 #include "observe/log.h"
 #include "transport/transport.h"
@@ -35,6 +36,7 @@ struct wsg_conn_info {
     int64_t rtt_us = -1;
     int64_t compression = 0;
     int64_t queued_bytes = 0, msgs_dropped = 0, queue_policy = 0;
+    std::vector<std::string> topics;
 };
 
 namespace wsgate {
@@ -68,7 +70,15 @@ public:
     // Any thread.
     wsg_status send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len);
     wsg_status close(wsg_conn_id id, int code, const char *reason);
-    wsg_status broadcast(wsg_msg_type type, const void *data, size_t len);
+    // To every open connection but `except` (0: none).
+    wsg_status broadcast(wsg_msg_type type, const void *data, size_t len, wsg_conn_id except = 0);
+    wsg_status send_many(const wsg_conn_id *ids, size_t n, wsg_msg_type type, const void *data, size_t len);
+    wsg_status subscribe(wsg_conn_id id, const char *topic, bool on);
+    wsg_status publish(const char *topic, wsg_msg_type type, const void *data, size_t len);
+    wsg_status topic_subscribers(const char *topic, wsg_conn_id *ids, size_t capacity, size_t *count);
+    wsg_status user_send(const char *user, wsg_msg_type type, const void *data, size_t len);
+    wsg_status user_close(const char *user, int code, const char *reason);
+    wsg_status user_conn_ids(const char *user, wsg_conn_id *ids, size_t capacity, size_t *count);
     wsg_status set_timeout(wsg_conn_id id, const char *key, int64_t value);
     wsg_status set_queue_policy(wsg_conn_id id, wsg_queue_policy policy);
     wsg_status reload_tls();
@@ -129,6 +139,11 @@ private:
 
     // Type, data and (with m) size of a message to send.
     wsg_status check_message(wsg_msg_type type, const void *data, size_t len, const OutMessage *m) const;
+    // Checks a close code and reason as wsg_conn_close takes them.
+    static wsg_status check_close(int code, const char *reason, std::string *why);
+    // Runs f() with the registry locked unless on the service thread.
+    template <class F>
+    auto locked(F &&f);
     wsg_status listen_locked();
     void loop();
     void close_transport();
@@ -144,6 +159,11 @@ private:
     void execute(cmd::Send &c);
     void execute(cmd::Close &c);
     void execute(cmd::Broadcast &c);
+    void execute(cmd::SendMany &c);
+    void execute(cmd::Subscribe &c);
+    void execute(cmd::Publish &c);
+    void execute(cmd::UserSend &c);
+    void execute(cmd::UserClose &c);
     void execute(cmd::Stop &c);
     void execute(cmd::SetTimeout &c);
     void execute(cmd::ReloadTls &c);
@@ -157,6 +177,8 @@ private:
 
     Settings cfg_;
     Registry registry_;
+    TopicIndex topics_;  // changed under registry_.mu, like the registry
+    UserIndex users_;    // the same
     SteadyClock clock_;
     TimingWheel wheel_;
     Heartbeat heartbeat_;

@@ -689,6 +689,73 @@ public:
         send_like(p, [&] { return wsg_conn_send(srv_, id, p.type(), p.data(), p.size()); });
     }
 
+    // Topics and users: names cross the ABI as C strings.
+    static const char *c_name(const std::string &name, const char *what) {
+        if (name.find('\0') != std::string::npos)
+            raise_status(WSG_EINVAL, std::string(what) + " contains a NUL character");
+        return name.c_str();
+    }
+
+    void subscribe(uint64_t id, const std::string &topic, bool on) {
+        const char *t = c_name(topic, "topic");
+        check(on ? wsg_conn_subscribe(srv_, id, t) : wsg_conn_unsubscribe(srv_, id, t));
+    }
+
+    void publish(const std::string &topic, py::handle message) {
+        const char *t = c_name(topic, "topic");
+        Payload p(message);
+        send_like(p, [&] { return wsg_server_publish(srv_, t, p.type(), p.data(), p.size()); });
+    }
+
+    // Ids from a "capacity, count" call, growing the array until it fits.
+    template <class F>
+    static std::vector<uint64_t> id_list(F &&call) {
+        std::vector<wsg_conn_id> ids(16);
+        for (;;) {
+            size_t count = 0;
+            check(call(ids.data(), ids.size(), &count));
+            if (count <= ids.size()) {
+                ids.resize(count);
+                return ids;
+            }
+            ids.resize(count + count / 4 + 16);
+        }
+    }
+
+    std::vector<uint64_t> subscribers(const std::string &topic) {
+        const char *t = c_name(topic, "topic");
+        return id_list([&](wsg_conn_id *ids, size_t cap, size_t *n) {
+            return wsg_topic_subscribers(srv_, t, ids, cap, n);
+        });
+    }
+
+    std::vector<uint64_t> user_conns(const std::string &user) {
+        const char *u = c_name(user, "user id");
+        return id_list([&](wsg_conn_id *ids, size_t cap, size_t *n) { return wsg_user_conn_ids(srv_, u, ids, cap, n); });
+    }
+
+    void send_to_user(const std::string &user, py::handle message) {
+        const char *u = c_name(user, "user id");
+        Payload p(message);
+        send_like(p, [&] { return wsg_user_send(srv_, u, p.type(), p.data(), p.size()); });
+    }
+
+    void close_user(const std::string &user, int code, const std::string &reason) {
+        const char *u = c_name(user, "user id");
+        const char *r = c_name(reason, "close reason");
+        blocking([&] { return wsg_user_close(srv_, u, code, r); });
+    }
+
+    void broadcast_except(uint64_t except, py::handle message) {
+        Payload p(message);
+        send_like(p, [&] { return wsg_server_broadcast_except(srv_, except, p.type(), p.data(), p.size()); });
+    }
+
+    void send_many(const std::vector<uint64_t> &ids, py::handle message) {
+        Payload p(message);
+        send_like(p, [&] { return wsg_conn_send_many(srv_, ids.data(), ids.size(), p.type(), p.data(), p.size()); });
+    }
+
     void close(uint64_t id, int code, const std::string &reason) {
         if (reason.find('\0') != std::string::npos)
             raise_status(WSG_EINVAL, "close reason contains a NUL character");
@@ -766,6 +833,18 @@ public:
                 d[f.first] = py::none();
             }
         }
+        py::list topics;
+        size_t nt = 0;
+        if (wsg_conn_info_topic_count(info, &nt) == WSG_OK) {
+            for (size_t i = 0; i < nt; i++) {
+                const char *v = nullptr;
+                check(wsg_conn_info_topic(info, i, &v));
+                PyObject *s = PyUnicode_DecodeUTF8(v, static_cast<Py_ssize_t>(std::strlen(v)), "replace");
+                if (!s) throw py::error_already_set();
+                topics.append(py::reinterpret_steal<py::object>(s));
+            }
+        }
+        d["topics"] = topics;
         return d;
     }
 
@@ -934,5 +1013,19 @@ PYBIND11_MODULE(_core, m) {
         .def("set_timeout", &Server::set_timeout, py::arg("conn"), py::arg("key"),
              py::arg("value"), "Override one heartbeat setting for one connection.")
         .def("conn_info", &Server::conn_info, py::arg("conn"),
-             "A snapshot of one connection as a dict.");
+             "A snapshot of one connection as a dict.")
+        .def("subscribe", &Server::subscribe, py::arg("conn"), py::arg("topic"), py::arg("on") = true,
+             "Subscribe (on) or unsubscribe a connection to a topic.")
+        .def("publish", &Server::publish, py::arg("topic"), py::arg("message"),
+             "Send to every subscriber of a topic.")
+        .def("subscribers", &Server::subscribers, py::arg("topic"), "Ids of a topic's subscribers.")
+        .def("user_conns", &Server::user_conns, py::arg("user"), "Ids of a user's open connections.")
+        .def("send_to_user", &Server::send_to_user, py::arg("user"), py::arg("message"),
+             "Send to every open connection of a user.")
+        .def("close_user", &Server::close_user, py::arg("user"), py::arg("code") = 1000,
+             py::arg("reason") = "", "Close every open connection of a user.")
+        .def("broadcast_except", &Server::broadcast_except, py::arg("except_conn"), py::arg("message"),
+             "Send to every open connection but one.")
+        .def("send_many", &Server::send_many, py::arg("conns"), py::arg("message"),
+             "Send one message to several connections.");
 }

@@ -9,7 +9,7 @@ import signal
 import threading
 import types
 import weakref
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, cast
 
 from . import _core as _native
 from ._auth import AuthRequest, _decide, _parse_claims
@@ -122,6 +122,21 @@ class Connection:
         a UTF-8 ``reason`` of at most 123 bytes, after the messages already
         queued. ``on_close`` then reports cause ``"app"``. Any thread."""
         self._native().close(self._id, code, reason)
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe to ``topic`` (1..255 bytes of UTF-8): every
+        :meth:`Server.publish` to it reaches this connection until it
+        unsubscribes or closes. Subscribing twice is harmless. Any thread."""
+        self._native().subscribe(self._id, topic, True)
+
+    def unsubscribe(self, topic: str) -> None:
+        """End a subscription (harmless when there is none). Any thread."""
+        self._native().subscribe(self._id, topic, False)
+
+    @property
+    def topics(self) -> List[str]:
+        """The topics this connection is subscribed to (a snapshot)."""
+        return list(self._native().conn_info(self._id)["topics"])
 
     def set_timeout(self, key: str, value: int) -> None:
         """Override one heartbeat setting for this connection only, e.g.
@@ -599,6 +614,41 @@ class Server:
     def send(self, conn: Union[Connection, int], message: Message) -> None:
         """Send to one connection given as a Connection or an id. Any thread."""
         self._core.send(conn.id if isinstance(conn, Connection) else conn, message)
+
+    def broadcast_except(self, conn: Union[Connection, int], message: Message) -> None:
+        """Send to every open connection but ``conn`` (typically the sender).
+        Any thread."""
+        self._core.broadcast_except(conn.id if isinstance(conn, Connection) else conn, message)
+
+    def send_many(self, conns: Iterable[Union[Connection, int]], message: Message) -> None:
+        """Send one message, framed once, to several connections; stale ids
+        are skipped. Any thread."""
+        self._core.send_many([c.id if isinstance(c, Connection) else c for c in conns], message)
+
+    def publish(self, topic: str, message: Message) -> None:
+        """Send one message to every subscriber of ``topic`` (framed once; a
+        topic nobody follows is not an error). Any thread. Cost: the topic's
+        subscribers, not the server's connections."""
+        self._core.publish(topic, message)
+
+    def subscribers(self, topic: str) -> List[int]:
+        """Ids of the connections subscribed to ``topic`` (a snapshot)."""
+        return list(self._core.subscribers(topic))
+
+    def user_connections(self, user: str) -> List[int]:
+        """Ids of the open connections of an authenticated user (its
+        ``Connection.user_id``); empty when it has none."""
+        return list(self._core.user_conns(user))
+
+    def send_to_user(self, user: str, message: Message) -> None:
+        """Send to every open connection of ``user``. NotFoundError when the
+        user has none. Any thread."""
+        self._core.send_to_user(user, message)
+
+    def close_user(self, user: str, code: int = 1000, reason: str = "") -> None:
+        """Close every open connection of ``user`` (cause ``"app"``).
+        NotFoundError when it has none. Any thread."""
+        self._core.close_user(user, code, reason)
 
     # ---------------------------------------------------------------- dispatch (service thread)
 

@@ -376,8 +376,8 @@ static void drop_oldest_drops_whole_messages_from_the_front(void **state) {
     dsrv_free(d);
 }
 
-/* Without a topic (none can be given through wsg_conn_send yet: publish
- * will), conflate drops what does not fit, as drop_newest does. */
+/* Without a topic (wsg_conn_send gives none), conflate drops what does not
+ * fit, as drop_newest does. */
 static void conflate_without_topics_drops_the_newest(void **state) {
     (void)state;
     const char *settings[] = {"limits.max_queue_bytes=65536", "limits.queue_policy=conflate", NULL};
@@ -402,6 +402,63 @@ static void conflate_without_topics_drops_the_newest(void **state) {
     expect_end(d, id, c);
     assert_true(WAIT_UNTIL(D_GET(d, recoveries) == 1, 3000));
     wsc_free(c);
+    dsrv_free(d);
+}
+
+/* A publish carries its topic as the conflation key: while the client is
+ * behind, each topic's newest message takes the place of the one queued,
+ * so the client gets the latest of each topic, in the order the topics
+ * first queued. A subscriber that keeps up gets every message. */
+static void conflate_keeps_the_latest_message_of_each_topic(void **state) {
+    (void)state;
+    const char *settings[] = {"limits.max_queue_bytes=65536", "limits.queue_policy=conflate", NULL};
+    dsrv *d = dsrv_start(settings, 0);
+    wsg_conn_id slow_id, fast_id;
+    wsc *slow = connect_client(d, &slow_id);
+    wsc *fast = connect_client(d, &fast_id);
+    assert_int_equal(wsg_conn_set_queue_policy(d->srv, fast_id, WSG_QUEUE_CLOSE), WSG_OK);
+    const char *topics[] = {"a", "b"};
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(wsg_conn_subscribe(d->srv, slow_id, topics[t]), WSG_OK);
+        assert_int_equal(wsg_conn_subscribe(d->srv, fast_id, topics[t]), WSG_OK);
+    }
+    int64_t sent = 0;
+    int64_t q0 = fill_until_stuck(d, slow_id, &sent);
+    /* a1 b1 a2 b2 ... a5 b5, numbered 101..105 and 201..205. */
+    char buf[TEXT];
+    for (int i = 1; i <= 5; i++) {
+        for (int t = 0; t < 2; t++) {
+            numbered((t + 1) * 100 + i, buf);
+            assert_int_equal(wsg_server_publish(d->srv, topics[t], WSG_MSG_TEXT, buf, sizeof buf), WSG_OK);
+        }
+    }
+    assert_true(WAIT_UNTIL(info_int(d, slow_id, WSG_INFO_MESSAGES_OUT) == sent + 10, 5000));
+    /* Two queued (one per topic), eight replaced. */
+    assert_int_equal(info_int(d, slow_id, WSG_INFO_MESSAGES_DROPPED), 8);
+    assert_int_equal(info_int(d, slow_id, WSG_INFO_QUEUED_BYTES), q0 + 2 * TEXT_FRAMED);
+    assert_int_equal(D_GET(d, overflows), 1);
+    expect_json(d, d->overflow_json, "\"policy\":\"conflate\"");
+
+    seen s;
+    read_until(fast, 205, NULL, &s);
+    assert_int_equal(s.ntexts, 10);
+    for (int i = 0; i < 10; i++) assert_int_equal(s.texts[i], (i % 2 + 1) * 100 + i / 2 + 1);
+    read_until(slow, 205, NULL, &s);
+    assert_int_equal(s.fillers, sent);
+    assert_int_equal(s.ntexts, 2);
+    assert_int_equal(s.texts[0], 105);
+    assert_int_equal(s.texts[1], 205);
+    expect_end(d, slow_id, slow);
+    assert_true(WAIT_UNTIL(D_GET(d, recoveries) == 1, 3000));
+    expect_json(d, d->recovered_json, "\"dropped\":8,");
+    /* Caught up: the next publish is queued as usual. */
+    numbered(106, buf);
+    assert_int_equal(wsg_server_publish(d->srv, "a", WSG_MSG_TEXT, buf, sizeof buf), WSG_OK);
+    read_until(slow, 106, NULL, &s);
+    assert_int_equal(s.ntexts, 1);
+    assert_int_equal(D_GET(d, closes), 0);
+    wsc_free(slow);
+    wsc_free(fast);
     dsrv_free(d);
 }
 
@@ -592,6 +649,7 @@ int main(void) {
         cmocka_unit_test(drop_newest_keeps_the_queue_and_drops_what_does_not_fit),
         cmocka_unit_test(drop_oldest_drops_whole_messages_from_the_front),
         cmocka_unit_test(conflate_without_topics_drops_the_newest),
+        cmocka_unit_test(conflate_keeps_the_latest_message_of_each_topic),
         cmocka_unit_test(close_policy_closes_with_the_configured_code),
         cmocka_unit_test(timeout_close_is_closed_for_every_thread_at_once),
         cmocka_unit_test(drain_fires_once_per_crossing_from_high_to_low),

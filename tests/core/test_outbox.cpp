@@ -2,10 +2,9 @@
 // what a full queue keeps under close, drop_newest, drop_oldest and
 // conflate, in which order, what is counted and what is logged. The
 // connections have no transport link, so nothing is written and the queue
-// is exactly what deliver() left: every case is deterministic. Conflation
-// by key is only reachable here until a publish path sets keys (the C ABI
-// tests in test_delivery.c cover the policies end to end, with writes,
-// drains and control frames).
+// is exactly what deliver() left: every case is deterministic (the C ABI
+// tests in test_delivery.c cover the policies end to end, with publish,
+// writes, drains and control frames).
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>

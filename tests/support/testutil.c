@@ -75,7 +75,9 @@ static void on_close(wsg_server *s, wsg_conn_id id, int code, const char *reason
     pthread_mutex_unlock(&t->mu);
 }
 
-tsrv *tsrv_start(const char *const *settings, int echo) {
+tsrv *tsrv_start(const char *const *settings, int echo) { return tsrv_start_auth(settings, echo, NULL); }
+
+tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
     tsrv *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     pthread_mutex_init(&t->mu, NULL);
@@ -98,6 +100,7 @@ tsrv *tsrv_start(const char *const *settings, int echo) {
     wsg_server_on_open(t->srv, on_open, t, NULL);
     wsg_server_on_message(t->srv, on_message, t, NULL);
     wsg_server_on_close(t->srv, on_close, t, NULL);
+    if (auth) wsg_server_on_auth(t->srv, auth, t, NULL);
     if (wsg_server_start(t->srv) != WSG_OK || wsg_server_port(t->srv, &t->port) != WSG_OK) {
         fprintf(stderr, "tsrv_start: %s\n", wsg_last_error());
         wsg_server_free(t->srv);

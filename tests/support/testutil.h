@@ -33,6 +33,8 @@ typedef struct tsrv {
 /* Starts a server on 127.0.0.1 port 0 with log.level=error and the given
  * extra "key=value" settings (NULL-terminated list, may be NULL). NULL on failure. */
 tsrv *tsrv_start(const char *const *settings, int echo);
+/* The same with an authenticator (auth.mode=callback or jwt+callback in settings). */
+tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth);
 /* Stops and frees. Returns nonzero if on_close fired twice for an id. */
 int tsrv_free(tsrv *t);
 int tsrv_opens(tsrv *t);
