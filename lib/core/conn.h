@@ -153,9 +153,12 @@ struct Conn : LinkOwner, ConnShared {
         std::string close_reason;            // set with a close
         int64_t token_deadline_ms = 0;       // the JWT expires (plus grace) then
         std::unique_ptr<Backlog> backlog;    // while behind or dropping
-        std::vector<Subscription> topics;    // see core/topics.h
     };
-    std::unique_ptr<Extra> extra;
+    std::unique_ptr<Extra> extra;  // service thread only
+    // Its topics (see core/topics.h), while it has any. Apart from Extra:
+    // guarded by Registry::mu, so a connection's info can list them from
+    // any thread while the service thread makes and frees Extra freely.
+    std::unique_ptr<std::vector<Subscription>> subs;
 
     // Heartbeat (the timer is LinkOwner's). Times are Clock milliseconds; 0 = none.
     const HeartbeatTimes *times = nullptr;  // the server's, or this connection's own
@@ -199,7 +202,7 @@ struct Conn : LinkOwner, ConnShared {
     // Frees the extra state once nothing in it is needed.
     void trim_extra() {
         if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && extra->close_reason.empty() &&
-            !extra->token_deadline_ms && !extra->backlog && extra->topics.empty())
+            !extra->token_deadline_ms && !extra->backlog)
             extra.reset();
     }
     const std::string &reason() const {

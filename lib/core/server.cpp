@@ -821,8 +821,8 @@ wsg_status Server::conn_info(wsg_conn_id id, wsg_conn_info *info) {
         info->queued_bytes = static_cast<int64_t>(c->queued_bytes.load(std::memory_order_relaxed));
         info->msgs_dropped = static_cast<int64_t>(c->msgs_dropped.load());
         info->queue_policy = c->queue_policy.load(std::memory_order_relaxed);
-        if (c->extra)
-            for (const Subscription &sub : c->extra->topics) info->topics.push_back(sub.topic->name);
+        if (c->subs)
+            for (const Subscription &sub : *c->subs) info->topics.push_back(sub.topic->name);
     });
 }
 
