@@ -75,6 +75,17 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     return "unknown";
 }
 
+WSG_API const char *wsg_queue_policy_str(wsg_queue_policy policy) {
+    switch (policy) {
+#define WSG_QUEUE_POLICY_NAME_(name, value, text, doc) \
+    case WSG_QUEUE_##name: return text;
+        WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_NAME_)
+#undef WSG_QUEUE_POLICY_NAME_
+    case WSG_QUEUE_POLICY_MAX_: break;
+    }
+    return "unknown";
+}
+
 // ---------------------------------------------------------------- config
 
 WSG_API wsg_status wsg_config_new(wsg_config **out) {
@@ -231,6 +242,11 @@ WSG_API wsg_status wsg_server_on_log(wsg_server *server, wsg_log_fn fn, void *us
     });
 }
 
+WSG_API wsg_status wsg_server_on_drain(wsg_server *server, wsg_drain_fn fn, void *user,
+                                       wsg_free_fn user_free) {
+    return guard([&] { return set_callback(server, &AppCallbacks::on_drain, fn, user, user_free); });
+}
+
 WSG_API wsg_status wsg_server_on_auth(wsg_server *server, wsg_auth_fn fn, void *user,
                                       wsg_free_fn user_free) {
     return guard([&] { return set_callback(server, &AppCallbacks::on_auth, fn, user, user_free); });
@@ -368,6 +384,11 @@ WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_t
 WSG_API wsg_status wsg_conn_set_timeout(wsg_server *server, wsg_conn_id conn, const char *key,
                                         int64_t value) {
     return guard([&] { return server ? server->set_timeout(conn, key, value) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_conn_set_queue_policy(wsg_server *server, wsg_conn_id conn,
+                                             wsg_queue_policy policy) {
+    return guard([&] { return server ? server->set_queue_policy(conn, policy) : null_arg("server"); });
 }
 
 WSG_API wsg_status wsg_server_reload_tls(wsg_server *server) {
@@ -508,6 +529,9 @@ WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key
         case WSG_INFO_ID: *out = info->id; return WSG_OK;
         case WSG_INFO_RTT_US: *out = info->rtt_us; return WSG_OK;
         case WSG_INFO_COMPRESSION: *out = info->compression; return WSG_OK;
+        case WSG_INFO_QUEUED_BYTES: *out = info->queued_bytes; return WSG_OK;
+        case WSG_INFO_MESSAGES_DROPPED: *out = info->msgs_dropped; return WSG_OK;
+        case WSG_INFO_QUEUE_POLICY: *out = info->queue_policy; return WSG_OK;
         default: break;
         }
         return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +

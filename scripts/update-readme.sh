@@ -16,4 +16,4 @@ open("README.md", "w").write(new)
 PY
 }
 replace options "$(build/readme/tests/wsgate-options-md)"
-for t in events causes statuses; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done
+for t in events causes statuses policies; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done

@@ -205,7 +205,8 @@ typedef enum wsg_msg_type {
     XX(LOST, 4, "lost", "TCP ended without a close handshake: reset, EOF (code 1006)")            \
     XX(TOO_BIG, 5, "too_big", "a message exceeded limits.max_message_bytes (code 1009)")          \
     XX(INVALID_UTF8, 6, "invalid_utf8", "a text message or close reason was not valid UTF-8 (code 1007)") \
-    XX(BACKPRESSURE, 7, "backpressure", "the send queue exceeded limits.max_queue_bytes (code 1013)") \
+    XX(BACKPRESSURE, 7, "backpressure",                                                           \
+       "the send queue exceeded limits.max_queue_bytes under queue policy close (code limits.queue_close_code, default 1013)") \
     XX(PONG_TIMEOUT, 8, "pong_timeout",                                                           \
        "no pong (or frame) within heartbeat.pong_wait_ms: dropped, code 1001")                    \
     XX(WRITE_TIMEOUT, 9, "write_timeout",                                                         \
@@ -412,8 +413,13 @@ WSG_API wsg_status wsg_server_broadcast(wsg_server *server, wsg_msg_type type, c
 
 /** Queue one message to a connection; it is written when the socket is
  *  writable, after earlier messages. @param data borrowed, copied before return.
- *  Text is sent as given (the caller promises UTF-8).
- *  @return WSG_OK, WSG_ENOTFOUND (stale id), WSG_ECLOSED (closing),
+ *  Text is sent as given (the caller promises UTF-8). A message that would
+ *  take the queue past limits.max_queue_bytes meets the connection's queue
+ *  policy (WSG_QUEUE_POLICY_MAP) on the service thread: the call has
+ *  returned WSG_OK by then; WSG_INFO_MESSAGES_DROPPED counts what was dropped.
+ *  @return WSG_OK, WSG_ENOTFOUND (stale id), WSG_ECLOSED (closing: from the
+ *  moment a close is decided, by wsg_conn_close, the peer, a timeout, a
+ *  limit, backpressure or a stop, on every thread),
  *  WSG_EINVAL (bad type, NULL data with len > 0, or a message whose frames
  *  exceed limits.max_queue_bytes). Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
@@ -446,6 +452,69 @@ WSG_API wsg_status wsg_conn_get_user(wsg_server *server, wsg_conn_id conn, void 
  *  Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_conn_set_timeout(wsg_server *server, wsg_conn_id conn, const char *key,
                                         int64_t value);
+
+/* ------------------------------------------------------------------ */
+/* Delivery policies and backpressure                                  */
+/* ------------------------------------------------------------------ */
+
+/** What a connection's send queue does with a message that would take it
+ *  past limits.max_queue_bytes: XX(NAME, value, "name", description), the
+ *  single list behind the enum, wsg_queue_policy_str(), the choices of the
+ *  option limits.queue_policy and the README's table. Control frames (pong,
+ *  ping, close) are never dropped or delayed behind data by any policy. A
+ *  message is only ever dropped whole: never one whose first fragment was
+ *  written. Stable values: append only. Since 0.1.0. */
+#define WSG_QUEUE_POLICY_MAP(XX)                                                                  \
+    XX(CLOSE, 1, "close",                                                                         \
+       "close the connection with limits.queue_close_code (cause backpressure): for clients that must get every message or none") \
+    XX(DROP_NEWEST, 2, "drop_newest",                                                             \
+       "drop the message that does not fit; what is queued goes out: for feeds where old news still counts") \
+    XX(DROP_OLDEST, 3, "drop_oldest",                                                             \
+       "drop the oldest queued whole messages until the new one fits: for feeds where only recent news counts") \
+    XX(CONFLATE, 4, "conflate",                                                                   \
+       "while the client is behind, a message replaces the queued one of the same topic in its place; messages without a topic, and any that still do not fit, are dropped as with drop_newest: for tickers and game state")
+
+/** A send queue's policy (WSG_QUEUE_CLOSE, ...: see WSG_QUEUE_POLICY_MAP). Since 0.1.0. */
+typedef enum wsg_queue_policy {
+#define WSG_QUEUE_POLICY_ENUM_(name, value, text, doc) WSG_QUEUE_##name = value,
+    WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_ENUM_)
+#undef WSG_QUEUE_POLICY_ENUM_
+    WSG_QUEUE_POLICY_MAX_ = 0x7fffffff /* keeps the enum int-sized */
+} wsg_queue_policy;
+
+/** Short stable name of a queue policy (the third column of
+ *  WSG_QUEUE_POLICY_MAP: "close", "drop_newest", ...; the values of the
+ *  option limits.queue_policy); "unknown" otherwise. Static storage. Any
+ *  thread. Since 0.1.0. */
+WSG_API const char *wsg_queue_policy_str(wsg_queue_policy policy);
+
+/** Give one connection its own queue policy instead of the server's
+ *  limits.queue_policy (say, drop_newest for a dashboard, close for a
+ *  client that must see everything). The queue limit, the close code and
+ *  the water marks stay the server's. Applied on the service thread, in
+ *  order with sends; messages already queued stay. WSG_INFO_QUEUE_POLICY
+ *  reads it back.
+ *  @return WSG_OK, WSG_EINVAL (not a wsg_queue_policy value), WSG_ENOTFOUND,
+ *  WSG_ECLOSED (closing). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_set_queue_policy(wsg_server *server, wsg_conn_id conn,
+                                             wsg_queue_policy policy);
+
+/** A connection's send queue fell to limits.queue_low_water_bytes or below
+ *  after having passed limits.queue_high_water_bytes: the client caught up,
+ *  and an application that paused sending to it may resume. Called once per
+ *  such crossing, never for a connection that is closing. `queued_bytes` is
+ *  what is still queued (data and control frames). Sending from the callback
+ *  is allowed. Service thread. Since 0.1.0. */
+typedef void (*wsg_drain_fn)(wsg_server *server, wsg_conn_id conn, size_t queued_bytes, void *user);
+
+/** Register the drain callback (same rules as wsg_server_on_open: before the
+ *  server listens; NULL unregisters). Pair it with WSG_INFO_QUEUED_BYTES: an
+ *  application that stops sending to a connection whose queue is above the
+ *  high-water mark and resumes on drain never loses a message to a queue
+ *  policy. @return WSG_OK, WSG_ESTATE (listening or running), WSG_EINVAL.
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_on_drain(wsg_server *server, wsg_drain_fn fn, void *user,
+                                       wsg_free_fn user_free);
 
 /* ------------------------------------------------------------------ */
 /* Topics, users and sets of connections                               */
@@ -589,14 +658,17 @@ typedef enum wsg_info_key {
     WSG_INFO_DURATION_MS = 8,     /**< int: time connected when the snapshot was taken */
     WSG_INFO_MESSAGES_IN = 9,     /**< int: whole messages received */
     WSG_INFO_BYTES_IN = 10,       /**< int: message payload bytes received */
-    WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages queued to this connection */
-    WSG_INFO_BYTES_OUT = 12,      /**< int: message payload bytes queued */
+    WSG_INFO_MESSAGES_OUT = 11,   /**< int: messages sent to this connection (queued; those a queue policy dropped included) */
+    WSG_INFO_BYTES_OUT = 12,      /**< int: payload bytes of those messages */
     WSG_INFO_ID = 13,             /**< int: the connection id */
     WSG_INFO_RTT_US = 14,         /**< int: latest ping round trip in microseconds, -1 before the first pong. Since 0.1.0 */
     WSG_INFO_TLS_SUBJECT = 15,    /**< string: verified client certificate subject (RFC 2253), "" if none. Since 0.1.0 */
     WSG_INFO_USER_ID = 16,        /**< string: authenticated user id (JWT user claim or authenticator), "" if none. Since 0.1.0 */
     WSG_INFO_CLAIMS = 17,         /**< string: the verified JWT's claims as JSON text, "" without a JWT. Since 0.1.0 */
     WSG_INFO_COMPRESSION = 18,    /**< int: 1 when permessage-deflate was negotiated (compression.enabled), else 0. Since 0.1.0 */
+    WSG_INFO_QUEUED_BYTES = 19,   /**< int: bytes waiting in the connection's send queue (data and control frames, not yet handed to the kernel). Since 0.1.0 */
+    WSG_INFO_MESSAGES_DROPPED = 20, /**< int: messages the queue policy dropped (drop_newest, drop_oldest, conflate; counted in MESSAGES_OUT too). Since 0.1.0 */
+    WSG_INFO_QUEUE_POLICY = 21,   /**< int: the connection's wsg_queue_policy (the server's, or its own from wsg_conn_set_queue_policy). Since 0.1.0 */
     WSG_INFO_MAX_ = 0x7fffffff /* keeps the enum int-sized */
 } wsg_info_key;
 

@@ -77,6 +77,12 @@ std::string valid_cidrs(std::string_view v) {
 
 constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
 
+// "|close|drop_newest|...": the policies of the header's list, in its order
+// (the table points past the first bar).
+#define WSG_QUEUE_POLICY_CHOICE_(name, value, text, doc) "|" text
+constexpr char kQueuePolicyChoices[] = WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_CHOICE_);
+#undef WSG_QUEUE_POLICY_CHOICE_
+
 // Keep sorted by section; README's option table is generated from this.
 const std::vector<OptionDef> kTable = {
     {"listen.host", OptType::String, "", 0, 0, nullptr,
@@ -128,8 +134,26 @@ const std::vector<OptionDef> kTable = {
      "(counted and logged).",
      nullptr},
     {"limits.max_queue_bytes", OptType::Int, "16777216", 1 * kKiB, 64 * kGiB, nullptr,
-     "Bytes queued to one connection before it is closed with 1013 (a peer that stopped "
-     "reading).",
+     "Bytes one connection's send queue may hold (data and control frames not yet taken by "
+     "the kernel); a message that would pass it meets limits.queue_policy.",
+     nullptr},
+    {"limits.queue_policy", OptType::Enum, "close", 0, 0, kQueuePolicyChoices + 1,
+     "What a full send queue does with one more message: close the connection "
+     "(limits.queue_close_code), drop_newest (that message), drop_oldest (the oldest whole "
+     "messages queued), conflate (while behind, the latest message per topic). "
+     "wsg_conn_set_queue_policy overrides it per connection.",
+     nullptr},
+    {"limits.queue_close_code", OptType::Int, "1013", 1008, 4999, "1008|1013|4000..4999",
+     "Close code of a connection whose queue overflowed under limits.queue_policy=close: 1013 "
+     "(try again later), 1008 (policy violation), or one of your own protocol (4000..4999).",
+     nullptr},
+    {"limits.queue_high_water_bytes", OptType::Int, "0", 0, 64 * kGiB, nullptr,
+     "Queued bytes above which a connection is behind: conflate starts, and on_drain fires once "
+     "it is back at the low-water mark. At most limits.max_queue_bytes; 0: half of it.",
+     nullptr},
+    {"limits.queue_low_water_bytes", OptType::Int, "0", 0, 64 * kGiB, nullptr,
+     "Queued bytes at or below which a connection that was behind has caught up (on_drain, the "
+     "queue_recovered event). Below the high-water mark; 0: a quarter of it.",
      nullptr},
     {"compression.enabled", OptType::Bool, "false", 0, 0, nullptr,
      "Offer permessage-deflate (RFC 7692) to clients that ask. Inbound messages are bounded "
@@ -282,6 +306,29 @@ bool parse_bool(std::string s, bool *out) {
     return false;
 }
 
+// An Int option with choices takes only the values listed: numbers and
+// MIN..MAX ranges separated by '|' (its range column stays MIN..MAX, the
+// bounds of the list; its doc names the values).
+bool int_in_choices(const char *choices, int64_t v) {
+    std::string_view all(choices);
+    while (!all.empty()) {
+        size_t bar = all.find('|');
+        std::string item(all.substr(0, bar));
+        size_t dots = item.find("..");
+        int64_t lo = 0, hi = 0;
+        if (dots == std::string::npos) {
+            lo = hi = std::strtoll(item.c_str(), nullptr, 10);
+        } else {
+            lo = std::strtoll(item.substr(0, dots).c_str(), nullptr, 10);
+            hi = std::strtoll(item.substr(dots + 2).c_str(), nullptr, 10);
+        }
+        if (v >= lo && v <= hi) return true;
+        if (bar == std::string_view::npos) break;
+        all.remove_prefix(bar + 1);
+    }
+    return false;
+}
+
 bool enum_has(const char *choices, std::string_view v) {
     std::string_view all(choices);
     while (!all.empty()) {
@@ -416,6 +463,9 @@ wsg_status wsg_config::set_int(const char *key, int64_t v) {
     if (v < d.min || v > d.max)
         return fail(WSG_EINVAL, std::string("option '") + key + "': " + std::to_string(v) +
                                     " is out of range " + option_range_text(i));
+    if (d.choices && !int_in_choices(d.choices, v))
+        return fail(WSG_EINVAL, std::string("option '") + key + "': " + std::to_string(v) +
+                                    " is not one of " + d.choices);
     values[i].i = v;
     values[i].set = true;
     return WSG_OK;

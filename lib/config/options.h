@@ -19,7 +19,9 @@ struct OptionDef {
     const char *default_text;
     int64_t min;          // Int only
     int64_t max;          // Int only
-    const char *choices;  // Enum only: "a|b|c"
+    // Enum: "a|b|c". Int (optional): the only values allowed within
+    // min..max, numbers and ranges, e.g. "1008|1013|4000..4999".
+    const char *choices;
     const char *doc;
     // Extra check for String values; returns an empty string when valid,
     // otherwise what is wrong (the caller adds the key).

@@ -19,6 +19,14 @@ std::vector<std::string> split_list(const std::string &s) {
     return out;
 }
 
+bool queue_policy_from_name(const std::string &name, wsg_queue_policy *out) {
+#define WSG_QUEUE_POLICY_FROM_NAME_(id, value, text, doc) \
+    if (name == text) return *out = WSG_QUEUE_##id, true;
+    WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_FROM_NAME_)
+#undef WSG_QUEUE_POLICY_FROM_NAME_
+    return false;
+}
+
 Settings::Settings(const wsg_config &c)
     : host(c.string_of("listen.host")),
       port(static_cast<int>(c.int_of("listen.port"))),
@@ -54,6 +62,12 @@ Settings::Settings(const wsg_config &c)
     message_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.messages_per_s")),
                                         static_cast<uint32_t>(c.int_of("limits.message_burst")));
     rate_drop = c.string_of("limits.rate_policy") == "drop";
+    queue_policy_from_name(c.string_of("limits.queue_policy"), &queue_policy);  // validated on set
+    queue_close_code = static_cast<int>(c.int_of("limits.queue_close_code"));
+    queue_high_water = static_cast<size_t>(c.int_of("limits.queue_high_water_bytes"));
+    if (!queue_high_water) queue_high_water = max_queue_bytes / 2;
+    queue_low_water = static_cast<size_t>(c.int_of("limits.queue_low_water_bytes"));
+    if (!queue_low_water) queue_low_water = queue_high_water / 4;
     // A cookie is sent by the browser on any page's behalf: a cross-site
     // page must not ride on it, so the Origin becomes mandatory.
     if (auth.enabled() && auth.from_cookie) require_origin = true;
@@ -87,6 +101,13 @@ std::string Settings::check() const {
         return "tls.key_file and tls.ca_file need tls.cert_file (TLS is off without it)";
     if (tls_client_auth != "none" && tls_files.ca_file.empty())
         return "tls.client_auth=" + tls_client_auth + " needs tls.ca_file (the CAs that sign client certificates)";
+    if (queue_high_water > max_queue_bytes)
+        return "limits.queue_high_water_bytes (" + std::to_string(queue_high_water) +
+               ") must not exceed limits.max_queue_bytes (" + std::to_string(max_queue_bytes) + ")";
+    if (queue_low_water >= queue_high_water)
+        return "limits.queue_low_water_bytes (" + std::to_string(queue_low_water) +
+               ") must be below limits.queue_high_water_bytes (" + std::to_string(queue_high_water) +
+               "; when 0 it is half of limits.max_queue_bytes)";
     if (ping_interval_ms > 0 && pong_wait_ms > 0 && pong_wait_ms <= ping_interval_ms)
         return "heartbeat.pong_wait_ms (" + std::to_string(pong_wait_ms) +
                ") must exceed heartbeat.ping_interval_ms (" + std::to_string(ping_interval_ms) +

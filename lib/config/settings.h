@@ -23,6 +23,9 @@ struct HeartbeatTimes {
             close_wait_ms = 0;
 };
 
+// A queue policy by its name (WSG_QUEUE_POLICY_MAP); false when unknown.
+bool queue_policy_from_name(const std::string &name, wsg_queue_policy *out);
+
 // Comma-separated items, trimmed of spaces and tabs, empty ones dropped.
 std::vector<std::string> split_list(const std::string &s);
 
@@ -36,6 +39,11 @@ struct Settings {
     size_t max_message_bytes = 0;
     size_t max_connections = 0;
     size_t max_queue_bytes = 0;
+    // What a full send queue does (limits.queue_policy), the close code of
+    // the close policy, and the water marks with their defaults applied.
+    wsg_queue_policy queue_policy = WSG_QUEUE_CLOSE;
+    int queue_close_code = 1013;
+    size_t queue_high_water = 0, queue_low_water = 0;
     int log_level = 0;
     size_t rx_buffer_bytes = 0;
     size_t write_batch_bytes = 0;

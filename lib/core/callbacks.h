@@ -39,6 +39,7 @@ struct AppCallbacks {
     Callback<wsg_close_fn> on_close;
     Callback<wsg_log_fn> on_log;
     Callback<wsg_auth_fn> on_auth;
+    Callback<wsg_drain_fn> on_drain;
 };
 
 }  // namespace wsgate

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "config/settings.h"
 #include "core/topics.h"
@@ -75,13 +76,18 @@ struct ConnShared {
     int64_t opened_mono_ms = 0;   // monotonic; the Unix time of the upgrade is derived from it
     // Written by the service thread only, read by any thread.
     std::atomic<uint64_t> msgs_in{0}, bytes_in{0}, msgs_out{0}, bytes_out{0};
+    std::atomic<uint64_t> msgs_dropped{0};  // by the queue policy
+    std::atomic<uint64_t> queued_bytes{0};  // data and control frames in the queues
     std::atomic<int64_t> rtt_us{-1};
     std::atomic<void *> user{nullptr};
     uint16_t peer_port = 0;
     bool deflate = false;  // permessage-deflate negotiated
-    // Set by wsg_conn_close() off the service thread before its command
-    // runs, so later sends and closes already answer WSG_ECLOSED.
+    // Set once a close is decided: by wsg_conn_close() off the service
+    // thread before its command runs, and by the service thread whenever it
+    // decides one (backpressure, timeouts, refusals, the peer, a stop), so
+    // later sends and closes answer WSG_ECLOSED at once on every thread.
     std::atomic<bool> close_requested{false};
+    std::atomic<uint8_t> queue_policy{WSG_QUEUE_CLOSE};  // a wsg_queue_policy
 
     std::string_view fact(ConnFact f) const { return facts.get(f); }
 };
@@ -90,6 +96,30 @@ struct ConnShared {
 inline void bump(std::atomic<uint64_t> &c, uint64_t n) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
+
+// The key under which `conflate` keeps only the latest queued message (a
+// topic); shared by every queue the message goes to.
+using ConflateKey = std::shared_ptr<const std::string>;
+
+// A connection that fell behind: its queue passed the high-water mark and
+// has not yet come back to the low-water mark, or its queue policy is
+// dropping messages. Lives in Conn::Extra only meanwhile.
+struct Backlog {
+    bool behind = false;    // passed the high-water mark: on_drain once back at the low
+    bool dropping = false;  // an overflow episode, logged when it starts and ends
+    uint64_t dropped_before = 0;  // msgs_dropped when the episode started
+    int64_t since_ms = 0;         // when it started
+    // conflate: the message of each key queued since the connection fell
+    // behind, by the sequence number of its first frame in Conn::queue. The
+    // entry holds that frame, so no other frame can take its address: the
+    // frame found at `seq` is this one, or the entry is stale (written).
+    struct Latest {
+        ConflateKey key;
+        uint64_t seq = 0;
+        FrameRef first;
+    };
+    std::unordered_map<std::string_view, Latest> latest;  // views of Latest::key
+};
 
 // What happens to a connection's close, in order.
 enum class CloseStage : uint8_t {
@@ -112,7 +142,7 @@ struct Conn : LinkOwner, ConnShared {
     // an idle connection keeps none.
     std::unique_ptr<proto::FrameReader> reader;
     FrameQueue queue;    // data frames
-    FrameQueue control;  // pongs: written before data, never dropped for backpressure
+    FrameQueue control;  // pongs: written before data, never dropped by a queue policy
 
     // What few connections need, or need only for a while, made on first
     // need and freed when it holds nothing again (trim_extra).
@@ -122,9 +152,13 @@ struct Conn : LinkOwner, ConnShared {
         std::unique_ptr<MessageRateLimiter> rate;  // with limits.messages_per_s
         std::string close_reason;            // set with a close
         int64_t token_deadline_ms = 0;       // the JWT expires (plus grace) then
-        std::vector<Subscription> topics;    // see core/topics.h
+        std::unique_ptr<Backlog> backlog;    // while behind or dropping
     };
-    std::unique_ptr<Extra> extra;
+    std::unique_ptr<Extra> extra;  // service thread only
+    // Its topics (see core/topics.h), while it has any. Apart from Extra:
+    // guarded by Registry::mu, so a connection's info can list them from
+    // any thread while the service thread makes and frees Extra freely.
+    std::unique_ptr<std::vector<Subscription>> subs;
 
     // Heartbeat (the timer is LinkOwner's). Times are Clock milliseconds; 0 = none.
     const HeartbeatTimes *times = nullptr;  // the server's, or this connection's own
@@ -168,7 +202,7 @@ struct Conn : LinkOwner, ConnShared {
     // Frees the extra state once nothing in it is needed.
     void trim_extra() {
         if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && extra->close_reason.empty() &&
-            !extra->token_deadline_ms && extra->topics.empty())
+            !extra->token_deadline_ms && !extra->backlog)
             extra.reset();
     }
     const std::string &reason() const {
@@ -180,6 +214,10 @@ struct Conn : LinkOwner, ConnShared {
         more().close_reason = std::move(r);
     }
     int64_t token_deadline_ms() const { return extra ? extra->token_deadline_ms : 0; }
+    Backlog *backlog() const { return extra ? extra->backlog.get() : nullptr; }
+    wsg_queue_policy policy() const {
+        return static_cast<wsg_queue_policy>(queue_policy.load(std::memory_order_relaxed));
+    }
 };
 
 template <int N>

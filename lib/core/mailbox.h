@@ -61,10 +61,15 @@ struct SetTimeout {
     int64_t value;
 };
 struct ReloadTls {};
+struct SetQueuePolicy {
+    wsg_conn_id id;
+    wsg_queue_policy policy;
+};
 }  // namespace cmd
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
-                             cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::SetTimeout, cmd::ReloadTls>;
+                             cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::SetTimeout, cmd::ReloadTls,
+                             cmd::SetQueuePolicy>;
 
 class Mailbox {
 public:

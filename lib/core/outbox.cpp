@@ -6,8 +6,9 @@
 
 namespace wsgate {
 
-Outbox::Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat)
-    : cfg_(cfg), transport_(transport), log_(log), clock_(clock), heartbeat_(heartbeat) {
+Outbox::Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat,
+               AppCallbacks &app)
+    : cfg_(cfg), transport_(transport), log_(log), clock_(clock), heartbeat_(heartbeat), app_(app) {
     scratch_.resize(cfg_.write_batch_bytes);
 }
 
@@ -58,20 +59,33 @@ void Outbox::want_writable(Conn *c) {
 
 void Outbox::deliver(Conn *c, OutMessage &m) {
     if (c->closing) return;
-    for (const FrameRef &f : frames_for(c, m)) c->queue.push(f);
+    const FrameList &frames = frames_for(c, m);
     bump(c->msgs_out, 1);
     bump(c->bytes_out, m.payload);
-    const size_t queued = c->queue.bytes() + c->control.bytes();
-    if (queued > cfg_.max_queue_bytes) {
-        // The peer stopped reading: drop what it will never get and close.
-        LogFields f;
-        f["conn"] = c->id;
-        f["queued_bytes"] = queued;
-        f["limit"] = cfg_.max_queue_bytes;
-        log_.emit(LogEvent::backpressure, f);
-        close(c, 1013, "send queue full", WSG_CAUSE_BACKPRESSURE, true);
-        return;
+    size_t need = 0;
+    for (const FrameRef &f : frames) need += f->size();
+    const bool keyed = m.conflate_key && c->policy() == WSG_QUEUE_CONFLATE;
+    const Backlog *b = c->backlog();
+    if (keyed && b && b->behind && conflate(c, frames, need, m.conflate_key)) return;
+    if (queued(c) + need > cfg_.max_queue_bytes && overflow(c, need)) return;
+    uint64_t first = 0;
+    for (size_t i = 0; i < frames.size(); i++) {
+        uint64_t seq = c->queue.push(frames[i]);
+        if (i == 0) first = seq;
     }
+    enqueued(c);
+    // Behind (perhaps only now): the next message with this key takes its place.
+    Backlog *now = c->backlog();
+    if (keyed && now && now->behind) {
+        // Erased first: the map's key is a view of the entry's own string.
+        std::string_view name(*m.conflate_key);
+        now->latest.erase(name);
+        now->latest.emplace(name, Backlog::Latest{m.conflate_key, first, frames[0]});
+    }
+}
+
+void Outbox::enqueued(Conn *c) {
+    grew(c);
     const int64_t wait = c->times->write_wait_ms;
     if (wait && !c->write_deadline_ms) {
         c->write_deadline_ms = clock_.now_ms() + wait;
@@ -80,9 +94,150 @@ void Outbox::deliver(Conn *c, OutMessage &m) {
     mark(c);
 }
 
+bool Outbox::overflow(Conn *c, size_t need) {
+    const size_t limit = cfg_.max_queue_bytes;
+    switch (c->policy()) {
+    case WSG_QUEUE_CLOSE: {
+        // The peer stopped reading: drop what it will never get and close.
+        LogFields f;
+        f["conn"] = c->id;
+        f["queued_bytes"] = queued(c) + need;
+        f["limit"] = limit;
+        log_.emit(LogEvent::backpressure, f);
+        close(c, cfg_.queue_close_code, "send queue full", WSG_CAUSE_BACKPRESSURE, true);
+        return true;
+    }
+    case WSG_QUEUE_DROP_OLDEST: {
+        // Whole messages only: the rest of one whose first frames are out
+        // (at the front) must follow them, and control frames are not ours
+        // to drop. Nothing goes unless enough can go.
+        uint64_t oldest = 0;
+        if (!c->queue.oldest_whole_message(&oldest)) break;
+        size_t kept = c->control.bytes();
+        for (uint64_t s = c->queue.front_seq(); s < oldest; s++)
+            if (const Frame *f = c->queue.at(s)) kept += f->size();
+        if (kept + need > limit) break;
+        uint64_t n = 0;
+        while (queued(c) + need > limit && c->queue.oldest_whole_message(&oldest)) {
+            c->queue.remove_message(oldest);
+            n++;
+        }
+        dropped(c, n);
+        return false;
+    }
+    case WSG_QUEUE_DROP_NEWEST:
+    case WSG_QUEUE_CONFLATE:  // a message without a key, or a key seen for the first time
+    case WSG_QUEUE_POLICY_MAX_: break;
+    }
+    dropped(c, 1);
+    return true;
+}
+
+bool Outbox::conflate(Conn *c, const FrameList &frames, size_t need, const ConflateKey &key) {
+    Backlog &b = *c->backlog();
+    auto it = b.latest.find(std::string_view(*key));
+    if (it == b.latest.end()) return false;
+    Backlog::Latest &l = it->second;
+    if (c->queue.at(l.seq) != l.first.get()) {  // written (or begun) meanwhile
+        b.latest.erase(it);
+        return false;
+    }
+    size_t old_frames = 0, old_bytes = 0;
+    for (uint64_t s = l.seq;; s++) {
+        const Frame *f = c->queue.at(s);
+        if (!f) break;
+        old_frames++;
+        old_bytes += f->size();
+        if (FrameQueue::ends_message(f)) break;
+    }
+    if (queued(c) - old_bytes + need > cfg_.max_queue_bytes) {
+        // Even in the old one's room the new one does not fit: drop_newest.
+        dropped(c, 1);
+        return true;
+    }
+    if (frames.size() <= old_frames) {
+        // In its place: the update goes out as early as the old one would have.
+        size_t i = 0;
+        for (const FrameRef &f : frames) c->queue.replace(l.seq + i++, f);
+        for (; i < old_frames; i++) c->queue.remove(l.seq + i);
+    } else {
+        // More fragments than the old one had room for: at the back.
+        c->queue.remove_message(l.seq);
+        for (size_t i = 0; i < frames.size(); i++) {
+            uint64_t seq = c->queue.push(frames[i]);
+            if (i == 0) l.seq = seq;
+        }
+    }
+    l.first = frames[0];
+    dropped(c, 1);
+    enqueued(c);
+    return true;
+}
+
+Backlog &Outbox::backlog(Conn *c) {
+    Conn::Extra &x = c->more();
+    if (!x.backlog) x.backlog = std::make_unique<Backlog>();
+    return *x.backlog;
+}
+
+void Outbox::dropped(Conn *c, uint64_t n) {
+    if (!n) return;
+    Backlog &b = backlog(c);
+    if (!b.dropping) {
+        b.dropping = true;
+        b.dropped_before = c->msgs_dropped.load(std::memory_order_relaxed);
+        b.since_ms = clock_.now_ms();
+        LogFields f;
+        f["conn"] = c->id;
+        f["policy"] = wsg_queue_policy_str(c->policy());
+        f["queued_bytes"] = queued(c);
+        f["limit"] = cfg_.max_queue_bytes;
+        log_.emit(LogEvent::queue_overflow, f);
+    }
+    bump(c->msgs_dropped, n);
+}
+
+void Outbox::grew(Conn *c) {
+    const size_t q = queued(c);
+    c->queued_bytes.store(q, std::memory_order_relaxed);
+    // Behind only while the socket takes nothing more: a burst written
+    // within the same event never was.
+    if (q > cfg_.queue_high_water && c->writable_requested) backlog(c).behind = true;
+}
+
+void Outbox::settle(Conn *c) {
+    const size_t q = queued(c);
+    c->queued_bytes.store(q, std::memory_order_relaxed);
+    if (q > cfg_.queue_high_water) {
+        if (c->writable_requested) backlog(c).behind = true;
+    } else if (q <= cfg_.queue_low_water && c->backlog()) {
+        end_backlog(c, q);
+    }
+}
+
+void Outbox::end_backlog(Conn *c, size_t q) {
+    // Over before anything is reported: a callback that sends starts afresh.
+    std::unique_ptr<Backlog> b = std::move(c->extra->backlog);
+    c->trim_extra();
+    if (b->dropping) {
+        LogFields f;
+        f["conn"] = c->id;
+        f["policy"] = wsg_queue_policy_str(c->policy());
+        f["dropped"] = c->msgs_dropped.load(std::memory_order_relaxed) - b->dropped_before;
+        f["duration_ms"] = clock_.now_ms() - b->since_ms;
+        f["queued_bytes"] = q;
+        log_.emit(LogEvent::queue_recovered, f);
+    }
+    if (b->behind && !c->closing && app_.on_drain.fn)
+        app_.on_drain.fn(app_.server, c->id, q, app_.on_drain.user);
+}
+
 void Outbox::pong(Conn *c, const uint8_t *payload, size_t len) {
-    if (c->close_stage != CloseStage::Open) return;  // a close is on its way: pongs are moot
+    // Our close frame still waits: the pong goes out before it. Once it is
+    // written, or when the peer closed, pongs are moot.
+    if (c->close_stage != CloseStage::Open && c->close_stage != CloseStage::Queued) return;
     c->control.push(FrameBuilder::control(0xA, payload, len));
+    grew(c);
     mark(c);
 }
 
@@ -95,11 +250,15 @@ void Outbox::ping(Conn *c) {
 void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause cause, bool drop_queued) {
     if (c->closing) return;
     c->closing = true;
+    c->close_requested.store(true);
     c->close_stage = CloseStage::Queued;
     c->close_code = static_cast<uint16_t>(code);
     c->set_reason(reason);
     c->set_cause(cause);
-    if (drop_queued) c->queue.clear();
+    if (drop_queued) {
+        c->queue.clear();
+        c->queued_bytes.store(queued(c), std::memory_order_relaxed);
+    }
     // The close frame waits behind the queue: bound that wait by write
     // progress (write_wait) or, with write_wait off, by close_wait.
     const int64_t now = clock_.now_ms();
@@ -119,12 +278,14 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
         // The peer closes first: report its code, echo it (RFC 6455 5.5.1),
         // send nothing more, and close the TCP connection once the reply is out.
         c->closing = true;
+        c->close_requested.store(true);
         c->close_stage = CloseStage::Replying;
         c->set_cause(WSG_CAUSE_PEER);
         c->close_code = static_cast<uint16_t>(code);
         c->set_reason(std::string(reinterpret_cast<const char *>(reason), len));
         c->queue.clear();
         c->control.clear();
+        c->queued_bytes.store(0, std::memory_order_relaxed);
         c->ping_due = false;
         if (c->times->write_wait_ms) {
             c->write_deadline_ms = clock_.now_ms() + c->times->write_wait_ms;
@@ -137,6 +298,7 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
         c->close_stage = CloseStage::Replying;
         c->queue.clear();
         c->control.clear();
+        c->queued_bytes.store(0, std::memory_order_relaxed);
         mark(c);
         return true;
     case CloseStage::Sent:
@@ -206,6 +368,13 @@ bool Outbox::on_writable(Conn *c) {
 }
 
 bool Outbox::write_some(Conn *c) {
+    if (!write_queued(c)) return false;
+    // Last: on_drain may send (or close) from here.
+    if (c->link && !c->closing) settle(c);
+    return true;
+}
+
+bool Outbox::write_queued(Conn *c) {
     if (!c->link) return true;
     if (c->close_stage == CloseStage::Done) return false;
     if (c->close_stage == CloseStage::Sent) {

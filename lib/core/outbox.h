@@ -1,10 +1,12 @@
 // The outbox: everything a connection sends. Messages are queued as shared,
 // pre-built frames (a broadcast is framed, and compressed, once) and written
 // when the socket can take them, many whole frames per write. Control frames
-// (pong, ping, close) go out between data frames, never inside one, and are
-// never dropped for backpressure. It also runs our side of the close
-// handshake. `deliver(targets, message)` is the one door for every send:
-// one connection, a broadcast, topics and the cluster alike.
+// (pong, ping, close) go out before queued data, never inside a message's
+// frames, and no queue policy drops them. A queue that is full applies the
+// connection's policy (close, drop_newest, drop_oldest, conflate); a queue
+// that fell behind and caught up calls on_drain. It also runs our side of
+// the close handshake. `deliver(targets, message)` is the one door for
+// every send: one connection, a broadcast, topics and the cluster alike.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "config/settings.h"
+#include "core/callbacks.h"
 #include "core/conn.h"
 #include "core/heartbeat.h"
 #include "observe/log.h"
@@ -31,6 +34,9 @@ struct OutMessage {
     FrameList frames;
     size_t payload = 0;
     std::vector<std::pair<int, FrameList>> deflated;  // window bits -> frames (empty: does not pay)
+    // Set by the publisher (a topic): under the conflate policy, a
+    // connection that is behind keeps only the latest message per key.
+    ConflateKey conflate_key;
 
     OutMessage() = default;
     // Bytes its plain frames take in a queue.
@@ -45,7 +51,8 @@ struct OutMessage {
 
 class Outbox {
 public:
-    Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat);
+    Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat,
+           AppCallbacks &app);
 
     // Queues the message to every target that is open and not closing.
     template <class Targets>
@@ -75,10 +82,31 @@ public:
 
 private:
     const FrameList &frames_for(Conn *c, OutMessage &m);
+    // Queue policies. Each returns true when the message (of `need` bytes)
+    // was handled, false when it is to be queued as usual.
+    bool overflow(Conn *c, size_t need);
+    bool conflate(Conn *c, const FrameList &frames, size_t need, const ConflateKey &key);
+    // The queue policy dropped `n` messages: counted, and the first drop of
+    // an episode logged.
+    void dropped(Conn *c, uint64_t n);
+    size_t queued(const Conn *c) const { return c->queue.bytes() + c->control.bytes(); }
+    // Output was queued: published, bounded by the write deadline, written
+    // at the next flush.
+    void enqueued(Conn *c);
+    // After the queues grew: publishes their size and notes passing the
+    // high-water mark while the socket is full.
+    void grew(Conn *c);
+    // After a write: publishes the size, notes passing the high-water mark
+    // while the socket is full; back at the low-water mark, the backlog ends
+    // (on_drain, the queue_recovered event).
+    void settle(Conn *c);
+    Backlog &backlog(Conn *c);
+    void end_backlog(Conn *c, size_t queued);
     // Output is queued: written at the next flush().
     void mark(Conn *c);
     void want_writable(Conn *c);
-    bool write_some(Conn *c);
+    bool write_some(Conn *c);   // write_queued, then settle
+    bool write_queued(Conn *c);
     // Writes queued frames, controls first, as one batch.
     bool write_batch(Conn *c);
     void note_progress(Conn *c, bool pending);
@@ -88,6 +116,7 @@ private:
     Logger &log_;
     Clock &clock_;
     Heartbeat &heartbeat_;
+    AppCallbacks &app_;
     std::vector<uint8_t> scratch_;  // one coalesced write
     std::vector<std::unique_ptr<Deflater>> deflaters_;  // by window bits, made on first need
     std::vector<Conn *> dirty_;  // output queued during the current event (null: finished since)

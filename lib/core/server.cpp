@@ -24,7 +24,7 @@ Server::Server(Settings settings, wsg_server *self)
       heartbeat_(wheel_),
       transport_(&events_),
       admission_(cfg_),
-      outbox_(cfg_, transport_, log, clock_, heartbeat_),
+      outbox_(cfg_, transport_, log, clock_, heartbeat_, app),
       inbox_(cfg_, outbox_, app, log, clock_),
       gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_),
       mailbox_(transport_) {
@@ -337,6 +337,7 @@ void Server::on_transport_error(const std::string &message) {
 // ---------------------------------------------------------------- ends
 
 void Server::finish(Conn *c) {
+    c->close_requested.store(true);
     if (!c->closing) {
         c->closing = true;
         c->close_code = 1006;
@@ -359,6 +360,7 @@ void Server::finish(Conn *c) {
         f["bytes_in"] = c->bytes_in.load();
         f["msgs_out"] = c->msgs_out.load();
         f["bytes_out"] = c->bytes_out.load();
+        if (uint64_t dropped = c->msgs_dropped.load()) f["msgs_dropped"] = dropped;
         log.emit(LogEvent::close, f);
     }
     wheel_.cancel(&c->timer);
@@ -382,6 +384,7 @@ void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause 
         c->set_reason(reason);
     }
     c->closing = true;
+    c->close_requested.store(true);
     c->set_cause(cause);
     Link *link = c->link;
     finish(c);
@@ -484,8 +487,13 @@ void Server::execute(cmd::Publish &c) {
     const Topic *t = topics_.find(c.topic);
     if (!t) return;
     // Delivering never changes the member list (a close takes effect at
-    // the connection's end), so it is walked as it is.
-    for (const Topic::Member &m : t->members) outbox_.deliver(m.conn, c.msg);
+    // the connection's end), so it is walked as it is. The topic is the
+    // conflation key, made only when a subscriber conflates.
+    for (const Topic::Member &m : t->members) {
+        if (!c.msg.conflate_key && m.conn->policy() == WSG_QUEUE_CONFLATE)
+            c.msg.conflate_key = std::make_shared<const std::string>(c.topic);
+        outbox_.deliver(m.conn, c.msg);
+    }
 }
 
 void Server::execute(cmd::UserSend &c) {
@@ -508,6 +516,11 @@ void Server::execute(cmd::SetTimeout &c) {
     const int64_t now = clock_.now_ms();
     heartbeat_.override(conn, c.key, c.value, now);
     on_timer(&conn->timer, now);
+}
+
+void Server::execute(cmd::SetQueuePolicy &c) {
+    Conn *conn = registry_.get(c.id);
+    if (conn) conn->queue_policy.store(static_cast<uint8_t>(c.policy), std::memory_order_relaxed);
 }
 
 void Server::execute(cmd::ReloadTls &) {
@@ -616,6 +629,20 @@ wsg_status Server::set_timeout(wsg_conn_id id, const char *key, int64_t value) {
             on_timer(&c->timer, now);
         },
         [&] { return Command(cmd::SetTimeout{id, key, value}); });
+}
+
+wsg_status Server::set_queue_policy(wsg_conn_id id, wsg_queue_policy policy) {
+    bool known = false;
+#define WSG_QUEUE_POLICY_KNOWN_(name, value, text, doc) known = known || policy == WSG_QUEUE_##name;
+    WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_KNOWN_)
+#undef WSG_QUEUE_POLICY_KNOWN_
+    if (!known)
+        return fail(WSG_EINVAL, "queue policy " + std::to_string(static_cast<int>(policy)) +
+                                    " is unknown: use WSG_QUEUE_CLOSE, WSG_QUEUE_DROP_NEWEST, "
+                                    "WSG_QUEUE_DROP_OLDEST or WSG_QUEUE_CONFLATE");
+    return dispatch(
+        id, false, [&](Conn *c) { c->queue_policy.store(static_cast<uint8_t>(policy), std::memory_order_relaxed); },
+        [&] { return Command(cmd::SetQueuePolicy{id, policy}); });
 }
 
 wsg_status Server::reload_tls() {
@@ -811,8 +838,11 @@ wsg_status Server::conn_info(wsg_conn_id id, wsg_conn_info *info) {
         info->id = static_cast<int64_t>(c->id);
         info->rtt_us = c->rtt_us.load(std::memory_order_relaxed);
         info->compression = c->deflate ? 1 : 0;
-        if (c->extra)
-            for (const Subscription &sub : c->extra->topics) info->topics.push_back(sub.topic->name);
+        info->queued_bytes = static_cast<int64_t>(c->queued_bytes.load(std::memory_order_relaxed));
+        info->msgs_dropped = static_cast<int64_t>(c->msgs_dropped.load());
+        info->queue_policy = c->queue_policy.load(std::memory_order_relaxed);
+        if (c->subs)
+            for (const Subscription &sub : *c->subs) info->topics.push_back(sub.topic->name);
     });
 }
 

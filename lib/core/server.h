@@ -36,6 +36,7 @@ struct wsg_conn_info {
     int64_t id = 0;
     int64_t rtt_us = -1;
     int64_t compression = 0;
+    int64_t queued_bytes = 0, msgs_dropped = 0, queue_policy = 0;
     std::vector<std::string> topics;
 };
 
@@ -82,6 +83,7 @@ public:
     wsg_status user_close(const char *user, int code, const char *reason);
     wsg_status user_conn_ids(const char *user, wsg_conn_id *ids, size_t capacity, size_t *count);
     wsg_status set_timeout(wsg_conn_id id, const char *key, int64_t value);
+    wsg_status set_queue_policy(wsg_conn_id id, wsg_queue_policy policy);
     wsg_status reload_tls();
     size_t conn_count() const { return registry_.count(); }
     size_t conn_ids(wsg_conn_id *ids, size_t capacity);
@@ -168,6 +170,7 @@ private:
     void execute(cmd::Stop &c);
     void execute(cmd::SetTimeout &c);
     void execute(cmd::ReloadTls &c);
+    void execute(cmd::SetQueuePolicy &c);
     // Runs direct(conn) at once on the service thread; elsewhere checks the
     // id under the registry lock and posts make() for the loop.
     template <class Direct, class Make>

@@ -18,7 +18,8 @@ std::string check_topic(std::string_view name) {
 }
 
 bool TopicIndex::subscribe(Conn *c, std::string_view name) {
-    std::vector<Subscription> &subs = c->more().topics;
+    if (!c->subs) c->subs = std::make_unique<std::vector<Subscription>>();
+    std::vector<Subscription> &subs = *c->subs;
     for (const Subscription &s : subs)
         if (s.topic->name == name) return false;
     std::unique_ptr<Topic> &slot = topics_[std::string(name)];
@@ -33,12 +34,12 @@ bool TopicIndex::subscribe(Conn *c, std::string_view name) {
 }
 
 bool TopicIndex::unsubscribe(Conn *c, std::string_view name) {
-    if (!c->extra) return false;
-    std::vector<Subscription> &subs = c->extra->topics;
+    if (!c->subs) return false;
+    std::vector<Subscription> &subs = *c->subs;
     for (uint32_t i = 0; i < subs.size(); i++) {
         if (subs[i].topic->name != name) continue;
         remove(c, i);
-        c->trim_extra();
+        if (subs.empty()) c->subs.reset();
         return true;
     }
     return false;
@@ -48,14 +49,14 @@ bool TopicIndex::unsubscribe(Conn *c, std::string_view name) {
 // fixing the positions of the entries that moved; a topic left without
 // members is forgotten (publishing to it is then one failed lookup).
 void TopicIndex::remove(Conn *c, uint32_t i) {
-    std::vector<Subscription> &subs = c->extra->topics;
+    std::vector<Subscription> &subs = *c->subs;
     Topic *t = subs[i].topic;
     const uint32_t pos = subs[i].pos;
     // Out of the topic's members.
     Topic::Member moved = t->members.back();
     t->members[pos] = moved;
     t->members.pop_back();
-    if (pos < t->members.size()) moved.conn->extra->topics[moved.pos].pos = pos;
+    if (pos < t->members.size()) (*moved.conn->subs)[moved.pos].pos = pos;
     // Out of the connection's subscriptions.
     Subscription last = subs.back();
     subs[i] = last;
@@ -65,8 +66,9 @@ void TopicIndex::remove(Conn *c, uint32_t i) {
 }
 
 void TopicIndex::drop_all(Conn *c) {
-    if (!c->extra) return;
-    while (!c->extra->topics.empty()) remove(c, static_cast<uint32_t>(c->extra->topics.size() - 1));
+    if (!c->subs) return;
+    while (!c->subs->empty()) remove(c, static_cast<uint32_t>(c->subs->size() - 1));
+    c->subs.reset();
 }
 
 const Topic *TopicIndex::find(std::string_view name) const {

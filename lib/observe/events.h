@@ -17,10 +17,19 @@
       "peer, peer_port, path, status, reason (the HTTP answer to a refused upgrade, or to a request "   \
       "for a static page with another method than GET or HEAD)")                                       \
     X(page, DEBUG, "peer, peer_port, method, path, status, bytes (a static page served: `wsg_server_add_page`)") \
-    X(close, INFO, "conn, peer, peer_port, code, cause, reason, duration_ms, msgs/bytes in/out")     \
+    X(close, INFO,                                                                                    \
+      "conn, peer, peer_port, code, cause, reason, duration_ms, msgs/bytes in/out, msgs_dropped "    \
+      "(when a queue policy dropped some)")                                                           \
     X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
     X(backpressure, WARN,                                                                             \
-      "conn, queued_bytes, limit (the send queue passed `limits.max_queue_bytes`; close 1013)")      \
+      "conn, queued_bytes, limit (the send queue would pass `limits.max_queue_bytes` under "         \
+      "`limits.queue_policy=close`; close `limits.queue_close_code`)")                                \
+    X(queue_overflow, WARN,                                                                           \
+      "conn, policy, queued_bytes, limit (a full send queue started dropping messages: "              \
+      "drop_newest, drop_oldest or conflate; once per episode, never per message)")                   \
+    X(queue_recovered, INFO,                                                                          \
+      "conn, policy, dropped, duration_ms, queued_bytes (the episode ended: the queue is back at "   \
+      "`limits.queue_low_water_bytes`; dropped counts its messages)")                                 \
     X(rate_limited, WARN,                                                                             \
       "conn, dropped_total (`limits.rate_policy=drop`: once per 1,000 dropped messages)")            \
     X(bad_compression, WARN, "conn, message (why the permessage-deflate data was refused; close 1007)") \

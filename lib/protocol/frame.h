@@ -25,6 +25,7 @@ public:
         if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) std::free(this);
     }
     uint8_t *data() { return reinterpret_cast<uint8_t *>(this + 1); }
+    const uint8_t *data() const { return reinterpret_cast<const uint8_t *>(this + 1); }
     size_t size() const { return len_; }
     size_t payload() const { return payload_; }
 
@@ -123,36 +124,99 @@ private:
 // FIFO of frames. It lives in every connection, so while empty it is one
 // null pointer and holds no memory: its storage is allocated by the first
 // push and freed when the last frame leaves. Amortised O(1) push and pop.
+//
+// Each frame gets a sequence number when pushed, which names it while it is
+// queued, so a queue policy can take a queued message out (remove) or put a
+// newer one in its place (replace) without moving the others: a frame taken
+// out leaves a hole that front() and pop() skip. Numbers restart once the
+// queue has been empty.
 class FrameQueue {
 public:
     bool empty() const { return !r_; }
     size_t bytes() const { return r_ ? r_->bytes : 0; }
-    size_t count() const { return r_ ? r_->items.size() - r_->head : 0; }
-    void push(FrameRef f) {
+    size_t count() const { return r_ ? r_->live : 0; }  // frames queued (holes not counted)
+    uint64_t push(FrameRef f) {
         if (!r_) r_ = std::make_unique<Ring>();
         r_->bytes += f->size();
+        r_->live++;
         r_->items.push_back(std::move(f));
+        return r_->base + r_->items.size() - 1;
     }
     Frame *front() const { return r_->items[r_->head].get(); }
-    void pop() {
-        Ring &r = *r_;
-        r.bytes -= r.items[r.head]->size();
-        r.items[r.head] = FrameRef();
-        if (++r.head == r.items.size()) {
-            r_.reset();
-        } else if (r.head >= 64 && r.head * 2 >= r.items.size()) {
-            r.items.erase(r.items.begin(), r.items.begin() + static_cast<std::ptrdiff_t>(r.head));
-            r.head = 0;
-        }
-    }
+    uint64_t front_seq() const { return r_->base + r_->head; }
+    void pop() { take(r_->head); }
     void clear() { r_.reset(); }
+
+    // The frame numbered `seq`, or null when it is not queued (any more).
+    Frame *at(uint64_t seq) const {
+        if (!r_ || seq < r_->base + r_->head || seq - r_->base >= r_->items.size()) return nullptr;
+        return r_->items[seq - r_->base].get();
+    }
+    // Takes the frame numbered `seq` out (it must be queued).
+    void remove(uint64_t seq) { take(seq - r_->base); }
+    // Puts `f` in place of the frame numbered `seq` (which must be queued).
+    void replace(uint64_t seq, FrameRef f) {
+        FrameRef &slot = r_->items[seq - r_->base];
+        r_->bytes = r_->bytes - slot->size() + f->size();
+        slot = std::move(f);
+    }
+
+    // Data frames know their message: the first carries the opcode, the
+    // last the FIN bit (RFC 6455 5.4).
+    static bool opens_message(const Frame *f) { return (f->data()[0] & 0x0f) != 0; }
+    static bool ends_message(const Frame *f) { return (f->data()[0] & 0x80) != 0; }
+    // The number of the first frame of the oldest message none of whose
+    // frames has left (front() may be the rest of a message being written);
+    // false when there is none.
+    bool oldest_whole_message(uint64_t *seq) const {
+        if (!r_) return false;
+        for (size_t i = r_->head; i < r_->items.size(); i++) {
+            const Frame *f = r_->items[i].get();
+            if (f && opens_message(f)) {
+                *seq = r_->base + i;
+                return true;
+            }
+        }
+        return false;
+    }
+    // Takes out the message whose first frame is numbered `seq` (its frames
+    // are queued one after the other); returns its bytes.
+    size_t remove_message(uint64_t seq) {
+        size_t removed = 0;
+        while (Frame *f = at(seq)) {
+            const bool last = ends_message(f);
+            removed += f->size();
+            remove(seq++);
+            if (last) break;
+        }
+        return removed;
+    }
 
 private:
     struct Ring {
         std::vector<FrameRef> items;
-        size_t head = 0;
+        size_t head = 0;     // items before it have left
+        uint64_t base = 0;   // sequence number of items[0]
         size_t bytes = 0;
+        size_t live = 0;     // items that are not holes
     };
+    // Empties slot i; then the front moves past holes, and the storage goes
+    // once nothing is left.
+    void take(size_t i) {
+        Ring &r = *r_;
+        r.bytes -= r.items[i]->size();
+        r.items[i] = FrameRef();
+        if (--r.live == 0) {
+            r_.reset();
+            return;
+        }
+        while (!r.items[r.head]) r.head++;
+        if (r.head >= 64 && r.head * 2 >= r.items.size()) {
+            r.items.erase(r.items.begin(), r.items.begin() + static_cast<std::ptrdiff_t>(r.head));
+            r.base += r.head;
+            r.head = 0;
+        }
+    }
     std::unique_ptr<Ring> r_;
 };
 static_assert(sizeof(FrameQueue) == sizeof(void *), "an empty FrameQueue costs one pointer");

@@ -1,6 +1,6 @@
 // Internal unit tests of the core's building blocks: server frame encoding
 // and fragmentation (FrameBuilder), shared frame references and the send
-// queue (FrameRef, FrameQueue), the incremental UTF-8 validator (checked
+// queue (FrameRef, FrameQueue with its numbered frames and holes), the incremental UTF-8 validator (checked
 // against an independent reference decoder), and the generational
 // connection registry.
 //
@@ -365,6 +365,157 @@ void test_frame_queue_survives_100k_interleaved_push_pop(void **) {
     }
     assert_true(q.empty());
     assert_int_equal(q.bytes(), 0);
+}
+
+// Sequence numbers, holes and whole messages (what the queue policies use).
+
+// Frames of one message split into `parts` fragments (opcode, then continuations).
+std::vector<FrameRef> fragments(size_t parts, uint32_t seed) {
+    std::vector<uint8_t> in = pattern(parts * 1000, seed);
+    FrameList l = FrameBuilder::message(2, in.data(), in.size(), 1000 + 4);
+    assert_int_equal(l.size(), parts);
+    std::vector<FrameRef> out;
+    for (const FrameRef &r : l) out.push_back(r);
+    return out;
+}
+
+void test_frame_queue_numbers_frames_until_they_leave(void **) {
+    FrameQueue q;
+    assert_null(q.at(0));
+    std::vector<FrameRef> f;
+    for (uint32_t i = 0; i < 5; i++) f.push_back(make_frame(10 + i, i));
+    for (uint64_t i = 0; i < 5; i++) assert_int_equal(q.push(f[i]), i);
+    for (uint64_t i = 0; i < 5; i++) assert_ptr_equal(q.at(i), f[i].get());
+    assert_null(q.at(5));
+    assert_int_equal(q.front_seq(), 0);
+    q.pop();
+    assert_null(q.at(0));  // left
+    assert_int_equal(q.front_seq(), 1);
+    assert_ptr_equal(q.at(1), f[1].get());
+    assert_int_equal(q.push(f[0]), 5);
+    while (!q.empty()) q.pop();
+    // Numbers restart once the queue has been empty.
+    assert_int_equal(q.push(f[2]), 0);
+}
+
+void test_frame_queue_remove_leaves_a_hole_that_front_and_pop_skip(void **) {
+    FrameQueue q;
+    std::vector<FrameRef> f;
+    size_t total = 0;
+    for (uint32_t i = 0; i < 6; i++) {
+        f.push_back(make_frame(100 + i, i));
+        total += f.back()->size();
+        q.push(f.back());
+    }
+    q.remove(2);
+    q.remove(3);
+    total -= f[2]->size() + f[3]->size();
+    assert_int_equal(q.count(), 4);
+    assert_int_equal(q.bytes(), total);
+    assert_null(q.at(2));
+    q.remove(0);  // the front: the next frame becomes the front
+    assert_ptr_equal(q.front(), f[1].get());
+    assert_int_equal(q.front_seq(), 1);
+    q.pop();  // skips the holes at 2 and 3
+    assert_ptr_equal(q.front(), f[4].get());
+    assert_int_equal(q.front_seq(), 4);
+    assert_int_equal(q.count(), 2);
+    q.remove(5);
+    q.remove(4);  // the last frame: storage released
+    assert_true(q.empty());
+    assert_int_equal(q.bytes(), 0);
+}
+
+void test_frame_queue_replace_keeps_the_place_and_counts_bytes(void **) {
+    FrameQueue q;
+    FrameRef a = make_frame(10, 1), b = make_frame(20, 2), c = make_frame(3000, 3);
+    q.push(a);
+    q.push(b);
+    q.replace(0, c);
+    assert_ptr_equal(q.front(), c.get());
+    assert_int_equal(q.count(), 2);
+    assert_int_equal(q.bytes(), c->size() + b->size());
+    q.pop();
+    assert_ptr_equal(q.front(), b.get());
+}
+
+void test_frame_queue_finds_the_oldest_whole_message(void **) {
+    FrameQueue q;
+    std::vector<FrameRef> m1 = fragments(3, 1), m2 = fragments(2, 2);
+    FrameRef m3 = make_frame(50, 3);
+    assert_true(FrameQueue::opens_message(m1[0].get()));
+    assert_false(FrameQueue::ends_message(m1[0].get()));
+    assert_false(FrameQueue::opens_message(m1[1].get()));
+    assert_true(FrameQueue::ends_message(m1[2].get()));
+    uint64_t seq = 99;
+    assert_false(q.oldest_whole_message(&seq));
+    for (const FrameRef &r : m1) q.push(r);
+    for (const FrameRef &r : m2) q.push(r);
+    q.push(m3);
+    assert_true(q.oldest_whole_message(&seq));
+    assert_int_equal(seq, 0);
+    // m1's first fragment is written: the rest of m1 is not a whole message.
+    q.pop();
+    assert_true(q.oldest_whole_message(&seq));
+    assert_int_equal(seq, 3);
+    // Removing m2 takes both its fragments and stops at its last one.
+    size_t want = m2[0]->size() + m2[1]->size();
+    assert_int_equal(q.remove_message(seq), want);
+    assert_int_equal(q.count(), 3);
+    assert_ptr_equal(q.front(), m1[1].get());
+    assert_true(q.oldest_whole_message(&seq));
+    assert_int_equal(seq, 5);
+    assert_ptr_equal(q.at(seq), m3.get());
+    assert_int_equal(q.remove_message(seq), m3->size());
+    assert_false(q.oldest_whole_message(&seq));  // only m1's rest is left
+    q.pop();
+    q.pop();
+    assert_true(q.empty());
+}
+
+void test_frame_queue_with_holes_matches_a_model(void **) {
+    // Push, pop, remove and replace at random against a model that keeps
+    // (number, frame) pairs, through several compactions and empty phases.
+    std::vector<FrameRef> pool;
+    for (uint32_t i = 0; i < 23; i++) pool.push_back(make_frame(i * 17 + 1, i));
+    FrameQueue q;
+    std::deque<std::pair<uint64_t, Frame *>> model;
+    Rng rng(7);
+    for (int op = 0; op < 100000; op++) {
+        int phase = (op / 900) % 3;
+        uint32_t r = rng.below(100);
+        if (model.empty() || (phase == 0 ? r < 70 : phase == 1 ? r < 25 : r < 45)) {
+            const FrameRef &f = pool[rng.below(static_cast<uint32_t>(pool.size()))];
+            uint64_t seq = q.push(f);
+            if (!model.empty()) assert_true(seq > model.back().first);
+            model.emplace_back(seq, f.get());
+        } else if (r < 75) {
+            q.pop();
+            model.pop_front();
+        } else {
+            size_t at = rng.below(static_cast<uint32_t>(model.size()));
+            if (r < 88) {
+                q.remove(model[at].first);
+                model.erase(model.begin() + static_cast<std::ptrdiff_t>(at));
+            } else {
+                const FrameRef &f = pool[rng.below(static_cast<uint32_t>(pool.size()))];
+                q.replace(model[at].first, f);
+                model[at].second = f.get();
+            }
+        }
+        size_t bytes = 0;
+        for (const auto &e : model) bytes += e.second->size();
+        if (q.count() != model.size() || q.bytes() != bytes || q.empty() != model.empty()) {
+            print_error("op %d: count %zu/%zu bytes %zu/%zu\n", op, q.count(), model.size(), q.bytes(), bytes);
+            fail();
+        }
+        if (!model.empty()) {
+            assert_ptr_equal(q.front(), model.front().second);
+            assert_int_equal(q.front_seq(), model.front().first);
+            const auto &e = model[rng.below(static_cast<uint32_t>(model.size()))];
+            assert_ptr_equal(q.at(e.first), e.second);
+        }
+    }
 }
 
 // ------------------------------------------------------------------ UTF-8
@@ -1009,6 +1160,11 @@ int main() {
         cmocka_unit_test(test_frame_queue_is_fifo_with_exact_byte_accounting),
         cmocka_unit_test(test_frame_queue_clear_drops_everything),
         cmocka_unit_test(test_frame_queue_survives_100k_interleaved_push_pop),
+        cmocka_unit_test(test_frame_queue_numbers_frames_until_they_leave),
+        cmocka_unit_test(test_frame_queue_remove_leaves_a_hole_that_front_and_pop_skip),
+        cmocka_unit_test(test_frame_queue_replace_keeps_the_place_and_counts_bytes),
+        cmocka_unit_test(test_frame_queue_finds_the_oldest_whole_message),
+        cmocka_unit_test(test_frame_queue_with_holes_matches_a_model),
         cmocka_unit_test(test_utf8_accepts_valid_samples),
         cmocka_unit_test(test_utf8_rejects_invalid_samples),
         cmocka_unit_test(test_utf8_truncated_sequence_is_incomplete),

@@ -17,7 +17,7 @@ if ! diff -u "$tmp/readme.md" "$tmp/table.md"; then
   exit 1
 fi
 
-for table in events causes statuses; do
+for table in events causes statuses policies; do
   "$lists" "$table" > "$tmp/$table.want"
   sed -n "/<!-- $table-table:begin -->/,/<!-- $table-table:end -->/p" "$readme" | sed '1d;$d' > "$tmp/$table.have"
   [ -s "$tmp/$table.have" ] || { echo "README.md has no $table table (<!-- $table-table:begin -->)" >&2; exit 1; }

@@ -1,6 +1,7 @@
 // Prints one of the README's generated tables as Markdown, from the list it
 // comes from: `events` (lib/observe/events.h), `causes`
-// (WSG_CLOSE_CAUSE_MAP) or `statuses` (WSG_STATUS_MAP). README.md holds the
+// (WSG_CLOSE_CAUSE_MAP), `statuses` (WSG_STATUS_MAP) or `policies`
+// (WSG_QUEUE_POLICY_MAP). README.md holds the
 // output between "<NAME>-table" markers; the readme test keeps them equal
 // and scripts/update-readme.sh rewrites them.
 #include <cstdio>
@@ -64,6 +65,17 @@ int main(int argc, char **argv) {
 #undef ROW
         return 0;
     }
-    std::fprintf(stderr, "usage: %s events|causes|statuses\n", argv[0]);
+    if (!std::strcmp(which, "policies")) {
+        std::puts("| `limits.queue_policy` | value | what a full send queue does |");
+        std::puts("|---|---|---|");
+#define ROW(name, value, text, doc)                                   \
+    std::printf("| `%s` | `WSG_QUEUE_%s` (%d) | ", text, #name, value); \
+    cell(doc);                                                        \
+    std::puts(" |");
+        WSG_QUEUE_POLICY_MAP(ROW)
+#undef ROW
+        return 0;
+    }
+    std::fprintf(stderr, "usage: %s events|causes|statuses|policies\n", argv[0]);
     return 2;
 }

@@ -1,0 +1,346 @@
+// Internal unit tests of the outbox's queue policies (lib/core/outbox.h):
+// what a full queue keeps under close, drop_newest, drop_oldest and
+// conflate, in which order, what is counted and what is logged. The
+// connections have no transport link, so nothing is written and the queue
+// is exactly what deliver() left: every case is deterministic (the C ABI
+// tests in test_delivery.c cover the policies end to end, with publish,
+// writes, drains and control frames).
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <csetjmp>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/options.h"
+#include "config/settings.h"
+#include "core/callbacks.h"
+#include "core/conn.h"
+#include "core/heartbeat.h"
+#include "core/outbox.h"
+#include "core/wheel.h"
+#include "observe/log.h"
+#include "transport/transport.h"
+
+// Last: cmocka's fail() macro would rewrite std::ios::fail() in the headers above.
+extern "C" {
+#include <cmocka.h>
+}
+
+using namespace wsgate;
+
+namespace {
+
+class FakeClock : public Clock {
+public:
+    int64_t now_ms() override { return t; }
+    int64_t t = 1000000;
+};
+
+// One outbox with its parts, and connections without a link.
+struct Rig {
+    explicit Rig(std::vector<std::string> options) : settings(config(options)) {
+        log.set_min_level(WSG_LOG_DEBUG);
+        log.set_sink(&Rig::on_log, this);
+    }
+    ~Rig() {
+        for (auto &c : conns) wheel.cancel(&c->timer);
+    }
+
+    static wsg_config config(const std::vector<std::string> &options) {
+        wsg_config cfg;
+        // No write deadline: these connections are never written.
+        cfg.set_from_string("heartbeat.write_wait_ms=0");
+        for (const std::string &o : options) assert_int_equal(cfg.set_from_string(o.c_str()), WSG_OK);
+        return cfg;
+    }
+    static void on_log(wsg_server *, wsg_log_level, const char *event, const char *json, size_t len, void *user) {
+        static_cast<Rig *>(user)->events.emplace_back(std::string(event) + " " + std::string(json, len));
+    }
+
+    Conn *conn(wsg_queue_policy policy) {
+        conns.push_back(std::make_unique<Conn>());
+        Conn *c = conns.back().get();
+        c->id = conns.size();
+        c->times = &settings.heartbeat;
+        c->queue_policy.store(static_cast<uint8_t>(policy));
+        // As a socket the kernel takes nothing more from: what is queued stays.
+        c->writable_requested = true;
+        return c;
+    }
+    // A binary message of `len` bytes whose payload starts with `tag`.
+    void send(Conn *c, char tag, size_t len = 1000, const char *key = nullptr) {
+        std::string payload(len, '.');
+        payload[0] = tag;
+        OutMessage m(WSG_MSG_BINARY, payload.data(), payload.size(), settings.write_batch_bytes);
+        if (key) m.conflate_key = std::make_shared<const std::string>(key);
+        outbox.deliver(c, m);
+    }
+    // The first payload byte of every queued message, in order.
+    static std::string tags(const Conn *c) {
+        std::string out;
+        if (c->queue.empty()) return out;
+        size_t seen = 0;
+        for (uint64_t s = c->queue.front_seq(); seen < c->queue.count(); s++) {
+            const Frame *f = c->queue.at(s);
+            if (!f) continue;  // a hole
+            seen++;
+            if (FrameQueue::opens_message(f))
+                out += static_cast<char>(f->data()[FrameBuilder::header_size(f->payload())]);
+        }
+        return out;
+    }
+    int count(const char *event) const {
+        int n = 0;
+        for (const std::string &e : events)
+            if (e.compare(0, std::strlen(event) + 1, std::string(event) + " ") == 0) n++;
+        return n;
+    }
+    std::string last(const char *event) const {
+        for (auto it = events.rbegin(); it != events.rend(); ++it)
+            if (it->compare(0, std::strlen(event) + 1, std::string(event) + " ") == 0) return *it;
+        return "";
+    }
+
+    Settings settings;
+    FakeClock clock;
+    TimingWheel wheel{100, 64, clock.t};
+    Heartbeat heartbeat{wheel};
+    Transport transport{nullptr};
+    Logger log;
+    AppCallbacks app;
+    Outbox outbox{settings, transport, log, clock, heartbeat, app};
+    std::vector<std::unique_ptr<Conn>> conns;
+    std::vector<std::string> events;
+};
+
+constexpr size_t kFramed = 1004;  // a 1000-byte message: 4 bytes of header
+
+void test_drop_newest_keeps_what_is_queued(void **) {
+    Rig r({"limits.max_queue_bytes=4096", "limits.queue_policy=drop_newest"});
+    Conn *c = r.conn(WSG_QUEUE_DROP_NEWEST);
+    for (char t : std::string("abcdefg")) r.send(c, t);
+    assert_string_equal(Rig::tags(c).c_str(), "abcd");
+    assert_int_equal(c->msgs_out.load(), 7);
+    assert_int_equal(c->msgs_dropped.load(), 3);
+    assert_int_equal(c->queued_bytes.load(), 4 * kFramed);
+    // A smaller message still fits in what is left.
+    r.send(c, 'h', 70);
+    assert_string_equal(Rig::tags(c).c_str(), "abcdh");
+    // Logged once for the whole episode, with the policy.
+    assert_int_equal(r.count("queue_overflow"), 1);
+    assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"policy\":\"drop_newest\""));
+    assert_int_equal(r.count("queue_recovered"), 0);
+    assert_false(c->closing);
+}
+
+void test_drop_oldest_drops_whole_messages_from_the_front(void **) {
+    Rig r({"limits.max_queue_bytes=4096"});
+    Conn *c = r.conn(WSG_QUEUE_DROP_OLDEST);
+    for (char t : std::string("abcdef")) r.send(c, t);
+    assert_string_equal(Rig::tags(c).c_str(), "cdef");
+    assert_int_equal(c->msgs_dropped.load(), 2);
+    assert_int_equal(c->queued_bytes.load(), 4 * kFramed);
+    // A message three times as large makes room for itself: three go.
+    r.send(c, 'g', 3000);
+    assert_string_equal(Rig::tags(c).c_str(), "fg");
+    assert_int_equal(c->msgs_dropped.load(), 5);
+    assert_int_equal(r.count("queue_overflow"), 1);
+    assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"policy\":\"drop_oldest\""));
+}
+
+void test_drop_oldest_never_drops_a_message_being_written(void **) {
+    // Fragments of 1000 bytes: a 2,500-byte message is three frames.
+    Rig r({"limits.max_queue_bytes=4096", "tuning.write_batch_bytes=1024"});
+    Conn *c = r.conn(WSG_QUEUE_DROP_OLDEST);
+    r.send(c, 'a', 2500);
+    r.send(c, 'b', 500);
+    assert_int_equal(c->queue.count(), 4);
+    // a's first fragment went out: its other two must follow it.
+    c->queue.pop();
+    r.send(c, 'c', 2200);  // needs room: b goes, not a's rest
+    assert_int_equal(c->msgs_dropped.load(), 1);
+    assert_false(FrameQueue::opens_message(c->queue.front()));
+    assert_int_equal(c->queue.count(), 5);  // a's last two fragments, then c's three
+    assert_string_equal(Rig::tags(c).c_str(), "c");
+    // Nothing whole can make room for a message this large: it is dropped
+    // itself, and c stays.
+    r.send(c, 'd', 3000);
+    assert_int_equal(c->msgs_dropped.load(), 2);
+    assert_int_equal(c->queue.count(), 5);
+    assert_string_equal(Rig::tags(c).c_str(), "c");
+}
+
+void test_conflate_replaces_a_topic_in_its_place_while_behind(void **) {
+    Rig r({"limits.max_queue_bytes=16384", "limits.queue_high_water_bytes=2048",
+           "limits.queue_low_water_bytes=1024"});
+    Conn *c = r.conn(WSG_QUEUE_CONFLATE);
+    r.send(c, 'A', 1000, "a");  // a1
+    r.send(c, 'B', 1000, "b");  // b1: 2008 queued, not behind yet
+    assert_null(c->backlog());
+    assert_string_equal(Rig::tags(c).c_str(), "AB");
+    r.send(c, 'C', 1000, "a");  // a2: passes the high-water mark
+    assert_non_null(c->backlog());
+    assert_true(c->backlog()->behind);
+    // Messages queued before the connection fell behind stay; from now on
+    // the latest of each topic replaces the one queued since.
+    r.send(c, 'D', 1000, "b");  // b2
+    r.send(c, 'E', 1000, "a");  // a3 replaces a2, in its place
+    r.send(c, 'F', 1000, "b");  // b3 replaces b2
+    r.send(c, 'G', 1000, "a");  // a4 replaces a3
+    assert_string_equal(Rig::tags(c).c_str(), "ABGF");
+    assert_int_equal(c->msgs_dropped.load(), 3);
+    assert_int_equal(c->msgs_out.load(), 7);
+    assert_int_equal(c->queued_bytes.load(), 4 * kFramed);
+    // A message without a key is queued as usual while it fits.
+    r.send(c, 'x', 1000);
+    assert_string_equal(Rig::tags(c).c_str(), "ABGFx");
+    // A different size in the same place: the byte count follows.
+    r.send(c, 'H', 10, "a");
+    assert_string_equal(Rig::tags(c).c_str(), "ABHFx");
+    assert_int_equal(c->queued_bytes.load(), 4 * kFramed + 12);
+    assert_int_equal(r.count("queue_overflow"), 1);
+    assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"policy\":\"conflate\""));
+}
+
+void test_conflate_drops_what_does_not_fit_like_drop_newest(void **) {
+    Rig r({"limits.max_queue_bytes=4096", "limits.queue_high_water_bytes=1024",
+           "limits.queue_low_water_bytes=512"});
+    Conn *c = r.conn(WSG_QUEUE_CONFLATE);
+    r.send(c, 'A', 1000, "a");
+    r.send(c, 'B', 1000, "b");  // behind from here
+    r.send(c, 'C', 1000, "c");
+    r.send(c, 'D', 1000, "d");
+    assert_string_equal(Rig::tags(c).c_str(), "ABCD");
+    // Full. Without a key, or with a key not queued since: dropped.
+    r.send(c, 'x', 1000);
+    r.send(c, 'E', 1000, "e");
+    assert_string_equal(Rig::tags(c).c_str(), "ABCD");
+    assert_int_equal(c->msgs_dropped.load(), 2);
+    // With a key queued since: replaced (the queue stays full).
+    r.send(c, 'F', 1000, "c");
+    assert_string_equal(Rig::tags(c).c_str(), "ABFD");
+    // Larger than the room of the one it replaces: dropped, the queued one stays.
+    r.send(c, 'G', 1100, "d");
+    assert_string_equal(Rig::tags(c).c_str(), "ABFD");
+    assert_int_equal(c->msgs_dropped.load(), 4);
+}
+
+void test_conflate_puts_a_longer_message_at_the_back(void **) {
+    Rig r({"limits.max_queue_bytes=65536", "limits.queue_high_water_bytes=1024",
+           "limits.queue_low_water_bytes=512", "tuning.write_batch_bytes=1024"});
+    Conn *c = r.conn(WSG_QUEUE_CONFLATE);
+    r.send(c, 'A', 1000, "a");
+    r.send(c, 'B', 1000, "b");  // behind
+    r.send(c, 'C', 1000, "c");
+    // Three fragments cannot take the place of one: the old one goes and
+    // the new one is queued last.
+    r.send(c, 'D', 2500, "b");
+    assert_string_equal(Rig::tags(c).c_str(), "ACD");
+    assert_int_equal(c->queue.count(), 5);
+    // And a shorter one takes the longer one's place, leaving holes.
+    r.send(c, 'E', 10, "b");
+    assert_string_equal(Rig::tags(c).c_str(), "ACE");
+    assert_int_equal(c->queue.count(), 3);
+    assert_int_equal(c->queued_bytes.load(), 2 * kFramed + 12);
+    assert_int_equal(c->msgs_dropped.load(), 2);
+}
+
+void test_conflate_forgets_a_message_once_it_is_being_written(void **) {
+    Rig r({"limits.max_queue_bytes=65536", "limits.queue_high_water_bytes=1024",
+           "limits.queue_low_water_bytes=512"});
+    Conn *c = r.conn(WSG_QUEUE_CONFLATE);
+    r.send(c, 'A', 1000, "a");
+    r.send(c, 'B', 1000, "b");  // behind; b recorded
+    c->queue.pop();             // A written
+    c->queue.pop();             // B written: no longer replaceable
+    r.send(c, 'C', 1000, "b");
+    assert_string_equal(Rig::tags(c).c_str(), "C");
+    assert_int_equal(c->msgs_dropped.load(), 0);
+    r.send(c, 'D', 1000, "b");
+    assert_string_equal(Rig::tags(c).c_str(), "D");
+    assert_int_equal(c->msgs_dropped.load(), 1);
+}
+
+void test_a_fast_client_is_never_conflated(void **) {
+    // Below the high-water mark every message is kept, keys or not.
+    Rig r({"limits.max_queue_bytes=65536"});
+    Conn *c = r.conn(WSG_QUEUE_CONFLATE);
+    for (char t : std::string("abcdefgh")) r.send(c, t, 100, "same");
+    assert_string_equal(Rig::tags(c).c_str(), "abcdefgh");
+    assert_int_equal(c->msgs_dropped.load(), 0);
+    assert_null(c->extra.get());
+}
+
+void test_close_policy_closes_with_the_configured_code(void **) {
+    Rig r({"limits.max_queue_bytes=4096", "limits.queue_close_code=4000"});
+    Conn *c = r.conn(WSG_QUEUE_CLOSE);
+    for (char t : std::string("abcd")) r.send(c, t);
+    assert_false(c->closing);
+    assert_false(c->close_requested.load());
+    r.send(c, 'e');
+    assert_true(c->closing);
+    assert_true(c->close_requested.load());  // other threads' sends now get WSG_ECLOSED
+    assert_int_equal(c->close_code, 4000);
+    assert_int_equal(c->close_cause(), WSG_CAUSE_BACKPRESSURE);
+    assert_true(c->queue.empty());
+    assert_int_equal(c->queued_bytes.load(), 0);
+    assert_int_equal(c->msgs_dropped.load(), 0);  // nothing dropped: the connection ends
+    assert_int_equal(r.count("backpressure"), 1);
+    assert_int_equal(r.count("queue_overflow"), 0);
+    // Later sends are ignored.
+    r.send(c, 'f');
+    assert_true(c->queue.empty());
+}
+
+void test_pongs_are_never_dropped_by_any_policy(void **) {
+    for (wsg_queue_policy p : {WSG_QUEUE_DROP_NEWEST, WSG_QUEUE_DROP_OLDEST, WSG_QUEUE_CONFLATE, WSG_QUEUE_CLOSE}) {
+        Rig r({"limits.max_queue_bytes=4096"});
+        Conn *c = r.conn(p);
+        for (char t : std::string("abcd")) r.send(c, t);
+        const uint8_t ping[4] = {1, 2, 3, 4};
+        for (int i = 0; i < 10; i++) r.outbox.pong(c, ping, sizeof ping);
+        // Past the limit: control frames do not wait for room.
+        assert_int_equal(c->control.count(), 10);
+        assert_int_equal(c->queued_bytes.load(), 4 * kFramed + 10 * 6);
+        assert_false(c->closing);
+        assert_string_equal(Rig::tags(c).c_str(), "abcd");
+    }
+}
+
+void test_policy_of_each_connection_is_its_own(void **) {
+    Rig r({"limits.max_queue_bytes=2048"});
+    Conn *a = r.conn(WSG_QUEUE_DROP_NEWEST), *b = r.conn(WSG_QUEUE_DROP_OLDEST);
+    for (char t : std::string("xyz")) {
+        r.send(a, t);
+        r.send(b, t);
+    }
+    assert_string_equal(Rig::tags(a).c_str(), "xy");
+    assert_string_equal(Rig::tags(b).c_str(), "yz");
+    // Switched at run time: applies to the next message.
+    a->queue_policy.store(WSG_QUEUE_DROP_OLDEST);
+    r.send(a, 'w');
+    assert_string_equal(Rig::tags(a).c_str(), "yw");
+    assert_int_equal(r.count("queue_overflow"), 2);  // one episode per connection
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_drop_newest_keeps_what_is_queued),
+        cmocka_unit_test(test_drop_oldest_drops_whole_messages_from_the_front),
+        cmocka_unit_test(test_drop_oldest_never_drops_a_message_being_written),
+        cmocka_unit_test(test_conflate_replaces_a_topic_in_its_place_while_behind),
+        cmocka_unit_test(test_conflate_drops_what_does_not_fit_like_drop_newest),
+        cmocka_unit_test(test_conflate_puts_a_longer_message_at_the_back),
+        cmocka_unit_test(test_conflate_forgets_a_message_once_it_is_being_written),
+        cmocka_unit_test(test_a_fast_client_is_never_conflated),
+        cmocka_unit_test(test_close_policy_closes_with_the_configured_code),
+        cmocka_unit_test(test_pongs_are_never_dropped_by_any_policy),
+        cmocka_unit_test(test_policy_of_each_connection_is_its_own),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
