@@ -1,6 +1,7 @@
 """Delivery policies and backpressure from Python, with real clients that
 stop reading: Connection.queue_policy (names from the header's list),
-queued_bytes and messages_dropped, @server.on_drain once per crossing.
+queued_bytes and messages_dropped, @server.on_drain once per crossing, and
+wsgate.aio sends that wait while a connection is behind.
 
 How a queue is filled deterministically (as tests/core/test_delivery.c
 does): the client stops reading (a small receive buffer, and websockets
@@ -16,7 +17,8 @@ import time
 import pytest
 
 import wsgate
-from conftest import connect, recv, run, url_of
+from wsgate.aio import AsyncServer
+from conftest import TIMEOUT, connect, recv, run, url_of
 
 FILLER = b"z" * 32768
 TEXT = 1000  # payload of one numbered text: 1,004 bytes framed
@@ -221,4 +223,217 @@ def test_on_drain_runs_once_per_crossing(make_server, caplog):
             assert conn.messages_dropped == 0 and not conn.closed
         finally:
             await ws.close()
+    run(body())
+
+
+# ---------------------------------------------------------------- wsgate.aio
+
+HIGH, LOW = 262144, 65536
+CHUNK = 16384
+CHUNK_FRAMED = CHUNK + 4
+
+
+def make_aio(**options):
+    opts = dict(QUIET, **{"limits.max_queue_bytes": 1048576,
+                          "limits.queue_high_water_bytes": HIGH,
+                          "limits.queue_low_water_bytes": LOW,
+                          # Overshooting the queue would drop, visibly.
+                          "limits.queue_policy": "drop_newest"})
+    opts.update(options)
+    return AsyncServer(host="127.0.0.1", port=0, options=opts)
+
+
+def chunk(i):
+    return i.to_bytes(4, "big") + b"c" * (CHUNK - 4)
+
+
+class QueueWatch:
+    """Samples a connection's queue every millisecond while it runs."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.peak = 0
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self):
+        while True:
+            try:
+                self.peak = max(self.peak, self.conn.queued_bytes)
+            except wsgate.WsgateError:
+                return
+            await asyncio.sleep(0.001)
+
+    async def stop(self):
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+
+async def stalled_until_idle(progress, quiet=0.3):
+    """Waits until progress() stops changing for `quiet` seconds."""
+    last, since = progress(), time.monotonic()
+    deadline = time.monotonic() + TIMEOUT / 2
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "never stalled"
+        await asyncio.sleep(0.02)
+        now = progress()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def test_aio_send_waits_while_behind_and_resumes_when_the_client_reads():
+    server = make_aio()
+    opened = []
+    server.on_open(opened.append)
+    total = 200  # 3.2 MiB: far more than the queue limit and the kernel's buffers
+
+    async def body():
+        async with server:
+            ws = await stalled_client(server.port)
+            await until(lambda: opened)
+            conn = opened[0]
+            # The AsyncConnection reads and sets the policy too.
+            assert conn.queue_policy == "drop_newest"
+            conn.queue_policy = "drop_oldest"
+            await until(lambda: conn.queue_policy == "drop_oldest")
+            with pytest.raises(ValueError):
+                conn.queue_policy = "nope"
+            conn.queue_policy = "drop_newest"
+            await until(lambda: conn.queue_policy == "drop_newest")
+            watch = QueueWatch(conn)
+            sent = []
+
+            async def producer():
+                for i in range(total):
+                    await conn.send(chunk(i))
+                    sent.append(i)
+
+            task = asyncio.ensure_future(producer())
+            # The client reads nothing: the producer is paused.
+            await stalled_until_idle(lambda: len(sent))
+            assert not task.done() and len(sent) < total
+            assert HIGH - CHUNK_FRAMED < conn.queued_bytes <= HIGH + CHUNK_FRAMED
+            assert server._pacers[conn.id].waiting == 1
+            # The client reads: every message, in order, none dropped.
+            got = []
+            while len(got) < total:
+                message = await recv(ws)
+                got.append(int.from_bytes(message[:4], "big"))
+            assert got == list(range(total))
+            await asyncio.wait_for(task, 10)
+            await watch.stop()
+            assert watch.peak <= HIGH + CHUNK_FRAMED
+            assert conn.messages_dropped == 0 and conn.messages_out == total
+            assert server._pacers[conn.id].waiting == 0
+            await ws.close()
+            await until(lambda: conn.closed)
+            assert conn.id not in server._pacers
+    run(body())
+
+
+def test_aio_many_concurrent_senders_are_paced_and_none_leaks():
+    server = make_aio()
+    opened = []
+    server.on_open(opened.append)
+    tasks_n, each = 20, 12
+
+    async def body():
+        async with server:
+            ws = await stalled_client(server.port)
+            await until(lambda: opened)
+            conn = opened[0]
+            watch = QueueWatch(conn)
+            done = []
+
+            async def sender(t):
+                for k in range(each):
+                    await conn.send(chunk(t * 1000 + k))
+                done.append(t)
+
+            tasks = [asyncio.ensure_future(sender(t)) for t in range(tasks_n)]
+            await stalled_until_idle(lambda: conn.messages_out)
+            pacer = server._pacers[conn.id]
+            assert done == [] and pacer.waiting == tasks_n
+            # One more waits behind them.
+            victim = asyncio.ensure_future(conn.send(chunk(999999)))
+            await asyncio.sleep(0.2)
+            assert not victim.done() and pacer.waiting == tasks_n + 1
+            # A waiting send that is cancelled leaves the queue of waiters.
+            victim.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await victim
+            assert pacer.waiting == tasks_n
+            got = []
+            while len(got) < tasks_n * each:
+                message = await recv(ws)
+                got.append(int.from_bytes(message[:4], "big"))
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            await watch.stop()
+            # Every message once, each sender's in its order, none dropped.
+            assert sorted(got) == sorted(t * 1000 + k for t in range(tasks_n) for k in range(each))
+            for t in range(tasks_n):
+                mine = [g for g in got if g // 1000 == t]
+                assert mine == sorted(mine)
+            assert watch.peak <= HIGH + CHUNK_FRAMED
+            assert conn.messages_dropped == 0
+            assert pacer.waiting == 0 and pacer._reserved == 0
+            await ws.close()
+            await until(lambda: conn.closed)
+            assert server._pacers == {}
+    run(body())
+
+
+@pytest.mark.parametrize("how", ["app_close", "client_gone", "server_stop"])
+def test_aio_waiting_send_fails_when_the_connection_closes(how):
+    server = make_aio(**{"heartbeat.close_wait_ms": 10000})
+    opened = []
+    server.on_open(opened.append)
+
+    async def body():
+        await server.start()
+        try:
+            ws = await stalled_client(server.port)
+            await until(lambda: opened)
+            conn = opened[0]
+            sent = []
+
+            async def producer():
+                for i in range(1000):
+                    await conn.send(chunk(i))
+                    sent.append(i)
+
+            task = asyncio.ensure_future(producer())
+            await stalled_until_idle(lambda: len(sent))
+            waiters = [asyncio.ensure_future(conn.send(b"x")) for _ in range(5)]
+            await asyncio.sleep(0.1)
+            pacer = server._pacers[conn.id]
+            assert pacer.waiting == 6
+            began = time.monotonic()
+            if how == "app_close":
+                await conn.close(1000, "bye")
+                expected = (wsgate.ClosedError,)
+            elif how == "client_gone":
+                ws.transport.abort()  # TCP reset: no close handshake
+                expected = (wsgate.ClosedError, wsgate.NotFoundError)
+            else:
+                await server.stop()
+                expected = (wsgate.ClosedError, wsgate.NotFoundError, wsgate.StateError)
+            for t in [task, *waiters]:
+                with pytest.raises(expected):
+                    await asyncio.wait_for(t, 10)
+            # Released long before the close handshake could time out.
+            assert time.monotonic() - began < 5
+            assert pacer.waiting == 0 and pacer._reserved == 0
+            # A send after the close fails at once too.
+            with pytest.raises(wsgate.WsgateError):
+                await asyncio.wait_for(conn.send(b"late"), 5)
+            if how == "app_close":
+                ws.transport.abort()
+            await until(lambda: conn.closed)
+            await asyncio.sleep(0.05)
+            assert server._pacers == {}
+        finally:
+            await server.stop()
     run(body())
