@@ -271,7 +271,7 @@ class QueueWatch:
             pass
 
 
-async def stalled_until_idle(progress, quiet=0.3):
+async def stalled_until_idle(progress, quiet=0.5):
     """Waits until progress() stops changing for `quiet` seconds."""
     last, since = progress(), time.monotonic()
     deadline = time.monotonic() + TIMEOUT / 2
@@ -283,11 +283,16 @@ async def stalled_until_idle(progress, quiet=0.3):
             last, since = now, time.monotonic()
 
 
+# A producer stops by itself after this many messages (64 MiB): far more than
+# the queue limit and the kernel's buffers (a socket's send buffer may grow
+# to net.ipv4.tcp_wmem's maximum, 4 MiB by default), so it must have paused.
+CAP = 4000
+
+
 def test_aio_send_waits_while_behind_and_resumes_when_the_client_reads():
     server = make_aio()
     opened = []
     server.on_open(opened.append)
-    total = 200  # 3.2 MiB: far more than the queue limit and the kernel's buffers
 
     async def body():
         async with server:
@@ -304,28 +309,32 @@ def test_aio_send_waits_while_behind_and_resumes_when_the_client_reads():
             await until(lambda: conn.queue_policy == "drop_newest")
             watch = QueueWatch(conn)
             sent = []
+            stop = []
 
             async def producer():
-                for i in range(total):
+                for i in range(CAP):
+                    if stop:
+                        return
                     await conn.send(chunk(i))
                     sent.append(i)
 
             task = asyncio.ensure_future(producer())
             # The client reads nothing: the producer is paused.
             await stalled_until_idle(lambda: len(sent))
-            assert not task.done() and len(sent) < total
+            assert not task.done() and len(sent) < CAP
             assert HIGH - CHUNK_FRAMED < conn.queued_bytes <= HIGH + CHUNK_FRAMED
             assert server._pacers[conn.id].waiting == 1
+            stop.append(True)  # the waiting send is the last one
             # The client reads: every message, in order, none dropped.
             got = []
-            while len(got) < total:
+            while not task.done() or len(got) < len(sent):
                 message = await recv(ws)
                 got.append(int.from_bytes(message[:4], "big"))
-            assert got == list(range(total))
-            await asyncio.wait_for(task, 10)
+            await task
+            assert got == list(range(len(sent)))
             await watch.stop()
             assert watch.peak <= HIGH + CHUNK_FRAMED
-            assert conn.messages_dropped == 0 and conn.messages_out == total
+            assert conn.messages_dropped == 0 and conn.messages_out == len(sent)
             assert server._pacers[conn.id].waiting == 0
             await ws.close()
             await until(lambda: conn.closed)
@@ -337,7 +346,7 @@ def test_aio_many_concurrent_senders_are_paced_and_none_leaks():
     server = make_aio()
     opened = []
     server.on_open(opened.append)
-    tasks_n, each = 20, 12
+    tasks_n = 20
 
     async def body():
         async with server:
@@ -345,37 +354,40 @@ def test_aio_many_concurrent_senders_are_paced_and_none_leaks():
             await until(lambda: opened)
             conn = opened[0]
             watch = QueueWatch(conn)
-            done = []
+            sent = {t: [] for t in range(tasks_n)}
+            stop = []
 
             async def sender(t):
-                for k in range(each):
+                for k in range(CAP // tasks_n):
+                    if stop:
+                        return
                     await conn.send(chunk(t * 1000 + k))
-                done.append(t)
+                    sent[t].append(t * 1000 + k)
 
             tasks = [asyncio.ensure_future(sender(t)) for t in range(tasks_n)]
             await stalled_until_idle(lambda: conn.messages_out)
             pacer = server._pacers[conn.id]
-            assert done == [] and pacer.waiting == tasks_n
+            assert not any(t.done() for t in tasks) and pacer.waiting == tasks_n
             # One more waits behind them.
             victim = asyncio.ensure_future(conn.send(chunk(999999)))
             await asyncio.sleep(0.2)
             assert not victim.done() and pacer.waiting == tasks_n + 1
-            # A waiting send that is cancelled leaves the queue of waiters.
+            # A waiting send that is cancelled leaves the line.
             victim.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await victim
             assert pacer.waiting == tasks_n
+            stop.append(True)  # the waiting sends are the last ones
             got = []
-            while len(got) < tasks_n * each:
+            while not all(t.done() for t in tasks) or len(got) < sum(map(len, sent.values())):
                 message = await recv(ws)
                 got.append(int.from_bytes(message[:4], "big"))
-            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            await asyncio.gather(*tasks)
             await watch.stop()
             # Every message once, each sender's in its order, none dropped.
-            assert sorted(got) == sorted(t * 1000 + k for t in range(tasks_n) for k in range(each))
+            assert sorted(got) == sorted(m for mine in sent.values() for m in mine)
             for t in range(tasks_n):
-                mine = [g for g in got if g // 1000 == t]
-                assert mine == sorted(mine)
+                assert [g for g in got if g // 1000 == t] == sent[t]
             assert watch.peak <= HIGH + CHUNK_FRAMED
             assert conn.messages_dropped == 0
             assert pacer.waiting == 0 and pacer._reserved == 0
@@ -400,7 +412,7 @@ def test_aio_waiting_send_fails_when_the_connection_closes(how):
             sent = []
 
             async def producer():
-                for i in range(1000):
+                for i in range(CAP):
                     await conn.send(chunk(i))
                     sent.append(i)
 
