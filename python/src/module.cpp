@@ -305,9 +305,9 @@ struct Hub {
     std::atomic<bool> live{true};
     // Cheap checks before taking the GIL.
     std::atomic<bool> want_open{false}, want_message{false}, want_close{false}, want_log{false},
-        want_auth{false};
+        want_auth{false}, want_drain{false};
     // Guarded by the GIL.
-    py::object on_open, on_message, on_close, on_log, on_auth;
+    py::object on_open, on_message, on_close, on_log, on_auth, on_drain;
 
     void ref() { refs.fetch_add(1, std::memory_order_relaxed); }
     static void unref(void *p) {
@@ -315,8 +315,8 @@ struct Hub {
         if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             // The Python objects were released (under the GIL) before the
             // last reference could go; nothing here needs Python.
-            for (py::object *o :
-                 {&h->on_open, &h->on_message, &h->on_close, &h->on_log, &h->on_auth})
+            for (py::object *o : {&h->on_open, &h->on_message, &h->on_close, &h->on_log,
+                                  &h->on_auth, &h->on_drain})
                 o->release();  // already None-equivalent (null): no decref
             delete h;
         }
@@ -324,8 +324,9 @@ struct Hub {
     // GIL held.
     void clear() {
         live.store(false, std::memory_order_release);
-        want_open = want_message = want_close = want_log = want_auth = false;
+        want_open = want_message = want_close = want_log = want_auth = want_drain = false;
         on_auth = py::object();
+        on_drain = py::object();
         on_open = py::object();
         on_message = py::object();
         on_close = py::object();
@@ -431,6 +432,24 @@ void cb_close(wsg_server *, wsg_conn_id id, int code, const char *reason, size_t
     } catch (const std::exception &e) {
         PyErr_SetString(PyExc_RuntimeError, e.what());
         report_unraisable("wsgate on_close callback");
+    }
+}
+
+// A queue that was behind is back at the low-water mark (service thread).
+void cb_drain(wsg_server *, wsg_conn_id id, size_t queued_bytes, void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_drain.load(std::memory_order_acquire) || python_gone()) return;
+    CallbackGil gil;
+    if (!h->on_drain) return;
+    HubScope scope(h);
+    try {
+        py::object fn = h->on_drain;  // the handler may replace itself
+        fn(id, queued_bytes);
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate on_drain callback");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate on_drain callback");
     }
 }
 
@@ -594,6 +613,8 @@ public:
         register_cb(wsg_server_on_close(srv_, cb_close, hub_, nullptr));
         // Only called when auth.mode is callback or jwt+callback.
         register_cb(wsg_server_on_auth(srv_, cb_auth, hub_, nullptr));
+        // Enters Python only while a drain handler is set.
+        register_cb(wsg_server_on_drain(srv_, cb_drain, hub_, nullptr));
         hub_->ref();
         register_cb(wsg_server_on_log(srv_, cb_log, hub_, &Hub::unref));
     }
@@ -645,6 +666,11 @@ public:
                                  Py_TYPE(body.ptr())->tp_name);
         Payload p(body);
         check(wsg_server_add_page(srv_, path.c_str(), content_type.c_str(), p.data(), p.size()));
+    }
+
+    void set_drain_handler(py::object on_drain) {
+        hub_->on_drain = on_drain.is_none() ? py::object() : on_drain;
+        hub_->want_drain.store(bool(hub_->on_drain), std::memory_order_release);
     }
 
     void listen() { blocking([this] { return wsg_server_listen(srv_); }); }
@@ -845,6 +871,19 @@ public:
                 d[f.first] = py::none();
             }
         }
+        for (const auto &f : {std::make_pair("queued_bytes", WSG_INFO_QUEUED_BYTES),
+                              std::make_pair("messages_dropped", WSG_INFO_MESSAGES_DROPPED)}) {
+            int64_t v = 0;
+            if (wsg_conn_info_int(info, f.second, &v) == WSG_OK)
+                d[f.first] = py::int_(v);
+            else
+                d[f.first] = py::none();
+        }
+        int64_t policy = 0;
+        if (wsg_conn_info_int(info, WSG_INFO_QUEUE_POLICY, &policy) == WSG_OK)
+            d["queue_policy"] = py::str(wsg_queue_policy_str(static_cast<wsg_queue_policy>(policy)));
+        else
+            d["queue_policy"] = py::none();
         py::list topics;
         size_t nt = 0;
         if (wsg_conn_info_topic_count(info, &nt) == WSG_OK) {
@@ -858,6 +897,25 @@ public:
         }
         d["topics"] = topics;
         return d;
+    }
+
+    void set_queue_policy(uint64_t id, int policy) {
+        check(wsg_conn_set_queue_policy(srv_, id, static_cast<wsg_queue_policy>(policy)));
+    }
+
+    // (queued_bytes, messages_out): what wsgate.aio paces sends by, without
+    // building the whole info dict for every send.
+    std::pair<int64_t, int64_t> queue_state(uint64_t id) {
+        wsg_conn_info *info = nullptr;
+        check(wsg_conn_info_get(srv_, id, &info));
+        int64_t queued = 0, out = 0;
+        wsg_status st = wsg_conn_info_int(info, WSG_INFO_QUEUED_BYTES, &queued);
+        if (st == WSG_OK) st = wsg_conn_info_int(info, WSG_INFO_MESSAGES_OUT, &out);
+        Outcome o;
+        o.capture(st);
+        wsg_conn_info_free(info);
+        o.raise_if_failed();
+        return {queued, out};
     }
 
     void set_timeout(uint64_t id, const std::string &key, int64_t value) {
@@ -932,6 +990,21 @@ PYBIND11_MODULE(_core, m) {
         "close_cause_str",
         [](int cause) { return wsg_close_cause_str(static_cast<wsg_close_cause>(cause)); },
         py::arg("cause"), "Stable name of a wsg_close_cause value.");
+    m.def(
+        "queue_policy_str",
+        [](int policy) { return wsg_queue_policy_str(static_cast<wsg_queue_policy>(policy)); },
+        py::arg("policy"), "Stable name of a wsg_queue_policy value.");
+    m.def(
+        "queue_policies",
+        [] {
+            // The header's list itself, in its order.
+            std::vector<std::pair<std::string, int>> rows;
+#define WSGATE_PY_POLICY_ROW_(name, value, text, doc) rows.emplace_back(text, value);
+            WSG_QUEUE_POLICY_MAP(WSGATE_PY_POLICY_ROW_)
+#undef WSGATE_PY_POLICY_ROW_
+            return rows;
+        },
+        "The queue policies of WSG_QUEUE_POLICY_MAP as (name, value) pairs.");
     m.def("options", &option_table,
           "The core's option table: (name, type, default, range, doc) per option.");
     m.def(
@@ -1006,6 +1079,8 @@ PYBIND11_MODULE(_core, m) {
              "requests needing one are refused with 401).")
         .def("add_page", &Server::add_page, py::arg("path"), py::arg("content_type"), py::arg("body"),
              "Serve a static response at path (wsg_server_add_page); only before listening.")
+        .def("set_drain_handler", &Server::set_drain_handler, py::arg("on_drain"),
+             "Set the callable on_drain calls with (conn, queued_bytes) (None for none).")
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")
@@ -1028,6 +1103,10 @@ PYBIND11_MODULE(_core, m) {
              py::arg("value"), "Override one heartbeat setting for one connection.")
         .def("conn_info", &Server::conn_info, py::arg("conn"),
              "A snapshot of one connection as a dict.")
+        .def("set_queue_policy", &Server::set_queue_policy, py::arg("conn"), py::arg("policy"),
+             "Give one connection its own wsg_queue_policy value.")
+        .def("queue_state", &Server::queue_state, py::arg("conn"),
+             "(queued_bytes, messages_out) of one connection.")
         .def("subscribe", &Server::subscribe, py::arg("conn"), py::arg("topic"), py::arg("on") = true,
              "Subscribe (on) or unsubscribe a connection to a topic.")
         .def("publish", &Server::publish, py::arg("topic"), py::arg("message"),

@@ -1,6 +1,7 @@
 """The binding's lists agree with the C header's, their single source:
-WSG_STATUS_MAP (Status and the error classes) and WSG_CLOSE_CAUSE_MAP (the
-cause names Connection.close_cause reports)."""
+WSG_STATUS_MAP (Status and the error classes), WSG_CLOSE_CAUSE_MAP (the
+cause names Connection.close_cause reports) and WSG_QUEUE_POLICY_MAP
+(wsgate.QUEUE_POLICIES, the names Connection.queue_policy takes)."""
 
 import os
 import re
@@ -43,3 +44,17 @@ def test_close_cause_names_match_the_header():
         assert _core.close_cause_str(int(value)) == text, name
     assert _core.close_cause_str(0) == "unknown"
     assert _core.close_cause_str(max(int(v) for _, v, _ in rows) + 1) == "unknown"
+
+
+def test_queue_policy_names_match_the_header():
+    rows = macro_rows("WSG_QUEUE_POLICY_MAP", r'XX\((\w+), (\d+), "(\w+)"')
+    assert len(rows) >= 4
+    assert wsgate.QUEUE_POLICIES == tuple(text for _, _, text in rows)
+    assert _core.queue_policies() == [(text, int(value)) for _, value, text in rows]
+    for name, value, text in rows:
+        assert _core.queue_policy_str(int(value)) == text, name
+    assert _core.queue_policy_str(0) == "unknown"
+    assert _core.queue_policy_str(max(int(v) for _, v, _ in rows) + 1) == "unknown"
+    # The option limits.queue_policy takes the same names.
+    option = {o.name: o for o in wsgate.options()}["limits.queue_policy"]
+    assert tuple(option.range.split("|")) == wsgate.QUEUE_POLICIES

@@ -17,7 +17,8 @@ Handlers run on the server's service thread holding the GIL; the service
 loop and every blocking call run without it. ``send``, ``close`` and
 ``broadcast`` work from any thread. ``@server.on_auth`` decides on
 upgrade requests (``auth.mode`` ``callback`` or ``jwt+callback``) and
-``conn.user_id`` / ``conn.claims`` tell who connected. Errors are :class:`WsgateError`
+``conn.user_id`` / ``conn.claims`` tell who connected. ``conn.queue_policy``,
+``conn.queued_bytes`` and ``@server.on_drain`` handle slow readers. Errors are :class:`WsgateError`
 subclasses carrying the core's status and message. The core's structured log
 events go to the ``"wsgate"`` logger. :mod:`wsgate.aio` delivers events to
 an asyncio loop. See python/README.md for the whole guide.
@@ -44,13 +45,14 @@ from ._errors import (
     TLSError,
     WsgateError,
 )
-from ._server import Connection, Message, Server, _stop_all_at_exit, logger
+from ._server import QUEUE_POLICIES, Connection, Message, Server, _stop_all_at_exit, logger
 
 __all__ = [
     "Server",
     "Connection",
     "AuthRequest",
     "Message",
+    "QUEUE_POLICIES",
     "Config",
     "OptionInfo",
     "OptionValue",

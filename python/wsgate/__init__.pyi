@@ -16,7 +16,13 @@ from ._errors import (
     TLSError as TLSError,
     WsgateError as WsgateError,
 )
-from ._server import Connection as Connection, Message as Message, Server as Server, logger as logger
+from ._server import (
+    QUEUE_POLICIES as QUEUE_POLICIES,
+    Connection as Connection,
+    Message as Message,
+    Server as Server,
+    logger as logger,
+)
 
 __version__: str
 

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 from . import _core as _native
 from ._auth import AuthRequest, _decide, _parse_claims
 from ._config import Config, OptionValue, option_name
-from ._errors import BusyError, NotFoundError, Status
+from ._errors import BusyError, InvalidArgumentError, NotFoundError, Status
 
-__all__ = ["Server", "Connection", "Message", "logger"]
+__all__ = ["Server", "Connection", "Message", "QUEUE_POLICIES", "logger"]
 
 #: The logger that receives the core's structured events and the tracebacks
 #: of exceptions raised by handlers.
@@ -29,6 +29,7 @@ Message = Union[str, bytes]
 OpenHandler = Callable[["Connection"], Any]
 MessageHandler = Callable[["Connection", Any], Any]
 CloseHandler = Callable[["Connection", int, str], Any]
+DrainHandler = Callable[["Connection", int], Any]
 AuthHandler = Callable[[AuthRequest], Union[str, bool, None]]
 _H = TypeVar("_H", bound=Callable[..., Any])
 
@@ -38,6 +39,12 @@ _live_lock = threading.Lock()
 
 
 _UNSET: Any = object()
+
+#: The queue policy names, in the header's order (``WSG_QUEUE_POLICY_MAP``,
+#: read from the loaded library): the values of ``limits.queue_policy`` and
+#: of :attr:`Connection.queue_policy`.
+QUEUE_POLICIES: Tuple[str, ...] = tuple(name for name, _ in _native.queue_policies())
+_POLICY_VALUES: Dict[str, int] = dict(_native.queue_policies())
 
 
 class Connection:
@@ -134,6 +141,30 @@ class Connection:
         self._native().subscribe(self._id, topic, False)
 
     @property
+    def queue_policy(self) -> str:
+        """What this connection's full send queue does with one more message:
+        one of :data:`wsgate.QUEUE_POLICIES` (``"close"``, ``"drop_newest"``,
+        ``"drop_oldest"``, ``"conflate"``; see the README's "Delivery and
+        backpressure"). The server's ``limits.queue_policy`` until set here.
+
+        Setting it gives this connection its own policy (the queue limit,
+        close code and water marks stay the server's); it is applied on the
+        service thread in order with sends, so reading it back right after
+        may still show the old one for a moment. A name that is not a policy
+        raises :class:`~wsgate.InvalidArgumentError` (a ValueError) listing
+        the valid ones; a closing connection raises ClosedError. Any thread."""
+        return cast(str, self.info()["queue_policy"])
+
+    @queue_policy.setter
+    def queue_policy(self, name: str) -> None:
+        value = _POLICY_VALUES.get(name) if isinstance(name, str) else None
+        if value is None:
+            raise InvalidArgumentError(
+                f"connection {self._id}: queue policy {name!r} is not one of "
+                f"{', '.join(QUEUE_POLICIES)}", Status.EINVAL)
+        self._native().set_queue_policy(self._id, value)
+
+    @property
     def topics(self) -> List[str]:
         """The topics this connection is subscribed to (a snapshot)."""
         return list(self._native().conn_info(self._id)["topics"])
@@ -157,8 +188,10 @@ class Connection:
         tls_subject (verified client certificate subject, "" if none), user_id
         (authenticated user id, "" if none), claims (the verified JWT's claims
         as JSON text, "" without a JWT), compression (True when
-        permessage-deflate was negotiated). A field the loaded library does
-        not know yet is None."""
+        permessage-deflate was negotiated), queued_bytes (bytes waiting in
+        the send queue), messages_dropped (messages the queue policy
+        dropped), queue_policy (the policy's name), topics. A field the
+        loaded library does not know yet is None."""
         info = self._native().conn_info(self._id)
         if self._facts is None:
             self._facts = {k: info[k] for k in _FACTS}
@@ -270,6 +303,21 @@ class Connection:
         """Message payload bytes queued to this connection (live)."""
         return cast(int, self.info()["bytes_out"])
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in this connection's send queue (live): data and
+        control frames the kernel has not taken yet. Above the server's
+        ``limits.queue_high_water_bytes`` while the client takes nothing more,
+        the connection is *behind* (see :meth:`Server.on_drain`)."""
+        return cast(int, self.info()["queued_bytes"])
+
+    @property
+    def messages_dropped(self) -> int:
+        """Messages the queue policy dropped or replaced (``drop_newest``,
+        ``drop_oldest``, ``conflate``) (live); counted in
+        :attr:`messages_out` too."""
+        return cast(int, self.info()["messages_dropped"])
+
     # ---------------------------------------------------------------- internals
 
     def _server_or_raise(self) -> "Server":
@@ -320,7 +368,12 @@ def _dispatchers(ref: "weakref.ReferenceType[Server]") -> Tuple[Callable[..., No
         else:
             request.refuse(401, "the server object is gone")
 
-    return on_open, on_message, on_close, on_auth
+    def on_drain(conn_id: int, queued_bytes: int) -> None:
+        server = ref()
+        if server is not None:
+            server._dispatch_drain(conn_id, queued_bytes)
+
+    return on_open, on_message, on_close, on_auth, on_drain
 
 
 def _forward_log(level: int, event: str, text: str) -> None:
@@ -348,7 +401,7 @@ class Server:
     :class:`~wsgate.InvalidArgumentError` carrying the core's message.
 
     Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`,
-    :meth:`on_close` and :meth:`on_auth` (at any time). They run on the
+    :meth:`on_close`, :meth:`on_drain` and :meth:`on_auth` (at any time). They run on the
     service thread with the GIL held and must not block; an exception they raise is logged to the
     ``"wsgate"`` logger with its traceback and the server keeps serving. The
     core's structured log events go to that logger too.
@@ -380,6 +433,7 @@ class Server:
         self._on_message: Optional[MessageHandler] = None
         self._on_close: Optional[CloseHandler] = None
         self._on_auth: Optional[AuthHandler] = None
+        self._on_drain: Optional[DrainHandler] = None
         self._stopped = threading.Event()
         self._stopped.set()
         self._stop_hooks: List[Callable[[], None]] = []
@@ -407,6 +461,25 @@ class Server:
         every opened connection when it ended (``conn.close_cause`` says
         why). The connection's info is still readable during the call."""
         self._on_close = handler
+        return handler
+
+    def on_drain(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(conn, queued_bytes)`` runs once each time a
+        connection that was *behind* has caught up: its send queue passed
+        ``limits.queue_high_water_bytes`` (default half of
+        ``limits.max_queue_bytes``) while the client took nothing more, and
+        is now back at ``limits.queue_low_water_bytes`` (default a quarter of
+        the high-water mark). ``queued_bytes`` is what is still queued.
+
+        Pair it with :attr:`Connection.queued_bytes`: stop sending to a
+        connection above the high-water mark, resume here, and no message is
+        ever lost to a queue policy (:mod:`wsgate.aio` does this for you in
+        ``await conn.send``). Never called for a closing connection. Runs on
+        the service thread like the other handlers (must not block; sending
+        is allowed; an exception is logged to the ``"wsgate"`` logger).
+        Returns the handler; None unregisters."""
+        self._on_drain = cast(Optional[DrainHandler], handler)
+        self._core.set_drain_handler(self._dispatch[4] if handler is not None else None)
         return handler
 
     def on_auth(self, handler: Optional[_H]) -> Optional[_H]:
@@ -693,6 +766,25 @@ class Server:
             handler(conn, message)
         except BaseException:
             logger.exception("wsgate: exception in on_message handler (connection %d)", conn_id)
+
+    def _dispatch_drain(self, conn_id: int, queued_bytes: int) -> None:
+        handler = self._on_drain
+        if handler is None:
+            return
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            conn = Connection(self, conn_id)
+        try:
+            handler(conn, queued_bytes)
+        except BaseException:
+            logger.exception("wsgate: exception in on_drain handler (connection %d)", conn_id)
+
+    def _high_water_bytes(self) -> int:
+        """The queue size above which a connection counts as behind: the
+        core's rule for ``limits.queue_high_water_bytes`` (0: half of
+        ``limits.max_queue_bytes``)."""
+        high = int(self._options.get("limits.queue_high_water_bytes", 0))
+        return high if high > 0 else int(self._options["limits.max_queue_bytes"]) // 2
 
     def _dispatch_auth(self, native: _native.AuthRequest) -> None:
         handler = self._on_auth

@@ -6,7 +6,11 @@ order. Handlers may be plain functions (called in the loop, in order) or
 coroutine functions (each call becomes a task, so slow handlers do not hold
 up the others; use :meth:`AsyncServer.events` when strict per-event order
 matters for async code). Sends are awaitable and never block the loop: the
-core copies the data and queues it without waiting for the network. Start and
+core copies the data and queues it without waiting for the network. A send to
+a connection that is *behind* (its send queue above
+``limits.queue_high_water_bytes`` because the client reads slower than it is
+fed) waits until the client has caught up (``on_drain``), so a producer loop
+is paced by its reader and no message is lost to a queue policy. Start and
 stop run in the loop's default executor.
 
 ::
@@ -35,10 +39,12 @@ import inspect
 import logging
 import signal
 import threading
-from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTuple, Optional, Set,
+from collections import deque
+from typing import (Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, NamedTuple, Optional, Set,
                     Tuple, TypeVar, cast)
 
 from ._config import Config, OptionValue
+from ._errors import WsgateError
 from ._server import Connection, Message, Server, _is_async
 
 __all__ = ["AsyncServer", "AsyncConnection", "Event"]
@@ -52,10 +58,11 @@ class AsyncConnection:
     with awaitable :meth:`send` and :meth:`close`. Other attributes of the
     underlying connection (counters, ``set_timeout``...) are reachable too."""
 
-    __slots__ = ("_conn", "__weakref__")
+    __slots__ = ("_conn", "_owner", "__weakref__")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, owner: Optional["AsyncServer"] = None) -> None:
         self._conn = conn
+        self._owner = owner
 
     @property
     def connection(self) -> Connection:
@@ -107,15 +114,54 @@ class AsyncConnection:
         """True once the close event was delivered."""
         return self._conn.closed
 
+    @property
+    def queue_policy(self) -> str:
+        """Read and set the connection's queue policy by name, as
+        :attr:`wsgate.Connection.queue_policy`."""
+        return self._conn.queue_policy
+
+    @queue_policy.setter
+    def queue_policy(self, name: str) -> None:
+        self._conn.queue_policy = name
+
     async def send(self, message: Message) -> None:
         """Queue a message (``str`` text, bytes-like binary) without blocking
-        the loop. Raises like :meth:`wsgate.Connection.send`."""
-        self._conn.send(message)
+        the loop. Raises like :meth:`wsgate.Connection.send`.
+
+        Applies backpressure: while the connection is behind (its send queue,
+        counting the sends the core has not taken in yet, is above the
+        server's ``limits.queue_high_water_bytes``), the call waits without
+        blocking the loop until the client has caught up (the core's
+        ``on_drain``; a recheck every 50 ms also ends the wait once the queue
+        is no longer above the mark), then sends. Waiting sends go out in
+        the order they began to wait, and a producer never gets ahead of its
+        reader by more than the high-water mark plus one message. When the
+        connection closes meanwhile, the send raises what a send to a closed
+        connection raises (ClosedError or NotFoundError). Sends to a
+        connection that is not behind complete at once."""
+        owner = self._owner
+        pacer = owner._pacer_for(self._conn) if owner is not None else None
+        if pacer is None:
+            self._conn.send(message)
+            await asyncio.sleep(0)
+            return
+        size = _framed_size(message)
+        await pacer.turn(size)
+        try:
+            self._conn.send(message)
+        except BaseException:
+            pacer.cancelled_turn(size)
+            raise
+        pacer.sent(size)
         await asyncio.sleep(0)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close with ``code`` and ``reason`` after what is already queued."""
+        """Close with ``code`` and ``reason`` after what is already queued.
+        Sends waiting for this connection to catch up raise at once."""
         self._conn.close(code, reason)
+        owner = self._owner
+        if owner is not None:
+            owner._closing(self._conn.id)
         await asyncio.sleep(0)
 
     def __getattr__(self, name: str) -> Any:
@@ -131,6 +177,163 @@ class AsyncConnection:
 
     def __repr__(self) -> str:
         return f"<wsgate.aio.AsyncConnection {self._conn.id}>"
+
+
+def _framed_size(message: Message) -> int:
+    """Bytes a message takes in a send queue, at most: its payload and the
+    largest frame header (what permessage-deflate saves is not counted)."""
+    if isinstance(message, str):
+        n = len(message) if message.isascii() else len(message.encode("utf-8", "surrogateescape"))
+    else:
+        try:
+            n = memoryview(message).nbytes
+        except TypeError:
+            n = 0  # the send itself raises TypeError
+    return n + 14
+
+
+class _Waiter:
+    __slots__ = ("future", "size")
+
+    def __init__(self, future: "asyncio.Future[None]", size: int) -> None:
+        self.future = future
+        self.size = size
+
+
+class _Pacer:
+    """Backpressure for the async sends to one connection (loop thread only).
+
+    The core's queue size (``WSG_INFO_QUEUED_BYTES``) lags the sends made
+    from here: a send reaches the queue when the service thread takes it from
+    its mailbox. So the estimate adds the sends the core has not counted yet
+    (known by ``messages_out``, which counts every message handed to the
+    queue) and the turns granted whose send has not happened yet.
+
+    Above the high-water mark the connection is behind: sends wait, in
+    order, until the core's ``on_drain`` for it, or until a recheck (every
+    ``RECHECK`` seconds while someone waits) finds the estimate no longer
+    above the mark. The core reports no drain when the queue was only
+    briefly that full (a burst the socket then took, or sends still on
+    their way when counted) or when a close emptied it; the recheck covers
+    those. A close releases every waiter; its send then raises the core's
+    error."""
+
+    RECHECK = 0.05
+
+    def __init__(self, conn: Connection, high: int) -> None:
+        self._conn = conn
+        self._high = high
+        self._waiters: Deque[_Waiter] = deque()
+        self._unseen: Deque[int] = deque()  # sizes of sends the core may not have counted
+        self._unseen_bytes = 0
+        self._sent = 0  # sends since _base was read
+        self._base: Optional[int] = None  # messages_out when _sent was 0
+        self._reserved = 0  # turns granted, send not made yet
+        self._closed = False
+        self._timer: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def waiting(self) -> int:
+        """Sends waiting for their turn."""
+        return len(self._waiters)
+
+    def _estimate(self) -> Optional[int]:
+        """Bytes queued and on their way; None once the connection is gone."""
+        try:
+            queued, out = self._conn._native().queue_state(self._conn.id)
+        except WsgateError:
+            return None
+        if self._base is None:
+            self._base = out - self._sent
+        pending = self._sent - (out - self._base)
+        if pending <= 0:
+            # Everything sent from here is counted (messages sent by other
+            # means may have been counted instead: the estimate errs low by
+            # those, never for long). Start afresh.
+            self._unseen.clear()
+            self._unseen_bytes = 0
+            self._sent = 0
+            self._base = out
+        while len(self._unseen) > pending:
+            self._unseen_bytes -= self._unseen.popleft()
+        return queued + self._unseen_bytes + self._reserved
+
+    def _may_send(self) -> bool:
+        """Not behind (or gone: the send then raises)."""
+        estimate = self._estimate()
+        if estimate is None:
+            self._closed = True
+            return True
+        return estimate <= self._high
+
+    async def turn(self, size: int) -> None:
+        """Returns when a message of ``size`` bytes may be sent, holding a
+        turn that :meth:`sent` or :meth:`cancelled_turn` ends."""
+        if self._closed or (not self._waiters and self._may_send()):
+            self._reserved += size
+            return
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), size)
+        self._waiters.append(waiter)
+        self._arm()
+        try:
+            await waiter.future
+        except BaseException:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.cancelled_turn(size)  # granted, then cancelled: pass it on
+            else:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+                if not self._waiters:
+                    self._disarm()
+            raise
+
+    def sent(self, size: int) -> None:
+        self._reserved -= size
+        self._sent += 1
+        self._unseen.append(size)
+        self._unseen_bytes += size
+
+    def cancelled_turn(self, size: int) -> None:
+        self._reserved -= size
+        self._grant()
+
+    def drained(self) -> None:
+        """The core's on_drain: the client caught up."""
+        self._grant()
+
+    def close(self) -> None:
+        """The connection is closing or gone: every waiter goes (and fails)."""
+        self._closed = True
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            if not self._closed and not self._may_send():
+                break
+            waiter = self._waiters.popleft()
+            if waiter.future.done():
+                continue
+            self._reserved += waiter.size
+            waiter.future.set_result(None)
+        if not self._waiters:
+            self._disarm()
+
+    def _recheck(self) -> None:
+        self._timer = None
+        self._grant()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is None and self._waiters:
+            self._timer = asyncio.get_running_loop().call_later(self.RECHECK, self._recheck)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Event(NamedTuple):
@@ -197,10 +400,13 @@ class AsyncServer:
         self._on_open: Optional[Callable[..., Any]] = None
         self._on_message: Optional[Callable[..., Any]] = None
         self._on_close: Optional[Callable[..., Any]] = None
+        self._on_drain: Optional[Callable[..., Any]] = None
+        self._pacers: Dict[int, _Pacer] = {}
         # Service thread side: hand everything to the loop.
         self._server.on_open(self._thread_open)
         self._server.on_message(self._thread_message)
         self._server.on_close(self._thread_close)
+        self._server.on_drain(self._thread_drain)
         self._server._stop_hooks.append(self._thread_stopped)
 
     # ---------------------------------------------------------------- handlers
@@ -218,6 +424,15 @@ class AsyncServer:
     def on_close(self, handler: Optional[_H]) -> Optional[_H]:
         """Decorator: ``handler(conn, code, reason)``, a function or coroutine function."""
         self._on_close = handler
+        return handler
+
+    def on_drain(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(conn, queued_bytes)``, a function or coroutine
+        function, runs in the loop when a connection that was behind caught
+        up (see :meth:`wsgate.Server.on_drain`). Sends waiting in
+        :meth:`AsyncConnection.send` are resumed first, in any case. (Do not
+        set ``server.server.on_drain``: this layer needs it.)"""
+        self._on_drain = handler
         return handler
 
     def on_auth(self, handler: Optional[_H]) -> Optional[_H]:
@@ -373,6 +588,9 @@ class AsyncServer:
     def _thread_close(self, conn: Connection, code: int, reason: str) -> None:
         self._post(self._deliver_close, conn, code, reason)
 
+    def _thread_drain(self, conn: Connection, queued_bytes: int) -> None:
+        self._post(self._deliver_drain, conn, queued_bytes)
+
     def _thread_stopped(self) -> None:
         self._post(self._finish)
 
@@ -381,11 +599,31 @@ class AsyncServer:
     def _wrap(self, conn: Connection) -> AsyncConnection:
         aconn = self._conns.get(conn.id)
         if aconn is None or aconn._conn is not conn:
-            aconn = AsyncConnection(conn)
+            aconn = AsyncConnection(conn, self)
         return aconn
 
+    def _pacer_for(self, conn: Connection) -> Optional[_Pacer]:
+        """The connection's pacer (made on its first send); None once it is
+        closed or the server is not running (the send then raises, or goes
+        out unpaced)."""
+        pacer = self._pacers.get(conn.id)
+        if pacer is None and not conn.closed and self._server.running:
+            pacer = self._pacers[conn.id] = _Pacer(conn, self._server._high_water_bytes())
+        return pacer
+
+    def _closing(self, conn_id: int) -> None:
+        pacer = self._pacers.get(conn_id)
+        if pacer is not None:
+            pacer.close()
+
+    def _deliver_drain(self, conn: Connection, queued_bytes: int) -> None:
+        pacer = self._pacers.get(conn.id)
+        if pacer is not None:
+            pacer.drained()
+        self._call(self._on_drain, "on_drain", self._wrap(conn), queued_bytes)
+
     def _deliver_open(self, conn: Connection) -> None:
-        aconn = AsyncConnection(conn)
+        aconn = AsyncConnection(conn, self)
         self._conns[conn.id] = aconn
         self._call(self._on_open, "on_open", aconn)
         self._publish(Event("open", aconn))
@@ -397,6 +635,9 @@ class AsyncServer:
 
     def _deliver_close(self, conn: Connection, code: int, reason: str) -> None:
         aconn = self._wrap(conn)
+        pacer = self._pacers.pop(conn.id, None)
+        if pacer is not None:
+            pacer.close()
         try:
             self._call(self._on_close, "on_close", aconn, code, reason)
             self._publish(Event("close", aconn, None, code, reason))
@@ -412,6 +653,10 @@ class AsyncServer:
             return  # restarted meanwhile
         if self._stopped is not None:
             self._stopped.set()
+        pacers = list(self._pacers.values())
+        self._pacers.clear()
+        for pacer in pacers:
+            pacer.close()
         streams = list(self._streams)
         self._streams.clear()
         for stream in streams:
