@@ -34,6 +34,14 @@ std::string cookies_of(const proto::HttpRequest &req) {
     return out;
 }
 
+proto::HttpLimits http_limits_of(const Settings &cfg) {
+    proto::HttpLimits l;
+    l.max_request_line = cfg.max_request_line;
+    l.max_header_bytes = cfg.max_header_bytes;
+    l.max_headers = cfg.max_headers;
+    return l;
+}
+
 }  // namespace
 
 bool socket_peer(int fd, IpAddr *addr, uint16_t *port) {
@@ -71,12 +79,13 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
       registry_(registry),
       app_(app),
       admission_(admission),
-      pages_(pages) {}
+      pages_(pages),
+      http_limits_(http_limits_of(cfg)) {}
 
 Handshake *Gate::admit(Link *link) {
     Handshake *h;
     if (spare_.empty()) {
-        h = new Handshake();
+        h = new Handshake(http_limits_);
     } else {
         h = spare_.back().release();
         spare_.pop_back();
@@ -95,7 +104,7 @@ void Gate::drop(Handshake *h) {
     if (spare_.size() < kSpareHandshakes) {
         h->link = nullptr;
         h->answered = false;
-        h->parser = proto::HttpRequestParser();
+        h->parser = proto::HttpRequestParser(http_limits_);
         spare_.emplace_back(h);
     } else {
         delete h;

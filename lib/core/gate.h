@@ -43,7 +43,7 @@ struct Admission {
 
 // A link still in its opening handshake.
 struct Handshake : LinkOwner {
-    Handshake() : LinkOwner(Kind::Handshake) {}
+    explicit Handshake(const proto::HttpLimits &limits) : LinkOwner(Kind::Handshake), parser(limits) {}
     Link *link = nullptr;  // the deadline is heartbeat.handshake_timeout_ms, on LinkOwner's timer
     proto::HttpRequestParser parser;
     // Answered with a page whose bytes are still being written: input is
@@ -107,6 +107,7 @@ private:
     AppCallbacks &app_;
     Admission &admission_;
     const Pages &pages_;
+    const proto::HttpLimits http_limits_;
     bool stopping_ = false;
     size_t pending_ = 0;
     // Finished handshakes kept for the next ones: a handshake lives between
