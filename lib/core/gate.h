@@ -118,6 +118,14 @@ private:
     static constexpr size_t kSpareHandshakes = 256;
 };
 
+// The monotonic time (ms) at which a connection whose token expires at
+// `exp_s` (Unix seconds) is closed, `grace_ms` later: never before
+// `mono_now_ms`, and saturated instead of overflowing, since exp is any
+// number a signed token carries: an exp above about 9.2e15 s once wrapped
+// to a negative deadline, and the connection was closed as token_expired
+// at its first heartbeat check. Millions of years away stays far away.
+int64_t token_deadline_ms(int64_t exp_s, int64_t grace_ms, int64_t unix_now_ms, int64_t mono_now_ms);
+
 // Peer address and port of a socket (IPv4-mapped addresses unwrapped).
 bool socket_peer(int fd, IpAddr *addr, uint16_t *port);
 // "peer" and "peer_port" of a socket, to start a log event with.

@@ -240,6 +240,46 @@ static void expired_token_closes_the_connection(void **state) {
     tsrv_free(t);
 }
 
+/* An exp near or past INT64_MAX / 1000 seconds (9.2e15) once overflowed when
+ * turned into milliseconds: the connection opened and was closed at once as
+ * expired. Now such a token lasts (as any exp past the year 2100 would). */
+static void far_future_exp_does_not_expire_at_once(void **state) {
+    (void)state;
+    tsrv *t = jwt_server("header", "auth.expiry_grace_ms=86400000");
+    assert_non_null(t);
+    const char *exps[] = {"9223372036854775", "9223372036854776", "9300000000000000",
+                          "9223372036854775807", "1e19", "4102444800"};
+    wsc *open[sizeof exps / sizeof *exps];
+    for (size_t i = 0; i < sizeof exps / sizeof *exps; i++) {
+        char payload[128], hdr[1200];
+        snprintf(payload, sizeof payload, "{\"sub\":\"far%zu\",\"exp\":%s}", i, exps[i]);
+        char *tok = make_token("HS256", payload, SECRET);
+        snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", tok);
+        free(tok);
+        int status = 0;
+        open[i] = wsc_connect(HOST, t->port, "/", hdr, 3000, &status);
+        if (!open[i]) fail_msg("exp %s: status %d", exps[i], status);
+    }
+    /* Several heartbeat ticks (100 ms): an overdue deadline would have fired. */
+    tu_sleep_ms(400);
+    tsrv_close r;
+    if (tsrv_wait_close(t, 0, 0, &r))
+        fail_msg("a connection was closed (code %d, cause %s)", r.code, wsg_close_cause_str(r.cause));
+    for (size_t i = 0; i < sizeof exps / sizeof *exps; i++) {
+        assert_int_equal(wsc_send_text(open[i], "still"), 0);
+        wsc_frame f;
+        if (wsc_recv_message(open[i], &f, 3000) != 1) fail_msg("exp %s: closed", exps[i]);
+        wsc_frame_free(&f);
+        wsc_free(open[i]);
+    }
+    assert_true(WAIT_UNTIL(tsrv_closes(t) == (int)(sizeof exps / sizeof *exps), 3000));
+    for (int i = 0; i < (int)(sizeof exps / sizeof *exps); i++) {
+        assert_int_equal(tsrv_wait_close(t, i, 1000, &r), 1);
+        assert_int_not_equal(r.cause, WSG_CAUSE_TOKEN_EXPIRED);
+    }
+    tsrv_free(t);
+}
+
 /* ---- the application's authenticator ---- */
 struct seen {
     char path[64], peer[64], jwt_user[64];
@@ -384,6 +424,7 @@ int main(void) {
         cmocka_unit_test(jwt_refusals_are_401_and_reveal_nothing),
         cmocka_unit_test(jwt_user_and_claims_from_each_source),
         cmocka_unit_test(expired_token_closes_the_connection),
+        cmocka_unit_test(far_future_exp_does_not_expire_at_once),
         cmocka_unit_test(custom_authenticator_decides),
         cmocka_unit_test(jwt_then_callback),
         cmocka_unit_test(bad_auth_configuration_fails_at_creation),
