@@ -27,7 +27,8 @@
 #define VER "Sec-WebSocket-Version: 13\r\n"
 #define GOOD HOSTH UPG CONN KEY VER
 
-/* A server whose log sink keeps every "reject" event. */
+/* A server whose log sink keeps every event at warn and above: a refusal
+ * must add exactly one, its "reject". */
 typedef struct gsrv {
     wsg_server *srv;
     int port;
@@ -40,8 +41,8 @@ static void on_log(wsg_server *s, wsg_log_level level, const char *event, const 
                    void *user) {
     (void)s;
     (void)level;
+    (void)event;
     gsrv *g = user;
-    if (strcmp(event, "reject")) return;
     pthread_mutex_lock(&g->mu);
     if (g->nevents < 256) {
         size_t n = len < 511 ? len : 511;
@@ -169,12 +170,13 @@ static void expect_refusal(gsrv *g, const hcase *c) {
         fail_msg("%s: body \"%s\" against %s", c->name, a.body, cl);
     if (!a.closed) fail_msg("%s: the connection stayed open after the refusal", c->name);
     /* Logged once, with status, reason and peer. */
-    if (!WAIT_UNTIL(gsrv_events(g) == before + 1, 2000))
-        fail_msg("%s: %d reject events, expected 1", c->name, gsrv_events(g) - before);
+    if (!WAIT_UNTIL(gsrv_events(g) >= before + 1, 2000)) fail_msg("%s: no reject event", c->name);
+    tu_sleep_ms(5);  /* room for a second event, which must not come */
+    if (gsrv_events(g) != before + 1) fail_msg("%s: %d events, expected 1", c->name, gsrv_events(g) - before);
     char ev[512], want[32];
     gsrv_event(g, before, ev, sizeof ev);
     snprintf(want, sizeof want, "\"status\":%d", c->status);
-    if (!strstr(ev, want) || !strstr(ev, "\"peer\":\"127.0.0.1\"") || !strstr(ev, "\"reason\":\"") ||
+    if (!strstr(ev, "\"event\":\"reject\"") || !strstr(ev, want) || !strstr(ev, "\"peer\":\"127.0.0.1\"") || !strstr(ev, "\"reason\":\"") ||
         strstr(ev, "\"reason\":\"\""))
         fail_msg("%s: reject event %s", c->name, ev);
 }
