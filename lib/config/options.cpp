@@ -123,6 +123,18 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"limits.handshake_burst", OptType::Int, "0", 0, 1000000, nullptr,
      "Burst of upgrade requests per IP above the rate; 0: one second's worth.", nullptr},
+    // The ranges keep a whole head under http-parser's own 80 KiB cap
+    // (16384 + 61440 + 2 * 1000 CRLFs), so each limit answers with its own status.
+    {"limits.max_request_line_bytes", OptType::Int, "8192", 64, 16384, nullptr,
+     "Longest HTTP request line (method, URL with its query, version) of an upgrade request; "
+     "longer gets 414. A token in the URL (auth.token_sources=query) counts.",
+     nullptr},
+    {"limits.max_header_bytes", OptType::Int, "16384", 512, 61440, nullptr,
+     "Most bytes of all header lines of an upgrade request together (cookies and an "
+     "Authorization token count); more gets 431.",
+     nullptr},
+    {"limits.max_headers", OptType::Int, "64", 8, 1000, nullptr,
+     "Most header lines in an upgrade request; more gets 431.", nullptr},
     {"limits.messages_per_s", OptType::Int, "0", 0, 100000000, nullptr,
      "Inbound messages per connection per second (token bucket); over it, limits.rate_policy "
      "applies. 0: no limit.",

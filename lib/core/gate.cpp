@@ -3,6 +3,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "base/time.h"
 #include "protocol/deflate.h"
 #include "protocol/handshake.h"
@@ -34,6 +37,14 @@ std::string cookies_of(const proto::HttpRequest &req) {
     return out;
 }
 
+proto::HttpLimits http_limits_of(const Settings &cfg) {
+    proto::HttpLimits l;
+    l.max_request_line = cfg.max_request_line;
+    l.max_header_bytes = cfg.max_header_bytes;
+    l.max_headers = cfg.max_headers;
+    return l;
+}
+
 }  // namespace
 
 bool socket_peer(int fd, IpAddr *addr, uint16_t *port) {
@@ -49,6 +60,15 @@ bool socket_peer(int fd, IpAddr *addr, uint16_t *port) {
     else if (ss.ss_family == AF_INET6)
         *port = ntohs(reinterpret_cast<struct sockaddr_in6 *>(&ss)->sin6_port);
     return true;
+}
+
+int64_t token_deadline_ms(int64_t exp_s, int64_t grace_ms, int64_t unix_now_ms, int64_t mono_now_ms) {
+    // A quarter of the range: the sums below cannot overflow for any clock
+    // value or grace (both far smaller), and it still is 73 million years.
+    constexpr int64_t kFar = std::numeric_limits<int64_t>::max() / 4;
+    int64_t left = kFar;
+    if (exp_s < kFar / 1000) left = std::min(std::max<int64_t>(exp_s, 0) * 1000 + grace_ms - unix_now_ms, kFar);
+    return mono_now_ms + std::max<int64_t>(left, 0);
 }
 
 LogFields peer_fields(int fd) {
@@ -71,12 +91,13 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
       registry_(registry),
       app_(app),
       admission_(admission),
-      pages_(pages) {}
+      pages_(pages),
+      http_limits_(http_limits_of(cfg)) {}
 
 Handshake *Gate::admit(Link *link) {
     Handshake *h;
     if (spare_.empty()) {
-        h = new Handshake();
+        h = new Handshake(http_limits_);
     } else {
         h = spare_.back().release();
         spare_.pop_back();
@@ -95,7 +116,7 @@ void Gate::drop(Handshake *h) {
     if (spare_.size() < kSpareHandshakes) {
         h->link = nullptr;
         h->answered = false;
-        h->parser = proto::HttpRequestParser();
+        h->parser = proto::HttpRequestParser(http_limits_);
         spare_.emplace_back(h);
     } else {
         delete h;
@@ -286,8 +307,8 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     if (!cfg_.message_rate.unlimited()) c->more().rate = std::make_unique<MessageRateLimiter>();
     if (auth.exp_s > 0) {
         // Wall-clock expiry as a monotonic deadline.
-        int64_t left = auth.exp_s * 1000 + cfg_.auth.expiry_grace_ms - unix_ms();
-        c->more().token_deadline_ms = clock_.now_ms() + (left > 0 ? left : 0);
+        c->more().token_deadline_ms =
+            token_deadline_ms(auth.exp_s, cfg_.auth.expiry_grace_ms, unix_ms(), clock_.now_ms());
     }
     registry_.add(c.get());
     Conn *conn = c.release();

@@ -43,7 +43,7 @@ struct Admission {
 
 // A link still in its opening handshake.
 struct Handshake : LinkOwner {
-    Handshake() : LinkOwner(Kind::Handshake) {}
+    explicit Handshake(const proto::HttpLimits &limits) : LinkOwner(Kind::Handshake), parser(limits) {}
     Link *link = nullptr;  // the deadline is heartbeat.handshake_timeout_ms, on LinkOwner's timer
     proto::HttpRequestParser parser;
     // Answered with a page whose bytes are still being written: input is
@@ -107,6 +107,7 @@ private:
     AppCallbacks &app_;
     Admission &admission_;
     const Pages &pages_;
+    const proto::HttpLimits http_limits_;
     bool stopping_ = false;
     size_t pending_ = 0;
     // Finished handshakes kept for the next ones: a handshake lives between
@@ -116,6 +117,14 @@ private:
     std::vector<std::unique_ptr<Handshake>> spare_;
     static constexpr size_t kSpareHandshakes = 256;
 };
+
+// The monotonic time (ms) at which a connection whose token expires at
+// `exp_s` (Unix seconds) is closed, `grace_ms` later: never before
+// `mono_now_ms`, and saturated instead of overflowing, since exp is any
+// number a signed token carries: an exp above about 9.2e15 s once wrapped
+// to a negative deadline, and the connection was closed as token_expired
+// at its first heartbeat check. Millions of years away stays far away.
+int64_t token_deadline_ms(int64_t exp_s, int64_t grace_ms, int64_t unix_now_ms, int64_t mono_now_ms);
 
 // Peer address and port of a socket (IPv4-mapped addresses unwrapped).
 bool socket_peer(int fd, IpAddr *addr, uint16_t *port);

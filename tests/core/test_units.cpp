@@ -7,6 +7,8 @@
 // Leak and use-after-free checks of the reference counting rely on the
 // sanitizer build (WSGATE_SANITIZE=ON), which runs these same tests.
 #include "support/rng.h"
+// Before cmocka: its fail() macro would break <ios>, which gate.h pulls in.
+#include "core/gate.h"
 #include <algorithm>
 #include <cstdarg>
 #include <cstddef>
@@ -1140,6 +1142,48 @@ void test_closest_names_prefers_whole_names_then_segments(void **) {
     assert_true(closest("level", 0).empty());
 }
 
+// ------------------------------------------------------- token deadline
+
+void test_token_deadline_is_exp_plus_grace_on_the_monotonic_clock(void **) {
+    const int64_t unix_now = 1'700'000'000'000, mono = 5'000;
+    assert_int_equal(wsgate::token_deadline_ms(1'700'000'002, 0, unix_now, mono), mono + 2'000);
+    assert_int_equal(wsgate::token_deadline_ms(1'700'000'002, 500, unix_now, mono), mono + 2'500);
+    // Already past: due now, never in the past.
+    assert_int_equal(wsgate::token_deadline_ms(1'600'000'000, 0, unix_now, mono), mono);
+    assert_int_equal(wsgate::token_deadline_ms(0, 0, unix_now, mono), mono);
+    assert_int_equal(wsgate::token_deadline_ms(INT64_MIN, 86'400'000, unix_now, mono), mono);
+}
+
+// exp is whatever a token says: around INT64_MAX / 1000 (9.2e15 s) the
+// product in milliseconds once wrapped negative and closed the connection at
+// once. Every exp from there up must give a deadline at least as late as a
+// smaller exp's, and far beyond any test's lifetime.
+void test_token_deadline_saturates_instead_of_overflowing(void **) {
+    const int64_t unix_now = 1'700'000'000'000, mono = 123'456;
+    const int64_t max_s = INT64_MAX / 1000;  // 9223372036854775
+    const int64_t exps[] = {1'700'000'002,     4'102'444'800,      INT64_MAX / 4000 - 1, INT64_MAX / 4000,
+                            INT64_MAX / 4000 + 1, max_s - 1,       max_s,               max_s + 1,
+                            9'300'000'000'000'000, INT64_MAX / 2,  INT64_MAX - 1,       INT64_MAX};
+    const int64_t graces[] = {0, 1, 86'400'000};
+    const int64_t hundred_years_ms = int64_t(100) * 366 * 86'400'000;
+    for (int64_t grace : graces) {
+        int64_t prev = 0;
+        for (size_t i = 0; i < sizeof exps / sizeof *exps; i++) {
+            const int64_t d = wsgate::token_deadline_ms(exps[i], grace, unix_now, mono);
+            if (d < prev || d < mono) {
+                print_error("exp %lld grace %lld: deadline %lld (previous %lld)\n", (long long)exps[i],
+                            (long long)grace, (long long)d, (long long)prev);
+                fail();
+            }
+            if (i >= 2) assert_true(d - mono > hundred_years_ms);  // from about 2.3e15 s on
+            prev = d;
+        }
+    }
+    // The far end still leaves room for a clock that has run a long time.
+    const int64_t late_mono = INT64_MAX / 2;
+    assert_true(wsgate::token_deadline_ms(INT64_MAX, 86'400'000, INT64_MAX / 4, late_mono) > late_mono);
+}
+
 }  // namespace
 
 int main() {
@@ -1184,6 +1228,8 @@ int main() {
         cmocka_unit_test(test_registry_swap_remove_keeps_others_reachable),
         cmocka_unit_test(test_registry_100k_add_remove_cycles_never_repeat_an_id),
         cmocka_unit_test(test_registry_reuses_many_freed_slots),
+        cmocka_unit_test(test_token_deadline_is_exp_plus_grace_on_the_monotonic_clock),
+        cmocka_unit_test(test_token_deadline_saturates_instead_of_overflowing),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

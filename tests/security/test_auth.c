@@ -37,12 +37,14 @@ static void b64url(const unsigned char *in, size_t n, char *out) {
 
 /* An HS256 JWT over `payload` (alg may be overridden to forge "none"). */
 static char *make_token(const char *alg, const char *payload, const char *key) {
-    char header[64], h64[128], p64[1024], sig64[128];
+    char header[64], h64[128], sig64[128];
+    char *p64 = malloc(strlen(payload) / 3 * 4 + 8);
     snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg);
     b64url((const unsigned char *)header, strlen(header), h64);
     b64url((const unsigned char *)payload, strlen(payload), p64);
     char *input = malloc(strlen(h64) + strlen(p64) + 2);
     sprintf(input, "%s.%s", h64, p64);
+    free(p64);
     unsigned char mac[32];
     unsigned int maclen = 0;
     HMAC(EVP_sha256(), key, (int)strlen(key), (unsigned char *)input, strlen(input), mac, &maclen);
@@ -240,6 +242,123 @@ static void expired_token_closes_the_connection(void **state) {
     tsrv_free(t);
 }
 
+/* An exp near or past INT64_MAX / 1000 seconds (9.2e15) once overflowed when
+ * turned into milliseconds: the connection opened and was closed at once as
+ * expired. Now such a token lasts (as any exp past the year 2100 would). */
+static void far_future_exp_does_not_expire_at_once(void **state) {
+    (void)state;
+    tsrv *t = jwt_server("header", "auth.expiry_grace_ms=86400000");
+    assert_non_null(t);
+    const char *exps[] = {"9223372036854775", "9223372036854776", "9300000000000000",
+                          "9223372036854775807", "1e19", "4102444800"};
+    wsc *open[sizeof exps / sizeof *exps];
+    for (size_t i = 0; i < sizeof exps / sizeof *exps; i++) {
+        char payload[128], hdr[1200];
+        snprintf(payload, sizeof payload, "{\"sub\":\"far%zu\",\"exp\":%s}", i, exps[i]);
+        char *tok = make_token("HS256", payload, SECRET);
+        snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", tok);
+        free(tok);
+        int status = 0;
+        open[i] = wsc_connect(HOST, t->port, "/", hdr, 3000, &status);
+        if (!open[i]) fail_msg("exp %s: status %d", exps[i], status);
+    }
+    /* Several heartbeat ticks (100 ms): an overdue deadline would have fired. */
+    tu_sleep_ms(400);
+    tsrv_close r;
+    if (tsrv_wait_close(t, 0, 0, &r))
+        fail_msg("a connection was closed (code %d, cause %s)", r.code, wsg_close_cause_str(r.cause));
+    for (size_t i = 0; i < sizeof exps / sizeof *exps; i++) {
+        assert_int_equal(wsc_send_text(open[i], "still"), 0);
+        wsc_frame f;
+        if (wsc_recv_message(open[i], &f, 3000) != 1) fail_msg("exp %s: closed", exps[i]);
+        wsc_frame_free(&f);
+        wsc_free(open[i]);
+    }
+    assert_true(WAIT_UNTIL(tsrv_closes(t) == (int)(sizeof exps / sizeof *exps), 3000));
+    for (int i = 0; i < (int)(sizeof exps / sizeof *exps); i++) {
+        assert_int_equal(tsrv_wait_close(t, i, 1000, &r), 1);
+        assert_int_not_equal(r.cause, WSG_CAUSE_TOKEN_EXPIRED);
+    }
+    tsrv_free(t);
+}
+
+/* A valid token of about `bytes` characters (a padding claim makes it long). */
+static char *long_token(const char *sub, size_t bytes) {
+    size_t pad = bytes * 3 / 4;
+    char *payload = malloc(pad + 128);
+    int n = sprintf(payload, "{\"sub\":\"%s\",\"exp\":%ld,\"pad\":\"", sub, (long)time(NULL) + 600);
+    memset(payload + n, 'p', pad);
+    strcpy(payload + n + pad, "\"}");
+    char *tok = make_token("HS256", payload, SECRET);
+    free(payload);
+    return tok;
+}
+
+/* A token longer than the request line (query) or the header block
+ * (Authorization) gets 414 or 431 with a reason, never a silent close; the
+ * limits are options. Past them, the verifier's own cap (8 KiB) answers 401. */
+static tsrv *limits_server(const char *line_bytes, const char *header_bytes) {
+    char s1[128], s2[96], s3[96];
+    snprintf(s1, sizeof s1, "auth.jwt.secret_file=%s", secret_path);
+    snprintf(s2, sizeof s2, "limits.max_request_line_bytes=%s", line_bytes);
+    snprintf(s3, sizeof s3, "limits.max_header_bytes=%s", header_bytes);
+    const char *settings[] = {"auth.mode=jwt", s1, "auth.token_sources=query,header", s2, s3, NULL};
+    return tsrv_start(settings, 1);
+}
+
+static void expect_answer(tsrv *t, const char *path, const char *hdr, int status, const char *line) {
+    char *head = NULL;
+    int got = status_of(t, path, hdr, &head);
+    if (got != status) fail_msg("path of %zu bytes, header of %zu: status %d, expected %d", strlen(path),
+                                hdr ? strlen(hdr) : 0, got, status);
+    assert_non_null(head);
+    if (line && strncmp(head, line, strlen(line)) != 0) fail_msg("answer %.60s, expected %s", head, line);
+    if (status == 401) assert_non_null(strstr(head, "www-authenticate: Bearer"));
+    free(head);
+}
+
+static void long_tokens_get_an_answer(void **state) {
+    (void)state;
+    char *tok = long_token("big", 6000), *huge = long_token("huge", 20000);
+    size_t cap = strlen(huge) + 64;
+    char *path = malloc(cap), *hdr = malloc(cap), *hpath = malloc(cap), *hhdr = malloc(cap);
+    snprintf(path, cap, "/?access_token=%s", tok);
+    snprintf(hdr, cap, "Authorization: Bearer %s\r\n", tok);
+    snprintf(hpath, cap, "/?access_token=%s", huge);
+    snprintf(hhdr, cap, "Authorization: Bearer %s\r\n", huge);
+
+    /* Defaults (8192-byte request line, 16384 header bytes). */
+    tsrv *t = limits_server("8192", "16384");
+    assert_non_null(t);
+    expect_answer(t, path, NULL, 101, NULL);
+    expect_answer(t, "/", hdr, 101, NULL);
+    expect_answer(t, hpath, NULL, 414, "HTTP/1.1 414 URI Too Long\r\n");
+    expect_answer(t, "/", hhdr, 431, "HTTP/1.1 431 Request Header Fields Too Large\r\n");
+    assert_true(WAIT_UNTIL(tsrv_opens(t) == 2, 3000));
+    tsrv_free(t);
+
+    /* Lowered limits refuse the 6000-byte token where it travels. */
+    t = limits_server("4096", "4096");
+    assert_non_null(t);
+    expect_answer(t, path, NULL, 414, "HTTP/1.1 414 ");
+    expect_answer(t, "/", hdr, 431, "HTTP/1.1 431 ");
+    tsrv_free(t);
+
+    /* Raised limits: the 20000-byte token reaches the verifier, whose cap
+     * refuses it with 401 (reason too_large in the log). */
+    t = limits_server("16384", "61440");
+    assert_non_null(t);
+    expect_answer(t, hpath, NULL, 414, "HTTP/1.1 414 ");
+    expect_answer(t, "/", hhdr, 401, "HTTP/1.1 401 ");
+    tsrv_free(t);
+    free(path);
+    free(hdr);
+    free(hpath);
+    free(hhdr);
+    free(tok);
+    free(huge);
+}
+
 /* ---- the application's authenticator ---- */
 struct seen {
     char path[64], peer[64], jwt_user[64];
@@ -384,6 +503,8 @@ int main(void) {
         cmocka_unit_test(jwt_refusals_are_401_and_reveal_nothing),
         cmocka_unit_test(jwt_user_and_claims_from_each_source),
         cmocka_unit_test(expired_token_closes_the_connection),
+        cmocka_unit_test(far_future_exp_does_not_expire_at_once),
+        cmocka_unit_test(long_tokens_get_an_answer),
         cmocka_unit_test(custom_authenticator_decides),
         cmocka_unit_test(jwt_then_callback),
         cmocka_unit_test(bad_auth_configuration_fails_at_creation),
