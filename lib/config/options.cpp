@@ -264,9 +264,14 @@ const std::vector<OptionDef> kTable = {
      "Claim holding the user id.", nullptr},
     {"security.allowed_origins", OptType::String, "", 0, 0, nullptr,
      "Comma-separated origins whose pages may connect: exact (https://app.example.com), "
-     "subdomain wildcard (https://*.example.com), * for any, null for opaque origins. Pages of "
-     "this server's own origin are always allowed; others get 403.",
+     "subdomain wildcard (https://*.example.com), * for any, null for opaque origins; others "
+     "get 403. List your own public origin here (see security.allow_same_origin).",
      valid_origins},
+    {"security.allow_same_origin", OptType::Enum, "auto", 0, 0, "auto|true|false",
+     "Also allow a page whose origin matches the request's own Host header (chosen by the "
+     "client, so DNS rebinding passes it): auto does so only while security.allowed_origins is "
+     "empty.",
+     nullptr},
     {"security.require_origin", OptType::Bool, "false", 0, 0, nullptr,
      "Refuse (403) requests without an Origin header (native clients send none; browsers always "
      "do).",

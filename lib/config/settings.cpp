@@ -72,6 +72,10 @@ Settings::Settings(const wsg_config &c)
     // page must not ride on it, so the Origin becomes mandatory.
     if (auth.enabled() && auth.from_cookie) require_origin = true;
     OriginPolicy::parse(c.string_of("security.allowed_origins"), &origins);  // validated on set
+    const std::string &same = c.string_of("security.allow_same_origin");
+    origins.set_same_origin(same == "true"    ? OriginPolicy::SameOrigin::Always
+                            : same == "false" ? OriginPolicy::SameOrigin::Never
+                                              : OriginPolicy::SameOrigin::Auto);
     const std::string &preset = c.string_of("heartbeat.preset");
     auto hb = [&](const char *key) {
         int64_t v = c.int_of(key);

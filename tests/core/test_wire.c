@@ -326,6 +326,74 @@ static void origin_policy_refuses_with_403(void **state) {
     tsrv_free(t);
 }
 
+/* An upgrade request with this Host and Origin, on a raw socket: the status. */
+static int status_for_host(tsrv *t, const char *host, const char *origin) {
+    int fd = wsc_tcp_connect(HOST, t->port, 3000);
+    assert_true(fd >= 0);
+    char req[512];
+    snprintf(req, sizeof req,
+             "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Origin: %s\r\n\r\n",
+             host, origin);
+    assert_int_equal(wsc_fd_send_all(fd, req, strlen(req), 3000), 0);
+    char *head = NULL;
+    int status = wsc_fd_read_response(fd, 3000, &head);
+    free(head);
+    close(fd);
+    return status;
+}
+
+/* The Host header is the client's choice (DNS rebinding points any name at
+ * us): a page "of the same origin" by Host passes only when the operator
+ * says so. It used to pass any allowlist. */
+static void host_header_does_not_pass_an_allowlist(void **state) {
+    (void)state;
+    const char *listed[] = {"security.allowed_origins=https://app.example.com",
+                            "security.require_origin=true", NULL};
+    tsrv *t = tsrv_start(listed, 1);
+    assert_non_null(t);
+    char self_host[64], self_origin[64];
+    snprintf(self_host, sizeof self_host, "127.0.0.1:%d", t->port);
+    snprintf(self_origin, sizeof self_origin, "http://127.0.0.1:%d", t->port);
+    assert_int_equal(status_for_host(t, "attacker.test", "http://attacker.test"), 403);
+    assert_int_equal(status_for_host(t, "attacker.test:80", "http://attacker.test"), 403);
+    assert_int_equal(status_for_host(t, self_host, self_origin), 403);
+    assert_int_equal(status_for_host(t, "attacker.test", "https://app.example.com"), 101);
+    tsrv_free(t);
+
+    /* Asked for: the old behaviour, Host-based same origin beside the list. */
+    const char *trusting[] = {"security.allowed_origins=https://app.example.com",
+                              "security.require_origin=true", "security.allow_same_origin=true",
+                              NULL};
+    t = tsrv_start(trusting, 1);
+    assert_non_null(t);
+    assert_int_equal(status_for_host(t, "attacker.test", "http://attacker.test"), 101);
+    assert_int_equal(status_for_host(t, "attacker.test", "https://attacker.test"), 403); /* not TLS */
+    assert_int_equal(status_for_host(t, "attacker.test", "https://app.example.com"), 101);
+    tsrv_free(t);
+
+    /* No list: same origin by default (auto); false refuses every Origin. */
+    t = tsrv_start(NULL, 1);
+    assert_non_null(t);
+    snprintf(self_host, sizeof self_host, "127.0.0.1:%d", t->port);
+    snprintf(self_origin, sizeof self_origin, "http://127.0.0.1:%d", t->port);
+    assert_int_equal(status_for_host(t, self_host, self_origin), 101);
+    assert_int_equal(status_for_host(t, self_host, "http://other.test"), 403);
+    tsrv_free(t);
+    const char *never[] = {"security.allow_same_origin=false", NULL};
+    t = tsrv_start(never, 1);
+    assert_non_null(t);
+    snprintf(self_host, sizeof self_host, "127.0.0.1:%d", t->port);
+    snprintf(self_origin, sizeof self_origin, "http://127.0.0.1:%d", t->port);
+    assert_int_equal(status_for_host(t, self_host, self_origin), 403);
+    int status = 0;
+    wsc *c = wsc_connect(HOST, t->port, "/", NULL, 3000, &status); /* native: no Origin */
+    assert_non_null(c);
+    wsc_free(c);
+    tsrv_free(t);
+}
+
 static void garbage_before_upgrade_is_harmless(void **state) {
     tsrv *t = *state;
     const char *junk[] = {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "NOT HTTP AT ALL\r\n\r\n",
@@ -610,6 +678,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(close_frames_are_checked, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(every_ping_gets_its_pong, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(raw_query_is_kept, setup_echo, teardown),
+        cmocka_unit_test(host_header_does_not_pass_an_allowlist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
