@@ -129,6 +129,13 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"limits.message_burst", OptType::Int, "0", 0, 100000000, nullptr,
      "Burst of inbound messages above the rate; 0: one second's worth.", nullptr},
+    {"limits.frames_per_s", OptType::Int, "0", 0, 100000000, nullptr,
+     "Inbound frames per connection per second (token bucket): every data fragment, ping and "
+     "pong counts, so floods of control frames and tiny fragments are bounded too; over it, "
+     "close with 1008 (cause rate_limit), logged once. 0: no limit.",
+     nullptr},
+    {"limits.frame_burst", OptType::Int, "0", 0, 100000000, nullptr,
+     "Burst of inbound frames above the rate; 0: one second's worth.", nullptr},
     {"limits.rate_policy", OptType::Enum, "close", 0, 0, "close|drop",
      "Over limits.messages_per_s: close with 1008 (cause rate_limit), or drop the message "
      "(counted and logged).",

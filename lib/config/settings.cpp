@@ -61,6 +61,8 @@ Settings::Settings(const wsg_config &c)
                                           static_cast<uint32_t>(c.int_of("limits.handshake_burst")));
     message_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.messages_per_s")),
                                         static_cast<uint32_t>(c.int_of("limits.message_burst")));
+    frame_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.frames_per_s")),
+                                      static_cast<uint32_t>(c.int_of("limits.frame_burst")));
     rate_drop = c.string_of("limits.rate_policy") == "drop";
     queue_policy_from_name(c.string_of("limits.queue_policy"), &queue_policy);  // validated on set
     queue_close_code = static_cast<int>(c.int_of("limits.queue_close_code"));

@@ -31,7 +31,9 @@
       "conn, policy, dropped, duration_ms, queued_bytes (the episode ended: the queue is back at "   \
       "`limits.queue_low_water_bytes`; dropped counts its messages)")                                 \
     X(rate_limited, WARN,                                                                             \
-      "conn, dropped_total (`limits.rate_policy=drop`: once per 1,000 dropped messages)")            \
+      "conn, then dropped_total (`limits.messages_per_s` under `limits.rate_policy=drop`: once per "  \
+      "1,000 dropped messages), or limit, rate, burst (`limits.frames_per_s` passed: close 1008, "    \
+      "once per connection)")                                                                         \
     X(bad_compression, WARN, "conn, message (why the permessage-deflate data was refused; close 1007)") \
     X(protocol_error, WARN,                                                                           \
       "conn, message (the RFC 6455 rule the client broke: unmasked frame, reserved bits, bad "       \

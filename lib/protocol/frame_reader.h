@@ -77,6 +77,7 @@ struct DataChunk {
     bool message_start;     // first chunk of the message
     bool message_end;       // last chunk of the message (its FIN frame fully read)
     uint64_t frame_length;  // declared payload length of the frame this chunk belongs to
+    bool frame_start;       // first chunk of its frame (one per frame: a frame-rate limit counts these)
 };
 
 // Per connection, passed with each read so the reader need not store them.
@@ -458,7 +459,7 @@ size_t FrameReader::read(uint8_t *buf, size_t n, const FrameReaderOptions &opt, 
                 return pos;
             }
             const DataChunk c{(msg & kMsgBinary) != 0, (msg & kMsgCompressed) != 0, (msg & kMsgStart) != 0,
-                              end, pl_.u.frame_length};
+                              end, pl_.u.frame_length, rem == pl_.u.frame_length};
             msg_ = end ? 0 : static_cast<uint8_t>(msg & ~kMsgStart);
             if (frame_done)
                 frame_ &= static_cast<uint8_t>(~kInPayload);

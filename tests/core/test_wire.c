@@ -644,6 +644,43 @@ static void every_ping_gets_its_pong(void **state) {
     assert_int_equal(wsc_close(c, 1000, 3000), 1000);
 }
 
+/* A burst of 100,000 pings in one write (the lws engine answered about
+ * 1,000): each gets its own pong, in order, and the connection lives on. */
+static void a_burst_of_pings_is_answered_in_full(void **state) {
+    tsrv *t = *state;
+    wsc *c = open_client(t);
+    wsc_set_auto_pong(c, 0);
+    enum { N = 100000 };
+    size_t one;
+    unsigned char *f = wsc_build_frame(9, 1, "000000", 6, 1, &one);
+    free(f);
+    unsigned char *buf = malloc(N * one);
+    assert_non_null(buf);
+    for (int i = 0; i < N; i++) {
+        char p[8];
+        snprintf(p, sizeof p, "%06d", i);
+        f = wsc_build_frame(9, 1, p, 6, 1, &one);
+        memcpy(buf + (size_t)i * one, f, one);
+        free(f);
+    }
+    int64_t start = tu_now_ms();
+    assert_int_equal(wsc_send_raw(c, buf, N * one), 0);
+    free(buf);
+    for (int i = 0; i < N; i++) {
+        wsc_frame r;
+        if (wsc_recv_frame(c, &r, 5000) != 1) fail_msg("pong %d of %d missing", i, N);
+        char want[8];
+        snprintf(want, sizeof want, "%06d", i);
+        if (r.opcode != 10 || r.len != 6 || memcmp(r.data, want, 6))
+            fail_msg("frame %d: opcode %d, %.*s", i, r.opcode, (int)r.len, (const char *)r.data);
+        wsc_frame_free(&r);
+    }
+    assert_true(tu_now_ms() - start < 30000);
+    assert_int_equal(wsc_send_text(c, "after"), 0);
+    expect_message(c, 1, "after", 5);
+    assert_int_equal(wsc_close(c, 1000, 3000), 1000);
+}
+
 static void raw_query_is_kept(void **state) {
     tsrv *t = *state;
     int status = 0;
@@ -679,6 +716,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(every_ping_gets_its_pong, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(raw_query_is_kept, setup_echo, teardown),
         cmocka_unit_test(host_header_does_not_pass_an_allowlist),
+        cmocka_unit_test_setup_teardown(a_burst_of_pings_is_answered_in_full, setup_echo, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
