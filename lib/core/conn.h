@@ -171,6 +171,7 @@ struct Conn : LinkOwner, ConnShared {
     uint64_t ping_payload = 0;     // timestamp (us) carried by the last ping
 
     uint16_t close_code = 0;  // what on_close reports (the code we sent, or the peer's)
+    uint16_t peer_close_code = 0;  // in the peer's close frame, even one we refused (1005: none)
     CloseStage close_stage = CloseStage::Open;
     uint8_t cause = WSG_CAUSE_LOST;  // a wsg_close_cause
     uint8_t deflate_window_bits = 15;  // server_max_window_bits the client asked for

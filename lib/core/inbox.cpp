@@ -51,6 +51,7 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
     proto::FrameReader fresh;
     proto::FrameReader &reader = c->reader ? *c->reader : fresh;
     reader.read(data, len, opt, sink);
+    if (int code = reader.peer_close_code()) c->peer_close_code = static_cast<uint16_t>(code);
     switch (reader.error()) {
     case proto::ReadError::None: break;
     case proto::ReadError::TooBig: too_big(c); break;

@@ -681,6 +681,56 @@ static void a_burst_of_pings_is_answered_in_full(void **state) {
     assert_int_equal(wsc_close(c, 1000, 3000), 1000);
 }
 
+/* The close event's `code` (what we sent) and `peer_code` (what the peer
+ * sent, even when refused) are separate. */
+static void close_event_reports_both_codes(void **state) {
+    (void)state;
+    const char *settings[] = {"log.level=info", NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    assert_non_null(t);
+    struct {
+        const char *payload;
+        size_t len;
+        const char *want; /* in the close event */
+        const char *absent;
+    } cases[] = {
+        {"\x03\xe7" "bye", 5, "\"code\":1002,\"peer_code\":999,", NULL},       /* code not allowed */
+        {"\x03\xe8\xff\xfe", 4, "\"code\":1007,\"peer_code\":1000,", NULL},  /* reason not UTF-8 */
+        {"\x03", 1, "\"code\":1002,", "peer_code"},                           /* no code at all */
+        {"\x0f\xa1ok", 4, "\"code\":4001,\"peer_code\":4001,", NULL},          /* echoed */
+        {"", 0, "\"code\":1005,\"peer_code\":1005,", NULL},                    /* empty */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        wsc *c = open_client(t);
+        size_t n;
+        unsigned char *f = wsc_build_frame(8, 1, cases[i].payload, cases[i].len, 1, &n);
+        assert_int_equal(wsc_send_raw(c, f, n), 0);
+        free(f);
+        assert_int_equal(wsc_wait_closed(c, 3000, 0, NULL), 1);
+        wsc_free(c);
+        char line[1024];
+        assert_true(WAIT_UNTIL(tsrv_log_count(t, "close") == (int)i + 1, 3000));
+        assert_int_equal(tsrv_log_get(t, "close", (int)i, line, sizeof line), 1);
+        if (!strstr(line, cases[i].want)) fail_msg("case %zu: %s", i, line);
+        if (cases[i].absent && strstr(line, cases[i].absent)) fail_msg("case %zu: %s", i, line);
+    }
+    /* We close first with 4100; the peer answers 1000. */
+    wsc *c = open_client(t);
+    assert_true(WAIT_UNTIL(tsrv_opens(t) == 6, 3000));
+    assert_int_equal(wsg_conn_close(t->srv, tsrv_last_open(t), 4100, "done"), WSG_OK);
+    wsc_frame f;
+    assert_int_equal(wsc_recv_frame(c, &f, 3000), 1);
+    assert_int_equal(f.opcode, 8);
+    wsc_frame_free(&f);
+    assert_int_equal(wsc_send_close(c, 1000, "ok"), 0);
+    assert_true(WAIT_UNTIL(tsrv_log_count(t, "close") == 6, 3000));
+    wsc_free(c);
+    char line[1024];
+    assert_int_equal(tsrv_log_get(t, "close", 5, line, sizeof line), 1);
+    if (!strstr(line, "\"code\":4100,\"peer_code\":1000,")) fail_msg("%s", line);
+    assert_int_equal(tsrv_free(t), 0);
+}
+
 static void raw_query_is_kept(void **state) {
     tsrv *t = *state;
     int status = 0;
@@ -717,6 +767,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(raw_query_is_kept, setup_echo, teardown),
         cmocka_unit_test(host_header_does_not_pass_an_allowlist),
         cmocka_unit_test_setup_teardown(a_burst_of_pings_is_answered_in_full, setup_echo, teardown),
+        cmocka_unit_test(close_event_reports_both_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
