@@ -217,7 +217,8 @@ typedef enum wsg_msg_type {
     XX(TOKEN_EXPIRED, 12, "token_expired",                                                        \
        "the connection's JWT passed its exp (plus auth.expiry_grace_ms): close 1008")             \
     XX(RATE_LIMIT, 13, "rate_limit",                                                              \
-       "more messages than limits.messages_per_s allows (limits.rate_policy=close): close 1008")  \
+       "more messages than limits.messages_per_s allows (limits.rate_policy=close), or more "    \
+       "frames than limits.frames_per_s: close 1008")                                             \
     XX(BAD_COMPRESSION, 14, "bad_compression",                                                    \
        "permessage-deflate misuse: data that does not inflate, RSV1 on a continuation or a control frame: close 1007") \
     XX(PROTOCOL_ERROR, 15, "protocol_error",                                                      \

@@ -141,6 +141,13 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"limits.message_burst", OptType::Int, "0", 0, 100000000, nullptr,
      "Burst of inbound messages above the rate; 0: one second's worth.", nullptr},
+    {"limits.frames_per_s", OptType::Int, "0", 0, 100000000, nullptr,
+     "Inbound frames per connection per second (token bucket): every data fragment, ping and "
+     "pong counts, so floods of control frames and tiny fragments are bounded too; over it, "
+     "close with 1008 (cause rate_limit), logged once. 0: no limit.",
+     nullptr},
+    {"limits.frame_burst", OptType::Int, "0", 0, 100000000, nullptr,
+     "Burst of inbound frames above the rate; 0: one second's worth.", nullptr},
     {"limits.rate_policy", OptType::Enum, "close", 0, 0, "close|drop",
      "Over limits.messages_per_s: close with 1008 (cause rate_limit), or drop the message "
      "(counted and logged).",
@@ -276,9 +283,14 @@ const std::vector<OptionDef> kTable = {
      "Claim holding the user id.", nullptr},
     {"security.allowed_origins", OptType::String, "", 0, 0, nullptr,
      "Comma-separated origins whose pages may connect: exact (https://app.example.com), "
-     "subdomain wildcard (https://*.example.com), * for any, null for opaque origins. Pages of "
-     "this server's own origin are always allowed; others get 403.",
+     "subdomain wildcard (https://*.example.com), * for any, null for opaque origins; others "
+     "get 403. List your own public origin here (see security.allow_same_origin).",
      valid_origins},
+    {"security.allow_same_origin", OptType::Enum, "auto", 0, 0, "auto|true|false",
+     "Also allow a page whose origin matches the request's own Host header (chosen by the "
+     "client, so DNS rebinding passes it): auto does so only while security.allowed_origins is "
+     "empty.",
+     nullptr},
     {"security.require_origin", OptType::Bool, "false", 0, 0, nullptr,
      "Refuse (403) requests without an Origin header (native clients send none; browsers always "
      "do).",

@@ -64,6 +64,8 @@ Settings::Settings(const wsg_config &c)
                                           static_cast<uint32_t>(c.int_of("limits.handshake_burst")));
     message_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.messages_per_s")),
                                         static_cast<uint32_t>(c.int_of("limits.message_burst")));
+    frame_rate = RateSpec::per_second(static_cast<double>(c.int_of("limits.frames_per_s")),
+                                      static_cast<uint32_t>(c.int_of("limits.frame_burst")));
     rate_drop = c.string_of("limits.rate_policy") == "drop";
     queue_policy_from_name(c.string_of("limits.queue_policy"), &queue_policy);  // validated on set
     queue_close_code = static_cast<int>(c.int_of("limits.queue_close_code"));
@@ -75,6 +77,10 @@ Settings::Settings(const wsg_config &c)
     // page must not ride on it, so the Origin becomes mandatory.
     if (auth.enabled() && auth.from_cookie) require_origin = true;
     OriginPolicy::parse(c.string_of("security.allowed_origins"), &origins);  // validated on set
+    const std::string &same = c.string_of("security.allow_same_origin");
+    origins.set_same_origin(same == "true"    ? OriginPolicy::SameOrigin::Always
+                            : same == "false" ? OriginPolicy::SameOrigin::Never
+                                              : OriginPolicy::SameOrigin::Auto);
     const std::string &preset = c.string_of("heartbeat.preset");
     auto hb = [&](const char *key) {
         int64_t v = c.int_of(key);

@@ -68,7 +68,7 @@ struct Settings {
     AuthSettings auth;
     CidrList trusted_proxies;
     uint32_t max_per_ip = 0, max_per_user = 0;
-    RateSpec handshake_rate, message_rate;
+    RateSpec handshake_rate, message_rate, frame_rate;
     bool rate_drop = false;
     std::string auth_error;  // from AuthSettings::build, reported by check()
 

@@ -150,6 +150,7 @@ struct Conn : LinkOwner, ConnShared {
         std::string rx;                      // an inbound message in pieces (inflated, if compressed)
         std::unique_ptr<Inflater> inflater;  // a client that keeps its compression context
         std::unique_ptr<MessageRateLimiter> rate;  // with limits.messages_per_s
+        std::unique_ptr<MessageRateLimiter> frame_rate;  // with limits.frames_per_s
         std::string close_reason;            // set with a close
         int64_t token_deadline_ms = 0;       // the JWT expires (plus grace) then
         std::unique_ptr<Backlog> backlog;    // while behind or dropping
@@ -170,6 +171,7 @@ struct Conn : LinkOwner, ConnShared {
     uint64_t ping_payload = 0;     // timestamp (us) carried by the last ping
 
     uint16_t close_code = 0;  // what on_close reports (the code we sent, or the peer's)
+    uint16_t peer_close_code = 0;  // in the peer's close frame, even one we refused (1005: none)
     CloseStage close_stage = CloseStage::Open;
     uint8_t cause = WSG_CAUSE_LOST;  // a wsg_close_cause
     uint8_t deflate_window_bits = 15;  // server_max_window_bits the client asked for
@@ -201,8 +203,8 @@ struct Conn : LinkOwner, ConnShared {
     }
     // Frees the extra state once nothing in it is needed.
     void trim_extra() {
-        if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && extra->close_reason.empty() &&
-            !extra->token_deadline_ms && !extra->backlog)
+        if (extra && extra->rx.empty() && !extra->inflater && !extra->rate && !extra->frame_rate &&
+            extra->close_reason.empty() && !extra->token_deadline_ms && !extra->backlog)
             extra.reset();
     }
     const std::string &reason() const {

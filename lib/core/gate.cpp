@@ -305,6 +305,7 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     c->times = &cfg_.heartbeat;
     c->queue_policy.store(static_cast<uint8_t>(cfg_.queue_policy), std::memory_order_relaxed);
     if (!cfg_.message_rate.unlimited()) c->more().rate = std::make_unique<MessageRateLimiter>();
+    if (!cfg_.frame_rate.unlimited()) c->more().frame_rate = std::make_unique<MessageRateLimiter>();
     if (auth.exp_s > 0) {
         // Wall-clock expiry as a monotonic deadline.
         c->more().token_deadline_ms =

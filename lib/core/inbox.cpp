@@ -11,9 +11,15 @@ struct Inbox::Sink {
     int64_t now;
     bool handshake_done = false;  // the peer's close answered ours: close the link
 
-    void on_data(const uint8_t *p, size_t n, const proto::DataChunk &chunk) { in.on_data(c, p, n, chunk, now); }
-    void on_ping(const uint8_t *p, size_t n) { in.outbox_.pong(c, p, n); }
+    void on_data(const uint8_t *p, size_t n, const proto::DataChunk &chunk) {
+        if (chunk.frame_start && !in.count_frame(c, now)) return;
+        in.on_data(c, p, n, chunk, now);
+    }
+    void on_ping(const uint8_t *p, size_t n) {
+        if (in.count_frame(c, now)) in.outbox_.pong(c, p, n);
+    }
     void on_pong(const uint8_t *p, size_t n) {
+        if (!in.count_frame(c, now)) return;
         c->last_alive_ms = now;
         if (n != 8) return;
         uint64_t ts = 0;
@@ -21,6 +27,9 @@ struct Inbox::Sink {
         if (ts == c->ping_payload) c->rtt_us.store(mono_us() - static_cast<int64_t>(ts), std::memory_order_relaxed);
     }
     void on_close(int code, const uint8_t *reason, size_t n) { handshake_done = !in.outbox_.peer_closed(c, code, reason, n); }
+    // Input refused in this read (a flood over the frame rate...): the rest
+    // of the buffer is not parsed, let alone answered.
+    bool stop_requested() const { return c->refused_input; }
 };
 
 Inbox::Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log, Clock &clock)
@@ -42,6 +51,7 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
     proto::FrameReader fresh;
     proto::FrameReader &reader = c->reader ? *c->reader : fresh;
     reader.read(data, len, opt, sink);
+    if (int code = reader.peer_close_code()) c->peer_close_code = static_cast<uint16_t>(code);
     switch (reader.error()) {
     case proto::ReadError::None: break;
     case proto::ReadError::TooBig: too_big(c); break;
@@ -62,6 +72,20 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
         c->reader = std::make_unique<proto::FrameReader>(std::move(fresh));
     }
     return !sink.handshake_done;
+}
+
+bool Inbox::count_frame(Conn *c, int64_t now) {
+    if (cfg_.frame_rate.unlimited() || c->extra->frame_rate->allow(cfg_.frame_rate, now)) return true;
+    if (c->closing) return false;
+    // Logged once: the connection reads nothing more after this.
+    LogFields f;
+    f["conn"] = c->id;
+    f["limit"] = "limits.frames_per_s";
+    f["rate"] = cfg_.frame_rate.milli() / 1000;
+    f["burst"] = cfg_.frame_rate.burst();
+    log_.emit(LogEvent::rate_limited, f);
+    fail(c, 1008, "frame rate limit", WSG_CAUSE_RATE_LIMIT);
+    return false;
 }
 
 void Inbox::fail(Conn *c, int code, const char *reason, wsg_close_cause cause) {

@@ -31,6 +31,9 @@ private:
     struct Sink;
     void on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk &chunk, int64_t now);
     void deliver(Conn *c, bool binary, const void *data, size_t n, int64_t now);
+    // One inbound frame against limits.frames_per_s; false once over it
+    // (the connection is then failed with 1008).
+    bool count_frame(Conn *c, int64_t now);
     // Fails the connection for what the peer sent: our close frame with
     // `code` replaces what was queued; later input is discarded unread.
     void fail(Conn *c, int code, const char *reason, wsg_close_cause cause);

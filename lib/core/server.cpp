@@ -353,6 +353,7 @@ void Server::finish(Conn *c) {
         f["peer"] = c->peer.to_string();
         f["peer_port"] = c->peer_port;
         f["code"] = c->close_code;
+        if (c->peer_close_code) f["peer_code"] = c->peer_close_code;
         f["cause"] = wsg_close_cause_str(c->close_cause());
         if (!reason.empty()) f["reason"] = reason;
         f["duration_ms"] = mono_ms() - c->opened_mono_ms;

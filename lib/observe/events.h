@@ -18,8 +18,10 @@
       "for a static page with another method than GET or HEAD)")                                       \
     X(page, DEBUG, "peer, peer_port, method, path, status, bytes (a static page served: `wsg_server_add_page`)") \
     X(close, INFO,                                                                                    \
-      "conn, peer, peer_port, code, cause, reason, duration_ms, msgs/bytes in/out, msgs_dropped "    \
-      "(when a queue policy dropped some)")                                                           \
+      "conn, peer, peer_port, code (the close code we sent, or echoed; 1006 when none was "          \
+      "exchanged), peer_code (the code in the peer's close frame, also when we refused it with 1002 " \
+      "or 1007; 1005 for an empty one; absent when the peer sent none or a 1-byte payload), cause, "  \
+      "reason, duration_ms, msgs/bytes in/out, msgs_dropped (when a queue policy dropped some)")     \
     X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
     X(backpressure, WARN,                                                                             \
       "conn, queued_bytes, limit (the send queue would pass `limits.max_queue_bytes` under "         \
@@ -31,7 +33,9 @@
       "conn, policy, dropped, duration_ms, queued_bytes (the episode ended: the queue is back at "   \
       "`limits.queue_low_water_bytes`; dropped counts its messages)")                                 \
     X(rate_limited, WARN,                                                                             \
-      "conn, dropped_total (`limits.rate_policy=drop`: once per 1,000 dropped messages)")            \
+      "conn, then dropped_total (`limits.messages_per_s` under `limits.rate_policy=drop`: once per "  \
+      "1,000 dropped messages), or limit, rate, burst (`limits.frames_per_s` passed: close 1008, "    \
+      "once per connection)")                                                                         \
     X(bad_compression, WARN, "conn, message (why the permessage-deflate data was refused; close 1007)") \
     X(protocol_error, WARN,                                                                           \
       "conn, message (the RFC 6455 rule the client broke: unmasked frame, reserved bits, bad "       \

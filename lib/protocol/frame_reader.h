@@ -77,6 +77,7 @@ struct DataChunk {
     bool message_start;     // first chunk of the message
     bool message_end;       // last chunk of the message (its FIN frame fully read)
     uint64_t frame_length;  // declared payload length of the frame this chunk belongs to
+    bool frame_start;       // first chunk of its frame (one per frame: a frame-rate limit counts these)
 };
 
 // Per connection, passed with each read so the reader need not store them.
@@ -145,6 +146,10 @@ public:
     // Short text for the close reason and the log ("" when no error).
     const char *error_reason() const;
     bool closed() const { return closed_; }
+    // The status code of the peer's close frame once one was read, whether
+    // accepted or refused: 1005 when it had none, 0 for a 1-byte payload or
+    // no close frame yet.
+    int peer_close_code() const { return peer_close_code_; }
     // A data message has begun (its first frame header was read) and its
     // final frame has not been fully read.
     bool in_message() const { return msg_ & kMsgOpen; }
@@ -170,12 +175,14 @@ private:
         frame_ = o.frame_;
         msg_ = o.msg_;
         closed_ = o.closed_;
+        peer_close_code_ = o.peer_close_code_;
         fault_ = o.fault_;
         utf8_ = o.utf8_;
         o.frame_ = 0;  // the control buffer, if any, is ours now
         o.hdr_len_ = 0;
         o.msg_ = 0;
         o.closed_ = false;
+        o.peer_close_code_ = 0;
         o.fault_ = Fault::None;
     }
     Fault check_close(const uint8_t *p, size_t n) const;
@@ -205,6 +212,7 @@ private:
     uint8_t frame_ = 0;  // the current frame: opcode, FIN, and whether its payload is being read
     uint8_t msg_ = 0;    // the current data message
     bool closed_ = false;
+    uint16_t peer_close_code_ = 0;
     Fault fault_ = Fault::None;
     Utf8Validator utf8_;  // the open uncompressed text message
 };
@@ -371,6 +379,7 @@ bool FrameReader::control_frame(uint8_t *p, size_t n, Sink &sink) {
     case 10: sink.on_pong(p, n); return true;
     default: break;
     }
+    peer_close_code_ = static_cast<uint16_t>(n == 0 ? 1005 : n == 1 ? 0 : (p[0] << 8) | p[1]);
     if (Fault f = check_close(p, n); f != Fault::None) {
         fault_ = f;
         return false;
@@ -458,7 +467,7 @@ size_t FrameReader::read(uint8_t *buf, size_t n, const FrameReaderOptions &opt, 
                 return pos;
             }
             const DataChunk c{(msg & kMsgBinary) != 0, (msg & kMsgCompressed) != 0, (msg & kMsgStart) != 0,
-                              end, pl_.u.frame_length};
+                              end, pl_.u.frame_length, rem == pl_.u.frame_length};
             msg_ = end ? 0 : static_cast<uint8_t>(msg & ~kMsgStart);
             if (frame_done)
                 frame_ &= static_cast<uint8_t>(~kInPayload);

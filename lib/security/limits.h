@@ -97,8 +97,8 @@ private:
     BucketState state_;
 };
 
-// limits.messages_per_s and its burst: one per connection, embedded in the
-// connection (16 bytes). The spec is the server's, passed in rather than
+// limits.messages_per_s and its burst (and limits.frames_per_s with its
+// own): one per connection, embedded in the connection (16 bytes). The spec is the server's, passed in rather than
 // pointed to, which keeps the connection small and has no lifetime to get
 // wrong. What happens over the limit (close 1008, or drop the message) is
 // limits.rate_policy, decided by the caller.

@@ -129,7 +129,13 @@ std::string OriginPolicy::parse(std::string_view list, OriginPolicy *out) {
             return "entry '" + item + "': a wildcard needs a domain name";
         out->entries_.push_back(std::move(e));
     }
+    out->set_same_origin(SameOrigin::Auto);
     return {};
+}
+
+void OriginPolicy::set_same_origin(SameOrigin mode) {
+    same_origin_ = mode == SameOrigin::Always ||
+                   (mode == SameOrigin::Auto && entries_.empty() && !any_ && !null_);
 }
 
 std::string OriginPolicy::check(const Request &r, bool require_origin) const {
@@ -139,9 +145,10 @@ std::string OriginPolicy::check(const Request &r, bool require_origin) const {
     Origin o;
     if (!Origin::parse(r.origin, &o)) return "malformed Origin header";
     if (any_) return "";
-    // A page served by this very server is never cross-site.
+    // A page of the origin the client says it asked for (Host), when the
+    // operator trusts that.
     std::string_view host, port;
-    if (split_host_port(r.host, &host, &port) && valid_host(host)) {
+    if (same_origin_ && split_host_port(r.host, &host, &port) && valid_host(host)) {
         Origin self;
         self.scheme = r.tls ? "https" : "http";
         self.host = lower(host);
@@ -163,7 +170,8 @@ std::string OriginPolicy::check(const Request &r, bool require_origin) const {
             o.host[o.host.size() - suffix.size() - 1] == '.')
             return "";
     }
-    return entries_.empty() ? "Origin not allowed (same origin only)" : "Origin not allowed";
+    if (!entries_.empty() || null_) return "Origin not allowed";
+    return same_origin_ ? "Origin not allowed (same origin only)" : "Origin not allowed (no origin listed)";
 }
 
 }  // namespace wsgate

@@ -23,9 +23,17 @@ public:
     // `list`: comma-separated entries, each an exact origin
     // ("https://app.example.com", "http://localhost:8080"), a subdomain
     // wildcard ("https://*.example.com"), "*" (any origin) or "null" (the
-    // opaque origin of sandboxed pages and files). Empty: same origin only.
-    // Returns "" or what is wrong with which entry.
+    // opaque origin of sandboxed pages and files). Empty: same origin only
+    // (see SameOrigin). Returns "" or what is wrong with which entry.
     static std::string parse(std::string_view list, OriginPolicy *out);
+
+    // Whether a page whose origin is the request's own (scheme of the
+    // connection, host and port of the Host header) passes. The Host header
+    // is the client's choice (DNS rebinding sends any name to our address),
+    // so this trusts the client: Auto does so only while no list is set,
+    // when nothing else would let a browser in.
+    enum class SameOrigin { Auto, Always, Never };
+    void set_same_origin(SameOrigin mode);
 
     struct Request {
         int origin_count = 0;         // Origin headers received
@@ -46,6 +54,7 @@ private:
     std::vector<Entry> entries_;
     bool any_ = false;
     bool null_ = false;
+    bool same_origin_ = true;  // Auto with an empty list
 };
 
 }  // namespace wsgate

@@ -326,6 +326,74 @@ static void origin_policy_refuses_with_403(void **state) {
     tsrv_free(t);
 }
 
+/* An upgrade request with this Host and Origin, on a raw socket: the status. */
+static int status_for_host(tsrv *t, const char *host, const char *origin) {
+    int fd = wsc_tcp_connect(HOST, t->port, 3000);
+    assert_true(fd >= 0);
+    char req[512];
+    snprintf(req, sizeof req,
+             "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Origin: %s\r\n\r\n",
+             host, origin);
+    assert_int_equal(wsc_fd_send_all(fd, req, strlen(req), 3000), 0);
+    char *head = NULL;
+    int status = wsc_fd_read_response(fd, 3000, &head);
+    free(head);
+    close(fd);
+    return status;
+}
+
+/* The Host header is the client's choice (DNS rebinding points any name at
+ * us): a page "of the same origin" by Host passes only when the operator
+ * says so. It used to pass any allowlist. */
+static void host_header_does_not_pass_an_allowlist(void **state) {
+    (void)state;
+    const char *listed[] = {"security.allowed_origins=https://app.example.com",
+                            "security.require_origin=true", NULL};
+    tsrv *t = tsrv_start(listed, 1);
+    assert_non_null(t);
+    char self_host[64], self_origin[64];
+    snprintf(self_host, sizeof self_host, "127.0.0.1:%d", t->port);
+    snprintf(self_origin, sizeof self_origin, "http://127.0.0.1:%d", t->port);
+    assert_int_equal(status_for_host(t, "attacker.test", "http://attacker.test"), 403);
+    assert_int_equal(status_for_host(t, "attacker.test:80", "http://attacker.test"), 403);
+    assert_int_equal(status_for_host(t, self_host, self_origin), 403);
+    assert_int_equal(status_for_host(t, "attacker.test", "https://app.example.com"), 101);
+    tsrv_free(t);
+
+    /* Asked for: the old behaviour, Host-based same origin beside the list. */
+    const char *trusting[] = {"security.allowed_origins=https://app.example.com",
+                              "security.require_origin=true", "security.allow_same_origin=true",
+                              NULL};
+    t = tsrv_start(trusting, 1);
+    assert_non_null(t);
+    assert_int_equal(status_for_host(t, "attacker.test", "http://attacker.test"), 101);
+    assert_int_equal(status_for_host(t, "attacker.test", "https://attacker.test"), 403); /* not TLS */
+    assert_int_equal(status_for_host(t, "attacker.test", "https://app.example.com"), 101);
+    tsrv_free(t);
+
+    /* No list: same origin by default (auto); false refuses every Origin. */
+    t = tsrv_start(NULL, 1);
+    assert_non_null(t);
+    snprintf(self_host, sizeof self_host, "127.0.0.1:%d", t->port);
+    snprintf(self_origin, sizeof self_origin, "http://127.0.0.1:%d", t->port);
+    assert_int_equal(status_for_host(t, self_host, self_origin), 101);
+    assert_int_equal(status_for_host(t, self_host, "http://other.test"), 403);
+    tsrv_free(t);
+    const char *never[] = {"security.allow_same_origin=false", NULL};
+    t = tsrv_start(never, 1);
+    assert_non_null(t);
+    snprintf(self_host, sizeof self_host, "127.0.0.1:%d", t->port);
+    snprintf(self_origin, sizeof self_origin, "http://127.0.0.1:%d", t->port);
+    assert_int_equal(status_for_host(t, self_host, self_origin), 403);
+    int status = 0;
+    wsc *c = wsc_connect(HOST, t->port, "/", NULL, 3000, &status); /* native: no Origin */
+    assert_non_null(c);
+    wsc_free(c);
+    tsrv_free(t);
+}
+
 static void garbage_before_upgrade_is_harmless(void **state) {
     tsrv *t = *state;
     const char *junk[] = {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "NOT HTTP AT ALL\r\n\r\n",
@@ -576,6 +644,93 @@ static void every_ping_gets_its_pong(void **state) {
     assert_int_equal(wsc_close(c, 1000, 3000), 1000);
 }
 
+/* A burst of 100,000 pings in one write (the lws engine answered about
+ * 1,000): each gets its own pong, in order, and the connection lives on. */
+static void a_burst_of_pings_is_answered_in_full(void **state) {
+    tsrv *t = *state;
+    wsc *c = open_client(t);
+    wsc_set_auto_pong(c, 0);
+    enum { N = 100000 };
+    size_t one;
+    unsigned char *f = wsc_build_frame(9, 1, "000000", 6, 1, &one);
+    free(f);
+    unsigned char *buf = malloc(N * one);
+    assert_non_null(buf);
+    for (int i = 0; i < N; i++) {
+        char p[8];
+        snprintf(p, sizeof p, "%06d", i);
+        f = wsc_build_frame(9, 1, p, 6, 1, &one);
+        memcpy(buf + (size_t)i * one, f, one);
+        free(f);
+    }
+    int64_t start = tu_now_ms();
+    assert_int_equal(wsc_send_raw(c, buf, N * one), 0);
+    free(buf);
+    for (int i = 0; i < N; i++) {
+        wsc_frame r;
+        if (wsc_recv_frame(c, &r, 5000) != 1) fail_msg("pong %d of %d missing", i, N);
+        char want[8];
+        snprintf(want, sizeof want, "%06d", i);
+        if (r.opcode != 10 || r.len != 6 || memcmp(r.data, want, 6))
+            fail_msg("frame %d: opcode %d, %.*s", i, r.opcode, (int)r.len, (const char *)r.data);
+        wsc_frame_free(&r);
+    }
+    assert_true(tu_now_ms() - start < 30000);
+    assert_int_equal(wsc_send_text(c, "after"), 0);
+    expect_message(c, 1, "after", 5);
+    assert_int_equal(wsc_close(c, 1000, 3000), 1000);
+}
+
+/* The close event's `code` (what we sent) and `peer_code` (what the peer
+ * sent, even when refused) are separate. */
+static void close_event_reports_both_codes(void **state) {
+    (void)state;
+    const char *settings[] = {"log.level=info", NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    assert_non_null(t);
+    struct {
+        const char *payload;
+        size_t len;
+        const char *want; /* in the close event */
+        const char *absent;
+    } cases[] = {
+        {"\x03\xe7" "bye", 5, "\"code\":1002,\"peer_code\":999,", NULL},       /* code not allowed */
+        {"\x03\xe8\xff\xfe", 4, "\"code\":1007,\"peer_code\":1000,", NULL},  /* reason not UTF-8 */
+        {"\x03", 1, "\"code\":1002,", "peer_code"},                           /* no code at all */
+        {"\x0f\xa1ok", 4, "\"code\":4001,\"peer_code\":4001,", NULL},          /* echoed */
+        {"", 0, "\"code\":1005,\"peer_code\":1005,", NULL},                    /* empty */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        wsc *c = open_client(t);
+        size_t n;
+        unsigned char *f = wsc_build_frame(8, 1, cases[i].payload, cases[i].len, 1, &n);
+        assert_int_equal(wsc_send_raw(c, f, n), 0);
+        free(f);
+        assert_int_equal(wsc_wait_closed(c, 3000, 0, NULL), 1);
+        wsc_free(c);
+        char line[1024];
+        assert_true(WAIT_UNTIL(tsrv_log_count(t, "close") == (int)i + 1, 3000));
+        assert_int_equal(tsrv_log_get(t, "close", (int)i, line, sizeof line), 1);
+        if (!strstr(line, cases[i].want)) fail_msg("case %zu: %s", i, line);
+        if (cases[i].absent && strstr(line, cases[i].absent)) fail_msg("case %zu: %s", i, line);
+    }
+    /* We close first with 4100; the peer answers 1000. */
+    wsc *c = open_client(t);
+    assert_true(WAIT_UNTIL(tsrv_opens(t) == 6, 3000));
+    assert_int_equal(wsg_conn_close(t->srv, tsrv_last_open(t), 4100, "done"), WSG_OK);
+    wsc_frame f;
+    assert_int_equal(wsc_recv_frame(c, &f, 3000), 1);
+    assert_int_equal(f.opcode, 8);
+    wsc_frame_free(&f);
+    assert_int_equal(wsc_send_close(c, 1000, "ok"), 0);
+    assert_true(WAIT_UNTIL(tsrv_log_count(t, "close") == 6, 3000));
+    wsc_free(c);
+    char line[1024];
+    assert_int_equal(tsrv_log_get(t, "close", 5, line, sizeof line), 1);
+    if (!strstr(line, "\"code\":4100,\"peer_code\":1000,")) fail_msg("%s", line);
+    assert_int_equal(tsrv_free(t), 0);
+}
+
 static void raw_query_is_kept(void **state) {
     tsrv *t = *state;
     int status = 0;
@@ -610,6 +765,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(close_frames_are_checked, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(every_ping_gets_its_pong, setup_echo, teardown),
         cmocka_unit_test_setup_teardown(raw_query_is_kept, setup_echo, teardown),
+        cmocka_unit_test(host_header_does_not_pass_an_allowlist),
+        cmocka_unit_test_setup_teardown(a_burst_of_pings_is_answered_in_full, setup_echo, teardown),
+        cmocka_unit_test(close_event_reports_both_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

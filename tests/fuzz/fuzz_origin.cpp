@@ -9,7 +9,8 @@
 // ctest runs it for 20 s (fuzz_origin_smoke) in such a build.
 //
 // Input: one flags byte (bit 0: TLS, bit 1: Origin required, bits 2-3:
-// number of Origin headers), then fields split at '\n':
+// number of Origin headers, bits 4-5: security.allow_same_origin as
+// auto/true/false), then fields split at '\n':
 //   policy list \n Origin \n Host \n trusted proxies \n X-Forwarded-For
 // (missing fields are empty; the last one takes the rest, '\n' included).
 // Every input goes through OriginPolicy::parse/check, Origin::parse,
@@ -58,7 +59,22 @@ void fuzz_origin(uint8_t flags, std::string_view list, std::string_view origin,
     r.origin = origin;
     r.host = host;
     const bool require = flags & 2;
+    using Mode = wsgate::OriginPolicy::SameOrigin;
+    const Mode modes[] = {Mode::Auto, Mode::Always, Mode::Never, Mode::Auto};
+    policy.set_same_origin(modes[(flags >> 4) & 3]);
     const std::string why = policy.check(r, require);
+
+    // Trusting the Host header only ever lets more in: never <= auto <= always;
+    // and once anything is listed, auto is never.
+    bool allowed[3];
+    for (int m = 0; m < 3; m++) {
+        policy.set_same_origin(modes[m]);
+        allowed[m] = policy.check(r, require).empty();
+    }
+    check(!allowed[2] || allowed[0]);
+    check(!allowed[0] || allowed[1]);
+    if (err.empty() && list.find_first_not_of(", \t") != std::string_view::npos)
+        check(allowed[0] == allowed[2]);
 
     wsgate::Origin o;
     const bool parsed = wsgate::Origin::parse(origin, &o);

@@ -46,6 +46,7 @@ struct Recorder {
         } else if (c.binary != msg_.binary || c.compressed != msg_.compressed) {
             broken("binary/compressed changed inside a message");
         }
+        if (c.frame_start == frame_open_) broken(c.frame_start ? "frame_start inside a frame" : "first chunk of a frame without frame_start");
         if (!frame_open_) {
             // This chunk begins a frame.
             msg_.frames.push_back(c.frame_length);

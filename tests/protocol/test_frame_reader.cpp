@@ -670,12 +670,23 @@ void test_close_without_payload(void **) {
     assert_true(out.closed);
     assert_int_equal(out.events.size(), 1);
     assert_true(out.events[0] == control(Event::Close, "", 1005));
+    FrameReader r;
+    Recorder rec;
+    Bytes copy = s.b;
+    assert_int_equal(r.peer_close_code(), 0);
+    r.read(copy.data(), copy.size(), opts(), rec);
+    assert_int_equal(r.peer_close_code(), 1005);
 }
 
 void test_close_one_byte_refused(void **) {
     Stream s;
     s.frame(kFin | kClose, "\x03");
     expect_refused(s.b, opts(), ReadError::Protocol, "1-byte");
+    FrameReader r;
+    Recorder rec;
+    Bytes copy = s.b;
+    r.read(copy.data(), copy.size(), opts(), rec);
+    assert_int_equal(r.peer_close_code(), 0);  // no code to report
 }
 
 void test_close_codes(void **) {
@@ -701,6 +712,8 @@ void test_close_codes(void **) {
         r.read(copy.data(), copy.size(), opts(), rec);
         if ((r.error() == ReadError::None) != wire_code(c)) fail_msg("close code %d: %s", c, r.error_reason());
         if (r.closed() != wire_code(c)) fail_msg("close code %d: closed %d", c, r.closed());
+        // Refused or not, the code the peer sent is kept for the close event.
+        if (r.peer_close_code() != c) fail_msg("close code %d: peer_close_code %d", c, r.peer_close_code());
     }
 }
 

@@ -108,6 +108,100 @@ static void message_rate_close_and_drop(void **state) {
     tsrv_free(t);
 }
 
+/* `n` copies of one frame in a single buffer (freed by the caller). */
+static unsigned char *repeat_frame(int opcode, int fin, const char *payload, int n, size_t *len) {
+    size_t one;
+    unsigned char *f = wsc_build_frame(opcode, fin, payload, strlen(payload), 1, &one);
+    unsigned char *buf = malloc(one * (size_t)n);
+    assert_non_null(buf);
+    for (int i = 0; i < n; i++) memcpy(buf + one * (size_t)i, f, one);
+    free(f);
+    *len = one * (size_t)n;
+    return buf;
+}
+
+/* Reads until the server's close frame: its code, and the pongs before it. */
+static int close_code_after_pongs(wsc *c, int *pongs) {
+    *pongs = 0;
+    for (;;) {
+        wsc_frame f;
+        if (wsc_recv_frame(c, &f, 5000) != 1) return -1;
+        int op = f.opcode, code = f.len >= 2 ? (f.data[0] << 8) | f.data[1] : 1005;
+        wsc_frame_free(&f);
+        if (op == 8) return code;
+        if (op == 10) ++*pongs;
+    }
+}
+
+/* Floods of pings, pongs or 1-byte fragments count against
+ * limits.frames_per_s: past the burst the connection is closed with 1008
+ * and logged once, and nothing after the limit is answered or delivered.
+ * They used to count against nothing (messages_per_s sees whole messages). */
+static void frame_rate_closes_floods(void **state) {
+    (void)state;
+    const char *settings[] = {"limits.frames_per_s=100", "limits.frame_burst=100", "log.level=warn",
+                              NULL};
+    tsrv *t = tsrv_start(settings, 1);
+    assert_non_null(t);
+    /* Under the limit: a message in 40 fragments and 10 pings pass. */
+    wsc *ok = open_ok(t, NULL);
+    for (int i = 0; i < 40; i++) assert_int_equal(wsc_send_frame(ok, i ? 0 : 1, i == 39, "x", 1), 0);
+    for (int i = 0; i < 10; i++) assert_int_equal(wsc_send_frame(ok, 9, 1, "p", 1), 0);
+    wsc_frame m;
+    int pongs = 0;
+    for (;;) { /* pongs go out ahead of data */
+        assert_int_equal(wsc_recv_message(ok, &m, 3000), 1);
+        if (m.opcode != 10) break;
+        pongs++;
+        wsc_frame_free(&m);
+    }
+    assert_int_equal(m.opcode, 1);
+    assert_int_equal(m.len, 40);
+    wsc_frame_free(&m);
+    while (pongs < 10 && wsc_recv_message(ok, &m, 3000) == 1) {
+        assert_int_equal(m.opcode, 10);
+        pongs++;
+        wsc_frame_free(&m);
+    }
+    assert_int_equal(pongs, 10);
+
+    struct {
+        int opcode, fin;
+        const char *what;
+    } floods[] = {{9, 1, "pings"}, {10, 1, "pongs"}, {0, 0, "fragments"}};
+    for (int k = 0; k < 3; k++) {
+        wsc *c = open_ok(t, NULL);
+        wsc_set_auto_pong(c, 0);
+        if (floods[k].opcode == 0) assert_int_equal(wsc_send_frame(c, 1, 0, "a", 1), 0);
+        size_t len;
+        unsigned char *buf = repeat_frame(floods[k].opcode, floods[k].fin, "a", 20000, &len);
+        /* The server stops reading at the limit: the rest may never go out. */
+        (void)wsc_fd_send_all(wsc_fd(c), buf, len, 2000);
+        free(buf);
+        int code = close_code_after_pongs(c, &pongs);
+        if (code != 1008) fail_msg("%s: close code %d", floods[k].what, code);
+        /* The burst, plus what refilled while the flood was read. */
+        if (floods[k].opcode == 9 && (pongs < 90 || pongs > 150)) fail_msg("%d pongs", pongs);
+        wsc_free(c);
+        tsrv_close r;
+        assert_int_equal(tsrv_wait_close(t, k, 3000, &r), 1);
+        assert_int_equal(r.code, 1008);
+        assert_int_equal(r.cause, WSG_CAUSE_RATE_LIMIT);
+    }
+    assert_int_equal(tsrv_messages(t), 1); /* the fragmented flood delivered nothing */
+    /* One log line per flooded connection, naming the option. */
+    assert_int_equal(tsrv_log_count(t, "rate_limited"), 3);
+    char line[512];
+    assert_int_equal(tsrv_log_get(t, "rate_limited", 0, line, sizeof line), 1);
+    assert_non_null(strstr(line, "\"limit\":\"limits.frames_per_s\""));
+    /* The well-behaved client never noticed. */
+    assert_int_equal(wsc_send_text(ok, "still here"), 0);
+    assert_int_equal(wsc_recv_message(ok, &m, 3000), 1);
+    wsc_frame_free(&m);
+    wsc_free(ok);
+    tsrv_free(t);
+}
+
 static void forwarded_for_only_from_trusted_proxies(void **state) {
     (void)state;
     const char *trusted[] = {"server.trusted_proxies=127.0.0.0/8", "limits.max_connections_per_ip=1", NULL};
@@ -185,6 +279,7 @@ int main(void) {
         cmocka_unit_test(per_ip_connection_limit),
         cmocka_unit_test(handshake_rate_per_ip),
         cmocka_unit_test(message_rate_close_and_drop),
+        cmocka_unit_test(frame_rate_closes_floods),
         cmocka_unit_test(forwarded_for_only_from_trusted_proxies),
         cmocka_unit_test(per_user_connection_limit),
     };

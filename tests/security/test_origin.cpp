@@ -120,8 +120,35 @@ static void empty_list_means_same_origin(void **) {
     REFUSED(p, "http://example.com", "example.com", true);
     ALLOWED(p, "http://[::1]:8080", "[::1]:8080");
     REFUSED(p, "http://a.com", "");  // no Host: nothing is same-origin
-    // A listed origin does not take away the same-origin page.
-    ALLOWED(policy("https://a.com"), "http://ws.internal:9000");
+}
+
+// The Host header is the client's: with a list, same origin by Host counts
+// only when asked for (it used to pass any list: DNS rebinding).
+static void same_origin_by_host_only_when_asked(void **) {
+    using Mode = OriginPolicy::SameOrigin;
+    OriginPolicy listed = policy("https://a.com");
+    REFUSED(listed, "http://ws.internal:9000");
+    REFUSED(listed, "http://attacker.test", "attacker.test", false, true);
+    ALLOWED(listed, "https://a.com", "attacker.test", false, true);
+    REFUSED(policy("null"), "http://attacker.test", "attacker.test");
+    REFUSED(policy("https://*.a.com"), "http://attacker.test", "attacker.test");
+    listed.set_same_origin(Mode::Always);
+    ALLOWED(listed, "http://attacker.test", "attacker.test", false, true);
+    ALLOWED(listed, "https://a.com");
+    listed.set_same_origin(Mode::Auto);
+    REFUSED(listed, "http://attacker.test", "attacker.test");
+
+    OriginPolicy empty = policy("");
+    empty.set_same_origin(Mode::Never);
+    REFUSED(empty, "http://ws.internal:9000");
+    ALLOWED(empty, nullptr);  // native clients are not concerned
+    assert_non_null(strstr(check(empty, "http://ws.internal:9000").c_str(), "no origin listed"));
+    empty.set_same_origin(Mode::Auto);
+    ALLOWED(empty, "http://ws.internal:9000");
+    // "*" allows every origin whatever the mode.
+    OriginPolicy any = policy("*");
+    any.set_same_origin(Mode::Never);
+    ALLOWED(any, "http://attacker.test", "attacker.test");
 }
 
 static void missing_and_repeated_headers(void **) {
@@ -157,6 +184,7 @@ int main(void) {
         cmocka_unit_test(star_allows_any_wellformed_origin_but_not_null),
         cmocka_unit_test(null_only_when_listed),
         cmocka_unit_test(empty_list_means_same_origin),
+        cmocka_unit_test(same_origin_by_host_only_when_asked),
         cmocka_unit_test(missing_and_repeated_headers),
         cmocka_unit_test(bad_lists_are_refused_with_the_entry),
     };

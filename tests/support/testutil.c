@@ -75,6 +75,53 @@ static void on_close(wsg_server *s, wsg_conn_id id, int code, const char *reason
     pthread_mutex_unlock(&t->mu);
 }
 
+#define TSRV_LOG_CAP (1 << 20)
+
+static void on_log(wsg_server *s, wsg_log_level level, const char *event, const char *json,
+                   size_t len, void *user) {
+    (void)s;
+    tsrv *t = user;
+    if (level >= WSG_LOG_ERROR) fprintf(stderr, "%.*s\n", (int)len, json);
+    size_t need = strlen(event) + 1 + len + 1;
+    pthread_mutex_lock(&t->mu);
+    if (t->log && t->log_len + need < TSRV_LOG_CAP) {
+        t->log_len += (size_t)sprintf(t->log + t->log_len, "%s %.*s\n", event, (int)len, json);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The n-th line of event `event` in the kept log, or NULL (t->mu held). */
+static const char *log_line(tsrv *t, const char *event, int n) {
+    size_t elen = strlen(event);
+    for (const char *p = t->log; p && *p;) {
+        const char *end = strchr(p, '\n');
+        if (strncmp(p, event, elen) == 0 && p[elen] == ' ' && n-- == 0) return p + elen + 1;
+        p = end + 1;
+    }
+    return NULL;
+}
+
+int tsrv_log_count(tsrv *t, const char *event) {
+    pthread_mutex_lock(&t->mu);
+    int n = 0;
+    while (log_line(t, event, n)) n++;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+int tsrv_log_get(tsrv *t, const char *event, int n, char *out, size_t cap) {
+    pthread_mutex_lock(&t->mu);
+    const char *line = log_line(t, event, n);
+    if (line && cap) {
+        size_t len = (size_t)(strchr(line, '\n') - line);
+        if (len >= cap) len = cap - 1;
+        memcpy(out, line, len);
+        out[len] = 0;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return line != NULL;
+}
+
 tsrv *tsrv_start(const char *const *settings, int echo) { return tsrv_start_auth(settings, echo, NULL); }
 
 tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
@@ -82,6 +129,8 @@ tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
     if (!t) return NULL;
     pthread_mutex_init(&t->mu, NULL);
     t->echo = echo;
+    t->log = calloc(1, TSRV_LOG_CAP);
+    if (!t->log) goto fail;
     wsg_config *cfg;
     if (wsg_config_new(&cfg) != WSG_OK) goto fail;
     wsg_config_set_string(cfg, "listen.host", "127.0.0.1");
@@ -100,6 +149,7 @@ tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
     wsg_server_on_open(t->srv, on_open, t, NULL);
     wsg_server_on_message(t->srv, on_message, t, NULL);
     wsg_server_on_close(t->srv, on_close, t, NULL);
+    wsg_server_on_log(t->srv, on_log, t, NULL);
     if (auth) wsg_server_on_auth(t->srv, auth, t, NULL);
     if (wsg_server_start(t->srv) != WSG_OK || wsg_server_port(t->srv, &t->port) != WSG_OK) {
         fprintf(stderr, "tsrv_start: %s\n", wsg_last_error());
@@ -109,6 +159,7 @@ tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
     return t;
 fail:
     pthread_mutex_destroy(&t->mu);
+    free(t->log);
     free(t);
     return NULL;
 }
@@ -118,6 +169,7 @@ int tsrv_free(tsrv *t) {
     wsg_server_free(t->srv);
     int dbl = t->double_close;
     pthread_mutex_destroy(&t->mu);
+    free(t->log);
     free(t);
     return dbl;
 }

@@ -28,6 +28,8 @@ typedef struct tsrv {
     wsg_conn_id last_open;
     tsrv_close records[TSRV_MAX_RECORDS];
     int nrecords;
+    char *log;       /* every log event kept, one "event json" line each (up to 1 MiB) */
+    size_t log_len;
 } tsrv;
 
 /* Starts a server on 127.0.0.1 port 0 with log.level=error and the given
@@ -45,6 +47,11 @@ wsg_conn_id tsrv_last_open(tsrv *t);
 int tsrv_find_close(tsrv *t, wsg_conn_id id, tsrv_close *out);
 /* Waits for the n-th close record (0-based) up to timeout_ms; 1 if present. */
 int tsrv_wait_close(tsrv *t, int index, int timeout_ms, tsrv_close *out);
+/* Log events named `event` kept so far (pass log.level=debug or info in the
+ * settings to see more than errors, which also go to stderr). */
+int tsrv_log_count(tsrv *t, const char *event);
+/* Copies the JSON of the n-th (0-based) such event into out; 1 if there is one. */
+int tsrv_log_get(tsrv *t, const char *event, int n, char *out, size_t cap);
 
 /* Polls `cond` every 2 ms until it is true or timeout_ms passes. */
 #define WAIT_UNTIL(cond, timeout_ms)                                  \
