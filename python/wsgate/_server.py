@@ -755,29 +755,24 @@ class Server:
             except BaseException:
                 logger.exception("wsgate: exception in on_open handler (connection %d)", conn_id)
 
-    def _dispatch_message(self, conn_id: int, message: Message) -> None:
-        handler = self._on_message
+    def _call_handler(self, what: str, handler: Optional[Callable[..., Any]], conn_id: int, arg: Any) -> None:
+        """Calls ``handler(conn, arg)``; an exception is logged, never raised
+        into the core."""
         if handler is None:
             return
         conn = self._conns.get(conn_id)
         if conn is None:
             conn = Connection(self, conn_id)
         try:
-            handler(conn, message)
+            handler(conn, arg)
         except BaseException:
-            logger.exception("wsgate: exception in on_message handler (connection %d)", conn_id)
+            logger.exception("wsgate: exception in %s handler (connection %d)", what, conn_id)
+
+    def _dispatch_message(self, conn_id: int, message: Message) -> None:
+        self._call_handler("on_message", self._on_message, conn_id, message)
 
     def _dispatch_drain(self, conn_id: int, queued_bytes: int) -> None:
-        handler = self._on_drain
-        if handler is None:
-            return
-        conn = self._conns.get(conn_id)
-        if conn is None:
-            conn = Connection(self, conn_id)
-        try:
-            handler(conn, queued_bytes)
-        except BaseException:
-            logger.exception("wsgate: exception in on_drain handler (connection %d)", conn_id)
+        self._call_handler("on_drain", self._on_drain, conn_id, queued_bytes)
 
     def _high_water_bytes(self) -> int:
         """The queue size above which a connection counts as behind: the
