@@ -637,10 +637,13 @@ wsg_status Server::set_queue_policy(wsg_conn_id id, wsg_queue_policy policy) {
 #define WSG_QUEUE_POLICY_KNOWN_(name, value, text, doc) known = known || policy == WSG_QUEUE_##name;
     WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_KNOWN_)
 #undef WSG_QUEUE_POLICY_KNOWN_
+    // The choices, named from the same list: "WSG_QUEUE_CLOSE WSG_QUEUE_DROP_NEWEST ...".
+#define WSG_QUEUE_POLICY_ENUM_NAME_(name, value, text, doc) " WSG_QUEUE_" #name
+    static const char kNames[] = WSG_QUEUE_POLICY_MAP(WSG_QUEUE_POLICY_ENUM_NAME_);
+#undef WSG_QUEUE_POLICY_ENUM_NAME_
     if (!known)
         return fail(WSG_EINVAL, "queue policy " + std::to_string(static_cast<int>(policy)) +
-                                    " is unknown: use WSG_QUEUE_CLOSE, WSG_QUEUE_DROP_NEWEST, "
-                                    "WSG_QUEUE_DROP_OLDEST or WSG_QUEUE_CONFLATE");
+                                    " is unknown: use one of" + kNames);
     return dispatch(
         id, false, [&](Conn *c) { c->queue_policy.store(static_cast<uint8_t>(policy), std::memory_order_relaxed); },
         [&] { return Command(cmd::SetQueuePolicy{id, policy}); });
@@ -711,16 +714,15 @@ wsg_status Server::publish(const char *topic, wsg_msg_type type, const void *dat
     std::string why = check_topic(topic);
     if (!why.empty()) return fail(WSG_EINVAL, why);
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
-    if (on_service_thread()) {
-        // Nobody listens: nothing is built.
-        if (!topics_.find(topic)) return WSG_OK;
-        cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes)};
-        if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
+    const bool here = on_service_thread();
+    // Nobody listens: nothing is built.
+    if (here && !topics_.find(topic)) return WSG_OK;
+    cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
+    if (here) {
         execute(c);
         return WSG_OK;
     }
-    cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes)};
-    if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
     if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
     return WSG_OK;
 }
