@@ -330,38 +330,33 @@ bool parse_bool(std::string s, bool *out) {
     return false;
 }
 
+// Whether `pred` holds for one of the '|'-separated items of `choices`.
+template <class Pred>
+bool any_choice(std::string_view choices, Pred pred) {
+    if (choices.empty()) return false;
+    for (;;) {
+        size_t bar = choices.find('|');
+        if (pred(choices.substr(0, bar))) return true;
+        if (bar == std::string_view::npos) return false;
+        choices.remove_prefix(bar + 1);
+    }
+}
+
 // An Int option with choices takes only the values listed: numbers and
 // MIN..MAX ranges separated by '|' (its range column stays MIN..MAX, the
 // bounds of the list; its doc names the values).
 bool int_in_choices(const char *choices, int64_t v) {
-    std::string_view all(choices);
-    while (!all.empty()) {
-        size_t bar = all.find('|');
-        std::string item(all.substr(0, bar));
-        size_t dots = item.find("..");
-        int64_t lo = 0, hi = 0;
-        if (dots == std::string::npos) {
-            lo = hi = std::strtoll(item.c_str(), nullptr, 10);
-        } else {
-            lo = std::strtoll(item.substr(0, dots).c_str(), nullptr, 10);
-            hi = std::strtoll(item.substr(dots + 2).c_str(), nullptr, 10);
-        }
-        if (v >= lo && v <= hi) return true;
-        if (bar == std::string_view::npos) break;
-        all.remove_prefix(bar + 1);
-    }
-    return false;
+    return any_choice(choices, [v](std::string_view item) {
+        std::string text(item);
+        size_t dots = text.find("..");
+        int64_t lo = std::strtoll(text.substr(0, dots).c_str(), nullptr, 10);
+        int64_t hi = dots == std::string::npos ? lo : std::strtoll(text.substr(dots + 2).c_str(), nullptr, 10);
+        return v >= lo && v <= hi;
+    });
 }
 
 bool enum_has(const char *choices, std::string_view v) {
-    std::string_view all(choices);
-    while (!all.empty()) {
-        size_t bar = all.find('|');
-        if (all.substr(0, bar) == v) return true;
-        if (bar == std::string_view::npos) break;
-        all.remove_prefix(bar + 1);
-    }
-    return false;
+    return any_choice(choices, [v](std::string_view item) { return item == v; });
 }
 
 struct Preset {
