@@ -109,10 +109,14 @@ const std::vector<OptionDef> kTable = {
      "Largest inbound message after reassembly; a larger one closes the connection with 1009.",
      nullptr},
     {"limits.max_connections", OptType::Int, "10000", 1, 10000000, nullptr,
-     "Open connections allowed at once; further upgrade requests get 503.", nullptr},
+     "Open connections allowed at once; further upgrade requests get 503. Connections still in their "
+     "handshake count from accept: past this + 64, new TCP connections are closed at once. The open-file "
+     "limit is raised to fit at start (an fd_limit warning when the hard limit is too low).",
+     nullptr},
     {"limits.max_connections_per_ip", OptType::Int, "0", 0, 10000000, nullptr,
      "Open connections allowed per client IP (see server.trusted_proxies); further upgrades get "
-     "429. 0: no per-IP limit.",
+     "429. Counted from accept for the TCP peer (unless a trusted proxy), upgraded or not: past "
+     "this + 1, its new TCP connections are closed at once. 0: no per-IP limit.",
      nullptr},
     {"limits.max_connections_per_user", OptType::Int, "0", 0, 10000000, nullptr,
      "Open connections allowed per authenticated user; further upgrades get 429. 0: no limit.",

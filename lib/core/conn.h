@@ -179,6 +179,7 @@ struct Conn : LinkOwner, ConnShared {
     bool flush_pending = false;  // in the outbox's flush list
     bool ping_due = false;
     bool ip_counted = false, user_counted = false;  // held in the per-IP/per-user counters
+    bool link_counted = false;  // peer held in Admission::links_per_ip (from accept)
     bool inflate_keep_context = false;  // the client keeps its compression context
     bool own_times = false;             // times was allocated for this connection
     // Close: `closing` is set once a close is decided, by us or the peer.

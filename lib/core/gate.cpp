@@ -94,7 +94,7 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
       pages_(pages),
       http_limits_(http_limits_of(cfg)) {}
 
-Handshake *Gate::admit(Link *link) {
+Handshake *Gate::admit(Link *link, const IpAddr *peer) {
     Handshake *h;
     if (spare_.empty()) {
         h = new Handshake(http_limits_);
@@ -103,6 +103,10 @@ Handshake *Gate::admit(Link *link) {
         spare_.pop_back();
     }
     h->link = link;
+    if (peer && admission_.links_per_ip.try_acquire(*peer, 0)) {
+        h->tcp_peer = *peer;
+        h->link_counted = true;
+    }
     wheel_.schedule(&h->timer, clock_.now_ms() + cfg_.handshake_timeout_ms);
     Transport::set_owner(link, static_cast<LinkOwner *>(h));
     pending_++;
@@ -112,6 +116,8 @@ Handshake *Gate::admit(Link *link) {
 void Gate::drop(Handshake *h) {
     wheel_.cancel(&h->timer);
     if (h->link) Transport::set_owner(h->link, nullptr);
+    if (h->link_counted) admission_.links_per_ip.release(h->tcp_peer);
+    h->link_counted = false;
     pending_--;
     if (spare_.size() < kSpareHandshakes) {
         h->link = nullptr;
@@ -298,6 +304,13 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     c->peer_port = peer_port;
     c->ip_counted = ip_counted;
     c->user_counted = user_counted;
+    // The TCP peer's count goes on with the connection, which releases it
+    // by its peer address: the same one unless a trusted proxy forwarded
+    // (and trusted proxies are not counted).
+    if (h->link_counted && h->tcp_peer == ip) {
+        c->link_counted = true;
+        h->link_counted = false;
+    }
     c->deflate = pmd.accepted;
     c->inflate_keep_context = pmd.accepted && !pmd.client_no_context_takeover;
     c->deflate_window_bits = static_cast<uint8_t>(pmd.server_window_bits);

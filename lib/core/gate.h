@@ -39,6 +39,10 @@ struct Admission {
     std::unique_ptr<HandshakeLimiter> handshakes;
     IpConnCounter per_ip;
     UserConnCounter per_user;
+    // TCP connections per peer address from accept to close, upgraded or
+    // not (limits.max_connections_per_ip applies from accept). Kept only
+    // when that limit is set; trusted proxies are not counted.
+    IpConnCounter links_per_ip;
 };
 
 // A link still in its opening handshake.
@@ -46,6 +50,8 @@ struct Handshake : LinkOwner {
     explicit Handshake(const proto::HttpLimits &limits) : LinkOwner(Kind::Handshake), parser(limits) {}
     Link *link = nullptr;  // the deadline is heartbeat.handshake_timeout_ms, on LinkOwner's timer
     proto::HttpRequestParser parser;
+    IpAddr tcp_peer;            // counted in Admission::links_per_ip when link_counted
+    bool link_counted = false;  // passes to the Conn at the upgrade
     // Answered with a page whose bytes are still being written: input is
     // ignored and the link closes once lws holds nothing more (Gate::drained).
     bool answered = false;
@@ -57,7 +63,9 @@ public:
          Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages);
 
     // A new link: its handshake starts, bounded by the handshake timeout.
-    Handshake *admit(Link *link);
+    // `peer`, when given, is counted in Admission::links_per_ip until the
+    // link ends (or passed to its Conn).
+    Handshake *admit(Link *link, const IpAddr *peer);
     struct Result {
         enum Kind {
             Pending,  // more request bytes to come

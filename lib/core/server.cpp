@@ -1,5 +1,6 @@
 #include "core/server.h"
 
+#include <cerrno>
 #include <cstring>
 
 #include "base/error.h"
@@ -7,9 +8,15 @@
 #include "protocol/handshake.h"
 #include "protocol/utf8.h"
 #include "security/tls.h"
+#include "transport/fd_limit.h"
 
 namespace wsgate {
 namespace {
+
+// accept_refused / accept_failed episodes: over after this long without
+// one, reminded this often while they last.
+constexpr int64_t kEpisodeQuietMs = 2000;
+constexpr int64_t kEpisodeRemindMs = 60000;
 
 bool sendable_close_code(int code) {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1009) ||
@@ -49,10 +56,13 @@ wsg_status Server::listen() {
 }
 
 wsg_status Server::listen_locked() {
+    // Every connection is a descriptor; lws sizes its table from the soft
+    // limit when the transport opens, so it is raised first.
+    const uint64_t fds_wanted = fds_needed(cfg_.max_connections);
+    const FdLimit fds = raise_fd_limit(fds_wanted);
     TransportConfig tc;
     tc.host = cfg_.host;
     tc.port = cfg_.port;
-    tc.max_connections = cfg_.max_connections;
     tc.read_buffer_bytes = cfg_.rx_buffer_bytes;
     tc.write_batch_bytes = cfg_.write_batch_bytes;
     tc.epoll = cfg_.epoll_loop;
@@ -76,7 +86,26 @@ wsg_status Server::listen_locked() {
     f["host"] = cfg_.host.empty() ? "*" : cfg_.host;
     f["port"] = transport_.port();
     f["path"] = cfg_.path;
+    f["fd_limit"] = fds.soft;
     log.emit(LogEvent::listen, f);
+    if (fds.soft < fds_wanted || !fds.error.empty()) {
+        LogFields w;
+        w["soft"] = fds.soft;
+        if (fds.hard == UINT64_MAX)
+            w["hard"] = "unlimited";
+        else
+            w["hard"] = fds.hard;
+        w["needed"] = fds_wanted;
+        w["max_connections"] = cfg_.max_connections;
+        w["message"] = !fds.error.empty()
+                           ? "cannot raise the open-file limit: " + fds.error
+                           : "limits.max_connections (" + std::to_string(cfg_.max_connections) +
+                                 ") cannot be reached: the open-file limit is " + std::to_string(fds.soft) +
+                                 " (the hard limit), " + std::to_string(fds_wanted) +
+                                 " are needed; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or "
+                                 "lower limits.max_connections";
+        log.emit(LogEvent::fd_limit, w);
+    }
     return WSG_OK;
 }
 
@@ -225,12 +254,105 @@ void Server::begin_shutdown() {
 
 // ---------------------------------------------------------------- transport events
 
-void Server::on_accept(int fd) {
-    if (log.enabled(LogEvent::accept)) log.emit(LogEvent::accept, peer_fields(fd));
+// Limits apply from accept, before anything is allocated or read: a client
+// holding silent TCP connections would otherwise use up the descriptors of
+// everyone (issue 16). One connection beyond each limit is let through to
+// have its request answered with a status (429, 503) by the gate.
+bool Server::on_accept(int fd) {
+    IpAddr peer;
+    uint16_t peer_port = 0;
+    // The address costs a system call: only when something needs it.
+    const bool per_ip = cfg_.max_per_ip != 0;
+    const bool have_peer = per_ip || log.enabled(LogEvent::accept);
+    if (have_peer) socket_peer(fd, &peer, &peer_port);
+    const char *limit = nullptr;
+    if (registry_.count() + gate_.pending() >= cfg_.max_connections + kAcceptSlack)
+        limit = "limits.max_connections";
+    else if (per_ip && !cfg_.trusted_proxies.contains(peer) &&
+             admission_.links_per_ip.count(peer) > cfg_.max_per_ip)
+        limit = "limits.max_connections_per_ip";
+    if (limit) {
+        const int64_t now = clock_.now_ms();
+        if (accept_refused_.hit(now)) {
+            if (!have_peer) socket_peer(fd, &peer, &peer_port);
+            refused_peer_ = peer;
+            refused_limit_ = limit;
+            log_accept_refused(now, false);
+        }
+        return false;
+    }
+    accepted_fd_ = per_ip ? fd : -1;
+    accepted_peer_ = peer;
+    if (log.enabled(LogEvent::accept)) {
+        LogFields f;
+        f["peer"] = peer.to_string();
+        f["peer_port"] = peer_port;
+        log.emit(LogEvent::accept, f);
+    }
+    return true;
+}
+
+void Server::on_accept_error(int err, size_t closed) {
+    const int64_t now = clock_.now_ms();
+    accept_errno_ = err;
+    if (accept_failed_.hit(now, closed)) log_accept_failed(now, false);
+}
+
+void Server::log_accept_refused(int64_t now, bool ended) {
+    LogFields f;
+    f["peer"] = refused_peer_.to_string();
+    f["limit"] = refused_limit_;
+    f["refused"] = accept_refused_.count();
+    f["duration_ms"] = accept_refused_.duration_ms(now);
+    if (ended) f["ended"] = true;
+    log.emit(ended ? WSG_LOG_INFO : WSG_LOG_WARN, LogEvent::accept_refused, f);
+}
+
+void Server::log_accept_failed(int64_t now, bool ended) {
+    LogFields f;
+    f["errno"] = accept_errno_;
+    std::string why = std::string("accept() failed: ") + std::strerror(accept_errno_);
+    if (accept_errno_ == EMFILE || accept_errno_ == ENFILE)
+        why += ": new connections are closed at once until descriptors are free; raise the open-file limit "
+               "or lower limits.max_connections, and set limits.max_connections_per_ip";
+    f["message"] = why;
+    f["failures"] = accept_failed_.count();
+    f["closed"] = accept_failed_.extra();
+    f["duration_ms"] = accept_failed_.duration_ms(now);
+    if (ended) f["ended"] = true;
+    log.emit(ended ? WSG_LOG_INFO : WSG_LOG_WARN, LogEvent::accept_failed, f);
+}
+
+void Server::report_accept_episodes(int64_t now) {
+    switch (accept_refused_.due(now, kEpisodeQuietMs, kEpisodeRemindMs)) {
+    case Episode::Due::None: break;
+    case Episode::Due::Remind: log_accept_refused(now, false); break;
+    case Episode::Due::Ended: log_accept_refused(now, true); break;
+    }
+    switch (accept_failed_.due(now, kEpisodeQuietMs, kEpisodeRemindMs)) {
+    case Episode::Due::None: break;
+    case Episode::Due::Remind: log_accept_failed(now, false); break;
+    case Episode::Due::Ended: log_accept_failed(now, true); break;
+    }
 }
 
 bool Server::on_open(Link *link) {
-    gate_.admit(link);
+    // Counted only when the per-IP limit is set (and not for trusted
+    // proxies, which carry many clients).
+    bool count = false;
+    IpAddr peer;
+    if (cfg_.max_per_ip) {
+        const int fd = Transport::fd(link);
+        uint16_t port = 0;
+        bool known = fd >= 0 && fd == accepted_fd_;
+        if (known)
+            peer = accepted_peer_;
+        else
+            known = socket_peer(fd, &peer, &port);
+        count = known && !cfg_.trusted_proxies.contains(peer);
+    }
+    accepted_fd_ = -1;
+    gate_.admit(link, count ? &peer : nullptr);
     return true;
 }
 
@@ -367,6 +489,7 @@ void Server::finish(Conn *c) {
     wheel_.cancel(&c->timer);
     outbox_.forget(c);
     if (c->ip_counted) admission_.per_ip.release(c->peer);
+    if (c->link_counted) admission_.links_per_ip.release(c->peer);
     if (c->user_counted) admission_.per_user.release(std::string(c->fact(kUserId)));
     {
         std::lock_guard<std::mutex> lock(registry_.mu);
@@ -421,6 +544,7 @@ void Server::on_tick() {
     ts.fired += fired;
     if (took > ts.max_us) ts.max_us = took;
     outbox_.flush();
+    report_accept_episodes(now);
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
 }

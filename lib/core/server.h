@@ -25,6 +25,7 @@
 #include "core/registry.h"
 #include "core/topics.h"
 #include "core/wheel.h"
+#include "observe/episode.h"
 #include "observe/log.h"
 #include "transport/transport.h"
 
@@ -106,7 +107,8 @@ private:
     struct Events final : TransportEvents {
         explicit Events(Server *s) : s(s) {}
         Server *s;
-        void on_accept(int fd) override { s->on_accept(fd); }
+        bool on_accept(int fd) override { return s->on_accept(fd); }
+        void on_accept_error(int err, size_t closed) override { s->on_accept_error(err, closed); }
         bool on_open(Link *link) override { return s->on_open(link); }
         bool on_read(Link *link, uint8_t *data, size_t len) override {
             bool keep = s->on_read(link, data, len);
@@ -130,7 +132,8 @@ private:
         bool on_client_certificate(bool verified) override { return s->on_client_certificate(verified); }
         void on_transport_error(const std::string &message) override { s->on_transport_error(message); }
     };
-    void on_accept(int fd);
+    bool on_accept(int fd);
+    void on_accept_error(int err, size_t closed);
     bool on_open(Link *link);
     bool on_read(Link *link, uint8_t *data, size_t len);
     bool on_writable(Link *link);
@@ -159,6 +162,10 @@ private:
     void on_timer(WheelTimer *t, int64_t now);
     void begin_shutdown();
     void report_tick_stats(int64_t now);
+    // accept_refused and accept_failed: ended or due for a reminder.
+    void report_accept_episodes(int64_t now);
+    void log_accept_refused(int64_t now, bool ended);
+    void log_accept_failed(int64_t now, bool ended);
     void execute(cmd::Send &c);
     void execute(cmd::Close &c);
     void execute(cmd::Broadcast &c);
@@ -214,6 +221,15 @@ private:
     bool loop_exit_ = false;
     Transport::Timer tick_timer_, shutdown_timer_;
     SSL_CTX *ssl_ctx_ = nullptr;  // the TLS server context, for reloads
+    // The peer of the socket on_accept admitted last: on_open follows for
+    // the same descriptor at once.
+    int accepted_fd_ = -1;
+    IpAddr accepted_peer_;
+    // Connections closed at accept over a limit, and accept() failures.
+    Episode accept_refused_, accept_failed_;
+    IpAddr refused_peer_;  // the first of the episode
+    const char *refused_limit_ = "";
+    int accept_errno_ = 0;
     // Cost of the heartbeat ticks, reported every 10 s as a debug event
     // "heartbeat_stats" (log2 buckets of microseconds).
     struct TickStats {

@@ -8,8 +8,22 @@
 #include "wsgate/wsgate.h"
 
 #define WSGATE_LOG_EVENTS(X)                                                                          \
-    X(listen, INFO, "host, port, path")                                                               \
+    X(listen, INFO,                                                                                   \
+      "host, port, path, fd_limit (the open-file soft limit, raised at start as far as "              \
+      "`limits.max_connections` needs and the hard limit allows)")                                    \
+    X(fd_limit, WARN,                                                                                 \
+      "soft, hard, needed, max_connections, message (the open-file limit cannot hold "                \
+      "`limits.max_connections`: raise the hard limit, e.g. `ulimit -Hn` or systemd `LimitNOFILE=`)") \
     X(accept, DEBUG, "peer, peer_port (TCP accepted, before the upgrade)")                            \
+    X(accept_refused, WARN,                                                                           \
+      "peer, limit, refused, duration_ms, ended (TCP connections closed at accept, before any "       \
+      "request is read: over `limits.max_connections_per_ip` + 1 from one address, or over "          \
+      "`limits.max_connections` + 64 in all, counting those still in their handshake; logged when "  \
+      "it starts, every 60 s while it lasts, and at info with ended once 2 s pass without one)")     \
+    X(accept_failed, WARN,                                                                            \
+      "errno, message, failures, closed, duration_ms, ended (accept() failed, e.g. out of file "     \
+      "descriptors: waiting connections are accepted and closed with a reserve descriptor, counted " \
+      "in closed; logged like accept_refused, never once per failure)")                               \
     X(open, INFO,                                                                                     \
       "conn, peer, peer_port, path, origin, subprotocol, tls_subject, user, compression "            \
       "(`permessage-deflate` when negotiated)")                                                       \

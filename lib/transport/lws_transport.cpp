@@ -4,11 +4,28 @@
 // The traps this avoids are in LWS-NOTES (raw-skt transport): ALPN http/1.1
 // only, lws' TLS handshake timeout cleared after the upgrade, libev for an
 // O(ready) loop, lws' logging kept at errors.
+//
+// Accepting, in lws 4.1.6 (lib/roles/listen/ops-listen.c,
+// rops_handle_POLLIN_listen): lws calls accept() itself. After a success,
+// LWS_CALLBACK_FILTER_NETWORK_CONNECTION runs before any wsi exists, and a
+// nonzero answer makes lws close the socket: on_accept applies the
+// connection limits there. A failure other than EAGAIN is only logged,
+// `accept: errno N` at LLL_ERR, and the handler returns with the connection
+// still queued and the listener still armed for POLLIN (lws disarms its
+// listeners only when its own fd table is full, lws_accept_modulation), so
+// the loop wakes again at once: with EMFILE a busy loop writing that line on
+// every turn. No callback reports it, and no public call disarms a listener
+// (lws_accept_modulation is internal; the listener's wsi is seen only in the
+// filter callback, after a success). What is done from outside: the log line
+// is caught in our log hook (never logged as such), and the queued
+// connections are accepted and closed with a descriptor kept in reserve
+// (shed_pending), which empties the queue and ends the loop.
 #include "transport/transport.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +34,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -65,31 +83,53 @@ std::string probe_bind(const std::string &host, int port) {
            " (pick another listen.port, or 0 for an ephemeral one)";
 }
 
-// lws' logging is process-wide: its lines go to the transport whose thread
-// is inside lws at the time (serving, opening, closing), else nowhere.
-thread_local TransportEvents *t_log_sink = nullptr;
-
-struct LogScope {
-    TransportEvents *saved;
-    explicit LogScope(TransportEvents *e) : saved(t_log_sink) { t_log_sink = e; }
-    ~LogScope() { t_log_sink = saved; }
-};
-
-void lws_log_line(int level, const char *line) {
-    (void)level;
-    if (!t_log_sink) return;
-    std::string msg(line ? line : "");
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
-    t_log_sink->on_transport_error(msg);
+// The listening socket lws created for `port`: lws has no call that gives
+// it (or its wsi) before a first connection is accepted, and a failed accept
+// must be handled before any succeeded. Found among this process' open
+// descriptors: a socket that listens on that port.
+int find_listen_fd(int port) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int found = -1;
+    const int self = dirfd(d);
+    while (struct dirent *e = readdir(d)) {
+        char *end;
+        long fd = std::strtol(e->d_name, &end, 10);
+        if (*end || end == e->d_name || fd == self) continue;
+        int listening = 0;
+        socklen_t ol = sizeof listening;
+        if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
+            continue;
+        struct sockaddr_storage ss {};
+        socklen_t sl = sizeof ss;
+        if (getsockname(static_cast<int>(fd), reinterpret_cast<struct sockaddr *>(&ss), &sl) != 0) continue;
+        int p = ss.ss_family == AF_INET    ? ntohs(reinterpret_cast<struct sockaddr_in *>(&ss)->sin_port)
+                : ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<struct sockaddr_in6 *>(&ss)->sin6_port)
+                                           : -1;
+        if (p == port) {
+            found = static_cast<int>(fd);
+            break;
+        }
+    }
+    closedir(d);
+    return found;
 }
 
-void init_lws_logging() {
-    static std::once_flag once;
-    std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_line); });
-}
+int open_reserve_fd() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+// Failures of accept() that come from a shortage of descriptors or kernel
+// memory: the connection stays queued, so the listener stays readable.
+bool is_shortage(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
 struct lws *wsi_of(Link *link) { return reinterpret_cast<struct lws *>(link); }
 Link *link_of(struct lws *wsi) { return reinterpret_cast<Link *>(wsi); }
+
+// Where lws' log lines go (a transport). A function pointer, not a virtual
+// call: lines come when descriptors have run out, and UBSan's first check of
+// a virtual call needs a pipe (it reported a false "invalid vptr" there).
+struct LogSink {
+    void (*on_line)(LogSink *sink, const std::string &line) = nullptr;
+};
 
 }  // namespace
 
@@ -105,7 +145,7 @@ struct Transport::Timer::Impl {
 Transport::Timer::Timer() : impl_(new Impl()) {}
 Transport::Timer::~Timer() = default;
 
-struct Transport::Impl {
+struct Transport::Impl : LogSink {
     TransportEvents *events;
     struct lws_protocols protocols[2];
     struct lws_context *ctx = nullptr;
@@ -113,14 +153,96 @@ struct Transport::Impl {
     struct ev_loop *evloop = nullptr;  // ours, when epoll
     void *foreign_loops[1] = {nullptr};
     int port = -1;
+    int listen_fd = -1;   // lws' listening socket (not ours to close)
+    int reserve_fd = -1;  // kept open to be given up when descriptors run out
 
     static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len);
     int handle(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+    // One line of lws' log, while this transport's thread is inside lws.
+    void lws_log(const std::string &line);
+    void accept_failed(int err);
+    size_t shed_pending();
 };
+
+namespace {
+
+// lws' logging is process-wide: its lines go to the transport whose thread
+// is inside lws at the time (serving, opening, closing), else nowhere.
+thread_local LogSink *t_log_sink = nullptr;
+
+struct LogScope {
+    LogSink *saved;
+    explicit LogScope(LogSink *m) : saved(t_log_sink) { t_log_sink = m; }
+    ~LogScope() { t_log_sink = saved; }
+};
+
+void lws_log_line(int level, const char *line) {
+    (void)level;
+    if (!t_log_sink) return;
+    std::string msg(line ? line : "");
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+    t_log_sink->on_line(t_log_sink, msg);
+}
+
+void init_lws_logging() {
+    static std::once_flag once;
+    std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_line); });
+}
+
+}  // namespace
+
+// lws 4.1.6 reports a failed accept() only as this error line (the listen
+// role's POLLIN handler logs `accept: errno N` and returns; nothing reaches
+// a callback), so the line is where the failure can be seen and handled.
+void Transport::Impl::lws_log(const std::string &line) {
+    static const char kAcceptFailed[] = "accept: errno ";
+    const size_t at = line.find(kAcceptFailed);
+    if (at != std::string::npos) {
+        char *end;
+        long err = std::strtol(line.c_str() + at + sizeof kAcceptFailed - 1, &end, 10);
+        if (end != line.c_str() + at + sizeof kAcceptFailed - 1) {
+            accept_failed(static_cast<int>(err));
+            return;
+        }
+    }
+    events->on_transport_error(line);
+}
+
+void Transport::Impl::accept_failed(int err) {
+    // lws' listener is level-triggered and stays readable while connections
+    // wait in its queue: without shedding them it retries at once, forever.
+    size_t closed = is_shortage(err) ? shed_pending() : 0;
+    events->on_accept_error(err, closed);
+}
+
+// The reserve descriptor trick: give up the reserve, so that one accept()
+// can succeed, close what it returns, take the reserve back; until the
+// listen queue is empty. The clients see their connection closed at once,
+// rather than waiting in a queue no one serves.
+size_t Transport::Impl::shed_pending() {
+    size_t closed = 0;
+    if (listen_fd < 0) return 0;
+    // Bounded per wake-up: a flood keeps filling the queue.
+    for (int i = 0; i < 1024; i++) {
+        if (reserve_fd >= 0) {
+            ::close(reserve_fd);
+            reserve_fd = -1;
+        }
+        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) break;  // EAGAIN: the queue is empty
+        ::close(fd);
+        closed++;
+        reserve_fd = open_reserve_fd();
+        if (reserve_fd < 0) break;  // another thread took the descriptor
+    }
+    if (reserve_fd < 0) reserve_fd = open_reserve_fd();
+    return closed;
+}
 
 Transport::Transport(TransportEvents *events) : impl_(new Impl()) {
     impl_->events = events;
+    impl_->on_line = [](LogSink *sink, const std::string &line) { static_cast<Impl *>(sink)->lws_log(line); };
     std::memset(impl_->protocols, 0, sizeof impl_->protocols);
 }
 
@@ -130,15 +252,9 @@ std::string Transport::open(const TransportConfig &cfg) {
     Impl &m = *impl_;
     if (m.ctx) return "the transport is already open";
     init_lws_logging();
-    LogScope log_scope(m.events);
+    LogScope log_scope(&m);
     // lws sizes its fd table from RLIMIT_NOFILE when the context is created:
-    // raise the soft limit (up to the hard one) so max_connections fit.
-    struct rlimit rl;
-    rlim_t want = static_cast<rlim_t>(cfg.max_connections) + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    // the caller raises it first (transport/fd_limit.h).
     std::string why = probe_bind(cfg.host, cfg.port);
     if (!why.empty()) return why;
 
@@ -207,6 +323,8 @@ std::string Transport::open(const TransportConfig &cfg) {
         close();
         return "cannot listen: libwebsockets reported no listening port";
     }
+    m.listen_fd = find_listen_fd(m.port);
+    m.reserve_fd = open_reserve_fd();
     return {};
 }
 
@@ -216,7 +334,7 @@ int Transport::port() const { return impl_->port; }
 
 void Transport::run_once() {
     Impl &m = *impl_;
-    LogScope log_scope(m.events);
+    LogScope log_scope(&m);
     if (m.evloop)
         ev_run(m.evloop, EVRUN_ONCE);
     else
@@ -230,12 +348,15 @@ void Transport::wake() {
 void Transport::close() {
     Impl &m = *impl_;
     if (!m.ctx) return;
-    LogScope log_scope(m.events);
+    LogScope log_scope(&m);
     // Fires RAW_CLOSE (and so on_close) for every link still open.
     lws_context_destroy(m.ctx);
     m.ctx = nullptr;
     m.vhost = nullptr;
     m.port = -1;
+    m.listen_fd = -1;
+    if (m.reserve_fd >= 0) ::close(m.reserve_fd);
+    m.reserve_fd = -1;
     if (m.evloop) {
         ev_loop_destroy(m.evloop);
         m.evloop = nullptr;
@@ -320,8 +441,9 @@ int Transport::Impl::handle(struct lws *wsi, enum lws_callback_reasons reason, v
         return events->on_client_certificate(len != 0) ? 0 : 1;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: events->on_wake(); return 0;
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-        events->on_accept(static_cast<int>(reinterpret_cast<intptr_t>(in)));
-        return 0;
+        // `wsi` is the listener here; nonzero makes lws close the new socket.
+        listen_fd = lws_get_socket_fd(wsi);
+        return events->on_accept(static_cast<int>(reinterpret_cast<intptr_t>(in))) ? 0 : 1;
     case LWS_CALLBACK_RAW_ADOPT: return events->on_open(link_of(wsi)) ? 0 : -1;
     case LWS_CALLBACK_RAW_RX: return events->on_read(link_of(wsi), static_cast<uint8_t *>(in), len) ? 0 : -1;
     case LWS_CALLBACK_RAW_WRITEABLE: return events->on_writable(link_of(wsi)) ? 0 : -1;

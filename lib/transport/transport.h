@@ -27,8 +27,16 @@ struct Link;
 class TransportEvents {
 public:
     virtual ~TransportEvents() = default;
-    // A TCP connection was accepted (before any TLS handshake).
-    virtual void on_accept(int fd) = 0;
+    // A TCP connection was accepted (before any TLS handshake). False closes
+    // it at once: nothing is allocated for it.
+    virtual bool on_accept(int fd) = 0;
+    // accept() failed with `err` (errno). For a shortage of descriptors or
+    // memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the transport then took
+    // `closed` pending connections off the listen queue and closed them, with
+    // a descriptor kept in reserve for this: the listener stays readable as
+    // long as connections wait in its queue, and libwebsockets would retry
+    // the accept in a busy loop. Service thread; never one log line per call.
+    virtual void on_accept_error(int err, size_t closed) = 0;
     // The connection exists as a Link (for TLS, its handshake follows).
     // False closes it at once.
     virtual bool on_open(Link *link) = 0;
@@ -56,7 +64,6 @@ public:
 struct TransportConfig {
     std::string host;  // IPv4 or IPv6 literal; "" = every interface
     int port = 0;      // 0 = ephemeral
-    size_t max_connections = 0;    // sizes the fd table (RLIMIT_NOFILE is raised to fit)
     size_t read_buffer_bytes = 0;  // most bytes handed to one on_read (one buffer shared by all links)
     size_t write_batch_bytes = 0;  // most bytes one write() hands to the kernel at once
     bool epoll = true;             // libev (epoll) loop; false: lws' own poll() loop

@@ -30,6 +30,10 @@ extern "C" {
 #include "protocol/utf8.h"
 #include "core/registry.h"
 #include "config/suggest.h"
+#include "observe/episode.h"
+#include "transport/fd_limit.h"
+
+#include <sys/resource.h>
 
 using wsgate::Conn;
 using wsgate::Frame;
@@ -1184,6 +1188,53 @@ void test_token_deadline_saturates_instead_of_overflowing(void **) {
     assert_true(wsgate::token_deadline_ms(INT64_MAX, 86'400'000, INT64_MAX / 4, late_mono) > late_mono);
 }
 
+// ---------------------------------------------------------------- Episode
+
+void test_episode_logs_start_reminders_and_end_not_each_hit(void **) {
+    wsgate::Episode e;
+    using Due = wsgate::Episode::Due;
+    assert_int_equal(static_cast<int>(e.due(0, 2000, 60000)), static_cast<int>(Due::None));
+    assert_true(e.hit(1000, 3));  // starts: log it
+    for (int i = 1; i < 100000; i++) assert_false(e.hit(1000 + i / 100, 1));
+    assert_int_equal(e.count(), 100000);
+    assert_int_equal(e.extra(), 3 + 99999);
+    assert_int_equal(static_cast<int>(e.due(2500, 2000, 60000)), static_cast<int>(Due::None));
+    // Going on: a reminder after 60 s, then not again at once.
+    for (int64_t t = 2000; t <= 61000; t += 1000) e.hit(t);
+    assert_int_equal(static_cast<int>(e.due(61000, 2000, 60000)), static_cast<int>(Due::Remind));
+    assert_int_equal(static_cast<int>(e.due(61100, 2000, 60000)), static_cast<int>(Due::None));
+    // Quiet for 2 s: ended once, with its counts; the next hit starts anew.
+    assert_int_equal(static_cast<int>(e.due(63000, 2000, 60000)), static_cast<int>(Due::Ended));
+    assert_int_equal(e.duration_ms(63000), 62000);
+    assert_int_equal(static_cast<int>(e.due(64000, 2000, 60000)), static_cast<int>(Due::None));
+    assert_true(e.hit(70000, 1));
+    assert_int_equal(e.count(), 1);
+    assert_int_equal(e.extra(), 1);
+}
+
+// ---------------------------------------------------------------- open-file limit
+
+void test_fd_limit_is_raised_as_far_as_the_hard_limit_and_never_lowered(void **) {
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 256) skip();
+    struct rlimit low = {128, saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    // Wanted below the hard limit: exactly that.
+    wsgate::FdLimit l = wsgate::raise_fd_limit(200);
+    assert_true(l.error.empty());
+    assert_int_equal(l.soft_before, 128);
+    assert_int_equal(l.soft, 200);
+    // Wanted above it: up to the hard limit.
+    wsgate::FdLimit h = wsgate::raise_fd_limit(UINT64_MAX - 1);
+    assert_int_equal(h.soft, h.hard);
+    // Never lowered.
+    wsgate::FdLimit same = wsgate::raise_fd_limit(10);
+    assert_int_equal(same.soft, h.hard);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_true(wsgate::fds_needed(10000) > 10000 + wsgate::kAcceptSlack);
+}
+
 }  // namespace
 
 int main() {
@@ -1230,6 +1281,8 @@ int main() {
         cmocka_unit_test(test_registry_reuses_many_freed_slots),
         cmocka_unit_test(test_token_deadline_is_exp_plus_grace_on_the_monotonic_clock),
         cmocka_unit_test(test_token_deadline_saturates_instead_of_overflowing),
+        cmocka_unit_test(test_episode_logs_start_reminders_and_end_not_each_hit),
+        cmocka_unit_test(test_fd_limit_is_raised_as_far_as_the_hard_limit_and_never_lowered),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
