@@ -301,6 +301,12 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"log.level", OptType::Enum, "info", 0, 0, "debug|info|warn|error|off",
      "Least severe event logged (accept is debug; open and close info; reject warn).", nullptr},
+    {"log.max_per_s", OptType::Int, "20", 0, 1000000, nullptr,
+     "Lines per second for each kind of event a flood repeats (reject, handshake_timeout, "
+     "protocol_error, rate_limited...: the README's event table says which), per status or cause; "
+     "the rest are counted into one log_suppressed line per kind and second. open and close are "
+     "always logged. 0: no limit.",
+     nullptr},
     {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
      "Most bytes read per read event (at least 4096 are), into one buffer shared by every "
      "connection, so it costs nothing per connection: larger lets one read (and one coalesced "

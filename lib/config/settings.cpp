@@ -40,6 +40,7 @@ Settings::Settings(const wsg_config &c)
       max_header_bytes(static_cast<size_t>(c.int_of("limits.max_header_bytes"))),
       max_headers(static_cast<size_t>(c.int_of("limits.max_headers"))),
       log_level(log_level_from_name(c.string_of("log.level"))),
+      log_max_per_s(c.int_of("log.max_per_s")),
       rx_buffer_bytes(static_cast<size_t>(c.int_of("tuning.rx_buffer_bytes"))),
       write_batch_bytes(static_cast<size_t>(c.int_of("tuning.write_batch_bytes"))),
       tick_ms(c.int_of("heartbeat.tick_ms")),

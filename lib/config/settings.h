@@ -47,6 +47,7 @@ struct Settings {
     int queue_close_code = 1013;
     size_t queue_high_water = 0, queue_low_water = 0;
     int log_level = 0;
+    int64_t log_max_per_s = 0;  // lines per second per flood-limited event kind
     size_t rx_buffer_bytes = 0;
     size_t write_batch_bytes = 0;
     // Heartbeat, with heartbeat.preset applied to the options not set explicitly.

@@ -38,6 +38,7 @@ Server::Server(Settings settings, wsg_server *self)
     app.server = self;
     log.set_server(self);
     log.set_min_level(cfg_.log_level);
+    log.set_max_per_s(static_cast<uint32_t>(cfg_.log_max_per_s));
 }
 
 Server::~Server() { stop(); }
@@ -545,6 +546,7 @@ void Server::on_tick() {
     if (took > ts.max_us) ts.max_us = took;
     outbox_.flush();
     report_accept_episodes(now);
+    log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
 }

@@ -67,7 +67,33 @@
     X(error, ERROR,                                                                                   \
       "where or source, message, conn when there is one (libwebsockets' own errors arrive as "       \
       "`source: libwebsockets`)")                                                                     \
-    X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")
+    X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")   \
+    X(log_suppressed, WARN,                                                                           \
+      "of, the key field of that event when it has one (status, cause), suppressed, window_ms "      \
+      "(events of one kind past `log.max_per_s` in one second were not logged: one summary line "    \
+      "per kind and second, when the second is over)")
+
+// The events a flood can repeat (one per refused request, per misbehaving
+// connection): each kind is limited to `log.max_per_s` lines per second, per
+// value of its key field ("" for none), and the rest are counted into one
+// `log_suppressed` line. Every other event (open, close, lifecycle, episodes
+// that already summarise themselves) is always logged.
+//   X(name, key_field)
+#define WSGATE_LOG_FLOOD_EVENTS(X)        \
+    X(accept, "")                         \
+    X(reject, "status")                   \
+    X(page, "status")                     \
+    X(handshake_timeout, "cause")         \
+    X(tls_refused, "")                    \
+    X(too_big, "")                        \
+    X(backpressure, "")                   \
+    X(queue_overflow, "policy")           \
+    X(queue_recovered, "policy")          \
+    X(rate_limited, "")                   \
+    X(bad_compression, "")                \
+    X(protocol_error, "")                 \
+    X(write_failed, "")                   \
+    X(error, "source")
 
 namespace wsgate {
 
@@ -85,6 +111,18 @@ inline const char *log_event_name(LogEvent e) {
 #undef WSGATE_LOG_EVENT_NAME
     }
     return "unknown";
+}
+
+// The key field of a flood-limited event ("" when it has none but is
+// limited), or nullptr when the event is always logged.
+inline const char *log_event_flood_key(LogEvent e) {
+    switch (e) {
+#define WSGATE_LOG_FLOOD_KEY(name, key) \
+    case LogEvent::name: return key;
+        WSGATE_LOG_FLOOD_EVENTS(WSGATE_LOG_FLOOD_KEY)
+#undef WSGATE_LOG_FLOOD_KEY
+    default: return nullptr;
+    }
 }
 
 inline wsg_log_level log_event_level(LogEvent e) {

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <string>
+
 #include "observe/events.h"
 #include "wsgate/wsgate.h"
 
@@ -28,16 +30,25 @@ const char *lower(const char *level) {
     return "error";
 }
 
+// The "limited" column: how log.max_per_s applies to the event.
+const char *limited(wsgate::LogEvent e) {
+    static std::string text;
+    const char *key = wsgate::log_event_flood_key(e);
+    if (!key) return "always logged";
+    text = *key ? std::string("per ") + key : std::string("yes");
+    return text.c_str();
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "";
     if (!std::strcmp(which, "events")) {
-        std::puts("| event | level | fields |");
-        std::puts("|---|---|---|");
-#define ROW(name, level, fields)                                  \
-    std::printf("| `%s` | %s | ", #name, lower(#level));          \
-    cell(fields);                                                 \
+        std::puts("| event | level | limited | fields |");
+        std::puts("|---|---|---|---|");
+#define ROW(name, level, fields)                                                           \
+    std::printf("| `%s` | %s | %s | ", #name, lower(#level), limited(wsgate::LogEvent::name)); \
+    cell(fields);                                                                          \
     std::puts(" |");
         WSGATE_LOG_EVENTS(ROW)
 #undef ROW
