@@ -478,6 +478,7 @@ void Server::finish(Conn *c) {
         f["code"] = c->close_code;
         if (c->peer_close_code) f["peer_code"] = c->peer_close_code;
         f["cause"] = wsg_close_cause_str(c->close_cause());
+        f["advice"] = wsg_reconnect_str(close_advice_.of(c->close_code));
         if (!reason.empty()) f["reason"] = reason;
         f["duration_ms"] = mono_ms() - c->opened_mono_ms;
         f["msgs_in"] = c->msgs_in.load();

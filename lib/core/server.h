@@ -22,6 +22,7 @@
 #include "core/mailbox.h"
 #include "core/outbox.h"
 #include "core/pages.h"
+#include "core/close_advice.h"
 #include "core/registry.h"
 #include "core/topics.h"
 #include "core/wheel.h"
@@ -64,6 +65,9 @@ public:
     wsg_status port(int *out) const;
     // Only while idle (WSG_ESTATE otherwise).
     wsg_status add_page(const char *path, const char *content_type, const void *body, size_t len);
+    // The close-code contract (any thread).
+    CloseAdvice &close_advice() { return close_advice_; }
+    const CloseAdvice &close_advice() const { return close_advice_; }
     // True while the caller is this server's service thread.
     bool on_service_thread() const {
         return service_tid_.load(std::memory_order_acquire) == std::this_thread::get_id();
@@ -196,6 +200,7 @@ private:
     Transport transport_;
     Admission admission_;
     Pages pages_;
+    CloseAdvice close_advice_;  // wsg_server_set_close_advice
     Outbox outbox_;
     Inbox inbox_;
     Gate gate_;

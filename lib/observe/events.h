@@ -35,7 +35,7 @@
       "conn, peer, peer_port, code (the close code we sent, or echoed; 1006 when none was "          \
       "exchanged), peer_code (the code in the peer's close frame, also when we refused it with 1002 " \
       "or 1007; 1005 for an empty one; absent when the peer sent none or a 1-byte payload), cause, "  \
-      "reason, duration_ms, msgs/bytes in/out, msgs_dropped (when a queue policy dropped some)")     \
+      "advice (what the client should do after code: the close-code contract), reason, duration_ms, msgs/bytes in/out, msgs_dropped (when a queue policy dropped some)")     \
     X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
     X(backpressure, WARN,                                                                             \
       "conn, queued_bytes, limit (the send queue would pass `limits.max_queue_bytes` under "         \

@@ -30,6 +30,15 @@ const char *lower(const char *level) {
     return "error";
 }
 
+// The name of an advice, from its list (this tool links no library).
+const char *advice_text(int value) {
+#define WSG_ADVICE_TEXT_(name, v, text, doc) \
+    if (value == v) return text;
+    WSG_RECONNECT_MAP(WSG_ADVICE_TEXT_)
+#undef WSG_ADVICE_TEXT_
+    return "unknown";
+}
+
 // The "limited" column: how log.max_per_s applies to the event.
 const char *limited(wsgate::LogEvent e) {
     static std::string text;
@@ -87,6 +96,38 @@ int main(int argc, char **argv) {
 #undef ROW
         return 0;
     }
-    std::fprintf(stderr, "usage: %s events|causes|statuses|policies\n", argv[0]);
+    if (!std::strcmp(which, "codes")) {
+        std::puts("| code | reconnect? | sent for (causes) | meaning |");
+        std::puts("|---|---|---|---|");
+#define ROW(code, name, advice, causes, doc)                                                       \
+    std::printf("| %d `%s` | `%s` | %s | ", code, #name, advice_text(WSG_RECONNECT_##advice), causes); \
+    cell(doc);                                                                                     \
+    std::puts(" |");
+        WSG_CLOSE_CODE_MAP(ROW)
+#undef ROW
+        return 0;
+    }
+    if (!std::strcmp(which, "advice")) {
+        std::puts("| advice | value | what the client does |");
+        std::puts("|---|---|---|");
+#define ROW(name, value, text, doc)                                        \
+    std::printf("| `%s` | `WSG_RECONNECT_%s` (%d) | ", text, #name, value); \
+    cell(doc);                                                             \
+    std::puts(" |");
+        WSG_RECONNECT_MAP(ROW)
+#undef ROW
+        return 0;
+    }
+    // The chat demo page's copy of the contract (examples/chat/index.html,
+    // between its close-advice markers).
+    if (!std::strcmp(which, "advice-js")) {
+        std::puts("  const CLOSE_ADVICE = {");
+#define ROW(code, name, advice, causes, doc) std::printf("    %d: \"%s\",\n", code, advice_text(WSG_RECONNECT_##advice));
+        WSG_CLOSE_CODE_MAP(ROW)
+#undef ROW
+        std::puts("  };");
+        return 0;
+    }
+    std::fprintf(stderr, "usage: %s events|causes|statuses|policies|codes|advice|advice-js\n", argv[0]);
     return 2;
 }
