@@ -7,8 +7,8 @@
 # Every stage runs even when an earlier one failed; the run ends with one
 # summary of every stage (the names of failed tests included) and a last line
 # "N passed, N failed". The exit code is 0 only when nothing failed.
-# Per-stage logs, JUnit files and each stage's time (stage-times.txt):
-# build/test-results/.
+# Per-stage logs, JUnit files, each stage's time (stage-times.txt) and the
+# inputs a fuzzer failed on (fuzz-artifacts/): build/test-results/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! scripts/deps.sh; then
@@ -86,10 +86,12 @@ if configure_and_build tsan build/test-tsan server-tests -- -DWSGATE_TSAN=ON; th
 fi
 stage_time tsan "$start"
 
-# Every tests/fuzz/fuzz_*.cpp (the 'fuzzers' target), 20 s each.
+# Every tests/fuzz/fuzz_*.cpp (the 'fuzzers' target), 20 s each, from the
+# corpora in tests/fuzz/ copied to a temporary directory; a failing input is
+# kept in build/test-results/fuzz-artifacts/.
 start=$(date +%s)
 if CC=clang CXX=clang++ configure_and_build fuzz build/test-fuzz fuzzers -- -DWSGATE_FUZZ=ON; then
-  run_ctest fuzz build/test-fuzz -R '^fuzz_'
+  WSGATE_FUZZ_ARTIFACTS=$results/fuzz-artifacts run_ctest fuzz build/test-fuzz -R '^fuzz_'
 fi
 stage_time fuzz "$start"
 
