@@ -16,12 +16,13 @@ if(WSGATE_TSAN)
   add_test(NAME python_binding
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/run_tests.sh
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(python_binding PROPERTIES TIMEOUT 600 LABELS server
+  set_tests_properties(python_binding PROPERTIES TIMEOUT 600
     ENVIRONMENT "WSGATE_LIB_DIR=$<TARGET_FILE_DIR:wsgate>;WSGATE_INCLUDE_DIR=${PROJECT_SOURCE_DIR}/include;CFLAGS=-fsanitize=thread;LDFLAGS=-fsanitize=thread;WSGATE_TEST_PRELOAD=${WSG_LIBTSAN}")
-  add_dependencies(server-tests wsgate)
+  wsg_server_test(python_binding wsgate)
 elseif(NOT WSGATE_SANITIZE)
   add_test(NAME python_binding
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/run_tests.sh
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(python_binding PROPERTIES TIMEOUT 600 LABELS server)
+  set_tests_properties(python_binding PROPERTIES TIMEOUT 600)
+  wsg_server_test(python_binding)
 endif()
