@@ -24,18 +24,14 @@ mkdir -p "$artifacts" || exit 2
 work=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-$name.XXXXXX") || exit 2
 trap 'rm -rf "$work"' EXIT
 
-# Each directory's files keep their names under a prefix, so a seed and a
-# corpus entry with the same name cannot overwrite each other.
-n=0
+# Each directory is copied whole into its own subdirectory (libFuzzer reads a
+# corpus directory recursively): one cp per directory, not per file, and a
+# seed and a corpus entry with the same name cannot overwrite each other.
 for dir in "$@"; do
     [ -d "$dir" ] || { echo "$name: corpus directory $dir does not exist" >&2; exit 2; }
-    prefix=$(basename "$dir")
-    for f in "$dir"/*; do
-        [ -f "$f" ] || continue
-        cp -- "$f" "$work/$prefix.$(basename "$f")" || exit 2
-        n=$((n + 1))
-    done
+    cp -R -- "$dir" "$work/$(basename "$dir")" || exit 2
 done
+n=$(find "$work" -type f | wc -l)
 echo "$name: $n inputs from $*; fuzzing for $seconds s in $work" >&2
 
 "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
