@@ -13,9 +13,11 @@
 // would pass that cap meets the policy of the connection it is for when that
 // connection is behind (waiting for its socket): the connections that hold
 // the backlog pay for it, while one that keeps up, whose queue empties within
-// the event, never pays for the others (one fast producer to many slow
-// consumers locks nobody out). So the total passes the cap only by what was
-// queued for connections that kept up and then fell behind within one event.
+// the event, does not pay for the others (one fast producer to many slow
+// consumers locks nobody out) unless that one event gives it more than its
+// high-water mark. So the total passes the cap only by what was queued, up
+// to their high-water mark, for connections that kept up and then fell
+// behind within one event.
 #pragma once
 
 #include <cstddef>
@@ -103,11 +105,12 @@ private:
     // (limits.max_queue_bytes) or all queues together (limits.max_total_queue_bytes).
     enum class Cap { Connection, Total };
     bool overflow(Conn *c, size_t need, Cap cap);
-    // The message would take every queue together past the cap, and `c` is
-    // behind (its socket takes nothing more): `c` pays.
+    // The message would take every queue together past the cap, and `c`
+    // pays: it is behind (its socket takes nothing more), or within this
+    // event it was given more than its high-water mark.
     bool over_total(const Conn *c, size_t need) const {
-        return cfg_.max_total_queue_bytes && c->writable_requested &&
-               ledger_.bytes + need > cfg_.max_total_queue_bytes;
+        return cfg_.max_total_queue_bytes && ledger_.bytes + need > cfg_.max_total_queue_bytes &&
+               (c->writable_requested || queued(c) + need > cfg_.queue_high_water);
     }
     bool conflate(Conn *c, const FrameList &frames, size_t need, const ConflateKey &key);
     // The queue policy dropped `n` messages: counted, and the first drop of

@@ -412,6 +412,19 @@ void test_total_cap_never_charges_a_connection_that_keeps_up(void **) {
     assert_non_null(std::strstr(r.last("queue_recovered").c_str(), "\"closed\":1"));
 }
 
+void test_total_cap_bounds_one_event_to_a_connection_that_keeps_up(void **) {
+    // A connection that keeps up may be given up to its high-water mark
+    // (4 KiB here) past the cap within one event; more, and it pays too.
+    Rig r({"limits.max_queue_bytes=8192", "limits.max_total_queue_bytes=2048"});
+    Conn *fast = r.conn(WSG_QUEUE_DROP_NEWEST);
+    fast->writable_requested = false;
+    for (char t : std::string("abcdef")) r.send(fast, t);
+    assert_string_equal(Rig::tags(fast).c_str(), "abcd");
+    assert_int_equal(fast->msgs_dropped.load(), 2);
+    assert_int_equal(r.count("queue_overflow"), 1);
+    assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"cap\":\"total\""));
+}
+
 void test_total_cap_counts_a_broadcast_once(void **) {
     // Eight connections behind, 4 KiB in all: one shared 1 KiB message per
     // connection costs 1 KiB, not 8.
@@ -488,6 +501,7 @@ int main() {
         cmocka_unit_test(test_total_cap_charges_each_connection_behind_with_its_policy),
         cmocka_unit_test(test_total_cap_reminds_while_it_lasts),
         cmocka_unit_test(test_total_cap_never_charges_a_connection_that_keeps_up),
+        cmocka_unit_test(test_total_cap_bounds_one_event_to_a_connection_that_keeps_up),
         cmocka_unit_test(test_total_cap_counts_a_broadcast_once),
         cmocka_unit_test(test_total_cap_lets_a_conflated_update_take_its_place),
         cmocka_unit_test(test_no_total_cap_when_zero),
