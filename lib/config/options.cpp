@@ -165,7 +165,8 @@ const std::vector<OptionDef> kTable = {
      "frame counts once however many queues hold it; what lws holds back from a short write is "
      "not counted). A message that would pass it meets the queue_policy of the connection it is "
      "for when that connection is behind (its socket takes nothing more); one that keeps up is "
-     "not charged for the others' backlog unless one event gives it more than its high-water mark. "
+     "not charged for the others' backlog: it may use a reserve of an eighth of the cap above it, "
+     "up to its high-water mark within one event, so nothing passes the cap plus an eighth. "
      "1 GiB: 64 full default queues, far above a healthy "
      "server's backlog, below what slow readers could otherwise pin (limits.max_connections times "
      "limits.max_queue_bytes). 0: no cap.",

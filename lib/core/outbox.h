@@ -12,12 +12,13 @@
 // ledger counts the memory they hold, a broadcast frame once. A message that
 // would pass that cap meets the policy of the connection it is for when that
 // connection is behind (waiting for its socket): the connections that hold
-// the backlog pay for it, while one that keeps up, whose queue empties within
-// the event, does not pay for the others (one fast producer to many slow
-// consumers locks nobody out) unless that one event gives it more than its
-// high-water mark. So the total passes the cap only by what was queued, up
-// to their high-water mark, for connections that kept up and then fell
-// behind within one event.
+// the backlog pay for it. One that keeps up (its socket took everything, so
+// its queue holds only what this event gave it) does not pay for the others
+// (one fast producer to many slow consumers locks nobody out): it may use a
+// reserve of an eighth of the cap above it, up to its high-water mark. So
+// nothing passes cap + cap/8, and only connections that kept up and fell
+// behind within one event take the total past the cap; from their next
+// message on they pay like the others.
 #pragma once
 
 #include <cstddef>
@@ -106,11 +107,15 @@ private:
     enum class Cap { Connection, Total };
     bool overflow(Conn *c, size_t need, Cap cap);
     // The message would take every queue together past the cap, and `c`
-    // pays: it is behind (its socket takes nothing more), or within this
-    // event it was given more than its high-water mark.
+    // pays: it is behind (its socket takes nothing more), or this event gave
+    // it more than its high-water mark, or the reserve for connections that
+    // keep up (an eighth of the cap above it) is used up too.
     bool over_total(const Conn *c, size_t need) const {
-        return cfg_.max_total_queue_bytes && ledger_.bytes + need > cfg_.max_total_queue_bytes &&
-               (c->writable_requested || queued(c) + need > cfg_.queue_high_water);
+        const size_t cap = cfg_.max_total_queue_bytes;
+        if (!cap || ledger_.bytes + need <= cap) return false;
+        const bool keeps_up = !c->writable_requested && queued(c) + need <= cfg_.queue_high_water &&
+                              ledger_.bytes + need <= cap + cap / 8;
+        return !keeps_up;
     }
     bool conflate(Conn *c, const FrameList &frames, size_t need, const ConflateKey &key);
     // The queue policy dropped `n` messages: counted, and the first drop of

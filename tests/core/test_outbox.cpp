@@ -386,15 +386,15 @@ void test_total_cap_reminds_while_it_lasts(void **) {
     assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"dropped\":"));
 }
 
-void test_total_cap_never_charges_a_connection_that_keeps_up(void **) {
-    Rig r({"limits.max_total_queue_bytes=4096"});
+void test_total_cap_charges_the_slow_not_the_fast(void **) {
+    Rig r({"limits.max_total_queue_bytes=16384"});
     Conn *slow = r.conn(WSG_QUEUE_CLOSE), *fast = r.conn(WSG_QUEUE_CLOSE);
     fast->writable_requested = false;  // its socket took everything so far
-    for (char t : std::string("abcd")) r.send(slow, t);
-    assert_int_equal(r.outbox.ledger().bytes, 4 * kFramed);
+    for (int i = 0; i < 16; i++) r.send(slow, 's');
+    assert_int_equal(r.outbox.ledger().bytes, 16 * kFramed);  // 16,064: at the cap
     // The backlog is the slow one's: the fast one's messages pass the cap.
-    for (char t : std::string("abc")) r.send(fast, t);
-    assert_string_equal(Rig::tags(fast).c_str(), "abc");
+    for (char t : std::string("ab")) r.send(fast, t);
+    assert_string_equal(Rig::tags(fast).c_str(), "ab");
     assert_false(fast->closing);
     assert_false(slow->closing);
     // The slow one pays with its own policy: close, with the queue's code,
@@ -405,7 +405,7 @@ void test_total_cap_never_charges_a_connection_that_keeps_up(void **) {
     assert_int_equal(slow->close_cause(), WSG_CAUSE_BACKPRESSURE);
     assert_int_equal(r.count("backpressure"), 1);
     assert_non_null(std::strstr(r.last("backpressure").c_str(), "\"cap\":\"total\""));
-    assert_int_equal(r.outbox.ledger().bytes, 3 * kFramed);
+    assert_int_equal(r.outbox.ledger().bytes, 2 * kFramed);
     assert_int_equal(r.count("queue_overflow"), 1);
     r.clock.t += 2000;
     r.outbox.report(r.clock.t);
@@ -413,16 +413,45 @@ void test_total_cap_never_charges_a_connection_that_keeps_up(void **) {
 }
 
 void test_total_cap_bounds_one_event_to_a_connection_that_keeps_up(void **) {
-    // A connection that keeps up may be given up to its high-water mark
-    // (4 KiB here) past the cap within one event; more, and it pays too.
-    Rig r({"limits.max_queue_bytes=8192", "limits.max_total_queue_bytes=2048"});
+    // Sixteen slow connections hold the 64 KiB cap; a connection that keeps
+    // up may be given up to its high-water mark (2 KiB here) past it within
+    // one event; more, and it pays too.
+    Rig r({"limits.max_queue_bytes=4096", "limits.max_total_queue_bytes=65536"});
+    for (int i = 0; i < 16; i++) {
+        Conn *slow = r.conn(WSG_QUEUE_DROP_NEWEST);
+        for (int j = 0; j < 4; j++) r.send(slow, 's');
+    }
+    assert_int_equal(r.outbox.ledger().bytes, 64 * kFramed);
     Conn *fast = r.conn(WSG_QUEUE_DROP_NEWEST);
     fast->writable_requested = false;
-    for (char t : std::string("abcdef")) r.send(fast, t);
-    assert_string_equal(Rig::tags(fast).c_str(), "abcd");
+    for (char t : std::string("abcd")) r.send(fast, t);
+    assert_string_equal(Rig::tags(fast).c_str(), "ab");
     assert_int_equal(fast->msgs_dropped.load(), 2);
     assert_int_equal(r.count("queue_overflow"), 1);
     assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"cap\":\"total\""));
+}
+
+void test_total_cap_keeps_a_reserve_of_an_eighth_for_connections_that_keep_up(void **) {
+    // 8 KiB cap: 1 KiB of reserve above it for connections that keep up.
+    Rig r({"limits.max_queue_bytes=65536", "limits.max_total_queue_bytes=8192"});
+    Conn *slow = r.conn(WSG_QUEUE_DROP_NEWEST);
+    for (int i = 0; i < 20; i++) r.send(slow, 's');
+    assert_int_equal(r.outbox.ledger().bytes, 8 * kFramed);  // 8,032: at the cap
+    std::vector<Conn *> fast;
+    for (int i = 0; i < 3; i++) {
+        fast.push_back(r.conn(WSG_QUEUE_DROP_NEWEST));
+        fast.back()->writable_requested = false;
+        r.send(fast.back(), 'f');
+    }
+    // The first fits in the reserve; nothing passes cap + cap/8.
+    assert_int_equal(fast[0]->msgs_dropped.load(), 0);
+    assert_int_equal(fast[1]->msgs_dropped.load(), 1);
+    assert_int_equal(fast[2]->msgs_dropped.load(), 1);
+    assert_true(r.outbox.ledger().bytes <= 8192 + 1024);
+    // Written (the fast one keeps up): the reserve is free again.
+    fast[0]->queue.clear();
+    r.send(fast[1], 'g');
+    assert_string_equal(Rig::tags(fast[1]).c_str(), "g");
 }
 
 void test_total_cap_counts_a_broadcast_once(void **) {
@@ -500,8 +529,9 @@ int main() {
         cmocka_unit_test(test_policy_of_each_connection_is_its_own),
         cmocka_unit_test(test_total_cap_charges_each_connection_behind_with_its_policy),
         cmocka_unit_test(test_total_cap_reminds_while_it_lasts),
-        cmocka_unit_test(test_total_cap_never_charges_a_connection_that_keeps_up),
+        cmocka_unit_test(test_total_cap_charges_the_slow_not_the_fast),
         cmocka_unit_test(test_total_cap_bounds_one_event_to_a_connection_that_keeps_up),
+        cmocka_unit_test(test_total_cap_keeps_a_reserve_of_an_eighth_for_connections_that_keep_up),
         cmocka_unit_test(test_total_cap_counts_a_broadcast_once),
         cmocka_unit_test(test_total_cap_lets_a_conflated_update_take_its_place),
         cmocka_unit_test(test_no_total_cap_when_zero),
