@@ -36,6 +36,8 @@ Settings::Settings(const wsg_config &c)
       max_message_bytes(static_cast<size_t>(c.int_of("limits.max_message_bytes"))),
       max_connections(static_cast<size_t>(c.int_of("limits.max_connections"))),
       max_queue_bytes(static_cast<size_t>(c.int_of("limits.max_queue_bytes"))),
+      max_total_queue_bytes(static_cast<size_t>(c.int_of("limits.max_total_queue_bytes"))),
+      trim_memory(c.bool_of("tuning.trim_memory")),
       max_request_line(static_cast<size_t>(c.int_of("limits.max_request_line_bytes"))),
       max_header_bytes(static_cast<size_t>(c.int_of("limits.max_header_bytes"))),
       max_headers(static_cast<size_t>(c.int_of("limits.max_headers"))),

@@ -39,6 +39,8 @@ struct Settings {
     size_t max_message_bytes = 0;
     size_t max_connections = 0;
     size_t max_queue_bytes = 0;
+    size_t max_total_queue_bytes = 0;  // 0: no cap
+    bool trim_memory = true;  // tuning.trim_memory
     // Limits of an upgrade request's head (limits.max_request_line_bytes, ...).
     size_t max_request_line = 0, max_header_bytes = 0, max_headers = 0;
     // What a full send queue does (limits.queue_policy), the close code of

@@ -546,10 +546,28 @@ void Server::on_tick() {
     ts.fired += fired;
     if (took > ts.max_us) ts.max_us = took;
     outbox_.flush();
+    outbox_.report(now);
+    if (cfg_.trim_memory) trim_memory();
     report_accept_episodes(now);
     log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
+}
+
+void Server::trim_memory() {
+    QueueLedger &q = outbox_.ledger();
+    if (!memory_trim_.due(clock_.now_ms(), q.bytes, q.peak)) return;
+    const size_t peak = q.peak;
+    q.peak = q.bytes;  // the next trim needs a new burst
+    const int64_t t0 = mono_us();
+    if (!release_free_memory()) return;
+    if (log.enabled(LogEvent::memory_trim)) {
+        LogFields f;
+        f["peak_queued_bytes"] = peak;
+        f["queued_bytes"] = q.bytes;
+        f["took_us"] = mono_us() - t0;
+        log.emit(LogEvent::memory_trim, f);
+    }
 }
 
 void Server::report_tick_stats(int64_t now) {

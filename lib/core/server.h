@@ -20,6 +20,7 @@
 #include "core/heartbeat.h"
 #include "core/inbox.h"
 #include "core/mailbox.h"
+#include "core/memory_trim.h"
 #include "core/outbox.h"
 #include "core/pages.h"
 #include "core/close_advice.h"
@@ -166,6 +167,8 @@ private:
     void on_timer(WheelTimer *t, int64_t now);
     void begin_shutdown();
     void report_tick_stats(int64_t now);
+    // After a burst of queued output, freed memory back to the system (tuning.trim_memory).
+    void trim_memory();
     // accept_refused and accept_failed: ended or due for a reminder.
     void report_accept_episodes(int64_t now);
     void log_accept_refused(int64_t now, bool ended);
@@ -232,6 +235,7 @@ private:
     IpAddr accepted_peer_;
     // Connections closed at accept over a limit, and accept() failures.
     Episode accept_refused_, accept_failed_;
+    MemoryTrim memory_trim_;  // tuning.trim_memory
     IpAddr refused_peer_;  // the first of the episode
     const char *refused_limit_ = "";
     int accept_errno_ = 0;

@@ -39,13 +39,18 @@
     X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
     X(backpressure, WARN,                                                                             \
       "conn, queued_bytes, limit (the send queue would pass `limits.max_queue_bytes` under "         \
-      "`limits.queue_policy=close`; close `limits.queue_close_code`)")                                \
+      "`limits.queue_policy=close`; close `limits.queue_close_code`); with cap `total` and "          \
+      "total_queued_bytes: the message would take all queues past `limits.max_total_queue_bytes`")   \
     X(queue_overflow, WARN,                                                                           \
       "conn, policy, queued_bytes, limit (a full send queue started dropping messages: "              \
-      "drop_newest, drop_oldest or conflate; once per episode, never per message)")                   \
+      "drop_newest, drop_oldest or conflate; once per episode, never per message); with cap "        \
+      "`total`: all queues reached `limits.max_total_queue_bytes` (conn and policy of the first "     \
+      "connection charged, total_queued_bytes; one episode for the server, reminded every 60 s with " \
+      "dropped and closed so far)")                                                                   \
     X(queue_recovered, INFO,                                                                          \
       "conn, policy, dropped, duration_ms, queued_bytes (the episode ended: the queue is back at "   \
-      "`limits.queue_low_water_bytes`; dropped counts its messages)")                                 \
+      "`limits.queue_low_water_bytes`; dropped counts its messages); with cap `total`: dropped, "     \
+      "closed, duration_ms, total_queued_bytes, ended (2 s without a refusal by the total cap)")      \
     X(rate_limited, WARN,                                                                             \
       "conn, then dropped_total (`limits.messages_per_s` under `limits.rate_policy=drop`: once per "  \
       "1,000 dropped messages), or limit, rate, burst (`limits.frames_per_s` passed: close 1008, "    \
@@ -61,6 +66,9 @@
     X(tls_refused, WARN, "message (a client certificate failed verification with `tls.client_auth`)") \
     X(tls_reloaded, INFO, "cert_file (`wsg_server_reload_tls` swapped the certificate)")             \
     X(tls_reload_failed, ERROR, "cert_file, message (the new files were refused; the old pair stays)") \
+    X(memory_trim, DEBUG,                                                                             \
+      "peak_queued_bytes, queued_bytes, took_us (the send queues fell below a quarter of a peak of 8 MiB " \
+      "or more: freed memory went back to the system, `tuning.trim_memory`)")                          \
     X(heartbeat_stats, DEBUG,                                                                         \
       "every 10 s: window_ms, ticks, timers_fired, timers_armed, connections, tick_p50_us_le, "      \
       "tick_p99_us_le, tick_max_us")                                                                  \
