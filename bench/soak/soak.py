@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -132,7 +133,7 @@ class Proc:
 class Soak:
     def __init__(self, args):
         self.a = args
-        self.tmp = tempfile.TemporaryDirectory(prefix="wsgate-soak-")
+        self.tmp = tempfile.mkdtemp(prefix="wsgate-soak-")  # removed only after a pass
         self.children = []  # (name, process) each in its own process group
         self.results = {}  # load -> its JSON or summary
         self.errors = []  # what a load reported that it should not have
@@ -142,6 +143,7 @@ class Soak:
         self.log_pos = 0
         self.fan = collections.Counter()  # summed over cycles
         self.samples = []
+        self.load_task = None
 
     # ---------------------------------------------------------------- processes
     async def spawn(self, name, argv, **kw):
@@ -172,12 +174,12 @@ class Soak:
             return None
 
     async def start_server(self):
-        secret_file = os.path.join(self.tmp.name, "secret")
+        secret_file = os.path.join(self.tmp, "secret")
         secret = base64.b64encode(os.urandom(48))
         with open(secret_file, "wb") as f:
             f.write(secret)
         self.token = hs256_token(secret, self.a.duration + 3600)
-        self.server_log = os.path.join(self.tmp.name, "server.log")
+        self.server_log = os.path.join(self.tmp, "server.log")
         sets = {
             "heartbeat.ping_interval_ms": 1000, "heartbeat.pong_wait_ms": 4000,
             "heartbeat.handshake_timeout_ms": 2000,
@@ -312,9 +314,10 @@ class Soak:
             except ProcessLookupError:
                 return
             await asyncio.sleep(0.2)
-            if self.server.returncode is not None:
+            try:
+                self.sample(t0, phase_of())
+            except OSError:  # /proc/PID is gone: the server died, run() says so
                 return
-            self.sample(t0, phase_of())
             await asyncio.sleep(max(0.0, self.a.interval - 0.2))
 
     # ---------------------------------------------------------------- run
@@ -345,7 +348,7 @@ class Soak:
                                  loop_deadline, self.counts),
         ]
         server_wait = asyncio.get_running_loop().create_task(self.server.wait())
-        load_task = asyncio.gather(*loads)
+        load_task = self.load_task = asyncio.gather(*loads)
         done, _ = await asyncio.wait([load_task, server_wait], return_when=asyncio.FIRST_COMPLETED)
         t_load_end = time.monotonic() - t0
         if server_wait in done:
@@ -446,18 +449,24 @@ async def amain(args):
     main = asyncio.current_task()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, main.cancel)
+    ok = False
     try:
         # Hard deadline: whatever hangs, the run ends.
-        return await asyncio.wait_for(soak.run(), args.duration + 120)
+        ok = await asyncio.wait_for(soak.run(), args.duration + 120)
     except asyncio.TimeoutError:
         print("soak: FAIL the run overran its deadline", flush=True)
-        return False
     except asyncio.CancelledError:
         print("soak: interrupted", flush=True)
-        return False
     finally:
         soak.kill_children()
-        soak.tmp.cleanup()
+        if soak.load_task:  # interrupted: end the clients quietly
+            soak.load_task.cancel()
+            await asyncio.gather(soak.load_task, return_exceptions=True)
+        if ok:
+            shutil.rmtree(soak.tmp, ignore_errors=True)
+        else:  # what the server logged is the first thing to read
+            print(f"soak: the server's log is kept in {soak.tmp}/server.log", flush=True)
+    return ok
 
 
 def main():
