@@ -107,8 +107,10 @@ class Proc:
             return int(f.read().split()[1]) * PAGE_KIB
 
     def hwm_kib(self):
-        """VmHWM: the peak RSS, spikes between samples included (getrusage's
-        ru_maxrss would also count the parent's RSS at fork, before exec)."""
+        """VmHWM: the kernel's peak RSS, spikes between samples included (kept
+        lazily: a reading may be a few pages under an earlier one, so the
+        soak takes the largest). getrusage's ru_maxrss would also count the
+        parent's RSS at fork, before exec."""
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
