@@ -356,6 +356,12 @@ WSG_API wsg_status wsg_server_stop(wsg_server *server) {
     return guard([&] { return server ? server->stop() : null_arg("server"); });
 }
 
+WSG_API wsg_status wsg_server_drain(wsg_server *server, int64_t duration_ms) {
+    return guard([&] { return server ? server->drain(duration_ms) : null_arg("server"); });
+}
+
+WSG_API int wsg_server_draining(const wsg_server *server) { return server && server->draining() ? 1 : 0; }
+
 // Outside guard(): a signal handler may call it, so it touches no
 // thread-local (wsg_last_error's string), takes no lock and allocates nothing.
 WSG_API wsg_status wsg_server_request_stop(wsg_server *server) {

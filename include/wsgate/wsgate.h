@@ -222,7 +222,9 @@ typedef enum wsg_msg_type {
     XX(BAD_COMPRESSION, 14, "bad_compression",                                                    \
        "permessage-deflate misuse: data that does not inflate, RSV1 on a continuation or a control frame: close 1007") \
     XX(PROTOCOL_ERROR, 15, "protocol_error",                                                      \
-       "the client broke RFC 6455 (unmasked frame, reserved bits or opcode, bad close code...): close 1002")
+       "the client broke RFC 6455 (unmasked frame, reserved bits or opcode, bad close code...): close 1002") \
+    XX(DRAIN, 16, "drain",                                                                        \
+       "wsg_server_drain (or wsg_server_request_stop with server.drain_ms) closed it: close 1012") 
 
 /** Why a connection ended (WSG_CAUSE_PEER, ...: see WSG_CLOSE_CAUSE_MAP). Since 0.1.0. */
 typedef enum wsg_close_cause {
@@ -286,8 +288,8 @@ WSG_API const char *wsg_reconnect_str(wsg_reconnect advice);
     XX(1009, TOO_BIG, NO, "too_big", "a message over limits.max_message_bytes")                   \
     XX(1011, INTERNAL_ERROR, BACKOFF, "app",                                                      \
        "the server met a condition it could not handle (sent by applications)")                  \
-    XX(1012, SERVICE_RESTART, BACKOFF, "app",                                                     \
-       "the service restarts: reconnect, spread out (sent by applications)")                     \
+    XX(1012, SERVICE_RESTART, BACKOFF, "drain, app",                                              \
+       "the service restarts (a drain): reconnect, spread out")                                  \
     XX(1013, TRY_AGAIN_LATER, BACKOFF, "backpressure",                                           \
        "try again later: the client did not read fast enough and its send queue overflowed "     \
        "(limits.queue_close_code's default)")                                                    \
@@ -433,13 +435,34 @@ WSG_API wsg_status wsg_server_run(wsg_server *server);
  *  server.shutdown_timeout_ms for the close handshakes, then drop the rest,
  *  call on_close for each, and release the port. A stopped server can be
  *  started again. Stopping a server that is not running returns WSG_OK.
+ *  Called during a drain, it ends the drain at once (1001 for those left).
  *  @return WSG_OK, WSG_EBUSY (called from a callback). Blocks. Since 0.1.0. */
 WSG_API wsg_status wsg_server_stop(wsg_server *server);
+
+/** Graceful drain for rolling restarts: the stop of wsg_server_stop()
+ *  spread over `duration_ms`. At once the server is no longer ready
+ *  (wsg_server_draining() is 1) and new upgrade requests get 503 with
+ *  `retry-after`; the open connections are closed with 1012 "service
+ *  restart" (cause WSG_CAUSE_DRAIN) in a random order at a steady pace over
+ *  the duration, so their clients do not all reconnect in the same second;
+ *  then the normal stop (server.shutdown_timeout_ms for the last close
+ *  handshakes). Returns once the server has stopped, like wsg_server_stop.
+ *  From a signal handler or a callback, use wsg_server_request_stop() with
+ *  the option server.drain_ms instead. 0 is wsg_server_stop().
+ *  @return WSG_OK, WSG_EINVAL (NULL server, duration outside 0..3600000),
+ *  WSG_EBUSY (called from a callback). Blocks. Since 0.1.0. */
+WSG_API wsg_status wsg_server_drain(wsg_server *server, int64_t duration_ms);
+
+/** 1 from the start of a drain or a stop until the server listens again
+ *  (not ready: a load balancer should send new clients elsewhere), else 0;
+ *  0 for NULL. Any thread. Since 0.1.0. */
+WSG_API int wsg_server_draining(const wsg_server *server);
 
 /** Ask for the graceful stop of wsg_server_stop() without waiting for it:
  *  for signal handlers (SIGINT, SIGTERM) and callbacks. Returns at once;
  *  the service loop notices the request within heartbeat.tick_ms and stops
- *  as wsg_server_stop() does, so wsg_server_run() returns WSG_OK and a
+ *  as wsg_server_stop() does (or, with the option server.drain_ms, drains
+ *  over that long as wsg_server_drain() does), so wsg_server_run() returns WSG_OK and a
  *  server started with wsg_server_start() ends its loop (then call
  *  wsg_server_stop() or wsg_server_free() to join it: they return at once
  *  when the stop is already done).

@@ -105,6 +105,12 @@ const std::vector<OptionDef> kTable = {
     {"server.shutdown_timeout_ms", OptType::Int, "2000", 0, 600000, nullptr,
      "How long a stop waits for close handshakes before it drops the remaining connections.",
      nullptr},
+    {"server.drain_ms", OptType::Int, "0", 0, 3600000, nullptr,
+     "What wsg_server_request_stop does (SIGTERM in wsgate-echo and wsgate-chat, Python's "
+     "serve_forever): 0 stops at once (1001 to every client); more drains over this long like "
+     "wsg_server_drain (not ready, new upgrades 503, clients closed with 1012 at a steady pace "
+     "in random order), then stops.",
+     nullptr},
     {"limits.max_message_bytes", OptType::Int, "1048576", 1, kGiB, nullptr,
      "Largest inbound message after reassembly; a larger one closes the connection with 1009.",
      nullptr},

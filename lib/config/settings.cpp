@@ -33,6 +33,7 @@ Settings::Settings(const wsg_config &c)
       path(c.string_of("server.path")),
       subprotocols(split_list(c.string_of("server.subprotocols"))),
       shutdown_timeout_ms(c.int_of("server.shutdown_timeout_ms")),
+      drain_ms(c.int_of("server.drain_ms")),
       max_message_bytes(static_cast<size_t>(c.int_of("limits.max_message_bytes"))),
       max_connections(static_cast<size_t>(c.int_of("limits.max_connections"))),
       max_queue_bytes(static_cast<size_t>(c.int_of("limits.max_queue_bytes"))),

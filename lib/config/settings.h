@@ -36,6 +36,7 @@ struct Settings {
     std::string path;
     std::vector<std::string> subprotocols;
     int64_t shutdown_timeout_ms = 0;
+    int64_t drain_ms = 0;  // what wsg_server_request_stop does: 0 stop at once, else drain this long
     size_t max_message_bytes = 0;
     size_t max_connections = 0;
     size_t max_queue_bytes = 0;

@@ -55,6 +55,9 @@ struct UserClose {
     std::string reason;
 };
 struct Stop {};
+struct Drain {
+    int64_t duration_ms;
+};
 struct SetTimeout {
     wsg_conn_id id;
     std::string key;
@@ -68,7 +71,7 @@ struct SetQueuePolicy {
 }  // namespace cmd
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
-                             cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::SetTimeout, cmd::ReloadTls,
+                             cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::Drain, cmd::SetTimeout, cmd::ReloadTls,
                              cmd::SetQueuePolicy>;
 
 class Mailbox {

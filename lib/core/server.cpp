@@ -1,7 +1,9 @@
 #include "core/server.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <random>
 
 #include "base/error.h"
 #include "base/time.h"
@@ -75,6 +77,8 @@ wsg_status Server::listen_locked() {
     stopping_ = false;
     loop_exit_ = false;
     gate_.set_stopping(false);
+    drain_ = Drain();
+    draining_.store(false, std::memory_order_relaxed);
     // OpenSSL loads its digests on first use (about 2 MiB): now, not on the
     // first connection, whose memory would otherwise look like its own.
     proto::websocket_accept("dGhlIHNhbXBsZSBub25jZQ==");
@@ -188,10 +192,20 @@ void Server::close_transport() {
     log.emit(LogEvent::stop, f);
 }
 
-wsg_status Server::stop() {
+wsg_status Server::stop() { return stop_with(cmd::Stop{}); }
+
+wsg_status Server::drain(int64_t duration_ms) {
+    if (duration_ms < 0 || duration_ms > kMaxDrainMs)
+        return fail(WSG_EINVAL, "drain duration " + std::to_string(duration_ms) + " ms is out of range 0.." +
+                                    std::to_string(kMaxDrainMs));
+    if (duration_ms == 0) return stop();
+    return stop_with(cmd::Drain{duration_ms});
+}
+
+wsg_status Server::stop_with(Command command) {
     if (on_service_thread())
-        return fail(WSG_EBUSY, "wsg_server_stop/free cannot be called from a callback "
-                               "(it would wait for the thread it runs on)");
+        return fail(WSG_EBUSY, "wsg_server_stop/drain/free cannot be called from a callback "
+                               "(it would wait for the thread it runs on; wsg_server_request_stop works there)");
     std::lock_guard<std::mutex> serial(stop_mu_);
     std::unique_lock<std::mutex> lock(life_mu_);
     if (state_ == State::Idle) return WSG_OK;
@@ -201,7 +215,7 @@ wsg_status Server::stop() {
         return WSG_OK;
     }
     lock.unlock();
-    bool posted = mailbox_.post(cmd::Stop{});
+    bool posted = mailbox_.post(std::move(command));
     lock.lock();
     if (thread_.joinable()) {
         lock.unlock();
@@ -232,9 +246,59 @@ wsg_status Server::port(int *out) const {
     return WSG_OK;
 }
 
+// wsg_server_request_stop: a drain of server.drain_ms, or the stop at once.
+void Server::stop_requested() {
+    if (cfg_.drain_ms > 0)
+        begin_drain(cfg_.drain_ms);
+    else
+        begin_shutdown();
+}
+
+// Rolling restarts: clients told 1012 at a steady pace in a random order
+// come back spread over the duration, not all in the same second.
+void Server::begin_drain(int64_t duration_ms) {
+    if (stopping_ || drain_.active) return;
+    draining_.store(true, std::memory_order_relaxed);
+    gate_.set_stopping(true);
+    drain_.active = true;
+    drain_.start_ms = clock_.now_ms();
+    drain_.duration_ms = duration_ms;
+    drain_.next = 0;
+    drain_.order.clear();
+    for (Conn *c : registry_.live())
+        if (!c->closing) drain_.order.push_back(c->id);
+    std::mt19937_64 rng(std::random_device{}());
+    std::shuffle(drain_.order.begin(), drain_.order.end(), rng);
+    LogFields f;
+    f["connections"] = drain_.order.size();
+    f["duration_ms"] = duration_ms;
+    log.emit(LogEvent::drain, f);
+    drain_step(drain_.start_ms);
+}
+
+void Server::drain_step(int64_t now) {
+    const int64_t elapsed = now - drain_.start_ms;
+    const size_t n = drain_.order.size();
+    const size_t due = elapsed >= drain_.duration_ms
+                           ? n
+                           : static_cast<size_t>(static_cast<double>(n) * static_cast<double>(elapsed) /
+                                                 static_cast<double>(drain_.duration_ms));
+    for (; drain_.next < due; drain_.next++) {
+        Conn *c = registry_.get(drain_.order[drain_.next]);
+        if (c && !c->closing) outbox_.close(c, 1012, "service restart", WSG_CAUSE_DRAIN, false);
+    }
+    if (elapsed >= drain_.duration_ms || drain_.next >= n) {
+        drain_.active = false;
+        drain_.order = std::vector<wsg_conn_id>();
+        begin_shutdown();
+    }
+}
+
 void Server::begin_shutdown() {
     if (stopping_) return;
     stopping_ = true;
+    drain_.active = false;
+    draining_.store(true, std::memory_order_relaxed);
     gate_.set_stopping(true);
     std::vector<Conn *> targets = registry_.live();
     for (Conn *c : targets) outbox_.close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN, false);
@@ -433,7 +497,7 @@ void Server::on_close(Link *link) {
 }
 
 void Server::on_wake() {
-    if (stop_requested_.load(std::memory_order_relaxed)) begin_shutdown();
+    if (stop_requested_.load(std::memory_order_relaxed)) stop_requested();
     mailbox_.drain([this](auto &command) { execute(command); });
 }
 
@@ -533,8 +597,9 @@ void Server::on_timer(WheelTimer *t, int64_t now) {
 }
 
 void Server::on_tick() {
-    if (stop_requested_.load(std::memory_order_relaxed)) begin_shutdown();
+    if (stop_requested_.load(std::memory_order_relaxed)) stop_requested();
     const int64_t now = clock_.now_ms();
+    if (drain_.active) drain_step(now);
     const int64_t t0 = mono_us();
     size_t fired = wheel_.advance(now, [this, now](WheelTimer *t) { on_timer(t, now); });
     TickStats &ts = tick_stats_;
@@ -655,6 +720,8 @@ void Server::execute(cmd::UserClose &c) {
 }
 
 void Server::execute(cmd::Stop &) { begin_shutdown(); }
+
+void Server::execute(cmd::Drain &c) { begin_drain(c.duration_ms); }
 
 void Server::execute(cmd::SetTimeout &c) {
     Conn *conn = registry_.get(c.id);

@@ -59,6 +59,14 @@ public:
     wsg_status start();
     wsg_status run();
     wsg_status stop();
+    // A graceful stop spread over duration_ms: new upgrades get 503, open
+    // connections are closed with 1012 in a random order at an even pace,
+    // then the normal stop. Waits until the server stopped (like stop()).
+    wsg_status drain(int64_t duration_ms);
+    static constexpr int64_t kMaxDrainMs = 3600000;
+    // True from the start of a drain (or stop) until the server listens
+    // again: not ready for new connections. Any thread.
+    bool draining() const { return draining_.load(std::memory_order_relaxed); }
     // Async-signal-safe: one lock-free store, nothing else. The loop begins
     // the graceful stop when it next looks (at its start and every tick); a
     // request made while no loop runs waits for the next one.
@@ -166,6 +174,9 @@ private:
     void on_tick();
     void on_timer(WheelTimer *t, int64_t now);
     void begin_shutdown();
+    // wsg_server_stop and drain: post `c` to a running loop and wait for it
+    // to end.
+    wsg_status stop_with(Command c);
     void report_tick_stats(int64_t now);
     // After a burst of queued output, freed memory back to the system (tuning.trim_memory).
     void trim_memory();
@@ -182,6 +193,7 @@ private:
     void execute(cmd::UserSend &c);
     void execute(cmd::UserClose &c);
     void execute(cmd::Stop &c);
+    void execute(cmd::Drain &c);
     void execute(cmd::SetTimeout &c);
     void execute(cmd::ReloadTls &c);
     void execute(cmd::SetQueuePolicy &c);
@@ -224,8 +236,21 @@ private:
     static_assert(std::atomic<bool>::is_always_lock_free,
                   "wsg_server_request_stop must be async-signal-safe: needs a lock-free atomic bool");
 
+    std::atomic<bool> draining_{false};  // see draining()
+
     // Service thread only.
     bool stopping_ = false;
+    // The drain in progress: connections are closed in `order` (shuffled),
+    // as many by now as the elapsed share of the duration; then the stop.
+    struct Drain {
+        bool active = false;
+        int64_t start_ms = 0, duration_ms = 0;
+        std::vector<wsg_conn_id> order;
+        size_t next = 0;
+    } drain_;
+    void begin_drain(int64_t duration_ms);
+    void stop_requested();
+    void drain_step(int64_t now);
     bool loop_exit_ = false;
     Transport::Timer tick_timer_, shutdown_timer_;
     SSL_CTX *ssl_ctx_ = nullptr;  // the TLS server context, for reloads

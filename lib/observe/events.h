@@ -75,6 +75,9 @@
     X(error, ERROR,                                                                                   \
       "where or source, message, conn when there is one (libwebsockets' own errors arrive as "       \
       "`source: libwebsockets`)")                                                                     \
+    X(drain, INFO,                                                                                    \
+      "connections, duration_ms (a drain began: `wsg_server_drain`, or `wsg_server_request_stop` "    \
+      "with `server.drain_ms`; each connection gets 1012 at a steady pace, then `stop`)")             \
     X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")   \
     X(log_suppressed, WARN,                                                                           \
       "of, the key field of that event when it has one (status, cause), suppressed, window_ms "      \

@@ -686,6 +686,8 @@ public:
         });
     }
     void stop() { blocking([this] { return wsg_server_stop(srv_); }); }
+    void drain(int64_t ms) { blocking([this, ms] { return wsg_server_drain(srv_, ms); }); }
+    bool draining() const { return wsg_server_draining(srv_) != 0; }
     // Returns at once (one atomic store in the core): nothing to release.
     void request_stop() { check(wsg_server_request_stop(srv_)); }
     // False once the loop has ended by itself (after request_stop) or was
@@ -1106,6 +1108,8 @@ PYBIND11_MODULE(_core, m) {
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")
+        .def("drain", &Server::drain, py::arg("ms"), "Drain over ms, then stop and join (GIL released).")
+        .def_property_readonly("draining", &Server::draining, "wsg_server_draining")
         .def("request_stop", &Server::request_stop,
              "Ask for a graceful stop without waiting (wsg_server_request_stop).")
         .def_property_readonly("listening", &Server::listening,

@@ -549,3 +549,46 @@ def test_message_too_big_closes_with_1009(make_server):
     run(body())
     wait_until(lambda: closes)
     assert closes == [(1009, "too_big")]
+
+
+def test_drain_closes_with_1012_over_the_duration(make_server):
+    """server.drain(seconds): draining at once, new upgrades 503, clients
+    closed with 1012 (cause "drain") spread over the duration, then stopped."""
+    server = make_server()
+    closes = []
+    lock = threading.Lock()
+
+    @server.on_close
+    def closed(conn, code, reason):
+        with lock:
+            closes.append((time.monotonic(), code, conn.close_cause))
+
+    server.start()
+    port = server.port
+    n = 10
+
+    async def body():
+        socks = [await connect(url_of(server)) for _ in range(n)]
+        assert not server.draining
+        t0 = time.monotonic()
+        drainer = threading.Thread(target=server.drain, args=(1.0,))
+        drainer.start()
+        wait_until(lambda: server.draining, 2)
+        with pytest.raises(Exception) as refused:
+            await connect(f"ws://127.0.0.1:{port}/")
+        assert "503" in str(refused.value)
+        for ws in socks:
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws, timeout=10)
+            assert info.value.code == 1012
+        await asyncio.get_running_loop().run_in_executor(None, drainer.join)
+        return t0
+
+    t0 = run(body())
+    assert not server.running
+    with lock:
+        assert len(closes) == n
+        assert all(code == 1012 and cause == "drain" for _, code, cause in closes)
+        times = sorted(t - t0 for t, _, _ in closes)
+    # Spread over the second, not all at once.
+    assert times[-1] - times[0] >= 0.5, times

@@ -603,6 +603,29 @@ class Server:
         except BusyError:
             threading.Thread(target=self._stop_quietly, name="wsgate-stop", daemon=True).start()
             return
+        self._after_stop()
+
+    def drain(self, seconds: Optional[float] = None) -> None:
+        """Stop gracefully over ``seconds`` for a rolling restart (default:
+        the option ``server.drain_ms``): at once :attr:`draining` is true and
+        new upgrades get 503 with ``retry-after``; open connections are
+        closed with 1012 (``close_cause`` ``"drain"``) in a random order at a
+        steady pace over the duration, so clients do not all come back in the
+        same second; then :meth:`stop`. Blocks until stopped (GIL released).
+        0 is :meth:`stop`. From a handler, use :meth:`request_stop` with
+        ``server.drain_ms`` set (a handler cannot wait for its own thread:
+        BusyError)."""
+        ms = int(self._config["server.drain_ms"]) if seconds is None else int(round(seconds * 1000))
+        self._core.drain(ms)
+        self._after_stop()
+
+    @property
+    def draining(self) -> bool:
+        """True from the start of a drain or stop until the server listens
+        again: not ready for new clients (``wsg_server_draining``)."""
+        return self._core.draining
+
+    def _after_stop(self) -> None:
         self._stopped.set()
         with _live_lock:
             _live.discard(self)
@@ -654,7 +677,8 @@ class Server:
         The wait releases the GIL and wakes every ``poll_interval`` seconds so
         Ctrl-C works in the main thread: on KeyboardInterrupt, SIGTERM (a plain
         ``kill``, ``docker stop``, systemd) or a :meth:`request_stop`, the
-        server is stopped gracefully (clients get 1001) and serve_forever
+        server is stopped gracefully (clients get 1001; with ``server.drain_ms`` set, a
+        :meth:`drain` over that long) and serve_forever
         *returns normally* (it does not re-raise), so ``with server:
         server.serve_forever()`` ends cleanly.
 
@@ -677,7 +701,9 @@ class Server:
             except KeyboardInterrupt:
                 stop = True
             if stop:
-                self.stop()
+                # server.drain_ms: SIGTERM and Ctrl-C drain (a rolling
+                # restart) rather than close every client at once.
+                self.drain()
         finally:
             restore()
 
