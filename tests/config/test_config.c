@@ -804,8 +804,9 @@ static void test_close_cause_str_names_every_cause(void **state) {
     const char *expected[] = {NULL,           "peer",          "app",          "shutdown",
                               "lost",         "too_big",       "invalid_utf8", "backpressure",
                               "pong_timeout", "write_timeout", "idle_timeout", "close_timeout",
-                              "token_expired", "rate_limit", "bad_compression", "protocol_error"};
-    for (int c = 1; c <= 15; c++) {
+                              "token_expired", "rate_limit", "bad_compression", "protocol_error",
+                              "drain"};
+    for (int c = 1; c <= 16; c++) {
         const char *name = wsg_close_cause_str((wsg_close_cause)c);
         assert_non_null(name);
         assert_string_equal(name, expected[c]);
@@ -813,7 +814,7 @@ static void test_close_cause_str_names_every_cause(void **state) {
             assert_string_not_equal(name, wsg_close_cause_str((wsg_close_cause)d));
     }
     assert_string_equal(wsg_close_cause_str((wsg_close_cause)0), "unknown");
-    assert_string_equal(wsg_close_cause_str((wsg_close_cause)16), "unknown");
+    assert_string_equal(wsg_close_cause_str((wsg_close_cause)17), "unknown");
     /* The list behind the enum and the names (WSG_CLOSE_CAUSE_MAP) agrees with them. */
 #define CHECK_CAUSE(name, value, text, doc)                                   \
     assert_int_equal(WSG_CAUSE_##name, value);                                \
