@@ -21,6 +21,7 @@
 #include "core/conn.h"
 #include "core/heartbeat.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "protocol/deflate.h"
 #include "protocol/frame.h"
 #include "transport/transport.h"
@@ -52,7 +53,7 @@ struct OutMessage {
 class Outbox {
 public:
     Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat,
-           AppCallbacks &app);
+           AppCallbacks &app, Metrics &metrics);
 
     // Queues the message to every target that is open and not closing.
     template <class Targets>
@@ -77,7 +78,7 @@ public:
     // of every event); only what the kernel does not take waits for a
     // writable event.
     void flush();
-    // The connection ends: it leaves the flush list.
+    // The connection ends: it leaves the flush list and the metrics' totals.
     void forget(Conn *c);
 
 private:
@@ -101,6 +102,10 @@ private:
     // (on_drain, the queue_recovered event).
     void settle(Conn *c);
     Backlog &backlog(Conn *c);
+    // Sets the connection's queued_bytes, keeping the metrics' total.
+    void publish_queued(Conn *c, size_t q);
+    // Its queue passed the high-water mark while the socket is full.
+    void fell_behind(Conn *c);
     void end_backlog(Conn *c, size_t queued);
     // Output is queued: written at the next flush().
     void mark(Conn *c);
@@ -117,6 +122,7 @@ private:
     Clock &clock_;
     Heartbeat &heartbeat_;
     AppCallbacks &app_;
+    Metrics &metrics_;
     std::vector<uint8_t> scratch_;  // one coalesced write
     std::vector<std::unique_ptr<Deflater>> deflaters_;  // by window bits, made on first need
     std::vector<Conn *> dirty_;  // output queued during the current event (null: finished since)

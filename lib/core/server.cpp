@@ -1,5 +1,6 @@
 #include "core/server.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -31,9 +32,9 @@ Server::Server(Settings settings, wsg_server *self)
       heartbeat_(wheel_),
       transport_(&events_),
       admission_(cfg_),
-      outbox_(cfg_, transport_, log, clock_, heartbeat_, app),
-      inbox_(cfg_, outbox_, app, log, clock_),
-      gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_),
+      outbox_(cfg_, transport_, log, clock_, heartbeat_, app, metrics_),
+      inbox_(cfg_, outbox_, app, log, clock_, metrics_),
+      gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_, metrics_),
       mailbox_(transport_) {
     app.server = self;
     log.set_server(self);
@@ -153,7 +154,13 @@ void Server::loop() {
     tick_stats_ = TickStats();
     tick_stats_.window_start_ms = clock_.now_ms();
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
+    last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
+    serving_ = true;
+    update_ready();
     while (!loop_exit_) transport_.run_once();
+    serving_ = false;
+    update_ready();
+    last_tick_ms_.store(0, std::memory_order_relaxed);
     // This loop is over: a request that came during its stop is used up.
     stop_requested_.store(false, std::memory_order_relaxed);
     close_transport();
@@ -234,6 +241,7 @@ wsg_status Server::port(int *out) const {
 void Server::begin_shutdown() {
     if (stopping_) return;
     stopping_ = true;
+    update_ready();
     gate_.set_stopping(true);
     std::vector<Conn *> targets = registry_.live();
     for (Conn *c : targets) outbox_.close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN, false);
@@ -266,12 +274,16 @@ bool Server::on_accept(int fd) {
     const bool have_peer = per_ip || log.enabled(LogEvent::accept);
     if (have_peer) socket_peer(fd, &peer, &peer_port);
     const char *limit = nullptr;
-    if (registry_.count() + gate_.pending() >= cfg_.max_connections + kAcceptSlack)
+    metric::AcceptLimit which = metric::AcceptLimit::max_connections;
+    if (registry_.count() + gate_.pending() >= cfg_.max_connections + kAcceptSlack) {
         limit = "limits.max_connections";
-    else if (per_ip && !cfg_.trusted_proxies.contains(peer) &&
-             admission_.links_per_ip.count(peer) > cfg_.max_per_ip)
+    } else if (per_ip && !cfg_.trusted_proxies.contains(peer) &&
+               admission_.links_per_ip.count(peer) > cfg_.max_per_ip) {
         limit = "limits.max_connections_per_ip";
+        which = metric::AcceptLimit::max_connections_per_ip;
+    }
     if (limit) {
+        metrics_.accept_refused.add(which);
         const int64_t now = clock_.now_ms();
         if (accept_refused_.hit(now)) {
             if (!have_peer) socket_peer(fd, &peer, &peer_port);
@@ -295,6 +307,8 @@ bool Server::on_accept(int fd) {
 void Server::on_accept_error(int err, size_t closed) {
     const int64_t now = clock_.now_ms();
     accept_errno_ = err;
+    metrics_.accept_failures.inc();
+    metrics_.accept_shed.inc(closed);
     if (accept_failed_.hit(now, closed)) log_accept_failed(now, false);
 }
 
@@ -358,6 +372,7 @@ bool Server::on_open(Link *link) {
 
 void Server::opened(Gate::Result &r) {
     Conn *c = r.conn;
+    metrics_.connections.set(static_cast<int64_t>(registry_.count()));
     if (!c->fact(kUserId).empty()) {
         std::lock_guard<std::mutex> lock(registry_.mu);
         users_.add(std::string(c->fact(kUserId)), c);
@@ -466,6 +481,8 @@ void Server::finish(Conn *c) {
         c->set_cause(WSG_CAUSE_LOST);
     }
     const std::string &reason = c->reason();
+    metrics_.closes.add(metric::cause_index(c->close_cause()));
+    metrics_.close_codes.add(metric::code_index(c->close_code));
     if (app.on_close.fn)
         app.on_close.fn(app.server, c->id, c->close_code, reason.c_str(), reason.size(), c->close_cause(),
                         app.on_close.user);
@@ -497,6 +514,8 @@ void Server::finish(Conn *c) {
         if (!c->fact(kUserId).empty()) users_.remove(std::string(c->fact(kUserId)), c);
     }
     registry_.remove(c);
+    metrics_.connections.set(static_cast<int64_t>(registry_.count()));
+    count_topics();
     if (c->link) Transport::set_owner(c->link, nullptr);
     delete c;
     if (stopping_ && registry_.count() == 0) loop_exit_ = true;
@@ -532,6 +551,7 @@ void Server::on_timer(WheelTimer *t, int64_t now) {
 
 void Server::on_tick() {
     if (stop_requested_.load(std::memory_order_relaxed)) begin_shutdown();
+    last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
     const int64_t now = clock_.now_ms();
     const int64_t t0 = mono_us();
     size_t fired = wheel_.advance(now, [this, now](WheelTimer *t) { on_timer(t, now); });
@@ -547,6 +567,20 @@ void Server::on_tick() {
     report_accept_episodes(now);
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
+}
+
+bool Server::healthy() const {
+    // A few ticks' worth, and at least a second: a callback that holds the
+    // loop that long is a fault worth a failed probe; a busy second is not.
+    const int64_t last = last_tick_ms_.load(std::memory_order_relaxed);
+    return last != 0 && mono_ms() - last <= std::max<int64_t>(5 * cfg_.tick_ms, 1000);
+}
+
+void Server::update_ready() {
+    // Hooks to come: not draining (issue 13, drain) and the cluster up when
+    // cluster.require is set (issue 12).
+    const bool ready = serving_ && !stopping_;
+    metrics_.ready.set(ready ? 1 : 0);
 }
 
 void Server::report_tick_stats(int64_t now) {
@@ -606,6 +640,12 @@ void Server::execute(cmd::Subscribe &c) {
         topics_.subscribe(conn, c.topic);
     else
         topics_.unsubscribe(conn, c.topic);
+    count_topics();
+}
+
+void Server::count_topics() {
+    metrics_.topics.set(static_cast<int64_t>(topics_.topics()));
+    metrics_.subscriptions.set(static_cast<int64_t>(topics_.subscriptions()));
 }
 
 void Server::execute(cmd::Publish &c) {

@@ -27,6 +27,7 @@
 #include "core/wheel.h"
 #include "observe/episode.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "transport/transport.h"
 
 // The connection snapshot handed out by wsg_conn_info_get (ABI type).
@@ -87,6 +88,12 @@ public:
     wsg_status set_queue_policy(wsg_conn_id id, wsg_queue_policy policy);
     wsg_status reload_tls();
     size_t conn_count() const { return registry_.count(); }
+    // Any thread: the Prometheus exposition (observe/metrics.h).
+    std::string metrics_text() const { return metrics_.render(); }
+    // Any thread. Alive: the service loop turns (its tick ran lately).
+    bool healthy() const;
+    // Any thread. Accepting upgrades: serving, not stopping, and healthy.
+    bool ready() const { return metrics_.ready.get() == 1 && healthy(); }
     size_t conn_ids(wsg_conn_id *ids, size_t capacity);
     wsg_status conn_info(wsg_conn_id id, wsg_conn_info *out);
     wsg_status set_user(wsg_conn_id id, void *ptr);
@@ -162,6 +169,11 @@ private:
     void on_timer(WheelTimer *t, int64_t now);
     void begin_shutdown();
     void report_tick_stats(int64_t now);
+    // Readiness changed (the loop started or ends, a stop began): the
+    // /readyz answer and the wsgate_ready gauge follow.
+    void update_ready();
+    // The topics and subscriptions gauges, after the index changed.
+    void count_topics();
     // accept_refused and accept_failed: ended or due for a reminder.
     void report_accept_episodes(int64_t now);
     void log_accept_refused(int64_t now, bool ended);
@@ -186,6 +198,8 @@ private:
     wsg_status with_conn(wsg_conn_id id, F &&f);
 
     Settings cfg_;
+    // Before the parts that count into it.
+    Metrics metrics_;
     Registry registry_;
     TopicIndex topics_;  // changed under registry_.mu, like the registry
     UserIndex users_;    // the same
@@ -216,7 +230,10 @@ private:
     static_assert(std::atomic<bool>::is_always_lock_free,
                   "wsg_server_request_stop must be async-signal-safe: needs a lock-free atomic bool");
 
+    // Monotonic ms of the last tick (0: no loop turns): healthy() reads it.
+    std::atomic<int64_t> last_tick_ms_{0};
     // Service thread only.
+    bool serving_ = false;  // the loop runs (ready unless stopping)
     bool stopping_ = false;
     bool loop_exit_ = false;
     Transport::Timer tick_timer_, shutdown_timer_;
