@@ -35,6 +35,7 @@ Server::Server(Settings settings, wsg_server *self)
       outbox_(cfg_, transport_, log, clock_, heartbeat_, app, metrics_),
       inbox_(cfg_, outbox_, app, log, clock_, metrics_),
       gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_, metrics_),
+      probes_(transport_, wheel_, clock_, cfg_.handshake_timeout_ms),
       mailbox_(transport_) {
     app.server = self;
     log.set_server(self);
@@ -72,6 +73,8 @@ wsg_status Server::listen_locked() {
     tc.tls_files = cfg_.tls_files;
     tc.tls_client_auth = cfg_.tls_client_auth;
     tc.tls_ciphers = cfg_.tls_ciphers;
+    tc.metrics_host = cfg_.metrics_host;
+    tc.metrics_port = cfg_.metrics_port;
     stopping_ = false;
     loop_exit_ = false;
     gate_.set_stopping(false);
@@ -81,6 +84,7 @@ wsg_status Server::listen_locked() {
     std::string why = transport_.open(tc);
     if (!why.empty()) return fail(WSG_EIO, why);
     port_.store(transport_.port());
+    metrics_port_.store(transport_.metrics_port());
     state_ = State::Listening;
     mailbox_.open();
     LogFields f;
@@ -88,6 +92,10 @@ wsg_status Server::listen_locked() {
     f["port"] = transport_.port();
     f["path"] = cfg_.path;
     f["fd_limit"] = fds.soft;
+    if (transport_.metrics_port() > 0) {
+        f["metrics_host"] = cfg_.metrics_host;
+        f["metrics_port"] = transport_.metrics_port();
+    }
     log.emit(LogEvent::listen, f);
     if (fds.soft < fds_wanted || !fds.error.empty()) {
         LogFields w;
@@ -190,6 +198,7 @@ void Server::close_transport() {
         finish(c);
     }
     port_.store(-1);
+    metrics_port_.store(-1);
     LogFields f;
     log.emit(LogEvent::stop, f);
 }
@@ -229,6 +238,15 @@ wsg_status Server::add_page(const char *path, const char *content_type, const vo
         return fail(WSG_ESTATE, "pages can only be added while the server is not listening "
                                 "(before wsg_server_listen, start or run)");
     return pages_.add(path, content_type, body, len);
+}
+
+wsg_status Server::metrics_port(int *out) const {
+    int p = metrics_port_.load();
+    if (p <= 0)
+        return fail(WSG_ESTATE, cfg_.metrics_port < 0 ? "no metrics listener: metrics.listen is not set"
+                                                      : "server is not listening (call wsg_server_listen or start)");
+    *out = p;
+    return WSG_OK;
 }
 
 wsg_status Server::port(int *out) const {
@@ -350,7 +368,8 @@ void Server::report_accept_episodes(int64_t now) {
     }
 }
 
-bool Server::on_open(Link *link) {
+bool Server::on_open(Link *link, Listener from) {
+    if (from == Listener::Metrics) return probes_.admit(link) != nullptr;
     // Counted only when the per-IP limit is set (and not for trusted
     // proxies, which carry many clients).
     bool count = false;
@@ -397,9 +416,36 @@ void Server::opened(Gate::Result &r) {
     if (app.on_open.fn) app.on_open.fn(app.server, c->id, app.on_open.user);
 }
 
+bool Server::on_probe_read(ProbeRequest *p, const uint8_t *data, size_t len) {
+    const Probes::Route route = probes_.read(p, data, len);
+    bool keep = true;
+    switch (route) {
+    case Probes::Route::Pending: return true;
+    case Probes::Route::Metrics:
+        keep = probes_.answer(p, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render());
+        break;
+    case Probes::Route::Health: {
+        const bool ok = healthy();
+        keep = probes_.answer(p, ok ? 200 : 503, "text/plain; charset=utf-8",
+                              ok ? "ok\n" : "unhealthy: the service loop has not ticked lately\n");
+        break;
+    }
+    case Probes::Route::Ready: {
+        const bool ok = ready();
+        keep = probes_.answer(p, ok ? 200 : 503, "text/plain; charset=utf-8",
+                              ok ? "ready\n" : stopping_ ? "not ready: stopping\n" : "not ready\n");
+        break;
+    }
+    default: keep = probes_.answer_error(p, route); break;
+    }
+    if (!keep) probes_.drop(p);
+    return keep;
+}
+
 bool Server::on_read(Link *link, uint8_t *data, size_t len) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
     if (!owner) return true;  // being dropped: input is discarded
+    if (owner->kind == LinkOwner::Kind::Probe) return on_probe_read(static_cast<ProbeRequest *>(owner), data, len);
     if (owner->kind == LinkOwner::Kind::Handshake) {
         auto *h = static_cast<Handshake *>(owner);
         Gate::Result r = gate_.read(h, data, len);
@@ -424,6 +470,12 @@ bool Server::on_read(Link *link, uint8_t *data, size_t len) {
 bool Server::on_writable(Link *link) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
     if (!owner) return true;
+    if (owner->kind == LinkOwner::Kind::Probe) {
+        auto *p = static_cast<ProbeRequest *>(owner);
+        if (!p->answered || !probes_.drained(p)) return true;
+        probes_.drop(p);
+        return false;
+    }
     if (owner->kind == LinkOwner::Kind::Handshake) {
         auto *h = static_cast<Handshake *>(owner);
         if (!h->answered || !gate_.drained(h)) return true;
@@ -436,6 +488,10 @@ bool Server::on_writable(Link *link) {
 void Server::on_close(Link *link) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
     if (!owner) return;
+    if (owner->kind == LinkOwner::Kind::Probe) {
+        probes_.drop(static_cast<ProbeRequest *>(owner));
+        return;
+    }
     if (owner->kind == LinkOwner::Kind::Handshake) {
         gate_.drop(static_cast<Handshake *>(owner));
         return;
@@ -539,6 +595,7 @@ void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause 
 void Server::on_timer(WheelTimer *t, int64_t now) {
     LinkOwner *owner = LinkOwner::of(t);
     if (owner->kind == LinkOwner::Kind::Handshake) return gate_.timed_out(static_cast<Handshake *>(owner));
+    if (owner->kind == LinkOwner::Kind::Probe) return probes_.timed_out(static_cast<ProbeRequest *>(owner));
     Conn *c = static_cast<Conn *>(owner);
     Heartbeat::Action a = heartbeat_.check(c, now);
     switch (a.kind) {

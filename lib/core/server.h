@@ -22,6 +22,7 @@
 #include "core/mailbox.h"
 #include "core/outbox.h"
 #include "core/pages.h"
+#include "core/probes.h"
 #include "core/registry.h"
 #include "core/topics.h"
 #include "core/wheel.h"
@@ -63,6 +64,8 @@ public:
     // request made while no loop runs waits for the next one.
     void request_stop() noexcept { stop_requested_.store(true, std::memory_order_relaxed); }
     wsg_status port(int *out) const;
+    // The metrics listener's port (metrics.listen).
+    wsg_status metrics_port(int *out) const;
     // Only while idle (WSG_ESTATE otherwise).
     wsg_status add_page(const char *path, const char *content_type, const void *body, size_t len);
     // True while the caller is this server's service thread.
@@ -116,7 +119,7 @@ private:
         Server *s;
         bool on_accept(int fd) override { return s->on_accept(fd); }
         void on_accept_error(int err, size_t closed) override { s->on_accept_error(err, closed); }
-        bool on_open(Link *link) override { return s->on_open(link); }
+        bool on_open(Link *link, Listener from) override { return s->on_open(link, from); }
         bool on_read(Link *link, uint8_t *data, size_t len) override {
             bool keep = s->on_read(link, data, len);
             s->outbox_.flush();
@@ -141,7 +144,9 @@ private:
     };
     bool on_accept(int fd);
     void on_accept_error(int err, size_t closed);
-    bool on_open(Link *link);
+    bool on_open(Link *link, Listener from);
+    // A request to the metrics listener: read, answered, done.
+    bool on_probe_read(ProbeRequest *p, const uint8_t *data, size_t len);
     bool on_read(Link *link, uint8_t *data, size_t len);
     bool on_writable(Link *link);
     void on_close(Link *link);
@@ -213,6 +218,7 @@ private:
     Outbox outbox_;
     Inbox inbox_;
     Gate gate_;
+    Probes probes_;
     Mailbox mailbox_;
 
     // Lifecycle: life_mu_ guards state_, the transport's opening and closing
@@ -221,7 +227,7 @@ private:
     std::condition_variable life_cv_;
     State state_ = State::Idle;
     bool loop_done_ = false;
-    std::atomic<int> port_{-1};
+    std::atomic<int> port_{-1}, metrics_port_{-1};
     std::thread thread_;
     std::atomic<std::thread::id> service_tid_{};
     // Set by request_stop(), possibly from a signal handler: that is only
