@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates README.md's generated tables (options, log events, close causes,
-# statuses) from the lists they come from.
+# statuses, queue policies, metrics) from the lists they come from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build/readme -DCMAKE_BUILD_TYPE=Debug >/dev/null
@@ -16,4 +16,4 @@ open("README.md", "w").write(new)
 PY
 }
 replace options "$(build/readme/tests/wsgate-options-md)"
-for t in events causes statuses policies; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done
+for t in events causes statuses policies metrics; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done

@@ -125,9 +125,16 @@ wsg_status Server::start() {
         if (wsg_status st = listen_locked()) return st;
     }
     loop_done_ = false;
+    // Ready when this returns: the socket listens and the loop is about to
+    // turn (the thread's start orders these writes before its own).
+    serving_ = true;
+    last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
+    update_ready();
     try {
         thread_ = std::thread([this] { loop(); });
     } catch (const std::system_error &e) {
+        serving_ = false;
+        update_ready();
         return fail(WSG_EIO, std::string("cannot start the service thread: ") + e.what());
     }
     state_ = State::Running;

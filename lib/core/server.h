@@ -238,7 +238,7 @@ private:
 
     // Monotonic ms of the last tick (0: no loop turns): healthy() reads it.
     std::atomic<int64_t> last_tick_ms_{0};
-    // Service thread only.
+    // Service thread only (and lifecycle calls before it starts).
     bool serving_ = false;  // the loop runs (ready unless stopping)
     bool stopping_ = false;
     bool loop_exit_ = false;
