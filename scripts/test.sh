@@ -69,7 +69,7 @@ for kind in plain asan; do
   fi
 done
 
-tsan_tests=(test_conn test_lifecycle test_load test_topics test_delivery)
+tsan_tests=(test_conn test_lifecycle test_load test_topics test_delivery test_metrics test_metrics_http)
 if configure_and_build tsan build/test-tsan "${tsan_tests[@]}" -- \
      -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
      -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread; then
