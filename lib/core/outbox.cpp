@@ -173,12 +173,6 @@ bool Outbox::conflate(Conn *c, const FrameList &frames, size_t need, const Confl
     return true;
 }
 
-void Outbox::publish_queued(Conn *c, size_t q) {
-    const uint64_t was = c->queued_bytes.load(std::memory_order_relaxed);
-    c->queued_bytes.store(q, std::memory_order_relaxed);
-    metrics_.queued_bytes.add(static_cast<int64_t>(q) - static_cast<int64_t>(was));
-}
-
 void Outbox::fell_behind(Conn *c) {
     Backlog &b = backlog(c);
     if (b.behind) return;

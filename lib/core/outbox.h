@@ -102,8 +102,13 @@ private:
     // (on_drain, the queue_recovered event).
     void settle(Conn *c);
     Backlog &backlog(Conn *c);
-    // Sets the connection's queued_bytes, keeping the metrics' total.
-    void publish_queued(Conn *c, size_t q);
+    // Sets the connection's queued_bytes, keeping the metrics' total. Once
+    // per queued message: inline.
+    void publish_queued(Conn *c, size_t q) {
+        const uint64_t was = c->queued_bytes.load(std::memory_order_relaxed);
+        c->queued_bytes.store(q, std::memory_order_relaxed);
+        metrics_.queued_bytes.add(static_cast<int64_t>(q) - static_cast<int64_t>(was));
+    }
     // Its queue passed the high-water mark while the socket is full.
     void fell_behind(Conn *c);
     void end_backlog(Conn *c, size_t queued);
