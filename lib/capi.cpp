@@ -75,6 +75,27 @@ WSG_API const char *wsg_close_cause_str(wsg_close_cause cause) {
     return "unknown";
 }
 
+WSG_API const char *wsg_reconnect_str(wsg_reconnect advice) {
+    switch (advice) {
+#define WSG_RECONNECT_NAME_(name, value, text, doc) \
+    case WSG_RECONNECT_##name: return text;
+        WSG_RECONNECT_MAP(WSG_RECONNECT_NAME_)
+#undef WSG_RECONNECT_NAME_
+    case WSG_RECONNECT_MAX_: break;
+    }
+    return "unknown";
+}
+
+WSG_API wsg_reconnect wsg_close_code_advice(const wsg_server *server, int code) {
+    if (server) return server->close_advice().of(code);
+    static const wsgate::CloseAdvice none;
+    return none.of(code);
+}
+
+WSG_API wsg_status wsg_server_set_close_advice(wsg_server *server, int first, int last, wsg_reconnect advice) {
+    return guard([&] { return server ? server->close_advice().set(first, last, advice) : null_arg("server"); });
+}
+
 WSG_API const char *wsg_queue_policy_str(wsg_queue_policy policy) {
     switch (policy) {
 #define WSG_QUEUE_POLICY_NAME_(name, value, text, doc) \

@@ -8,7 +8,9 @@
 #      CMake for libwsgate and builds the pybind11 extension);
 #   4. run python -m pytest -q -p no:cacheprovider python/tests from that venv.
 # The temporary directory is removed afterwards. Extra arguments go to pytest.
-# WSGATE_KEEP_TMP=1 keeps it for inspection.
+# WSGATE_KEEP_TMP=1 keeps it for inspection. WSGATE_TEST_PRELOAD: a library
+# preloaded into Python for step 4 only (the ThreadSanitizer runtime, see
+# tests.cmake); pip and the compilers run without it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -36,5 +38,7 @@ fi
 # Test the installed package, not the sources: run from the source copy's
 # root, where no 'wsgate' directory shadows it.
 cd "$tmp/src"
-"$tmp/venv/bin/python" -c 'import wsgate, sys; print("python_binding: wsgate", wsgate.library_version(), "from", wsgate.__file__, file=sys.stderr)'
-"$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider python/tests "$@"
+preload=()
+[ -n "${WSGATE_TEST_PRELOAD:-}" ] && preload=(env "LD_PRELOAD=$WSGATE_TEST_PRELOAD")
+${preload[@]+"${preload[@]}"} "$tmp/venv/bin/python" -c 'import wsgate, sys; print("python_binding: wsgate", wsgate.library_version(), "from", wsgate.__file__, file=sys.stderr)'
+${preload[@]+"${preload[@]}"} "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider python/tests "$@"

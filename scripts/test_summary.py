@@ -5,8 +5,9 @@ usage: test_summary.py RESULTS_DIR
 
 RESULTS_DIR holds one ctest JUnit file per stage (STAGE.xml) and, when a step
 that is not a test failed (configure, build, a check), failed-steps.txt with
-one STAGE:STEP per line; each such step counts as one failure. Exits 1 when
-anything failed or no test ran at all.
+one STAGE:STEP per line; each such step counts as one failure;
+stage-times.txt, when present, "STAGE SECONDS" per line (shown per stage).
+Exits 1 when anything failed or no test ran at all.
 """
 
 import sys
@@ -40,6 +41,14 @@ def main() -> int:
             stage, _, step = line.partition(":")
             stages.setdefault(stage, [0, [], []])[1].append(step)
 
+    times = {}
+    time_file = results / "stage-times.txt"
+    if time_file.exists():
+        for line in time_file.read_text().splitlines():
+            stage, _, seconds = line.partition(" ")
+            if seconds.isdigit():
+                times[stage] = int(seconds)
+
     total_passed = total_failed = total_skipped = 0
     failed_names = []
     for stage in sorted(stages, key=stage_key):
@@ -49,7 +58,8 @@ def main() -> int:
         total_skipped += len(skipped)
         failed_names += [f"{stage}/{name}" for name in failed]
         extra = f", {len(skipped)} skipped" if skipped else ""
-        print(f"  {stage:<8} {passed:4d} passed, {len(failed)} failed{extra}")
+        took = f" ({times[stage] // 60} min {times[stage] % 60:02d} s)" if stage in times else ""
+        print(f"  {stage:<8} {passed:4d} passed, {len(failed)} failed{extra}{took}")
     if failed_names:
         print("failed: " + " ".join(failed_names))
     if total_passed + total_failed == 0:

@@ -16,4 +16,13 @@ open("README.md", "w").write(new)
 PY
 }
 replace options "$(build/readme/tests/wsgate-options-md)"
-for t in events causes statuses policies metrics; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done
+for t in events causes statuses policies codes advice metrics; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done
+# The chat demo page's copy of the close-code contract.
+/usr/bin/python3 - "$(build/readme/tests/wsgate-lists-md advice-js)" <<'PY'
+import re, sys
+path = "examples/chat/index.html"
+text = open(path).read()
+new = re.sub(r"(// close-advice:begin\n).*?(  // close-advice:end)",
+             lambda m: m.group(1) + sys.argv[1] + "\n" + m.group(2), text, flags=re.S)
+open(path, "w").write(new)
+PY

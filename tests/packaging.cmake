@@ -19,6 +19,9 @@ if(WSG_BASH)
   set_tests_properties(install_consumer PROPERTIES
     TIMEOUT 300
     RESOURCE_LOCK wsgate_install)
+  # It installs the whole build: every installed program must exist.
+  wsg_label_server(install_consumer ${WSG_PACKAGING_DIR}/consumer/main.c wsgate wsgate-echo
+    wsgate-chat wsgate-bench)
 endif()
 
 if(WSG_SH)
@@ -42,6 +45,7 @@ if(TARGET wsgate-echo AND EXISTS ${WSG_TEST_PYTHON})
     set_tests_properties(${name} PROPERTIES
       TIMEOUT 300
       ENVIRONMENT "WSGATE_ECHO=$<TARGET_FILE:wsgate-echo>;WSGATE_CHAT=$<TARGET_FILE:wsgate-chat>;PYTHONDONTWRITEBYTECODE=1")
+    wsg_label_server(${name} ${WSG_PACKAGING_DIR}/${file} wsgate-echo wsgate-chat)
   endforeach()
 elseif(NOT EXISTS ${WSG_TEST_PYTHON})
   message(WARNING "${WSG_TEST_PYTHON} not found: echo_example and interop_websockets are not registered")
@@ -49,8 +53,8 @@ endif()
 
 # The README's install-then-consume steps and quick starts, exactly as written,
 # in a clone with nothing beside it (root; private mount and network
-# namespaces). Once, in the plain build; alone, since it compiles wsgate twice.
-if(WSG_BASH AND NOT WSGATE_SANITIZE AND EXISTS ${WSG_TEST_PYTHON})
+# namespaces). Once, in the plain build (it builds its own); alone, since it compiles wsgate twice.
+if(WSG_BASH AND NOT WSGATE_SANITIZE AND NOT WSGATE_TSAN AND EXISTS ${WSG_TEST_PYTHON})
   add_test(NAME fresh_clone COMMAND ${WSG_BASH} ${WSG_PACKAGING_DIR}/fresh_clone_test.sh ${PROJECT_SOURCE_DIR})
   set_tests_properties(fresh_clone PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE)
 endif()

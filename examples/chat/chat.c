@@ -261,5 +261,9 @@ wsg_status chat_install(wsg_server *server) {
     if ((st = wsg_server_on_auth(server, on_auth, NULL, NULL)) != WSG_OK) return st;
     if ((st = wsg_server_on_open(server, on_open, NULL, NULL)) != WSG_OK) return st;
     if ((st = wsg_server_on_message(server, on_message, NULL, NULL)) != WSG_OK) return st;
+    /* A bad room or name gets the same answer every time: the page asks the
+       user rather than retrying (the close-code contract). */
+    if ((st = wsg_server_set_close_advice(server, CHAT_CLOSE_BAD_ROOM, CHAT_CLOSE_BAD_NAME, WSG_RECONNECT_NO)) != WSG_OK)
+        return st;
     return wsg_server_on_close(server, on_close, NULL, NULL);
 }

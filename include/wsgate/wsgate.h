@@ -237,6 +237,77 @@ typedef enum wsg_close_cause {
  *  storage. Any thread. Since 0.1.0. */
 WSG_API const char *wsg_close_cause_str(wsg_close_cause cause);
 
+/** The close-code contract: what a client should do after each close code.
+ *  XX(NAME, value, "name", description), the single list behind the enum,
+ *  wsg_reconnect_str() and the README's table. Stable values: append only. */
+#define WSG_RECONNECT_MAP(XX)                                                                     \
+    XX(BACKOFF, 1, "backoff",                                                                     \
+       "reconnect after a jittered delay that grows with each failed attempt: the server stopped, " \
+       "restarts, is overloaded, or the network failed; the next attempt may succeed")           \
+    XX(NO, 2, "no",                                                                               \
+       "do not reconnect until something changes: the same client sending the same thing, or "   \
+       "the same token, gets the same answer (get a new token, fix the client, ask the user)")   \
+    XX(APP, 3, "app",                                                                             \
+       "the application's protocol decides: a normal closure, or an application code (3000-4999) " \
+       "without advice of its own (wsg_server_set_close_advice)")
+
+/** What a client should do after a close code (WSG_RECONNECT_BACKOFF, ...:
+ *  see WSG_RECONNECT_MAP). Since 0.1.0. */
+typedef enum wsg_reconnect {
+#define WSG_RECONNECT_ENUM_(name, value, text, doc) WSG_RECONNECT_##name = value,
+    WSG_RECONNECT_MAP(WSG_RECONNECT_ENUM_)
+#undef WSG_RECONNECT_ENUM_
+    WSG_RECONNECT_MAX_ = 0x7fffffff /* keeps the enum int-sized */
+} wsg_reconnect;
+
+/** Short stable name of an advice ("backoff", "no", "app"); "unknown"
+ *  otherwise. Static storage. Any thread. Since 0.1.0. */
+WSG_API const char *wsg_reconnect_str(wsg_reconnect advice);
+
+/** Every close code wsgate sends or reports, with its advice:
+ *  XX(code, NAME, ADVICE, "the causes that use it", description). One code per
+ *  cause (WSG_CLOSE_CAUSE_MAP); the README's close-code table and the chat
+ *  demo's page come from this list. 1006 is never sent: it is what a
+ *  connection that ended without a close frame reports. */
+#define WSG_CLOSE_CODE_MAP(XX)                                                                    \
+    XX(1000, NORMAL, APP, "app, peer", "normal closure: the application or the client ended it")   \
+    XX(1001, GOING_AWAY, BACKOFF, "shutdown, pong_timeout, idle_timeout",                         \
+       "going away: the server stopped, or the connection showed no life (no pong, no message)")  \
+    XX(1002, PROTOCOL_ERROR, NO, "protocol_error", "the client broke RFC 6455")                   \
+    XX(1003, UNSUPPORTED_DATA, NO, "app",                                                         \
+       "the client sent a kind of data the application does not take (sent by applications)")   \
+    XX(1006, ABNORMAL, BACKOFF, "lost, write_timeout",                                           \
+       "no close frame: the connection was reset or dropped, or stopped taking data")             \
+    XX(1007, INVALID_DATA, NO, "invalid_utf8, bad_compression",                                  \
+       "text that is not UTF-8, or compressed data that does not inflate")                       \
+    XX(1008, POLICY, NO, "rate_limit, token_expired",                                            \
+       "policy: the client sent too fast (limits.messages_per_s, limits.frames_per_s) or its "    \
+       "token expired; reconnect only with a new token or a slower client")                      \
+    XX(1009, TOO_BIG, NO, "too_big", "a message over limits.max_message_bytes")                   \
+    XX(1011, INTERNAL_ERROR, BACKOFF, "app",                                                      \
+       "the server met a condition it could not handle (sent by applications)")                  \
+    XX(1012, SERVICE_RESTART, BACKOFF, "app",                                                     \
+       "the service restarts: reconnect, spread out (sent by applications)")                     \
+    XX(1013, TRY_AGAIN_LATER, BACKOFF, "backpressure",                                           \
+       "try again later: the client did not read fast enough and its send queue overflowed "     \
+       "(limits.queue_close_code's default)")                                                    \
+    XX(1014, BAD_GATEWAY, BACKOFF, "app", "a gateway's upstream failed (sent by applications)")
+
+/** The advice for a close code: the list above for wsgate's codes, what
+ *  wsg_server_set_close_advice() set on `server` (may be NULL) for an
+ *  application code, WSG_RECONNECT_APP for other codes in 3000-4999 and
+ *  WSG_RECONNECT_NO for any other code. Any thread. Since 0.1.0. */
+WSG_API wsg_reconnect wsg_close_code_advice(const wsg_server *server, int code);
+
+/** Declares the advice for the application's own close codes first..last
+ *  (3000 <= first <= last <= 4999), e.g. 4000..4099 WSG_RECONNECT_NO for
+ *  "this request is wrong": wsg_close_code_advice() and the `close` log
+ *  event's `advice` then say so. A later declaration wins where ranges
+ *  overlap. @return WSG_OK, WSG_EINVAL (NULL server, a range outside
+ *  3000-4999 or reversed, an unknown advice). Any thread, any time.
+ *  Since 0.1.0. */
+WSG_API wsg_status wsg_server_set_close_advice(wsg_server *server, int first, int last, wsg_reconnect advice);
+
 /** Severity of a log event (also the values of the option log.level). */
 typedef enum wsg_log_level {
     WSG_LOG_DEBUG = 10,

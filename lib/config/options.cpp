@@ -167,6 +167,17 @@ const std::vector<OptionDef> kTable = {
      "Bytes one connection's send queue may hold (data and control frames not yet taken by "
      "the kernel); a message that would pass it meets limits.queue_policy.",
      nullptr},
+    {"limits.max_total_queue_bytes", OptType::Int, "1073741824", 0, 64 * kGiB, nullptr,
+     "Bytes all send queues may hold together (frames not yet taken by the kernel; a broadcast "
+     "frame counts once however many queues hold it; what lws holds back from a short write is "
+     "not counted). A message that would pass it meets the queue_policy of the connection it is "
+     "for when that connection is behind (its socket takes nothing more); one that keeps up is "
+     "not charged for the others' backlog: it may use a reserve of an eighth of the cap above it, "
+     "up to its high-water mark within one event, so nothing passes the cap plus an eighth. "
+     "1 GiB: 64 full default queues, far above a healthy "
+     "server's backlog, below what slow readers could otherwise pin (limits.max_connections times "
+     "limits.max_queue_bytes). 0: no cap.",
+     nullptr},
     {"limits.queue_policy", OptType::Enum, "close", 0, 0, kQueuePolicyChoices + 1,
      "What a full send queue does with one more message: close the connection "
      "(limits.queue_close_code), drop_newest (that message), drop_oldest (the oldest whole "
@@ -308,6 +319,12 @@ const std::vector<OptionDef> kTable = {
      nullptr},
     {"log.level", OptType::Enum, "info", 0, 0, "debug|info|warn|error|off",
      "Least severe event logged (accept is debug; open and close info; reject warn).", nullptr},
+    {"log.max_per_s", OptType::Int, "20", 0, 1000000, nullptr,
+     "Lines per second for each kind of event a flood repeats (reject, handshake_timeout, "
+     "protocol_error, rate_limited...: the README's event table says which), per status or cause; "
+     "the rest are counted into one log_suppressed line per kind and second. open and close are "
+     "always logged. 0: no limit.",
+     nullptr},
     {"metrics.listen", OptType::String, "", 0, 0, nullptr,
      "Address of the metrics listener (GET /metrics: Prometheus text; /healthz; /readyz): PORT "
      "(on 127.0.0.1), HOST:PORT or [IPv6]:PORT; port 0 picks a free one. Empty: off. Plain HTTP: "
@@ -321,6 +338,12 @@ const std::vector<OptionDef> kTable = {
     {"tuning.event_loop", OptType::Enum, "epoll", 0, 0, "epoll|poll",
      "Event loop: epoll (through libev; a wake-up costs what is ready) or "
      "poll (lws' own; every wake-up scans every socket, fine below a few hundred).",
+     nullptr},
+    {"tuning.trim_memory", OptType::Bool, "true", 0, 0, nullptr,
+     "After a burst of queued output (the queues held 8 MiB or more, then fell below a quarter of "
+     "that), return the freed memory to the system with malloc_trim, from the heartbeat tick, at "
+     "most once every 5 s. glibc only; turn it off under an allocator that returns memory itself "
+     "(jemalloc, tcmalloc).",
      nullptr},
     {"tuning.write_batch_bytes", OptType::Int, "65536", 1 * kKiB, 16 * kMiB, nullptr,
      "Most bytes of whole frames written per writable event; larger messages go out as "

@@ -39,6 +39,8 @@ struct Settings {
     size_t max_message_bytes = 0;
     size_t max_connections = 0;
     size_t max_queue_bytes = 0;
+    size_t max_total_queue_bytes = 0;  // 0: no cap
+    bool trim_memory = true;  // tuning.trim_memory
     // Limits of an upgrade request's head (limits.max_request_line_bytes, ...).
     size_t max_request_line = 0, max_header_bytes = 0, max_headers = 0;
     // What a full send queue does (limits.queue_policy), the close code of
@@ -47,6 +49,7 @@ struct Settings {
     int queue_close_code = 1013;
     size_t queue_high_water = 0, queue_low_water = 0;
     int log_level = 0;
+    int64_t log_max_per_s = 0;  // lines per second per flood-limited event kind
     size_t rx_buffer_bytes = 0;
     size_t write_batch_bytes = 0;
     // Heartbeat, with heartbeat.preset applied to the options not set explicitly.

@@ -66,10 +66,11 @@ void Outbox::deliver(Conn *c, OutMessage &m) {
     const bool keyed = m.conflate_key && c->policy() == WSG_QUEUE_CONFLATE;
     const Backlog *b = c->backlog();
     if (keyed && b && b->behind && conflate(c, frames, need, m.conflate_key)) return;
-    if (queued(c) + need > cfg_.max_queue_bytes && overflow(c, need)) return;
+    if (queued(c) + need > cfg_.max_queue_bytes && overflow(c, need, Cap::Connection)) return;
+    if (over_total(c, need) && overflow(c, need, Cap::Total)) return;
     uint64_t first = 0;
     for (size_t i = 0; i < frames.size(); i++) {
-        uint64_t seq = c->queue.push(frames[i]);
+        uint64_t seq = c->queue.push(frames[i], &ledger_);
         if (i == 0) first = seq;
     }
     enqueued(c);
@@ -93,8 +94,9 @@ void Outbox::enqueued(Conn *c) {
     mark(c);
 }
 
-bool Outbox::overflow(Conn *c, size_t need) {
-    const size_t limit = cfg_.max_queue_bytes;
+bool Outbox::overflow(Conn *c, size_t need, Cap cap) {
+    const bool total = cap == Cap::Total;
+    const size_t limit = total ? cfg_.max_total_queue_bytes : cfg_.max_queue_bytes;
     switch (c->policy()) {
     case WSG_QUEUE_CLOSE: {
         // The peer stopped reading: drop what it will never get and close.
@@ -102,8 +104,14 @@ bool Outbox::overflow(Conn *c, size_t need) {
         f["conn"] = c->id;
         f["queued_bytes"] = queued(c) + need;
         f["limit"] = limit;
+        if (total) {
+            f["cap"] = "total";
+            f["total_queued_bytes"] = ledger_.bytes + need;
+        }
         log_.emit(LogEvent::backpressure, f);
-        close(c, cfg_.queue_close_code, "send queue full", WSG_CAUSE_BACKPRESSURE, true);
+        close(c, cfg_.queue_close_code, total ? "send queues full" : "send queue full", WSG_CAUSE_BACKPRESSURE,
+              true);
+        if (total) total_refused(c, 0, true);
         return true;
     }
     case WSG_QUEUE_DROP_OLDEST: {
@@ -115,20 +123,26 @@ bool Outbox::overflow(Conn *c, size_t need) {
         size_t kept = c->control.bytes();
         for (uint64_t s = c->queue.front_seq(); s < oldest; s++)
             if (const Frame *f = c->queue.at(s)) kept += f->size();
-        if (kept + need > limit) break;
+        if (!total && kept + need > limit) break;
+        // Against the total, this queue makes room for the message in
+        // itself (it does not grow), or the total falls under the cap first.
+        const size_t droppable = queued(c) - kept;
+        if (total && droppable < need && ledger_.bytes + need > limit + droppable) break;
         uint64_t n = 0;
-        while (queued(c) + need > limit && c->queue.oldest_whole_message(&oldest)) {
-            c->queue.remove_message(oldest);
+        size_t freed = 0;
+        while ((total ? freed < need && ledger_.bytes + need > limit : queued(c) + need > limit) &&
+               c->queue.oldest_whole_message(&oldest)) {
+            freed += c->queue.remove_message(oldest);
             n++;
         }
-        dropped(c, n);
+        dropped(c, n, cap);
         return false;
     }
     case WSG_QUEUE_DROP_NEWEST:
     case WSG_QUEUE_CONFLATE:  // a message without a key, or a key seen for the first time
     case WSG_QUEUE_POLICY_MAX_: break;
     }
-    dropped(c, 1);
+    dropped(c, 1, cap);
     return true;
 }
 
@@ -154,6 +168,10 @@ bool Outbox::conflate(Conn *c, const FrameList &frames, size_t need, const Confl
         dropped(c, 1);
         return true;
     }
+    if (need > old_bytes && over_total(c, need - old_bytes)) {
+        dropped(c, 1, Cap::Total);
+        return true;
+    }
     if (frames.size() <= old_frames) {
         // In its place: the update goes out as early as the old one would have.
         size_t i = 0;
@@ -163,7 +181,7 @@ bool Outbox::conflate(Conn *c, const FrameList &frames, size_t need, const Confl
         // More fragments than the old one had room for: at the back.
         c->queue.remove_message(l.seq);
         for (size_t i = 0; i < frames.size(); i++) {
-            uint64_t seq = c->queue.push(frames[i]);
+            uint64_t seq = c->queue.push(frames[i], &ledger_);
             if (i == 0) l.seq = seq;
         }
     }
@@ -196,8 +214,16 @@ Backlog &Outbox::backlog(Conn *c) {
     return *x.backlog;
 }
 
-void Outbox::dropped(Conn *c, uint64_t n) {
+void Outbox::dropped(Conn *c, uint64_t n, Cap cap) {
     if (!n) return;
+    if (cap == Cap::Total) {
+        // A server-wide condition: one episode for all connections (a
+        // connection's own episode ends at its low-water mark, which a
+        // small queue refused by the total cap is always under).
+        bump(c->msgs_dropped, n);
+        total_refused(c, n, false);
+        return;
+    }
     Backlog &b = backlog(c);
     if (!b.dropping) {
         b.dropping = true;
@@ -212,6 +238,44 @@ void Outbox::dropped(Conn *c, uint64_t n) {
     }
     bump(c->msgs_dropped, n);
     metrics_.dropped.add(metric::policy_index(c->policy()), n);
+}
+
+void Outbox::total_refused(Conn *c, uint64_t dropped, bool closed) {
+    const int64_t now = clock_.now_ms();
+    const bool starts = total_full_.hit(now, closed ? 1 : 0);
+    if (starts) total_dropped_ = total_closed_ = 0;
+    total_dropped_ += dropped;
+    total_closed_ += closed ? 1 : 0;
+    if (!starts) return;
+    LogFields f;
+    f["cap"] = "total";
+    f["conn"] = c->id;
+    f["policy"] = wsg_queue_policy_str(c->policy());
+    f["queued_bytes"] = queued(c);
+    f["total_queued_bytes"] = ledger_.bytes;
+    f["limit"] = cfg_.max_total_queue_bytes;
+    log_.emit(LogEvent::queue_overflow, f);
+}
+
+void Outbox::log_total_episode(int64_t now, bool ended) {
+    LogFields f;
+    f["cap"] = "total";
+    f["dropped"] = total_dropped_;
+    f["closed"] = total_closed_;
+    f["duration_ms"] = total_full_.duration_ms(now);
+    f["total_queued_bytes"] = ledger_.bytes;
+    f["limit"] = cfg_.max_total_queue_bytes;
+    if (ended) f["ended"] = true;
+    log_.emit(ended ? LogEvent::queue_recovered : LogEvent::queue_overflow, f);
+}
+
+void Outbox::report(int64_t now) {
+    // Over once 2 s pass without a refusal; reminded every minute meanwhile.
+    switch (total_full_.due(now, 2000, 60000)) {
+    case Episode::Due::None: break;
+    case Episode::Due::Remind: log_total_episode(now, false); break;
+    case Episode::Due::Ended: log_total_episode(now, true); break;
+    }
 }
 
 void Outbox::grew(Conn *c) {
@@ -254,7 +318,7 @@ void Outbox::pong(Conn *c, const uint8_t *payload, size_t len) {
     // Our close frame still waits: the pong goes out before it. Once it is
     // written, or when the peer closed, pongs are moot.
     if (c->close_stage != CloseStage::Open && c->close_stage != CloseStage::Queued) return;
-    c->control.push(FrameBuilder::control(0xA, payload, len));
+    c->control.push(FrameBuilder::control(0xA, payload, len), &ledger_);
     grew(c);
     mark(c);
 }

@@ -7,6 +7,18 @@
 // that fell behind and caught up calls on_drain. It also runs our side of
 // the close handshake. `deliver(targets, message)` is the one door for
 // every send: one connection, a broadcast, topics and the cluster alike.
+//
+// All queues together are bounded too (limits.max_total_queue_bytes): a
+// ledger counts the memory they hold, a broadcast frame once. A message that
+// would pass that cap meets the policy of the connection it is for when that
+// connection is behind (waiting for its socket): the connections that hold
+// the backlog pay for it. One that keeps up (its socket took everything, so
+// its queue holds only what this event gave it) does not pay for the others
+// (one fast producer to many slow consumers locks nobody out): it may use a
+// reserve of an eighth of the cap above it, up to its high-water mark. So
+// nothing passes cap + cap/8, and only connections that kept up and fell
+// behind within one event take the total past the cap; from their next
+// message on they pay like the others.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +32,7 @@
 #include "core/callbacks.h"
 #include "core/conn.h"
 #include "core/heartbeat.h"
+#include "observe/episode.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
 #include "protocol/deflate.h"
@@ -80,16 +93,38 @@ public:
     void flush();
     // The connection ends: it leaves the flush list and the metrics' totals.
     void forget(Conn *c);
+    // From the heartbeat tick: the total cap's refusals, logged as an
+    // episode (when it starts, every minute while it lasts, when it ends).
+    void report(int64_t now_ms);
+    // What every queue holds together (and its peak, which the memory trim resets).
+    QueueLedger &ledger() { return ledger_; }
 
 private:
     const FrameList &frames_for(Conn *c, OutMessage &m);
     // Queue policies. Each returns true when the message (of `need` bytes)
     // was handled, false when it is to be queued as usual.
-    bool overflow(Conn *c, size_t need);
+    // Which limit a message would pass: the connection's queue
+    // (limits.max_queue_bytes) or all queues together (limits.max_total_queue_bytes).
+    enum class Cap { Connection, Total };
+    bool overflow(Conn *c, size_t need, Cap cap);
+    // The message would take every queue together past the cap, and `c`
+    // pays: it is behind (its socket takes nothing more), or this event gave
+    // it more than its high-water mark, or the reserve for connections that
+    // keep up (an eighth of the cap above it) is used up too.
+    bool over_total(const Conn *c, size_t need) const {
+        const size_t cap = cfg_.max_total_queue_bytes;
+        if (!cap || ledger_.bytes + need <= cap) return false;
+        const bool keeps_up = !c->writable_requested && queued(c) + need <= cfg_.queue_high_water &&
+                              ledger_.bytes + need <= cap + cap / 8;
+        return !keeps_up;
+    }
     bool conflate(Conn *c, const FrameList &frames, size_t need, const ConflateKey &key);
     // The queue policy dropped `n` messages: counted, and the first drop of
-    // an episode logged.
-    void dropped(Conn *c, uint64_t n);
+    // an episode logged (the connection's episode, or the total cap's).
+    void dropped(Conn *c, uint64_t n, Cap cap = Cap::Connection);
+    // The total cap refused a message to `c` (dropped messages or its close).
+    void total_refused(Conn *c, uint64_t dropped, bool closed);
+    void log_total_episode(int64_t now_ms, bool ended);
     size_t queued(const Conn *c) const { return c->queue.bytes() + c->control.bytes(); }
     // Output was queued: published, bounded by the write deadline, written
     // at the next flush.
@@ -131,6 +166,10 @@ private:
     std::vector<uint8_t> scratch_;  // one coalesced write
     std::vector<std::unique_ptr<Deflater>> deflaters_;  // by window bits, made on first need
     std::vector<Conn *> dirty_;  // output queued during the current event (null: finished since)
+    QueueLedger ledger_;         // every connection's queues (outlives them: the server finishes all first)
+    // The total cap refusing messages: an episode, with its counts.
+    Episode total_full_;
+    uint64_t total_dropped_ = 0, total_closed_ = 0;
 };
 
 }  // namespace wsgate

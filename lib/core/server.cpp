@@ -40,6 +40,7 @@ Server::Server(Settings settings, wsg_server *self)
     app.server = self;
     log.set_server(self);
     log.set_min_level(cfg_.log_level);
+    log.set_max_per_s(static_cast<uint32_t>(cfg_.log_max_per_s));
 }
 
 Server::~Server() { stop(); }
@@ -557,6 +558,7 @@ void Server::finish(Conn *c) {
         f["code"] = c->close_code;
         if (c->peer_close_code) f["peer_code"] = c->peer_close_code;
         f["cause"] = wsg_close_cause_str(c->close_cause());
+        f["advice"] = wsg_reconnect_str(close_advice_.of(c->close_code));
         if (!reason.empty()) f["reason"] = reason;
         f["duration_ms"] = mono_ms() - c->opened_mono_ms;
         f["msgs_in"] = c->msgs_in.load();
@@ -628,7 +630,10 @@ void Server::on_tick() {
     ts.fired += fired;
     if (took > ts.max_us) ts.max_us = took;
     outbox_.flush();
+    outbox_.report(now);
+    if (cfg_.trim_memory) trim_memory();
     report_accept_episodes(now);
+    log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
 }
@@ -645,6 +650,22 @@ void Server::update_ready() {
     // cluster.require is set (issue 12).
     const bool ready = serving_ && !stopping_;
     metrics_.ready.set(ready ? 1 : 0);
+}
+
+void Server::trim_memory() {
+    QueueLedger &q = outbox_.ledger();
+    if (!memory_trim_.due(clock_.now_ms(), q.bytes, q.peak)) return;
+    const size_t peak = q.peak;
+    q.peak = q.bytes;  // the next trim needs a new burst
+    const int64_t t0 = mono_us();
+    if (!release_free_memory()) return;
+    if (log.enabled(LogEvent::memory_trim)) {
+        LogFields f;
+        f["peak_queued_bytes"] = peak;
+        f["queued_bytes"] = q.bytes;
+        f["took_us"] = mono_us() - t0;
+        log.emit(LogEvent::memory_trim, f);
+    }
 }
 
 void Server::report_tick_stats(int64_t now) {

@@ -20,8 +20,10 @@
 #include "core/heartbeat.h"
 #include "core/inbox.h"
 #include "core/mailbox.h"
+#include "core/memory_trim.h"
 #include "core/outbox.h"
 #include "core/pages.h"
+#include "core/close_advice.h"
 #include "core/probes.h"
 #include "core/registry.h"
 #include "core/topics.h"
@@ -68,6 +70,9 @@ public:
     wsg_status metrics_port(int *out) const;
     // Only while idle (WSG_ESTATE otherwise).
     wsg_status add_page(const char *path, const char *content_type, const void *body, size_t len);
+    // The close-code contract (any thread).
+    CloseAdvice &close_advice() { return close_advice_; }
+    const CloseAdvice &close_advice() const { return close_advice_; }
     // True while the caller is this server's service thread.
     bool on_service_thread() const {
         return service_tid_.load(std::memory_order_acquire) == std::this_thread::get_id();
@@ -179,6 +184,8 @@ private:
     void update_ready();
     // The topics and subscriptions gauges, after the index changed.
     void count_topics();
+    // After a burst of queued output, freed memory back to the system (tuning.trim_memory).
+    void trim_memory();
     // accept_refused and accept_failed: ended or due for a reminder.
     void report_accept_episodes(int64_t now);
     void log_accept_refused(int64_t now, bool ended);
@@ -215,6 +222,7 @@ private:
     Transport transport_;
     Admission admission_;
     Pages pages_;
+    CloseAdvice close_advice_;  // wsg_server_set_close_advice
     Outbox outbox_;
     Inbox inbox_;
     Gate gate_;
@@ -250,6 +258,7 @@ private:
     IpAddr accepted_peer_;
     // Connections closed at accept over a limit, and accept() failures.
     Episode accept_refused_, accept_failed_;
+    MemoryTrim memory_trim_;  // tuning.trim_memory
     IpAddr refused_peer_;  // the first of the episode
     const char *refused_limit_ = "";
     int accept_errno_ = 0;

@@ -36,17 +36,22 @@
       "conn, peer, peer_port, code (the close code we sent, or echoed; 1006 when none was "          \
       "exchanged), peer_code (the code in the peer's close frame, also when we refused it with 1002 " \
       "or 1007; 1005 for an empty one; absent when the peer sent none or a 1-byte payload), cause, "  \
-      "reason, duration_ms, msgs/bytes in/out, msgs_dropped (when a queue policy dropped some)")     \
+      "advice (what the client should do after code: the close-code contract), reason, duration_ms, msgs/bytes in/out, msgs_dropped (when a queue policy dropped some)")     \
     X(too_big, WARN, "conn, limit (an inbound message over `limits.max_message_bytes`; close 1009)") \
     X(backpressure, WARN,                                                                             \
       "conn, queued_bytes, limit (the send queue would pass `limits.max_queue_bytes` under "         \
-      "`limits.queue_policy=close`; close `limits.queue_close_code`)")                                \
+      "`limits.queue_policy=close`; close `limits.queue_close_code`); with cap `total` and "          \
+      "total_queued_bytes: the message would take all queues past `limits.max_total_queue_bytes`")   \
     X(queue_overflow, WARN,                                                                           \
       "conn, policy, queued_bytes, limit (a full send queue started dropping messages: "              \
-      "drop_newest, drop_oldest or conflate; once per episode, never per message)")                   \
+      "drop_newest, drop_oldest or conflate; once per episode, never per message); with cap "        \
+      "`total`: all queues reached `limits.max_total_queue_bytes` (conn and policy of the first "     \
+      "connection charged, total_queued_bytes; one episode for the server, reminded every 60 s with " \
+      "dropped and closed so far)")                                                                   \
     X(queue_recovered, INFO,                                                                          \
       "conn, policy, dropped, duration_ms, queued_bytes (the episode ended: the queue is back at "   \
-      "`limits.queue_low_water_bytes`; dropped counts its messages)")                                 \
+      "`limits.queue_low_water_bytes`; dropped counts its messages); with cap `total`: dropped, "     \
+      "closed, duration_ms, total_queued_bytes, ended (2 s without a refusal by the total cap)")      \
     X(rate_limited, WARN,                                                                             \
       "conn, then dropped_total (`limits.messages_per_s` under `limits.rate_policy=drop`: once per "  \
       "1,000 dropped messages), or limit, rate, burst (`limits.frames_per_s` passed: close 1008, "    \
@@ -62,13 +67,42 @@
     X(tls_refused, WARN, "message (a client certificate failed verification with `tls.client_auth`)") \
     X(tls_reloaded, INFO, "cert_file (`wsg_server_reload_tls` swapped the certificate)")             \
     X(tls_reload_failed, ERROR, "cert_file, message (the new files were refused; the old pair stays)") \
+    X(memory_trim, DEBUG,                                                                             \
+      "peak_queued_bytes, queued_bytes, took_us (the send queues fell below a quarter of a peak of 8 MiB " \
+      "or more: freed memory went back to the system, `tuning.trim_memory`)")                          \
     X(heartbeat_stats, DEBUG,                                                                         \
       "every 10 s: window_ms, ticks, timers_fired, timers_armed, connections, tick_p50_us_le, "      \
       "tick_p99_us_le, tick_max_us")                                                                  \
     X(error, ERROR,                                                                                   \
       "where or source, message, conn when there is one (libwebsockets' own errors arrive as "       \
       "`source: libwebsockets`)")                                                                     \
-    X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")
+    X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")   \
+    X(log_suppressed, WARN,                                                                           \
+      "of, the key field of that event when it has one (status, cause), suppressed, window_ms "      \
+      "(events of one kind past `log.max_per_s` in one second were not logged: one summary line "    \
+      "per kind and second, when the second is over)")
+
+// The events a flood can repeat (one per refused request, per misbehaving
+// connection): each kind is limited to `log.max_per_s` lines per second, per
+// value of its key field ("" for none), and the rest are counted into one
+// `log_suppressed` line. Every other event (open, close, lifecycle, episodes
+// that already summarise themselves) is always logged.
+//   X(name, key_field)
+#define WSGATE_LOG_FLOOD_EVENTS(X)        \
+    X(accept, "")                         \
+    X(reject, "status")                   \
+    X(page, "status")                     \
+    X(handshake_timeout, "cause")         \
+    X(tls_refused, "")                    \
+    X(too_big, "")                        \
+    X(backpressure, "")                   \
+    X(queue_overflow, "policy")           \
+    X(queue_recovered, "policy")          \
+    X(rate_limited, "")                   \
+    X(bad_compression, "")                \
+    X(protocol_error, "")                 \
+    X(write_failed, "")                   \
+    X(error, "source")
 
 namespace wsgate {
 
@@ -86,6 +120,18 @@ inline const char *log_event_name(LogEvent e) {
 #undef WSGATE_LOG_EVENT_NAME
     }
     return "unknown";
+}
+
+// The key field of a flood-limited event ("" when it has none but is
+// limited), or nullptr when the event is always logged.
+inline const char *log_event_flood_key(LogEvent e) {
+    switch (e) {
+#define WSGATE_LOG_FLOOD_KEY(name, key) \
+    case LogEvent::name: return key;
+        WSGATE_LOG_FLOOD_EVENTS(WSGATE_LOG_FLOOD_KEY)
+#undef WSGATE_LOG_FLOOD_KEY
+    default: return nullptr;
+    }
 }
 
 inline wsg_log_level log_event_level(LogEvent e) {

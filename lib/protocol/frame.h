@@ -14,6 +14,8 @@
 
 namespace wsgate {
 
+struct QueueLedger;
+
 // One complete WebSocket frame (header + payload) in a single allocation,
 // with an intrusive atomic reference count so one broadcast frame can sit in
 // thousands of queues owned by one thread while another thread builds it.
@@ -34,7 +36,31 @@ private:
     std::atomic<uint32_t> refs_{1};
     uint32_t len_ = 0;
     uint32_t payload_ = 0;
+    // Its entries in queues that keep a QueueLedger. Not atomic: those
+    // queues belong to one service thread (a server frames its own messages).
+    uint32_t queued_in_ = 0;
     friend class FrameBuilder;
+    friend struct QueueLedger;
+};
+
+// What the queues sharing it hold, as memory: a frame in several of them
+// (a broadcast) counts once, while it is in any. `peak` is the most `bytes`
+// has been since the owner last reset it (the memory trim reads both).
+struct QueueLedger {
+    size_t bytes = 0;
+    size_t peak = 0;
+
+    void add(Frame *f) {
+        if (f->queued_in_++ == 0) {
+            bytes += f->size();
+            if (bytes > peak) peak = bytes;
+        }
+    }
+    void sub(Frame *f) {
+        if (--f->queued_in_ == 0) bytes -= f->size();
+    }
+    // How many entries of ledgered queues hold `f`.
+    static uint32_t holders(const Frame *f) { return f->queued_in_; }
 };
 
 class FrameRef {
@@ -130,13 +156,21 @@ private:
 // newer one in its place (replace) without moving the others: a frame taken
 // out leaves a hole that front() and pop() skip. Numbers restart once the
 // queue has been empty.
+//
+// With a ledger (given to every push), the queue enters the frames it holds
+// in it while they are queued, so the owner knows the memory all its queues
+// hold together without walking them.
 class FrameQueue {
 public:
     bool empty() const { return !r_; }
     size_t bytes() const { return r_ ? r_->bytes : 0; }
     size_t count() const { return r_ ? r_->live : 0; }  // frames queued (holes not counted)
-    uint64_t push(FrameRef f) {
-        if (!r_) r_ = std::make_unique<Ring>();
+    uint64_t push(FrameRef f, QueueLedger *ledger = nullptr) {
+        if (!r_) {
+            r_ = std::make_unique<Ring>();
+            r_->ledger = ledger;
+        }
+        if (r_->ledger) r_->ledger->add(f.get());
         r_->bytes += f->size();
         r_->live++;
         r_->items.push_back(std::move(f));
@@ -158,6 +192,10 @@ public:
     void replace(uint64_t seq, FrameRef f) {
         FrameRef &slot = r_->items[seq - r_->base];
         r_->bytes = r_->bytes - slot->size() + f->size();
+        if (r_->ledger) {
+            r_->ledger->add(f.get());
+            r_->ledger->sub(slot.get());
+        }
         slot = std::move(f);
     }
 
@@ -199,12 +237,22 @@ private:
         uint64_t base = 0;   // sequence number of items[0]
         size_t bytes = 0;
         size_t live = 0;     // items that are not holes
+        QueueLedger *ledger = nullptr;
+        Ring() = default;
+        Ring(const Ring &) = delete;
+        Ring &operator=(const Ring &) = delete;
+        ~Ring() {
+            if (!ledger) return;
+            for (size_t i = head; i < items.size(); i++)
+                if (items[i]) ledger->sub(items[i].get());
+        }
     };
     // Empties slot i; then the front moves past holes, and the storage goes
     // once nothing is left.
     void take(size_t i) {
         Ring &r = *r_;
         r.bytes -= r.items[i]->size();
+        if (r.ledger) r.ledger->sub(r.items[i].get());
         r.items[i] = FrameRef();
         if (--r.live == 0) {
             r_.reset();

@@ -668,6 +668,11 @@ public:
         check(wsg_server_add_page(srv_, path.c_str(), content_type.c_str(), p.data(), p.size()));
     }
 
+    void set_close_advice(int first, int last, int advice) {
+        check(wsg_server_set_close_advice(srv_, first, last, static_cast<wsg_reconnect>(advice)));
+    }
+    std::string close_code_advice(int code) const { return wsg_reconnect_str(wsg_close_code_advice(srv_, code)); }
+
     void set_drain_handler(py::object on_drain) {
         hub_->on_drain = on_drain.is_none() ? py::object() : on_drain;
         hub_->want_drain.store(bool(hub_->on_drain), std::memory_order_release);
@@ -1033,6 +1038,19 @@ PYBIND11_MODULE(_core, m) {
             return rows;
         },
         "The queue policies of WSG_QUEUE_POLICY_MAP as (name, value) pairs.");
+    m.def(
+        "reconnect_advices",
+        [] {
+            std::vector<std::pair<std::string, int>> rows;
+#define WSGATE_PY_ADVICE_ROW_(name, value, text, doc) rows.emplace_back(text, value);
+            WSG_RECONNECT_MAP(WSGATE_PY_ADVICE_ROW_)
+#undef WSGATE_PY_ADVICE_ROW_
+            return rows;
+        },
+        "The advices of WSG_RECONNECT_MAP as (name, value) pairs.");
+    m.def(
+        "close_code_advice", [](int code) { return std::string(wsg_reconnect_str(wsg_close_code_advice(nullptr, code))); },
+        py::arg("code"), "The advice name for a close code (wsg_close_code_advice without a server).");
     m.def("options", &option_table,
           "The core's option table: (name, type, default, range, doc) per option.");
     m.def(
@@ -1107,6 +1125,10 @@ PYBIND11_MODULE(_core, m) {
              "requests needing one are refused with 401).")
         .def("add_page", &Server::add_page, py::arg("path"), py::arg("content_type"), py::arg("body"),
              "Serve a static response at path (wsg_server_add_page); only before listening.")
+        .def("set_close_advice", &Server::set_close_advice, py::arg("first"), py::arg("last"), py::arg("advice"),
+             "Declare the advice for application close codes first..last (wsg_server_set_close_advice).")
+        .def("close_code_advice", &Server::close_code_advice, py::arg("code"),
+             "The advice name for a close code on this server (wsg_close_code_advice).")
         .def("set_drain_handler", &Server::set_drain_handler, py::arg("on_drain"),
              "Set the callable on_drain calls with (conn, queued_bytes) (None for none).")
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")

@@ -45,7 +45,16 @@ from ._errors import (
     TLSError,
     WsgateError,
 )
-from ._server import QUEUE_POLICIES, Connection, Message, Server, _stop_all_at_exit, logger
+from ._server import (
+    QUEUE_POLICIES,
+    RECONNECT_ADVICE,
+    Connection,
+    Message,
+    Server,
+    _stop_all_at_exit,
+    close_code_advice,
+    logger,
+)
 
 __all__ = [
     "Server",
@@ -53,6 +62,8 @@ __all__ = [
     "AuthRequest",
     "Message",
     "QUEUE_POLICIES",
+    "RECONNECT_ADVICE",
+    "close_code_advice",
     "Config",
     "OptionInfo",
     "OptionValue",

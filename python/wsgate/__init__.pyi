@@ -18,6 +18,8 @@ from ._errors import (
 )
 from ._server import (
     QUEUE_POLICIES as QUEUE_POLICIES,
+    RECONNECT_ADVICE as RECONNECT_ADVICE,
+    close_code_advice as close_code_advice,
     Connection as Connection,
     Message as Message,
     Server as Server,

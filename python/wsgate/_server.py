@@ -16,7 +16,7 @@ from ._auth import AuthRequest, _decide, _parse_claims
 from ._config import Config, OptionValue, option_name
 from ._errors import BusyError, InvalidArgumentError, NotFoundError, Status
 
-__all__ = ["Server", "Connection", "Message", "QUEUE_POLICIES", "logger"]
+__all__ = ["Server", "Connection", "Message", "QUEUE_POLICIES", "RECONNECT_ADVICE", "close_code_advice", "logger"]
 
 #: The logger that receives the core's structured events and the tracebacks
 #: of exceptions raised by handlers.
@@ -45,6 +45,21 @@ _UNSET: Any = object()
 #: of :attr:`Connection.queue_policy`.
 QUEUE_POLICIES: Tuple[str, ...] = tuple(name for name, _ in _native.queue_policies())
 _POLICY_VALUES: Dict[str, int] = dict(_native.queue_policies())
+
+#: What a client should do after a close code, by name, in the header's order
+#: (``WSG_RECONNECT_MAP``): ``"backoff"`` (reconnect after a jittered, growing
+#: delay), ``"no"`` (not until something changes: a new token, a fixed
+#: client), ``"app"`` (the application's protocol decides).
+RECONNECT_ADVICE: Tuple[str, ...] = tuple(name for name, _ in _native.reconnect_advices())
+_ADVICE_VALUES: Dict[str, int] = dict(_native.reconnect_advices())
+
+
+def close_code_advice(code: int) -> str:
+    """The close-code contract: one of :data:`RECONNECT_ADVICE` for ``code``
+    (wsgate's codes from ``WSG_CLOSE_CODE_MAP``; ``"app"`` for other codes in
+    3000-4999; ``"no"`` for the rest). :meth:`Server.close_code_advice` also
+    knows the codes a server declared."""
+    return _native.close_code_advice(int(code))
 
 
 class Connection:
@@ -516,6 +531,25 @@ class Server:
         on_open, on_message, on_close = self._dispatch[:3]
         self._core.set_handlers(on_open, on_message if self._on_message else None, on_close,
                                 _forward_log)
+
+    # ---------------------------------------------------------------- close codes
+
+    def set_close_advice(self, first: int, last: int, advice: str) -> None:
+        """Declare what clients should do after your own close codes
+        ``first``..``last`` (3000 <= first <= last <= 4999): ``advice`` is
+        one of :data:`wsgate.RECONNECT_ADVICE`. The ``close`` log event's
+        ``advice`` and :meth:`close_code_advice` follow it; a later
+        declaration wins where ranges overlap. InvalidArgumentError for a
+        range outside 3000-4999 or an unknown advice."""
+        if advice not in _ADVICE_VALUES:
+            raise InvalidArgumentError(
+                f"unknown advice {advice!r}: one of {', '.join(RECONNECT_ADVICE)}", Status.EINVAL)
+        self._core.set_close_advice(int(first), int(last), _ADVICE_VALUES[advice])
+
+    def close_code_advice(self, code: int) -> str:
+        """The advice for ``code`` on this server: :func:`wsgate.close_code_advice`
+        plus the codes declared with :meth:`set_close_advice`."""
+        return self._core.close_code_advice(int(code))
 
     # ---------------------------------------------------------------- static pages
 

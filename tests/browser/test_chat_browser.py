@@ -27,7 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CHROMIUM = "/usr/bin/chromium"
 READY_RE = re.compile(r"^open http://127\.0\.0\.1:(\d+)/ in a browser$")
 SCENARIO_TIMEOUT = 150  # s; the script's own watchdog fires at 120 s
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 

@@ -675,10 +675,14 @@ static void slow_reader_is_closed_with_1013(void **state) {
 /* With a queue limit well above what loopback socket buffers take (a few
  * MiB), the socket is full long before the queue passes the limit: the
  * backpressure close frame can then never be written, and the write
- * deadline ends the connection. It stays a backpressure close (1013). */
+ * deadline ends the connection. It stays a backpressure close (1013).
+ * The write deadline must leave the test time to fill the queue past the
+ * limit once the socket is full (about 1.5 s under ThreadSanitizer). */
 static void stalled_backpressure_close_keeps_its_cause(void **state) {
     (void)state;
-    const char *settings[] = {"limits.max_queue_bytes=16777216", "heartbeat.write_wait_ms=1000", NULL};
+    char write_wait[64];
+    snprintf(write_wait, sizeof write_wait, "heartbeat.write_wait_ms=%d", 1000 * TU_SLOW_FACTOR);
+    const char *settings[] = {"limits.max_queue_bytes=16777216", write_wait, NULL};
     tsrv *t = tsrv_start(settings, 0);
     assert_non_null(t);
     wsc *slow = connect_to(t, "/", NULL);

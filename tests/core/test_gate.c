@@ -62,6 +62,9 @@ static gsrv *gsrv_start(const char *const *settings) {
     assert_int_equal(wsg_config_set_from_string(cfg, "listen.host=127.0.0.1"), WSG_OK);
     assert_int_equal(wsg_config_set_from_string(cfg, "listen.port=0"), WSG_OK);
     assert_int_equal(wsg_config_set_from_string(cfg, "log.level=warn"), WSG_OK);
+    /* Each refusal's own reject event is checked: no flood limit here
+     * (test_log checks the limit). */
+    assert_int_equal(wsg_config_set_from_string(cfg, "log.max_per_s=0"), WSG_OK);
     for (int i = 0; settings && settings[i]; i++)
         if (wsg_config_set_from_string(cfg, settings[i]) != WSG_OK) fail_msg("%s", wsg_last_error());
     assert_int_equal(wsg_server_new(&g->srv, cfg), WSG_OK);

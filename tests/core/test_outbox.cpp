@@ -5,6 +5,7 @@
 // is exactly what deliver() left: every case is deterministic (the C ABI
 // tests in test_delivery.c cover the policies end to end, with publish,
 // writes, drains and control frames).
+#include <algorithm>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -327,6 +328,191 @@ void test_policy_of_each_connection_is_its_own(void **) {
     assert_int_equal(r.count("queue_overflow"), 2);  // one episode per connection
 }
 
+// ---- all queues together: limits.max_total_queue_bytes
+
+void test_total_cap_charges_each_connection_behind_with_its_policy(void **) {
+    // Room for 6 messages in all; each queue could hold 16.
+    Rig r({"limits.max_queue_bytes=16384", "limits.max_total_queue_bytes=6100"});
+    Conn *a = r.conn(WSG_QUEUE_DROP_NEWEST), *b = r.conn(WSG_QUEUE_DROP_NEWEST), *c = r.conn(WSG_QUEUE_DROP_OLDEST);
+    size_t most = 0;
+    for (char t : std::string("abcdefgh")) {
+        for (Conn *x : {a, b, c}) {
+            r.send(x, t);
+            most = std::max(most, r.outbox.ledger().bytes);
+        }
+    }
+    // Never past the cap: these connections are all behind.
+    assert_true(most <= 6100);
+    assert_int_equal(r.outbox.ledger().bytes, 6 * kFramed);
+    // drop_newest kept what came first; drop_oldest made room in its own
+    // queue for each newer message (its queue does not grow past the cap).
+    assert_string_equal(Rig::tags(a).c_str(), "ab");
+    assert_string_equal(Rig::tags(b).c_str(), "ab");
+    assert_string_equal(Rig::tags(c).c_str(), "gh");
+    assert_int_equal(a->msgs_dropped.load() + b->msgs_dropped.load() + c->msgs_dropped.load(), 24 - 6);
+    assert_int_equal(a->queued_bytes.load() + b->queued_bytes.load() + c->queued_bytes.load(), 6 * kFramed);
+    // One episode for the server, not one line per message or per connection.
+    assert_int_equal(r.count("queue_overflow"), 1);
+    const std::string first = r.last("queue_overflow");
+    assert_non_null(std::strstr(first.c_str(), "\"cap\":\"total\""));
+    assert_non_null(std::strstr(first.c_str(), "\"limit\":6100"));
+    assert_null(a->backlog());  // no connection episode: its queue is small
+    // Over once 2 s pass without a refusal, with the counts.
+    r.clock.t += 1000;
+    r.outbox.report(r.clock.t);
+    assert_int_equal(r.count("queue_recovered"), 0);
+    r.clock.t += 1000;
+    r.outbox.report(r.clock.t);
+    assert_int_equal(r.count("queue_recovered"), 1);
+    const std::string end = r.last("queue_recovered");
+    assert_non_null(std::strstr(end.c_str(), "\"dropped\":18"));
+    assert_non_null(std::strstr(end.c_str(), "\"closed\":0"));
+    assert_non_null(std::strstr(end.c_str(), "\"ended\":true"));
+    r.clock.t += 5000;
+    r.outbox.report(r.clock.t);
+    assert_int_equal(r.count("queue_recovered"), 1);
+}
+
+void test_total_cap_reminds_while_it_lasts(void **) {
+    Rig r({"limits.max_total_queue_bytes=2048"});
+    Conn *a = r.conn(WSG_QUEUE_DROP_NEWEST);
+    for (int s = 0; s < 70; s++) {
+        r.send(a, 'x');
+        r.clock.t += 1000;
+        r.outbox.report(r.clock.t);
+    }
+    // Started once, reminded once after a minute, never ended meanwhile.
+    assert_int_equal(r.count("queue_overflow"), 2);
+    assert_int_equal(r.count("queue_recovered"), 0);
+    assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"dropped\":"));
+}
+
+void test_total_cap_charges_the_slow_not_the_fast(void **) {
+    Rig r({"limits.max_total_queue_bytes=16384"});
+    Conn *slow = r.conn(WSG_QUEUE_CLOSE), *fast = r.conn(WSG_QUEUE_CLOSE);
+    fast->writable_requested = false;  // its socket took everything so far
+    for (int i = 0; i < 16; i++) r.send(slow, 's');
+    assert_int_equal(r.outbox.ledger().bytes, 16 * kFramed);  // 16,064: at the cap
+    // The backlog is the slow one's: the fast one's messages pass the cap.
+    for (char t : std::string("ab")) r.send(fast, t);
+    assert_string_equal(Rig::tags(fast).c_str(), "ab");
+    assert_false(fast->closing);
+    assert_false(slow->closing);
+    // The slow one pays with its own policy: close, with the queue's code,
+    // and what it held is freed at once.
+    r.send(slow, 'e');
+    assert_true(slow->closing);
+    assert_int_equal(slow->close_code, 1013);
+    assert_int_equal(slow->close_cause(), WSG_CAUSE_BACKPRESSURE);
+    assert_int_equal(r.count("backpressure"), 1);
+    assert_non_null(std::strstr(r.last("backpressure").c_str(), "\"cap\":\"total\""));
+    assert_int_equal(r.outbox.ledger().bytes, 2 * kFramed);
+    assert_int_equal(r.count("queue_overflow"), 1);
+    r.clock.t += 2000;
+    r.outbox.report(r.clock.t);
+    assert_non_null(std::strstr(r.last("queue_recovered").c_str(), "\"closed\":1"));
+}
+
+void test_total_cap_bounds_one_event_to_a_connection_that_keeps_up(void **) {
+    // Sixteen slow connections hold the 64 KiB cap; a connection that keeps
+    // up may be given up to its high-water mark (2 KiB here) past it within
+    // one event; more, and it pays too.
+    Rig r({"limits.max_queue_bytes=4096", "limits.max_total_queue_bytes=65536"});
+    for (int i = 0; i < 16; i++) {
+        Conn *slow = r.conn(WSG_QUEUE_DROP_NEWEST);
+        for (int j = 0; j < 4; j++) r.send(slow, 's');
+    }
+    assert_int_equal(r.outbox.ledger().bytes, 64 * kFramed);
+    Conn *fast = r.conn(WSG_QUEUE_DROP_NEWEST);
+    fast->writable_requested = false;
+    for (char t : std::string("abcd")) r.send(fast, t);
+    assert_string_equal(Rig::tags(fast).c_str(), "ab");
+    assert_int_equal(fast->msgs_dropped.load(), 2);
+    assert_int_equal(r.count("queue_overflow"), 1);
+    assert_non_null(std::strstr(r.last("queue_overflow").c_str(), "\"cap\":\"total\""));
+}
+
+void test_total_cap_keeps_a_reserve_of_an_eighth_for_connections_that_keep_up(void **) {
+    // 8 KiB cap: 1 KiB of reserve above it for connections that keep up.
+    Rig r({"limits.max_queue_bytes=65536", "limits.max_total_queue_bytes=8192"});
+    Conn *slow = r.conn(WSG_QUEUE_DROP_NEWEST);
+    for (int i = 0; i < 20; i++) r.send(slow, 's');
+    assert_int_equal(r.outbox.ledger().bytes, 8 * kFramed);  // 8,032: at the cap
+    std::vector<Conn *> fast;
+    for (int i = 0; i < 3; i++) {
+        fast.push_back(r.conn(WSG_QUEUE_DROP_NEWEST));
+        fast.back()->writable_requested = false;
+        r.send(fast.back(), 'f');
+    }
+    // The first fits in the reserve; nothing passes cap + cap/8.
+    assert_int_equal(fast[0]->msgs_dropped.load(), 0);
+    assert_int_equal(fast[1]->msgs_dropped.load(), 1);
+    assert_int_equal(fast[2]->msgs_dropped.load(), 1);
+    assert_true(r.outbox.ledger().bytes <= 8192 + 1024);
+    // Written (the fast one keeps up): the reserve is free again.
+    fast[0]->queue.clear();
+    r.send(fast[1], 'g');
+    assert_string_equal(Rig::tags(fast[1]).c_str(), "g");
+}
+
+void test_total_cap_counts_a_broadcast_once(void **) {
+    // Eight connections behind, 4 KiB in all: one shared 1 KiB message per
+    // connection costs 1 KiB, not 8.
+    Rig r({"limits.max_total_queue_bytes=4096"});
+    std::vector<Conn *> all;
+    for (int i = 0; i < 8; i++) all.push_back(r.conn(WSG_QUEUE_DROP_NEWEST));
+    for (char t : std::string("abc")) {
+        std::string payload(1000, t);
+        OutMessage m(WSG_MSG_BINARY, payload.data(), payload.size(), r.settings.write_batch_bytes);
+        r.outbox.deliver(all, m);
+    }
+    assert_int_equal(r.outbox.ledger().bytes, 3 * kFramed);
+    for (Conn *c : all) {
+        assert_int_equal(c->queued_bytes.load(), 3 * kFramed);
+        assert_int_equal(c->msgs_dropped.load(), 0);
+    }
+    // The next one would pass the cap: every connection behind drops it.
+    std::string payload(1100, 'd');
+    OutMessage m(WSG_MSG_BINARY, payload.data(), payload.size(), r.settings.write_batch_bytes);
+    r.outbox.deliver(all, m);
+    assert_int_equal(r.outbox.ledger().bytes, 3 * kFramed);
+    for (Conn *c : all) assert_int_equal(c->msgs_dropped.load(), 1);
+    // Leaving the queues frees the memory once the last one lets go.
+    for (size_t i = 0; i + 1 < all.size(); i++) all[i]->queue.clear();
+    assert_int_equal(r.outbox.ledger().bytes, 3 * kFramed);
+    all.back()->queue.clear();
+    assert_int_equal(r.outbox.ledger().bytes, 0);
+}
+
+void test_total_cap_lets_a_conflated_update_take_its_place(void **) {
+    Rig r({"limits.max_queue_bytes=65536", "limits.queue_high_water_bytes=1024",
+           "limits.queue_low_water_bytes=512", "limits.max_total_queue_bytes=3100"});
+    Conn *c = r.conn(WSG_QUEUE_CONFLATE);
+    r.send(c, 'A', 1000, "a");
+    r.send(c, 'B', 1000, "b");  // behind from here
+    r.send(c, 'C', 1000, "c");
+    // Full in all: a new key is dropped, an update of a queued key replaces it.
+    r.send(c, 'D', 1000, "d");
+    r.send(c, 'E', 1000, "c");
+    assert_string_equal(Rig::tags(c).c_str(), "ABE");
+    // An update larger than what it replaces would pass the cap: dropped.
+    r.send(c, 'F', 1200, "c");
+    assert_string_equal(Rig::tags(c).c_str(), "ABE");
+    assert_int_equal(c->msgs_dropped.load(), 3);
+    assert_true(r.outbox.ledger().bytes <= 3100);
+}
+
+void test_no_total_cap_when_zero(void **) {
+    Rig r({"limits.max_total_queue_bytes=0"});
+    Conn *a = r.conn(WSG_QUEUE_DROP_NEWEST), *b = r.conn(WSG_QUEUE_DROP_NEWEST);
+    for (int i = 0; i < 100; i++) {
+        r.send(a, 'x');
+        r.send(b, 'y');
+    }
+    assert_int_equal(r.outbox.ledger().bytes, 200 * kFramed);
+    assert_int_equal(a->msgs_dropped.load() + b->msgs_dropped.load(), 0);
+}
+
 }  // namespace
 
 int main() {
@@ -342,6 +528,14 @@ int main() {
         cmocka_unit_test(test_close_policy_closes_with_the_configured_code),
         cmocka_unit_test(test_pongs_are_never_dropped_by_any_policy),
         cmocka_unit_test(test_policy_of_each_connection_is_its_own),
+        cmocka_unit_test(test_total_cap_charges_each_connection_behind_with_its_policy),
+        cmocka_unit_test(test_total_cap_reminds_while_it_lasts),
+        cmocka_unit_test(test_total_cap_charges_the_slow_not_the_fast),
+        cmocka_unit_test(test_total_cap_bounds_one_event_to_a_connection_that_keeps_up),
+        cmocka_unit_test(test_total_cap_keeps_a_reserve_of_an_eighth_for_connections_that_keep_up),
+        cmocka_unit_test(test_total_cap_counts_a_broadcast_once),
+        cmocka_unit_test(test_total_cap_lets_a_conflated_update_take_its_place),
+        cmocka_unit_test(test_no_total_cap_when_zero),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

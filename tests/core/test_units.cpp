@@ -41,6 +41,7 @@ using wsgate::FrameBuilder;
 using wsgate::FrameList;
 using wsgate::FrameQueue;
 using wsgate::FrameRef;
+using wsgate::QueueLedger;
 using wsgate::Registry;
 using wsgate::Utf8Validator;
 
@@ -277,6 +278,48 @@ void test_frame_ref_shared_by_many_queues_is_freed_once(void **) {
     }
     // Every frame was released by its last pop; LeakSanitizer fails the
     // sanitizer build if any reference was left behind.
+}
+
+void test_queue_ledger_counts_a_shared_frame_once(void **) {
+    QueueLedger ledger;
+    FrameRef a = make_frame(1000), b = make_frame(300, 2), c = make_frame(50, 3);
+    const size_t ab = a->size() + b->size();
+    {
+        // A broadcast: the same two frames in three queues count once.
+        std::vector<FrameQueue> queues(3);
+        for (FrameQueue &q : queues) {
+            q.push(a, &ledger);
+            q.push(b, &ledger);
+        }
+        assert_int_equal(ledger.bytes, ab);
+        assert_int_equal(QueueLedger::holders(a.get()), 3);
+        // Leaving two of the queues frees nothing; leaving the last does.
+        queues[0].pop();
+        queues[1].clear();
+        assert_int_equal(ledger.bytes, ab);
+        queues[2].pop();
+        assert_int_equal(ledger.bytes, b->size());
+        // remove() and replace() keep it exact; a frame in its own place stays counted.
+        uint64_t seq = queues[2].push(c, &ledger);
+        assert_int_equal(ledger.bytes, b->size() + c->size());
+        queues[2].replace(seq, a);
+        assert_int_equal(ledger.bytes, ab);
+        queues[2].replace(seq, a);
+        assert_int_equal(ledger.bytes, ab);
+        queues[2].remove(seq);
+        assert_int_equal(ledger.bytes, b->size());
+        // The peak saw the broadcast (replace counts the new frame before the old one leaves).
+        assert_true(ledger.peak >= ab && ledger.peak <= ab + c->size());
+        // The queues go with frames still in them (a connection ends).
+    }
+    assert_int_equal(ledger.bytes, 0);
+    assert_int_equal(QueueLedger::holders(a.get()), 0);
+    assert_int_equal(QueueLedger::holders(b.get()), 0);
+    // A queue without a ledger leaves the count alone.
+    FrameQueue plain;
+    plain.push(a);
+    assert_int_equal(QueueLedger::holders(a.get()), 0);
+    assert_int_equal(ledger.bytes, 0);
 }
 
 void test_frame_queue_starts_empty(void **) {
@@ -1251,6 +1294,7 @@ int main() {
         cmocka_unit_test(test_frame_fragments_at_the_smallest_batch_size),
         cmocka_unit_test(test_frame_ref_copy_and_move_share_one_frame),
         cmocka_unit_test(test_frame_ref_shared_by_many_queues_is_freed_once),
+        cmocka_unit_test(test_queue_ledger_counts_a_shared_frame_once),
         cmocka_unit_test(test_frame_queue_starts_empty),
         cmocka_unit_test(test_frame_queue_is_fifo_with_exact_byte_accounting),
         cmocka_unit_test(test_frame_queue_clear_drops_everything),

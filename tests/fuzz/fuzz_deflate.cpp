@@ -5,8 +5,9 @@
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_deflate
-//   build-fuzz/tests/fuzz_deflate -max_total_time=60 build-fuzz/tests/fuzz_deflate_corpus tests/fuzz/deflate_seeds
-// ctest runs it for 20 s (fuzz_deflate_smoke) in such a build.
+//   mkdir -p /tmp/deflate && build-fuzz/tests/fuzz_deflate -max_total_time=60 /tmp/deflate tests/fuzz/deflate_seeds tests/fuzz/deflate_corpus
+// (new inputs go to the first directory; tests/fuzz/README.md). ctest runs it
+// for 20 s (fuzz_deflate_smoke) in such a build, from a copy of the two corpora.
 //
 // Input: four header bytes, then the body.
 //   byte 0: flags. bit 0: keep the inflater's context between messages;

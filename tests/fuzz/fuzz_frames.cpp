@@ -8,8 +8,9 @@
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_frames
-//   build-fuzz/tests/fuzz_frames -max_total_time=120 build-fuzz/tests/fuzz_frames_corpus tests/fuzz/frames_seeds
-// ctest runs it for 20 s (fuzz_frames_smoke) in such a build.
+//   mkdir -p /tmp/frames && build-fuzz/tests/fuzz_frames -max_total_time=120 /tmp/frames tests/fuzz/frames_seeds tests/fuzz/frames_corpus
+// (new inputs go to the first directory; tests/fuzz/README.md). ctest runs it
+// for 20 s (fuzz_frames_smoke) in such a build, from a copy of the two corpora.
 //
 // Input: three header bytes, then the body.
 //   byte 0: options and mode. bit 0: permessage-deflate negotiated;

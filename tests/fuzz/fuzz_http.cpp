@@ -4,8 +4,9 @@
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_http
-//   build-fuzz/tests/fuzz_http -max_total_time=60 build-fuzz/tests/fuzz_http_corpus tests/fuzz/http_seeds
-// ctest runs it for 20 s (fuzz_http_smoke) in such a build.
+//   mkdir -p /tmp/http && build-fuzz/tests/fuzz_http -max_total_time=60 /tmp/http tests/fuzz/http_seeds tests/fuzz/http_corpus
+// (new inputs go to the first directory; tests/fuzz/README.md). ctest runs it
+// for 20 s (fuzz_http_smoke) in such a build, from a copy of the two corpora.
 //
 // Input: one flags byte (bits 0-1 choose the limits: default, small, tiny,
 // one header), two bytes of split point (little-endian, taken modulo the

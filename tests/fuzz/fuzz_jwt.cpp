@@ -3,8 +3,9 @@
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_jwt
-//   build-fuzz/tests/fuzz_jwt -max_total_time=60 CORPUS tests/fuzz/jwt_seeds
-// ctest runs it for 20 s (fuzz_jwt_smoke) in such a build.
+//   mkdir -p /tmp/jwt && build-fuzz/tests/fuzz_jwt -max_total_time=60 /tmp/jwt tests/fuzz/jwt_seeds tests/fuzz/jwt_corpus
+// (new inputs go to the first directory; tests/fuzz/README.md). ctest runs it
+// for 20 s (fuzz_jwt_smoke) in such a build, from a copy of the two corpora.
 //
 // The first byte picks what the rest is:
 //   'k'  a JWKS document for JwtKeySet::from_jwks()

@@ -5,8 +5,9 @@
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_origin
-//   build-fuzz/tests/fuzz_origin -max_total_time=60
-// ctest runs it for 20 s (fuzz_origin_smoke) in such a build.
+//   mkdir -p /tmp/origin && build-fuzz/tests/fuzz_origin -max_total_time=60 /tmp/origin tests/fuzz/origin_seeds tests/fuzz/origin_corpus
+// (new inputs go to the first directory; tests/fuzz/README.md). ctest runs it
+// for 20 s (fuzz_origin_smoke) in such a build, from a copy of the two corpora.
 //
 // Input: one flags byte (bit 0: TLS, bit 1: Origin required, bits 2-3:
 // number of Origin headers, bits 4-5: security.allow_same_origin as

@@ -7,7 +7,8 @@
 #   - tests/packaging/consumer/main.c builds and runs against the installed copy
 #     (1) through pkg-config and (2) through find_package(wsgate) in CMake.
 # With a WSGATE_SANITIZE=ON build the consumers are built with ASan/UBSan too,
-# since the installed library then needs the sanitizer runtime in the executable.
+# since the installed library then needs the sanitizer runtime in the executable;
+# with a WSGATE_TSAN=ON build, with ThreadSanitizer.
 #
 # usage: consumer_test.sh SOURCE_DIR BUILD_DIR
 # Set WSGATE_KEEP_TMP=1 to keep the temporary directory for inspection.
@@ -76,6 +77,13 @@ case "$(cachevar WSGATE_SANITIZE)" in
         echo "consumer_test: sanitizer build: consumers get ${san[*]}"
         ;;
     *) san=() ;;
+esac
+# A WSGATE_TSAN=ON library needs the ThreadSanitizer runtime in the consumers.
+case "$(cachevar WSGATE_TSAN)" in
+    ON | On | on | TRUE | True | true | YES | Yes | yes | Y | y | 1)
+        san=(-fsanitize=thread)
+        echo "consumer_test: ThreadSanitizer build: consumers get ${san[*]}"
+        ;;
 esac
 
 prefix=$tmp/prefix

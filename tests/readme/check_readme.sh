@@ -17,7 +17,7 @@ if ! diff -u "$tmp/readme.md" "$tmp/table.md"; then
   exit 1
 fi
 
-for table in events causes statuses policies metrics; do
+for table in events causes statuses policies codes advice metrics; do
   "$lists" "$table" > "$tmp/$table.want"
   sed -n "/<!-- $table-table:begin -->/,/<!-- $table-table:end -->/p" "$readme" | sed '1d;$d' > "$tmp/$table.have"
   [ -s "$tmp/$table.have" ] || { echo "README.md has no $table table (<!-- $table-table:begin -->)" >&2; exit 1; }
@@ -26,6 +26,16 @@ for table in events causes statuses policies metrics; do
     exit 1
   fi
 done
+
+# The chat demo page's copy of the close-code contract equals the list.
+page="$(dirname "$readme")/examples/chat/index.html"
+"$lists" advice-js > "$tmp/advice-js.want"
+sed -n '/\/\/ close-advice:begin/,/\/\/ close-advice:end/p' "$page" | sed '1d;$d' > "$tmp/advice-js.have"
+[ -s "$tmp/advice-js.have" ] || { echo "$page has no close-advice block" >&2; exit 1; }
+if ! diff -u "$tmp/advice-js.have" "$tmp/advice-js.want"; then
+  echo "$page: the close-advice block is stale: run scripts/update-readme.sh" >&2
+  exit 1
+fi
 
 # Every option the README sets on a command line (--set key=value) exists.
 grep -o -- '--set [a-z0-9_.]*=' "$readme" | sed 's/^--set //; s/=$//' | sort -u > "$tmp/used.txt"

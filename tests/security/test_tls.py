@@ -15,6 +15,9 @@ import time
 import pytest
 import websockets
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
 ECHO = os.environ.get("WSGATE_ECHO", "")
 pytestmark = pytest.mark.skipif(not ECHO, reason="WSGATE_ECHO not set")
 
@@ -65,11 +68,13 @@ class Echo:
         line = self.proc.stdout.readline()
         m = re.match(r"listening on wss://127\.0\.0\.1:(\d+)/", line)
         if not m:
-            self.stop()
+            self.stop(check=False)
             raise AssertionError(f"no listen line: {line!r} {self.proc.stderr.read()}")
         self.port = int(m.group(1))
 
-    def stop(self):
+    def stop(self, check=True):
+        """SIGTERM; with check, the server must exit 0 with no sanitizer report
+        (the ASan and ThreadSanitizer builds run this suite too)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -79,13 +84,18 @@ class Echo:
                 self.proc.wait()
         if self.err is None:
             self.err = self.proc.stderr.read()
+        if check:
+            assert self.proc.returncode == 0, f"wsgate-echo exited {self.proc.returncode}:\n{self.err}"
+            for marker in SANITIZER_MARKERS:
+                assert marker not in self.err, f"sanitizer report from wsgate-echo:\n{self.err}"
         return self.err
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        # A test that failed already keeps its own message.
+        self.stop(check=exc_type is None)
 
 
 def server_sets(pki, cert="server", *extra):
