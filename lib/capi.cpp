@@ -387,6 +387,38 @@ WSG_API wsg_status wsg_server_conn_count(wsg_server *server, size_t *out) {
     });
 }
 
+WSG_API wsg_status wsg_server_metrics(wsg_server *server, char *buf, size_t cap, size_t *len) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (!len) return null_arg("len");
+        if (!buf && cap) return null_arg("buf");
+        const std::string text = server->metrics_text();
+        *len = text.size();
+        if (text.size() < cap)
+            std::memcpy(buf, text.c_str(), text.size() + 1);
+        else if (cap)
+            buf[0] = '\0';
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_server_ready(wsg_server *server, int *ready) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (!ready) return null_arg("ready");
+        *ready = server->ready() ? 1 : 0;
+        return WSG_OK;
+    });
+}
+
+WSG_API wsg_status wsg_server_metrics_port(wsg_server *server, int *out) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        if (!out) return null_arg("out");
+        return server->metrics_port(out);
+    });
+}
+
 WSG_API wsg_status wsg_server_conn_ids(wsg_server *server, wsg_conn_id *ids, size_t capacity,
                                        size_t *count) {
     return guard([&] {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates README.md's generated tables (options, log events, close causes,
-# statuses) from the lists they come from.
+# statuses, queue policies, metrics) from the lists they come from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build/readme -DCMAKE_BUILD_TYPE=Debug >/dev/null
@@ -16,7 +16,7 @@ open("README.md", "w").write(new)
 PY
 }
 replace options "$(build/readme/tests/wsgate-options-md)"
-for t in events causes statuses policies codes advice; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done
+for t in events causes statuses policies codes advice metrics; do replace "$t" "$(build/readme/tests/wsgate-lists-md "$t")"; done
 # The chat demo page's copy of the close-code contract.
 /usr/bin/python3 - "$(build/readme/tests/wsgate-lists-md advice-js)" <<'PY'
 import re, sys

@@ -491,6 +491,38 @@ WSG_API wsg_status wsg_server_port(wsg_server *server, int *out);
 /** Number of open connections. Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_server_conn_count(wsg_server *server, size_t *out);
 
+/** The server's metrics as Prometheus text (exposition format 0.0.4, the
+ *  same text the metrics listener serves at GET /metrics: see the option
+ *  metrics.listen and the README's metric table), for an application that
+ *  serves them from its own HTTP endpoint (content type
+ *  "text/plain; version=0.0.4"). Counters start at 0 when the server is
+ *  created and never go back, across stops and restarts.
+ *  The text is written to `buf`, NUL-terminated, only when it fits:
+ *  `*len` always receives its length without the NUL, so the call
+ *  succeeded and wrote the text when *len < cap. To size the buffer, call
+ *  with buf NULL and cap 0, then again with a little more than *len + 1
+ *  bytes (values may grow between the two calls; about 20 KB in all).
+ *  When it does not fit and cap > 0, buf receives "".
+ *  @param buf caller's buffer of `cap` bytes; may be NULL when cap is 0.
+ *  @return WSG_OK (also when the text did not fit: compare *len with cap),
+ *  WSG_EINVAL (NULL server or len, NULL buf with cap > 0), WSG_ENOMEM.
+ *  Any thread; never blocks the service thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_metrics(wsg_server *server, char *buf, size_t cap, size_t *len);
+
+/** Readiness, as the metrics listener's GET /readyz answers it: `*ready`
+ *  receives 1 while the server accepts upgrades (from the return of
+ *  wsg_server_start, or the start of wsg_server_run's loop, until a drain
+ *  or a stop begins, as long as the loop turns), else 0 (not started, only
+ *  listening, draining, stopping, stopped, or the loop stuck in a callback for more than
+ *  max(5 * heartbeat.tick_ms, 1 s)). For a load balancer's probe.
+ *  @return WSG_OK, WSG_EINVAL (NULL argument). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_ready(wsg_server *server, int *ready);
+
+/** The bound port of the metrics listener (useful with metrics.listen port 0).
+ *  @return WSG_OK, WSG_ESTATE (metrics.listen is not set, or the server is
+ *  not listening), WSG_EINVAL. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_server_metrics_port(wsg_server *server, int *out);
+
 /** Snapshot of the open connections' ids: writes up to `capacity` ids to
  *  `ids` (may be NULL when capacity is 0) and the total number open to
  *  `*count` (which may exceed capacity: call again with a larger array).

@@ -69,6 +69,13 @@ std::string valid_token_sources(std::string_view v) {
     return {};
 }
 
+std::string valid_listen_address(std::string_view v) {
+    if (v.empty()) return {};
+    std::string host;
+    int port = 0;
+    return parse_host_port(v, &host, &port);
+}
+
 std::string valid_cidrs(std::string_view v) {
     std::string err;
     CidrList::parse(v, &err);
@@ -324,6 +331,11 @@ const std::vector<OptionDef> kTable = {
      "the rest are counted into one log_suppressed line per kind and second. open and close are "
      "always logged. 0: no limit.",
      nullptr},
+    {"metrics.listen", OptType::String, "", 0, 0, nullptr,
+     "Address of the metrics listener (GET /metrics: Prometheus text; /healthz; /readyz): PORT "
+     "(on 127.0.0.1), HOST:PORT or [IPv6]:PORT; port 0 picks a free one. Empty: off. Plain HTTP: "
+     "keep it on loopback or a private network.",
+     valid_listen_address},
     {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
      "Most bytes read per read event (at least 4096 are), into one buffer shared by every "
      "connection, so it costs nothing per connection: larger lets one read (and one coalesced "
@@ -344,6 +356,38 @@ const std::vector<OptionDef> kTable = {
      "fragments of about this size. Larger batches mean fewer system calls per message.",
      nullptr},
 };
+
+}  // namespace
+
+std::string parse_host_port(std::string_view v, std::string *host, int *port) {
+    static const char kForm[] = "must be PORT, HOST:PORT or [IPv6]:PORT, with HOST an IP address literal";
+    std::string_view h, p = v;
+    if (!v.empty() && v[0] == '[') {
+        const size_t close = v.find(']');
+        if (close == std::string_view::npos || close + 1 >= v.size() || v[close + 1] != ':') return kForm;
+        h = v.substr(1, close - 1);
+        p = v.substr(close + 2);
+    } else if (const size_t colon = v.rfind(':'); colon != std::string_view::npos) {
+        h = v.substr(0, colon);
+        p = v.substr(colon + 1);
+        if (h.find(':') != std::string_view::npos) return kForm;  // IPv6 needs brackets
+    }
+    if (p.empty() || p.size() > 5) return kForm;
+    int n = 0;
+    for (char c : p) {
+        if (c < '0' || c > '9') return kForm;
+        n = n * 10 + (c - '0');
+    }
+    if (n > 65535) return "has a port above 65535";
+    std::string hs = h.empty() ? std::string("127.0.0.1") : std::string(h);
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, hs.c_str(), buf) != 1 && inet_pton(AF_INET6, hs.c_str(), buf) != 1) return kForm;
+    *host = hs;
+    *port = n;
+    return {};
+}
+
+namespace {
 
 bool parse_int(const std::string &s, int64_t *out) {
     // Plain decimal only: strtoll alone would also take spaces and '+'.

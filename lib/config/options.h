@@ -38,6 +38,10 @@ const char *option_type_name(OptType type);
 // "MIN..MAX" for Int, "a|b|c" for Enum, "" otherwise (static storage).
 const char *option_range_text(size_t index);
 
+// metrics.listen: "PORT" (127.0.0.1), "HOST:PORT" or "[IPv6]:PORT", the
+// host an address literal. "" when valid (*host, *port set), else what is wrong.
+std::string parse_host_port(std::string_view v, std::string *host, int *port);
+
 // heartbeat.preset: the values it gives the heartbeat options that were not
 // set explicitly. Returns false for an unknown preset or key.
 bool heartbeat_preset_value(const std::string &preset, const char *key, int64_t *out);

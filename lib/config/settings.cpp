@@ -1,5 +1,7 @@
 #include "config/settings.h"
 
+#include <arpa/inet.h>
+
 #include "observe/log.h"
 
 namespace wsgate {
@@ -85,6 +87,8 @@ Settings::Settings(const wsg_config &c)
     origins.set_same_origin(same == "true"    ? OriginPolicy::SameOrigin::Always
                             : same == "false" ? OriginPolicy::SameOrigin::Never
                                               : OriginPolicy::SameOrigin::Auto);
+    if (!c.string_of("metrics.listen").empty())
+        parse_host_port(c.string_of("metrics.listen"), &metrics_host, &metrics_port);  // validated on set
     const std::string &preset = c.string_of("heartbeat.preset");
     auto hb = [&](const char *key) {
         int64_t v = c.int_of(key);
@@ -121,6 +125,13 @@ std::string Settings::check() const {
         return "limits.queue_low_water_bytes (" + std::to_string(queue_low_water) +
                ") must be below limits.queue_high_water_bytes (" + std::to_string(queue_high_water) +
                "; when 0 it is half of limits.max_queue_bytes)";
+    if (metrics_port > 0 && metrics_port == port)
+        return "metrics.listen uses listen.port (" + std::to_string(port) + "): give the metrics listener its own port";
+    // lws turns IPv6 off for the whole context when the main listener is IPv4.
+    unsigned char v4[4];
+    if (metrics_port >= 0 && metrics_host.find(':') != std::string::npos && inet_pton(AF_INET, host.c_str(), v4) == 1)
+        return "metrics.listen on IPv6 (" + metrics_host + ") needs listen.host to be IPv6 or empty (it is " + host +
+               "): put the metrics listener on an IPv4 address";
     if (ping_interval_ms > 0 && pong_wait_ms > 0 && pong_wait_ms <= ping_interval_ms)
         return "heartbeat.pong_wait_ms (" + std::to_string(pong_wait_ms) +
                ") must exceed heartbeat.ping_interval_ms (" + std::to_string(ping_interval_ms) +

@@ -74,6 +74,9 @@ struct Settings {
     uint32_t max_per_ip = 0, max_per_user = 0;
     RateSpec handshake_rate, message_rate, frame_rate;
     bool rate_drop = false;
+    // metrics.listen: the metrics listener's address; port -1 when off.
+    std::string metrics_host;
+    int metrics_port = -1;
     std::string auth_error;  // from AuthSettings::build, reported by check()
 
     explicit Settings(const wsg_config &cfg);

@@ -34,11 +34,12 @@ namespace wsgate {
 
 struct Link;
 
-// What a transport link's owner is: a request still in its handshake, or an
-// open connection. Both start with this, so the owner pointer tells, and
-// both have one deadline timer (handshake timeout, or the heartbeat's).
+// What a transport link's owner is: a request still in its handshake, an
+// open connection, or a request to the metrics listener. All start with
+// this, so the owner pointer tells, and each has one deadline timer
+// (handshake timeout, or the heartbeat's).
 struct LinkOwner {
-    enum class Kind : uint8_t { Handshake, Conn };
+    enum class Kind : uint8_t { Handshake, Conn, Probe };
     explicit LinkOwner(Kind k) : kind(k) {}
     WheelTimer timer;
     Kind kind;

@@ -82,7 +82,7 @@ LogFields peer_fields(int fd) {
 }
 
 Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
-           Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages)
+           Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages, Metrics &metrics)
     : cfg_(cfg),
       transport_(transport),
       log_(log),
@@ -92,6 +92,7 @@ Gate::Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock,
       app_(app),
       admission_(admission),
       pages_(pages),
+      metrics_(metrics),
       http_limits_(http_limits_of(cfg)) {}
 
 Handshake *Gate::admit(Link *link, const IpAddr *peer) {
@@ -103,6 +104,7 @@ Handshake *Gate::admit(Link *link, const IpAddr *peer) {
         spare_.pop_back();
     }
     h->link = link;
+    h->accepted_us = mono_us();
     if (peer && admission_.links_per_ip.try_acquire(*peer, 0)) {
         h->tcp_peer = *peer;
         h->link_counted = true;
@@ -110,6 +112,7 @@ Handshake *Gate::admit(Link *link, const IpAddr *peer) {
     wheel_.schedule(&h->timer, clock_.now_ms() + cfg_.handshake_timeout_ms);
     Transport::set_owner(link, static_cast<LinkOwner *>(h));
     pending_++;
+    metrics_.handshakes_pending.set(static_cast<int64_t>(pending_));
     return h;
 }
 
@@ -119,6 +122,7 @@ void Gate::drop(Handshake *h) {
     if (h->link_counted) admission_.links_per_ip.release(h->tcp_peer);
     h->link_counted = false;
     pending_--;
+    metrics_.handshakes_pending.set(static_cast<int64_t>(pending_));
     if (spare_.size() < kSpareHandshakes) {
         h->link = nullptr;
         h->answered = false;
@@ -130,6 +134,7 @@ void Gate::drop(Handshake *h) {
 }
 
 void Gate::timed_out(Handshake *h) {
+    metrics_.handshake_timeouts.inc();
     if (log_.enabled(LogEvent::handshake_timeout)) {
         LogFields f = peer_fields(Transport::fd(h->link));
         f["cause"] = h->answered ? "page_not_read" : "handshake_timeout";
@@ -140,8 +145,9 @@ void Gate::timed_out(Handshake *h) {
     drop(h);
 }
 
-Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, int status, const std::string &reason,
-                          const char *extra_headers, const std::string &log_reason) {
+Gate::Result Gate::refuse(Handshake *h, const proto::HttpRequest *req, metric::Refusal why, int status,
+                          const std::string &reason, const char *extra_headers, const std::string &log_reason) {
+    metrics_.handshakes_refused.add(why);
     std::string resp = proto::http_response(status, reason, extra_headers);
     transport_.write(h->link, reinterpret_cast<const uint8_t *>(resp.data()), resp.size());
     if (log_.enabled(LogEvent::reject)) {
@@ -164,7 +170,7 @@ Gate::Result Gate::read(Handshake *h, uint8_t *data, size_t len) {
     switch (h->parser.feed(reinterpret_cast<const char *>(data), len, &used)) {
     case proto::HttpRequestParser::State::NeedMore: return Result();
     case proto::HttpRequestParser::State::Error:
-        return refuse(h, nullptr, h->parser.error_status(), h->parser.error());
+        return refuse(h, nullptr, metric::Refusal::protocol, h->parser.error_status(), h->parser.error());
     case proto::HttpRequestParser::State::Done: break;
     }
     return decide(h, data + used, len - used);
@@ -173,11 +179,11 @@ Gate::Result Gate::read(Handshake *h, uint8_t *data, size_t len) {
 Gate::Result Gate::serve_page(Handshake *h, const proto::HttpRequest &req, const Pages::Page &page) {
     const bool head = req.method == "HEAD";
     if (!head && req.method != "GET")
-        return refuse(h, &req, 405, "only GET and HEAD are served at this path", "allow: GET, HEAD\r\n");
+        return refuse(h, &req, metric::Refusal::protocol, 405, "only GET and HEAD are served at this path", "allow: GET, HEAD\r\n");
     // RFC 7230 5.4: an HTTP/1.1 request needs exactly one Host.
     const size_t hosts = req.count("host");
     if (req.http_minor >= 1 && hosts != 1)
-        return refuse(h, &req, 400, hosts ? "the Host header is repeated" : "the Host header is missing");
+        return refuse(h, &req, metric::Refusal::protocol, 400, hosts ? "the Host header is repeated" : "the Host header is missing");
     // One write: lws keeps what the kernel does not take and flushes it
     // before the link closes (drained()).
     const size_t n = head ? page.head_len : page.response.size();
@@ -220,8 +226,8 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     if (const Pages::Page *page = pages_.find(req.path); page && !proto::asks_for_websocket(req))
         return serve_page(h, req, *page);
     proto::Refusal bad = proto::check_upgrade(req);
-    if (bad.status) return refuse(h, &req, bad.status, bad.reason, bad.extra_headers.c_str());
-    if (!path_matches(cfg_.path, req.path)) return refuse(h, &req, 404, "no WebSocket endpoint at this path");
+    if (bad.status) return refuse(h, &req, metric::Refusal::protocol, bad.status, bad.reason, bad.extra_headers.c_str());
+    if (!path_matches(cfg_.path, req.path)) return refuse(h, &req, metric::Refusal::path, 404, "no WebSocket endpoint at this path");
     IpAddr tcp_peer;
     uint16_t peer_port = 0;
     socket_peer(Transport::fd(h->link), &tcp_peer, &peer_port);
@@ -230,7 +236,7 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     IpAddr ip = cfg_.trusted_proxies.empty() ? tcp_peer
                                              : client_ip(tcp_peer, req.joined("x-forwarded-for"), cfg_.trusted_proxies);
     if (admission_.handshakes && !admission_.handshakes->allow(ip, clock_.now_ms()))
-        return refuse(h, &req, 429, "too many connection attempts", "retry-after: 1\r\n",
+        return refuse(h, &req, metric::Refusal::rate, 429, "too many connection attempts", "retry-after: 1\r\n",
                       "handshake rate limit for " + ip.to_string());
     OriginPolicy::Request oreq;
     const std::string origin = first(req, "origin"), host = first(req, "host");
@@ -239,7 +245,7 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     oreq.host = host;
     oreq.tls = Transport::ssl(h->link) != nullptr;
     std::string why = cfg_.origins.check(oreq, cfg_.require_origin);
-    if (!why.empty()) return refuse(h, &req, 403, why);
+    if (!why.empty()) return refuse(h, &req, metric::Refusal::origin, 403, why);
     // The subprotocol: the client's first offer that we speak.
     std::string subprotocol;
     const std::string offered = req.joined("sec-websocket-protocol");
@@ -249,11 +255,11 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
             for (const std::string &ours : cfg_.subprotocols)
                 if (subprotocol.empty() && name == ours) subprotocol = ours;
         }
-        if (subprotocol.empty()) return refuse(h, &req, 400, "none of the offered subprotocols is spoken here");
+        if (subprotocol.empty()) return refuse(h, &req, metric::Refusal::protocol, 400, "none of the offered subprotocols is spoken here");
     }
-    if (stopping_) return refuse(h, &req, 503, "server is shutting down", "retry-after: 5\r\n");
+    if (stopping_) return refuse(h, &req, metric::Refusal::shutdown, 503, "server is shutting down", "retry-after: 5\r\n");
     if (registry_.count() >= cfg_.max_connections)
-        return refuse(h, &req, 503, "connection limit reached", "retry-after: 5\r\n");
+        return refuse(h, &req, metric::Refusal::limit, 503, "connection limit reached", "retry-after: 5\r\n");
     PmdAgreement pmd;
     if (cfg_.compression) {
         PmdPolicy policy;
@@ -263,7 +269,7 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
     bool ip_counted = false, user_counted = false;
     if (cfg_.max_per_ip) {
         if (!admission_.per_ip.try_acquire(ip, cfg_.max_per_ip))
-            return refuse(h, &req, 429, "too many connections", "retry-after: 5\r\n",
+            return refuse(h, &req, metric::Refusal::limit, 429, "too many connections", "retry-after: 5\r\n",
                           "per-IP connection limit for " + ip.to_string());
         ip_counted = true;
     }
@@ -277,7 +283,7 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
         if (cfg_.max_per_user && !auth.user_id.empty()) {
             if (!admission_.per_user.try_acquire(auth.user_id, cfg_.max_per_user)) {
                 release(ip, ip_counted, std::string(), false);
-                return refuse(h, &req, 429, "too many connections", "retry-after: 5\r\n",
+                return refuse(h, &req, metric::Refusal::limit, 429, "too many connections", "retry-after: 5\r\n",
                               "per-user connection limit");
             }
             user_counted = true;
@@ -325,6 +331,9 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
             token_deadline_ms(auth.exp_s, cfg_.auth.expiry_grace_ms, unix_ms(), clock_.now_ms());
     }
     registry_.add(c.get());
+    metrics_.handshakes_accepted.inc();
+    metrics_.handshake_seconds.observe_us(mono_us() - h->accepted_us,
+                                          cfg_.tls ? metric::TransportKind::tls : metric::TransportKind::tcp);
     Conn *conn = c.release();
     Link *link = h->link;
     h->link = nullptr;
@@ -362,12 +371,17 @@ bool Gate::authenticate(Handshake *h, const proto::HttpRequest &req, const IpAdd
     static const char kChallenge[] = "www-authenticate: Bearer realm=\"wsgate\"\r\n";
     if (a.jwt) {
         if (token.empty()) {
-            *refused = refuse(h, &req, 401, "authentication required", kChallenge, "missing token");
+            metrics_.auth_failures.add(metric::AuthFailure::missing_token);
+            *refused = refuse(h, &req, metric::Refusal::auth, 401, "authentication required", kChallenge, "missing token");
             return false;
         }
         JwtResult r = jwt_verify(token, *a.keys, a.policy, unix_ms() / 1000);
         if (!r.ok()) {
-            *refused = refuse(h, &req, 401, "authentication required",
+            const bool expired = r.error == JwtError::Expired || r.error == JwtError::NotYetValid ||
+                                 r.error == JwtError::IssuedInFuture;
+            metrics_.auth_failures.add(expired ? metric::AuthFailure::expired_token
+                                               : metric::AuthFailure::invalid_token);
+            *refused = refuse(h, &req, metric::Refusal::auth, 401, "authentication required",
                               "www-authenticate: Bearer realm=\"wsgate\", error=\"invalid_token\"\r\n",
                               std::string("invalid token: ") + jwt_error_name(r.error) + ": " + r.message);
             return false;
@@ -384,16 +398,18 @@ bool Gate::authenticate(Handshake *h, const proto::HttpRequest &req, const IpAdd
             f["where"] = "auth";
             f["message"] = "auth.mode needs an authenticator: register one with wsg_server_on_auth";
             log_.emit(LogEvent::error, f);
-            *refused = refuse(h, &req, 401, "authentication required", "", "no authenticator registered");
+            metrics_.auth_failures.add(metric::AuthFailure::no_authenticator);
+            *refused = refuse(h, &req, metric::Refusal::auth, 401, "authentication required", "", "no authenticator registered");
             return false;
         }
         app_.on_auth.fn(app_.server, &ar, app_.on_auth.user);
         if (ar.verdict != wsg_auth_request::Verdict::Accept) {
             bool by_app = ar.verdict == wsg_auth_request::Verdict::Refuse;
+            metrics_.auth_failures.add(by_app ? metric::AuthFailure::refused : metric::AuthFailure::undecided);
             int status = by_app ? ar.status : 401;
             std::string why = by_app ? "refused by authenticator: " + ar.reason
                                      : std::string("authenticator decided nothing");
-            *refused = refuse(h, &req, status, status == 403 ? "forbidden" : "authentication required",
+            *refused = refuse(h, &req, metric::Refusal::auth, status, status == 403 ? "forbidden" : "authentication required",
                               status == 401 ? kChallenge : "", why);
             return false;
         }

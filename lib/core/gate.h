@@ -24,6 +24,7 @@
 #include "core/registry.h"
 #include "core/wheel.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "protocol/http_request.h"
 #include "security/auth.h"
 #include "security/limits.h"
@@ -55,12 +56,13 @@ struct Handshake : LinkOwner {
     // Answered with a page whose bytes are still being written: input is
     // ignored and the link closes once lws holds nothing more (Gate::drained).
     bool answered = false;
+    int64_t accepted_us = 0;  // monotonic: the handshake's duration is measured from here
 };
 
 class Gate {
 public:
     Gate(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, TimingWheel &wheel,
-         Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages);
+         Registry &registry, AppCallbacks &app, Admission &admission, const Pages &pages, Metrics &metrics);
 
     // A new link: its handshake starts, bounded by the handshake timeout.
     // `peer`, when given, is counted in Admission::links_per_ip until the
@@ -95,8 +97,10 @@ public:
 private:
     // Answers with an HTTP/1.1 status and logs it (log_reason, when given,
     // is what the log says instead of `reason`).
-    Result refuse(Handshake *h, const proto::HttpRequest *req, int status, const std::string &reason,
-                  const char *extra_headers = "", const std::string &log_reason = std::string());
+    // `why` is the bounded reason the metrics count it under.
+    Result refuse(Handshake *h, const proto::HttpRequest *req, metric::Refusal why, int status,
+                  const std::string &reason, const char *extra_headers = "",
+                  const std::string &log_reason = std::string());
     Result decide(Handshake *h, uint8_t *rest, size_t rest_len);
     // GET and HEAD get the page; other methods 405.
     Result serve_page(Handshake *h, const proto::HttpRequest &req, const Pages::Page &page);
@@ -115,6 +119,7 @@ private:
     AppCallbacks &app_;
     Admission &admission_;
     const Pages &pages_;
+    Metrics &metrics_;
     const proto::HttpLimits http_limits_;
     bool stopping_ = false;
     size_t pending_ = 0;

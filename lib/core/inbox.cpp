@@ -24,7 +24,10 @@ struct Inbox::Sink {
         if (n != 8) return;
         uint64_t ts = 0;
         for (int i = 0; i < 8; i++) ts = (ts << 8) | p[i];
-        if (ts == c->ping_payload) c->rtt_us.store(mono_us() - static_cast<int64_t>(ts), std::memory_order_relaxed);
+        if (ts != c->ping_payload) return;
+        const int64_t rtt = mono_us() - static_cast<int64_t>(ts);
+        c->rtt_us.store(rtt, std::memory_order_relaxed);
+        in.metrics_.ping_rtt.observe_us(rtt);
     }
     void on_close(int code, const uint8_t *reason, size_t n) { handshake_done = !in.outbox_.peer_closed(c, code, reason, n); }
     // Input refused in this read (a flood over the frame rate...): the rest
@@ -32,8 +35,8 @@ struct Inbox::Sink {
     bool stop_requested() const { return c->refused_input; }
 };
 
-Inbox::Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log, Clock &clock)
-    : cfg_(cfg), outbox_(outbox), app_(app), log_(log), clock_(clock) {}
+Inbox::Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log, Clock &clock, Metrics &metrics)
+    : cfg_(cfg), outbox_(outbox), app_(app), log_(log), clock_(clock), metrics_(metrics) {}
 
 bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
     // Input we refused ends the reading: our close frame and the end of our
@@ -77,6 +80,7 @@ bool Inbox::read(Conn *c, uint8_t *data, size_t len) {
 bool Inbox::count_frame(Conn *c, int64_t now) {
     if (cfg_.frame_rate.unlimited() || c->extra->frame_rate->allow(cfg_.frame_rate, now)) return true;
     if (c->closing) return false;
+    metrics_.rate_limited.add(metric::RateLimit::frames);
     // Logged once: the connection reads nothing more after this.
     LogFields f;
     f["conn"] = c->id;
@@ -161,6 +165,7 @@ void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk 
         const std::string msg = take_message(c);
         return deliver(c, chunk.binary, msg.data(), msg.size(), now);
     }
+    metrics_.deflate_compressed.add(metric::Direction::in, n);
     if (whole) inflated_.clear();
     if (!inflate_into(c, p, n, whole ? &inflated_ : &c->more().rx, whole, chunk.message_end) ||
         !chunk.message_end)
@@ -168,6 +173,7 @@ void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk 
     std::string held;
     if (!whole) held = take_message(c);
     const std::string &msg = whole ? inflated_ : held;
+    metrics_.deflate_plain.add(metric::Direction::in, msg.size());
     // Inflated text is validated once the whole message is in.
     Utf8Validator utf8;
     if (!chunk.binary && !(utf8.feed(reinterpret_cast<const uint8_t *>(msg.data()), msg.size()) && utf8.complete()))
@@ -180,6 +186,7 @@ void Inbox::on_data(Conn *c, const uint8_t *p, size_t n, const proto::DataChunk 
 void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t now) {
     c->last_data_ms = now;
     if (!cfg_.message_rate.unlimited() && !c->extra->rate->allow(cfg_.message_rate, now)) {
+        metrics_.rate_limited.add(metric::RateLimit::messages);
         if (!cfg_.rate_drop) return fail(c, 1008, "message rate limit", WSG_CAUSE_RATE_LIMIT);
         // Drop: counted, and logged once per 1,000 so a flood cannot flood the log.
         if (dropped_messages_++ % 1000 == 0) {
@@ -192,6 +199,8 @@ void Inbox::deliver(Conn *c, bool binary, const void *data, size_t n, int64_t no
     }
     bump(c->msgs_in, 1);
     bump(c->bytes_in, n);
+    metrics_.messages_in.inc();
+    metrics_.bytes_in.inc(n);
     if (app_.on_message.fn)
         app_.on_message.fn(app_.server, c->id, binary ? WSG_MSG_BINARY : WSG_MSG_TEXT, data, n,
                            app_.on_message.user);

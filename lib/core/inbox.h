@@ -16,12 +16,13 @@
 #include "core/conn.h"
 #include "core/outbox.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 
 namespace wsgate {
 
 class Inbox {
 public:
-    Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log, Clock &clock);
+    Inbox(const Settings &cfg, Outbox &outbox, AppCallbacks &app, Logger &log, Clock &clock, Metrics &metrics);
 
     // Bytes from the connection (writable, for in-place unmasking). False:
     // close the link now (the close handshake is complete).
@@ -49,6 +50,7 @@ private:
     AppCallbacks &app_;
     Logger &log_;
     Clock &clock_;
+    Metrics &metrics_;
     Inflater shared_inflater_;  // whole messages from clients that reset their context
     std::string inflated_;      // a whole inbound message, inflated
     uint64_t dropped_messages_ = 0;

@@ -7,8 +7,8 @@
 namespace wsgate {
 
 Outbox::Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat,
-               AppCallbacks &app)
-    : cfg_(cfg), transport_(transport), log_(log), clock_(clock), heartbeat_(heartbeat), app_(app) {
+               AppCallbacks &app, Metrics &metrics)
+    : cfg_(cfg), transport_(transport), log_(log), clock_(clock), heartbeat_(heartbeat), app_(app), metrics_(metrics) {
     scratch_.resize(cfg_.write_batch_bytes);
 }
 
@@ -44,13 +44,6 @@ void Outbox::flush() {
     dirty_.clear();
 }
 
-void Outbox::forget(Conn *c) {
-    if (!c->flush_pending) return;
-    for (Conn *&d : dirty_)
-        if (d == c) d = nullptr;
-    c->flush_pending = false;
-}
-
 void Outbox::want_writable(Conn *c) {
     if (c->writable_requested || !c->link) return;
     c->writable_requested = true;
@@ -62,8 +55,14 @@ void Outbox::deliver(Conn *c, OutMessage &m) {
     const FrameList &frames = frames_for(c, m);
     bump(c->msgs_out, 1);
     bump(c->bytes_out, m.payload);
+    metrics_.messages_out.inc();
+    metrics_.bytes_out.inc(m.payload);
     size_t need = 0;
     for (const FrameRef &f : frames) need += f->size();
+    if (&frames != &m.frames) {
+        metrics_.deflate_plain.add(metric::Direction::out, m.payload);
+        metrics_.deflate_compressed.add(metric::Direction::out, need);
+    }
     const bool keyed = m.conflate_key && c->policy() == WSG_QUEUE_CONFLATE;
     const Backlog *b = c->backlog();
     if (keyed && b && b->behind && conflate(c, frames, need, m.conflate_key)) return;
@@ -192,6 +191,23 @@ bool Outbox::conflate(Conn *c, const FrameList &frames, size_t need, const Confl
     return true;
 }
 
+void Outbox::fell_behind(Conn *c) {
+    Backlog &b = backlog(c);
+    if (b.behind) return;
+    b.behind = true;
+    metrics_.behind.add(1);
+}
+
+void Outbox::forget(Conn *c) {
+    // Its share of the totals goes with it.
+    publish_queued(c, 0);
+    if (const Backlog *b = c->backlog(); b && b->behind) metrics_.behind.add(-1);
+    if (!c->flush_pending) return;
+    for (Conn *&d : dirty_)
+        if (d == c) d = nullptr;
+    c->flush_pending = false;
+}
+
 Backlog &Outbox::backlog(Conn *c) {
     Conn::Extra &x = c->more();
     if (!x.backlog) x.backlog = std::make_unique<Backlog>();
@@ -221,6 +237,7 @@ void Outbox::dropped(Conn *c, uint64_t n, Cap cap) {
         log_.emit(LogEvent::queue_overflow, f);
     }
     bump(c->msgs_dropped, n);
+    metrics_.dropped.add(metric::policy_index(c->policy()), n);
 }
 
 void Outbox::total_refused(Conn *c, uint64_t dropped, bool closed) {
@@ -263,17 +280,17 @@ void Outbox::report(int64_t now) {
 
 void Outbox::grew(Conn *c) {
     const size_t q = queued(c);
-    c->queued_bytes.store(q, std::memory_order_relaxed);
+    publish_queued(c, q);
     // Behind only while the socket takes nothing more: a burst written
     // within the same event never was.
-    if (q > cfg_.queue_high_water && c->writable_requested) backlog(c).behind = true;
+    if (q > cfg_.queue_high_water && c->writable_requested) fell_behind(c);
 }
 
 void Outbox::settle(Conn *c) {
     const size_t q = queued(c);
-    c->queued_bytes.store(q, std::memory_order_relaxed);
+    publish_queued(c, q);
     if (q > cfg_.queue_high_water) {
-        if (c->writable_requested) backlog(c).behind = true;
+        if (c->writable_requested) fell_behind(c);
     } else if (q <= cfg_.queue_low_water && c->backlog()) {
         end_backlog(c, q);
     }
@@ -283,6 +300,7 @@ void Outbox::end_backlog(Conn *c, size_t q) {
     // Over before anything is reported: a callback that sends starts afresh.
     std::unique_ptr<Backlog> b = std::move(c->extra->backlog);
     c->trim_extra();
+    if (b->behind) metrics_.behind.add(-1);
     if (b->dropping) {
         LogFields f;
         f["conn"] = c->id;
@@ -321,7 +339,7 @@ void Outbox::close(Conn *c, int code, const std::string &reason, wsg_close_cause
     c->set_cause(cause);
     if (drop_queued) {
         c->queue.clear();
-        c->queued_bytes.store(queued(c), std::memory_order_relaxed);
+        publish_queued(c, queued(c));
     }
     // The close frame waits behind the queue: bound that wait by write
     // progress (write_wait) or, with write_wait off, by close_wait.
@@ -349,7 +367,7 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
         c->set_reason(std::string(reinterpret_cast<const char *>(reason), len));
         c->queue.clear();
         c->control.clear();
-        c->queued_bytes.store(0, std::memory_order_relaxed);
+        publish_queued(c, 0);
         c->ping_due = false;
         if (c->times->write_wait_ms) {
             c->write_deadline_ms = clock_.now_ms() + c->times->write_wait_ms;
@@ -362,7 +380,7 @@ bool Outbox::peer_closed(Conn *c, int code, const uint8_t *reason, size_t len) {
         c->close_stage = CloseStage::Replying;
         c->queue.clear();
         c->control.clear();
-        c->queued_bytes.store(0, std::memory_order_relaxed);
+        publish_queued(c, 0);
         mark(c);
         return true;
     case CloseStage::Sent:

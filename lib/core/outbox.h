@@ -34,6 +34,7 @@
 #include "core/heartbeat.h"
 #include "observe/episode.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "protocol/deflate.h"
 #include "protocol/frame.h"
 #include "transport/transport.h"
@@ -65,7 +66,7 @@ struct OutMessage {
 class Outbox {
 public:
     Outbox(const Settings &cfg, Transport &transport, Logger &log, Clock &clock, Heartbeat &heartbeat,
-           AppCallbacks &app);
+           AppCallbacks &app, Metrics &metrics);
 
     // Queues the message to every target that is open and not closing.
     template <class Targets>
@@ -90,7 +91,7 @@ public:
     // of every event); only what the kernel does not take waits for a
     // writable event.
     void flush();
-    // The connection ends: it leaves the flush list.
+    // The connection ends: it leaves the flush list and the metrics' totals.
     void forget(Conn *c);
     // From the heartbeat tick: the total cap's refusals, logged as an
     // episode (when it starts, every minute while it lasts, when it ends).
@@ -136,6 +137,15 @@ private:
     // (on_drain, the queue_recovered event).
     void settle(Conn *c);
     Backlog &backlog(Conn *c);
+    // Sets the connection's queued_bytes, keeping the metrics' total. Once
+    // per queued message: inline.
+    void publish_queued(Conn *c, size_t q) {
+        const uint64_t was = c->queued_bytes.load(std::memory_order_relaxed);
+        c->queued_bytes.store(q, std::memory_order_relaxed);
+        metrics_.queued_bytes.add(static_cast<int64_t>(q) - static_cast<int64_t>(was));
+    }
+    // Its queue passed the high-water mark while the socket is full.
+    void fell_behind(Conn *c);
     void end_backlog(Conn *c, size_t queued);
     // Output is queued: written at the next flush().
     void mark(Conn *c);
@@ -152,6 +162,7 @@ private:
     Clock &clock_;
     Heartbeat &heartbeat_;
     AppCallbacks &app_;
+    Metrics &metrics_;
     std::vector<uint8_t> scratch_;  // one coalesced write
     std::vector<std::unique_ptr<Deflater>> deflaters_;  // by window bits, made on first need
     std::vector<Conn *> dirty_;  // output queued during the current event (null: finished since)

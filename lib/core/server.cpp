@@ -33,9 +33,10 @@ Server::Server(Settings settings, wsg_server *self)
       heartbeat_(wheel_),
       transport_(&events_),
       admission_(cfg_),
-      outbox_(cfg_, transport_, log, clock_, heartbeat_, app),
-      inbox_(cfg_, outbox_, app, log, clock_),
-      gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_),
+      outbox_(cfg_, transport_, log, clock_, heartbeat_, app, metrics_),
+      inbox_(cfg_, outbox_, app, log, clock_, metrics_),
+      gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_, metrics_),
+      probes_(transport_, wheel_, clock_, cfg_.handshake_timeout_ms),
       mailbox_(transport_) {
     app.server = self;
     log.set_server(self);
@@ -74,6 +75,8 @@ wsg_status Server::listen_locked() {
     tc.tls_files = cfg_.tls_files;
     tc.tls_client_auth = cfg_.tls_client_auth;
     tc.tls_ciphers = cfg_.tls_ciphers;
+    tc.metrics_host = cfg_.metrics_host;
+    tc.metrics_port = cfg_.metrics_port;
     stopping_ = false;
     loop_exit_ = false;
     gate_.set_stopping(false);
@@ -85,6 +88,7 @@ wsg_status Server::listen_locked() {
     std::string why = transport_.open(tc);
     if (!why.empty()) return fail(WSG_EIO, why);
     port_.store(transport_.port());
+    metrics_port_.store(transport_.metrics_port());
     state_ = State::Listening;
     mailbox_.open();
     LogFields f;
@@ -92,6 +96,10 @@ wsg_status Server::listen_locked() {
     f["port"] = transport_.port();
     f["path"] = cfg_.path;
     f["fd_limit"] = fds.soft;
+    if (transport_.metrics_port() > 0) {
+        f["metrics_host"] = cfg_.metrics_host;
+        f["metrics_port"] = transport_.metrics_port();
+    }
     log.emit(LogEvent::listen, f);
     if (fds.soft < fds_wanted || !fds.error.empty()) {
         LogFields w;
@@ -121,9 +129,16 @@ wsg_status Server::start() {
         if (wsg_status st = listen_locked()) return st;
     }
     loop_done_ = false;
+    // Ready when this returns: the socket listens and the loop is about to
+    // turn (the thread's start orders these writes before its own).
+    serving_ = true;
+    last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
+    update_ready();
     try {
         thread_ = std::thread([this] { loop(); });
     } catch (const std::system_error &e) {
+        serving_ = false;
+        update_ready();
         return fail(WSG_EIO, std::string("cannot start the service thread: ") + e.what());
     }
     state_ = State::Running;
@@ -158,7 +173,13 @@ void Server::loop() {
     tick_stats_ = TickStats();
     tick_stats_.window_start_ms = clock_.now_ms();
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
+    last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
+    serving_ = true;
+    update_ready();
     while (!loop_exit_) transport_.run_once();
+    serving_ = false;
+    update_ready();
+    last_tick_ms_.store(0, std::memory_order_relaxed);
     // This loop is over: a request that came during its stop is used up.
     stop_requested_.store(false, std::memory_order_relaxed);
     close_transport();
@@ -188,6 +209,7 @@ void Server::close_transport() {
         finish(c);
     }
     port_.store(-1);
+    metrics_port_.store(-1);
     LogFields f;
     log.emit(LogEvent::stop, f);
 }
@@ -239,6 +261,15 @@ wsg_status Server::add_page(const char *path, const char *content_type, const vo
     return pages_.add(path, content_type, body, len);
 }
 
+wsg_status Server::metrics_port(int *out) const {
+    int p = metrics_port_.load();
+    if (p <= 0)
+        return fail(WSG_ESTATE, cfg_.metrics_port < 0 ? "no metrics listener: metrics.listen is not set"
+                                                      : "server is not listening (call wsg_server_listen or start)");
+    *out = p;
+    return WSG_OK;
+}
+
 wsg_status Server::port(int *out) const {
     int p = port_.load();
     if (p <= 0) return fail(WSG_ESTATE, "server is not listening (call wsg_server_listen or start)");
@@ -259,6 +290,7 @@ void Server::stop_requested() {
 void Server::begin_drain(int64_t duration_ms) {
     if (stopping_ || drain_.active) return;
     draining_.store(true, std::memory_order_relaxed);
+    update_ready();
     gate_.set_stopping(true);
     drain_.active = true;
     drain_.start_ms = clock_.now_ms();
@@ -299,6 +331,7 @@ void Server::begin_shutdown() {
     stopping_ = true;
     drain_.active = false;
     draining_.store(true, std::memory_order_relaxed);
+    update_ready();
     gate_.set_stopping(true);
     std::vector<Conn *> targets = registry_.live();
     for (Conn *c : targets) outbox_.close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN, false);
@@ -331,12 +364,16 @@ bool Server::on_accept(int fd) {
     const bool have_peer = per_ip || log.enabled(LogEvent::accept);
     if (have_peer) socket_peer(fd, &peer, &peer_port);
     const char *limit = nullptr;
-    if (registry_.count() + gate_.pending() >= cfg_.max_connections + kAcceptSlack)
+    metric::AcceptLimit which = metric::AcceptLimit::max_connections;
+    if (registry_.count() + gate_.pending() >= cfg_.max_connections + kAcceptSlack) {
         limit = "limits.max_connections";
-    else if (per_ip && !cfg_.trusted_proxies.contains(peer) &&
-             admission_.links_per_ip.count(peer) > cfg_.max_per_ip)
+    } else if (per_ip && !cfg_.trusted_proxies.contains(peer) &&
+               admission_.links_per_ip.count(peer) > cfg_.max_per_ip) {
         limit = "limits.max_connections_per_ip";
+        which = metric::AcceptLimit::max_connections_per_ip;
+    }
     if (limit) {
+        metrics_.accept_refused.add(which);
         const int64_t now = clock_.now_ms();
         if (accept_refused_.hit(now)) {
             if (!have_peer) socket_peer(fd, &peer, &peer_port);
@@ -360,6 +397,8 @@ bool Server::on_accept(int fd) {
 void Server::on_accept_error(int err, size_t closed) {
     const int64_t now = clock_.now_ms();
     accept_errno_ = err;
+    metrics_.accept_failures.inc();
+    metrics_.accept_shed.inc(closed);
     if (accept_failed_.hit(now, closed)) log_accept_failed(now, false);
 }
 
@@ -401,7 +440,8 @@ void Server::report_accept_episodes(int64_t now) {
     }
 }
 
-bool Server::on_open(Link *link) {
+bool Server::on_open(Link *link, Listener from) {
+    if (from == Listener::Metrics) return probes_.admit(link) != nullptr;
     // Counted only when the per-IP limit is set (and not for trusted
     // proxies, which carry many clients).
     bool count = false;
@@ -423,6 +463,7 @@ bool Server::on_open(Link *link) {
 
 void Server::opened(Gate::Result &r) {
     Conn *c = r.conn;
+    metrics_.connections.set(static_cast<int64_t>(registry_.count()));
     if (!c->fact(kUserId).empty()) {
         std::lock_guard<std::mutex> lock(registry_.mu);
         users_.add(std::string(c->fact(kUserId)), c);
@@ -447,9 +488,36 @@ void Server::opened(Gate::Result &r) {
     if (app.on_open.fn) app.on_open.fn(app.server, c->id, app.on_open.user);
 }
 
+bool Server::on_probe_read(ProbeRequest *p, const uint8_t *data, size_t len) {
+    const Probes::Route route = probes_.read(p, data, len);
+    bool keep = true;
+    switch (route) {
+    case Probes::Route::Pending: return true;
+    case Probes::Route::Metrics:
+        keep = probes_.answer(p, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render());
+        break;
+    case Probes::Route::Health: {
+        const bool ok = healthy();
+        keep = probes_.answer(p, ok ? 200 : 503, "text/plain; charset=utf-8",
+                              ok ? "ok\n" : "unhealthy: the service loop has not ticked lately\n");
+        break;
+    }
+    case Probes::Route::Ready: {
+        const bool ok = ready();
+        keep = probes_.answer(p, ok ? 200 : 503, "text/plain; charset=utf-8",
+                              ok ? "ready\n" : stopping_ ? "not ready: stopping\n" : "not ready\n");
+        break;
+    }
+    default: keep = probes_.answer_error(p, route); break;
+    }
+    if (!keep) probes_.drop(p);
+    return keep;
+}
+
 bool Server::on_read(Link *link, uint8_t *data, size_t len) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
     if (!owner) return true;  // being dropped: input is discarded
+    if (owner->kind == LinkOwner::Kind::Probe) return on_probe_read(static_cast<ProbeRequest *>(owner), data, len);
     if (owner->kind == LinkOwner::Kind::Handshake) {
         auto *h = static_cast<Handshake *>(owner);
         Gate::Result r = gate_.read(h, data, len);
@@ -474,6 +542,12 @@ bool Server::on_read(Link *link, uint8_t *data, size_t len) {
 bool Server::on_writable(Link *link) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
     if (!owner) return true;
+    if (owner->kind == LinkOwner::Kind::Probe) {
+        auto *p = static_cast<ProbeRequest *>(owner);
+        if (!p->answered || !probes_.drained(p)) return true;
+        probes_.drop(p);
+        return false;
+    }
     if (owner->kind == LinkOwner::Kind::Handshake) {
         auto *h = static_cast<Handshake *>(owner);
         if (!h->answered || !gate_.drained(h)) return true;
@@ -486,6 +560,10 @@ bool Server::on_writable(Link *link) {
 void Server::on_close(Link *link) {
     auto *owner = static_cast<LinkOwner *>(Transport::owner(link));
     if (!owner) return;
+    if (owner->kind == LinkOwner::Kind::Probe) {
+        probes_.drop(static_cast<ProbeRequest *>(owner));
+        return;
+    }
     if (owner->kind == LinkOwner::Kind::Handshake) {
         gate_.drop(static_cast<Handshake *>(owner));
         return;
@@ -531,6 +609,8 @@ void Server::finish(Conn *c) {
         c->set_cause(WSG_CAUSE_LOST);
     }
     const std::string &reason = c->reason();
+    metrics_.closes.add(metric::cause_index(c->close_cause()));
+    metrics_.close_codes.add(metric::code_index(c->close_code));
     if (app.on_close.fn)
         app.on_close.fn(app.server, c->id, c->close_code, reason.c_str(), reason.size(), c->close_cause(),
                         app.on_close.user);
@@ -563,6 +643,8 @@ void Server::finish(Conn *c) {
         if (!c->fact(kUserId).empty()) users_.remove(std::string(c->fact(kUserId)), c);
     }
     registry_.remove(c);
+    metrics_.connections.set(static_cast<int64_t>(registry_.count()));
+    count_topics();
     if (c->link) Transport::set_owner(c->link, nullptr);
     delete c;
     if (stopping_ && registry_.count() == 0) loop_exit_ = true;
@@ -586,6 +668,7 @@ void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause 
 void Server::on_timer(WheelTimer *t, int64_t now) {
     LinkOwner *owner = LinkOwner::of(t);
     if (owner->kind == LinkOwner::Kind::Handshake) return gate_.timed_out(static_cast<Handshake *>(owner));
+    if (owner->kind == LinkOwner::Kind::Probe) return probes_.timed_out(static_cast<ProbeRequest *>(owner));
     Conn *c = static_cast<Conn *>(owner);
     Heartbeat::Action a = heartbeat_.check(c, now);
     switch (a.kind) {
@@ -598,6 +681,7 @@ void Server::on_timer(WheelTimer *t, int64_t now) {
 
 void Server::on_tick() {
     if (stop_requested_.load(std::memory_order_relaxed)) stop_requested();
+    last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
     const int64_t now = clock_.now_ms();
     if (drain_.active) drain_step(now);
     const int64_t t0 = mono_us();
@@ -617,6 +701,19 @@ void Server::on_tick() {
     log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
+}
+
+bool Server::healthy() const {
+    // A few ticks' worth, and at least a second: a callback that holds the
+    // loop that long is a fault worth a failed probe; a busy second is not.
+    const int64_t last = last_tick_ms_.load(std::memory_order_relaxed);
+    return last != 0 && mono_ms() - last <= std::max<int64_t>(5 * cfg_.tick_ms, 1000);
+}
+
+void Server::update_ready() {
+    // Hook to come: the cluster up when cluster.require is set (issue 12).
+    const bool ready = serving_ && !stopping_ && !draining_.load(std::memory_order_relaxed);
+    metrics_.ready.set(ready ? 1 : 0);
 }
 
 void Server::trim_memory() {
@@ -692,6 +789,12 @@ void Server::execute(cmd::Subscribe &c) {
         topics_.subscribe(conn, c.topic);
     else
         topics_.unsubscribe(conn, c.topic);
+    count_topics();
+}
+
+void Server::count_topics() {
+    metrics_.topics.set(static_cast<int64_t>(topics_.topics()));
+    metrics_.subscriptions.set(static_cast<int64_t>(topics_.subscriptions()));
 }
 
 void Server::execute(cmd::Publish &c) {

@@ -24,11 +24,13 @@
 #include "core/outbox.h"
 #include "core/pages.h"
 #include "core/close_advice.h"
+#include "core/probes.h"
 #include "core/registry.h"
 #include "core/topics.h"
 #include "core/wheel.h"
 #include "observe/episode.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "transport/transport.h"
 
 // The connection snapshot handed out by wsg_conn_info_get (ABI type).
@@ -72,6 +74,8 @@ public:
     // request made while no loop runs waits for the next one.
     void request_stop() noexcept { stop_requested_.store(true, std::memory_order_relaxed); }
     wsg_status port(int *out) const;
+    // The metrics listener's port (metrics.listen).
+    wsg_status metrics_port(int *out) const;
     // Only while idle (WSG_ESTATE otherwise).
     wsg_status add_page(const char *path, const char *content_type, const void *body, size_t len);
     // The close-code contract (any thread).
@@ -100,6 +104,12 @@ public:
     wsg_status set_queue_policy(wsg_conn_id id, wsg_queue_policy policy);
     wsg_status reload_tls();
     size_t conn_count() const { return registry_.count(); }
+    // Any thread: the Prometheus exposition (observe/metrics.h).
+    std::string metrics_text() const { return metrics_.render(); }
+    // Any thread. Alive: the service loop turns (its tick ran lately).
+    bool healthy() const;
+    // Any thread. Accepting upgrades: serving, not draining or stopping, and healthy.
+    bool ready() const { return metrics_.ready.get() == 1 && healthy(); }
     size_t conn_ids(wsg_conn_id *ids, size_t capacity);
     wsg_status conn_info(wsg_conn_id id, wsg_conn_info *out);
     wsg_status set_user(wsg_conn_id id, void *ptr);
@@ -122,7 +132,7 @@ private:
         Server *s;
         bool on_accept(int fd) override { return s->on_accept(fd); }
         void on_accept_error(int err, size_t closed) override { s->on_accept_error(err, closed); }
-        bool on_open(Link *link) override { return s->on_open(link); }
+        bool on_open(Link *link, Listener from) override { return s->on_open(link, from); }
         bool on_read(Link *link, uint8_t *data, size_t len) override {
             bool keep = s->on_read(link, data, len);
             s->outbox_.flush();
@@ -147,7 +157,9 @@ private:
     };
     bool on_accept(int fd);
     void on_accept_error(int err, size_t closed);
-    bool on_open(Link *link);
+    bool on_open(Link *link, Listener from);
+    // A request to the metrics listener: read, answered, done.
+    bool on_probe_read(ProbeRequest *p, const uint8_t *data, size_t len);
     bool on_read(Link *link, uint8_t *data, size_t len);
     bool on_writable(Link *link);
     void on_close(Link *link);
@@ -178,6 +190,11 @@ private:
     // to end.
     wsg_status stop_with(Command c);
     void report_tick_stats(int64_t now);
+    // Readiness changed (the loop started or ends, a stop began): the
+    // /readyz answer and the wsgate_ready gauge follow.
+    void update_ready();
+    // The topics and subscriptions gauges, after the index changed.
+    void count_topics();
     // After a burst of queued output, freed memory back to the system (tuning.trim_memory).
     void trim_memory();
     // accept_refused and accept_failed: ended or due for a reminder.
@@ -205,6 +222,8 @@ private:
     wsg_status with_conn(wsg_conn_id id, F &&f);
 
     Settings cfg_;
+    // Before the parts that count into it.
+    Metrics metrics_;
     Registry registry_;
     TopicIndex topics_;  // changed under registry_.mu, like the registry
     UserIndex users_;    // the same
@@ -219,6 +238,7 @@ private:
     Outbox outbox_;
     Inbox inbox_;
     Gate gate_;
+    Probes probes_;
     Mailbox mailbox_;
 
     // Lifecycle: life_mu_ guards state_, the transport's opening and closing
@@ -227,7 +247,7 @@ private:
     std::condition_variable life_cv_;
     State state_ = State::Idle;
     bool loop_done_ = false;
-    std::atomic<int> port_{-1};
+    std::atomic<int> port_{-1}, metrics_port_{-1};
     std::thread thread_;
     std::atomic<std::thread::id> service_tid_{};
     // Set by request_stop(), possibly from a signal handler: that is only
@@ -238,7 +258,10 @@ private:
 
     std::atomic<bool> draining_{false};  // see draining()
 
-    // Service thread only.
+    // Monotonic ms of the last tick (0: no loop turns): healthy() reads it.
+    std::atomic<int64_t> last_tick_ms_{0};
+    // Service thread only (and lifecycle calls before it starts).
+    bool serving_ = false;  // the loop runs (ready unless stopping)
     bool stopping_ = false;
     // The drain in progress: connections are closed in `order` (shuffled),
     // as many by now as the elapsed share of the duration; then the stop.

@@ -30,6 +30,7 @@ bool TopicIndex::subscribe(Conn *c, std::string_view name) {
     Topic *t = slot.get();
     subs.push_back(Subscription{t, static_cast<uint32_t>(t->members.size())});
     t->members.push_back(Topic::Member{c, static_cast<uint32_t>(subs.size() - 1)});
+    subscriptions_++;
     return true;
 }
 
@@ -63,6 +64,7 @@ void TopicIndex::remove(Conn *c, uint32_t i) {
     subs.pop_back();
     if (i < subs.size()) last.topic->members[last.pos].pos = i;
     if (t->members.empty()) topics_.erase(t->name);
+    subscriptions_--;
 }
 
 void TopicIndex::drop_all(Conn *c) {

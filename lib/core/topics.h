@@ -55,10 +55,12 @@ public:
     // nullptr when nobody is subscribed.
     const Topic *find(std::string_view name) const;
     size_t topics() const { return topics_.size(); }
+    size_t subscriptions() const { return subscriptions_; }
 
 private:
     void remove(Conn *c, uint32_t sub_index);
     std::unordered_map<std::string, std::unique_ptr<Topic>> topics_;
+    size_t subscriptions_ = 0;
 };
 
 // A user's open connections (authenticated connections with a user id).

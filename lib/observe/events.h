@@ -10,7 +10,8 @@
 #define WSGATE_LOG_EVENTS(X)                                                                          \
     X(listen, INFO,                                                                                   \
       "host, port, path, fd_limit (the open-file soft limit, raised at start as far as "              \
-      "`limits.max_connections` needs and the hard limit allows)")                                    \
+      "`limits.max_connections` needs and the hard limit allows), metrics_host and metrics_port "    \
+      "(with `metrics.listen`)")                                                                      \
     X(fd_limit, WARN,                                                                                 \
       "soft, hard, needed, max_connections, message (the open-file limit cannot hold "                \
       "`limits.max_connections`: raise the hard limit, e.g. `ulimit -Hn` or systemd `LimitNOFILE=`)") \

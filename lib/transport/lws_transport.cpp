@@ -42,6 +42,7 @@ namespace wsgate {
 namespace {
 
 const char kProtocolName[] = "wsgate";
+const char kMetricsProtocolName[] = "wsgate-metrics";
 
 bool is_ipv4_literal(const std::string &host) {
     unsigned char buf[4];
@@ -148,8 +149,11 @@ Transport::Timer::~Timer() = default;
 struct Transport::Impl : LogSink {
     TransportEvents *events;
     struct lws_protocols protocols[2];
+    struct lws_protocols metrics_protocols[2];
     struct lws_context *ctx = nullptr;
     struct lws_vhost *vhost = nullptr;
+    struct lws_vhost *metrics_vhost = nullptr;
+    int metrics_port = -1;
     struct ev_loop *evloop = nullptr;  // ours, when epoll
     void *foreign_loops[1] = {nullptr};
     int port = -1;
@@ -163,6 +167,8 @@ struct Transport::Impl : LogSink {
     void lws_log(const std::string &line);
     void accept_failed(int err);
     size_t shed_pending();
+    // The metrics listener: a second raw-skt vhost, plain. "" when listening.
+    std::string open_metrics(const TransportConfig &cfg);
 };
 
 namespace {
@@ -244,6 +250,7 @@ Transport::Transport(TransportEvents *events) : impl_(new Impl()) {
     impl_->events = events;
     impl_->on_line = [](LogSink *sink, const std::string &line) { static_cast<Impl *>(sink)->lws_log(line); };
     std::memset(impl_->protocols, 0, sizeof impl_->protocols);
+    std::memset(impl_->metrics_protocols, 0, sizeof impl_->metrics_protocols);
 }
 
 Transport::~Transport() { close(); }
@@ -257,6 +264,10 @@ std::string Transport::open(const TransportConfig &cfg) {
     // the caller raises it first (transport/fd_limit.h).
     std::string why = probe_bind(cfg.host, cfg.port);
     if (!why.empty()) return why;
+    if (cfg.metrics_port >= 0) {
+        why = probe_bind(cfg.metrics_host, cfg.metrics_port);
+        if (!why.empty()) return "metrics.listen: " + why;
+    }
 
     struct lws_protocols &p = m.protocols[0];
     p.name = kProtocolName;
@@ -325,12 +336,46 @@ std::string Transport::open(const TransportConfig &cfg) {
     }
     m.listen_fd = find_listen_fd(m.port);
     m.reserve_fd = open_reserve_fd();
+    if (cfg.metrics_port >= 0) {
+        why = m.open_metrics(cfg);
+        if (!why.empty()) {
+            close();
+            return why;
+        }
+    }
+    return {};
+}
+
+std::string Transport::Impl::open_metrics(const TransportConfig &cfg) {
+    struct lws_protocols &p = metrics_protocols[0];
+    p.name = kMetricsProtocolName;
+    p.callback = &Impl::callback;
+    struct lws_context_creation_info info;
+    std::memset(&info, 0, sizeof info);
+    info.port = cfg.metrics_port;
+    info.iface = cfg.metrics_host.c_str();
+    info.protocols = metrics_protocols;
+    info.vhost_name = "metrics";
+    info.options = LWS_SERVER_OPTION_SKIP_SERVER_CANONICAL_NAME | LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = kMetricsProtocolName;
+    static const lws_retry_bo_t kNoValidity = {nullptr, 0, 0, 0, 0, 0};
+    info.retry_and_idle_policy = &kNoValidity;
+    // Per vhost: without it lws would listen on every interface for an IPv4 iface.
+    if (is_ipv4_literal(cfg.metrics_host)) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    metrics_vhost = lws_create_vhost(ctx, &info);
+    metrics_port = metrics_vhost ? lws_get_vhost_listen_port(metrics_vhost) : -1;
+    if (metrics_port <= 0)
+        return "metrics.listen: cannot listen on " + cfg.metrics_host + ":" + std::to_string(cfg.metrics_port) +
+               ": libwebsockets could not create the listener (see its error log)";
     return {};
 }
 
 bool Transport::is_open() const { return impl_->ctx != nullptr; }
 
 int Transport::port() const { return impl_->port; }
+
+int Transport::metrics_port() const { return impl_->metrics_port; }
 
 void Transport::run_once() {
     Impl &m = *impl_;
@@ -353,7 +398,9 @@ void Transport::close() {
     lws_context_destroy(m.ctx);
     m.ctx = nullptr;
     m.vhost = nullptr;
+    m.metrics_vhost = nullptr;
     m.port = -1;
+    m.metrics_port = -1;
     m.listen_fd = -1;
     if (m.reserve_fd >= 0) ::close(m.reserve_fd);
     m.reserve_fd = -1;
@@ -442,9 +489,14 @@ int Transport::Impl::handle(struct lws *wsi, enum lws_callback_reasons reason, v
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: events->on_wake(); return 0;
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         // `wsi` is the listener here; nonzero makes lws close the new socket.
+        // The metrics listener has no accept limits (Server::on_open bounds it).
+        if (metrics_vhost && lws_get_vhost(wsi) == metrics_vhost) return 0;
         listen_fd = lws_get_socket_fd(wsi);
         return events->on_accept(static_cast<int>(reinterpret_cast<intptr_t>(in))) ? 0 : 1;
-    case LWS_CALLBACK_RAW_ADOPT: return events->on_open(link_of(wsi)) ? 0 : -1;
+    case LWS_CALLBACK_RAW_ADOPT: {
+        const bool metrics = metrics_vhost && lws_get_vhost(wsi) == metrics_vhost;
+        return events->on_open(link_of(wsi), metrics ? Listener::Metrics : Listener::Main) ? 0 : -1;
+    }
     case LWS_CALLBACK_RAW_RX: return events->on_read(link_of(wsi), static_cast<uint8_t *>(in), len) ? 0 : -1;
     case LWS_CALLBACK_RAW_WRITEABLE: return events->on_writable(link_of(wsi)) ? 0 : -1;
     case LWS_CALLBACK_RAW_CLOSE: events->on_close(link_of(wsi)); return 0;

@@ -23,6 +23,10 @@ namespace wsgate {
 // One accepted connection. Opaque: only the transport knows what it is.
 struct Link;
 
+// Which listener accepted a link: the WebSocket one, or the metrics one
+// (TransportConfig::metrics_port; plain TCP, no TLS, no accept limits).
+enum class Listener { Main, Metrics };
+
 // What the transport reports. Each call runs on the service thread.
 class TransportEvents {
 public:
@@ -39,7 +43,7 @@ public:
     virtual void on_accept_error(int err, size_t closed) = 0;
     // The connection exists as a Link (for TLS, its handshake follows).
     // False closes it at once.
-    virtual bool on_open(Link *link) = 0;
+    virtual bool on_open(Link *link, Listener from) = 0;
     // Bytes arrived (decrypted, for TLS). `data` is the transport's read
     // buffer: writable, valid during the call. False closes the link (after
     // what was written to it is flushed).
@@ -72,6 +76,9 @@ struct TransportConfig {
     TlsFiles tls_files;
     std::string tls_client_auth;  // none | optional | required
     std::string tls_ciphers;
+    // A second, plain listener on the same loop (metrics.listen); port -1: none.
+    std::string metrics_host;  // IPv4 or IPv6 literal
+    int metrics_port = -1;
 };
 
 class Transport {
@@ -86,6 +93,8 @@ public:
     std::string open(const TransportConfig &cfg);
     bool is_open() const;
     int port() const;
+    // The metrics listener's bound port, -1 without one.
+    int metrics_port() const;
     // Serves one round of events (blocks until something happens).
     void run_once();
     // Any thread while open: makes the loop call on_wake() soon.

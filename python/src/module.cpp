@@ -711,6 +711,34 @@ public:
         return n;
     }
 
+    // The text is built under no lock of ours: the GIL stays held (a few
+    // microseconds of copying).
+    std::string metrics() {
+        size_t len = 0;
+        check(wsg_server_metrics(srv_, nullptr, 0, &len));
+        for (;;) {
+            // Room to spare: counters may grow between the two calls.
+            std::string buf(len + 4096, '\0');
+            check(wsg_server_metrics(srv_, &buf[0], buf.size(), &len));
+            if (len < buf.size()) {
+                buf.resize(len);
+                return buf;
+            }
+        }
+    }
+
+    bool ready() {
+        int r = 0;
+        check(wsg_server_ready(srv_, &r));
+        return r != 0;
+    }
+
+    int metrics_port() {
+        int p = 0;
+        check(wsg_server_metrics_port(srv_, &p));
+        return p;
+    }
+
     std::vector<uint64_t> conn_ids() {
         std::vector<wsg_conn_id> ids(64);
         for (;;) {
@@ -1118,6 +1146,11 @@ PYBIND11_MODULE(_core, m) {
              "Reload tls.cert_file and tls.key_file (GIL released).")
         .def_property_readonly("port", &Server::port, "The bound TCP port.")
         .def("conn_count", &Server::conn_count, "Number of open connections.")
+        .def("metrics", &Server::metrics, "The Prometheus text exposition (wsg_server_metrics).")
+        .def_property_readonly("ready", &Server::ready,
+                               "True while the server accepts upgrades (wsg_server_ready).")
+        .def_property_readonly("metrics_port", &Server::metrics_port,
+                               "The metrics listener's bound port (wsg_server_metrics_port).")
         .def("conn_ids", &Server::conn_ids, "Ids of the open connections.")
         .def("broadcast", &Server::broadcast, py::arg("message"),
              "Send to every open connection.")

@@ -746,6 +746,25 @@ class Server:
         """Number of open connections."""
         return self._core.conn_count()
 
+    def metrics(self) -> str:
+        """The server's metrics as Prometheus text (format 0.0.4): what the
+        metrics listener (option ``metrics.listen``) serves at ``/metrics``,
+        for an application that serves them itself (content type
+        ``text/plain; version=0.0.4``). Any thread."""
+        return self._core.metrics()
+
+    @property
+    def ready(self) -> bool:
+        """True while the server accepts upgrades: started, its loop turning,
+        no drain or stop begun (what ``/readyz`` answers). Any thread."""
+        return self._core.ready
+
+    @property
+    def metrics_port(self) -> int:
+        """The metrics listener's bound port (``metrics.listen`` with port
+        0). StateError without a metrics listener or when not listening."""
+        return self._core.metrics_port
+
     def connections(self) -> List[Connection]:
         """The open connections (a snapshot)."""
         return [self.connection(i) for i in self._core.conn_ids()]

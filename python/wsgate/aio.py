@@ -559,6 +559,15 @@ class AsyncServer:
         """Number of open connections."""
         return self._server.connection_count
 
+    def metrics(self) -> str:
+        """The Prometheus text exposition (:meth:`wsgate.Server.metrics`)."""
+        return self._server.metrics()
+
+    @property
+    def ready(self) -> bool:
+        """True while the server accepts upgrades (:attr:`wsgate.Server.ready`)."""
+        return self._server.ready
+
     def connections(self) -> List[AsyncConnection]:
         """The open connections whose open event reached the loop."""
         return list(self._conns.values())

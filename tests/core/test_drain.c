@@ -102,12 +102,17 @@ static void drain_spreads_closes_over_the_duration(void **state) {
     }
     assert_true(WAIT_UNTIL(tu_conn_count(d->srv) == CLIENTS, 5000));
     assert_int_equal(wsg_server_draining(d->srv), 0);
+    int ready = 0;
+    assert_int_equal(wsg_server_ready(d->srv, &ready), WSG_OK);
+    assert_int_equal(ready, 1);
 
     d->start_ms = tu_now_ms();
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, drain_thread, d), 0);
     /* Not ready at once; a new upgrade is refused with 503 and retry-after. */
     assert_true(WAIT_UNTIL(wsg_server_draining(d->srv), 500));
+    assert_int_equal(wsg_server_ready(d->srv, &ready), WSG_OK);
+    assert_int_equal(ready, 0);
     int status = 0;
     char *head = NULL;
     wsc *late = wsc_connect_ex("127.0.0.1", d->port, "/", NULL, 2000, &status, &head);

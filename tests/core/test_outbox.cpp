@@ -112,7 +112,8 @@ struct Rig {
     Transport transport{nullptr};
     Logger log;
     AppCallbacks app;
-    Outbox outbox{settings, transport, log, clock, heartbeat, app};
+    Metrics metrics;
+    Outbox outbox{settings, transport, log, clock, heartbeat, app, metrics};
     std::vector<std::unique_ptr<Conn>> conns;
     std::vector<std::string> events;
 };

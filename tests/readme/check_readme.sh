@@ -2,8 +2,8 @@
 # Keeps README.md true: its option table equals the core's table, every
 # option it sets on a command line exists, and its C quick-start example
 # compiles and links against the library as written, runs, and stops
-# gracefully on SIGTERM and SIGINT. The log-event, close-cause and status
-# tables equal their lists.
+# gracefully on SIGTERM and SIGINT. The log-event, close-cause, status,
+# queue-policy and metric tables equal their lists.
 # usage: check_readme.sh README OPTIONS_MD_BINARY INCLUDE_DIR LIB_DIR LISTS_MD_BINARY
 set -euo pipefail
 readme=$1 gen=$2 inc=$3 libdir=$4 lists=$5
@@ -17,7 +17,7 @@ if ! diff -u "$tmp/readme.md" "$tmp/table.md"; then
   exit 1
 fi
 
-for table in events causes statuses policies codes advice; do
+for table in events causes statuses policies codes advice metrics; do
   "$lists" "$table" > "$tmp/$table.want"
   sed -n "/<!-- $table-table:begin -->/,/<!-- $table-table:end -->/p" "$readme" | sed '1d;$d' > "$tmp/$table.have"
   [ -s "$tmp/$table.have" ] || { echo "README.md has no $table table (<!-- $table-table:begin -->)" >&2; exit 1; }

@@ -1,7 +1,7 @@
 // Prints one of the README's generated tables as Markdown, from the list it
 // comes from: `events` (lib/observe/events.h), `causes`
-// (WSG_CLOSE_CAUSE_MAP), `statuses` (WSG_STATUS_MAP) or `policies`
-// (WSG_QUEUE_POLICY_MAP). README.md holds the
+// (WSG_CLOSE_CAUSE_MAP), `statuses` (WSG_STATUS_MAP), `policies`
+// (WSG_QUEUE_POLICY_MAP) or `metrics` (lib/observe/metrics.h). README.md holds the
 // output between "<NAME>-table" markers; the readme test keeps them equal
 // and scripts/update-readme.sh rewrites them.
 #include <cstdio>
@@ -10,6 +10,7 @@
 #include <string>
 
 #include "observe/events.h"
+#include "observe/metrics.h"
 #include "wsgate/wsgate.h"
 
 namespace {
@@ -28,6 +29,20 @@ const char *lower(const char *level) {
     if (!std::strcmp(level, "INFO")) return "info";
     if (!std::strcmp(level, "WARN")) return "warn";
     return "error";
+}
+
+const char *type_name(const char *kind) {
+    if (!std::strcmp(kind, "Counter")) return "counter";
+    if (!std::strcmp(kind, "Gauge")) return "gauge";
+    return "histogram";
+}
+
+// `label`: `a`, `b`, ... (every value it takes), or nothing.
+template <class L>
+void label_cell() {
+    if (!L::name) return;
+    std::printf("`%s`: ", L::name);
+    for (size_t i = 0; i < L::count; i++) std::printf("%s`%s`", i ? ", " : "", L::values[i]);
 }
 
 // The name of an advice, from its list (this tool links no library).
@@ -96,6 +111,19 @@ int main(int argc, char **argv) {
 #undef ROW
         return 0;
     }
+    if (!std::strcmp(which, "metrics")) {
+        std::puts("| metric | type | labels | meaning |");
+        std::puts("|---|---|---|---|");
+#define ROW(id, kind, labels, buckets, name, help)                     \
+    std::printf("| `%s` | %s | ", name, type_name(#kind));              \
+    label_cell<wsgate::metric::labels>();                                \
+    std::fputs(" | ", stdout);                                           \
+    cell(help);                                                          \
+    std::puts(" |");
+        WSGATE_METRICS(ROW)
+#undef ROW
+        return 0;
+    }
     if (!std::strcmp(which, "codes")) {
         std::puts("| code | reconnect? | sent for (causes) | meaning |");
         std::puts("|---|---|---|---|");
@@ -128,6 +156,6 @@ int main(int argc, char **argv) {
         std::puts("  };");
         return 0;
     }
-    std::fprintf(stderr, "usage: %s events|causes|statuses|policies|codes|advice|advice-js\n", argv[0]);
+    std::fprintf(stderr, "usage: %s events|causes|statuses|policies|codes|advice|advice-js|metrics\n", argv[0]);
     return 2;
 }
