@@ -225,6 +225,7 @@ class RawClient:
 
     def __init__(self, port, extensions=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=SOCK_TIMEOUT)
+        self.local_port = self.sock.getsockname()[1]  # kept: the socket closes at the EOF
         self.buf = bytearray()
         key = base64.b64encode(os.urandom(16)).decode()
         lines = ["GET / HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
@@ -244,9 +245,6 @@ class RawClient:
     def __exit__(self, *exc):
         self.sock.close()
 
-    @property
-    def local_port(self):
-        return self.sock.getsockname()[1]
 
     @property
     def extensions(self):
@@ -355,9 +353,10 @@ class RawClient:
         inflated alone with the window this connection granted the server."""
         return message_data(self.recv_message(), self.window_bits)
 
-    def expect_close(self, eof=True, answer=True):
+    def expect_close(self, eof=True, answer=True, keep_open=False):
         """(code, reason) of the server's close frame, which must come next
-        (no more data), followed by the end of the TCP connection (eof)."""
+        (no more data), followed by the end of the TCP connection (eof);
+        keep_open: see expect_eof."""
         try:
             f = self.recv_frame()
         except (EOFError, ConnectionResetError) as e:
@@ -369,18 +368,23 @@ class RawClient:
         if answer:
             self.send_quietly((OP_CLOSE, f.payload[:2], {}))
         if eof:
-            self.expect_eof()
+            self.expect_eof(keep_open)
         return code, reason
 
-    def expect_eof(self):
+    def expect_eof(self, keep_open=False):
+        """The server ended the connection; this side closes too, as a real
+        client does (the server waits for our FIN, up to its linger time,
+        before it logs the close), unless keep_open (to send more)."""
         try:
             while True:
                 chunk = self.sock.recv(65536)
                 if not chunk:
-                    return
+                    break
                 raise AssertionError(f"data after the close: {chunk[:64]!r}")
         except ConnectionResetError:
-            return
+            pass
+        if not keep_open:
+            self.sock.close()
 
     def sync(self):
         """Ping, then wait for the pong: the server has read all sent before."""
@@ -1376,7 +1380,7 @@ def test_refusal_does_not_wait_for_the_client(start_echo, case):
     with RawClient(server.port, offer) as c:
         t0 = time.monotonic()
         c.send_quietly(frame)
-        assert c.expect_close(answer=False) == (code, reason)
+        assert c.expect_close(answer=False, keep_open=True) == (code, reason)
         elapsed = time.monotonic() - t0
         assert elapsed < 2.0, f"the server's side ended {elapsed:.2f} s after the refusal"
         # The client answers late and ends its side: the connection ends
@@ -1401,7 +1405,7 @@ def test_refusal_is_logged_once(start_echo, case):
         for later in ((OP_PING, b"late", {}), (OP_TEXT, b"late", {}), (OP_CLOSE, struct.pack("!H", code), {})):
             time.sleep(0.05)
             c.send_quietly(later)
-        c.expect_eof()
+        c.expect_eof(keep_open=True)
         c.sock.shutdown(socket.SHUT_WR)
         ev = close_event(server, c, code=code)
     warnings = [e for e in server.stderr_events() if e.get("level") == "warn" and e.get("conn") == ev["conn"]]
