@@ -592,3 +592,20 @@ def test_drain_closes_with_1012_over_the_duration(make_server):
         times = sorted(t - t0 for t, _, _ in closes)
     # Spread over the second, not all at once.
     assert times[-1] - times[0] >= 0.5, times
+
+
+@pytest.mark.parametrize("seconds", [-1, -0.001, 3600.001, 1e12])
+def test_drain_refuses_a_duration_out_of_range(make_server, seconds):
+    """drain() outside 0..3600 s: InvalidArgumentError naming the range, and
+    the server goes on serving (not draining, still running)."""
+    server = make_server()
+    server.start()
+    with pytest.raises(wsgate.InvalidArgumentError) as info:
+        server.drain(seconds)
+    assert "3600000" in str(info.value) or "range" in str(info.value), info.value
+    assert server.running and not server.draining
+
+    async def body():
+        async with connect(url_of(server)) as ws:  # a new upgrade is served
+            await asyncio.wait_for(await ws.ping(), 5)
+    run(body())
