@@ -2,6 +2,7 @@
 subject, certificate reload, TLS errors carrying the core's message."""
 
 import shutil
+import signal
 import ssl
 import subprocess
 
@@ -100,3 +101,21 @@ def test_bad_tls_files_fail_at_creation(certs, tmp_path):
     with pytest.raises(wsgate.TLSError):  # key does not match the certificate
         wsgate.Server(port=0, options={"tls.cert_file": str(server_cert),
                                        "tls.key_file": str(client_key)})
+
+
+def test_python_m_wsgate_announces_wss_with_tls(child, certs):
+    """`python -m wsgate` with a certificate prints a wss:// URL, and that URL works."""
+    _, server_cert, server_key, _, _ = certs
+    proc = child(["-m", "wsgate", "--host", "127.0.0.1", "--port", "0", "--quiet",
+                  "--set", f"tls.cert_file={server_cert}", "--set", f"tls.key_file={server_key}"])
+    line = proc.wait_line("listening on ", 20.0)
+    assert line.startswith("listening on wss://127.0.0.1:"), line
+    port = int(line.split("wss://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+    async def body():
+        async with connect(f"wss://localhost:{port}/", ssl=client_context(server_cert)) as ws:
+            await ws.send("over tls")
+            assert await recv(ws) == "over tls"
+    run(body())
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0, proc.err()

@@ -3,8 +3,8 @@
     python -m wsgate [--host ADDR] [--port N] [--set KEY=VALUE]... [--broadcast]
                      [--list-options] [--quiet]
 
-Prints exactly one line ``listening on ws://HOST:PORT/PATH`` on stdout when
-ready. The core's structured events go to stderr as JSON lines (through the
+Prints exactly one line ``listening on ws://HOST:PORT/PATH`` (``wss://`` with
+``tls.cert_file``) on stdout when ready. The core's structured events go to stderr as JSON lines (through the
 ``wsgate`` logger). SIGINT (Ctrl-C) and SIGTERM stop it gracefully (clients
 get 1001) with exit code 0.
 """
@@ -99,7 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         host = str(server.options["listen.host"]) or "0.0.0.0"
         if ":" in host:
             host = f"[{host}]"
-        print(f"listening on ws://{host}:{server.port}{server.options['server.path']}",
+        scheme = "wss" if server.options["tls.cert_file"] else "ws"
+        print(f"listening on {scheme}://{host}:{server.port}{server.options['server.path']}",
               flush=True)
         server.serve_forever()
     except WsgateError as e:
