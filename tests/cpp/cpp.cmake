@@ -1,0 +1,19 @@
+# The C++ binding's tests (include/wsgate/wsgate.hpp), included from
+# tests/CMakeLists.txt. They link the shared library as a C++ user would,
+# not the core's objects, so tests/cpp/test_*.cpp are left out of the unit
+# test glob there and built here:
+#   test_cpp_binding  the binding against real clients (label server: ASan
+#                     and TSan stages too), strict flags
+#   cpp_example       examples/cpp (wsgate-cpp-rooms) against websockets clients
+#   cpp_consumer      the README's C++ snippet, built with strict flags against
+#                     the build tree and the installed library (pkg-config and
+#                     find_package), and run
+set(WSG_CPP_STRICT -Wall -Wextra -Werror -pedantic)
+
+add_executable(test_cpp_binding ${CMAKE_CURRENT_LIST_DIR}/test_cpp_binding.cpp)
+target_link_libraries(test_cpp_binding PRIVATE wsgate wsg_testsupport Threads::Threads)
+target_compile_options(test_cpp_binding PRIVATE ${WSG_CPP_STRICT})
+set_target_properties(test_cpp_binding PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+add_test(NAME test_cpp_binding COMMAND test_cpp_binding)
+set_tests_properties(test_cpp_binding PROPERTIES TIMEOUT 60)
+wsg_server_test(test_cpp_binding test_cpp_binding)
