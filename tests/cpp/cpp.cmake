@@ -17,3 +17,11 @@ set_target_properties(test_cpp_binding PROPERTIES CXX_STANDARD 17 CXX_STANDARD_R
 add_test(NAME test_cpp_binding COMMAND test_cpp_binding)
 set_tests_properties(test_cpp_binding PROPERTIES TIMEOUT 60)
 wsg_server_test(test_cpp_binding test_cpp_binding)
+
+# test_cpp_example.py is registered by the pytest glob (test `cpp_example`);
+# it needs the example's path and starts a server.
+if(TEST cpp_example AND TARGET wsgate-cpp-rooms)
+  set_property(TEST cpp_example APPEND PROPERTY ENVIRONMENT "WSGATE_CPP_ROOMS=$<TARGET_FILE:wsgate-cpp-rooms>")
+  set_tests_properties(cpp_example PROPERTIES TIMEOUT 60)
+  wsg_server_test(cpp_example wsgate-cpp-rooms)
+endif()
