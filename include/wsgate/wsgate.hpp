@@ -83,15 +83,14 @@
 #include <utility>
 #include <vector>
 
-/** 1 when the binding may throw (the compiler has exceptions on), else 0.
- *  Define it to 0 before including this header to get the -fno-exceptions
- *  behaviour (plain forms abort on failure) in a build with exceptions. */
-#ifndef WSGATE_HPP_EXCEPTIONS
+/* 1 when the compiler has exceptions on (the binding throws and its
+ * trampolines catch), 0 under -fno-exceptions (plain forms abort on failure).
+ * Detected, never set by hand: trampolines that do not catch in a program
+ * with exceptions would let a handler's exception into C. */
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
 #define WSGATE_HPP_EXCEPTIONS 1
 #else
 #define WSGATE_HPP_EXCEPTIONS 0
-#endif
 #endif
 
 namespace wsgate {
@@ -1168,6 +1167,12 @@ struct ServerShared {
     std::function<void(ServerRef, const HandlerError &)> on_error;
 };
 
+/* A handler argument: nullptr, or callable with these arguments. */
+template <class F, class... Args>
+struct handler_ok
+    : std::bool_constant<std::is_same_v<std::decay_t<F>, std::nullptr_t> ||
+                         std::is_invocable_v<std::decay_t<F> &, Args...>> {};
+
 template <class F>
 struct is_std_function : std::false_type {};
 template <class Sig>
@@ -1306,11 +1311,17 @@ public:
     /** A server with `config` (copied). Nothing is bound yet.
      *  @throws Error kEINVAL (inconsistent options), kETLS, kENOMEM. */
     explicit Server(const Config &config) {
+        // An empty (moved-from) Config would mean "all defaults" to the C call.
+        if (!config) detail::fail(Status::kEINVAL, "config is empty (moved from)");
         shared_ = std::make_shared<detail::ServerShared>();
         detail::check(wsg_server_new(&h_, config.handle()));
     }
     /** As Server(config); `ec` instead of throwing Error (empty on failure). */
     Server(const Config &config, std::error_code &ec) {
+        if (!config) {
+            ec = make_error_code(Status::kEINVAL);
+            return;
+        }
         shared_ = std::make_shared<detail::ServerShared>();
         detail::check(wsg_server_new(&h_, config.handle()), ec);
     }
@@ -1343,50 +1354,74 @@ public:
 
     template <class F>
     void on_open(F &&f) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId>::value,
+                      "on_open takes a callable as (wsgate::ServerRef, wsgate::ConnId), or nullptr");
         detail::check(reg_<detail::OpenKind>(std::forward<F>(f)));
     }
     template <class F>
     void on_open(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId>::value,
+                      "on_open takes a callable as (wsgate::ServerRef, wsgate::ConnId), or nullptr");
         detail::check(reg_<detail::OpenKind>(std::forward<F>(f)), ec);
     }
     template <class F>
     void on_message(F &&f) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId, Message>::value,
+                      "on_message takes a callable as (wsgate::ServerRef, wsgate::ConnId, wsgate::Message), or nullptr");
         detail::check(reg_<detail::MessageKind>(std::forward<F>(f)));
     }
     template <class F>
     void on_message(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId, Message>::value,
+                      "on_message takes a callable as (wsgate::ServerRef, wsgate::ConnId, wsgate::Message), or nullptr");
         detail::check(reg_<detail::MessageKind>(std::forward<F>(f)), ec);
     }
     template <class F>
     void on_close(F &&f) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId, const CloseEvent &>::value,
+                      "on_close takes a callable as (wsgate::ServerRef, wsgate::ConnId, const wsgate::CloseEvent &), or nullptr");
         detail::check(reg_<detail::CloseKind>(std::forward<F>(f)));
     }
     template <class F>
     void on_close(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId, const CloseEvent &>::value,
+                      "on_close takes a callable as (wsgate::ServerRef, wsgate::ConnId, const wsgate::CloseEvent &), or nullptr");
         detail::check(reg_<detail::CloseKind>(std::forward<F>(f)), ec);
     }
     template <class F>
     void on_log(F &&f) {
+        static_assert(detail::handler_ok<F, ServerRef, const LogEvent &>::value,
+                      "on_log takes a callable as (wsgate::ServerRef, const wsgate::LogEvent &), or nullptr");
         detail::check(reg_<detail::LogKind>(std::forward<F>(f)));
     }
     template <class F>
     void on_log(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, ServerRef, const LogEvent &>::value,
+                      "on_log takes a callable as (wsgate::ServerRef, const wsgate::LogEvent &), or nullptr");
         detail::check(reg_<detail::LogKind>(std::forward<F>(f)), ec);
     }
     template <class F>
     void on_drain(F &&f) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId, std::size_t>::value,
+                      "on_drain takes a callable as (wsgate::ServerRef, wsgate::ConnId, std::size_t), or nullptr");
         detail::check(reg_<detail::DrainKind>(std::forward<F>(f)));
     }
     template <class F>
     void on_drain(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, ServerRef, ConnId, std::size_t>::value,
+                      "on_drain takes a callable as (wsgate::ServerRef, wsgate::ConnId, std::size_t), or nullptr");
         detail::check(reg_<detail::DrainKind>(std::forward<F>(f)), ec);
     }
     template <class F>
     void on_auth(F &&f) {
+        static_assert(detail::handler_ok<F, ServerRef, AuthRequest &>::value,
+                      "on_auth takes a callable as (wsgate::ServerRef, wsgate::AuthRequest &), or nullptr");
         detail::check(reg_<detail::AuthKind>(std::forward<F>(f)));
     }
     template <class F>
     void on_auth(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, ServerRef, AuthRequest &>::value,
+                      "on_auth takes a callable as (wsgate::ServerRef, wsgate::AuthRequest &), or nullptr");
         detail::check(reg_<detail::AuthKind>(std::forward<F>(f)), ec);
     }
 

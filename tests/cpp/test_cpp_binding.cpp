@@ -432,7 +432,14 @@ void test_errors_and_error_codes() {
     wsgate::Server empty(bad, ec);
     REQUIRE(ec == wsgate::Status::kETLS && !empty);
 
-    wsgate::Server srv(test_config());
+    // A moved-from Config is refused (not taken for "all defaults").
+    wsgate::Config gone = test_config();
+    wsgate::Config taken = std::move(gone);
+    REQUIRE(REQUIRE_ERROR(wsgate::Server s(gone), wsgate::Status::kEINVAL).find("empty") != std::string::npos);
+    wsgate::Server from_empty(gone, ec);
+    REQUIRE(ec == wsgate::Status::kEINVAL && !from_empty);
+
+    wsgate::Server srv(taken);
     srv.listen();
     // Handlers only before listening: kESTATE, in both forms, and the
     // callable is not kept (destroyed at once).
