@@ -25,3 +25,14 @@ if(TEST cpp_example AND TARGET wsgate-cpp-rooms)
   set_tests_properties(cpp_example PROPERTIES TIMEOUT 60)
   wsg_server_test(cpp_example wsgate-cpp-rooms)
 endif()
+
+# The README's C++ snippet against the build tree and the installed library.
+# Plain and ASan builds (the server side is test_cpp_binding's, which TSan
+# covers); it installs, so it shares install_consumer's lock.
+find_program(WSG_CPP_BASH bash)
+if(WSG_CPP_BASH AND NOT WSGATE_TSAN)
+  add_test(NAME cpp_consumer COMMAND ${WSG_CPP_BASH} ${CMAKE_CURRENT_LIST_DIR}/consumer_test.sh
+    ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+  set_tests_properties(cpp_consumer PROPERTIES TIMEOUT 120 RESOURCE_LOCK wsgate_install
+    ENVIRONMENT "WSG_TEST_PYTHON=${WSG_TEST_PYTHON}")
+endif()
