@@ -493,6 +493,28 @@ void test_pages_and_run_on_caller_thread() {
     REQUIRE(wsgate::ServerRef().request_stop() == wsgate::Status::kEINVAL);
 }
 
+void test_drain_and_metrics_listener() {
+    Record rec;
+    wsgate::Config cfg = test_config();
+    cfg.set("metrics.listen", "127.0.0.1:0");
+    wsgate::Server srv(cfg);
+    record_handlers(srv, rec, true);
+    srv.start();
+    REQUIRE(srv.metrics_port() > 0 && srv.metrics_port() != srv.port());
+    Client a(srv.port()), b(srv.port());
+    REQUIRE(a.ok() && b.ok());
+    REQUIRE(wait_until([&] { return rec.open_count() == 2; }));
+    std::thread drainer([&] { srv.drain(std::chrono::milliseconds(100)); });
+    // Each client gets 1012 "service restart" (and answers it) during the drain.
+    std::string got_a = a.recv(), got_b = b.recv();
+    drainer.join();
+    REQUIRE(got_a == "close:1012" && got_b == "close:1012");
+    REQUIRE(!srv.ready());
+    std::lock_guard<std::mutex> lock(rec.mu);
+    REQUIRE(rec.closed.size() == 2);
+    for (const auto &kv : rec.closed) REQUIRE(kv.second.cause == wsgate::CloseCause::kDRAIN);
+}
+
 void test_move_semantics() {
     auto live = std::make_shared<std::atomic<int>>(0);
     Record rec;
@@ -564,7 +586,9 @@ void test_handler_lifetime() {
 
 void test_throwing_handlers() {
     Record rec;
-    wsgate::Server srv(test_config());
+    wsgate::Config cfg = test_config();
+    cfg.set("log.level", "info");  // so that on_log sees (and throws on) "close"
+    wsgate::Server srv(cfg);
     record_handlers(srv, rec, true);
     srv.on_message([&rec](wsgate::ServerRef s, wsgate::ConnId id, wsgate::Message m) {
         if (m.text() == "boom") throw std::runtime_error("handler exploded");
@@ -575,7 +599,11 @@ void test_throwing_handlers() {
         }
         s.send(id, m);
     });
-    srv.on_log([](wsgate::ServerRef, const wsgate::LogEvent &ev) {
+    std::atomic<int> listen_events{0};
+    srv.on_log([&listen_events](wsgate::ServerRef, const wsgate::LogEvent &ev) {
+        if (ev.name == "listen" && ev.level == wsgate::LogLevel::kINFO &&
+            ev.json.find("\"event\":\"listen\"") != std::string_view::npos)
+            ++listen_events;
         if (ev.name == "close") throw std::logic_error("log handler failed");
     });
     srv.start();
@@ -592,12 +620,31 @@ void test_throwing_handlers() {
     b.text("int");
     REQUIRE(b.recv() == "close:1011");
     REQUIRE(wait_until([&] { return rec.close_count() == 2; }));
+    REQUIRE(listen_events == 1);
+    // Each failure reported once to on_error: the two messages (with their
+    // connection) and the log handler's, once per "close" event.
+    auto reported = [&](const std::string &prefix) {
+        std::lock_guard<std::mutex> lock(rec.mu);
+        int n = 0;
+        for (const auto &e : rec.errors) n += e.rfind(prefix, 0) == 0;
+        return n;
+    };
+    REQUIRE(wait_until([&] { return reported("on_log|log handler failed|0") == 2; }));
+    REQUIRE(reported("on_message|handler exploded|") == 1);
+    REQUIRE(reported("on_message|unknown exception|") == 1);
     std::lock_guard<std::mutex> lock(rec.mu);
-    REQUIRE(rec.errors.size() >= 2);
-    REQUIRE(rec.errors[0].find("on_message|handler exploded|") == 0);
-    REQUIRE(rec.errors[1].find("on_message|unknown exception|") == 0);
-    for (const auto &kv : rec.closed) REQUIRE(kv.second.code == 1011);
-    REQUIRE(rec.close_reasons.begin()->second == "internal error");
+    REQUIRE(rec.errors.size() == 4);
+    for (const auto &kv : rec.closed) {
+        REQUIRE(kv.second.code == 1011);
+        REQUIRE(rec.close_reasons.at(kv.first) == "internal error");
+        // The report names the connection that was closed.
+        const std::string suffix = "|" + std::to_string(kv.first.value());
+        int named = 0;
+        for (const auto &e : rec.errors)
+            named += e.rfind("on_message|", 0) == 0 && e.size() > suffix.size() &&
+                     e.compare(e.size() - suffix.size(), suffix.size(), suffix) == 0;
+        REQUIRE(named == 1);
+    }
 }
 
 void test_throwing_authenticator_refuses() {
@@ -632,6 +679,7 @@ int main() {
         {"topics_users_and_auth", test_topics_users_and_auth},
         {"errors_and_error_codes", test_errors_and_error_codes},
         {"pages_and_run_on_caller_thread", test_pages_and_run_on_caller_thread},
+        {"drain_and_metrics_listener", test_drain_and_metrics_listener},
         {"move_semantics", test_move_semantics},
         {"handler_lifetime", test_handler_lifetime},
         {"throwing_handlers", test_throwing_handlers},
