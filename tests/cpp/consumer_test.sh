@@ -10,7 +10,8 @@
 #   3. the header compiles with -fno-exceptions (the error_code forms).
 # The snippet listens on port 9000; it is built with port 0 here (never
 # colliding with a real server), its "listen" log event gives the port.
-# Sanitizer builds: the programs get the same sanitizer as the library.
+# Registered for the plain build (tests/cpp/cpp.cmake); run by hand on a
+# sanitizer build, the programs get the same sanitizer as the library.
 #
 # usage: consumer_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
