@@ -55,11 +55,10 @@ if [ $((rc & 3)) -ne 0 ]; then
     echo "check_abi: abidiff failed (exit code $rc) comparing $baseline and $current" >&2
     exit 2
 fi
-# The additions, for the record (one more read of two small files).
-abidiff "$baseline" "$current_abi" > "$tmp/full" 2>&1
-added=$(sed -n 's/^Functions changes summary: .* \([0-9][0-9]*\) Added.*/\1/p' "$tmp/full" | head -n 1)
-
 if [ "$rc" -eq 0 ]; then
+    # The additions, for the record (one more read of two small files).
+    abidiff "$baseline" "$current_abi" > "$tmp/full" 2>&1
+    added=$(sed -n 's/^Functions changes summary: .* \([0-9][0-9]*\) Added.*/\1/p' "$tmp/full" | head -n 1)
     echo "abi_check ok: every function and enum value of the baseline ($old_soname) is still there" \
         "and unchanged; ${added:-0} function(s) added since the baseline"
     exit 0
