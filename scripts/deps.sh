@@ -5,13 +5,14 @@
 # (tests/browser: the version is pinned by tests/browser/package-lock.json).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev libssl-dev zlib1g-dev nlohmann-json3-dev libhttp-parser-dev
+      libhiredis-dev redis-server  # the cluster (lib/cluster) and its tests (tests/cluster: a real Redis)
       libcmocka-dev python3 python3-pytest python3-websockets python3-mypy python3-cryptography binutils git iproute2 python3-venv python3-pip python3-setuptools python3-wheel pybind11-dev python3-dev
       clang libclang-rt-14-dev
       chromium fonts-dejavu-core
       prometheus  # only its promtool: test_metrics_http checks the exposition with it
       abigail-tools)  # abidw/abidiff: the ABI check (tests/abi/README.md)
 [ "${1:-}" = "--build-only" ] && pkgs=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev
-      libssl-dev zlib1g-dev nlohmann-json3-dev libhttp-parser-dev libcmocka-dev)
+      libssl-dev zlib1g-dev nlohmann-json3-dev libhttp-parser-dev libcmocka-dev libhiredis-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

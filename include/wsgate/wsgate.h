@@ -76,7 +76,8 @@ extern "C" {
     XX(ETLS, 7, "TLS setup or certificate error")                                       \
     XX(EBUSY, 8, "not allowed on the service thread (inside a callback)")               \
     XX(ELIMIT, 9, "a configured limit was reached")                                     \
-    XX(EINTERNAL, 10, "broken internal invariant: please report it")
+    XX(EINTERNAL, 10, "broken internal invariant: please report it")                   \
+    XX(ECLUSTER, 11, "the cluster is down (Redis unreachable, hung or refusing): a cross-instance call failed")
 
 /** Status of every fallible call (WSG_OK, WSG_EINVAL, ...: see WSG_STATUS_MAP). */
 typedef enum wsg_status {
@@ -185,7 +186,11 @@ typedef struct wsg_server wsg_server;
 
 /** Names one connection for the life of its server: 64-bit, generational,
  *  never reused while the server lives, never 0. A stale id is harmless: calls
- *  taking it return WSG_ENOTFOUND. */
+ *  taking it return WSG_ENOTFOUND. In a cluster (cluster.redis) the top 16
+ *  bits are the node number of the instance that holds the connection, so
+ *  an id is unique across the cluster and can be used on any instance as it
+ *  is; 0 there means the connection opened before the instance got its node
+ *  number (Redis was down at start): such an id works on its own instance only. */
 typedef uint64_t wsg_conn_id;
 
 /** Kind of a data message. */
@@ -548,7 +553,14 @@ WSG_API wsg_status wsg_server_broadcast(wsg_server *server, wsg_msg_type type, c
  *  moment a close is decided, by wsg_conn_close, the peer, a timeout, a
  *  limit, backpressure or a stop, on every thread),
  *  WSG_EINVAL (bad type, NULL data with len > 0, or a message whose frames
- *  exceed limits.max_queue_bytes). Any thread. Since 0.1.0. */
+ *  exceed limits.max_queue_bytes). Any thread. Since 0.1.0.
+ *
+ *  Cluster (cluster.redis): an id of a connection of another instance (its
+ *  node number, in the top 16 bits, is another's) is sent there through
+ *  Redis: WSG_OK then means "handed to the cluster", as whether that
+ *  connection still exists is not known here (if it is gone, the message is
+ *  dropped there); WSG_ECLUSTER when the cluster is down or
+ *  cluster.max_pending commands wait for Redis. */
 WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_type type,
                                  const void *data, size_t len);
 
@@ -557,7 +569,9 @@ WSG_API wsg_status wsg_conn_send(wsg_server *server, wsg_conn_id conn, wsg_msg_t
  *  and a UTF-8 `reason` of at most 123 bytes (NULL means ""). The close frame
  *  goes out after the messages already queued. on_close reports WSG_CAUSE_APP.
  *  @return WSG_OK, WSG_ENOTFOUND, WSG_ECLOSED (already closing), WSG_EINVAL.
- *  Any thread. Since 0.1.0. */
+ *  Any thread. Since 0.1.0. With a cluster, a connection of another
+ *  instance is closed as wsg_conn_send sends to one (WSG_OK: handed to the
+ *  cluster; WSG_ECLUSTER). */
 WSG_API wsg_status wsg_conn_close(wsg_server *server, wsg_conn_id conn, int code,
                                   const char *reason);
 
@@ -672,7 +686,16 @@ WSG_API wsg_status wsg_conn_unsubscribe(wsg_server *server, wsg_conn_id conn, co
  *  @param data borrowed, copied before return.
  *  @return WSG_OK (also with no subscriber), WSG_EINVAL (bad topic, type, data,
  *  or a message no send queue could hold), WSG_ESTATE (not running).
- *  Any thread. Since 0.1.0. */
+ *  Any thread. Since 0.1.0.
+ *
+ *  Cluster (cluster.redis): local subscribers get the message at once (no
+ *  Redis round trip) and the other instances through one Redis PUBLISH (not
+ *  one per subscriber); an instance listens to a topic only while it has a
+ *  local subscriber. While the cluster is down the local delivery still
+ *  happens, the call returns WSG_OK and the copy for the other instances is
+ *  dropped and counted (wsgate_cluster_dropped_total). Pub/sub in Redis is
+ *  at most once: a message published while an instance is disconnected
+ *  from Redis does not reach it. */
 WSG_API wsg_status wsg_server_publish(wsg_server *server, const char *topic, wsg_msg_type type,
                                       const void *data, size_t len);
 
@@ -685,13 +708,22 @@ WSG_API wsg_status wsg_topic_subscribers(wsg_server *server, const char *topic, 
 /** Send one message to every open connection of an authenticated user (the
  *  user id given by the JWT or wsg_auth_accept; WSG_INFO_USER_ID).
  *  @return WSG_OK, WSG_ENOTFOUND (the user has no open connection), WSG_EINVAL,
- *  WSG_ESTATE. Any thread. Since 0.1.0. */
+ *  WSG_ESTATE. Any thread. Since 0.1.0.
+ *
+ *  Cluster (cluster.redis): the user's connections on every instance, the
+ *  local ones at once and the others through one PUBLISH on the user's
+ *  channel. WSG_ENOTFOUND is then never returned (whether the user has a
+ *  connection elsewhere is not known here): WSG_OK means delivered here
+ *  and/or handed to the cluster; WSG_ECLUSTER when the user has no local
+ *  connection and the cluster is down (with a local one, the local
+ *  delivery happens and the cluster's copy is counted as dropped). */
 WSG_API wsg_status wsg_user_send(wsg_server *server, const char *user_id, wsg_msg_type type,
                                  const void *data, size_t len);
 
 /** Close every open connection of a user, as wsg_conn_close (cause
  *  WSG_CAUSE_APP). @return WSG_OK, WSG_ENOTFOUND, WSG_EINVAL (code, reason).
- *  Any thread. Since 0.1.0. */
+ *  Any thread. Since 0.1.0. With a cluster: on every instance, with the
+ *  statuses of wsg_user_send. */
 WSG_API wsg_status wsg_user_close(wsg_server *server, const char *user_id, int code,
                                   const char *reason);
 

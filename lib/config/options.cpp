@@ -12,6 +12,7 @@
 #include "security/origin.h"
 #include "base/text.h"
 #include "config/suggest.h"
+#include "cluster/address.h"
 
 namespace wsgate {
 namespace {
@@ -80,6 +81,25 @@ std::string valid_cidrs(std::string_view v) {
     std::string err;
     CidrList::parse(v, &err);
     return err;
+}
+
+std::string valid_redis(std::string_view v) {
+    if (v.empty()) return {};
+    return parse_redis_address(v, nullptr);
+}
+
+// cluster.node_id and cluster.prefix: part of log lines, keys and channel
+// names, so printable and without spaces.
+std::string valid_name(std::string_view v) {
+    if (v.size() > 64) return "must be at most 64 bytes";
+    for (char c : v)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return "must be printable with no spaces";
+    return {};
+}
+
+std::string valid_prefix(std::string_view v) {
+    if (v.empty()) return "must not be empty (it keeps clusters sharing one Redis apart)";
+    return valid_name(v);
 }
 
 constexpr int64_t kKiB = 1024, kMiB = 1024 * 1024, kGiB = 1024 * kMiB;
@@ -336,6 +356,49 @@ const std::vector<OptionDef> kTable = {
      "(on 127.0.0.1), HOST:PORT or [IPv6]:PORT; port 0 picks a free one. Empty: off. Plain HTTP: "
      "keep it on loopback or a private network.",
      valid_listen_address},
+    {"cluster.redis", OptType::String, "", 0, 0, nullptr,
+     "Redis of the cluster (several instances behaving as one: README, Cluster): HOST:PORT with an IP "
+     "address literal, or unix:/path. Names are refused (resolving would block the service thread). "
+     "Empty: no cluster, nothing about Redis runs.",
+     valid_redis},
+    {"cluster.node_id", OptType::String, "", 0, 0, nullptr,
+     "This instance's name in the cluster's logs; empty: generated (host-pid-random), logged by "
+     "cluster_start.",
+     valid_name},
+    {"cluster.prefix", OptType::String, "wsgate", 0, 0, nullptr,
+     "Namespace of the cluster's Redis keys and channels, so two clusters can share one Redis.",
+     valid_prefix},
+    {"cluster.password_file", OptType::String, "", 0, 0, nullptr,
+     "File whose first line is the Redis password (AUTH), read when the server is created. Empty: no "
+     "AUTH.",
+     nullptr},
+    {"cluster.db", OptType::Int, "0", 0, 65535, nullptr,
+     "Redis database (SELECT) of the cluster's keys; channels are shared by every database.", nullptr},
+    {"cluster.connect_timeout_ms", OptType::Int, "1000", 10, 600000, nullptr,
+     "Most time a connection to Redis may take (TCP, AUTH, SELECT, first reply) before it is "
+     "abandoned and retried.",
+     nullptr},
+    {"cluster.command_timeout_ms", OptType::Int, "1000", 10, 600000, nullptr,
+     "Most time the oldest command may wait for Redis' reply: past it the connection is dropped and "
+     "made again (a hung Redis is detected by this); also how long the subscriber connection may "
+     "miss its heartbeat.",
+     nullptr},
+    {"cluster.reconnect_min_ms", OptType::Int, "50", 1, 600000, nullptr,
+     "First wait before connecting to Redis again; doubled on each failure up to "
+     "cluster.reconnect_max_ms, each wait drawn at random from its upper half.",
+     nullptr},
+    {"cluster.reconnect_max_ms", OptType::Int, "1000", 1, 3600000, nullptr,
+     "Longest wait between attempts to reach Redis (so delivery resumes within about this long of "
+     "Redis returning).",
+     nullptr},
+    {"cluster.max_pending", OptType::Int, "65536", 16, 10000000, nullptr,
+     "Commands waiting for Redis' reply on the command connection at most; past it publishes are "
+     "dropped (counted) and other cross-instance calls fail with WSG_ECLUSTER.",
+     nullptr},
+    {"cluster.require", OptType::Bool, "false", 0, 0, nullptr,
+     "Not ready (/readyz 503, wsgate_ready 0) while the cluster is down (Redis unreachable, or this "
+     "instance has no node number yet).",
+     nullptr},
     {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
      "Most bytes read per read event (at least 4096 are), into one buffer shared by every "
      "connection, so it costs nothing per connection: larger lets one read (and one coalesced "

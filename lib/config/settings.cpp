@@ -61,7 +61,8 @@ Settings::Settings(const wsg_config &c)
       tls_client_auth(c.string_of("tls.client_auth")),
       tls_min_version(c.string_of("tls.min_version")),
       tls_ciphers(c.string_of("tls.ciphers")),
-      tls_groups(c.string_of("tls.groups")) {
+      tls_groups(c.string_of("tls.groups")),
+      cluster(c) {
     auth_error = AuthSettings::build(c, &auth);
     trusted_proxies = *CidrList::parse(c.string_of("server.trusted_proxies"), nullptr);  // validated on set
     max_per_ip = static_cast<uint32_t>(c.int_of("limits.max_connections_per_ip"));
@@ -114,6 +115,9 @@ std::string Settings::check_tls() const {
 
 std::string Settings::check() const {
     if (!auth_error.empty()) return auth_error;
+    if (!cluster.error.empty()) return cluster.error;
+    if (cluster.enabled && !epoll_loop)
+        return "cluster.redis needs tuning.event_loop epoll (the Redis connections run on its libev loop)";
     if (!tls && (!tls_files.key_file.empty() || !tls_files.ca_file.empty()))
         return "tls.key_file and tls.ca_file need tls.cert_file (TLS is off without it)";
     if (tls_client_auth != "none" && tls_files.ca_file.empty())

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/config.h"
 #include "config/options.h"
 #include "security/auth.h"
 #include "security/limits.h"
@@ -78,6 +79,7 @@ struct Settings {
     std::string metrics_host;
     int metrics_port = -1;
     std::string auth_error;  // from AuthSettings::build, reported by check()
+    ClusterConfig cluster;  // cluster.*: off unless cluster.redis is set
 
     explicit Settings(const wsg_config &cfg);
     // Checks rules that involve several options; "" when consistent.

@@ -41,18 +41,28 @@ struct Subscribe {
     std::string topic;
     bool on;  // subscribe, or unsubscribe
 };
+// relay: the envelope for the other instances of a cluster (built by the
+// caller's thread), "" for none.
 struct Publish {
     std::string topic;
     OutMessage msg;
+    std::string relay;
 };
 struct UserSend {
     std::string user;
     OutMessage msg;
+    std::string relay;
 };
 struct UserClose {
     std::string user;
     int code;
     std::string reason;
+    std::string relay;
+};
+// One envelope for another instance: a connection of another node.
+struct Relay {
+    std::string channel;
+    std::string envelope;
 };
 struct Stop {};
 struct Drain {
@@ -72,7 +82,7 @@ struct SetQueuePolicy {
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
                              cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::Drain, cmd::SetTimeout, cmd::ReloadTls,
-                             cmd::SetQueuePolicy>;
+                             cmd::SetQueuePolicy, cmd::Relay>;
 
 class Mailbox {
 public:

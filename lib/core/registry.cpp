@@ -14,15 +14,16 @@ void Registry::add(Conn *conn) {
             free_head_ = 0;
         }
     } else {
-        if (slots_.size() >= 0xffffffffu) throw std::length_error("connection slots exhausted");
+        if (slots_.size() > kSlotMask) throw std::length_error("connection slots exhausted");
         index = static_cast<uint32_t>(slots_.size());
         slots_.emplace_back();
         live_pos_.push_back(0);
     }
     Slot &s = slots_[index];
     s.gen++;  // generation 0 is never handed out, so no id is 0
+    s.node = node_;
     s.conn = conn;
-    conn->id = (static_cast<uint64_t>(s.gen) << 32) | index;
+    conn->id = (static_cast<uint64_t>(node_) << kNodeShift) | (static_cast<uint64_t>(s.gen) << kSlotBits) | index;
     live_pos_[index] = static_cast<uint32_t>(live_.size());
     live_.push_back(conn);
     count_.store(live_.size(), std::memory_order_relaxed);
@@ -30,16 +31,16 @@ void Registry::add(Conn *conn) {
 
 void Registry::remove(Conn *conn) {
     std::lock_guard<std::mutex> lock(mu);
-    uint32_t index = static_cast<uint32_t>(conn->id & 0xffffffffu);
+    uint32_t index = slot_of(conn->id);
     if (index >= slots_.size() || slots_[index].conn != conn) return;
     Slot &s = slots_[index];
     s.conn = nullptr;
     // A slot whose generation would wrap is retired, so an id is never reused.
-    if (s.gen != 0xffffffffu) free_.push_back(index);
+    if (s.gen != kGenMask) free_.push_back(index);
     uint32_t pos = live_pos_[index];
     Conn *last = live_.back();
     live_[pos] = last;
-    live_pos_[static_cast<uint32_t>(last->id & 0xffffffffu)] = pos;
+    live_pos_[slot_of(last->id)] = pos;
     live_.pop_back();
     count_.store(live_.size(), std::memory_order_relaxed);
 }

@@ -37,8 +37,15 @@ Server::Server(Settings settings, wsg_server *self)
       inbox_(cfg_, outbox_, app, log, clock_, metrics_),
       gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_, metrics_),
       probes_(transport_, wheel_, clock_, cfg_.handshake_timeout_ms),
-      mailbox_(transport_) {
+      mailbox_(transport_),
+      cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_) {
     app.server = self;
+    if (cluster_.enabled()) {
+        // The channels follow the indexes: a topic's while it has a local
+        // subscriber, a user's while the user has a local connection.
+        topics_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_topic(name, first); };
+        users_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_user(name, first); };
+    }
     log.set_server(self);
     log.set_min_level(cfg_.log_level);
     log.set_max_per_s(static_cast<uint32_t>(cfg_.log_max_per_s));
@@ -173,6 +180,8 @@ void Server::loop() {
     tick_stats_ = TickStats();
     tick_stats_.window_start_ms = clock_.now_ms();
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
+    // Connects asynchronously: the loop serves at once, with or without Redis.
+    cluster_.start();
     last_tick_ms_.store(mono_ms(), std::memory_order_relaxed);
     serving_ = true;
     update_ready();
@@ -189,6 +198,10 @@ void Server::loop() {
 // Service thread, or a lifecycle call when the loop never ran.
 void Server::close_transport() {
     mailbox_.close();
+    // Redis first: its contexts live on the loop the transport destroys
+    // (LWS-NOTES.md: redisAsyncFree, then lws_context_destroy, then
+    // ev_loop_destroy).
+    cluster_.stop();
     if (transport_.is_open()) {
         transport_.stop_timer(&shutdown_timer_);
         transport_.stop_timer(&tick_timer_);
@@ -711,8 +724,8 @@ bool Server::healthy() const {
 }
 
 void Server::update_ready() {
-    // Hook to come: the cluster up when cluster.require is set (issue 12).
-    const bool ready = serving_ && !stopping_ && !draining_.load(std::memory_order_relaxed);
+    const bool ready = serving_ && !stopping_ && !draining_.load(std::memory_order_relaxed) &&
+                       (!cfg_.cluster.require || cluster_.up());
     metrics_.ready.set(ready ? 1 : 0);
 }
 
@@ -798,6 +811,7 @@ void Server::count_topics() {
 }
 
 void Server::execute(cmd::Publish &c) {
+    if (!c.relay.empty()) cluster_.relay(cluster_.topic_channel(c.topic), c.relay);
     const Topic *t = topics_.find(c.topic);
     if (!t) return;
     // Delivering never changes the member list (a close takes effect at
@@ -811,11 +825,13 @@ void Server::execute(cmd::Publish &c) {
 }
 
 void Server::execute(cmd::UserSend &c) {
+    if (!c.relay.empty()) cluster_.relay(cluster_.user_channel(c.user), c.relay);
     if (const std::vector<Conn *> *conns = users_.find(c.user))
         for (Conn *conn : *conns) outbox_.deliver(conn, c.msg);
 }
 
 void Server::execute(cmd::UserClose &c) {
+    if (!c.relay.empty()) cluster_.relay(cluster_.user_channel(c.user), c.relay);
     if (const std::vector<Conn *> *conns = users_.find(c.user)) {
         // Closing does not change the list until each connection ends.
         for (Conn *conn : *conns) outbox_.close(conn, c.code, c.reason, WSG_CAUSE_APP, false);
@@ -838,6 +854,8 @@ void Server::execute(cmd::SetQueuePolicy &c) {
     Conn *conn = registry_.get(c.id);
     if (conn) conn->queue_policy.store(static_cast<uint8_t>(c.policy), std::memory_order_relaxed);
 }
+
+void Server::execute(cmd::Relay &c) { cluster_.relay(c.channel, c.envelope); }
 
 void Server::execute(cmd::ReloadTls &) {
     std::string why = ssl_ctx_ ? tls_reload(ssl_ctx_, cfg_.tls_files) : std::string();
@@ -893,6 +911,11 @@ wsg_status Server::check_message(wsg_msg_type type, const void *data, size_t len
 
 wsg_status Server::send(wsg_conn_id id, wsg_msg_type type, const void *data, size_t len) {
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
+    if (remote_id(id))
+        return relay(cluster_.node_channel(Registry::node_of(id)),
+                     envelope(EnvelopeKind::ConnMessage, type, conn_target(id),
+                              std::string_view(static_cast<const char *>(data), len)),
+                     "send to connection " + std::to_string(id));
     OutMessage m(type, data, len, cfg_.write_batch_bytes);
     if (wsg_status st = check_message(type, data, len, &m)) return st;
     return dispatch(
@@ -914,6 +937,10 @@ wsg_status Server::check_close(int code, const char *reason, std::string *why) {
 wsg_status Server::close(wsg_conn_id id, int code, const char *reason) {
     std::string why;
     if (wsg_status st = check_close(code, reason, &why)) return st;
+    if (remote_id(id))
+        return relay(cluster_.node_channel(Registry::node_of(id)),
+                     envelope(EnvelopeKind::ConnClose, WSG_MSG_TEXT, conn_target(id), close_body(code, why)),
+                     "close of connection " + std::to_string(id));
     return dispatch(
         id, true, [&](Conn *c) { outbox_.close(c, code, why, WSG_CAUSE_APP, false); },
         [&] { return Command(cmd::Close{id, code, why}); });
@@ -1031,8 +1058,10 @@ wsg_status Server::publish(const char *topic, wsg_msg_type type, const void *dat
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
     const bool here = on_service_thread();
     // Nobody listens: nothing is built.
-    if (here && !topics_.find(topic)) return WSG_OK;
-    cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    if (here && !topics_.find(topic) && !cluster_.enabled()) return WSG_OK;
+    cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes),
+                   envelope(EnvelopeKind::TopicMessage, type, topic,
+                            std::string_view(static_cast<const char *>(data), len))};
     if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
     if (here) {
         execute(c);
@@ -1081,9 +1110,16 @@ wsg_status Server::user_conn_ids(const char *user, wsg_conn_id *ids, size_t capa
 wsg_status Server::user_send(const char *user, wsg_msg_type type, const void *data, size_t len) {
     if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
-    if (!locked([&] { return users_.find(user) != nullptr; }))
-        return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
-    cmd::UserSend c{user, OutMessage(type, data, len, cfg_.write_batch_bytes)};
+    // With a cluster the user may be on another instance: whether it is
+    // cannot be known here without a round trip.
+    if (!locked([&] { return users_.find(user) != nullptr; })) {
+        if (!cluster_.enabled()) return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
+        if (!cluster_.up())
+            return cluster_down(std::string("user '") + user + "' has no connection on this instance");
+    }
+    cmd::UserSend c{user, OutMessage(type, data, len, cfg_.write_batch_bytes),
+                    envelope(EnvelopeKind::UserMessage, type, user,
+                             std::string_view(static_cast<const char *>(data), len))};
     if (wsg_status st = check_message(type, data, len, &c.msg)) return st;
     if (on_service_thread()) {
         execute(c);
@@ -1098,9 +1134,12 @@ wsg_status Server::user_close(const char *user, int code, const char *reason) {
     if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
     std::string why;
     if (wsg_status st = check_close(code, reason, &why)) return st;
-    if (!locked([&] { return users_.find(user) != nullptr; }))
-        return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
-    cmd::UserClose c{user, code, why};
+    if (!locked([&] { return users_.find(user) != nullptr; })) {
+        if (!cluster_.enabled()) return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
+        if (!cluster_.up())
+            return cluster_down(std::string("user '") + user + "' has no connection on this instance");
+    }
+    cmd::UserClose c{user, code, why, envelope(EnvelopeKind::UserClose, WSG_MSG_TEXT, user, close_body(code, why))};
     if (on_service_thread()) {
         execute(c);
         return WSG_OK;
@@ -1162,6 +1201,108 @@ wsg_status Server::conn_info(wsg_conn_id id, wsg_conn_info *info) {
         if (c->subs)
             for (const Subscription &sub : *c->subs) info->topics.push_back(sub.topic->name);
     });
+}
+
+}  // namespace wsgate
+
+namespace wsgate {
+
+// ---------------------------------------------------------------- cluster
+
+bool Server::remote_id(wsg_conn_id id) const {
+    if (!cluster_.enabled()) return false;
+    const uint16_t node = Registry::node_of(id);
+    return node != 0 && node != cluster_.node();
+}
+
+wsg_status Server::cluster_down(const std::string &what) const {
+    return fail(WSG_ECLUSTER, what + ", and the cluster is down (" + cluster_.down_reason() +
+                                  "): nothing could be handed to the other instances");
+}
+
+std::string Server::envelope(EnvelopeKind kind, wsg_msg_type type, std::string_view target,
+                             std::string_view body) const {
+    std::string out;
+    if (cluster_.enabled())
+        encode_envelope(kind, static_cast<uint8_t>(type), cluster_.node(), cluster_.tag(), target, body, &out);
+    return out;
+}
+
+wsg_status Server::relay(std::string channel, std::string envelope, const std::string &what) {
+    if (!cluster_.up()) return cluster_down(what + " (a connection of another instance)");
+    if (on_service_thread()) {
+        if (!cluster_.relay(channel, envelope))
+            return fail(WSG_ECLUSTER, what + ": not handed to Redis (" +
+                                          (cluster_.up() ? std::string("cluster.max_pending commands are waiting")
+                                                         : cluster_.down_reason()) +
+                                          ")");
+        return WSG_OK;
+    }
+    if (!mailbox_.post(cmd::Relay{std::move(channel), std::move(envelope)}))
+        return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+void Server::on_cluster_node(uint16_t node) {
+    std::lock_guard<std::mutex> lock(registry_.mu);
+    registry_.set_node(node);
+}
+
+// A message from another instance: delivered here as if published here
+// (without relaying it again). Envelopes come from Redis, so from the
+// network: anything malformed is dropped, never trusted.
+void Server::on_cluster_message(const Envelope &e) {
+    const auto type = static_cast<wsg_msg_type>(e.msg_type);
+    auto message = [&] { return OutMessage(type, e.body.data(), e.body.size(), cfg_.write_batch_bytes); };
+    const bool data_kind = e.kind == EnvelopeKind::TopicMessage || e.kind == EnvelopeKind::UserMessage ||
+                           e.kind == EnvelopeKind::ConnMessage;
+    if (data_kind && type != WSG_MSG_TEXT && type != WSG_MSG_BINARY) {
+        metrics_.cluster_dropped.add(metric::ClusterDrop::invalid);
+        return;
+    }
+    int code = 0;
+    std::string_view reason;
+    std::string why;
+    const bool close_kind = e.kind == EnvelopeKind::UserClose || e.kind == EnvelopeKind::ConnClose;
+    if (close_kind && (!parse_close_body(e.body, &code, &reason) ||
+                       check_close(code, std::string(reason).c_str(), &why) != WSG_OK)) {
+        metrics_.cluster_dropped.add(metric::ClusterDrop::invalid);
+        return;
+    }
+    switch (e.kind) {
+    case EnvelopeKind::TopicMessage: {
+        if (!topics_.find(e.target)) return;
+        cmd::Publish c{std::string(e.target), message(), std::string()};
+        execute(c);
+        return;
+    }
+    case EnvelopeKind::UserMessage: {
+        if (!users_.find(e.target)) return;
+        cmd::UserSend c{std::string(e.target), message(), std::string()};
+        execute(c);
+        return;
+    }
+    case EnvelopeKind::UserClose: {
+        cmd::UserClose c{std::string(e.target), code, why, std::string()};
+        execute(c);
+        return;
+    }
+    case EnvelopeKind::ConnMessage: {
+        Conn *conn = registry_.get(conn_from_target(e.target));
+        if (conn && !conn->closing && !conn->close_requested.load()) {
+            OutMessage m = message();
+            outbox_.deliver(conn, m);
+        }
+        return;
+    }
+    case EnvelopeKind::ConnClose: {
+        Conn *conn = registry_.get(conn_from_target(e.target));
+        if (conn && !conn->closing && !conn->close_requested.exchange(true))
+            outbox_.close(conn, code, why, WSG_CAUSE_APP, false);
+        return;
+    }
+    }
+    // A kind a newer version sends: ignored.
 }
 
 }  // namespace wsgate

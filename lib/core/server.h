@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/cluster.h"
 #include "config/settings.h"
 #include "core/callbacks.h"
 #include "core/conn.h"
@@ -108,7 +109,8 @@ public:
     std::string metrics_text() const { return metrics_.render(); }
     // Any thread. Alive: the service loop turns (its tick ran lately).
     bool healthy() const;
-    // Any thread. Accepting upgrades: serving, not draining or stopping, and healthy.
+    // Any thread. Accepting upgrades: serving, not draining or stopping,
+    // healthy, and with cluster.require the cluster up.
     bool ready() const { return metrics_.ready.get() == 1 && healthy(); }
     size_t conn_ids(wsg_conn_id *ids, size_t capacity);
     wsg_status conn_info(wsg_conn_id id, wsg_conn_info *out);
@@ -168,6 +170,32 @@ private:
     bool on_client_certificate(bool verified);
     void on_transport_error(const std::string &message);
 
+    // What the cluster reports (service thread), through a member object
+    // for the same reason as Events.
+    struct ClusterEvents final : ClusterSink {
+        explicit ClusterEvents(Server *s) : s(s) {}
+        Server *s;
+        void on_cluster_message(const Envelope &e) override {
+            s->on_cluster_message(e);
+            s->outbox_.flush();
+        }
+        void on_cluster_node(uint16_t node) override { s->on_cluster_node(node); }
+        void on_cluster_state(bool) override { s->update_ready(); }
+    };
+    void on_cluster_message(const Envelope &e);
+    void on_cluster_node(uint16_t node);
+    // A connection id of another node of the cluster (with the cluster on).
+    bool remote_id(wsg_conn_id id) const;
+    // Hands one envelope for other instances to the cluster, from any
+    // thread: WSG_ECLUSTER when the cluster is down, saying why (`what`
+    // names the call).
+    wsg_status relay(std::string channel, std::string envelope, const std::string &what);
+    // WSG_ECLUSTER with the reason the cluster is down.
+    wsg_status cluster_down(const std::string &what) const;
+    // The envelope of a message or close for other instances: "" without a
+    // cluster.
+    std::string envelope(EnvelopeKind kind, wsg_msg_type type, std::string_view target, std::string_view body) const;
+
     // Type, data and (with m) size of a message to send.
     wsg_status check_message(wsg_msg_type type, const void *data, size_t len, const OutMessage *m) const;
     // Checks a close code and reason as wsg_conn_close takes them.
@@ -214,6 +242,7 @@ private:
     void execute(cmd::SetTimeout &c);
     void execute(cmd::ReloadTls &c);
     void execute(cmd::SetQueuePolicy &c);
+    void execute(cmd::Relay &c);
     // Runs direct(conn) at once on the service thread; elsewhere checks the
     // id under the registry lock and posts make() for the loop.
     template <class Direct, class Make>
@@ -240,6 +269,8 @@ private:
     Gate gate_;
     Probes probes_;
     Mailbox mailbox_;
+    ClusterEvents cluster_events_{this};
+    Cluster cluster_;  // off without cluster.redis
 
     // Lifecycle: life_mu_ guards state_, the transport's opening and closing
     // and thread_; stop_mu_ serialises whole stop() calls.

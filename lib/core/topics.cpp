@@ -26,6 +26,7 @@ bool TopicIndex::subscribe(Conn *c, std::string_view name) {
     if (!slot) {
         slot = std::make_unique<Topic>();
         slot->name = std::string(name);
+        if (on_first_last) on_first_last(slot->name, true);
     }
     Topic *t = slot.get();
     subs.push_back(Subscription{t, static_cast<uint32_t>(t->members.size())});
@@ -63,7 +64,10 @@ void TopicIndex::remove(Conn *c, uint32_t i) {
     subs[i] = last;
     subs.pop_back();
     if (i < subs.size()) last.topic->members[last.pos].pos = i;
-    if (t->members.empty()) topics_.erase(t->name);
+    if (t->members.empty()) {
+        if (on_first_last) on_first_last(t->name, false);
+        topics_.erase(t->name);
+    }
     subscriptions_--;
 }
 
@@ -78,14 +82,21 @@ const Topic *TopicIndex::find(std::string_view name) const {
     return it == topics_.end() ? nullptr : it->second.get();
 }
 
-void UserIndex::add(const std::string &user, Conn *c) { users_[user].push_back(c); }
+void UserIndex::add(const std::string &user, Conn *c) {
+    std::vector<Conn *> &v = users_[user];
+    v.push_back(c);
+    if (v.size() == 1 && on_first_last) on_first_last(user, true);
+}
 
 void UserIndex::remove(const std::string &user, Conn *c) {
     auto it = users_.find(user);
     if (it == users_.end()) return;
     std::vector<Conn *> &v = it->second;
     v.erase(std::remove(v.begin(), v.end(), c), v.end());
-    if (v.empty()) users_.erase(it);
+    if (v.empty()) {
+        users_.erase(it);
+        if (on_first_last) on_first_last(user, false);
+    }
 }
 
 const std::vector<Conn *> *UserIndex::find(std::string_view user) const {

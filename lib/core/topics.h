@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,8 +45,16 @@ struct Topic {
 constexpr size_t kMaxTopicBytes = 255;
 std::string check_topic(std::string_view name);
 
+// Called when a name gains its first entry (true) or loses its last
+// (false): the cluster listens to a topic's or user's channel exactly while
+// this instance has a local subscriber or connection (a reference count of
+// one per name, never one Redis subscription per connection). Runs on the
+// service thread under Registry::mu: it must not block.
+using FirstLastFn = std::function<void(const std::string &name, bool first)>;
+
 class TopicIndex {
 public:
+    FirstLastFn on_first_last;
     // False when c already was a subscriber.
     bool subscribe(Conn *c, std::string_view name);
     // False when c was not a subscriber.
@@ -66,6 +75,7 @@ private:
 // A user's open connections (authenticated connections with a user id).
 class UserIndex {
 public:
+    FirstLastFn on_first_last;
     void add(const std::string &user, Conn *c);
     void remove(const std::string &user, Conn *c);
     // nullptr when the user has no open connection.

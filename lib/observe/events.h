@@ -79,6 +79,19 @@
     X(drain, INFO,                                                                                    \
       "connections, duration_ms (a drain began: `wsg_server_drain`, or `wsg_server_request_stop` "    \
       "with `server.drain_ms`; each connection gets 1012 at a steady pace, then `stop`)")             \
+    X(cluster_start, INFO,                                                                            \
+      "node_id, redis, prefix (the cluster is on, `cluster.redis`: this instance begins to connect)") \
+    X(cluster_up, INFO,                                                                               \
+      "node, node_id, redis, down_ms (the cluster works: both Redis connections ready, node number "  \
+      "known; down_ms since the start or the `cluster_down`)")                                        \
+    X(cluster_down, WARN,                                                                             \
+      "redis, link, message (Redis cannot be reached, refused the password, hung or is no Redis: "   \
+      "once per outage; cross-instance calls fail with WSG_ECLUSTER, publishes to other instances "   \
+      "are dropped and counted, local delivery goes on)")                                             \
+    X(cluster_retry, DEBUG, "link, message (another attempt to reach Redis failed during an outage)") \
+    X(cluster_invalid, WARN,                                                                          \
+      "channel, bytes (a message on a cluster channel was not a wsgate envelope: another program "   \
+      "publishes under `cluster.prefix`; counted and ignored)")                                       \
     X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")   \
     X(log_suppressed, WARN,                                                                           \
       "of, the key field of that event when it has one (status, cause), suppressed, window_ms "      \
@@ -105,6 +118,8 @@
     X(bad_compression, "")                \
     X(protocol_error, "")                 \
     X(write_failed, "")                   \
+    X(cluster_retry, "link")              \
+    X(cluster_invalid, "")                \
     X(error, "source")
 
 namespace wsgate {

@@ -54,14 +54,20 @@
 
 #define WSGATE_TRANSPORTS(V) V(tcp) V(tls)
 
+// Why a message for other instances was lost (lib/cluster).
+#define WSGATE_CLUSTER_DROPS(V)                                                                  \
+    V(down)        /* the cluster was down (Redis unreachable, or no node number yet) */        \
+    V(full)        /* cluster.max_pending commands were waiting for Redis */                     \
+    V(unconfirmed) /* sent, but the connection was lost before Redis confirmed it */             \
+    V(invalid)     /* received from Redis, but not an envelope this version reads */
+
 // ---------------------------------------------------------------- the list
 // X(id, kind, label_set, buckets, name, help)
 //   kind: Counter, Gauge or Histogram; label_set: one of the sets below
 //   (NoLabel for none); buckets: a bucket set for histograms, NoBuckets
 //   otherwise. Names follow Prometheus' conventions: `wsgate_` prefix,
 //   base units (`_seconds`, `_bytes`), `_total` on counters.
-// Cluster metrics (Redis up, reconnects, publish round trip, presence
-// entries) come with the cluster (issue 12).
+// Presence metrics come with presence (issue 12, phase 2).
 #define WSGATE_METRICS(X)                                                                          \
     X(connections, Gauge, NoLabel, NoBuckets, "wsgate_connections",                                \
       "Open WebSocket connections (upgraded, not yet closed).")                                    \
@@ -120,7 +126,21 @@
       "payload as received). plain / compressed is the compression ratio.")                        \
     X(topics, Gauge, NoLabel, NoBuckets, "wsgate_topics", "Topics with at least one subscriber.")  \
     X(subscriptions, Gauge, NoLabel, NoBuckets, "wsgate_subscriptions",                            \
-      "Subscriptions (connection, topic) in all.")
+      "Subscriptions (connection, topic) in all.")                                               \
+    X(cluster_up, Gauge, NoLabel, NoBuckets, "wsgate_cluster_up",                                  \
+      "1 while the cluster works (cluster.redis): both Redis connections ready and this instance's " \
+      "node number known; 0 while it is down, and without a cluster.")                            \
+    X(cluster_reconnects, Counter, NoLabel, NoBuckets, "wsgate_cluster_reconnects_total",          \
+      "Connections to Redis made again after one was lost or failed (either of the two).")         \
+    X(cluster_sent, Counter, NoLabel, NoBuckets, "wsgate_cluster_published_total",                 \
+      "Messages handed to Redis for other instances (one PUBLISH per publish, user or remote "     \
+      "connection call).")                                                                         \
+    X(cluster_received, Counter, NoLabel, NoBuckets, "wsgate_cluster_received_total",             \
+      "Messages received from other instances through Redis.")                                     \
+    X(cluster_dropped, Counter, ClusterDropLabel, NoBuckets, "wsgate_cluster_dropped_total",      \
+      "Messages between instances lost, by reason (WSGATE_CLUSTER_DROPS).")                        \
+    X(cluster_publish_rtt, Histogram, NoLabel, ClusterBuckets, "wsgate_cluster_publish_seconds",   \
+      "Round trip of a PUBLISH: sent to Redis' reply.")
 
 namespace wsgate {
 namespace metric {
@@ -134,6 +154,7 @@ enum class AcceptLimit : uint8_t { WSGATE_ACCEPT_LIMITS(WSGATE_METRIC_ENUM_) };
 enum class RateLimit : uint8_t { WSGATE_RATE_LIMITS(WSGATE_METRIC_ENUM_) };
 enum class Direction : uint8_t { WSGATE_DIRECTIONS(WSGATE_METRIC_ENUM_) };
 enum class TransportKind : uint8_t { WSGATE_TRANSPORTS(WSGATE_METRIC_ENUM_) };
+enum class ClusterDrop : uint8_t { WSGATE_CLUSTER_DROPS(WSGATE_METRIC_ENUM_) };
 
 // A label set: its label's name and values; index 0.. count-1.
 struct NoLabel {
@@ -153,6 +174,7 @@ WSGATE_LABEL_SET_(AcceptLimitLabel, "limit", WSGATE_ACCEPT_LIMITS, WSGATE_METRIC
 WSGATE_LABEL_SET_(RateLabel, "limit", WSGATE_RATE_LIMITS, WSGATE_METRIC_TEXT_)
 WSGATE_LABEL_SET_(DirectionLabel, "direction", WSGATE_DIRECTIONS, WSGATE_METRIC_TEXT_)
 WSGATE_LABEL_SET_(TransportLabel, "transport", WSGATE_TRANSPORTS, WSGATE_METRIC_TEXT_)
+WSGATE_LABEL_SET_(ClusterDropLabel, "reason", WSGATE_CLUSTER_DROPS, WSGATE_METRIC_TEXT_)
 #define WSGATE_CAUSE_TEXT_(name, value, text, doc) text,
 #define WSGATE_CAUSES_(V) WSG_CLOSE_CAUSE_MAP(V)
 WSGATE_LABEL_SET_(CauseLabel, "cause", WSGATE_CAUSES_, WSGATE_CAUSE_TEXT_)
@@ -184,6 +206,12 @@ struct RttBuckets {
 struct HandshakeBuckets {
     static constexpr int64_t bounds_us[] = {500,    1000,   2500,    5000,    10000,   25000,   50000,
                                             100000, 250000, 500000,  1000000, 2500000, 5000000, 10000000};
+    static constexpr size_t count = sizeof bounds_us / sizeof *bounds_us;
+};
+
+struct ClusterBuckets {
+    static constexpr int64_t bounds_us[] = {50,    100,   250,    500,    1000,   2500,    5000,
+                                            10000, 25000, 50000,  100000, 250000, 1000000, 5000000};
     static constexpr size_t count = sizeof bounds_us / sizeof *bounds_us;
 };
 

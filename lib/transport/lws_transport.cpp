@@ -386,6 +386,8 @@ void Transport::run_once() {
         lws_service(m.ctx, 0);
 }
 
+struct ev_loop *Transport::ev_loop() const { return impl_->ctx ? impl_->evloop : nullptr; }
+
 void Transport::wake() {
     if (impl_->ctx) lws_cancel_service(impl_->ctx);
 }

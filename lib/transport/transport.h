@@ -17,6 +17,7 @@
 
 typedef struct ssl_st SSL;
 typedef struct ssl_ctx_st SSL_CTX;
+struct ev_loop;
 
 namespace wsgate {
 
@@ -97,6 +98,11 @@ public:
     int metrics_port() const;
     // Serves one round of events (blocks until something happens).
     void run_once();
+    // The libev loop under lws (tuning.event_loop epoll), for other clients
+    // of the same loop (hiredis, lib/cluster); nullptr with lws' own poll loop
+    // or while closed. Service thread. Whatever is attached to it must be
+    // detached before close().
+    struct ev_loop *ev_loop() const;
     // Any thread while open: makes the loop call on_wake() soon.
     void wake();
     // Closes every link (on_close for each) and the listener, frees the loop.

@@ -158,6 +158,7 @@ def test_error_hierarchy():
         wsgate.BusyError: (Status.EBUSY, RuntimeError),
         wsgate.LimitError: (Status.ELIMIT, wsgate.WsgateError),
         wsgate.InternalError: (Status.EINTERNAL, wsgate.WsgateError),
+        wsgate.ClusterError: (Status.ECLUSTER, ConnectionError),
     }
     for cls, (status, base) in expected.items():
         assert issubclass(cls, wsgate.WsgateError) and issubclass(cls, base)

@@ -34,6 +34,7 @@ from ._config import Config, OptionInfo, OptionValue, options
 from ._errors import (
     BusyError,
     ClosedError,
+    ClusterError,
     InternalError,
     InvalidArgumentError,
     LimitError,
@@ -82,6 +83,7 @@ __all__ = [
     "BusyError",
     "LimitError",
     "InternalError",
+    "ClusterError",
 ]
 
 

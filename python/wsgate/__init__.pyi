@@ -5,6 +5,7 @@ from ._config import Config as Config, OptionInfo as OptionInfo, OptionValue as 
 from ._errors import (
     BusyError as BusyError,
     ClosedError as ClosedError,
+    ClusterError as ClusterError,
     InternalError as InternalError,
     InvalidArgumentError as InvalidArgumentError,
     LimitError as LimitError,

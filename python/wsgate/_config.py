@@ -120,13 +120,18 @@ def option_name(keyword: str) -> str:
     bare name that is the last part of several (``level``: ``log.level`` and
     ``compression.level``) raises :class:`~wsgate.InvalidArgumentError`
     naming them. Anything else is returned unchanged, so the core reports it
-    as unknown (with the closest names)."""
+    as unknown (with the closest names). ``section_name`` with one underscore
+    (``cluster_redis``) also means ``section.name`` when no option ends in
+    that bare name."""
     if "__" in keyword:
         return keyword.replace("__", ".")
-    matches = [info.name for info in options() if info.name.rsplit(".", 1)[-1] == keyword]
+    names = [info.name for info in options()]
+    matches = [name for name in names if name.rsplit(".", 1)[-1] == keyword]
     if len(matches) > 1:
         spelled = " or ".join(f"{m.replace('.', '__')}=..." for m in matches)
         raise InvalidArgumentError(
             f"keyword '{keyword}' is ambiguous: it names {' and '.join(matches)}; use "
             f"{spelled} (or the dotted name in options=)", Status.EINVAL)
+    if not matches:
+        matches = [name for name in names if name.replace(".", "_", 1) == keyword]
     return matches[0] if len(matches) == 1 else keyword

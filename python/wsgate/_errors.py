@@ -20,6 +20,7 @@ __all__ = [
     "BusyError",
     "LimitError",
     "InternalError",
+    "ClusterError",
 ]
 
 
@@ -37,6 +38,7 @@ class Status(enum.IntEnum):
     EBUSY = 8
     ELIMIT = 9
     EINTERNAL = 10
+    ECLUSTER = 11
 
 
 class WsgateError(Exception):
@@ -137,6 +139,14 @@ class InternalError(WsgateError):
     STATUS = Status.EINTERNAL
 
 
+class ClusterError(WsgateError, ConnectionError):
+    """``WSG_ECLUSTER``: the cluster is down (Redis unreachable, hung or
+    refusing the password) and a cross-instance call could not be handed to
+    the other instances; the message says why."""
+
+    STATUS = Status.ECLUSTER
+
+
 _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
     int(cls.STATUS): cls
     for cls in (
@@ -150,6 +160,7 @@ _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
         BusyError,
         LimitError,
         InternalError,
+        ClusterError,
     )
     if cls.STATUS is not None
 }

@@ -932,8 +932,9 @@ void test_utf8_random_split_feeding_matches_whole(void **) {
 
 // ------------------------------------------------------------------ Registry
 
-uint32_t slot_of(wsg_conn_id id) { return static_cast<uint32_t>(id & 0xffffffffu); }
-uint32_t gen_of(wsg_conn_id id) { return static_cast<uint32_t>(id >> 32); }
+uint32_t slot_of(wsg_conn_id id) { return Registry::slot_of(id); }
+uint32_t gen_of(wsg_conn_id id) { return Registry::gen_of(id); }
+constexpr int kGenShift = Registry::kSlotBits;
 
 void test_registry_add_assigns_nonzero_ids_found_by_get(void **) {
     Registry reg;
@@ -959,15 +960,16 @@ void test_registry_get_rejects_unknown_ids(void **) {
     Registry reg;
     assert_null(reg.get(0));
     assert_null(reg.get(1));
-    assert_null(reg.get(1ull << 32));
+    assert_null(reg.get(1ull << kGenShift));
     assert_null(reg.get(~0ull));
     Conn c;
     reg.add(&c);
     assert_null(reg.get(0));
-    assert_null(reg.get(c.id + (1ull << 32)));         // wrong generation
-    assert_null(reg.get(c.id - (uint64_t(gen_of(c.id)) << 32)));  // generation 0
+    assert_null(reg.get(c.id + (1ull << kGenShift)));         // wrong generation
+    assert_null(reg.get(c.id - (uint64_t(gen_of(c.id)) << kGenShift)));  // generation 0
     assert_null(reg.get(c.id + 1));                    // slot never used
-    assert_null(reg.get((c.id & ~0xffffffffull) | 0xffffffffu));
+    assert_null(reg.get((c.id & ~uint64_t(Registry::kSlotMask)) | Registry::kSlotMask));
+    assert_null(reg.get(c.id | (uint64_t(7) << Registry::kNodeShift)));  // another node's id
     assert_ptr_equal(reg.get(c.id), &c);
     reg.remove(&c);
 }

@@ -1,0 +1,114 @@
+/* Shared by the cluster suites: wsgate instances on one real Redis
+ * (tests/support/redis_proc.h), clients with a user id, bounded waits. */
+#ifndef WSGATE_CLUSTER_UTIL_H
+#define WSGATE_CLUSTER_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_proc.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+#define HOST "127.0.0.1"
+
+typedef struct {
+    wsc *c;
+    wsg_conn_id id;
+} client;
+
+/* The user id comes from an x-user header (none: no user). */
+static void user_from_header(wsg_server *s, wsg_auth_request *req, void *user) {
+    (void)s;
+    (void)user;
+    const char *who;
+    if (wsg_auth_request_header(req, "x-user", &who) == WSG_OK)
+        wsg_auth_accept(req, who);
+    else
+        wsg_auth_accept(req, NULL);
+}
+
+/* An instance of the cluster on `address`, with extra settings (NULL-ended,
+ * may be NULL). Echoes messages. */
+static tsrv *instance(const char *address, const char *prefix, const char *const *extra) {
+    char redis[96], pre[64];
+    snprintf(redis, sizeof redis, "cluster.redis=%s", address);
+    snprintf(pre, sizeof pre, "cluster.prefix=%s", prefix);
+    const char *settings[24] = {"auth.mode=callback", "log.level=info", redis, pre,
+                                "cluster.reconnect_min_ms=20", "cluster.reconnect_max_ms=200",
+                                "cluster.connect_timeout_ms=500", "cluster.command_timeout_ms=500"};
+    int n = 8;
+    for (int i = 0; extra && extra[i] && n < 23; i++) settings[n++] = extra[i];
+    settings[n] = NULL;
+    return tsrv_start_auth(settings, 1, user_from_header);
+}
+
+static int cluster_up(tsrv *t) {
+    char buf[16384];
+    size_t len = 0;
+    if (wsg_server_metrics(t->srv, buf, sizeof buf - 1, &len) != WSG_OK) return 0;
+    buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
+    return strstr(buf, "\nwsgate_cluster_up 1\n") != NULL;
+}
+
+/* A metric's value (first sample line starting with `name`), -1 if absent. */
+static long long metric(tsrv *t, const char *name) {
+    static char buf[65536];
+    size_t len = 0;
+    if (wsg_server_metrics(t->srv, buf, sizeof buf - 1, &len) != WSG_OK) return -1;
+    buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
+    char want[160];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *p = strstr(buf, want);
+    return p ? atoll(p + strlen(want)) : -1;
+}
+
+static client open_client(tsrv *t, const char *user) {
+    char headers[128] = "";
+    if (user) snprintf(headers, sizeof headers, "x-user: %s\r\n", user);
+    int before = tsrv_opens(t), status = 0;
+    client k;
+    k.c = wsc_connect(HOST, t->port, "/", headers, 3000, &status);
+    assert_non_null(k.c);
+    assert_true(WAIT_UNTIL(tsrv_opens(t) == before + 1, 3000));
+    k.id = tsrv_last_open(t);
+    return k;
+}
+
+static void expect_text(wsc *c, const char *want) {
+    wsc_frame f;
+    assert_int_equal(wsc_recv_message(c, &f, 3000), 1);
+    assert_int_equal(f.opcode, 1);
+    if (f.len != strlen(want) || memcmp(f.data, want, f.len) != 0)
+        fail_msg("expected '%s', got '%.*s'", want, (int)f.len, (const char *)f.data);
+    wsc_frame_free(&f);
+}
+
+/* Nothing arrives within ms (no duplicate, no stray delivery). */
+static void expect_nothing(wsc *c, int ms) {
+    wsc_frame f;
+    int got = wsc_recv_message(c, &f, ms);
+    if (got == 1) {
+        fail_msg("unexpected message '%.*s'", (int)f.len, (const char *)f.data);
+        wsc_frame_free(&f);
+    }
+}
+
+/* Redis' count of subscribers (instances) of one channel. */
+static int numsub(redis_proc *r, const char *channel) {
+    const char *argv[] = {"PUBSUB", "NUMSUB", channel};
+    char *reply = rp_query(r, 3, argv);
+    if (!reply) return -1;
+    const char *nl = strchr(reply, '\n');
+    int n = nl ? atoi(nl + 1) : -1;
+    free(reply);
+    return n;
+}
+
+#endif
