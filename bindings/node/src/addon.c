@@ -439,13 +439,17 @@ static napi_value server_start(napi_env env, napi_callback_info info) {
     int busy = x->s->busy;
     pthread_mutex_unlock(&g_mu);
     if (busy) return throw_status(env, WSG_ESTATE, "the server is stopping: wait for close() or drain() first");
+    /* A server already running keeps its queue: start fails with WSG_ESTATE. */
+    int opened = x->s->tsfn == NULL;
     if (wsn_open_queue(x->s, env) != napi_ok)
         return throw_status(env, WSG_EINTERNAL, "cannot create the thread-safe function for events");
     wsg_status st = wsg_server_start(x->s->srv);
     if (st != WSG_OK) {
         napi_value r = throw_status(env, st, wsg_last_error());
-        wsn_dispatch_now(x->s, env); /* the failure's log events */
-        wsn_close_queue(x->s);
+        if (opened) {
+            wsn_dispatch_now(x->s, env); /* the failure's log events */
+            wsn_close_queue(x->s);
+        }
         return r;
     }
     return NULL;

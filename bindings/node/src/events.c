@@ -198,7 +198,12 @@ static void dispatch_one(napi_env env, napi_value fn, napi_value undef, const ws
 }
 
 void wsn_dispatch_now(wsn_server *s, napi_env env) {
-    if (s->dispatching) return; /* the outer call will be signalled again */
+    if (s->dispatching) {
+        /* Re-entered (not expected: nothing dispatches from inside a
+         * listener): the outer call signals again for what it left. */
+        s->missed = 1;
+        return;
+    }
     pthread_mutex_lock(&s->mu);
     wsn_batch work = s->filling;
     s->filling = s->spare;
@@ -221,6 +226,13 @@ void wsn_dispatch_now(wsn_server *s, napi_env env) {
         s->batches++;
         s->events += work.n;
         s->dispatching = 0;
+    }
+    if (s->missed) {
+        s->missed = 0;
+        pthread_mutex_lock(&s->mu);
+        if (s->filling.n > 0 && s->tsfn)
+            napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+        pthread_mutex_unlock(&s->mu);
     }
     work.n = 0;
     work.used = 0;

@@ -58,6 +58,7 @@ typedef struct wsn_server {
 
     wsn_batch spare;          /* JavaScript thread only */
     int dispatching;          /* JavaScript thread only: no re-entry */
+    int missed;               /* JavaScript thread only: a re-entry was refused */
     uint64_t batches, events; /* JavaScript thread only: what was dispatched */
 
     /* 1 once the JavaScript side is gone or going: callbacks return at once. */

@@ -45,6 +45,13 @@ test('calls on stale ids, bad arguments, and a port in use', { timeout: 20000 },
   expectError(() => server.userSend('nobody', 'x'), 'WSG_ENOTFOUND');
   await assert.rejects(server.drain(-1), (err) => err.code === 'WSG_EINVAL');
 
+  // listen() on a running server rejects, and the server keeps serving.
+  await assert.rejects(server.listen(), { code: 'WSG_ESTATE' });
+  const opened = new Promise((resolve) => server.once('open', resolve));
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+  await opened;
+  ws.close();
+
   // A second server on the same port: listen() rejects with WSG_EIO.
   const other = newServer({ port: server.port });
   await assert.rejects(other.listen(), (err) => {
