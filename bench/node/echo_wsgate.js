@@ -4,8 +4,7 @@
 // bench servers and stops on SIGTERM or SIGINT.
 const { Server } = require('wsgate');
 
-const server = new Server({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0), 'log.level': 'warn',
-  'limits.max_connections': 20000 });
+const server = new Server({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0), 'log.level': 'warn' });
 server.on('message', (conn, data) => server.send(conn, data));
 server.listen().then((port) => console.log(`listening on ws://127.0.0.1:${port}/`));
 const stop = () => server.close();

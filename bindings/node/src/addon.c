@@ -395,6 +395,7 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
         return throw_status(env, WSG_ENOMEM, "out of memory creating a server");
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->sig_mu, NULL);
     s->refs = 1;
     s->env = env;
     x->s = s;
@@ -440,7 +441,9 @@ static napi_value server_start(napi_env env, napi_callback_info info) {
     pthread_mutex_unlock(&g_mu);
     if (busy) return throw_status(env, WSG_ESTATE, "the server is stopping: wait for close() or drain() first");
     /* A server already running keeps its queue: start fails with WSG_ESTATE. */
-    int opened = x->s->tsfn == NULL;
+    pthread_mutex_lock(&x->s->mu);
+    int opened = !x->s->accepting;
+    pthread_mutex_unlock(&x->s->mu);
     if (wsn_open_queue(x->s, env) != napi_ok)
         return throw_status(env, WSG_EINTERNAL, "cannot create the thread-safe function for events");
     wsg_status st = wsg_server_start(x->s->srv);

@@ -38,12 +38,19 @@ static int batch_reserve(wsn_batch *b, size_t need) {
     return 0;
 }
 
+/* Wakes the JavaScript thread. */
+static void signal_js(wsn_server *s) {
+    pthread_mutex_lock(&s->sig_mu);
+    if (s->tsfn) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+    pthread_mutex_unlock(&s->sig_mu);
+}
+
 /* Queues one event with the bytes p1 then p2. Returns 0 when queued, -1 when
  * dropped (no threadsafe function: not listening; or no memory). */
 static int push(wsn_server *s, wsn_event *e, const void *p1, size_t l1, const void *p2, size_t l2) {
-    int rc = -1;
+    int rc = -1, wake = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->tsfn) {
+    if (s->accepting) {
         wsn_batch *b = &s->filling;
         if (l1 > SIZE_MAX - l2 || batch_reserve(b, l1 + l2) != 0) {
             s->lost++;
@@ -54,13 +61,15 @@ static int push(wsn_server *s, wsn_event *e, const void *p1, size_t l1, const vo
             if (l2) memcpy(b->bytes + b->used + l1, p2, l2);
             b->used += l1 + l2;
             b->evs[b->n++] = *e;
-            /* Only the first event of a batch wakes the JavaScript thread;
-             * it takes everything queued by the time it runs. */
-            if (b->n == 1) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+            /* Only the first event of a batch wakes the JavaScript thread,
+             * and only when it is not dispatching already (then it looks
+             * again before it returns): it takes everything queued by then. */
+            wake = b->n == 1 && !s->active;
             rc = 0;
         }
     }
     pthread_mutex_unlock(&s->mu);
+    if (wake) signal_js(s);
     return rc;
 }
 
@@ -138,6 +147,7 @@ void wsn_unref(wsn_server *s) {
     if (!last) return;
     wsn_batch_free(&s->filling);
     wsn_batch_free(&s->spare);
+    pthread_mutex_destroy(&s->sig_mu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -197,25 +207,37 @@ static void dispatch_one(napi_env env, napi_value fn, napi_value undef, const ws
     }
 }
 
+/* Rounds of one dispatch: after a batch, the JavaScript thread takes what
+ * arrived meanwhile without a new wake-up, up to this many times, then lets
+ * the event loop run (timers, I/O) and is signalled for the rest. */
+#define WSN_ROUNDS 8
+
+static void batch_reset(wsn_batch *b) {
+    b->n = 0;
+    b->used = 0;
+    if (b->bcap > WSN_KEEP_BYTES || b->cap > WSN_KEEP_EVENTS) wsn_batch_free(b);
+}
+
 void wsn_dispatch_now(wsn_server *s, napi_env env) {
     if (s->dispatching) {
         /* Re-entered (not expected: nothing dispatches from inside a
-         * listener): the outer call signals again for what it left. */
-        s->missed = 1;
+         * listener): the outer call looks again for what it left. */
         return;
     }
+    s->dispatching = 1;
+    napi_value fn = NULL, undef;
+    if (s->dispatcher) napi_get_reference_value(env, s->dispatcher, &fn);
+    napi_get_undefined(env, &undef);
+
     pthread_mutex_lock(&s->mu);
     wsn_batch work = s->filling;
     s->filling = s->spare;
     memset(&s->spare, 0, sizeof s->spare);
+    s->active = 1;
     pthread_mutex_unlock(&s->mu);
 
-    if (work.n > 0) {
-        s->dispatching = 1;
-        napi_value fn = NULL, undef;
-        if (s->dispatcher) napi_get_reference_value(env, s->dispatcher, &fn);
-        napi_get_undefined(env, &undef);
-        if (fn) {
+    for (int round = 1;; round++) {
+        if (work.n > 0 && fn) {
             for (size_t i = 0; i < work.n; i++) {
                 napi_handle_scope scope;
                 if (napi_open_handle_scope(env, &scope) != napi_ok) break;
@@ -223,21 +245,26 @@ void wsn_dispatch_now(wsn_server *s, napi_env env) {
                 napi_close_handle_scope(env, scope);
             }
         }
-        s->batches++;
-        s->events += work.n;
-        s->dispatching = 0;
-    }
-    if (s->missed) {
-        s->missed = 0;
+        if (work.n > 0) {
+            s->batches++;
+            s->events += work.n;
+        }
+        batch_reset(&work);
         pthread_mutex_lock(&s->mu);
-        if (s->filling.n > 0 && s->tsfn)
-            napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+        if (s->filling.n == 0 || round == WSN_ROUNDS) {
+            int wake = s->filling.n > 0;
+            s->active = 0;
+            pthread_mutex_unlock(&s->mu);
+            if (wake) signal_js(s);
+            break;
+        }
+        wsn_batch next = s->filling;
+        s->filling = work;
+        work = next;
         pthread_mutex_unlock(&s->mu);
     }
-    work.n = 0;
-    work.used = 0;
-    if (work.bcap > WSN_KEEP_BYTES || work.cap > WSN_KEEP_EVENTS) wsn_batch_free(&work);
     s->spare = work;
+    s->dispatching = 0;
 }
 
 /* The threadsafe function's finalizer: forgets it (unless a newer one took
@@ -253,7 +280,12 @@ static void tsfn_finalized(napi_env env, void *data, void *hint) {
     wsn_token *tok = data;
     wsn_server *s = tok->s;
     pthread_mutex_lock(&s->mu);
-    if (s->tsfn == tok->tsfn) s->tsfn = NULL;
+    pthread_mutex_lock(&s->sig_mu);
+    if (s->tsfn == tok->tsfn) {
+        s->tsfn = NULL;
+        s->accepting = 0;
+    }
+    pthread_mutex_unlock(&s->sig_mu);
     pthread_mutex_unlock(&s->mu);
     free(tok);
     wsn_unref(s);
@@ -287,16 +319,22 @@ napi_status wsn_open_queue(wsn_server *s, napi_env env) {
     }
     tok->tsfn = t;
     pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->sig_mu);
     s->tsfn = t;
+    s->accepting = 1;
     s->refs++;
+    pthread_mutex_unlock(&s->sig_mu);
     pthread_mutex_unlock(&s->mu);
     return napi_ok;
 }
 
 void wsn_close_queue(wsn_server *s) {
     pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->sig_mu);
     napi_threadsafe_function t = s->tsfn;
     s->tsfn = NULL;
+    s->accepting = 0;
+    pthread_mutex_unlock(&s->sig_mu);
     pthread_mutex_unlock(&s->mu);
     if (t) napi_release_threadsafe_function(t, napi_tsfn_release);
 }

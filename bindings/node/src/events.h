@@ -47,18 +47,25 @@ typedef struct wsn_server {
     napi_env env;
     napi_ref dispatcher;      /* the JS function every event goes to (weak while closed) */
 
-    /* mu guards filling, tsfn, lost and refs. Producers are the service
-     * thread and the threads calling wsgate's lifecycle functions (log
-     * events); the consumer is the JavaScript thread. */
+    /* mu guards filling, accepting, active, lost and refs. Producers are
+     * the service thread and the threads calling wsgate's lifecycle
+     * functions (log events); the consumer is the JavaScript thread. */
     pthread_mutex_t mu;
     wsn_batch filling;
-    napi_threadsafe_function tsfn; /* NULL while not listening */
+    int accepting;            /* events are queued (a tsfn exists) */
+    int active;               /* the JavaScript thread is dispatching and will look again */
     uint64_t lost;            /* events dropped for want of memory */
     int refs;                 /* the JS wrapper, plus one while a tsfn lives */
 
+    /* sig_mu guards tsfn: producers signal under it, after leaving mu, so
+     * the JavaScript thread never waits for mu while a producer is inside
+     * napi_call_threadsafe_function (which writes to an eventfd: the woken
+     * thread may run at once on the same CPU). */
+    pthread_mutex_t sig_mu;
+    napi_threadsafe_function tsfn; /* NULL while not listening */
+
     wsn_batch spare;          /* JavaScript thread only */
     int dispatching;          /* JavaScript thread only: no re-entry */
-    int missed;               /* JavaScript thread only: a re-entry was refused */
     uint64_t batches, events; /* JavaScript thread only: what was dispatched */
 
     /* 1 once the JavaScript side is gone or going: callbacks return at once. */
