@@ -178,8 +178,9 @@ static int get_int(napi_env env, napi_value v, const char *what, int64_t *out) {
     napi_valuetype t;
     napi_typeof(env, v, &t);
     double d = 0;
-    if (t == napi_number && napi_get_value_double(env, v, &d) == napi_ok && d == (double)(int64_t)d &&
-        d >= -9007199254740991.0 && d <= 9007199254740991.0) {
+    /* Range first: casting NaN or a huge double to an integer is undefined. */
+    if (t == napi_number && napi_get_value_double(env, v, &d) == napi_ok &&
+        d >= -9007199254740991.0 && d <= 9007199254740991.0 && d == (double)(int64_t)d) {
         *out = (int64_t)d;
         return 0;
     }
@@ -306,7 +307,8 @@ static int set_option(napi_env env, wsg_config *cfg, napi_value k, napi_value v)
         double d = 0;
         napi_get_value_double(env, v, &d);
         char text[64];
-        if (d == (double)(int64_t)d && strcmp(type, "bool") != 0) {
+        int integral = d >= -9007199254740991.0 && d <= 9007199254740991.0 && d == (double)(int64_t)d;
+        if (integral && strcmp(type, "bool") != 0) {
             st = wsg_config_set_int(cfg, key, (int64_t)d);
         } else {
             /* The parser gives the core's own message for a fraction or a bool option. */

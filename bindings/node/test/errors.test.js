@@ -26,6 +26,8 @@ test('options: names in every form; a bad value or name is WSG_EINVAL naming the
   expectError(() => newServer({ noSuchOption: 1 }), 'WSG_EINVAL', /noSuchOption/);
   expectError(() => newServer({ 'log.level': 'loud' }), 'WSG_EINVAL', /log\.level/);
   expectError(() => newServer({ 'listen.port': 1.5 }), 'WSG_EINVAL', /listen\.port/);
+  expectError(() => newServer({ 'listen.port': NaN }), 'WSG_EINVAL', /listen\.port/);
+  expectError(() => newServer({ 'listen.port': 1e300 }), 'WSG_EINVAL', /listen\.port/);
   assert.ok(wsgate.options.some((o) => o.name === 'listen.port' && o.type === 'int'));
   assert.match(wsgate.version, /^\d+\.\d+\.\d+/);
 });
@@ -44,6 +46,8 @@ test('calls on stale ids, bad arguments, and a port in use', { timeout: 20000 },
   expectError(() => server.publish('a\0b', 'x'), 'WSG_EINVAL', /NUL/);
   expectError(() => server.userSend('nobody', 'x'), 'WSG_ENOTFOUND');
   await assert.rejects(server.drain(-1), (err) => err.code === 'WSG_EINVAL');
+  await assert.rejects(server.drain(NaN), (err) => err.code === 'WSG_EINVAL');
+  expectError(() => server.close(12345n, Infinity), 'WSG_EINVAL');
 
   // listen() on a running server rejects, and the server keeps serving.
   await assert.rejects(server.listen(), { code: 'WSG_ESTATE' });
