@@ -35,4 +35,5 @@ echo "installed addon $pkg/wsgate.node loads $lib"
 
 unset WSGATE_NODE_ADDON LD_LIBRARY_PATH
 export NODE_PATH=$libdir/node_modules WSGATE_EXPECT_LIB=$lib WSGATE_SOURCE_DIR=$src
-exec "$node" --experimental-websocket --test --test-reporter=spec "$src"/bindings/node/test/*.test.js
+# Not exec: the EXIT trap removes the temporary prefix afterwards.
+"$node" --experimental-websocket --test --test-reporter=spec "$src"/bindings/node/test/*.test.js
