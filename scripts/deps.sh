@@ -26,6 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ "${1:-}" = "--build-only" ] && exit 0
+# The Node.js binding (bindings/node) builds against the machine's Node.js
+# headers: NodeSource's nodejs ships /usr/include/node, Debian's needs libnode-dev.
+if command -v node > /dev/null && [ ! -f /usr/include/node/node_api.h ] && [ ! -f /usr/local/include/node/node_api.h ]; then
+  echo "deps: node_api.h is missing: bindings/node will not be built or tested (install Node.js's headers)" >&2
+fi
 # The browser test's npm package, installed once per lock file: npm ci
 # reinstalls only when tests/browser/package-lock.json changed.
 cd "$(dirname "$0")/.."

@@ -1,0 +1,122 @@
+// Type declarations of the wsgate Node.js binding (index.js).
+/// <reference types="node" />
+import { EventEmitter } from 'node:events';
+
+/** A connection id: 64-bit, never reused while its server lives. */
+export type ConnId = bigint;
+
+/** A message to send: a string goes as text (UTF-8), bytes as binary. */
+export type Payload = string | Buffer | ArrayBufferView | ArrayBuffer;
+
+/** Option values: dotted names ('listen.port'), camelCase ('listenPort'),
+ *  nested objects ({ listen: { port: 0 } }) or the short names port, host, path. */
+export interface ServerOptions {
+  port?: number;
+  host?: string;
+  path?: string;
+  [name: string]: number | boolean | string | string[] | ServerOptions | undefined;
+}
+
+/** What a client should do after a close code. */
+export type ReconnectAdvice = 'backoff' | 'no' | 'app';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** A snapshot of one connection (wsg_conn_info). */
+export interface ConnInfo {
+  id: ConnId;
+  peerAddr: string;
+  peerPort: number;
+  path: string;
+  query: string;
+  origin: string;
+  subprotocol: string;
+  connectedAtMs: number;
+  durationMs: number;
+  messagesIn: number;
+  bytesIn: number;
+  messagesOut: number;
+  bytesOut: number;
+  rttUs: number;
+  tlsSubject: string;
+  userId: string;
+  claims: string;
+  compression: number;
+  queuedBytes: number;
+  messagesDropped: number;
+  queuePolicy: string;
+  topics: string[];
+}
+
+/** How events reached JavaScript: dispatch turns, events, events lost for want of memory. */
+export interface EventStats {
+  batches: number;
+  events: number;
+  lost: number;
+}
+
+/** Errors thrown or rejected by the binding. */
+export interface WsgateError extends Error {
+  /** The status name, e.g. 'WSG_EINVAL', 'WSG_ENOTFOUND', 'WSG_EIO'. */
+  code: string;
+  /** The status number (statuses[code]). */
+  status: number;
+}
+
+export interface ServerEvents {
+  open: [conn: ConnId];
+  message: [conn: ConnId, data: string | Buffer, isBinary: boolean];
+  close: [conn: ConnId, code: number, reason: string, cause: string, advice: ReconnectAdvice];
+  drain: [conn: ConnId, queuedBytes: number];
+  log: [level: LogLevel, event: string, record: Record<string, unknown>];
+}
+
+export declare class Server extends EventEmitter {
+  constructor(options?: ServerOptions);
+
+  on<E extends keyof ServerEvents>(event: E, listener: (...args: ServerEvents[E]) => void): this;
+  once<E extends keyof ServerEvents>(event: E, listener: (...args: ServerEvents[E]) => void): this;
+  off<E extends keyof ServerEvents>(event: E, listener: (...args: ServerEvents[E]) => void): this;
+  emit<E extends keyof ServerEvents>(event: E, ...args: ServerEvents[E]): boolean;
+
+  /** Bind and serve; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** Stop gracefully; every 'close' is emitted before it resolves. */
+  close(): Promise<void>;
+  /** Close one connection (code 1000 and reason '' by default). */
+  close(conn: ConnId, code?: number, reason?: string): void;
+  stop(): Promise<void>;
+  /** Close every connection with 1012 spread over `ms`, then stop. */
+  drain(ms: number): Promise<void>;
+
+  send(conn: ConnId, data: Payload): void;
+  broadcast(data: Payload, except?: ConnId): void;
+  subscribe(conn: ConnId, topic: string): void;
+  unsubscribe(conn: ConnId, topic: string): void;
+  publish(topic: string, data: Payload): void;
+  userSend(userId: string, data: Payload): void;
+  userClose(userId: string, code?: number, reason?: string): void;
+  info(conn: ConnId): ConnInfo;
+  connections(): ConnId[];
+  /** Prometheus text (wsg_server_metrics). */
+  metrics(): string;
+  eventStats(): EventStats;
+  readonly ready: boolean;
+  /** The bound port, or null when not listening. */
+  readonly port: number | null;
+}
+
+export interface OptionRow {
+  name: string;
+  type: 'int' | 'bool' | 'string' | 'enum';
+  default: string;
+  range: string;
+  doc: string;
+}
+
+/** The loaded libwsgate's version string. */
+export declare const version: string;
+/** Every status name and number: { WSG_OK: 0, WSG_EINVAL: 1, ... }. */
+export declare const statuses: Readonly<Record<string, number>>;
+/** The option table. */
+export declare const options: ReadonlyArray<Readonly<OptionRow>>;
