@@ -94,7 +94,9 @@ const (
 )
 
 // String is the policy's stable name: "close", "drop_newest", ...
-func (p QueuePolicy) String() string { return C.GoString(C.wsg_queue_policy_str(C.wsg_queue_policy(p))) }
+func (p QueuePolicy) String() string {
+	return C.GoString(C.wsg_queue_policy_str(C.wsg_queue_policy(p)))
+}
 
 // LogLevel is a log event's severity (the values of the option log.level).
 type LogLevel int
