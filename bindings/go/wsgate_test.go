@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"wsgate/internal/wstest"
 )
 
 // testConfig is the loopback, ephemeral-port configuration every test starts from.
@@ -46,9 +48,9 @@ func started(t *testing.T, opts Options) (*Server, int) {
 	return s, port
 }
 
-func dial(t *testing.T, port int, target string) *wsClient {
+func dial(t *testing.T, port int, target string) *wstest.Conn {
 	t.Helper()
-	c, err := dialWS(port, target)
+	c, err := wstest.Dial(port, target)
 	if err != nil {
 		t.Fatalf("dial %s: %v", target, err)
 	}
@@ -56,9 +58,9 @@ func dial(t *testing.T, port int, target string) *wsClient {
 	return c
 }
 
-func expectText(t *testing.T, c *wsClient, want string) {
+func expectText(t *testing.T, c *wstest.Conn, want string) {
 	t.Helper()
-	got, err := c.readText()
+	got, err := c.ReadText()
 	if err != nil {
 		t.Fatalf("waiting for %q: %v", want, err)
 	}
@@ -173,15 +175,15 @@ func TestEchoAndHandlers(t *testing.T) {
 	})
 	c := dial(t, port, "/?x=1")
 	id := receive(t, opened, "OnOpen")
-	if err := c.sendText("hello"); err != nil {
+	if err := c.SendText("hello"); err != nil {
 		t.Fatal(err)
 	}
 	expectText(t, c, "hello")
-	if err := c.writeFrame(opBinary, []byte{0, 1, 2, 255}); err != nil {
+	if err := c.WriteFrame(wstest.OpBinary, []byte{0, 1, 2, 255}); err != nil {
 		t.Fatal(err)
 	}
-	op, data, err := c.readMessage(10 * time.Second)
-	if err != nil || op != opBinary || string(data) != "\x00\x01\x02\xff" {
+	op, data, err := c.ReadMessage(10 * time.Second)
+	if err != nil || op != wstest.OpBinary || string(data) != "\x00\x01\x02\xff" {
 		t.Fatalf("binary echo: op %d data %q err %v", op, data, err)
 	}
 	info, err := s.ConnInfo(id)
@@ -194,7 +196,7 @@ func TestEchoAndHandlers(t *testing.T) {
 	if !s.Ready() {
 		t.Fatal("not Ready while running")
 	}
-	if err := c.closeWith(1000, "bye"); err != nil {
+	if err := c.CloseWith(1000, "bye"); err != nil {
 		t.Fatal(err)
 	}
 	got := receive(t, ended, "OnClose")
@@ -226,7 +228,7 @@ func TestPublishAndUserSend(t *testing.T) {
 			opened <- c
 		},
 	})
-	if _, err := dialWS(port, "/"); err == nil || !strings.Contains(err.Error(), "403") {
+	if _, err := wstest.Dial(port, "/"); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("no user: %v, want a 403 refusal", err)
 	}
 	alice := dial(t, port, "/?user=alice")
@@ -270,7 +272,7 @@ func TestPublishAndUserSend(t *testing.T) {
 	if err := s.UserClose("bob", 4000, "later"); err != nil {
 		t.Fatal(err)
 	}
-	if code, reason, err := bob.readClose(); err != nil || code != 4000 || reason != "later" {
+	if code, reason, err := bob.ReadClose(); err != nil || code != 4000 || reason != "later" {
 		t.Fatalf("bob's close: %d %q %v", code, reason, err)
 	}
 }
@@ -313,7 +315,7 @@ func TestErrorsWrapTheStatus(t *testing.T) {
 	}
 	port, _ := s.Port()
 	c := dial(t, port, "/")
-	if err := c.sendText("stop?"); err != nil {
+	if err := c.SendText("stop?"); err != nil {
 		t.Fatal(err)
 	}
 	if err := receive(t, busy, "the handler's Stop"); !errors.Is(err, ErrBusy) {
@@ -358,7 +360,7 @@ func TestRunDrainsOnCancel(t *testing.T) {
 	c := dial(t, port, "/")
 	receive(t, opened, "OnOpen")
 	cancel()
-	code, _, err := c.readClose()
+	code, _, err := c.ReadClose()
 	if err != nil || code != 1012 {
 		t.Fatalf("close on cancel: %d %v, want 1012", code, err)
 	}
@@ -410,7 +412,7 @@ func TestConcurrentSend(t *testing.T) {
 	}
 	next := make([]int, senders)
 	for n := 0; n < senders*each; n++ {
-		m, err := c.readText()
+		m, err := c.ReadText()
 		if err != nil {
 			t.Fatalf("after %d messages: %v", n, err)
 		}
@@ -450,7 +452,7 @@ func TestMetricsAndLog(t *testing.T) {
 	if !strings.Contains(text, "# TYPE wsgate_connections gauge") || !strings.Contains(text, "\nwsgate_connections 1\n") {
 		t.Fatalf("metrics text lacks wsgate_connections 1:\n%.600s", text)
 	}
-	c.closeWith(1000, "")
+	c.CloseWith(1000, "")
 	mu.Lock()
 	defer mu.Unlock()
 	if !events["listen"] {
@@ -472,11 +474,11 @@ func TestHandlerPanicIsRecovered(t *testing.T) {
 	})
 	_ = s
 	c := dial(t, port, "/")
-	c.sendText("boom")
+	c.SendText("boom")
 	if got := receive(t, panics, "OnPanic"); got != "OnMessage: boom" {
 		t.Fatalf("OnPanic got %q", got)
 	}
-	c.sendText("still here")
+	c.SendText("still here")
 	expectText(t, c, "still here")
 }
 

@@ -1,7 +1,7 @@
-package wsgate
-
-// A minimal WebSocket client for the tests (Go's standard library has
-// none): the RFC 6455 handshake, masked frames out, whole messages in.
+// Package wstest is a minimal WebSocket client for the binding's tests and
+// the examples' tests (Go's standard library has none): the RFC 6455
+// handshake, masked frames out, whole messages in. Not for production use.
+package wstest
 
 import (
 	"bufio"
@@ -14,26 +14,25 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
 const (
-	opText   = 1
-	opBinary = 2
-	opClose  = 8
-	opPing   = 9
-	opPong   = 10
+	OpText   = 1
+	OpBinary = 2
+	OpClose  = 8
+	OpPing   = 9
+	OpPong   = 10
 )
 
-type wsClient struct {
+type Conn struct {
 	conn net.Conn
 	r    *bufio.Reader
 }
 
-// dialWS opens a WebSocket to 127.0.0.1:port at target ("/path?query").
+// Dial opens a WebSocket to 127.0.0.1:port at target ("/path?query").
 // A refused upgrade returns an error naming the HTTP status.
-func dialWS(port int, target string) (*wsClient, error) {
+func Dial(port int, target string) (*Conn, error) {
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
 	if err != nil {
 		return nil, err
@@ -59,11 +58,11 @@ func dialWS(port int, target string) (*wsClient, error) {
 		conn.Close()
 		return nil, fmt.Errorf("bad Sec-WebSocket-Accept %q", resp.Header.Get("Sec-WebSocket-Accept"))
 	}
-	return &wsClient{conn: conn, r: r}, nil
+	return &Conn{conn: conn, r: r}, nil
 }
 
-// writeFrame sends one final, masked frame.
-func (c *wsClient) writeFrame(op byte, payload []byte) error {
+// WriteFrame sends one final, masked frame.
+func (c *Conn) WriteFrame(op byte, payload []byte) error {
 	hdr := []byte{0x80 | op}
 	switch n := len(payload); {
 	case n < 126:
@@ -86,11 +85,11 @@ func (c *wsClient) writeFrame(op byte, payload []byte) error {
 	return err
 }
 
-func (c *wsClient) sendText(s string) error { return c.writeFrame(opText, []byte(s)) }
+func (c *Conn) SendText(s string) error { return c.WriteFrame(OpText, []byte(s)) }
 
-// readMessage returns the next data message (fragments joined), answering
-// pings; a close frame returns op opClose with its payload.
-func (c *wsClient) readMessage(timeout time.Duration) (op byte, data []byte, err error) {
+// ReadMessage returns the next data message (fragments joined), answering
+// pings; a close frame returns op OpClose with its payload.
+func (c *Conn) ReadMessage(timeout time.Duration) (op byte, data []byte, err error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
 	var msgOp byte
 	var msg []byte
@@ -123,15 +122,15 @@ func (c *wsClient) readMessage(timeout time.Duration) (op byte, data []byte, err
 			return 0, nil, err
 		}
 		switch fop {
-		case opPing:
-			if err := c.writeFrame(opPong, payload); err != nil {
+		case OpPing:
+			if err := c.WriteFrame(OpPong, payload); err != nil {
 				return 0, nil, err
 			}
 			continue
-		case opPong:
+		case OpPong:
 			continue
-		case opClose:
-			return opClose, payload, nil
+		case OpClose:
+			return OpClose, payload, nil
 		case 0: // continuation
 		default:
 			msgOp = fop
@@ -143,57 +142,51 @@ func (c *wsClient) readMessage(timeout time.Duration) (op byte, data []byte, err
 	}
 }
 
-// readText returns the next message, which must be text.
-func (c *wsClient) readText() (string, error) {
-	op, data, err := c.readMessage(10 * time.Second)
+// ReadText returns the next message, which must be text.
+func (c *Conn) ReadText() (string, error) {
+	op, data, err := c.ReadMessage(10 * time.Second)
 	if err != nil {
 		return "", err
 	}
-	if op != opText {
+	if op != OpText {
 		return "", fmt.Errorf("got opcode %d (%q), want a text message", op, data)
 	}
 	return string(data), nil
 }
 
-// readClose reads until the server's close frame, answers it (the close
+// ReadClose reads until the server's close frame, answers it (the close
 // handshake) and returns its code and reason.
-func (c *wsClient) readClose() (int, string, error) {
+func (c *Conn) ReadClose() (int, string, error) {
 	for {
-		op, data, err := c.readMessage(10 * time.Second)
+		op, data, err := c.ReadMessage(10 * time.Second)
 		if err != nil {
 			return 0, "", err
 		}
-		if op == opClose {
+		if op == OpClose {
 			code := 1005
 			if len(data) >= 2 {
 				code = int(binary.BigEndian.Uint16(data))
 				data = data[2:]
 			}
-			_ = c.writeFrame(opClose, binary.BigEndian.AppendUint16(nil, uint16(code)))
+			_ = c.WriteFrame(OpClose, binary.BigEndian.AppendUint16(nil, uint16(code)))
 			return code, string(data), nil
 		}
 	}
 }
 
-// closeWith sends a close frame and waits for the server's answer.
-func (c *wsClient) closeWith(code int, reason string) error {
+// CloseWith sends a close frame and waits for the server's answer.
+func (c *Conn) CloseWith(code int, reason string) error {
 	p := binary.BigEndian.AppendUint16(nil, uint16(code))
-	if err := c.writeFrame(opClose, append(p, reason...)); err != nil {
+	if err := c.WriteFrame(OpClose, append(p, reason...)); err != nil {
 		return err
 	}
 	for {
-		op, _, err := c.readMessage(10 * time.Second)
-		if err != nil || op == opClose {
+		op, _, err := c.ReadMessage(10 * time.Second)
+		if err != nil || op == OpClose {
 			c.conn.Close()
 			return err
 		}
 	}
 }
 
-func (c *wsClient) Close() { c.conn.Close() }
-
-// split cuts "a b" at the first space (a helper for the tests' protocols).
-func split(s string) (string, string) {
-	a, b, _ := strings.Cut(s, " ")
-	return a, b
-}
+func (c *Conn) Close() { c.conn.Close() }
