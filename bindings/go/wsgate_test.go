@@ -279,8 +279,10 @@ func TestPublishAndUserSend(t *testing.T) {
 
 func TestErrorsWrapTheStatus(t *testing.T) {
 	busy := make(chan error, 1)
+	opened := make(chan ConnID, 1)
 	s, err := NewServer(Options{
 		Config: testConfig(nil),
+		OnOpen: func(s *Server, c ConnID) { opened <- c },
 		OnMessage: func(s *Server, c ConnID, typ MessageType, data []byte) {
 			busy <- s.Stop() // waits for the service thread: refused
 		},
@@ -310,11 +312,15 @@ func TestErrorsWrapTheStatus(t *testing.T) {
 	if err := s.Publish("a\x00b", TextMessage, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("topic with NUL: %v", err)
 	}
-	if err := s.Send(ConnID(1), MessageType(7), nil); !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) {
-		t.Fatalf("bad type: %v", err)
-	}
 	port, _ := s.Port()
 	c := dial(t, port, "/")
+	id := receive(t, opened, "OnOpen")
+	if err := s.Send(id, MessageType(7), []byte("x")); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Send with a bad type: %v, want ErrInvalid", err)
+	}
+	if err := s.SetConnTimeout(id, "heartbeat.nope_ms", 1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("SetConnTimeout with a bad key: %v, want ErrInvalid", err)
+	}
 	if err := c.SendText("stop?"); err != nil {
 		t.Fatal(err)
 	}
@@ -432,8 +438,10 @@ func TestConcurrentSend(t *testing.T) {
 func TestMetricsAndLog(t *testing.T) {
 	var mu sync.Mutex
 	events := map[string]bool{}
+	opened := make(chan ConnID, 1)
 	s, port := started(t, Options{
 		Config: map[string]string{"log.level": "info"},
+		OnOpen: func(s *Server, c ConnID) { opened <- c },
 		OnLog: func(s *Server, e LogEvent) {
 			if !strings.HasPrefix(string(e.JSON), "{") {
 				panic("not JSON: " + string(e.JSON))
@@ -444,7 +452,7 @@ func TestMetricsAndLog(t *testing.T) {
 		},
 	})
 	c := dial(t, port, "/")
-	time.Sleep(50 * time.Millisecond)
+	receive(t, opened, "OnOpen")
 	text, err := s.Metrics()
 	if err != nil {
 		t.Fatal(err)
