@@ -518,3 +518,115 @@ func TestAuthRequestOutlivesItsCall(t *testing.T) {
 		t.Fatalf("Accept after the call: %v, want ErrState", err)
 	}
 }
+
+// OnDrain fires once a client that fell behind has read its queue down.
+func TestOnDrainAfterASlowReader(t *testing.T) {
+	opened := make(chan ConnID, 1)
+	drained := make(chan int, 64)
+	s, port := started(t, Options{
+		Config: map[string]string{"limits.queue_high_water_bytes": "262144", "limits.queue_low_water_bytes": "65536",
+			"limits.max_queue_bytes": "67108864"},
+		OnOpen: func(s *Server, c ConnID) { opened <- c },
+		OnDrain: func(s *Server, c ConnID, queued int) {
+			select { // a handler must never block the service thread
+			case drained <- queued:
+			default:
+			}
+		},
+	})
+	c := dial(t, port, "/")
+	id := receive(t, opened, "OnOpen")
+	// 16 MiB to a client that reads nothing yet: more than the kernel's
+	// socket buffers take, so the rest waits in its queue.
+	const count = 256
+	chunk := make([]byte, 64<<10)
+	for i := 0; i < count; i++ {
+		if err := s.Send(id, BinaryMessage, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := s.ConnInfo(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.QueuedBytes > 262144 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue at %d bytes after %d messages: the client never fell behind", info.QueuedBytes, count)
+		}
+	}
+	for i := 0; i < count; i++ {
+		if _, _, err := c.ReadMessage(10 * time.Second); err != nil {
+			t.Fatalf("message %d of %d: %v", i, count, err)
+		}
+	}
+	if q := receive(t, drained, "OnDrain"); q > 65536 {
+		t.Fatalf("OnDrain with %d bytes queued, above the low-water mark", q)
+	}
+}
+
+// Close while Run serves: handlers that run during the stop (OnClose for
+// each connection) still use the server, Run returns nil, Close returns,
+// and Close from a handler is refused.
+func TestCloseWhileRunning(t *testing.T) {
+	opened := make(chan ConnID, 1)
+	fromHandler := make(chan error, 1)
+	s, err := NewServer(Options{
+		Config: testConfig(nil),
+		OnOpen: func(s *Server, c ConnID) {
+			s.Subscribe(c, "all")
+			fromHandler <- s.Close()
+			opened <- c
+		},
+		OnClose: func(s *Server, c ConnID, e CloseEvent) {
+			if err := s.Publish("all", TextMessage, []byte("bye")); err != nil && !errors.Is(err, ErrState) {
+				panic(err)
+			}
+			if _, err := s.ConnInfo(c); err != nil {
+				panic(err)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := s.Port()
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
+	c := dial(t, port, "/")
+	receive(t, opened, "OnOpen")
+	if err := receive(t, fromHandler, "Close from a handler"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Close from a handler: %v, want ErrBusy", err)
+	}
+	go c.ReadClose() // answers the close handshake
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	if err := receive(t, closed, "Close"); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := receive(t, ran, "Run's return"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := s.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A port that is taken: Run returns ErrIO with the core's reason.
+func TestRunReportsABindError(t *testing.T) {
+	a, port := started(t, Options{})
+	_ = a
+	b, err := NewServer(Options{Config: testConfig(map[string]string{"listen.port": fmt.Sprint(port)})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Run(context.Background()); !errors.Is(err, ErrIO) {
+		t.Fatalf("Run on a taken port: %v, want ErrIO", err)
+	}
+}
