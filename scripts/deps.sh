@@ -8,6 +8,7 @@ pkgs=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev 
       libhiredis-dev redis-server  # the cluster (lib/cluster) and its tests (tests/cluster: a real Redis)
       libcmocka-dev python3 python3-pytest python3-websockets python3-mypy python3-cryptography binutils git iproute2 python3-venv python3-pip python3-setuptools python3-wheel pybind11-dev python3-dev
       clang libclang-rt-14-dev
+      golang-go  # Go 1.19: bindings/go (cgo) and its tests
       chromium fonts-dejavu-core
       prometheus  # only its promtool: test_metrics_http checks the exposition with it
       abigail-tools)  # abidw/abidiff: the ABI check (tests/abi/README.md)

@@ -1,0 +1,232 @@
+package main
+
+// The chat itself, as examples/chat/chat.c: connections become members of
+// rooms (topics "room:NAME"), messages become JSON published to the room,
+// and the commands /who and /msg. Every handler runs on wsgate's service
+// thread, one at a time, so the state here needs no lock.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"wsgate"
+)
+
+const (
+	defaultRoom = "lobby"
+	maxText     = 2000 // bytes of one chat message; limits.max_message_bytes is the hard cap
+	maxUser     = 255  // a JWT's user id may be longer than a typed name
+	// Close codes the page shows and does not retry (4000-4099: fix the URL).
+	closeBadRoom = 4001
+	closeBadName = 4002
+)
+
+type member struct{ user, room, topic string }
+
+type chat struct {
+	members map[wsgate.ConnID]*member
+	guests  int
+}
+
+// install returns the chat's handlers.
+func install(opts *wsgate.Options) *chat {
+	c := &chat{members: map[wsgate.ConnID]*member{}}
+	opts.OnAuth = c.onAuth
+	opts.OnOpen = c.onOpen
+	opts.OnMessage = c.onMessage
+	opts.OnClose = c.onClose
+	return c
+}
+
+// validName: 1..32 bytes of letters, digits and the bytes in extra.
+func validName(s, extra string) bool {
+	if len(s) < 1 || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		ok := r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(extra, r))
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func validRoom(s string) bool { return validName(s, "-_") }
+func validUser(s string) bool { return validName(s, "-_.") }
+
+// queryValue is parameter name's first value; present is false when absent.
+func queryValue(query, name string) (value string, present bool) {
+	vals, _ := url.ParseQuery(query) // a bad escape elsewhere does not hide the rest
+	v, present := vals[name]
+	if !present {
+		return "", false
+	}
+	return v[0], true
+}
+
+// event is every message the page understands (empty fields left out).
+type event struct {
+	Type  string   `json:"type"`
+	User  string   `json:"user,omitempty"`
+	Room  string   `json:"room,omitempty"`
+	From  string   `json:"from,omitempty"`
+	To    string   `json:"to,omitempty"`
+	Text  *string  `json:"text,omitempty"`
+	Users []string `json:"users,omitempty"`
+}
+
+func encode(e event) []byte {
+	b, _ := json.Marshal(e) // strings and slices only: cannot fail
+	return b
+}
+
+func text(s string) *string { return &s }
+
+func (c *chat) sendError(s *wsgate.Server, id wsgate.ConnID, msg string) {
+	s.Send(id, wsgate.TextMessage, encode(event{Type: "error", Text: text(msg)}))
+}
+
+func (c *chat) publish(s *wsgate.Server, m *member, typ string, msg *string) {
+	s.Publish(m.topic, wsgate.TextMessage, encode(event{Type: typ, User: m.user, Room: m.room, Text: msg}))
+}
+
+// Without a JWT the user names themselves (?name=) or becomes guest-N. An
+// invalid name is accepted without a user id: onOpen then closes with a
+// reason the page can show (a refused upgrade shows nothing in a browser).
+func (c *chat) onAuth(s *wsgate.Server, r *wsgate.AuthRequest) {
+	if r.JWTUser() != "" {
+		r.Accept("") // keeps the verified token's user
+		return
+	}
+	name, present := queryValue(r.Query(), "name")
+	switch {
+	case !present || name == "":
+		c.guests++
+		r.Accept(fmt.Sprintf("guest-%d", c.guests))
+	case validUser(name):
+		r.Accept(name)
+	default:
+		r.Accept("")
+	}
+}
+
+func (c *chat) onOpen(s *wsgate.Server, id wsgate.ConnID) {
+	info, err := s.ConnInfo(id)
+	if err != nil {
+		return // already gone
+	}
+	room, present := queryValue(info.Query, "room")
+	if !present {
+		room = defaultRoom
+	}
+	if !validRoom(room) {
+		s.CloseConn(id, closeBadRoom, "room must be 1-32 letters, digits, '-' or '_'")
+		return
+	}
+	if info.UserID == "" || len(info.UserID) > maxUser {
+		s.CloseConn(id, closeBadName, "name must be 1-32 letters, digits, '.', '-' or '_'")
+		return
+	}
+	m := &member{user: info.UserID, room: room, topic: "room:" + room}
+	if err := s.Subscribe(id, m.topic); err != nil {
+		s.CloseConn(id, 1011, "cannot join the room")
+		return
+	}
+	c.members[id] = m
+	s.Send(id, wsgate.TextMessage, encode(event{Type: "welcome", User: m.user, Room: m.room}))
+	c.publish(s, m, "join", nil)
+}
+
+// who answers /who: the room's users, sorted, each once (a user may have
+// several tabs open).
+func (c *chat) who(s *wsgate.Server, id wsgate.ConnID, m *member) {
+	ids, _ := s.TopicSubscribers(m.topic)
+	seen := map[string]bool{}
+	users := []string{}
+	for _, other := range ids {
+		info, err := s.ConnInfo(other)
+		if err != nil || info.UserID == "" || seen[info.UserID] {
+			continue // left meanwhile, or counted
+		}
+		seen[info.UserID] = true
+		users = append(users, info.UserID)
+	}
+	sort.Strings(users)
+	b, _ := json.Marshal(struct {
+		Type  string   `json:"type"`
+		Room  string   `json:"room"`
+		Users []string `json:"users"`
+	}{"who", m.room, users})
+	s.Send(id, wsgate.TextMessage, b)
+}
+
+// direct answers /msg USER text: to every connection of USER, and a copy
+// back to the sender.
+func (c *chat) direct(s *wsgate.Server, id wsgate.ConnID, m *member, args string) {
+	to, rest, _ := strings.Cut(args, " ")
+	msg := strings.TrimLeft(rest, " ")
+	if to == "" || msg == "" {
+		c.sendError(s, id, "usage: /msg USER text")
+		return
+	}
+	if len(to) > maxUser {
+		c.sendError(s, id, "no such user online")
+		return
+	}
+	b := encode(event{Type: "direct", From: m.user, To: to, Text: text(msg)})
+	err := s.UserSend(to, wsgate.TextMessage, b)
+	switch {
+	case errors.Is(err, wsgate.ErrNotFound):
+		c.sendError(s, id, to+" is not online")
+	case err != nil:
+		var e *wsgate.Error
+		if errors.As(err, &e) {
+			c.sendError(s, id, e.Message)
+		}
+	case to != m.user:
+		s.Send(id, wsgate.TextMessage, b) // the sender's copy
+	}
+}
+
+func (c *chat) onMessage(s *wsgate.Server, id wsgate.ConnID, typ wsgate.MessageType, data []byte) {
+	m := c.members[id]
+	if m == nil {
+		return
+	}
+	if typ != wsgate.TextMessage {
+		c.sendError(s, id, "send text messages")
+		return
+	}
+	if len(data) > maxText {
+		c.sendError(s, id, fmt.Sprintf("a message is at most %d bytes", maxText))
+		return
+	}
+	msg := string(data)
+	switch {
+	case msg == "":
+	case msg[0] != '/':
+		c.publish(s, m, "message", &msg)
+	case msg == "/who" || strings.HasPrefix(msg, "/who "):
+		c.who(s, id, m)
+	case strings.HasPrefix(msg, "/msg ") && len(msg) > 5:
+		c.direct(s, id, m, msg[5:])
+	default:
+		c.sendError(s, id, "unknown command: try /who or /msg USER text")
+	}
+}
+
+func (c *chat) onClose(s *wsgate.Server, id wsgate.ConnID, e wsgate.CloseEvent) {
+	m := c.members[id]
+	if m == nil {
+		return
+	}
+	delete(c.members, id)
+	// Still subscribed during OnClose, the connection is past sending: only
+	// the others get the notice.
+	c.publish(s, m, "leave", nil)
+}

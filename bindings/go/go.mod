@@ -1,0 +1,3 @@
+module wsgate
+
+go 1.19
