@@ -22,6 +22,9 @@ if(WSG_BASH)
   # It installs the whole build: every installed program must exist.
   wsg_label_server(install_consumer ${WSG_PACKAGING_DIR}/consumer/main.c wsgate wsgate-echo
     wsgate-chat wsgate-bench)
+  if(TARGET wsgate_node)  # the Node.js addon is installed too (bindings/node)
+    add_dependencies(server-tests wsgate_node)
+  endif()
 endif()
 
 if(WSG_SH)
