@@ -96,8 +96,10 @@ cd "$src/bindings/go"
 step "gofmt"
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || die "not gofmt-formatted: $unformatted (run gofmt -w bindings/go)"
-step "go vet ./..."
-go vet ./...
+# vet with the race detector's build flags: the standard library compiled
+# for -race is then shared with go test -race (about 30 s less on a cold cache).
+step "go vet -race ./..."
+go vet -race ./...
 step "go test -race ./..."
 go test -race -count=1 ./...
 
