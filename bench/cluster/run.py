@@ -267,6 +267,10 @@ def main():
             s["commands"][-1] = s["commands"][-1].replace(f"--also-pid {p}", "--also-pid PID")
         result["cluster"] = s
         ok = ok and s["lost"] == 0 and s["duplicates"] == 0 and s["mismatched"] == 0 and s["errors"] == 0
+        # The machinery itself: a latency for every instance, a CPU time for every process.
+        by = s.get("latency_us_by_instance", {})
+        ok = ok and all(by.get(n, {}).get("count", 0) > 0 for n in names)
+        ok = ok and all(v is not None for v in s["cpu_s_window"].values())
         stop_all()
 
         # The baseline: the same load on one instance, no Redis.
