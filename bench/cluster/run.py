@@ -2,7 +2,7 @@
 """The cluster benchmark of issue 12: publishes across wsgate instances through Redis.
 
     bench/cluster/run.py --build-dir BUILD [--instances 3] [--subscribers 1000]
-                         [--topics 100] [--rate 10000] [--duration 10] [--warmup 1]
+                         [--topics 1000] [--rate 10000] [--duration 10] [--warmup 1]
                          [--out FILE.json] [--smoke]
 
 Starts one redis-server (on a free 127.0.0.1 port, in a temporary directory),
@@ -10,10 +10,13 @@ then --instances wsgate-bench-server processes (A, B, C, ...) with
 `--topics --set cluster.redis=127.0.0.1:PORT`, and runs wsgate-bench fanout:
 one publisher on A sending --rate messages/s in turn to --topics topics, and
 --subscribers subscribers spread over the instances (subscriber i on instance
-i mod N, on topic i mod --topics, so every instance has subscribers on every
-topic). Each message carries its send time (CLOCK_MONOTONIC) and each
-subscriber takes the time it arrives, on the same machine and clock: the
-latency of a subscriber on B or C is the cross-instance one (A -> Redis -> B).
+i mod N, on topic i mod --topics). With the default 1,000 topics each
+subscriber has its own, so a publish makes one delivery, two in three of them
+on another instance than the publisher's; --topics 100 makes ten deliveries
+per publish, on every instance. Each message carries its send time
+(CLOCK_MONOTONIC) and each subscriber takes the time it arrives, on the same
+machine and clock: the latency of a subscriber on B or C is the
+cross-instance one (A -> Redis -> B).
 
 Then the baseline: the same load on ONE instance without Redis (every
 subscriber on A).
@@ -200,7 +203,7 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--instances", type=int, default=3)
     ap.add_argument("--subscribers", type=int, default=1000)
-    ap.add_argument("--topics", type=int, default=100)
+    ap.add_argument("--topics", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=10000)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=1)
