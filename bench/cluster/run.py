@@ -259,7 +259,6 @@ def main():
         cpu1 = {n: cpu_ticks(p) for n, p in zip(names + ["redis"], pids)}
         s = summarize("cluster", out, names + ["redis"], pids, window_s)
         s["cpu_s_whole_run"] = {n: round(cpu1[n] - cpu0[n], 2) for n in cpu0}
-        s["redis_channels"] = redis_command(port, "PUBSUB", "NUMSUB")  # sanity: answers
         s["commands"] = [" ".join(redis_argv).replace(tmp, "TMP").replace(f" {port} ", " PORT ")] + [
             f"{server} --host 127.0.0.1 --port 0 --topics --set limits.max_connections=30000 "
             f"--set cluster.redis=127.0.0.1:PORT   # instance {n}" for n in names] + [
