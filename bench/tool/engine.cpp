@@ -149,6 +149,8 @@ void Stats::merge(const Stats &o) {
     rtt.merge(o.rtt);
     latency.merge(o.latency);
     handshake.merge(o.handshake);
+    if (latency_by_url.size() < o.latency_by_url.size()) latency_by_url.resize(o.latency_by_url.size());
+    for (size_t i = 0; i < o.latency_by_url.size(); i++) latency_by_url[i].merge(o.latency_by_url[i]);
 }
 
 nlohmann::json Stats::to_json() const {
@@ -165,6 +167,8 @@ nlohmann::json Stats::to_json() const {
     j["rtt"] = hist_json(rtt);
     j["latency"] = hist_json(latency);
     j["handshake"] = hist_json(handshake);
+    j["latency_by_url"] = nlohmann::json::array();
+    for (const Histogram &h : latency_by_url) j["latency_by_url"].push_back(hist_json(h));
     return j;
 }
 
@@ -182,6 +186,9 @@ Stats Stats::from_json(const nlohmann::json &j) {
     hist_from(j.at("rtt"), &s.rtt);
     hist_from(j.at("latency"), &s.latency);
     hist_from(j.at("handshake"), &s.handshake);
+    const nlohmann::json &by_url = j.at("latency_by_url");
+    s.latency_by_url.resize(by_url.size());
+    for (size_t i = 0; i < by_url.size(); i++) hist_from(by_url[i], &s.latency_by_url[i]);
     return s;
 }
 
@@ -542,6 +549,7 @@ void Engine::launch(Role role, uint64_t index, int64_t now) {
         // slow ones (so they fall on different topics and engines).
         c->group = static_cast<uint32_t>(index % opt_.groups());
         c->slow = index >= opt_.connections - opt_.slow;
+        c->target = static_cast<uint32_t>(index % opt_.urls.size());
     }
     c->t_start = now;
     c->next = head_;
@@ -553,7 +561,7 @@ void Engine::launch(Role role, uint64_t index, int64_t now) {
     stats_.first_connect_ns = std::min(stats_.first_connect_ns, now);
     arm(c, now + to_ns(opt_.connect_timeout));
 
-    const Target &t = role == Role::Publisher ? opt_.pub_url : opt_.url;
+    const Target &t = target_of(c);
     c->fd = socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         fail(c, "socket: " + errname(errno), now);
@@ -618,8 +626,14 @@ void Engine::on_event(Conn *c, uint32_t events, int64_t now) {
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) read_some(c, now);
 }
 
+const Target &Engine::target_of(const Conn *c) const {
+    if (c->role == Role::Publisher) return opt_.pub_url;
+    if (opt_.mode == Mode::Fanout) return opt_.urls[c->target];
+    return opt_.url;
+}
+
 void Engine::on_connected(Conn *c, int64_t now) {
-    const Target &t = c->role == Role::Publisher ? opt_.pub_url : opt_.url;
+    const Target &t = target_of(c);
     if (!t.tls) {
         send_upgrade(c);
         return;
@@ -661,9 +675,11 @@ void Engine::send_upgrade(Conn *c) {
     std::memcpy(c->key, &a, 8);
     std::memcpy(c->key + 8, &b, 8);
     if (c->role == Role::Client && opt_.mode == Mode::Fanout && opt_.topics) {
-        c->out += opt_.topic_head_a;
+        c->out += opt_.topic_heads_a[c->target];
         c->out += std::to_string(c->group);
-        c->out += opt_.topic_head_b;
+        c->out += opt_.topic_heads_b[c->target];
+    } else if (c->role == Role::Client && opt_.mode == Mode::Fanout) {
+        c->out += opt_.sub_heads[c->target];
     } else {
         const std::string &head = c->role == Role::Publisher ? opt_.pub_request_head : opt_.request_head;
         c->out.reserve(head.size() + 52);
@@ -970,8 +986,14 @@ void Engine::on_message(Conn *c, const uint8_t *p, size_t n, int64_t now) {
         stats_.delivered++;
         if (now >= measure_from_ && now < end_) stats_.window_delivered++;
         // Latency of the messages published after the warm-up.
-        if (sent_at >= measure_from_)
-            stats_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sent_at)));
+        if (sent_at >= measure_from_) {
+            uint64_t took = static_cast<uint64_t>(std::max<int64_t>(0, now - sent_at));
+            stats_.latency.record(took);
+            if (opt_.urls.size() > 1) {
+                if (stats_.latency_by_url.size() < opt_.urls.size()) stats_.latency_by_url.resize(opt_.urls.size());
+                stats_.latency_by_url[c->target].record(took);
+            }
+        }
         last_delivery_ = now;
         return;
     }

@@ -28,6 +28,9 @@ const char *mode_name(Mode m);
 struct Options {
     Mode mode = Mode::Echo;
     Target url, pub_url;
+    // fanout: every --url in order (urls[0] is url); subscriber i connects to
+    // urls[i mod n], so subscribers can be spread over several servers.
+    std::vector<Target> urls;
     uint64_t connections = 100;
     double duration = 10;
     double warmup = 0;
@@ -53,14 +56,16 @@ struct Options {
     std::string token, token_query, origin;
     std::string ca_file;
     int server_pid = 0;
+    std::vector<int> also_pids;  // --also-pid: more local processes whose CPU time is sampled
     bool allow_remote = false;
     bool quiet = false;
 
     // Derived by the coordinator.
     std::string request_head;  // request up to (not including) Sec-WebSocket-Key
     std::string pub_request_head;
-    // fanout --topics: a subscriber's request is topic_head_a + its topic + topic_head_b.
-    std::string topic_head_a, topic_head_b;
+    // fanout: the subscribers' request heads, one per urls[k]; with --topics a
+    // subscriber's request is topic_heads_a[k] + its topic + topic_heads_b[k].
+    std::vector<std::string> sub_heads, topic_heads_a, topic_heads_b;
 
     // Fanout groups: one per topic, or a single one for broadcast.
     uint32_t groups() const { return topics ? topics : 1; }
@@ -87,6 +92,7 @@ struct Stats {
     uint64_t pings = 0, window_pings = 0;
     int64_t first_connect_ns = INT64_MAX, last_open_ns = 0;
     Histogram rtt, latency, handshake;
+    std::vector<Histogram> latency_by_url;  // fanout with several --url: latency per subscriber URL
 
     void fail(const std::string &why) { failures[why]++; }
     void merge(const Stats &o);
@@ -150,6 +156,7 @@ private:
         uint8_t frag_op = 0;
         uint32_t pub_id = 0;
         uint32_t group = 0;  // fanout subscriber: its topic (0 for broadcast)
+        uint32_t target = 0; // fanout subscriber: its server, an index into urls
         uint32_t inflight = 0;
         uint32_t msgs_left = 0;
         uint64_t index = 0;
@@ -169,6 +176,7 @@ private:
     void on_event(Conn *c, uint32_t events, int64_t now);
     void on_connected(Conn *c, int64_t now);
     void tls_handshake(Conn *c, int64_t now);
+    const Target &target_of(const Conn *c) const;
     void send_upgrade(Conn *c);
     bool on_handshake_bytes(Conn *c, int64_t now);
     void on_open(Conn *c, int64_t now);

@@ -70,7 +70,8 @@ const char kUsage[] =
     "\n"
     "Target:\n"
     "  --url URL            ws://HOST[:PORT][/PATH][?QUERY] or wss://...; HOST is an IP\n"
-    "                       literal ([::1] for IPv6) or localhost. Required.\n"
+    "                       literal ([::1] for IPv6) or localhost. Required. fanout:\n"
+    "                       repeatable, subscriber i connects to the (i mod n)th --url\n"
     "  --pub-url URL        fanout: where publishers connect (default: --url with path /pub)\n"
     "  --allow-remote       allow a target outside 127.0.0.0/8 and ::1 (refused otherwise)\n"
     "\n"
@@ -131,6 +132,8 @@ const char kUsage[] =
     "  --server-pid PID     sample this local server's CPU time (/proc/PID/task/*/schedstat)\n"
     "                       and resident memory at the phase boundaries: adds server CPU\n"
     "                       microseconds per message or handshake and KiB per connection\n"
+    "  --also-pid PID       also sample this process's CPU time over the measured phase\n"
+    "                       (repeatable, e.g. more servers and Redis): the JSON's \"also\"\n"
     "  --settle SECONDS     wait after the last connection opened before sampling memory\n"
     "                       and starting the measured phase (default 1 for connect, else 0)\n"
     "  --quiet              no progress line\n"
@@ -305,7 +308,8 @@ std::string parse_args(int argc, char **argv, Options *o, bool *help) {
     else if (mode == "churn") o->mode = Mode::Churn;
     else return "unknown MODE '" + mode + "' (connect, echo, fanout or churn)";
 
-    std::string url, pub_url;
+    std::vector<std::string> urls;
+    std::string pub_url;
     bool size_given = false;
     for (int i = 2; i < argc; i++) {
         std::string a = argv[i], v;
@@ -338,7 +342,7 @@ std::string parse_args(int argc, char **argv, Options *o, bool *help) {
         } else if (!value()) {
             return "unknown flag or missing value: " + a + " (try --help)";
         } else if (flag("--url")) {
-            url = v;
+            urls.push_back(v);
         } else if (flag("--pub-url")) {
             pub_url = v;
         } else if (flag("--connections")) {
@@ -417,14 +421,31 @@ std::string parse_args(int argc, char **argv, Options *o, bool *help) {
         } else if (flag("--server-pid")) {
             if (!to_u64(v, 1, 1u << 30, &u)) return bad("a process id");
             o->server_pid = static_cast<int>(u);
+        } else if (flag("--also-pid")) {
+            if (!to_u64(v, 1, 1u << 30, &u)) return bad("a process id");
+            if (o->also_pids.size() >= 16) return "at most 16 --also-pid";
+            o->also_pids.push_back(static_cast<int>(u));
         } else {
             return "unknown flag: " + a + " (try --help)";
         }
     }
 
-    if (url.empty()) return "--url is required";
-    std::string err = bench::parse_url(url, &o->url);
-    if (!err.empty()) return err;
+    if (urls.empty()) return "--url is required";
+    if (urls.size() > 1 && o->mode != Mode::Fanout) return "--url more than once is for fanout only";
+    if (urls.size() > 64) return "at most 64 --url";
+    std::string err;
+    for (const std::string &u : urls) {
+        bench::Target t;
+        err = bench::parse_url(u, &t);
+        if (!err.empty()) return err;
+        if (!o->allow_remote && !bench::is_loopback(t.addr))
+            return "target " + t.host + " is not a loopback address (use --allow-remote)";
+        if (!o->urls.empty() && t.addr.ss_family != o->urls[0].addr.ss_family)
+            return "every --url must be of the same address family";
+        o->urls.push_back(t);
+    }
+    o->url = o->urls[0];
+    const std::string &url = urls[0];
     if (pub_url.empty()) {
         pub_url = url.substr(0, url.find("://") + 3) + o->url.host_header + "/pub";
     }
@@ -728,16 +749,20 @@ int main(int argc, char **argv) {
     }
     opt.request_head = request_head(opt, opt.url);
     opt.pub_request_head = request_head(opt, opt.pub_url);
-    if (opt.mode == Mode::Fanout && opt.topics) {
+    for (const bench::Target &t : opt.urls) {
+        std::string head = request_head(opt, t);
         // "GET /sub?x=1 HTTP/1.1..." becomes "GET /sub?x=1&topic=" + N + " HTTP/1.1...".
-        size_t at = opt.request_head.find(" HTTP/1.1\r\n");
-        std::string resource = opt.request_head.substr(0, at);
-        opt.topic_head_a = resource + (resource.find('?') == std::string::npos ? "?" : "&") + "topic=";
-        opt.topic_head_b = opt.request_head.substr(at);
+        size_t at = head.find(" HTTP/1.1\r\n");
+        std::string resource = head.substr(0, at);
+        opt.topic_heads_a.push_back(resource + (resource.find('?') == std::string::npos ? "?" : "&") + "topic=");
+        opt.topic_heads_b.push_back(head.substr(at));
+        opt.sub_heads.push_back(head);
     }
 
     SSL_CTX *ctx = nullptr;
-    if (opt.url.tls || (opt.mode == Mode::Fanout && opt.pub_url.tls)) {
+    bool any_tls = opt.url.tls || (opt.mode == Mode::Fanout && opt.pub_url.tls);
+    for (const bench::Target &t : opt.urls) any_tls = any_tls || t.tls;
+    if (any_tls) {
         ctx = SSL_CTX_new(TLS_client_method());
         if (!ctx) {
             std::fprintf(stderr, "wsgate-bench: cannot create the TLS context\n");
@@ -808,6 +833,11 @@ int main(int argc, char **argv) {
     enum class St { Setup, Settle, Run, Wait } st = St::Setup;
     const char *phase_name = "connect";
     Sample s_ready, s_from, s_end;
+    // --also-pid: CPU time only, at the measured phase's ends.
+    std::vector<int64_t> also_from(opt.also_pids.size(), -1), also_end(opt.also_pids.size(), -1);
+    auto sample_also = [&](std::vector<int64_t> *into) {
+        for (size_t i = 0; i < opt.also_pids.size(); i++) (*into)[i] = server_cpu_ns(opt.also_pids[i]);
+    };
     int64_t settle_until = 0, go = 0, measure_from = 0, end = 0;
     int64_t setup_done_at = 0;
     int64_t next_progress = start + kSec;
@@ -891,9 +921,13 @@ int main(int argc, char **argv) {
             phase_name = opt.mode == Mode::Connect ? "hold" : "run";
         }
         if (st == St::Run) {
-            if (!s_from.taken && (now >= measure_from || stop_sent)) s_from = sample(pid);
+            if (!s_from.taken && (now >= measure_from || stop_sent)) {
+                s_from = sample(pid);
+                sample_also(&also_from);
+            }
             if (now >= end || stop_sent) {
                 s_end = sample(pid);
+                sample_also(&also_end);
                 st = St::Wait;
                 phase_name = "finish";
             }
@@ -945,8 +979,14 @@ int main(int argc, char **argv) {
             worker_failed = true;
         }
     }
-    if (!s_end.taken) s_end = sample(pid);
-    if (!s_from.taken) s_from = s_end;
+    if (!s_end.taken) {
+        s_end = sample(pid);
+        sample_also(&also_end);
+    }
+    if (!s_from.taken) {
+        s_from = s_end;
+        also_from = also_end;
+    }
     // The measured window: as configured, or cut short by an interrupt.
     double window_s = opt.duration - opt.warmup;
     if (stop_sent)
@@ -958,6 +998,11 @@ int main(int argc, char **argv) {
     out["version"] = kVersion;
     out["mode"] = bench::mode_name(opt.mode);
     out["url"] = opt.url.url;
+    if (opt.urls.size() > 1) {
+        json us = json::array();
+        for (const bench::Target &t : opt.urls) us.push_back(t.url);
+        out["urls"] = us;
+    }
     json cfg = {{"connections", opt.connections}, {"duration_s", opt.duration},
                 {"warmup_s", opt.warmup},         {"size", opt.size},
                 {"text", opt.text},               {"processes", opt.processes},
@@ -1051,6 +1096,11 @@ int main(int argc, char **argv) {
         out["deliveries_per_s"] = round1(static_cast<double>(t.window_delivered) / window_s);
         out["window_delivered"] = t.window_delivered;
         out["latency_us"] = percentiles_us(t.latency);
+        if (!t.latency_by_url.empty()) {
+            json by = json::array();
+            for (const bench::Histogram &h : t.latency_by_url) by.push_back(percentiles_us(h));
+            out["latency_us_by_url"] = by;
+        }
         errors += lost + t.duplicates;
         per_msg_count = static_cast<double>(t.window_delivered);
         break;
@@ -1096,6 +1146,19 @@ int main(int argc, char **argv) {
             s["kib_per_connection"] = round3(static_cast<double>(s_ready.rss_kib - s_before.rss_kib) /
                                              static_cast<double>(held));
         out["server"] = s;
+    }
+    if (!opt.also_pids.empty()) {
+        json also = json::array();
+        for (size_t i = 0; i < opt.also_pids.size(); i++) {
+            json a = {{"pid", opt.also_pids[i]}};
+            if (also_from[i] >= 0 && also_end[i] >= 0) {
+                double win_cpu = static_cast<double>(also_end[i] - also_from[i]) / 1e9;
+                a["cpu_s_window"] = round3(win_cpu);
+                if (window_s > 0) a["cpu_percent_window"] = round1(100.0 * win_cpu / window_s);
+            }
+            also.push_back(a);
+        }
+        out["also"] = also;
     }
     out["client"] = {{"cpu_s", round3(client_cpu)},
                      {"processes", opt.processes},

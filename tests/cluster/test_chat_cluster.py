@@ -1,0 +1,221 @@
+"""The chat demo as two instances (issue 12): one redis-server started here on a
+free loopback port, two wsgate-chat processes with cluster.redis pointing at it,
+Python websockets clients on either. Rooms (topics) and /msg (user send) work
+across the instances; /who is still instance-local (presence is a later phase of
+issue 12), and so is "USER is not online" (with the cluster on, /msg cannot know
+whether the user is elsewhere). These tests pin both, so the README's Cluster
+section stays true."""
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging"))
+from echo_proc import EchoProcess, _die_with_parent, stop_echo_processes  # noqa: E402
+
+READY_PREFIX = "open http://127.0.0.1:"
+
+
+def chat_binary():
+    path = os.environ.get("WSGATE_CHAT", "")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"WSGATE_CHAT={path!r} is not an executable: run through ctest")
+    return path
+
+
+class ChatProcess(EchoProcess):
+    def __init__(self, *args):
+        super().__init__(*args, binary=chat_binary())
+
+    def wait_listening(self, timeout=15.0):
+        line = self._stdout_q.get(timeout=timeout)
+        assert line and line.startswith(READY_PREFIX), f"ready line {line!r}; stderr: {self.stderr_text()}"
+        self.port = int(line[len(READY_PREFIX):].split("/")[0])
+        return self.port
+
+
+# ---------------------------------------------------------------- Redis
+
+def resp_read(f):
+    """One RESP reply from a buffered socket file: str, int, list or None."""
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind in (b"+", b"-"):
+        return rest.decode()
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode()
+    if kind == b"*":
+        return [resp_read(f) for _ in range(int(rest))]
+    raise AssertionError(f"not RESP: {line!r}")
+
+
+def redis_command(port, *words):
+    req = f"*{len(words)}\r\n" + "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(req.encode())
+        with s.makefile("rb") as f:
+            return resp_read(f)
+
+
+@pytest.fixture
+def redis_port():
+    exe = shutil.which("redis-server")
+    if not exe:
+        pytest.fail("redis-server not found (scripts/deps.sh installs it)")
+    tmp = tempfile.mkdtemp(prefix="wsgate-chat-cluster-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", tmp, "--logfile", os.path.join(tmp, "redis.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis_command(port, "PING") == "PONG":
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def two_chats(redis_port):
+    procs = []
+    try:
+        for _ in range(2):
+            p = ChatProcess("--set", f"cluster.redis=127.0.0.1:{redis_port}")
+            procs.append(p)
+            p.wait_listening()
+        for p in procs:
+            p.wait_for_event("cluster_up", timeout=10)
+        yield redis_port, procs[0].port, procs[1].port
+    finally:
+        stop_echo_processes(procs)
+
+
+def wait_subscribed(redis_port, topic, instances, timeout=5.0):
+    """Until `instances` instances listen to the topic's channel: a publish
+    before an instance's SUBSCRIBE is in place does not reach it (pub/sub is at
+    most once), so the test waits instead of sleeping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        chans = redis_command(redis_port, "PUBSUB", "CHANNELS", f"*{topic}")
+        if chans:
+            reply = redis_command(redis_port, "PUBSUB", "NUMSUB", *chans)
+            if max(reply[1::2]) >= instances:
+                return
+        assert time.monotonic() < deadline, f"{instances} instances not subscribed to {topic}: {chans}"
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------- clients
+
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def recv(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_until(ws, kind, timeout=5):
+    """The next message of type `kind`, skipping join/leave notices."""
+    while True:
+        m = await recv(ws, timeout)
+        if m["type"] == kind:
+            return m
+        assert m["type"] in ("join", "leave"), f"wanted {kind}, got {m}"
+
+
+async def joined(port, room, name):
+    ws = await websockets.connect(f"ws://127.0.0.1:{port}/chat?room={room}&name={name}", open_timeout=10,
+                                  close_timeout=5, ping_interval=None)
+    welcome = await recv(ws)
+    assert welcome == {"type": "welcome", "user": name, "room": room}
+    return ws
+
+
+def test_rooms_and_direct_messages_cross_instances(two_chats):
+    redis_port, port_a, port_b = two_chats
+
+    async def scenario():
+        alice = await joined(port_a, "lobby", "alice")
+        wait_subscribed(redis_port, "room:lobby", 1)
+        bob = await joined(port_b, "lobby", "bob")
+        carol = await joined(port_b, "games", "carol")
+        wait_subscribed(redis_port, "room:lobby", 2)
+
+        # Rooms: both ways across the instances, and a join notice too.
+        while True:  # alice's own join first, then bob's from B (A listened before bob joined)
+            m = await recv(alice)
+            if m["type"] == "join" and m["user"] == "bob":
+                break
+        await alice.send("hello from A")
+        m = await recv_until(bob, "message")
+        assert m == {"type": "message", "user": "alice", "room": "lobby", "text": "hello from A"}
+        m = await recv_until(alice, "message")  # alice's own copy, delivered locally
+        assert m["text"] == "hello from A"
+        await bob.send("hello from B")
+        m = await recv_until(alice, "message")
+        assert m == {"type": "message", "user": "bob", "room": "lobby", "text": "hello from B"}
+        assert (await recv_until(bob, "message"))["text"] == "hello from B"  # bob's own copy
+
+        # /msg from A reaches carol on B (another room), and alice gets her copy.
+        await alice.send("/msg carol psst")
+        want = {"type": "direct", "from": "alice", "to": "carol", "text": "psst"}
+        assert await recv_until(carol, "direct") == want
+        assert await recv_until(alice, "direct") == want
+        # recv_until would have failed on any lobby message reaching carol, in games.
+
+        # And back from B to A.
+        await carol.send("/msg alice hi back")
+        want = {"type": "direct", "from": "carol", "to": "alice", "text": "hi back"}
+        assert await recv_until(alice, "direct") == want
+        assert await recv_until(carol, "direct") == want
+
+        # Not yet cluster-wide (presence is a later phase): /who lists this instance's users only.
+        await alice.send("/who")
+        assert (await recv_until(alice, "who"))["users"] == ["alice"]
+        await bob.send("/who")
+        assert (await recv_until(bob, "who"))["users"] == ["bob"]
+        # /msg to nobody: with the cluster on, wsg_user_send hands it to the cluster (the user might be
+        # elsewhere), so there is no "is not online" error; the sender gets the copy.
+        await alice.send("/msg nobody anyone?")
+        m = await recv_until(alice, "direct")
+        assert m == {"type": "direct", "from": "alice", "to": "nobody", "text": "anyone?"}
+
+        # bob leaves B: alice on A sees it.
+        await bob.close()
+        m = await recv(alice)
+        assert m == {"type": "leave", "user": "bob", "room": "lobby"}
+        # carol still saw no lobby traffic.
+        with pytest.raises(asyncio.TimeoutError):
+            await recv(carol, timeout=0.2)
+        for ws in (alice, carol):
+            await ws.close()
+
+    run(scenario())
