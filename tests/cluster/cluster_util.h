@@ -13,15 +13,9 @@
 #include <string.h>
 
 #include "redis_proc.h"
+#include "test_clients.h"
 #include "testutil.h"
 #include "wsclient.h"
-
-#define HOST "127.0.0.1"
-
-typedef struct {
-    wsc *c;
-    wsg_conn_id id;
-} client;
 
 /* The user id comes from an x-user header (none: no user). */
 static void user_from_header(wsg_server *s, wsg_auth_request *req, void *user) {
@@ -49,13 +43,6 @@ static tsrv *instance(const char *address, const char *prefix, const char *const
     return tsrv_start_auth(settings, 1, user_from_header);
 }
 
-static int cluster_up(tsrv *t) {
-    char buf[16384];
-    size_t len = 0;
-    if (wsg_server_metrics(t->srv, buf, sizeof buf - 1, &len) != WSG_OK) return 0;
-    buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
-    return strstr(buf, "\nwsgate_cluster_up 1\n") != NULL;
-}
 
 /* A metric's value (first sample line starting with `name`), -1 if absent. */
 static long long metric(tsrv *t, const char *name) {
@@ -69,25 +56,13 @@ static long long metric(tsrv *t, const char *name) {
     return p ? atoll(p + strlen(want)) : -1;
 }
 
-static client open_client(tsrv *t, const char *user) {
+static int cluster_up(tsrv *t) { return metric(t, "wsgate_cluster_up") == 1; }
+
+/* A client of `user` (NULL: none), through the x-user header. */
+static client open_user(tsrv *t, const char *user) {
     char headers[128] = "";
     if (user) snprintf(headers, sizeof headers, "x-user: %s\r\n", user);
-    int before = tsrv_opens(t), status = 0;
-    client k;
-    k.c = wsc_connect(HOST, t->port, "/", headers, 3000, &status);
-    assert_non_null(k.c);
-    assert_true(WAIT_UNTIL(tsrv_opens(t) == before + 1, 3000));
-    k.id = tsrv_last_open(t);
-    return k;
-}
-
-static void expect_text(wsc *c, const char *want) {
-    wsc_frame f;
-    assert_int_equal(wsc_recv_message(c, &f, 3000), 1);
-    assert_int_equal(f.opcode, 1);
-    if (f.len != strlen(want) || memcmp(f.data, want, f.len) != 0)
-        fail_msg("expected '%s', got '%.*s'", want, (int)f.len, (const char *)f.data);
-    wsc_frame_free(&f);
+    return open_client(t, headers);
 }
 
 /* Nothing arrives within ms (no duplicate, no stray delivery). */

@@ -30,7 +30,7 @@ static int teardown(void **state) {
 
 static void ids_carry_distinct_node_numbers(void **state) {
     (void)state;
-    client a = open_client(A, NULL), b = open_client(B, NULL), c = open_client(C, NULL);
+    client a = open_user(A, NULL), b = open_user(B, NULL), c = open_user(C, NULL);
     unsigned na = (unsigned)(a.id >> 48), nb = (unsigned)(b.id >> 48), nc = (unsigned)(c.id >> 48);
     assert_true(na && nb && nc);
     assert_true(na != nb && nb != nc && na != nc);
@@ -47,7 +47,7 @@ static void ids_carry_distinct_node_numbers(void **state) {
 
 static void publish_reaches_every_instance_once(void **state) {
     (void)state;
-    client a = open_client(A, NULL), b = open_client(B, NULL), c = open_client(C, NULL);
+    client a = open_user(A, NULL), b = open_user(B, NULL), c = open_user(C, NULL);
     assert_int_equal(wsg_conn_subscribe(A->srv, a.id, "news"), WSG_OK);
     assert_int_equal(wsg_conn_subscribe(B->srv, b.id, "news"), WSG_OK);
     assert_true(WAIT_UNTIL(numsub(redis, "d:t:news") == 2, 2000));
@@ -72,7 +72,7 @@ static void publish_reaches_every_instance_once(void **state) {
 
 static void channels_follow_local_subscribers(void **state) {
     (void)state;
-    client a1 = open_client(A, NULL), a2 = open_client(A, NULL), b = open_client(B, NULL);
+    client a1 = open_user(A, NULL), a2 = open_user(A, NULL), b = open_user(B, NULL);
     assert_int_equal(rp_channel_count(redis, "d:t:*"), 0);
     for (int i = 0; i < 20; i++) {  /* churn: one channel, never one per client */
         assert_int_equal(wsg_conn_subscribe(A->srv, a1.id, "room"), WSG_OK);
@@ -101,7 +101,7 @@ static void channels_follow_local_subscribers(void **state) {
 
 static void users_and_connections_across_instances(void **state) {
     (void)state;
-    client a = open_client(A, "alice"), c = open_client(C, "alice"), b = open_client(B, "bob");
+    client a = open_user(A, "alice"), c = open_user(C, "alice"), b = open_user(B, "bob");
     assert_true(WAIT_UNTIL(numsub(redis, "d:u:alice") == 2, 2000));
     assert_int_equal(numsub(redis, "d:u:bob"), 1);
     /* B has no alice: handed to the cluster, both of hers get it. */
@@ -151,7 +151,7 @@ static void calls_from_other_threads_go_through_the_loop(void **state) {
     (void)state;
     /* The test thread is not a service thread: every call above posted to
      * the mailbox. Here, in bulk, with nothing lost or duplicated. */
-    client a = open_client(A, NULL), b = open_client(B, NULL);
+    client a = open_user(A, NULL), b = open_user(B, NULL);
     assert_int_equal(wsg_conn_subscribe(B->srv, b.id, "bulk"), WSG_OK);
     assert_true(WAIT_UNTIL(numsub(redis, "d:t:bulk") == 1, 2000));
     char msg[32];

@@ -36,7 +36,7 @@ static void redis_killed_and_restarted(void **state) {
     assert_non_null(A);
     assert_non_null(B);
     assert_true(WAIT_UNTIL(cluster_up(A) && cluster_up(B), 5000));
-    client a = open_client(A, "alice"), b = open_client(B, "bob"), b2 = open_client(B, NULL);
+    client a = open_user(A, "alice"), b = open_user(B, "bob"), b2 = open_user(B, NULL);
     assert_int_equal(wsg_conn_subscribe(A->srv, a.id, "t"), WSG_OK);
     assert_int_equal(wsg_conn_subscribe(B->srv, b.id, "t"), WSG_OK);
     assert_true(WAIT_UNTIL(numsub(redis, "k:t:t") == 2, 2000));
@@ -107,7 +107,7 @@ static void redis_frozen(void **state) {
     tsrv *A = instance(redis->address, "f", extra);
     assert_non_null(A);
     assert_true(WAIT_UNTIL(cluster_up(A), 5000));
-    client a = open_client(A, NULL);
+    client a = open_user(A, NULL);
     int64_t before = 0;
     for (int i = 0; i < 5; i++) before += echo_ms(a.c);
 
@@ -155,7 +155,7 @@ static void check_bad_redis(const char *address, const char *const *extra, const
         tsrv_log_get(A, "cluster_down", 0, buf, sizeof buf);
         fail_msg("cluster_down does not say '%s': %s", why, buf);
     }
-    client a = open_client(A, "carol");
+    client a = open_user(A, "carol");
     assert_true(echo_ms(a.c) < 500);
     assert_int_equal(wsg_conn_subscribe(A->srv, a.id, "t"), WSG_OK);
     assert_int_equal(wsg_server_publish(A->srv, "t", WSG_MSG_TEXT, "local", 5), WSG_OK);

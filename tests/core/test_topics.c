@@ -14,35 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_clients.h"
 #include "testutil.h"
 #include "wsclient.h"
 
-#define HOST "127.0.0.1"
-
-/* A client and the id the server gave it. */
-typedef struct {
-    wsc *c;
-    wsg_conn_id id;
-} client;
-
-static client open_client(tsrv *t, const char *headers) {
-    int before = tsrv_opens(t), status = 0;
-    client k;
-    k.c = wsc_connect(HOST, t->port, "/", headers, 3000, &status);
-    assert_non_null(k.c);
-    assert_true(WAIT_UNTIL(tsrv_opens(t) == before + 1, 3000));
-    k.id = tsrv_last_open(t);
-    return k;
-}
-
-static void expect_text(wsc *c, const char *want) {
-    wsc_frame f;
-    assert_int_equal(wsc_recv_message(c, &f, 3000), 1);
-    assert_int_equal(f.opcode, 1);
-    assert_int_equal(f.len, strlen(want));
-    assert_memory_equal(f.data, want, f.len);
-    wsc_frame_free(&f);
-}
 
 static size_t subscribers(tsrv *t, const char *topic) {
     size_t n = 99;
