@@ -20,28 +20,7 @@ import pytest
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging"))
-from echo_proc import EchoProcess, _die_with_parent, stop_echo_processes  # noqa: E402
-
-READY_PREFIX = "open http://127.0.0.1:"
-
-
-def chat_binary():
-    path = os.environ.get("WSGATE_CHAT", "")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"WSGATE_CHAT={path!r} is not an executable: run through ctest")
-    return path
-
-
-class ChatProcess(EchoProcess):
-    def __init__(self, *args):
-        super().__init__(*args, binary=chat_binary())
-
-    def wait_listening(self, timeout=15.0):
-        line = self._stdout_q.get(timeout=timeout)
-        assert line and line.startswith(READY_PREFIX), f"ready line {line!r}; stderr: {self.stderr_text()}"
-        self.port = int(line[len(READY_PREFIX):].split("/")[0])
-        return self.port
-
+from echo_proc import ChatProcess, _die_with_parent, stop_echo_processes  # noqa: E402
 
 # ---------------------------------------------------------------- Redis
 

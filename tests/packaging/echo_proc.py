@@ -173,6 +173,31 @@ class EchoProcess:
             assert marker not in text, f"sanitizer report in wsgate-echo stderr:\n{text}"
 
 
+CHAT_READY_RE = re.compile(r"^open http://127\.0\.0\.1:(\d+)/ in a browser$")
+
+
+def chat_binary():
+    path = os.environ.get("WSGATE_CHAT", "")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"WSGATE_CHAT={path!r} is not an executable: run through ctest")
+    return path
+
+
+class ChatProcess(EchoProcess):
+    """wsgate-chat (from WSGATE_CHAT), with EchoProcess's process handling
+    and its own ready line."""
+
+    def __init__(self, *args):
+        super().__init__(*args, binary=chat_binary())
+
+    def wait_listening(self, timeout=15.0):
+        line = self._stdout_q.get(timeout=timeout)
+        m = CHAT_READY_RE.match(line or "")
+        assert m, f"unexpected ready line {line!r}; stderr: {self.stderr_text()}"
+        self.port = int(m.group(1))
+        return self.port
+
+
 def stop_echo_processes(procs, died_is_failure=False):
     """Fixture teardown: each server still running gets SIGTERM and must exit
     0 within STOP_TIMEOUT with no sanitizer report; with died_is_failure, one

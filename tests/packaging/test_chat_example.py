@@ -19,34 +19,10 @@ import time
 import pytest
 import websockets
 
-from echo_proc import EchoProcess, _die_with_parent, stop_echo_processes
+from echo_proc import ChatProcess, _die_with_parent, chat_binary, stop_echo_processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = os.path.join(HERE, "..", "..", "examples", "chat", "index.html")
-READY_RE = re.compile(r"^open http://127\.0\.0\.1:(\d+)/ in a browser$")
-
-
-def chat_binary():
-    path = os.environ.get("WSGATE_CHAT", "")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"WSGATE_CHAT={path!r} is not an executable: run through ctest")
-    return path
-
-
-class ChatProcess(EchoProcess):
-    """wsgate-chat, with echo_proc's process handling and its own ready line."""
-
-    def __init__(self, *args):
-        super().__init__(*args, binary=chat_binary())
-
-    def wait_listening(self, timeout=15.0):
-        line = self._stdout_q.get(timeout=timeout)
-        m = READY_RE.match(line or "")
-        assert m, f"unexpected ready line {line!r}; stderr: {self.stderr_text()}"
-        self.port = int(m.group(1))
-        return self.port
-
-
 @pytest.fixture
 def start_chat():
     procs = []
