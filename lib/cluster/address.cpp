@@ -1,6 +1,6 @@
 #include "cluster/address.h"
 
-#include <arpa/inet.h>
+#include "security/netaddr.h"
 
 namespace wsgate {
 
@@ -41,8 +41,7 @@ std::string parse_redis_address(std::string_view v, RedisAddress *out) {
         }
         if (n < 1 || n > 65535) return "has a port outside 1..65535";
         std::string hs(h);
-        unsigned char buf[16];
-        if (inet_pton(AF_INET, hs.c_str(), buf) != 1 && inet_pton(AF_INET6, hs.c_str(), buf) != 1)
+        if (!IpAddr::parse(h))
             return "'" + hs +
                    "' is not an IP address literal: names are not resolved (hiredis would block the service "
                    "thread in getaddrinfo); resolve it before configuring, e.g. 127.0.0.1:6379";
