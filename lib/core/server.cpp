@@ -1110,13 +1110,7 @@ wsg_status Server::user_conn_ids(const char *user, wsg_conn_id *ids, size_t capa
 wsg_status Server::user_send(const char *user, wsg_msg_type type, const void *data, size_t len) {
     if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
-    // With a cluster the user may be on another instance: whether it is
-    // cannot be known here without a round trip.
-    if (!locked([&] { return users_.find(user) != nullptr; })) {
-        if (!cluster_.enabled()) return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
-        if (!cluster_.up())
-            return cluster_down(std::string("user '") + user + "' has no connection on this instance");
-    }
+    if (wsg_status st = user_reachable(user)) return st;
     cmd::UserSend c{user, OutMessage(type, data, len, cfg_.write_batch_bytes),
                     envelope(EnvelopeKind::UserMessage, type, user,
                              std::string_view(static_cast<const char *>(data), len))};
@@ -1134,11 +1128,7 @@ wsg_status Server::user_close(const char *user, int code, const char *reason) {
     if (!user || !*user) return fail(WSG_EINVAL, "user id is NULL or empty");
     std::string why;
     if (wsg_status st = check_close(code, reason, &why)) return st;
-    if (!locked([&] { return users_.find(user) != nullptr; })) {
-        if (!cluster_.enabled()) return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
-        if (!cluster_.up())
-            return cluster_down(std::string("user '") + user + "' has no connection on this instance");
-    }
+    if (wsg_status st = user_reachable(user)) return st;
     cmd::UserClose c{user, code, why, envelope(EnvelopeKind::UserClose, WSG_MSG_TEXT, user, close_body(code, why))};
     if (on_service_thread()) {
         execute(c);
@@ -1213,6 +1203,15 @@ bool Server::remote_id(wsg_conn_id id) const {
     if (!cluster_.enabled()) return false;
     const uint16_t node = Registry::node_of(id);
     return node != 0 && node != cluster_.node();
+}
+
+// With a cluster the user may be on another instance: whether it is cannot
+// be known here without a round trip.
+wsg_status Server::user_reachable(const char *user) {
+    if (locked([&] { return users_.find(user) != nullptr; })) return WSG_OK;
+    if (!cluster_.enabled()) return fail(WSG_ENOTFOUND, std::string("user '") + user + "' has no open connection");
+    if (!cluster_.up()) return cluster_down(std::string("user '") + user + "' has no connection on this instance");
+    return WSG_OK;
 }
 
 wsg_status Server::cluster_down(const std::string &what) const {

@@ -192,6 +192,10 @@ private:
     wsg_status relay(std::string channel, std::string envelope, const std::string &what);
     // WSG_ECLUSTER with the reason the cluster is down.
     wsg_status cluster_down(const std::string &what) const;
+    // Whether a message or close for `user` can go anywhere: WSG_OK when the
+    // user has a local connection or, with the cluster up, may have one on
+    // another instance; else WSG_ENOTFOUND (no cluster) or WSG_ECLUSTER.
+    wsg_status user_reachable(const char *user);
     // The envelope of a message or close for other instances: "" without a
     // cluster.
     std::string envelope(EnvelopeKind kind, wsg_msg_type type, std::string_view target, std::string_view body) const;
