@@ -77,7 +77,8 @@ extern "C" {
     XX(EBUSY, 8, "not allowed on the service thread (inside a callback)")               \
     XX(ELIMIT, 9, "a configured limit was reached")                                     \
     XX(EINTERNAL, 10, "broken internal invariant: please report it")                   \
-    XX(ECLUSTER, 11, "the cluster is down (Redis unreachable, hung or refusing): a cross-instance call failed")
+    XX(ECLUSTER, 11, "the cluster is down (Redis unreachable, hung or refusing): a cross-instance call failed") \
+    XX(ETIMEOUT, 12, "gave up waiting: the deadline passed before the result came")
 
 /** Status of every fallible call (WSG_OK, WSG_EINVAL, ...: see WSG_STATUS_MAP). */
 typedef enum wsg_status {
@@ -742,6 +743,123 @@ WSG_API wsg_status wsg_server_broadcast_except(wsg_server *server, wsg_conn_id e
  *  @return WSG_OK, WSG_EINVAL, WSG_ESTATE. Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_conn_send_many(wsg_server *server, const wsg_conn_id *ids, size_t n,
                                       wsg_msg_type type, const void *data, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Asynchronous results: presence and session data                     */
+/* ------------------------------------------------------------------ */
+
+/* Presence and session calls may need Redis (cluster.redis), so they never
+ * block: each takes a wsg_result_fn that runs once, on the service thread,
+ * with the outcome. A call that returns anything but WSG_OK never runs its
+ * callback; one that returns WSG_OK runs it exactly once, also when the
+ * server stops first (status WSG_ESTATE) or Redis does not answer within
+ * cluster.command_timeout_ms (WSG_ECLUSTER). To wait from your own thread,
+ * pass wsg_completion_callback with a wsg_completion and wsg_completion_wait.
+ * Without cluster.redis the same calls answer from this instance (presence
+ * from its own connections, session data from an in-memory store with the
+ * same TTL rules), still through the callback. */
+
+/** The outcome of an asynchronous call. Opaque; borrowed by the callback
+ *  (valid during the call only; copy what you keep), or owned by a
+ *  wsg_completion. */
+typedef struct wsg_result wsg_result;
+
+/** Called once with the outcome (service thread; must not block). */
+typedef void (*wsg_result_fn)(wsg_server *server, const wsg_result *result, void *user);
+
+/** The call's status: WSG_OK, WSG_ENOTFOUND (wsg_session_get: no such key,
+ *  or it expired), WSG_ECLUSTER (Redis down, hung or refusing; presence
+ *  results then still hold this instance's own entries), WSG_ESTATE (the
+ *  server stopped before the answer), WSG_EINVAL (NULL result). Since 0.1.0. */
+WSG_API wsg_status wsg_result_status(const wsg_result *result);
+
+/** A message for people when the status is not WSG_OK ("" when it is), owned
+ *  by the result. Since 0.1.0. */
+WSG_API const char *wsg_result_message(const wsg_result *result);
+
+/** wsg_session_get's value: `*data` (owned by the result; NULL-terminated
+ *  for convenience, the terminator not counted) and `*len`.
+ *  @return WSG_OK, WSG_ENOTFOUND (no value: the key is absent or the result
+ *  is not a get's), WSG_EINVAL. Since 0.1.0. */
+WSG_API wsg_status wsg_result_value(const wsg_result *result, const void **data, size_t *len);
+
+/** Number of presence entries (0 for results that are not presence). Since 0.1.0. */
+WSG_API size_t wsg_result_count(const wsg_result *result);
+
+/** Presence entry `index` (0 .. count-1): the connection id (its node is in
+ *  the top 16 bits, see wsg_conn_id), the user id ("" when anonymous; owned
+ *  by the result) and since when (Unix ms: the subscription for a topic, the
+ *  upgrade for a user). Any out pointer may be NULL.
+ *  @return WSG_OK, WSG_EINVAL (index out of range, NULL result). Since 0.1.0. */
+WSG_API wsg_status wsg_result_presence(const wsg_result *result, size_t index, wsg_conn_id *conn,
+                                       const char **user_id, int64_t *since_ms);
+
+/** A result to wait for from a thread of yours. Opaque. Use each completion
+ *  for one call: pass wsg_completion_callback as the call's callback and the
+ *  completion as its `user`. */
+typedef struct wsg_completion wsg_completion;
+
+/** @return WSG_OK, WSG_EINVAL (NULL out), WSG_ENOMEM. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_completion_new(wsg_completion **out);
+
+/** The callback that fills a completion (`user` is the wsg_completion). Since 0.1.0. */
+WSG_API void wsg_completion_callback(wsg_server *server, const wsg_result *result, void *user);
+
+/** Wait until the call answered, at most `timeout_ms` (< 0: no limit; 0:
+ *  only look). @return WSG_OK (answered: read wsg_completion_result),
+ *  WSG_ETIMEOUT (not yet), WSG_EBUSY (called on the service thread of the
+ *  server the call was made on: that would wait forever), WSG_EINVAL.
+ *  Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_completion_wait(wsg_completion *completion, int64_t timeout_ms);
+
+/** The result once wsg_completion_wait returned WSG_OK, owned by the
+ *  completion; NULL before. Since 0.1.0. */
+WSG_API const wsg_result *wsg_completion_result(const wsg_completion *completion);
+
+/** Free a completion. NULL is accepted. Freeing one whose call has not
+ *  answered yet is allowed: the answer is then discarded. Any thread. Since 0.1.0. */
+WSG_API void wsg_completion_free(wsg_completion *completion);
+
+/** Presence: every connection subscribed to `topic` on every instance of the
+ *  cluster (this instance's alone without cluster.redis). An instance that
+ *  dies without a goodbye (kill -9, SIGSTOP, network loss) leaves no entry
+ *  longer than cluster.presence_ttl_ms; a clean stop removes its entries at
+ *  once. @return WSG_OK (the callback will run), WSG_EINVAL (bad topic, NULL
+ *  fn), WSG_ESTATE (not running). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_topic_presence(wsg_server *server, const char *topic, wsg_result_fn fn,
+                                      void *user);
+
+/** Presence: every open connection of `user_id` on every instance (entries'
+ *  user id is `user_id`). Same rules as wsg_topic_presence. Since 0.1.0. */
+WSG_API wsg_status wsg_user_presence(wsg_server *server, const char *user_id, wsg_result_fn fn,
+                                     void *user);
+
+/** Longest session key, in bytes. Since 0.1.0. */
+#define WSG_SESSION_KEY_MAX 255
+
+/** Session data: store `len` bytes under `key` (1..WSG_SESSION_KEY_MAX bytes,
+ *  e.g. a user id or a session token of yours) for `ttl_ms` (0:
+ *  cluster.session_ttl_ms), shared by every instance (in Redis under
+ *  cluster.prefix; in this instance's memory without cluster.redis). A set
+ *  replaces the value and its TTL.
+ *  @param data borrowed, copied before return; at most cluster.session_max_bytes.
+ *  @param fn may be NULL (nobody is told the outcome).
+ *  @return WSG_OK, WSG_EINVAL (bad key, ttl < 0, data NULL with len > 0),
+ *  WSG_ELIMIT (value larger than cluster.session_max_bytes), WSG_ESTATE (not
+ *  running). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_session_set(wsg_server *server, const char *key, const void *data,
+                                   size_t len, int64_t ttl_ms, wsg_result_fn fn, void *user);
+
+/** Session data: read the value under `key` (wsg_result_value; status
+ *  WSG_ENOTFOUND when absent or expired). Same rules as wsg_session_set; fn
+ *  must not be NULL. Since 0.1.0. */
+WSG_API wsg_status wsg_session_get(wsg_server *server, const char *key, wsg_result_fn fn,
+                                   void *user);
+
+/** Session data: remove `key` (WSG_OK also when it was absent). Same rules as
+ *  wsg_session_set; fn may be NULL. Since 0.1.0. */
+WSG_API wsg_status wsg_session_delete(wsg_server *server, const char *key, wsg_result_fn fn,
+                                      void *user);
 
 /* ------------------------------------------------------------------ */
 /* Authentication before the upgrade                                   */
