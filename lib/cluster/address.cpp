@@ -18,6 +18,7 @@ std::string parse_redis_address(std::string_view v, RedisAddress *out) {
         std::string_view path = v.substr(5);
         if (path.empty() || path[0] != '/') return "unix: needs an absolute socket path, e.g. unix:/run/redis/redis.sock";
         if (path.size() > 107) return "unix socket path is longer than 107 bytes (the sun_path limit)";
+        if (path.find('\0') != std::string_view::npos) return "unix socket path contains a NUL byte";
         a.unix_path = std::string(path);
     } else {
         std::string_view h, p;

@@ -71,6 +71,9 @@ void test_redis_addresses(void **) {
     for (const char *bad : {"", "redis:6379", "localhost:6379", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
                             "127.0.0.1:65536", "::1:6379", "[::1]6379", "unix:", "unix:rel/path", "1.2.3.4:6x79"})
         assert_false(parse_redis_address(bad, nullptr).empty());
+    // Found by fuzz_cluster: hiredis copies the path as a C string.
+    using namespace std::string_view_literals;
+    assert_string_equal(parse_redis_address("unix:/tmp/a\0b"sv, nullptr).c_str(), "unix socket path contains a NUL byte");
 }
 
 void test_backoff_doubles_within_bounds(void **) {

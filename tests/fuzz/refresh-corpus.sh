@@ -10,7 +10,7 @@
 #              CC=clang CXX=clang++ cmake -S . -B BUILD_DIR -DWSGATE_FUZZ=ON
 #              cmake --build BUILD_DIR --target fuzzers
 #   SECONDS    per target (default 300)
-#   NAME       jwt, origin, deflate, http, frames (default: every fuzz_*.cpp)
+#   NAME       jwt, origin, deflate, http, frames, cluster (default: every fuzz_*.cpp)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
