@@ -37,19 +37,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "packaging"))
+from redis_server import RedisServer  # noqa: E402
+
 children = []  # every process started here, stopped at the end
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(proc, grace=10):
@@ -69,60 +65,22 @@ def stop_all():
         stop(children.pop())
 
 
-def redis_command(port, *words, timeout=2.0):
-    """One command in RESP; returns the reply's first line (enough here)."""
-    req = f"*{len(words)}\r\n" + "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(req.encode())
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    return buf.split(b"\r\n", 1)[0].decode(errors="replace")
-
-
-def redis_clients(port):
+def redis_clients(redis):
     """Connected clients, from INFO clients (the asking one included)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(b"*2\r\n$4\r\nINFO\r\n$7\r\nclients\r\n")
-        buf = b""
-        while True:  # a bulk string: "$LEN\r\n" then LEN bytes and "\r\n"
-            head, sep, body = buf.partition(b"\r\n")
-            if sep and head.startswith(b"$") and len(body) >= int(head[1:]):
-                break
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    for line in buf.decode(errors="replace").splitlines():
+    for line in redis.command("INFO", "clients").splitlines():
         if line.startswith("connected_clients:"):
             return int(line.split(":")[1])
     return -1
 
 
-def start_redis(tmp):
-    """redis-server on a free loopback port, no persistence; returns (proc, port, argv)."""
-    exe = shutil.which("redis-server")
-    if not exe:
-        sys.exit("cluster bench: redis-server not found (scripts/deps.sh installs it)")
-    for _ in range(5):
-        port = free_port()
-        argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", tmp, "--logfile", os.path.join(tmp, "redis.log")]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        children.append(proc)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if redis_command(port, "PING") == "+PONG":
-                    return proc, port, argv
-            except OSError:
-                time.sleep(0.05)
-        stop(proc)
-        children.remove(proc)
-    sys.exit("cluster bench: redis-server did not start (see its log in " + tmp + ")")
+def start_redis():
+    """redis-server on a free loopback port, no persistence (tests/packaging/redis_server.py)."""
+    try:
+        r = RedisServer().start()
+    except RuntimeError as e:
+        sys.exit(f"cluster bench: {e}")
+    children.append(r.proc)
+    return r
 
 
 def start_instance(server, extra, tmp, name):
@@ -236,10 +194,12 @@ def main():
     result = {"loadavg_before": open("/proc/loadavg").read().split()[:3],
               "cpus": os.cpu_count(), "config": vars(args).copy()}
     ok = True
+    redis = None
     try:
         window_s = args.duration - args.warmup
         # The cluster: Redis and N instances.
-        redis, port, redis_argv = start_redis(tmp)
+        redis = start_redis()
+        port, redis_argv = redis.port, redis.argv
         names = [chr(ord("A") + i) for i in range(args.instances)]
         procs, urls = [], []
         for n in names:
@@ -249,17 +209,17 @@ def main():
         # Each instance holds two Redis connections (commands, subscriptions).
         want = 2 * args.instances + 1
         deadline = time.monotonic() + 10
-        while redis_clients(port) < want:
+        while redis_clients(redis) < want:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the instances did not all reach Redis (logs in {tmp})")
             time.sleep(0.05)
-        pids = [p.pid for p in procs] + [redis.pid]
+        pids = [p.pid for p in procs] + [redis.proc.pid]
         cpu0 = {n: cpu_ticks(p) for n, p in zip(names + ["redis"], pids)}
         argv, out = run_bench(args, bench, urls, urls[0], procs[0].pid, pids[1:])
         cpu1 = {n: cpu_ticks(p) for n, p in zip(names + ["redis"], pids)}
         s = summarize("cluster", out, names + ["redis"], pids, window_s)
         s["cpu_s_whole_run"] = {n: round(cpu1[n] - cpu0[n], 2) for n in cpu0}
-        s["commands"] = [" ".join(redis_argv).replace(tmp, "TMP").replace(f" {port} ", " PORT ")] + [
+        s["commands"] = [" ".join(redis_argv).replace(redis.tmp, "TMP").replace(f" {port} ", " PORT ")] + [
             f"{server} --host 127.0.0.1 --port 0 --topics --set limits.max_connections=30000 "
             f"--set cluster.redis=127.0.0.1:PORT   # instance {n}" for n in names] + [
             " ".join(argv).replace(str(procs[0].pid), "PID_A")]
@@ -289,6 +249,8 @@ def main():
         ok = False
     finally:
         stop_all()
+        if redis:
+            redis.stop()  # its directory
     result["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     text = json.dumps(result, indent=2)
     print(text)

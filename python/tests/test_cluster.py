@@ -3,16 +3,17 @@ mapping, two servers on one real redis-server (a publish on one reaches a
 subscriber on the other; a send to a connection of the other by its id),
 and ClusterError when Redis is gone."""
 
-import shutil
-import socket
-import subprocess
-import tempfile
+import os
+import sys
 import time
 
 import pytest
 
 import wsgate
 from conftest import connect, recv, run, url_of, wait_until
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "packaging"))
+from redis_server import RedisServer  # noqa: E402
 
 
 def test_cluster_keywords_map_to_the_options(make_server):
@@ -26,33 +27,10 @@ def test_cluster_keywords_map_to_the_options(make_server):
     assert wsgate.ClusterError("x").status == wsgate.Status.ECLUSTER
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def redis():
-    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", d], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
-                time.sleep(0.01)
-        try:
-            yield proc, f"127.0.0.1:{port}"
-        finally:
-            proc.kill()
-            proc.wait(5)
+    with RedisServer() as r:
+        yield r.proc, r.address
 
 
 def test_two_instances_deliver_to_each_other(make_server, redis):

@@ -12,16 +12,18 @@ Needs what scripts/deps.sh installs: the chromium package and playwright-core
 in build/node (ctest passes WSGATE_NODE_MODULES). It installs nothing.
 """
 
-import ctypes
 import os
 import re
 import shutil
-import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging"))
+from procutil import die_with_parent  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHROMIUM = "/usr/bin/chromium"
@@ -29,13 +31,6 @@ READY_RE = re.compile(r"^open http://127\.0\.0\.1:(\d+)/ in a browser$")
 SCENARIO_TIMEOUT = 150  # s; the script's own watchdog fires at 120 s
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
-
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _die_with_parent():
-    _prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-
 
 def _need(what, ok, fix):
     if not ok:
@@ -49,7 +44,7 @@ def chat_server():
           "run through ctest, or export WSGATE_CHAT=BUILD/examples/wsgate-chat")
     proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
     # stderr (JSON log lines) is read all along, so the pipe never fills.
     proc.stderr_lines = []
     reader = threading.Thread(target=lambda: proc.stderr_lines.extend(proc.stderr), daemon=True)
@@ -87,7 +82,7 @@ def test_chat_in_chromium(chat_server, tmp_path):
     try:
         run = subprocess.run([node, os.path.join(HERE, "chat_scenario.js"), f"http://127.0.0.1:{port}/",
                               shot, str(proc.pid)], stdin=subprocess.DEVNULL, capture_output=True,
-                             text=True, timeout=SCENARIO_TIMEOUT, env=env, preexec_fn=_die_with_parent)
+                             text=True, timeout=SCENARIO_TIMEOUT, env=env, preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the browser scenario ran past {SCENARIO_TIMEOUT} s; output: {e.stdout} {e.stderr}")
     print(run.stdout)

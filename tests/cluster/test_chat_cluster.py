@@ -9,76 +9,22 @@ section stays true."""
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging"))
-from echo_proc import ChatProcess, _die_with_parent, stop_echo_processes  # noqa: E402
+from echo_proc import ChatProcess, stop_echo_processes  # noqa: E402
+from redis_server import RedisServer, redis_command  # noqa: E402
 
 # ---------------------------------------------------------------- Redis
 
-def resp_read(f):
-    """One RESP reply from a buffered socket file: str, int, list or None."""
-    line = f.readline().rstrip(b"\r\n")
-    kind, rest = line[:1], line[1:]
-    if kind in (b"+", b"-"):
-        return rest.decode()
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2].decode()
-    if kind == b"*":
-        return [resp_read(f) for _ in range(int(rest))]
-    raise AssertionError(f"not RESP: {line!r}")
-
-
-def redis_command(port, *words):
-    req = f"*{len(words)}\r\n" + "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(req.encode())
-        with s.makefile("rb") as f:
-            return resp_read(f)
-
-
 @pytest.fixture
 def redis_port():
-    exe = shutil.which("redis-server")
-    if not exe:
-        pytest.fail("redis-server not found (scripts/deps.sh installs it)")
-    tmp = tempfile.mkdtemp(prefix="wsgate-chat-cluster-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tmp, "--logfile", os.path.join(tmp, "redis.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis_command(port, "PING") == "PONG":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with RedisServer() as r:
+        yield r.port
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ gets PR_SET_PDEATHSIG, so it dies with pytest even if pytest itself is killed
 (for example by the ctest TIMEOUT).
 """
 
-import ctypes
 import json
 import os
 import queue
@@ -18,22 +17,13 @@ import time
 
 import pytest
 
+from procutil import die_with_parent
+
 LISTEN_RE = re.compile(r"^listening on ws://127\.0\.0\.1:(\d+)/$")
 START_TIMEOUT = 15.0  # generous for sanitizer builds on a loaded machine
 STOP_TIMEOUT = 5.0
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
-
-_PR_SET_PDEATHSIG = 1
-# Looked up once here: the preexec_fn below runs between fork and exec and
-# should do as little as possible.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _die_with_parent():
-    """preexec_fn: the child gets SIGKILL when the thread that started it exits."""
-    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-
 
 def echo_binary():
     path = os.environ.get("WSGATE_ECHO")
@@ -49,7 +39,7 @@ def run_echo(*args, timeout=15.0):
     """Runs wsgate-echo to completion (for --help and argument errors)."""
     return subprocess.run([echo_binary(), *args], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=_die_with_parent)
+                          preexec_fn=die_with_parent)
 
 
 class EchoProcess:
@@ -60,7 +50,7 @@ class EchoProcess:
         self.args = [binary or echo_binary(), "--host", "127.0.0.1", "--port", "0", *args]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1, preexec_fn=_die_with_parent)
+                                     text=True, bufsize=1, preexec_fn=die_with_parent)
         self.stdout_lines = []
         self.stderr_lines = []
         self._stdout_q = queue.Queue()

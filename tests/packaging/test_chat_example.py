@@ -19,7 +19,8 @@ import time
 import pytest
 import websockets
 
-from echo_proc import ChatProcess, _die_with_parent, chat_binary, stop_echo_processes
+from echo_proc import ChatProcess, chat_binary, stop_echo_processes
+from procutil import die_with_parent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = os.path.join(HERE, "..", "..", "examples", "chat", "index.html")
@@ -71,13 +72,13 @@ async def joined(port, room, name=None):
 
 def test_help_and_bad_arguments():
     out = subprocess.run([chat_binary(), "--help"], capture_output=True, text=True, timeout=10,
-                         preexec_fn=_die_with_parent)
+                         preexec_fn=die_with_parent)
     assert out.returncode == 0 and out.stdout.startswith("usage: wsgate-chat")
     bad = subprocess.run([chat_binary(), "--set", "server.path=/ws"], capture_output=True, text=True,
-                         timeout=10, preexec_fn=_die_with_parent)
+                         timeout=10, preexec_fn=die_with_parent)
     assert bad.returncode == 2 and "the page connects to /chat" in bad.stderr
     bad = subprocess.run([chat_binary(), "--set", "log.levl=debug"], capture_output=True, text=True,
-                         timeout=10, preexec_fn=_die_with_parent)
+                         timeout=10, preexec_fn=die_with_parent)
     assert bad.returncode == 2 and "log.level" in bad.stderr
 
 
