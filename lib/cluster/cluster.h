@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -82,6 +83,11 @@ public:
     // could not be handed to Redis (down, or cluster.max_pending waiting):
     // counted as dropped.
     bool relay(const std::string &channel, const std::string &envelope);
+    // Service thread: how many connections `user` has on the other
+    // instances (their presence entries), to done(n) later on the service
+    // thread, n < 0 when Redis fails or times out. False (done never
+    // called) when the cluster is down. lib/cluster/user_count.cpp.
+    bool count_user(const std::string &user, std::function<void(int64_t)> done);
 
 private:
     void on_link_ready(RedisLink *link) override;

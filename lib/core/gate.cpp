@@ -45,6 +45,10 @@ proto::HttpLimits http_limits_of(const Settings &cfg) {
     return l;
 }
 
+// Bytes a client may send after its request while the upgrade waits for the
+// cluster (a client waits for 101 before sending frames).
+constexpr size_t kMaxParkedBytes = 64 * 1024;
+
 }  // namespace
 
 bool socket_peer(int fd, IpAddr *addr, uint16_t *port) {
@@ -105,6 +109,7 @@ Handshake *Gate::admit(Link *link, const IpAddr *peer) {
     }
     h->link = link;
     h->accepted_us = mono_us();
+    h->serial = ++next_serial_;
     if (peer && admission_.links_per_ip.try_acquire(*peer, 0)) {
         h->tcp_peer = *peer;
         h->link_counted = true;
@@ -118,6 +123,11 @@ Handshake *Gate::admit(Link *link, const IpAddr *peer) {
 
 void Gate::drop(Handshake *h) {
     wheel_.cancel(&h->timer);
+    if (h->parked) {
+        release(h->parked->ip, h->parked->ip_counted, h->parked->auth.user_id, h->parked->user_counted);
+        parked_.erase(h->serial);
+        h->parked.reset();
+    }
     if (h->link) Transport::set_owner(h->link, nullptr);
     if (h->link_counted) admission_.links_per_ip.release(h->tcp_peer);
     h->link_counted = false;
@@ -166,6 +176,15 @@ Gate::Result Gate::read(Handshake *h, uint8_t *data, size_t len) {
     // Bytes after a page's request (a pipelined request, a late body) get
     // no answer: the connection ends with the page.
     if (h->answered) return Result();
+    if (h->parked) {
+        // Frames sent before our answer wait with the upgrade (a client
+        // waits for 101; this bounds one that does not).
+        if (h->parked->rest.size() + len > kMaxParkedBytes)
+            return refuse(h, &h->parser.request(), metric::Refusal::protocol, 400,
+                          "data sent before the upgrade was answered");
+        h->parked->rest.append(reinterpret_cast<const char *>(data), len);
+        return Result();
+    }
     size_t used = 0;
     switch (h->parser.feed(reinterpret_cast<const char *>(data), len, &used)) {
     case proto::HttpRequestParser::State::NeedMore: return Result();
@@ -289,6 +308,71 @@ Gate::Result Gate::decide(Handshake *h, uint8_t *rest, size_t rest_len) {
             user_counted = true;
         }
     }
+    ParkedUpgrade u;
+    u.ip = ip;
+    u.peer_port = peer_port;
+    u.ip_counted = ip_counted;
+    u.user_counted = user_counted;
+    u.auth = std::move(auth);
+    u.origin = origin;
+    u.subprotocol = subprotocol;
+    u.pmd = std::move(pmd);
+    if (user_counted && remote_user_count_) {
+        // The cluster's count decides with ours: the upgrade waits for it.
+        const uint64_t serial = h->serial;
+        const std::string user = u.auth.user_id;
+        u.rest.assign(reinterpret_cast<const char *>(rest), rest_len);
+        h->parked = std::make_unique<ParkedUpgrade>(std::move(u));
+        parked_[serial] = h;
+        if (remote_user_count_(user, [this, serial](int64_t n) { resume(serial, n); })) return Result();
+        parked_.erase(serial);
+        u = std::move(*h->parked);
+        h->parked.reset();
+        metrics_.cluster_user_count_unknown.inc();
+    }
+    return upgrade(h, u, rest, rest_len);
+}
+
+void Gate::resume(uint64_t serial, int64_t remote) {
+    auto it = parked_.find(serial);
+    if (it == parked_.end()) return;  // the link went away meanwhile
+    Handshake *h = it->second;
+    parked_.erase(it);
+    std::unique_ptr<ParkedUpgrade> u = std::move(h->parked);
+    const proto::HttpRequest &req = h->parser.request();
+    Result r;
+    const auto refused = [&](int status, const std::string &reason, const char *headers, const std::string &why) {
+        release(u->ip, u->ip_counted, u->auth.user_id, u->user_counted);
+        r = refuse(h, &req, status == 503 ? metric::Refusal::shutdown : metric::Refusal::limit, status, reason,
+                   headers, why);
+    };
+    if (stopping_) {
+        refused(503, "server is shutting down", "retry-after: 5\r\n", std::string());
+    } else if (remote < 0) {
+        metrics_.cluster_user_count_unknown.inc();
+    } else if (admission_.per_user.count(u->auth.user_id) + static_cast<uint64_t>(remote) > cfg_.max_per_user) {
+        refused(429, "too many connections", "retry-after: 5\r\n",
+                "per-user connection limit (" + std::to_string(remote) + " on other instances of the cluster)");
+    }
+    if (r.kind != Result::Refused) r = upgrade(h, *u, reinterpret_cast<uint8_t *>(u->rest.data()), u->rest.size());
+    if (r.kind == Result::Refused) {
+        // Not inside a transport event: the link is closed here (after
+        // the refusal's bytes).
+        transport_.close_soon(h->link);
+        drop(h);
+        return;
+    }
+    resumed_(r);  // `u` (and the bytes r.rest points into) lives until it returns
+}
+
+Gate::Result Gate::upgrade(Handshake *h, ParkedUpgrade &u, uint8_t *rest, size_t rest_len) {
+    const proto::HttpRequest &req = h->parser.request();
+    const IpAddr &ip = u.ip;
+    const uint16_t peer_port = u.peer_port;
+    const bool ip_counted = u.ip_counted, user_counted = u.user_counted;
+    AuthOutcome &auth = u.auth;
+    const std::string &origin = u.origin, &subprotocol = u.subprotocol;
+    const PmdAgreement &pmd = u.pmd;
     const std::string answer =
         proto::switching_protocols(proto::websocket_accept(first(req, "sec-websocket-key")), subprotocol,
                                    pmd.accepted ? pmd.response : std::string());

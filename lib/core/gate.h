@@ -12,8 +12,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,7 @@
 #include "core/wheel.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
+#include "protocol/deflate.h"
 #include "protocol/http_request.h"
 #include "security/auth.h"
 #include "security/limits.h"
@@ -46,6 +49,20 @@ struct Admission {
     IpConnCounter links_per_ip;
 };
 
+// What the checks found about an upgrade that waits for the cluster's count
+// of the user's connections (limits.max_connections_per_user with a cluster):
+// everything the 101 answer and the Conn need besides the request, which the
+// Handshake's parser still holds.
+struct ParkedUpgrade {
+    IpAddr ip;
+    uint16_t peer_port = 0;
+    bool ip_counted = false, user_counted = false;
+    AuthOutcome auth;
+    std::string origin, subprotocol;
+    PmdAgreement pmd;
+    std::string rest;  // bytes that came after the request meanwhile
+};
+
 // A link still in its opening handshake.
 struct Handshake : LinkOwner {
     explicit Handshake(const proto::HttpLimits &limits) : LinkOwner(Kind::Handshake), parser(limits) {}
@@ -57,6 +74,10 @@ struct Handshake : LinkOwner {
     // ignored and the link closes once lws holds nothing more (Gate::drained).
     bool answered = false;
     int64_t accepted_us = 0;  // monotonic: the handshake's duration is measured from here
+    // Waiting for the cluster's count (Gate::set_remote_user_count); its
+    // serial finds it again when the answer comes.
+    std::unique_ptr<ParkedUpgrade> parked;
+    uint64_t serial = 0;
 };
 
 class Gate {
@@ -92,6 +113,20 @@ public:
     void drop(Handshake *h);
     // While stopping, upgrades are refused with 503.
     void set_stopping(bool stopping) { stopping_ = stopping; }
+
+    // limits.max_connections_per_user across a cluster. `count(user, done)`
+    // asks the other instances how many connections `user` has and calls
+    // done(n) later on the service thread (n < 0: unknown, e.g. Redis down or
+    // slow); it returns false when it cannot ask at all. Either way an
+    // unknown count lets the local count decide (a short outage does not
+    // lock users out). The upgrade waits for the answer, bounded by the
+    // handshake timeout; `resumed` then gets what read() would have returned
+    // (Opened or Refused; the link of a refusal is closed by the gate).
+    using RemoteUserCount = std::function<bool(const std::string &user, std::function<void(int64_t)> done)>;
+    void set_remote_user_count(RemoteUserCount count, std::function<void(Result &)> resumed) {
+        remote_user_count_ = std::move(count);
+        resumed_ = std::move(resumed);
+    }
     size_t pending() const { return pending_; }
 
 private:
@@ -102,6 +137,10 @@ private:
                   const std::string &reason, const char *extra_headers = "",
                   const std::string &log_reason = std::string());
     Result decide(Handshake *h, uint8_t *rest, size_t rest_len);
+    // The 101 answer and the new Conn, once every check passed.
+    Result upgrade(Handshake *h, ParkedUpgrade &u, uint8_t *rest, size_t rest_len);
+    // The cluster's count came for the handshake `serial` (gone: ignored).
+    void resume(uint64_t serial, int64_t remote);
     // GET and HEAD get the page; other methods 405.
     Result serve_page(Handshake *h, const proto::HttpRequest &req, const Pages::Page &page);
     // JWT and/or the application's authenticator; 0 when accepted (outcome
@@ -123,6 +162,11 @@ private:
     const proto::HttpLimits http_limits_;
     bool stopping_ = false;
     size_t pending_ = 0;
+    RemoteUserCount remote_user_count_;
+    std::function<void(Result &)> resumed_;
+    // Handshakes waiting for the cluster's count, by serial.
+    std::unordered_map<uint64_t, Handshake *> parked_;
+    uint64_t next_serial_ = 0;
     // Finished handshakes kept for the next ones: a handshake lives between
     // long-lived allocations (the transport's, the connection's), and freeing
     // it each time left a hole per connection in the heap (measured: about

@@ -45,6 +45,12 @@ Server::Server(Settings settings, wsg_server *self)
         // subscriber, a user's while the user has a local connection.
         topics_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_topic(name, first); };
         users_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_user(name, first); };
+        if (cfg_.max_per_user)
+            gate_.set_remote_user_count(
+                [this](const std::string &user, std::function<void(int64_t)> done) {
+                    return cluster_.count_user(user, std::move(done));
+                },
+                [this](Gate::Result &r) { upgraded_later(r); });
     }
     log.set_server(self);
     log.set_min_level(cfg_.log_level);
@@ -550,6 +556,17 @@ bool Server::on_read(Link *link, uint8_t *data, size_t len) {
         return true;
     }
     return inbox_.read(static_cast<Conn *>(owner), data, len);
+}
+
+// An upgrade that waited for the cluster's count of its user's connections
+// (Gate::set_remote_user_count) went through: as on_read, outside any
+// transport event.
+void Server::upgraded_later(Gate::Result &r) {
+    Conn *c = r.conn;
+    Link *link = c->link;
+    opened(r);
+    if (r.rest_len && Transport::owner(link) == c && !inbox_.read(c, r.rest, r.rest_len)) transport_.close_soon(link);
+    outbox_.flush();
 }
 
 bool Server::on_writable(Link *link) {

@@ -163,6 +163,7 @@ private:
     // A request to the metrics listener: read, answered, done.
     bool on_probe_read(ProbeRequest *p, const uint8_t *data, size_t len);
     bool on_read(Link *link, uint8_t *data, size_t len);
+    void upgraded_later(Gate::Result &r);
     bool on_writable(Link *link);
     void on_close(Link *link);
     void on_wake();

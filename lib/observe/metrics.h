@@ -140,7 +140,11 @@
     X(cluster_dropped, Counter, ClusterDropLabel, NoBuckets, "wsgate_cluster_dropped_total",      \
       "Messages between instances lost, by reason (WSGATE_CLUSTER_DROPS).")                        \
     X(cluster_publish_rtt, Histogram, NoLabel, ClusterBuckets, "wsgate_cluster_publish_seconds",   \
-      "Round trip of a PUBLISH: sent to Redis' reply.")
+      "Round trip of a PUBLISH: sent to Redis' reply.")                                             \
+    X(cluster_user_count_unknown, Counter, NoLabel, NoBuckets,                                     \
+      "wsgate_cluster_user_count_unknown_total",                                                   \
+      "Upgrades that limits.max_connections_per_user let through on this instance's count alone, " \
+      "the cluster's being unknown (Redis down or too slow).")
 
 namespace wsgate {
 namespace metric {
