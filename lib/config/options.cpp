@@ -152,7 +152,10 @@ const std::vector<OptionDef> kTable = {
      "this + 1, its new TCP connections are closed at once. 0: no per-IP limit.",
      nullptr},
     {"limits.max_connections_per_user", OptType::Int, "0", 0, 10000000, nullptr,
-     "Open connections allowed per authenticated user; further upgrades get 429. 0: no limit.",
+     "Open connections allowed per authenticated user; further upgrades get 429. With "
+     "cluster.redis the user's connections on every instance count (the upgrade waits for one "
+     "Redis round trip; while Redis is down or slow, this instance's count alone decides). 0: no "
+     "limit.",
      nullptr},
     {"limits.handshakes_per_ip_per_s", OptType::Int, "0", 0, 1000000, nullptr,
      "Upgrade requests accepted per client IP per second (token bucket); more get 429. 0: no "
