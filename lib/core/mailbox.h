@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/async_result.h"
 #include "core/outbox.h"
 #include "transport/transport.h"
 #include "wsgate/wsgate.h"
@@ -64,6 +65,12 @@ struct Relay {
     std::string channel;
     std::string envelope;
 };
+// wsg_topic_presence ('t') and wsg_user_presence ('u').
+struct Presence {
+    char kind;
+    std::string name;
+    AsyncReply reply;
+};
 struct Stop {};
 struct Drain {
     int64_t duration_ms;
@@ -82,7 +89,7 @@ struct SetQueuePolicy {
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
                              cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::Drain, cmd::SetTimeout, cmd::ReloadTls,
-                             cmd::SetQueuePolicy, cmd::Relay>;
+                             cmd::SetQueuePolicy, cmd::Relay, cmd::Presence>;
 
 class Mailbox {
 public:
@@ -94,10 +101,14 @@ public:
         std::lock_guard<std::mutex> lock(mu_);
         open_ = true;
     }
-    void close() {
+    // Returns what was posted and not drained: calls that promised an
+    // answer (presence...) are answered from it.
+    std::vector<Command> close() {
         std::lock_guard<std::mutex> lock(mu_);
         open_ = false;
-        queue_.clear();
+        std::vector<Command> left;
+        left.swap(queue_);
+        return left;
     }
     // Any thread. WSG_ESTATE when the server is not serving.
     bool post(Command &&c) {

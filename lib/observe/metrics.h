@@ -67,7 +67,6 @@
 //   (NoLabel for none); buckets: a bucket set for histograms, NoBuckets
 //   otherwise. Names follow Prometheus' conventions: `wsgate_` prefix,
 //   base units (`_seconds`, `_bytes`), `_total` on counters.
-// Presence metrics come with presence (issue 12, phase 2).
 #define WSGATE_METRICS(X)                                                                          \
     X(connections, Gauge, NoLabel, NoBuckets, "wsgate_connections",                                \
       "Open WebSocket connections (upgraded, not yet closed).")                                    \
@@ -140,7 +139,12 @@
     X(cluster_dropped, Counter, ClusterDropLabel, NoBuckets, "wsgate_cluster_dropped_total",      \
       "Messages between instances lost, by reason (WSGATE_CLUSTER_DROPS).")                        \
     X(cluster_publish_rtt, Histogram, NoLabel, ClusterBuckets, "wsgate_cluster_publish_seconds",   \
-      "Round trip of a PUBLISH: sent to Redis' reply.")
+      "Round trip of a PUBLISH: sent to Redis' reply.")                                           \
+    X(cluster_presence_resyncs, Counter, NoLabel, NoBuckets, "wsgate_cluster_presence_resyncs_total", \
+      "Times every local presence entry was written to Redis again (new connection to Redis, "     \
+      "lapsed lease, failed writes).")                                                             \
+    X(cluster_node_conflicts, Counter, NoLabel, NoBuckets, "wsgate_cluster_node_conflicts_total",  \
+      "Times another server was found holding the lease of this instance's node number.")
 
 namespace wsgate {
 namespace metric {
