@@ -66,7 +66,7 @@ static client open_user(tsrv *t, const char *user) {
 }
 
 /* Nothing arrives within ms (no duplicate, no stray delivery). */
-static void expect_nothing(wsc *c, int ms) {
+static inline void expect_nothing(wsc *c, int ms) {
     wsc_frame f;
     int got = wsc_recv_message(c, &f, ms);
     if (got == 1) {
@@ -76,7 +76,7 @@ static void expect_nothing(wsc *c, int ms) {
 }
 
 /* Redis' count of subscribers (instances) of one channel. */
-static int numsub(redis_proc *r, const char *channel) {
+static inline int numsub(redis_proc *r, const char *channel) {
     const char *argv[] = {"PUBSUB", "NUMSUB", channel};
     char *reply = rp_query(r, 3, argv);
     if (!reply) return -1;
