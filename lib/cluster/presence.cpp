@@ -129,7 +129,8 @@ void Presence::take() {
 }
 
 void Presence::tick(int64_t now) {
-    if (leaving_ || !cmd_.ready()) return;
+    // A take under way ends in a resync itself: no renewal beside it.
+    if (leaving_ || taking_ || !cmd_.ready()) return;
     const int64_t every = std::max<int64_t>(cfg_.presence_ttl_ms / 3, 1);
     if (!node_ || (!held_ && !renewed_ms_)) {
         // No number yet (the take failed or is under way): tried again.
