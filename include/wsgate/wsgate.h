@@ -78,7 +78,8 @@ extern "C" {
     XX(ELIMIT, 9, "a configured limit was reached")                                     \
     XX(EINTERNAL, 10, "broken internal invariant: please report it")                   \
     XX(ECLUSTER, 11, "the cluster is down (Redis unreachable, hung or refusing): a cross-instance call failed") \
-    XX(ETIMEOUT, 12, "gave up waiting: the deadline passed before the result came")
+    XX(ETIMEOUT, 12, "gave up waiting: the deadline passed before the result came")          \
+    XX(EGONE, 13, "the position is no longer in the topic's history (trimmed, expired or another epoch): resync")
 
 /** Status of every fallible call (WSG_OK, WSG_EINVAL, ...: see WSG_STATUS_MAP). */
 typedef enum wsg_status {
@@ -866,6 +867,96 @@ WSG_API wsg_status wsg_session_get(wsg_server *server, const char *key, wsg_resu
  *  wsg_session_set; fn may be NULL. Since 0.1.0. */
 WSG_API wsg_status wsg_session_delete(wsg_server *server, const char *key, wsg_result_fn fn,
                                       void *user);
+
+/* ------------------------------------------------------------------ */
+/* History and recovery                                                */
+/* ------------------------------------------------------------------ */
+
+/* Topics whose names match cluster.history_topics keep their last
+ * cluster.history_size messages for cluster.history_ttl_ms (in a Redis stream
+ * per topic with cluster.redis, in this instance's memory without). Every
+ * message of such a topic gets a position: an epoch (the history's identity:
+ * it changes when the history is lost, e.g. Redis restarted empty or the TTL
+ * passed with no publish) and an offset (1, 2, 3... within the epoch). A
+ * client that comes back (on any instance) is subscribed "from" the position
+ * of the last message it saw and gets what it missed, then the live
+ * messages, with no gap and no duplicate.
+ *
+ * With a cluster, a history topic's messages reach every subscriber, local
+ * ones included, once Redis gave them their position (one round trip), so
+ * all instances deliver them in the same order. A publish while Redis is
+ * down is delivered locally at once and kept (up to cluster.history_size per
+ * topic) to be written when Redis is back, which gives it its position and
+ * delivers it to the other instances; an instance that missed messages while
+ * cut off fetches them from the history when it reconnects and delivers them
+ * to its subscribers. */
+
+/** A message's place in a topic's history. Plain data; {0, 0} means "none"
+ *  (before the first message). Since 0.1.0. */
+typedef struct wsg_position {
+    uint64_t epoch;
+    uint64_t offset;
+} wsg_position;
+
+/** Longest text of a position ("EPOCH-OFFSET" in decimal), with its NUL. */
+#define WSG_POSITION_TEXT_MAX 42
+
+/** Write `pos` as text "EPOCH-OFFSET" into buf (cap >= WSG_POSITION_TEXT_MAX
+ *  is always enough). @return WSG_OK, WSG_EINVAL (NULL, cap too small). Any
+ *  thread. Since 0.1.0. */
+WSG_API wsg_status wsg_position_format(const wsg_position *pos, char *buf, size_t cap);
+
+/** Parse the text of wsg_position_format (e.g. from a client's query string).
+ *  @return WSG_OK, WSG_EINVAL (not that form). Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_position_parse(const char *text, wsg_position *out);
+
+/** wsg_conn_subscribe_from's answer: the position of the last message the
+ *  connection was given from the history, or the topic's current position
+ *  when nothing was missed (or {0,0} when the topic has no history yet).
+ *  @return WSG_OK, WSG_ENOTFOUND (not such a result), WSG_EINVAL. Since 0.1.0. */
+WSG_API wsg_status wsg_result_position(const wsg_result *result, wsg_position *out);
+
+/** Subscribe `conn` to a history topic and give it every message after `from`
+ *  (NULL: nothing from the past, only the current position in the answer),
+ *  then the live ones: no gap, no duplicate. Live messages published while
+ *  the missed ones are fetched wait for them. The subscription itself
+ *  happens at once, whatever the answer says.
+ *  Answer (fn, may be NULL): WSG_OK (missed messages delivered; position in
+ *  wsg_result_position), WSG_EGONE (`from` is older than the history keeps,
+ *  or of another epoch: nothing was replayed; the application resyncs the
+ *  client its own way), WSG_ECLUSTER (Redis down: live messages only),
+ *  WSG_ENOTFOUND (the connection closed meanwhile).
+ *  @return WSG_OK (the callback will run), WSG_EINVAL (bad topic, or a topic
+ *  without history: see cluster.history_topics), WSG_ENOTFOUND (stale id),
+ *  WSG_ECLOSED, WSG_ESTATE. Any thread. Since 0.1.0. */
+WSG_API wsg_status wsg_conn_subscribe_from(wsg_server *server, wsg_conn_id conn, const char *topic,
+                                           const wsg_position *from, wsg_result_fn fn, void *user);
+
+/** A history topic's message on its way to this instance's subscribers.
+ *  Opaque; valid during the wsg_history_fn call only. */
+typedef struct wsg_history_message wsg_history_message;
+
+/** The message's payload as published. @return WSG_OK, WSG_EINVAL. Since 0.1.0. */
+WSG_API wsg_status wsg_history_message_payload(const wsg_history_message *msg, wsg_msg_type *type,
+                                               const void **data, size_t *len);
+
+/** Replace what the subscribers get (copied; same type), e.g. the payload
+ *  with its position embedded so the client knows where it is.
+ *  @return WSG_OK, WSG_EINVAL (NULL data with len > 0, invalid UTF-8 for a
+ *  text message, larger than a queue can hold). Since 0.1.0. */
+WSG_API wsg_status wsg_history_message_set(wsg_history_message *msg, const void *data, size_t len);
+
+/** Shapes each history message once per instance, before its subscribers get
+ *  it (live or replayed: the same message is shaped the same way), on the
+ *  service thread; must not block. Without it subscribers get the payload as
+ *  published. */
+typedef void (*wsg_history_fn)(wsg_server *server, const char *topic, const wsg_position *pos,
+                               wsg_history_message *msg, void *user);
+
+/** Register the history hook. Only before the server listens.
+ *  @return WSG_OK, WSG_ESTATE. Since 0.1.0. */
+WSG_API wsg_status wsg_server_on_history(wsg_server *server, wsg_history_fn fn, void *user,
+                                         wsg_free_fn user_free);
 
 /* ------------------------------------------------------------------ */
 /* Authentication before the upgrade                                   */
