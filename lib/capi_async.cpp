@@ -70,6 +70,19 @@ WSG_API wsg_status wsg_result_presence(const wsg_result *result, size_t index, w
     });
 }
 
+WSG_API wsg_status wsg_result_position(const wsg_result *result, wsg_position *out) {
+    return guard([&] {
+        if (!result) return null_arg("result");
+        if (!out) return null_arg("out");
+        if (!result->has_position)
+            return fail(WSG_ENOTFOUND, result->status == WSG_OK
+                                           ? "this result holds no position (not a wsg_conn_subscribe_from's)"
+                                           : "no position: " + result->message);
+        *out = result->position;
+        return WSG_OK;
+    });
+}
+
 // ---------------------------------------------------------------- completions
 
 WSG_API wsg_status wsg_completion_new(wsg_completion **out) {
@@ -150,6 +163,17 @@ WSG_API wsg_status wsg_session_delete(wsg_server *server, const char *key, wsg_r
         return async_call(server, fn, user, [&](AsyncReply reply) {
             return server->session(SessionOp::Kind::Delete, key, nullptr, 0, 0, reply);
         });
+    });
+}
+
+// ---------------------------------------------------------------- history
+
+WSG_API wsg_status wsg_conn_subscribe_from(wsg_server *server, wsg_conn_id conn, const char *topic,
+                                           const wsg_position *from, wsg_result_fn fn, void *user) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        return async_call(server, fn, user,
+                          [&](AsyncReply reply) { return server->subscribe_from(conn, topic, from, reply); });
     });
 }
 

@@ -48,6 +48,7 @@ const (
 	ErrInternal Status = C.WSG_EINTERNAL // broken internal invariant: please report it
 	ErrCluster  Status = C.WSG_ECLUSTER  // the cluster is down (Redis unreachable, hung or refusing): a cross-instance call failed
 	ErrTimeout  Status = C.WSG_ETIMEOUT  // gave up waiting: the deadline passed before the result came
+	ErrGone     Status = C.WSG_EGONE     // the position is no longer in the topic's history (trimmed, expired or another epoch): resync
 )
 
 // sentinels maps each C name to its Go sentinel (checked against the C map).
@@ -56,6 +57,7 @@ var sentinels = map[string]Status{
 	"WSG_ECLOSED": ErrClosed, "WSG_ENOMEM": ErrNoMemory, "WSG_ESTATE": ErrState,
 	"WSG_EIO": ErrIO, "WSG_ETLS": ErrTLS, "WSG_EBUSY": ErrBusy, "WSG_ELIMIT": ErrLimit,
 	"WSG_EINTERNAL": ErrInternal, "WSG_ECLUSTER": ErrCluster, "WSG_ETIMEOUT": ErrTimeout,
+	"WSG_EGONE": ErrGone,
 }
 
 type statusRow struct {

@@ -131,6 +131,10 @@ bool Cluster::command(std::initializer_list<std::string_view> argv, RedisLink::R
     return up() && cmd_->command(argv, std::move(cb));
 }
 
+bool Cluster::command(const std::vector<std::string> &argv, RedisLink::ReplyFn cb) {
+    return up() && cmd_->command(argv, std::move(cb));
+}
+
 void Cluster::on_link_ready(RedisLink *link) {
     if (link->connects() > 1) metrics_.cluster_reconnects.inc();
     if (link == sub_.get()) {
@@ -237,7 +241,9 @@ void Cluster::on_link_message(RedisLink *link, std::string_view channel, std::st
         log_.emit(LogEvent::cluster_invalid, f);
         return;
     }
-    if (e.origin_tag == tag_) return;  // our own, delivered locally already
+    // Our own, delivered locally already; but a history message is
+    // delivered from its echo everywhere (lib/core/history.h).
+    if (e.origin_tag == tag_ && e.kind != EnvelopeKind::TopicHistory) return;
     metrics_.cluster_received.inc();
     sink_.on_cluster_message(e);
 }

@@ -99,6 +99,8 @@ public:
     // wanted (session data). False when it could not be handed to Redis
     // (down, or cluster.max_pending waiting): `cb` never runs then.
     bool command(std::initializer_list<std::string_view> argv, RedisLink::ReplyFn cb);
+    // The same with any number of arguments (the history's scripts).
+    bool command(const std::vector<std::string> &argv, RedisLink::ReplyFn cb);
     std::string session_key(std::string_view key) const { return cfg_.prefix + ":s:" + std::string(key); }
 
     // Service thread: presence (lib/cluster/presence.h). kind 't' (a topic's

@@ -58,6 +58,18 @@ ClusterConfig::ClusterConfig(const wsg_config &c) {
     session_ttl_ms = c.int_of("cluster.session_ttl_ms");
     session_max_bytes = static_cast<size_t>(c.int_of("cluster.session_max_bytes"));
     presence_ttl_ms = c.int_of("cluster.presence_ttl_ms");
+    history_size = static_cast<size_t>(c.int_of("cluster.history_size"));
+    history_ttl_ms = c.int_of("cluster.history_ttl_ms");
+    std::stringstream topics(c.string_of("cluster.history_topics"));
+    for (std::string item; std::getline(topics, item, ',');) {
+        if (item.empty()) continue;
+        if (item.back() == '*') {
+            item.pop_back();
+            history_prefixes.push_back(item);
+        } else {
+            history_names.push_back(item);
+        }
+    }
     if (reconnect_min_ms > reconnect_max_ms)
         error = "cluster.reconnect_min_ms (" + std::to_string(reconnect_min_ms) +
                 ") is above cluster.reconnect_max_ms (" + std::to_string(reconnect_max_ms) + ")";
@@ -65,6 +77,14 @@ ClusterConfig::ClusterConfig(const wsg_config &c) {
         error = read_password(password_file, &password);
     else if (!enabled && require)
         error = "cluster.require is set but cluster.redis is empty (the cluster is off)";
+}
+
+bool ClusterConfig::history_topic(std::string_view topic) const {
+    for (const std::string &n : history_names)
+        if (topic == n) return true;
+    for (const std::string &p : history_prefixes)
+        if (topic.substr(0, p.size()) == p) return true;
+    return false;
 }
 
 }  // namespace wsgate

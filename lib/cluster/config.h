@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "cluster/address.h"
 
@@ -27,6 +29,13 @@ struct ClusterConfig {
     int64_t session_ttl_ms = 0;    // wsg_session_set's TTL when it gives 0
     size_t session_max_bytes = 0;  // a session value's size at most
     int64_t presence_ttl_ms = 0;  // the node number's lease and presence entries
+    // cluster.history_topics: exact names, and prefixes (a trailing * cut off).
+    std::vector<std::string> history_names, history_prefixes;
+    size_t history_size = 0;
+    int64_t history_ttl_ms = 0;
+    // Whether `topic` keeps a history (cluster.history_topics). Any thread.
+    bool history_topic(std::string_view topic) const;
+    bool history_on() const { return !history_names.empty() || !history_prefixes.empty(); }
     // Why the settings cannot be used ("" when they can): checked when the
     // server is created.
     std::string error;

@@ -53,6 +53,31 @@ bool parse_close_body(std::string_view body, int *code, std::string_view *reason
     return true;
 }
 
+std::string envelope_head(EnvelopeKind kind, uint8_t msg_type, uint8_t flags, uint16_t node, uint64_t tag,
+                          std::string_view target) {
+    std::string out;
+    encode_envelope(kind, msg_type, node, tag, target, {}, &out);
+    out[3] = static_cast<char>(flags);
+    return out;
+}
+
+std::string history_body(uint64_t epoch, uint64_t offset, std::string_view payload) {
+    std::string s;
+    s.reserve(16 + payload.size());
+    put_le(&s, epoch, 8);
+    put_le(&s, offset, 8);
+    s.append(payload);
+    return s;
+}
+
+bool parse_history_body(std::string_view body, uint64_t *epoch, uint64_t *offset, std::string_view *payload) {
+    if (body.size() < 16) return false;
+    *epoch = get_le(body.data(), 8);
+    *offset = get_le(body.data() + 8, 8);
+    *payload = body.substr(16);
+    return *epoch != 0 && *offset != 0;
+}
+
 bool decode_envelope(std::string_view data, Envelope *out) {
     if (data.size() < kEnvelopeHeader || static_cast<uint8_t>(data[0]) != kVersion) return false;
     const size_t target_len = get_le(data.data() + 14, 2);

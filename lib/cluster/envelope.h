@@ -27,7 +27,16 @@ enum class EnvelopeKind : uint8_t {
     UserClose = 3,     // target: user id; body: u16 code + reason
     ConnMessage = 4,   // target: u64 connection id; body: payload
     ConnClose = 5,     // target: u64 connection id; body: u16 code + reason
+    // A history topic's message with its position (lib/core/history.h),
+    // made by the publish script in Redis: target: topic; body: u64 epoch +
+    // u64 offset + payload. Also echoed to its origin, which delivers it to
+    // its own subscribers then (unless kFlagDeliveredHere).
+    TopicHistory = 6,
 };
+
+// flags: the origin delivered the message to its own subscribers already
+// (published while Redis was down, written later).
+constexpr uint8_t kFlagDeliveredHere = 1;
 
 struct Envelope {
     EnvelopeKind kind = EnvelopeKind::TopicMessage;
@@ -50,6 +59,13 @@ uint64_t conn_from_target(std::string_view target);
 // A close's body: code then reason.
 std::string close_body(int code, std::string_view reason);
 bool parse_close_body(std::string_view body, int *code, std::string_view *reason);
+// The envelope with an empty body and `flags`: what the history publish
+// script completes with the position and payload.
+std::string envelope_head(EnvelopeKind kind, uint8_t msg_type, uint8_t flags, uint16_t node, uint64_t tag,
+                          std::string_view target);
+// TopicHistory's body.
+std::string history_body(uint64_t epoch, uint64_t offset, std::string_view payload);
+bool parse_history_body(std::string_view body, uint64_t *epoch, uint64_t *offset, std::string_view *payload);
 // False when `data` is no envelope of a version this build reads.
 bool decode_envelope(std::string_view data, Envelope *out);
 

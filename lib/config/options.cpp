@@ -88,6 +88,24 @@ std::string valid_redis(std::string_view v) {
     return parse_redis_address(v, nullptr);
 }
 
+// cluster.history_topics: comma-separated topic names or prefixes (a
+// trailing *), each a valid topic name once the * is off.
+std::string valid_history_topics(std::string_view v) {
+    size_t start = 0;
+    while (start <= v.size() && !v.empty()) {
+        size_t comma = v.find(',', start);
+        if (comma == std::string_view::npos) comma = v.size();
+        std::string_view item = v.substr(start, comma - start);
+        if (!item.empty() && item.back() == '*') item.remove_suffix(1);
+        if (item.empty() && v.substr(start, comma - start) != "*")
+            return "has an empty entry (write names separated by single commas, e.g. room:*,news)";
+        if (item.size() > 255) return "has an entry of more than 255 bytes (a topic name's limit)";
+        if (item.find('*') != std::string_view::npos) return "may have a * only at the end of an entry";
+        start = comma + 1;
+    }
+    return {};
+}
+
 // cluster.node_id and cluster.prefix: part of log lines, keys and channel
 // names, so printable and without spaces.
 std::string valid_name(std::string_view v) {
@@ -414,6 +432,19 @@ const std::vector<OptionDef> kTable = {
      "Lease of this instance's node number and life of its presence entries in Redis, renewed every "
      "third of it: the entries of an instance that dies without a goodbye (kill -9, SIGSTOP, network "
      "loss) are gone within this long; a clean stop removes them at once.",
+     nullptr},
+    {"cluster.history_topics", OptType::String, "", 0, 0, nullptr,
+     "Topics that keep a history (wsg_conn_subscribe_from): comma-separated names, a trailing * "
+     "matches a prefix (e.g. room:*,news). Empty: no topic has one. Also without cluster.redis (in "
+     "this instance's memory).",
+     valid_history_topics},
+    {"cluster.history_size", OptType::Int, "100", 1, 100000, nullptr,
+     "Messages kept per history topic (the oldest go first); also the most kept per topic while "
+     "Redis is down, waiting to be written.",
+     nullptr},
+    {"cluster.history_ttl_ms", OptType::Int, "600000", 1000, 315360000000, nullptr,
+     "The history of a topic without a publish for this long lapses: the next publish starts a new "
+     "epoch, and subscribing from an older position answers WSG_EGONE.",
      nullptr},
     {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
      "Most bytes read per read event (at least 4096 are), into one buffer shared by every "

@@ -22,6 +22,8 @@ struct wsg_result {
     bool has_value = false;
     std::string value;  // wsg_session_get's, when has_value
     std::vector<Entry> entries;  // presence
+    bool has_position = false;   // wsg_conn_subscribe_from's
+    wsg_position position{0, 0};
 };
 
 namespace wsgate {

@@ -40,6 +40,7 @@ struct AppCallbacks {
     Callback<wsg_log_fn> on_log;
     Callback<wsg_auth_fn> on_auth;
     Callback<wsg_drain_fn> on_drain;
+    Callback<wsg_history_fn> on_history;
 };
 
 }  // namespace wsgate

@@ -92,11 +92,26 @@ struct Session {
     SessionOp op;
     AsyncReply reply;
 };
+// A publish on a history topic (core/history.h): positioned first.
+struct HistoryPublish {
+    std::string topic;
+    wsg_msg_type type;
+    std::string payload;
+};
+// wsg_conn_subscribe_from, answered through `reply`.
+struct SubscribeFrom {
+    wsg_conn_id id;
+    std::string topic;
+    bool has_from;
+    wsg_position from;
+    AsyncReply reply;
+};
 }  // namespace cmd
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
                              cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::Drain, cmd::SetTimeout, cmd::ReloadTls,
-                             cmd::SetQueuePolicy, cmd::Relay, cmd::Session, cmd::Presence>;
+                             cmd::SetQueuePolicy, cmd::Relay, cmd::Session, cmd::Presence, cmd::HistoryPublish,
+                             cmd::SubscribeFrom>;
 
 class Mailbox {
 public:

@@ -41,12 +41,16 @@ Server::Server(Settings settings, wsg_server *self)
       mailbox_(transport_),
       cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_),
       calls_(self),
-      sessions_(cfg_.cluster, cluster_, calls_, self) {
+      sessions_(cfg_.cluster, cluster_, calls_, self),
+      history_(cfg_.cluster, cluster_, calls_, history_events_) {
     app.server = self;
     if (cluster_.enabled()) {
         // The channels follow the indexes: a topic's while it has a local
         // subscriber, a user's while the user has a local connection.
-        topics_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_topic(name, first); };
+        topics_.on_first_last = [this](const std::string &name, bool first) {
+            cluster_.want_topic(name, first);
+            if (!first) history_.topic_unused(name);
+        };
         users_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_user(name, first); };
         if (cfg_.max_per_user)
             gate_.set_remote_user_count(
@@ -1094,6 +1098,18 @@ wsg_status Server::publish(const char *topic, wsg_msg_type type, const void *dat
     if (!why.empty()) return fail(WSG_EINVAL, why);
     if (wsg_status st = check_message(type, data, len, nullptr)) return st;
     const bool here = on_service_thread();
+    if (history_.topic(topic)) {
+        // Positioned first (core/history.h): kept even when nobody listens here.
+        OutMessage m(type, data, len, cfg_.write_batch_bytes);
+        if (wsg_status st = check_message(type, data, len, &m)) return st;
+        cmd::HistoryPublish c{topic, type, std::string(static_cast<const char *>(data), len)};
+        if (here) {
+            execute(c);
+            return WSG_OK;
+        }
+        if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+        return WSG_OK;
+    }
     // Nobody listens: nothing is built.
     if (here && !topics_.find(topic) && !cluster_.enabled()) return WSG_OK;
     cmd::Publish c{topic, OutMessage(type, data, len, cfg_.write_batch_bytes),
@@ -1302,7 +1318,7 @@ void Server::on_cluster_message(const Envelope &e) {
     const auto type = static_cast<wsg_msg_type>(e.msg_type);
     auto message = [&] { return OutMessage(type, e.body.data(), e.body.size(), cfg_.write_batch_bytes); };
     const bool data_kind = e.kind == EnvelopeKind::TopicMessage || e.kind == EnvelopeKind::UserMessage ||
-                           e.kind == EnvelopeKind::ConnMessage;
+                           e.kind == EnvelopeKind::ConnMessage || e.kind == EnvelopeKind::TopicHistory;
     if (data_kind && type != WSG_MSG_TEXT && type != WSG_MSG_BINARY) {
         metrics_.cluster_dropped.add(metric::ClusterDrop::invalid);
         return;
@@ -1317,6 +1333,10 @@ void Server::on_cluster_message(const Envelope &e) {
         return;
     }
     switch (e.kind) {
+    case EnvelopeKind::TopicHistory: {
+        if (topics_.find(e.target) && history_.topic(e.target)) history_.on_envelope(e);
+        return;
+    }
     case EnvelopeKind::TopicMessage: {
         if (!topics_.find(e.target)) return;
         cmd::Publish c{std::string(e.target), message(), std::string()};
@@ -1466,6 +1486,77 @@ void Server::execute(cmd::Presence &c) {
                     "): the result holds this instance's entries only";
         c.reply(app.server, r);
     }
+}
+
+}  // namespace wsgate
+
+namespace wsgate {
+
+// ---------------------------------------------------------------- history
+
+// Through the mailbox also on the service thread: the callback never runs
+// inside the call that starts it.
+wsg_status Server::subscribe_from(wsg_conn_id id, const char *topic, const wsg_position *from, AsyncReply reply) {
+    if (!topic) return fail(WSG_EINVAL, "topic is NULL");
+    std::string why = check_topic(topic);
+    if (!why.empty()) return fail(WSG_EINVAL, why);
+    if (!history_.topic(topic))
+        return fail(WSG_EINVAL, std::string("topic '") + topic +
+                                    "' keeps no history: list it (or a prefix*) in cluster.history_topics");
+    if (remote_id(id)) return fail(WSG_EINVAL, "connection " + std::to_string(id) + " is on another instance");
+    if (!locked([&] {
+            Conn *c = registry_.get(id);
+            return c && !c->closing;
+        }))
+        return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
+    cmd::SubscribeFrom c{id, topic, from != nullptr, from ? *from : wsg_position{0, 0}, reply};
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+void Server::execute(cmd::HistoryPublish &c) { history_.publish(c.topic, c.type, std::move(c.payload)); }
+
+void Server::execute(cmd::SubscribeFrom &c) {
+    Conn *conn = registry_.get(c.id);
+    if (!conn || conn->closing)
+        return answer_now(c.reply, app.server, WSG_ENOTFOUND, "connection " + std::to_string(c.id) + " closed meanwhile");
+    cmd::Subscribe sub{c.id, c.topic, true};
+    execute(sub);
+    history_.subscribe_from(c.id, c.topic, c.has_from ? &c.from : nullptr, c.reply);
+}
+
+void Server::history_deliver(const std::string &topic, const wsg_position &pos, wsg_msg_type type,
+                             std::string_view payload, wsg_conn_id only) {
+    wsg_history_message hm;
+    hm.type = type;
+    hm.payload = payload;
+    hm.max_bytes = cfg_.max_queue_bytes;
+    if (app.on_history.fn) app.on_history.fn(app.server, topic.c_str(), &pos, &hm, app.on_history.user);
+    const std::string_view out = hm.replaced ? std::string_view(hm.replacement) : payload;
+    OutMessage m(type, out.data(), out.size(), cfg_.write_batch_bytes);
+    if (only) {
+        Conn *c = registry_.get(only);
+        if (c && !c->closing) outbox_.deliver(c, m);
+        return;
+    }
+    const Topic *t = topics_.find(topic);
+    if (!t) return;
+    for (const Topic::Member &mb : t->members) {
+        if (!m.conflate_key && mb.conn->policy() == WSG_QUEUE_CONFLATE)
+            m.conflate_key = std::make_shared<const std::string>(topic);
+        if (history_.hold(topic, mb.conn->id, pos, m)) continue;
+        outbox_.deliver(mb.conn, m);
+    }
+}
+
+void Server::HistoryEvents::history_deliver_held(wsg_conn_id conn, OutMessage &m) {
+    Conn *c = s->registry_.get(conn);
+    if (c && !c->closing) s->outbox_.deliver(c, m);
+}
+
+bool Server::HistoryEvents::history_conn_open(wsg_conn_id conn) {
+    Conn *c = s->registry_.get(conn);
+    return c && !c->closing;
 }
 
 }  // namespace wsgate

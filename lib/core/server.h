@@ -19,6 +19,7 @@
 #include "core/conn.h"
 #include "core/gate.h"
 #include "core/heartbeat.h"
+#include "core/history.h"
 #include "core/inbox.h"
 #include "core/mailbox.h"
 #include "core/memory_trim.h"
@@ -124,6 +125,9 @@ public:
     // later, on the service thread (also when called there).
     wsg_status session(SessionOp::Kind kind, const char *key, const void *data, size_t len, int64_t ttl_ms,
                        AsyncReply reply);
+    // Any thread: wsg_conn_subscribe_from (core/history.h). WSG_OK: `reply`
+    // runs once, later, on the service thread.
+    wsg_status subscribe_from(wsg_conn_id id, const char *topic, const wsg_position *from, AsyncReply reply);
 
     AppCallbacks app;
     Logger log;
@@ -189,7 +193,11 @@ private:
             s->outbox_.flush();
         }
         void on_cluster_node(uint16_t node) override { s->on_cluster_node(node); }
-        void on_cluster_state(bool) override { s->update_ready(); }
+        void on_cluster_state(bool up) override {
+            s->update_ready();
+            s->history_.on_cluster_state(up);
+            s->outbox_.flush();
+        }
         void on_presence_snapshot(std::vector<PresenceGroup> *out) override { s->presence_snapshot(out); }
     };
     void on_cluster_message(const Envelope &e);
@@ -268,6 +276,24 @@ private:
     void execute(cmd::Relay &c);
     void execute(cmd::Session &c);
     void execute(cmd::Presence &c);
+    void execute(cmd::HistoryPublish &c);
+    void execute(cmd::SubscribeFrom &c);
+    // What the history hands to the fan-out (service thread), through a
+    // member object like Events.
+    struct HistoryEvents final : HistorySink {
+        explicit HistoryEvents(Server *s) : s(s) {}
+        Server *s;
+        void history_deliver(const std::string &topic, const wsg_position &pos, wsg_msg_type type,
+                             std::string_view payload, wsg_conn_id only) override {
+            s->history_deliver(topic, pos, type, payload, only);
+        }
+        void history_deliver_held(wsg_conn_id conn, OutMessage &m) override;
+        bool history_conn_open(wsg_conn_id conn) override;
+    };
+    // A history message, shaped by the history hook, to the topic's local
+    // subscribers (or to `only`).
+    void history_deliver(const std::string &topic, const wsg_position &pos, wsg_msg_type type,
+                         std::string_view payload, wsg_conn_id only);
     // Runs direct(conn) at once on the service thread; elsewhere checks the
     // id under the registry lock and posts make() for the loop.
     template <class Direct, class Make>
@@ -298,6 +324,8 @@ private:
     Cluster cluster_;  // off without cluster.redis
     AsyncCalls calls_;   // asynchronous calls waiting for Redis
     Sessions sessions_;  // session data
+    HistoryEvents history_events_{this};
+    History history_;  // cluster.history_topics
 
     // Lifecycle: life_mu_ guards state_, the transport's opening and closing
     // and thread_; stop_mu_ serialises whole stop() calls.

@@ -160,6 +160,7 @@ def test_error_hierarchy():
         wsgate.InternalError: (Status.EINTERNAL, wsgate.WsgateError),
         wsgate.ClusterError: (Status.ECLUSTER, ConnectionError),
         wsgate.TimedOutError: (Status.ETIMEOUT, TimeoutError),
+        wsgate.GoneError: (Status.EGONE, LookupError),
     }
     for cls, (status, base) in expected.items():
         assert issubclass(cls, wsgate.WsgateError) and issubclass(cls, base)

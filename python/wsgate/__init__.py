@@ -44,6 +44,7 @@ from ._errors import (
     StateError,
     Status,
     TimedOutError,
+    GoneError,
     TLSError,
     WsgateError,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "InternalError",
     "ClusterError",
     "TimedOutError",
+    "GoneError",
 ]
 
 

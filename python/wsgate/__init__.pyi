@@ -15,6 +15,7 @@ from ._errors import (
     StateError as StateError,
     Status as Status,
     TimedOutError as TimedOutError,
+    GoneError as GoneError,
     TLSError as TLSError,
     WsgateError as WsgateError,
 )

@@ -22,6 +22,7 @@ __all__ = [
     "InternalError",
     "ClusterError",
     "TimedOutError",
+    "GoneError",
 ]
 
 
@@ -41,6 +42,7 @@ class Status(enum.IntEnum):
     EINTERNAL = 10
     ECLUSTER = 11
     ETIMEOUT = 12
+    EGONE = 13
 
 
 class WsgateError(Exception):
@@ -156,6 +158,14 @@ class TimedOutError(WsgateError, TimeoutError):
     STATUS = Status.ETIMEOUT
 
 
+class GoneError(WsgateError, LookupError):
+    """``WSG_EGONE``: the position is no longer in the topic's history
+    (trimmed, expired, or of another epoch): nothing was replayed, the
+    application resyncs its client its own way."""
+
+    STATUS = Status.EGONE
+
+
 _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
     int(cls.STATUS): cls
     for cls in (
@@ -171,6 +181,7 @@ _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
         InternalError,
         ClusterError,
         TimedOutError,
+        GoneError,
     )
     if cls.STATUS is not None
 }

@@ -15,7 +15,9 @@ extern "C" {
 
 #include "cluster/address.h"
 #include "cluster/backoff.h"
+#include "cluster/config.h"
 #include "cluster/envelope.h"
+#include "config/options.h"
 #include "cluster/presence_keys.h"
 #include "core/registry.h"
 
@@ -172,8 +174,42 @@ void test_presence_reply(void **) {
     assert_true(script_sha1("") == "da39a3ee5e6b4b0d3255bfef95601890afd80709");
 }
 
+// A history message's body and head, and the history_topics patterns.
+void test_history_envelope_and_topics(void **) {
+    std::string body = history_body(0x0102030405060708ull, 42, std::string("p\0q", 3));
+    uint64_t epoch = 0, offset = 0;
+    std::string_view payload;
+    assert_true(parse_history_body(body, &epoch, &offset, &payload));
+    assert_true(epoch == 0x0102030405060708ull && offset == 42 && payload == std::string("p\0q", 3));
+    for (size_t n = 0; n < 16; n++) assert_false(parse_history_body(std::string_view(body).substr(0, n), &epoch, &offset, &payload));
+    assert_false(parse_history_body(history_body(0, 1, "x"), &epoch, &offset, &payload));
+    assert_false(parse_history_body(history_body(1, 0, "x"), &epoch, &offset, &payload));
+    // The head the publish script completes: flags kept, body appended.
+    std::string head = envelope_head(EnvelopeKind::TopicHistory, 1, kFlagDeliveredHere, 7, 99, "room:1");
+    Envelope e;
+    assert_true(decode_envelope(head + body, &e));
+    assert_true(e.kind == EnvelopeKind::TopicHistory && e.flags == kFlagDeliveredHere && e.origin_node == 7 &&
+                e.origin_tag == 99 && e.target == "room:1" && e.body == body);
+
+    wsg_config *cfg = nullptr;
+    assert_int_equal(wsg_config_new(&cfg), WSG_OK);
+    assert_int_equal(wsg_config_set_string(cfg, "cluster.history_topics", "room:*,news"), WSG_OK);
+    ClusterConfig cc(*cfg);
+    assert_true(cc.history_on());
+    assert_true(cc.history_topic("news") && cc.history_topic("room:") && cc.history_topic("room:7"));
+    assert_false(cc.history_topic("newsx") || cc.history_topic("room") || cc.history_topic("x"));
+    assert_int_equal(wsg_config_set_string(cfg, "cluster.history_topics", "*"), WSG_OK);
+    ClusterConfig all(*cfg);
+    assert_true(all.history_topic("anything"));
+    assert_int_equal(wsg_config_set_string(cfg, "cluster.history_topics", ""), WSG_OK);
+    ClusterConfig none(*cfg);
+    assert_false(none.history_on() || none.history_topic("news"));
+    wsg_config_free(cfg);
+}
+
 int main() {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_history_envelope_and_topics),
         cmocka_unit_test(test_envelope_round_trip_and_truncations),
         cmocka_unit_test(test_redis_addresses),
         cmocka_unit_test(test_backoff_doubles_within_bounds),

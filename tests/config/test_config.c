@@ -782,9 +782,9 @@ static void test_status_str_names_every_status(void **state) {
     const char *expected[] = {"WSG_OK",     "WSG_EINVAL", "WSG_ENOTFOUND", "WSG_ECLOSED",
                               "WSG_ENOMEM", "WSG_ESTATE", "WSG_EIO",       "WSG_ETLS",
                               "WSG_EBUSY",  "WSG_ELIMIT", "WSG_EINTERNAL", "WSG_ECLUSTER",
-                              "WSG_ETIMEOUT"};
-    const char *seen[13];
-    for (int s = 0; s <= 12; s++) {
+                              "WSG_ETIMEOUT", "WSG_EGONE"};
+    const char *seen[14];
+    for (int s = 0; s <= 13; s++) {
         const char *name = wsg_status_str((wsg_status)s);
         assert_non_null(name);
         assert_int_equal(strncmp(name, "WSG_", 4), 0);
@@ -797,7 +797,8 @@ static void test_status_str_names_every_status(void **state) {
     assert_string_equal(wsg_status_str(WSG_EINTERNAL), "WSG_EINTERNAL");
     assert_string_equal(wsg_status_str(WSG_ECLUSTER), "WSG_ECLUSTER");
     assert_string_equal(wsg_status_str(WSG_ETIMEOUT), "WSG_ETIMEOUT");
-    assert_string_equal(wsg_status_str((wsg_status)13), "WSG_UNKNOWN");
+    assert_string_equal(wsg_status_str(WSG_EGONE), "WSG_EGONE");
+    assert_string_equal(wsg_status_str((wsg_status)14), "WSG_UNKNOWN");
     assert_string_equal(wsg_status_str((wsg_status)999), "WSG_UNKNOWN");
     assert_string_equal(wsg_status_str((wsg_status)-1), "WSG_UNKNOWN");
 }

@@ -12,7 +12,8 @@
 // Input: one selector byte, then the bytes to read. Selector bit 0 clear:
 // the rest is a message as Redis delivers it (decode_envelope); set: the
 // rest is a cluster.redis value. Either way the other reader also sees the
-// bytes, so every input exercises both.
+// bytes, so every input exercises both. A body is also read as a history
+// message's (TopicHistory: position then payload).
 // Invariants (checked with __builtin_trap): a decoded envelope's views lie
 // inside the input and encode back to the same bytes; a close body parses
 // back to what close_body wrote; an 8-byte target round-trips; an address
@@ -60,6 +61,15 @@ void fuzz_envelope(std::string_view data) {
         check(body == e.body);
     } else {
         check(e.body.size() < 2);
+    }
+    // A history message's body (TopicHistory): position then payload.
+    uint64_t epoch = 0, offset = 0;
+    std::string_view payload;
+    if (wsgate::parse_history_body(e.body, &epoch, &offset, &payload)) {
+        check(epoch && offset && inside(payload, e.body) && payload.size() + 16 == e.body.size());
+        check(wsgate::history_body(epoch, offset, payload) == e.body);
+    } else {
+        check(e.body.size() < 16 || epoch == 0 || offset == 0);
     }
     const uint64_t id = wsgate::conn_from_target(e.target);
     if (e.target.size() == 8)

@@ -124,6 +124,8 @@ int tsrv_log_get(tsrv *t, const char *event, int n, char *out, size_t cap) {
 
 tsrv *tsrv_start(const char *const *settings, int echo) { return tsrv_start_auth(settings, echo, NULL); }
 
+void (*tsrv_before_start)(wsg_server *srv) = NULL;
+
 tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
     tsrv *t = calloc(1, sizeof *t);
     if (!t) return NULL;
@@ -151,6 +153,7 @@ tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth) {
     wsg_server_on_close(t->srv, on_close, t, NULL);
     wsg_server_on_log(t->srv, on_log, t, NULL);
     if (auth) wsg_server_on_auth(t->srv, auth, t, NULL);
+    if (tsrv_before_start) tsrv_before_start(t->srv);
     if (wsg_server_start(t->srv) != WSG_OK || wsg_server_port(t->srv, &t->port) != WSG_OK) {
         fprintf(stderr, "tsrv_start: %s\n", wsg_last_error());
         wsg_server_free(t->srv);

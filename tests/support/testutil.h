@@ -37,6 +37,9 @@ typedef struct tsrv {
 tsrv *tsrv_start(const char *const *settings, int echo);
 /* The same with an authenticator (auth.mode=callback or jwt+callback in settings). */
 tsrv *tsrv_start_auth(const char *const *settings, int echo, wsg_auth_fn auth);
+/* When set, called with each new server before it starts (registering a
+ * callback such as wsg_server_on_history). */
+extern void (*tsrv_before_start)(wsg_server *srv);
 /* Stops and frees. Returns nonzero if on_close fired twice for an id. */
 int tsrv_free(tsrv *t);
 int tsrv_opens(tsrv *t);

@@ -1,0 +1,53 @@
+/* For the history suites (core and cluster): a history hook that prefixes
+ * every message with its position ("EPOCH-OFFSET|payload"), and reading
+ * such messages back from a client. */
+#ifndef WSGATE_HISTORY_UTIL_H
+#define WSGATE_HISTORY_UTIL_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include <wsgate/wsgate.h>
+
+#include "testutil.h"
+#include "wsclient.h"
+
+static inline void position_prefix(wsg_server *s, const char *topic, const wsg_position *pos,
+                                   wsg_history_message *msg, void *user) {
+    (void)s;
+    (void)topic;
+    (void)user;
+    wsg_msg_type type;
+    const void *data;
+    size_t len;
+    if (wsg_history_message_payload(msg, &type, &data, &len) != WSG_OK) return;
+    char out[512];
+    char text[WSG_POSITION_TEXT_MAX];
+    wsg_position_format(pos, text, sizeof text);
+    int n = snprintf(out, sizeof out, "%s|%.*s", text, (int)len, (const char *)data);
+    wsg_history_message_set(msg, out, (size_t)n);
+}
+
+static inline void install_position_prefix(wsg_server *srv) {
+    wsg_server_on_history(srv, position_prefix, NULL, NULL);
+}
+
+/* One message of c within ms: its position and payload (cap bytes). 1 when
+ * one came. */
+static inline int recv_positioned(wsc *c, int ms, wsg_position *pos, char *payload, size_t cap) {
+    wsc_frame f;
+    if (wsc_recv_message(c, &f, ms) != 1) return 0;
+    char text[600];
+    size_t n = f.len < sizeof text - 1 ? f.len : sizeof text - 1;
+    memcpy(text, f.data, n);
+    text[n] = 0;
+    wsc_frame_free(&f);
+    char *bar = strchr(text, '|');
+    if (!bar) return 0;
+    *bar = 0;
+    if (wsg_position_parse(text, pos) != WSG_OK) return 0;
+    snprintf(payload, cap, "%s", bar + 1);
+    return 1;
+}
+
+#endif
