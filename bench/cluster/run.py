@@ -3,7 +3,7 @@
 
     bench/cluster/run.py --build-dir BUILD [--instances 3] [--subscribers 1000]
                          [--topics 1000] [--rate 10000] [--duration 10] [--warmup 1]
-                         [--out FILE.json] [--smoke]
+                         [--history] [--out FILE.json] [--smoke]
 
 Starts one redis-server (on a free 127.0.0.1 port, in a temporary directory),
 then --instances wsgate-bench-server processes (A, B, C, ...) with
@@ -20,6 +20,11 @@ cross-instance one (A -> Redis -> B).
 
 Then the baseline: the same load on ONE instance without Redis (every
 subscriber on A).
+
+--history: every topic keeps a history (`--set cluster.history_topics=*`
+on every instance, the baseline's included): each publish is one Lua script
+in Redis (stream, offset, epoch) and every instance, A included, delivers
+from its echo, so A's own subscribers also pay a Redis round trip.
 
 Reports the delivered share (delivered / expected; lost and duplicates), the
 latency per instance, and the CPU time of every wsgate process and of Redis
@@ -169,6 +174,8 @@ def main():
                     help="seconds between the last subscriber's open and the first publish, "
                          "so that every instance's Redis SUBSCRIBE is in place")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--history", action="store_true",
+                    help="every topic keeps a history (cluster.history_topics=*)")
     ap.add_argument("--out")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
@@ -190,6 +197,8 @@ def main():
         raise SystemExit(f"cluster bench: signal {sig}")
     signal.signal(signal.SIGTERM, on_term)
 
+    history = ["--set", "cluster.history_topics=*"] if args.history else []
+    history_text = " --set cluster.history_topics=*" if args.history else ""
     tmp = tempfile.mkdtemp(prefix="wsgate-cluster-bench-")
     result = {"loadavg_before": open("/proc/loadavg").read().split()[:3],
               "cpus": os.cpu_count(), "config": vars(args).copy()}
@@ -203,7 +212,7 @@ def main():
         names = [chr(ord("A") + i) for i in range(args.instances)]
         procs, urls = [], []
         for n in names:
-            p, u = start_instance(server, ["--set", f"cluster.redis=127.0.0.1:{port}"], tmp, n)
+            p, u = start_instance(server, ["--set", f"cluster.redis=127.0.0.1:{port}", *history], tmp, n)
             procs.append(p)
             urls.append(u)
         # Each instance holds two Redis connections (commands, subscriptions).
@@ -221,7 +230,7 @@ def main():
         s["cpu_s_whole_run"] = {n: round(cpu1[n] - cpu0[n], 2) for n in cpu0}
         s["commands"] = [" ".join(redis_argv).replace(redis.tmp, "TMP").replace(f" {port} ", " PORT ")] + [
             f"{server} --host 127.0.0.1 --port 0 --topics --set limits.max_connections=30000 "
-            f"--set cluster.redis=127.0.0.1:PORT   # instance {n}" for n in names] + [
+            f"--set cluster.redis=127.0.0.1:PORT{history_text}   # instance {n}" for n in names] + [
             " ".join(argv).replace(str(procs[0].pid), "PID_A")]
         for n, u in zip(names, urls):
             s["commands"][-1] = s["commands"][-1].replace(u, f"ws://INSTANCE_{n}")
@@ -237,10 +246,11 @@ def main():
 
         # The baseline: the same load on one instance, no Redis.
         if not args.no_baseline:
-            p, u = start_instance(server, [], tmp, "solo")
+            p, u = start_instance(server, history, tmp, "solo")
             argv, out = run_bench(args, bench, [u], u, p.pid, [])
             s = summarize("one instance, no Redis", out, ["A"], [p.pid], window_s)
-            s["commands"] = [f"{server} --host 127.0.0.1 --port 0 --topics --set limits.max_connections=30000",
+            s["commands"] = [f"{server} --host 127.0.0.1 --port 0 --topics --set limits.max_connections=30000"
+                             f"{history_text}",
                              " ".join(argv).replace(u, "ws://INSTANCE_A").replace(str(p.pid), "PID_A")]
             result["baseline"] = s
             ok = ok and s["lost"] == 0 and s["duplicates"] == 0 and s["errors"] == 0
