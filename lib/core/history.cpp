@@ -153,8 +153,8 @@ std::string format_position(const wsg_position &pos) {
     return buf;
 }
 
-History::History(const ClusterConfig &cfg, Cluster &cluster, AsyncCalls &calls, HistorySink &sink)
-    : cfg_(cfg), cluster_(cluster), calls_(calls), sink_(sink), rng_(std::random_device{}()) {}
+History::History(const ClusterConfig &cfg, Cluster &cluster, AsyncCalls &calls, Metrics &metrics, HistorySink &sink)
+    : cfg_(cfg), cluster_(cluster), calls_(calls), metrics_(metrics), sink_(sink), rng_(std::random_device{}()) {}
 
 uint64_t History::new_epoch() {
     // Below 2^53 (the publish script's Lua numbers are doubles), never 0.
@@ -197,7 +197,7 @@ void History::publish(const std::string &topic, wsg_msg_type type, std::string p
     sink_.history_deliver(topic, wsg_position{0, 0}, type, payload, 0);
     if (kept.size() >= cfg_.history_size) {
         kept.pop_front();
-        dropped_++;
+        metrics_.cluster_dropped.add(metric::ClusterDrop::history_full);
     }
     kept.push_back(Kept{0, type, std::move(payload)});
     if (cluster_.up()) on_cluster_state(true);
@@ -230,10 +230,14 @@ void History::publish_redis(const std::string &topic, wsg_msg_type type, const s
                              delivered_here ? hex16(cluster_.tag()) : std::string()});
     // Delivered from the echo; a failure after sending is counted like a
     // lost publish (whether Redis ran it is unknown).
-    if (!eval(kPublish, std::move(args), [this](const redisReply *r) {
-            if (!r || r->type != REDIS_REPLY_ARRAY) dropped_++;
-        }))
-        dropped_++;
+    const bool sent = eval(kPublish, std::move(args), [this](const redisReply *r) {
+        if (!r || r->type != REDIS_REPLY_ARRAY) metrics_.cluster_dropped.add(metric::ClusterDrop::unconfirmed);
+    });
+    if (!sent) {
+        metrics_.cluster_dropped.add(cluster_.up() ? metric::ClusterDrop::full : metric::ClusterDrop::down);
+        return;
+    }
+    metrics_.cluster_sent.inc();
 }
 
 // ---------------------------------------------------------------- delivery (cluster)

@@ -69,7 +69,7 @@ public:
 
 class History {
 public:
-    History(const ClusterConfig &cfg, Cluster &cluster, AsyncCalls &calls, HistorySink &sink);
+    History(const ClusterConfig &cfg, Cluster &cluster, AsyncCalls &calls, Metrics &metrics, HistorySink &sink);
     bool topic(std::string_view name) const { return cfg_.history_topic(name); }
 
     // A publish on a history topic (checked by the caller).
@@ -142,12 +142,12 @@ private:
     const ClusterConfig &cfg_;
     Cluster &cluster_;
     AsyncCalls &calls_;
+    Metrics &metrics_;
     HistorySink &sink_;
     std::mt19937_64 rng_;
     std::unordered_map<std::string, TopicState> states_;
     std::unordered_map<std::string, Ring> rings_;  // no cluster
     std::unordered_map<std::string, std::deque<Kept>> outage_;  // Redis down
-    uint64_t dropped_ = 0;
 };
 
 // Position text: "EPOCH-OFFSET" in decimal. Any thread.

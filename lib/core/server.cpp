@@ -42,7 +42,7 @@ Server::Server(Settings settings, wsg_server *self)
       cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_),
       calls_(self),
       sessions_(cfg_.cluster, cluster_, calls_, self),
-      history_(cfg_.cluster, cluster_, calls_, history_events_) {
+      history_(cfg_.cluster, cluster_, calls_, metrics_, history_events_) {
     app.server = self;
     if (cluster_.enabled()) {
         // The channels follow the indexes: a topic's while it has a local

@@ -59,7 +59,8 @@
     V(down)        /* the cluster was down (Redis unreachable, or no node number yet) */        \
     V(full)        /* cluster.max_pending commands were waiting for Redis */                     \
     V(unconfirmed) /* sent, but the connection was lost before Redis confirmed it */             \
-    V(invalid)     /* received from Redis, but not an envelope this version reads */
+    V(invalid)     /* received from Redis, but not an envelope this version reads */             \
+    V(history_full) /* a history topic's publish kept while Redis was down, past cluster.history_size */
 
 // ---------------------------------------------------------------- the list
 // X(id, kind, label_set, buckets, name, help)
