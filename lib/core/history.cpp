@@ -181,6 +181,19 @@ bool History::eval(int script, std::vector<std::string> args, RedisLink::ReplyFn
     return cluster_.command(argv, std::move(retry));
 }
 
+void History::sweep() {
+    if (rings_.empty()) return;
+    const int64_t now = mono_ms();
+    if (now - swept_ms_ < 1000) return;
+    swept_ms_ = now;
+    for (auto it = rings_.begin(); it != rings_.end();) {
+        if (now - it->second.touched_ms > cfg_.history_ttl_ms)
+            it = rings_.erase(it);
+        else
+            ++it;
+    }
+}
+
 size_t History::pending() const {
     size_t n = 0;
     for (const auto &kv : outage_) n += kv.second.size();

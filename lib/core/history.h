@@ -88,6 +88,9 @@ public:
     void topic_unused(const std::string &topic);
     // Messages kept while Redis was down, not yet written (tests, metrics).
     size_t pending() const;
+    // The heartbeat tick: frees in-memory histories that lapsed
+    // (cluster.history_ttl_ms without a publish), one pass a second at most.
+    void sweep();
 
 private:
     struct Held {
@@ -147,6 +150,7 @@ private:
     std::mt19937_64 rng_;
     std::unordered_map<std::string, TopicState> states_;
     std::unordered_map<std::string, Ring> rings_;  // no cluster
+    int64_t swept_ms_ = 0;
     std::unordered_map<std::string, std::deque<Kept>> outage_;  // Redis down
 };
 

@@ -748,6 +748,7 @@ void Server::on_tick() {
     if (cfg_.trim_memory) trim_memory();
     report_accept_episodes(now);
     sessions_.sweep();
+    history_.sweep();
     log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });

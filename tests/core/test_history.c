@@ -143,6 +143,39 @@ static void in_memory_history(void **state) {
     pthread_mutex_destroy(&ans.mu);
 }
 
+/* cluster.history_ttl_ms without a publish: the history lapses, a
+ * position of it is WSG_EGONE, the next publish starts a new epoch. */
+static void lapses_after_ttl(void **state) {
+    (void)state;
+    const char *settings[] = {"cluster.history_topics=news", "cluster.history_ttl_ms=1000", NULL};
+    tsrv_before_start = install_position_prefix;
+    tsrv *t = tsrv_start(settings, 0);
+    tsrv_before_start = NULL;
+    assert_non_null(t);
+    client a = open_client(t, NULL);
+    from_answer ans;
+    memset(&ans, 0, sizeof ans);
+    pthread_mutex_init(&ans.mu, NULL);
+    assert_int_equal(subscribe_from(t, a.id, "news", NULL, &ans), WSG_OK);
+    assert_int_equal(wsg_server_publish(t->srv, "news", WSG_MSG_TEXT, "old", 3), WSG_OK);
+    wsg_position p;
+    char got[64];
+    assert_true(recv_positioned(a.c, 3000, &p, got, sizeof got));
+    tu_sleep_ms(1100);
+    client b = open_client(t, NULL);
+    assert_int_equal(subscribe_from(t, b.id, "news", &p, &ans), WSG_EGONE);
+    assert_non_null(strstr(ans.message, "no history now"));
+    assert_int_equal(wsg_server_publish(t->srv, "news", WSG_MSG_TEXT, "new", 3), WSG_OK);
+    wsg_position q;
+    assert_true(recv_positioned(b.c, 3000, &q, got, sizeof got));
+    assert_true(q.epoch != p.epoch && q.offset == 1);
+    assert_string_equal(got, "new");
+    wsc_free(a.c);
+    wsc_free(b.c);
+    assert_int_equal(tsrv_free(t), 0);
+    pthread_mutex_destroy(&ans.mu);
+}
+
 static void bad_input(void **state) {
     (void)state;
     const char *settings[] = {"cluster.history_topics=news,h:*", NULL};
@@ -206,6 +239,7 @@ static void position_text(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(in_memory_history),
+        cmocka_unit_test(lapses_after_ttl),
         cmocka_unit_test(bad_input),
         cmocka_unit_test(position_text),
     };
