@@ -187,7 +187,8 @@ void test_history_envelope_and_topics(void **) {
     // The head the publish script completes: flags kept, body appended.
     std::string head = envelope_head(EnvelopeKind::TopicHistory, 1, kFlagDeliveredHere, 7, 99, "room:1");
     Envelope e;
-    assert_true(decode_envelope(head + body, &e));
+    const std::string whole = head + body;  // the views point into it
+    assert_true(decode_envelope(whole, &e));
     assert_true(e.kind == EnvelopeKind::TopicHistory && e.flags == kFlagDeliveredHere && e.origin_node == 7 &&
                 e.origin_tag == 99 && e.target == "room:1" && e.body == body);
 
