@@ -149,4 +149,12 @@ def test_awaitables_across_instances(make_server, redis):
                 assert a.session_get("shared") == b"from b"
                 await b.session_delete("shared")
                 assert await b.session_get("shared") is None
+                proc.send_signal(signal.SIGSTOP)  # Redis hangs: the loop does not
+                try:
+                    with pytest.raises(wsgate.TimedOutError, match="no answer within 100 ms"):
+                        await b.session_get("shared", timeout=0.1)
+                    with pytest.raises(wsgate.ClusterError):
+                        await b.user_presence("dana", timeout=10)
+                finally:
+                    proc.send_signal(signal.SIGCONT)
     run(body())

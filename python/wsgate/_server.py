@@ -1027,6 +1027,8 @@ def _timeout_ms(timeout: Optional[float]) -> int:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
         raise InvalidArgumentError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}",
                                    Status.EINVAL)
+    if timeout * 1000 >= 2 ** 62:
+        return -1  # past any deadline that matters (math.inf included)
     return int(math.ceil(timeout * 1000))
 
 
@@ -1034,9 +1036,9 @@ def _ttl_ms(ttl: Optional[float]) -> int:
     """session_set's ttl in ms (0: the server's ``cluster.session_ttl_ms``)."""
     if ttl is None:
         return 0
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
         raise InvalidArgumentError(
-            f"ttl must be None (cluster.session_ttl_ms) or a number of seconds > 0, not {ttl!r}",
+            f"ttl must be None (cluster.session_ttl_ms) or a finite number of seconds > 0, not {ttl!r}",
             Status.EINVAL)
     return max(1, int(round(ttl * 1000)))
 

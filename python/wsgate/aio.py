@@ -49,7 +49,7 @@ from typing import (Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, Na
 from ._config import Config, OptionValue
 from ._errors import Status, TimedOutError, WsgateError
 from ._results import Presence
-from ._server import Connection, Message, Server, _is_async
+from ._server import Connection, Message, Server, _is_async, _timeout_ms
 
 __all__ = ["AsyncServer", "AsyncConnection", "Event"]
 
@@ -626,6 +626,7 @@ class AsyncServer:
         """Makes a call in its callback form and awaits its answer: the
         callback runs on the service thread and only hands the outcome to
         this loop. A call the core refuses raises here at once."""
+        wait_ms = _timeout_ms(timeout)  # checks it
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[Any]" = loop.create_future()
 
@@ -644,12 +645,12 @@ class AsyncServer:
                 pass  # the loop is closed: nobody waits any more
 
         start(done)
-        if timeout is None:
+        if wait_ms < 0:
             return await future
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, wait_ms / 1000)
         except asyncio.TimeoutError:
-            raise TimedOutError(f"{what}: no answer within {timeout} s (the call goes on; its answer "
+            raise TimedOutError(f"{what}: no answer within {wait_ms} ms (the call goes on; its answer "
                                 "will be discarded)", Status.ETIMEOUT) from None
 
     # ---------------------------------------------------------------- service thread side
