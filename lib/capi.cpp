@@ -5,41 +5,12 @@
 #include <string>
 
 #include "base/error.h"
+#include "capi_guard.h"
 #include "config/options.h"
 #include "core/server.h"
 #include "wsgate/wsgate.h"
 
 using namespace wsgate;
-
-namespace {
-
-template <class F>
-wsg_status guard(F &&body) noexcept {
-    try {
-        clear_error();
-        return body();
-    } catch (const std::bad_alloc &) {
-        try {
-            return fail(WSG_ENOMEM, "out of memory");
-        } catch (...) {
-            return WSG_ENOMEM;
-        }
-    } catch (const std::exception &e) {
-        try {
-            return fail(WSG_EINTERNAL, std::string("internal error: ") + e.what());
-        } catch (...) {
-            return WSG_EINTERNAL;
-        }
-    } catch (...) {
-        return WSG_EINTERNAL;
-    }
-}
-
-wsg_status null_arg(const char *name) {
-    return fail(WSG_EINVAL, std::string(name) + " is NULL");
-}
-
-}  // namespace
 
 extern "C" {
 

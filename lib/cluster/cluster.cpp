@@ -123,6 +123,10 @@ bool Cluster::relay(const std::string &channel, const std::string &envelope) {
     return true;
 }
 
+bool Cluster::command(std::initializer_list<std::string_view> argv, RedisLink::ReplyFn cb) {
+    return up() && cmd_->command(argv, std::move(cb));
+}
+
 void Cluster::on_link_ready(RedisLink *link) {
     if (link->connects() > 1) metrics_.cluster_reconnects.inc();
     if (link == sub_.get()) {

@@ -11,6 +11,7 @@
 //   PREFIX:hb:<tag>    this instance's heartbeat: the command link publishes
 //                      on it, so a silent subscriber link is found
 //   PREFIX:nodes       (key) INCR gives each instance its node number
+//   PREFIX:s:<key>     (key) session data (core/sessions.h), with a TTL
 // Every message is one envelope (lib/cluster/envelope.h) naming its origin:
 // an instance skips its own.
 //
@@ -88,6 +89,11 @@ public:
     // thread, n < 0 when Redis fails or times out. False (done never
     // called) when the cluster is down. lib/cluster/user_count.cpp.
     bool count_user(const std::string &user, std::function<void(int64_t)> done);
+    // Service thread: one command on the command link whose answer is
+    // wanted (session data). False when it could not be handed to Redis
+    // (down, or cluster.max_pending waiting): `cb` never runs then.
+    bool command(std::initializer_list<std::string_view> argv, RedisLink::ReplyFn cb);
+    std::string session_key(std::string_view key) const { return cfg_.prefix + ":s:" + std::string(key); }
 
 private:
     void on_link_ready(RedisLink *link) override;

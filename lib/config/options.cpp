@@ -398,6 +398,14 @@ const std::vector<OptionDef> kTable = {
      "Commands waiting for Redis' reply on the command connection at most; past it publishes are "
      "dropped (counted) and other cross-instance calls fail with WSG_ECLUSTER.",
      nullptr},
+    {"cluster.session_ttl_ms", OptType::Int, "86400000", 1000, 315360000000, nullptr,
+     "Lifetime of session data (wsg_session_set with ttl 0): a day, so an abandoned session does not "
+     "stay forever; each set starts it again. Also without cluster.redis (the in-memory store).",
+     nullptr},
+    {"cluster.session_max_bytes", OptType::Int, "65536", 1, 512 * kMiB, nullptr,
+     "Largest session value (wsg_session_set: larger is WSG_ELIMIT): session data is small, and each "
+     "value crosses Redis whole.",
+     nullptr},
     {"cluster.require", OptType::Bool, "false", 0, 0, nullptr,
      "Not ready (/readyz 503, wsgate_ready 0) while the cluster is down (Redis unreachable, or this "
      "instance has no node number yet).",

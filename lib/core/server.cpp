@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "base/time.h"
+#include "core/service_thread.h"
 #include "protocol/handshake.h"
 #include "protocol/utf8.h"
 #include "security/tls.h"
@@ -38,7 +39,9 @@ Server::Server(Settings settings, wsg_server *self)
       gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_, metrics_),
       probes_(transport_, wheel_, clock_, cfg_.handshake_timeout_ms),
       mailbox_(transport_),
-      cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_) {
+      cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_),
+      calls_(self),
+      sessions_(cfg_.cluster, cluster_, calls_, self) {
     app.server = self;
     if (cluster_.enabled()) {
         // The channels follow the indexes: a topic's while it has a local
@@ -180,6 +183,7 @@ wsg_status Server::run() {
 
 void Server::loop() {
     service_tid_.store(std::this_thread::get_id(), std::memory_order_release);
+    const ServiceThreadScope service_scope(app.server);
     // Commands posted before the loop started are waiting: look at them.
     mailbox_.poke();
     on_wake();
@@ -203,7 +207,11 @@ void Server::loop() {
 
 // Service thread, or a lifecycle call when the loop never ran.
 void Server::close_transport() {
-    mailbox_.close();
+    // Every call accepted and not answered yet is answered now (WSG_ESTATE):
+    // those still in the mailbox, then those waiting for Redis, whose
+    // commands the links fail when they stop.
+    for (Command &c : mailbox_.close()) std::visit([this](auto &cmd) { answer_abandoned(cmd, app.server); }, c);
+    calls_.fail_all(WSG_ESTATE, kStoppedMessage);
     // Redis first: its contexts live on the loop the transport destroys
     // (LWS-NOTES.md: redisAsyncFree, then lws_context_destroy, then
     // ev_loop_destroy).
@@ -728,6 +736,7 @@ void Server::on_tick() {
     outbox_.report(now);
     if (cfg_.trim_memory) trim_memory();
     report_accept_episodes(now);
+    sessions_.sweep();
     log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
@@ -873,6 +882,8 @@ void Server::execute(cmd::SetQueuePolicy &c) {
 }
 
 void Server::execute(cmd::Relay &c) { cluster_.relay(c.channel, c.envelope); }
+
+void Server::execute(cmd::Session &c) { sessions_.run(c.op, c.reply); }
 
 void Server::execute(cmd::ReloadTls &) {
     std::string why = ssl_ctx_ ? tls_reload(ssl_ctx_, cfg_.tls_files) : std::string();
@@ -1172,6 +1183,17 @@ size_t Server::conn_ids(wsg_conn_id *ids, size_t capacity) {
     const auto &live = registry_.live();
     for (size_t i = 0; i < live.size() && i < capacity; i++) ids[i] = live[i]->id;
     return live.size();
+}
+
+// Through the mailbox also on the service thread: the callback never runs
+// inside the call that starts it.
+wsg_status Server::session(SessionOp::Kind kind, const char *key, const void *data, size_t len, int64_t ttl_ms,
+                           AsyncReply reply) {
+    cmd::Session c;
+    if (wsg_status st = sessions_.check(kind, key, data, len, ttl_ms, &c.op)) return st;
+    c.reply = reply;
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
 }
 
 wsg_status Server::set_user(wsg_conn_id id, void *ptr) {

@@ -25,8 +25,10 @@
 #include "core/outbox.h"
 #include "core/pages.h"
 #include "core/close_advice.h"
+#include "core/async_calls.h"
 #include "core/probes.h"
 #include "core/registry.h"
+#include "core/sessions.h"
 #include "core/topics.h"
 #include "core/wheel.h"
 #include "observe/episode.h"
@@ -116,6 +118,10 @@ public:
     wsg_status conn_info(wsg_conn_id id, wsg_conn_info *out);
     wsg_status set_user(wsg_conn_id id, void *ptr);
     wsg_status get_user(wsg_conn_id id, void **out);
+    // Any thread: wsg_session_set/get/delete. WSG_OK: `reply` runs once,
+    // later, on the service thread (also when called there).
+    wsg_status session(SessionOp::Kind kind, const char *key, const void *data, size_t len, int64_t ttl_ms,
+                       AsyncReply reply);
 
     AppCallbacks app;
     Logger log;
@@ -248,6 +254,7 @@ private:
     void execute(cmd::ReloadTls &c);
     void execute(cmd::SetQueuePolicy &c);
     void execute(cmd::Relay &c);
+    void execute(cmd::Session &c);
     // Runs direct(conn) at once on the service thread; elsewhere checks the
     // id under the registry lock and posts make() for the loop.
     template <class Direct, class Make>
@@ -276,6 +283,8 @@ private:
     Mailbox mailbox_;
     ClusterEvents cluster_events_{this};
     Cluster cluster_;  // off without cluster.redis
+    AsyncCalls calls_;   // asynchronous calls waiting for Redis
+    Sessions sessions_;  // session data
 
     // Lifecycle: life_mu_ guards state_, the transport's opening and closing
     // and thread_; stop_mu_ serialises whole stop() calls.
