@@ -410,6 +410,11 @@ const std::vector<OptionDef> kTable = {
      "Not ready (/readyz 503, wsgate_ready 0) while the cluster is down (Redis unreachable, or this "
      "instance has no node number yet).",
      nullptr},
+    {"cluster.presence_ttl_ms", OptType::Int, "30000", 300, 3600000, nullptr,
+     "Lease of this instance's node number and life of its presence entries in Redis, renewed every "
+     "third of it: the entries of an instance that dies without a goodbye (kill -9, SIGSTOP, network "
+     "loss) are gone within this long; a clean stop removes them at once.",
+     nullptr},
     {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
      "Most bytes read per read event (at least 4096 are), into one buffer shared by every "
      "connection, so it costs nothing per connection: larger lets one read (and one coalesced "

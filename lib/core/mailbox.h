@@ -66,6 +66,12 @@ struct Relay {
     std::string channel;
     std::string envelope;
 };
+// wsg_topic_presence ('t') and wsg_user_presence ('u').
+struct Presence {
+    char kind;
+    std::string name;
+    AsyncReply reply;
+};
 struct Stop {};
 struct Drain {
     int64_t duration_ms;
@@ -90,7 +96,7 @@ struct Session {
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
                              cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::Drain, cmd::SetTimeout, cmd::ReloadTls,
-                             cmd::SetQueuePolicy, cmd::Relay, cmd::Session>;
+                             cmd::SetQueuePolicy, cmd::Relay, cmd::Session, cmd::Presence>;
 
 class Mailbox {
 public:

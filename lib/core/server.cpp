@@ -363,7 +363,7 @@ void Server::begin_shutdown() {
     std::vector<Conn *> targets = registry_.live();
     for (Conn *c : targets) outbox_.close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN, false);
     if (registry_.count() == 0) {
-        loop_exit_ = true;
+        exit_loop();
         return;
     }
     transport_.start_timer(&shutdown_timer_, cfg_.shutdown_timeout_ms * 1000, [this] {
@@ -373,7 +373,7 @@ void Server::begin_shutdown() {
             f["message"] = "shutdown timeout: dropping connections that did not finish closing";
             log.emit(WSG_LOG_WARN, LogEvent::stop, f);
         }
-        loop_exit_ = true;
+        exit_loop();
     });
 }
 
@@ -495,6 +495,7 @@ void Server::opened(Gate::Result &r) {
         std::lock_guard<std::mutex> lock(registry_.mu);
         users_.add(std::string(c->fact(kUserId)), c);
     }
+    if (!c->fact(kUserId).empty()) presence_changed('u', std::string(c->fact(kUserId)), c, c->opened_unix_ms, true);
     const int64_t now = clock_.now_ms();
     heartbeat_.start(c, now);
     for (const auto &kv : r.timeouts) heartbeat_.override(c, kv.first, kv.second, now);
@@ -675,6 +676,11 @@ void Server::finish(Conn *c) {
     if (c->ip_counted) admission_.per_ip.release(c->peer);
     if (c->link_counted) admission_.links_per_ip.release(c->peer);
     if (c->user_counted) admission_.per_user.release(std::string(c->fact(kUserId)));
+    if (cluster_.enabled()) {
+        if (c->subs)
+            for (const Subscription &sub : *c->subs) presence_changed('t', sub.topic->name, c, 0, false);
+        if (!c->fact(kUserId).empty()) presence_changed('u', std::string(c->fact(kUserId)), c, 0, false);
+    }
     {
         std::lock_guard<std::mutex> lock(registry_.mu);
         topics_.drop_all(c);
@@ -685,7 +691,7 @@ void Server::finish(Conn *c) {
     count_topics();
     if (c->link) Transport::set_owner(c->link, nullptr);
     delete c;
-    if (stopping_ && registry_.count() == 0) loop_exit_ = true;
+    if (stopping_ && registry_.count() == 0) exit_loop();
 }
 
 void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause cause) {
@@ -823,12 +829,14 @@ void Server::execute(cmd::SendMany &c) {
 void Server::execute(cmd::Subscribe &c) {
     Conn *conn = registry_.get(c.id);
     if (!conn || conn->closing) return;
-    std::lock_guard<std::mutex> lock(registry_.mu);
-    if (c.on)
-        topics_.subscribe(conn, c.topic);
-    else
-        topics_.unsubscribe(conn, c.topic);
-    count_topics();
+    const int64_t since = unix_ms();
+    bool changed;
+    {
+        std::lock_guard<std::mutex> lock(registry_.mu);
+        changed = c.on ? topics_.subscribe(conn, c.topic, since) : topics_.unsubscribe(conn, c.topic);
+        count_topics();
+    }
+    if (changed) presence_changed('t', c.topic, conn, since, c.on);
 }
 
 void Server::count_topics() {
@@ -1341,6 +1349,116 @@ void Server::on_cluster_message(const Envelope &e) {
     }
     }
     // A kind a newer version sends: ignored.
+}
+
+}  // namespace wsgate
+
+namespace wsgate {
+
+// ---------------------------------------------------------------- presence
+
+void Server::exit_loop() {
+    cluster_.leave([this] { loop_exit_ = true; });
+}
+
+void Server::presence_changed(char kind, const std::string &name, const Conn *c, int64_t since_ms, bool on) {
+    if (!cluster_.enabled()) return;
+    if (!on) return cluster_.presence_remove(kind, name, c->id);
+    cluster_.presence_add(kind, name, c->id, encode_presence_value(kind, since_ms, c->fact(kUserId)));
+}
+
+void Server::presence_snapshot(std::vector<PresenceGroup> *out) const {
+    topics_.for_each([&](const Topic &t) {
+        PresenceGroup g;
+        g.kind = 't';
+        g.name = t.name;
+        for (const Topic::Member &m : t.members)
+            g.fields.emplace_back(m.conn->id, encode_presence_value('t', (*m.conn->subs)[m.pos].since_ms,
+                                                                     m.conn->fact(kUserId)));
+        out->push_back(std::move(g));
+    });
+    users_.for_each([&](const std::string &user, const std::vector<Conn *> &conns) {
+        PresenceGroup g;
+        g.kind = 'u';
+        g.name = user;
+        for (const Conn *c : conns) g.fields.emplace_back(c->id, encode_presence_value('u', c->opened_unix_ms, {}));
+        out->push_back(std::move(g));
+    });
+}
+
+void Server::local_presence(char kind, const std::string &name, std::vector<wsg_result::Entry> *out) const {
+    if (kind == 't') {
+        if (const Topic *t = topics_.find(name))
+            for (const Topic::Member &m : t->members)
+                out->push_back({m.conn->id, std::string(m.conn->fact(kUserId)), (*m.conn->subs)[m.pos].since_ms});
+    } else if (const std::vector<Conn *> *conns = users_.find(name))
+        for (const Conn *c : *conns) out->push_back({c->id, name, c->opened_unix_ms});
+    std::sort(out->begin(), out->end(),
+              [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
+}
+
+wsg_status Server::presence(char kind, const char *name, wsg_result_fn fn, void *user) {
+    if (kind == 't') {
+        if (!name) return fail(WSG_EINVAL, "topic is NULL");
+        std::string why = check_topic(name);
+        if (!why.empty()) return fail(WSG_EINVAL, why);
+    } else if (!name || !*name) {
+        return fail(WSG_EINVAL, "user id is NULL or empty");
+    }
+    if (!fn) return fail(WSG_EINVAL, "fn is NULL: presence is answered through its callback");
+    cmd::Presence c{kind, name, AsyncReply{fn, user}};
+    if (on_service_thread()) {
+        execute(c);
+        return WSG_OK;
+    }
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+// This instance's own entries come from its indexes, never from Redis: they
+// are exact even when a write to Redis is late or was lost; the other
+// instances' come from Redis.
+void Server::execute(cmd::Presence &c) {
+    const std::string what =
+        std::string(c.kind == 't' ? "presence of topic '" : "presence of user '") + c.name + "'";
+    wsg_result r;
+    local_presence(c.kind, c.name, &r.entries);
+    if (!cluster_.enabled()) return c.reply(app.server, r);
+    if (!cluster_.up()) {
+        r.status = WSG_ECLUSTER;
+        r.message = what + ": the cluster is down (" + cluster_.down_reason() +
+                    "): the result holds this instance's entries only";
+        return c.reply(app.server, r);
+    }
+    const char kind = c.kind;
+    const std::string name = c.name;
+    const AsyncReply reply = c.reply;
+    const bool sent = cluster_.presence_read(
+        kind, name, [this, kind, name, reply, what](bool ok, const std::string &why, std::vector<PresenceEntry> &remote) {
+            wsg_result r;
+            local_presence(kind, name, &r.entries);
+            if (!ok && !cluster_.running()) {
+                r.status = WSG_ESTATE;
+                r.message = what + ": the server stopped before Redis answered";
+            } else if (!ok) {
+                r.status = WSG_ECLUSTER;
+                r.message = what + ": " + why + ": the result holds this instance's entries only";
+            } else {
+                const uint16_t self = cluster_.node();
+                for (PresenceEntry &e : remote)
+                    if (e.node != self) r.entries.push_back({e.conn, std::move(e.user_id), e.since_ms});
+                std::sort(r.entries.begin(), r.entries.end(),
+                          [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
+            }
+            reply(app.server, r);
+        });
+    if (!sent) {
+        r.status = WSG_ECLUSTER;
+        r.message = what + ": not handed to Redis (" +
+                    (cluster_.up() ? std::string("cluster.max_pending commands are waiting") : cluster_.down_reason()) +
+                    "): the result holds this instance's entries only";
+        c.reply(app.server, r);
+    }
 }
 
 }  // namespace wsgate
