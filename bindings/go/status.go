@@ -47,6 +47,7 @@ const (
 	ErrLimit    Status = C.WSG_ELIMIT    // a configured limit was reached
 	ErrInternal Status = C.WSG_EINTERNAL // broken internal invariant: please report it
 	ErrCluster  Status = C.WSG_ECLUSTER  // the cluster is down (Redis unreachable, hung or refusing): a cross-instance call failed
+	ErrTimeout  Status = C.WSG_ETIMEOUT  // gave up waiting: the deadline passed before the result came
 )
 
 // sentinels maps each C name to its Go sentinel (checked against the C map).
@@ -54,7 +55,7 @@ var sentinels = map[string]Status{
 	"WSG_OK": OK, "WSG_EINVAL": ErrInvalid, "WSG_ENOTFOUND": ErrNotFound,
 	"WSG_ECLOSED": ErrClosed, "WSG_ENOMEM": ErrNoMemory, "WSG_ESTATE": ErrState,
 	"WSG_EIO": ErrIO, "WSG_ETLS": ErrTLS, "WSG_EBUSY": ErrBusy, "WSG_ELIMIT": ErrLimit,
-	"WSG_EINTERNAL": ErrInternal, "WSG_ECLUSTER": ErrCluster,
+	"WSG_EINTERNAL": ErrInternal, "WSG_ECLUSTER": ErrCluster, "WSG_ETIMEOUT": ErrTimeout,
 }
 
 type statusRow struct {
