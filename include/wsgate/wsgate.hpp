@@ -922,7 +922,7 @@ public:
     const wsg_result *result() const noexcept { return wsg_completion_result(c_); }
     /* Makes the call (`start(cfn, user)`) and waits for its answer. WSG_OK:
      * read result(); otherwise the status of the call or of the wait, with
-     * its message in `why` ("" when wsg_last_error() has it). */
+     * its message in `why`. */
     template <class Start>
     wsg_status run(Start start, std::chrono::milliseconds timeout, std::string &why) {
         if (handler_depth() > 0) {
@@ -932,11 +932,16 @@ public:
         }
         wsg_status st = wsg_completion_new(&c_);
         if (st == WSG_OK) st = start(&wsg_completion_callback, c_);
-        if (st != WSG_OK) return st;
+        if (st != WSG_OK) {
+            why = wsg_last_error();  // now: the completion is freed before it is read
+            return st;
+        }
         st = wsg_completion_wait(c_, timeout.count() < 0 ? -1 : static_cast<std::int64_t>(timeout.count()));
         if (st == WSG_ETIMEOUT)
             why = "no answer within " + std::to_string(timeout.count()) +
                   " ms (the call goes on; its answer is dropped)";
+        else if (st != WSG_OK)
+            why = wsg_last_error();
         return st;
     }
 
@@ -946,16 +951,14 @@ private:
 
 /* A blocking helper's outcome, shared by its throwing and error_code forms:
  * the status of the call, the wait or the result, and the message to go
- * with it (empty: wsg_last_error() holds it). */
+ * with it. */
 struct Waited {
     wsg_status st = WSG_OK;
     std::string why;
 };
 
 inline void check(const Waited &w) {
-    if (w.st == WSG_OK) return;
-    if (w.why.empty()) check(w.st);
-    fail(static_cast<Status>(w.st), w.why.c_str());
+    if (w.st != WSG_OK) fail(static_cast<Status>(w.st), w.why.c_str());
 }
 inline bool check(const Waited &w, std::error_code &ec) noexcept { return check(w.st, ec); }
 
