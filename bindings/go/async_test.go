@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -15,7 +18,10 @@ import (
 // userServer: OnAuth takes ?user=, OnOpen subscribes to "room" and reports the id.
 func userServer(t *testing.T, opts Options) (*Server, int, chan ConnID) {
 	opened := make(chan ConnID, 8)
-	opts.Config = map[string]string{"auth.mode": "callback"}
+	if opts.Config == nil {
+		opts.Config = map[string]string{}
+	}
+	opts.Config["auth.mode"] = "callback"
 	opts.OnAuth = func(s *Server, r *AuthRequest) {
 		q, _ := url.ParseQuery(r.Query())
 		r.Accept(q.Get("user"))
@@ -237,5 +243,80 @@ func TestAsyncCallsNeedARunningServer(t *testing.T) {
 	}
 	if err := s.SessionSet("k", nil, 0); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+// startRedis runs a redis-server of its own on a unix socket in a temporary
+// directory and returns the socket's path; it is killed when the test ends.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("no redis-server on PATH (Debian: redis-server)")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	cmd := exec.Command(bin, "--port", "0", "--unixsocket", sock, "--dir", dir, "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not create its socket in 10 s")
+		}
+	}
+}
+
+// Two servers over one Redis: presence lists the connections of both, and
+// session data written on one is read on the other.
+func TestPresenceAndSessionsAcrossTwoServers(t *testing.T) {
+	sock := startRedis(t)
+	var servers [2]*Server
+	var ports [2]int
+	var opened [2]chan ConnID
+	for i := range servers {
+		opts := Options{Config: map[string]string{"cluster.redis": "unix:" + sock}}
+		servers[i], ports[i], opened[i] = userServer(t, opts)
+	}
+	dial(t, ports[0], "/?user=alice")
+	receive(t, opened[0], "alice's OnOpen")
+	dial(t, ports[1], "/?user=bob")
+	b := receive(t, opened[1], "bob's OnOpen")
+
+	// Each server writes its entries once it has its node number.
+	for _, s := range servers {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			room, err := s.TopicPresence("room")
+			if err == nil && len(room) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("TopicPresence(room) = %v, %v; want alice's and bob's", room, err)
+			}
+		}
+	}
+	bobs, err := servers[0].UserPresence("bob")
+	if err != nil || len(bobs) != 1 || bobs[0].Conn != b || bobs[0].UserID != "bob" {
+		t.Fatalf("UserPresence(bob) on the other server = %+v, %v; want conn %d", bobs, err, b)
+	}
+
+	if err := servers[0].SessionSet("shared", []byte("from 0"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := servers[1].SessionGet("shared"); err != nil || string(v) != "from 0" {
+		t.Fatalf("SessionGet on the other server = %q, %v", v, err)
+	}
+	if err := servers[1].SessionDelete("shared"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := servers[0].SessionGet("shared"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after a delete on the other server: %v, want ErrNotFound", err)
 	}
 }
