@@ -5,41 +5,13 @@
 #include <string>
 
 #include "base/error.h"
+#include "capi_guard.h"
 #include "config/options.h"
+#include "core/async_result.h"
 #include "core/server.h"
 #include "wsgate/wsgate.h"
 
 using namespace wsgate;
-
-namespace {
-
-template <class F>
-wsg_status guard(F &&body) noexcept {
-    try {
-        clear_error();
-        return body();
-    } catch (const std::bad_alloc &) {
-        try {
-            return fail(WSG_ENOMEM, "out of memory");
-        } catch (...) {
-            return WSG_ENOMEM;
-        }
-    } catch (const std::exception &e) {
-        try {
-            return fail(WSG_EINTERNAL, std::string("internal error: ") + e.what());
-        } catch (...) {
-            return WSG_EINTERNAL;
-        }
-    } catch (...) {
-        return WSG_EINTERNAL;
-    }
-}
-
-wsg_status null_arg(const char *name) {
-    return fail(WSG_EINVAL, std::string(name) + " is NULL");
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -595,6 +567,41 @@ WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key
         }
         return fail(WSG_EINVAL, "info key " + std::to_string(static_cast<int>(key)) +
                                     " is not an integer field");
+    });
+}
+
+// ---------------------------------------------------------------- presence
+
+WSG_API wsg_status wsg_topic_presence(wsg_server *server, const char *topic, wsg_result_fn fn, void *user) {
+    return guard([&] { return server ? server->presence('t', topic, fn, user) : null_arg("server"); });
+}
+
+WSG_API wsg_status wsg_user_presence(wsg_server *server, const char *user_id, wsg_result_fn fn, void *user) {
+    return guard([&] { return server ? server->presence('u', user_id, fn, user) : null_arg("server"); });
+}
+
+// The result accessors presence needs (the session helper writes the same
+// ones with wsg_result_value and the completions: one copy is kept).
+WSG_API wsg_status wsg_result_status(const wsg_result *result) {
+    return result ? result->status : WSG_EINVAL;
+}
+
+WSG_API const char *wsg_result_message(const wsg_result *result) { return result ? result->message.c_str() : ""; }
+
+WSG_API size_t wsg_result_count(const wsg_result *result) { return result ? result->entries.size() : 0; }
+
+WSG_API wsg_status wsg_result_presence(const wsg_result *result, size_t index, wsg_conn_id *conn,
+                                       const char **user_id, int64_t *since_ms) {
+    return guard([&] {
+        if (!result) return null_arg("result");
+        if (index >= result->entries.size())
+            return fail(WSG_EINVAL, "presence entry " + std::to_string(index) + " is out of range (the result has " +
+                                        std::to_string(result->entries.size()) + ")");
+        const wsg_result::Entry &e = result->entries[index];
+        if (conn) *conn = e.conn;
+        if (user_id) *user_id = e.user_id.c_str();
+        if (since_ms) *since_ms = e.since_ms;
+        return WSG_OK;
     });
 }
 

@@ -5,7 +5,8 @@
 #   2. create a fresh venv there with Debian's /usr/bin/python3
 #      --system-site-packages (pytest and websockets come from apt);
 #   3. pip install --no-build-isolation --no-index ./python (setuptools drives
-#      CMake for libwsgate and builds the pybind11 extension);
+#      CMake for libwsgate, or links the one in WSGATE_LIB_DIR as ctest asks,
+#      and builds the pybind11 extension);
 #   4. run python -m pytest -q -p no:cacheprovider python/tests from that venv.
 # The temporary directory is removed afterwards. Extra arguments go to pytest.
 # WSGATE_KEEP_TMP=1 keeps it for inspection. WSGATE_TEST_PRELOAD: a library

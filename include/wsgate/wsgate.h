@@ -753,7 +753,10 @@ WSG_API wsg_status wsg_conn_send_many(wsg_server *server, const wsg_conn_id *ids
  * with the outcome. A call that returns anything but WSG_OK never runs its
  * callback; one that returns WSG_OK runs it exactly once, also when the
  * server stops first (status WSG_ESTATE) or Redis does not answer within
- * cluster.command_timeout_ms (WSG_ECLUSTER). To wait from your own thread,
+ * cluster.command_timeout_ms (WSG_ECLUSTER). The callback never runs inside
+ * the call that starts it, even on the service thread (it comes on a later
+ * turn of the loop); a server stopped before its loop ever ran answers on
+ * the thread that stops it. To wait from your own thread,
  * pass wsg_completion_callback with a wsg_completion and wsg_completion_wait.
  * Without cluster.redis the same calls answer from this instance (presence
  * from its own connections, session data from an in-memory store with the
@@ -808,8 +811,9 @@ WSG_API void wsg_completion_callback(wsg_server *server, const wsg_result *resul
 /** Wait until the call answered, at most `timeout_ms` (< 0: no limit; 0:
  *  only look). @return WSG_OK (answered: read wsg_completion_result),
  *  WSG_ETIMEOUT (not yet), WSG_EBUSY (called on the service thread of the
- *  server the call was made on: that would wait forever), WSG_EINVAL.
- *  Any thread. Since 0.1.0. */
+ *  server the call was made on: that would wait forever), WSG_EINVAL (NULL,
+ *  or the completion was not passed to a call that returned WSG_OK: nothing
+ *  would answer it). Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_completion_wait(wsg_completion *completion, int64_t timeout_ms);
 
 /** The result once wsg_completion_wait returned WSG_OK, owned by the
@@ -844,7 +848,9 @@ WSG_API wsg_status wsg_user_presence(wsg_server *server, const char *user_id, ws
  *  replaces the value and its TTL.
  *  @param data borrowed, copied before return; at most cluster.session_max_bytes.
  *  @param fn may be NULL (nobody is told the outcome).
- *  @return WSG_OK, WSG_EINVAL (bad key, ttl < 0, data NULL with len > 0),
+ *  @return WSG_OK, WSG_EINVAL (bad key, ttl < 0 or above ten years
+ *  (315360000000 ms), data NULL with len > 0, fn wsg_completion_callback
+ *  with a NULL completion or one used by a call already),
  *  WSG_ELIMIT (value larger than cluster.session_max_bytes), WSG_ESTATE (not
  *  running). Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_session_set(wsg_server *server, const char *key, const void *data,

@@ -49,6 +49,9 @@ Cluster::Cluster(const ClusterConfig &cfg, Transport &transport, Logger &log, Me
     o.subscriber = true;
     sub_ = std::make_unique<RedisLink>(o, transport_, *this);
     channels_ = std::make_unique<ChannelSet>(*sub_);
+    presence_ = std::make_unique<Presence>(
+        cfg_, *cmd_, tag_, log_, metrics_, [this](std::vector<PresenceGroup> *out) { sink_.on_presence_snapshot(out); },
+        [this](uint16_t node, bool conflict) { on_node(node, conflict); });
     // Deadlines are checked a few times per timeout; the heartbeat goes out
     // three times per command timeout.
     check_every_ms_ = std::clamp<int64_t>(std::min(cfg_.connect_timeout_ms, cfg_.command_timeout_ms) / 5, 5, 100);
@@ -62,6 +65,7 @@ void Cluster::start() {
     running_ = true;
     down_since_ms_ = mono_ms();
     down_logged_ = false;
+    presence_->reset();
     {
         std::lock_guard<std::mutex> lock(reason_mu_);
         down_reason_ = "connecting to Redis at " + cfg_.address.text();
@@ -85,7 +89,7 @@ void Cluster::stop() {
     cmd_->stop();
     sub_->stop();
     channels_->link_lost();
-    taking_node_ = false;
+    presence_->link_lost();
     update();
 }
 
@@ -123,36 +127,57 @@ bool Cluster::relay(const std::string &channel, const std::string &envelope) {
     return true;
 }
 
+bool Cluster::command(std::initializer_list<std::string_view> argv, RedisLink::ReplyFn cb) {
+    return up() && cmd_->command(argv, std::move(cb));
+}
+
 void Cluster::on_link_ready(RedisLink *link) {
     if (link->connects() > 1) metrics_.cluster_reconnects.inc();
     if (link == sub_.get()) {
         channels_->link_ready();
-    } else if (!node()) {
-        take_node();
+    } else {
+        presence_->link_ready(node());
     }
     update();
 }
 
-// The node number: INCR on PREFIX:nodes, folded into 1..65535. Unique while
-// fewer than 65535 instances started during the life of the oldest running
-// one (a lease on the number comes with presence, phase 2).
-void Cluster::take_node() {
-    if (taking_node_) return;
-    const std::string key = cfg_.prefix + ":nodes";
-    taking_node_ = cmd_->command({"INCR", key}, [this](const redisReply *r) {
-        taking_node_ = false;
-        if (!r) return;  // the link was lost: taken again when it is back
-        if (r->type != REDIS_REPLY_INTEGER || r->integer < 1) {
-            cmd_->reset("INCR " + cfg_.prefix + ":nodes did not give a positive integer: is that key used by "
-                        "something else? (set cluster.prefix)");
-            return;
-        }
-        const auto n = static_cast<uint16_t>((static_cast<uint64_t>(r->integer) - 1) % kMaxNode + 1);
-        node_.store(n, std::memory_order_release);
-        sink_.on_cluster_node(n);
-        channels_->want(node_channel(n), true);
-        update();
-    });
+void Cluster::presence_add(char kind, const std::string &name, uint64_t conn, const std::string &value) {
+    if (cfg_.enabled && running_) presence_->add(kind, name, conn, value);
+}
+
+void Cluster::presence_remove(char kind, const std::string &name, uint64_t conn) {
+    if (cfg_.enabled && running_) presence_->remove(kind, name, conn);
+}
+
+bool Cluster::presence_read(char kind, const std::string &name, Presence::ReadFn fn) {
+    if (!up()) return false;
+    return presence_->read(kind, name, std::move(fn));
+}
+
+void Cluster::leave(std::function<void()> done) {
+    if (!cfg_.enabled || !running_) return done();
+    presence_->leave(std::move(done));
+}
+
+// The node number is leased (lib/cluster/presence.h): the first one this
+// server gets is its number for good, since its connection ids carry it.
+void Cluster::on_node(uint16_t n, bool conflict) {
+    if (conflict) {
+        metrics_.cluster_node_conflicts.inc();
+        LogFields f;
+        f["node"] = n;
+        f["node_id"] = cfg_.node_id;
+        f["message"] = "another server holds the lease of node number " + std::to_string(n) +
+                       " (Redis lost its data, or this instance was cut off longer than "
+                       "cluster.presence_ttl_ms): this instance keeps the number, its presence entries are "
+                       "written again once the lease is its own";
+        log_.emit(LogEvent::cluster_node_conflict, f);
+    }
+    if (node()) return;
+    node_.store(n, std::memory_order_release);
+    sink_.on_cluster_node(n);
+    channels_->want(node_channel(n), true);
+    update();
 }
 
 void Cluster::update() {
@@ -178,7 +203,10 @@ void Cluster::update() {
 
 void Cluster::on_link_lost(RedisLink *link, const std::string &why, bool was_ready) {
     (void)was_ready;
-    if (link == sub_.get()) channels_->link_lost();
+    if (link == sub_.get())
+        channels_->link_lost();
+    else
+        presence_->link_lost();
     {
         std::lock_guard<std::mutex> lock(reason_mu_);
         down_reason_ = why;
@@ -218,6 +246,7 @@ void Cluster::on_check() {
     const int64_t now = mono_ms();
     cmd_->check(now);
     sub_->check(now);
+    presence_->tick(now);
     // The heartbeat: published on the command link to a channel the
     // subscriber link listens to. A subscriber link that hears nothing for a
     // command timeout while the command link works is hung: made again.

@@ -10,7 +10,11 @@
 //   PREFIX:n:<node>    messages and closes for connections of one node
 //   PREFIX:hb:<tag>    this instance's heartbeat: the command link publishes
 //                      on it, so a silent subscriber link is found
-//   PREFIX:nodes       (key) INCR gives each instance its node number
+//   PREFIX:nodes       (key) INCR gives each instance a candidate node number,
+//                      leased under PREFIX:lease:<node> (lib/cluster/presence.h)
+//   PREFIX:s:<key>     (key) session data (core/sessions.h), with a TTL
+// Presence (who is subscribed to a topic, a user's connections) lives in
+// per-node hashes with the lease's TTL: lib/cluster/presence.h.
 // Every message is one envelope (lib/cluster/envelope.h) naming its origin:
 // an instance skips its own.
 //
@@ -34,6 +38,7 @@
 #include "cluster/channels.h"
 #include "cluster/config.h"
 #include "cluster/envelope.h"
+#include "cluster/presence.h"
 #include "cluster/redis_link.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
@@ -51,6 +56,8 @@ public:
     virtual void on_cluster_node(uint16_t node) = 0;
     // The cluster went up or down (readiness with cluster.require).
     virtual void on_cluster_state(bool up) = 0;
+    // Every local presence entry (a resync of presence in Redis).
+    virtual void on_presence_snapshot(std::vector<PresenceGroup> *out) = 0;
 };
 
 // Node numbers: 1..kMaxNode, in the top 16 bits of connection ids.
@@ -88,12 +95,29 @@ public:
     // thread, n < 0 when Redis fails or times out. False (done never
     // called) when the cluster is down. lib/cluster/user_count.cpp.
     bool count_user(const std::string &user, std::function<void(int64_t)> done);
+    // Service thread: one command on the command link whose answer is
+    // wanted (session data). False when it could not be handed to Redis
+    // (down, or cluster.max_pending waiting): `cb` never runs then.
+    bool command(std::initializer_list<std::string_view> argv, RedisLink::ReplyFn cb);
+    std::string session_key(std::string_view key) const { return cfg_.prefix + ":s:" + std::string(key); }
+
+    // Service thread: presence (lib/cluster/presence.h). kind 't' (a topic's
+    // subscriber) or 'u' (a user's connection); value: encode_presence_value.
+    void presence_add(char kind, const std::string &name, uint64_t conn, const std::string &value);
+    void presence_remove(char kind, const std::string &name, uint64_t conn);
+    // False (fn never called) when the read could not be sent.
+    bool presence_read(char kind, const std::string &name, Presence::ReadFn fn);
+    // Service thread, a clean stop before stop(): this node's presence and
+    // lease deleted; `done` runs once (at once without a cluster).
+    void leave(std::function<void()> done);
+    // Between start() and stop().
+    bool running() const { return running_; }
 
 private:
     void on_link_ready(RedisLink *link) override;
     void on_link_lost(RedisLink *link, const std::string &why, bool was_ready) override;
     void on_link_message(RedisLink *link, std::string_view channel, std::string_view payload) override;
-    void take_node();
+    void on_node(uint16_t node, bool conflict);
     void update();
     void on_check();
 
@@ -106,10 +130,10 @@ private:
     const std::string hb_channel_;
     std::unique_ptr<RedisLink> cmd_, sub_;
     std::unique_ptr<ChannelSet> channels_;
+    std::unique_ptr<Presence> presence_;
     std::atomic<bool> up_{false};
     std::atomic<uint16_t> node_{0};
     bool running_ = false;
-    bool taking_node_ = false;
     // The outage: since when, and whether cluster_down was logged.
     int64_t down_since_ms_ = 0;
     bool down_logged_ = false;

@@ -55,6 +55,9 @@ ClusterConfig::ClusterConfig(const wsg_config &c) {
     reconnect_max_ms = c.int_of("cluster.reconnect_max_ms");
     max_pending = static_cast<size_t>(c.int_of("cluster.max_pending"));
     require = c.bool_of("cluster.require");
+    session_ttl_ms = c.int_of("cluster.session_ttl_ms");
+    session_max_bytes = static_cast<size_t>(c.int_of("cluster.session_max_bytes"));
+    presence_ttl_ms = c.int_of("cluster.presence_ttl_ms");
     if (reconnect_min_ms > reconnect_max_ms)
         error = "cluster.reconnect_min_ms (" + std::to_string(reconnect_min_ms) +
                 ") is above cluster.reconnect_max_ms (" + std::to_string(reconnect_max_ms) + ")";

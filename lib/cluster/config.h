@@ -24,6 +24,9 @@ struct ClusterConfig {
     int64_t reconnect_min_ms = 0, reconnect_max_ms = 0;
     size_t max_pending = 0;
     bool require = false;
+    int64_t session_ttl_ms = 0;    // wsg_session_set's TTL when it gives 0
+    size_t session_max_bytes = 0;  // a session value's size at most
+    int64_t presence_ttl_ms = 0;  // the node number's lease and presence entries
     // Why the settings cannot be used ("" when they can): checked when the
     // server is created.
     std::string error;

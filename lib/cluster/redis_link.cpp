@@ -156,6 +156,12 @@ bool RedisLink::command(std::initializer_list<std::string_view> argv, ReplyFn cb
     return send(argv.begin(), argv.size(), std::move(cb), false);
 }
 
+bool RedisLink::command(const std::vector<std::string> &argv, ReplyFn cb) {
+    if (state_ != State::Ready) return false;
+    std::vector<std::string_view> views(argv.begin(), argv.end());
+    return send(views.data(), views.size(), std::move(cb), false);
+}
+
 bool RedisLink::subscribe(std::string_view channel, bool on, ReplyFn cb) {
     if (state_ != State::Ready || !opts_.subscriber) return false;
     std::string_view argv[] = {on ? "SUBSCRIBE" : "UNSUBSCRIBE", channel};
@@ -163,9 +169,21 @@ bool RedisLink::subscribe(std::string_view channel, bool on, ReplyFn cb) {
 }
 
 bool RedisLink::send(const std::string_view *argv, size_t argc, ReplyFn cb, bool in_handshake) {
-    if (!ac_ || (!in_handshake && pending_.size() >= opts_.max_pending) || argc > 8) return false;
-    const char *args[8];
-    size_t lens[8];
+    if (!ac_ || (!in_handshake && pending_.size() >= opts_.max_pending) || argc == 0) return false;
+    // Most commands have a few arguments: on the stack; scripts with many
+    // entries on the heap.
+    const char *small_args[8];
+    size_t small_lens[8];
+    std::vector<const char *> big_args;
+    std::vector<size_t> big_lens;
+    const char **args = small_args;
+    size_t *lens = small_lens;
+    if (argc > 8) {
+        big_args.resize(argc);
+        big_lens.resize(argc);
+        args = big_args.data();
+        lens = big_lens.data();
+    }
     for (size_t i = 0; i < argc; i++) {
         args[i] = argv[i].data();
         lens[i] = argv[i].size();

@@ -26,6 +26,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cluster/address.h"
 #include "cluster/backoff.h"
@@ -79,6 +80,8 @@ public:
     // Sends one command; false (nothing sent, `cb` never called) when the
     // link is not ready or max_pending commands are waiting.
     bool command(std::initializer_list<std::string_view> argv, ReplyFn cb);
+    // The same with any number of arguments (scripts with many entries).
+    bool command(const std::vector<std::string> &argv, ReplyFn cb);
     // Subscriber links: SUBSCRIBE or UNSUBSCRIBE one channel; `cb` gets the
     // confirmation. Same return as command().
     bool subscribe(std::string_view channel, bool on, ReplyFn cb);

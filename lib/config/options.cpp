@@ -398,9 +398,22 @@ const std::vector<OptionDef> kTable = {
      "Commands waiting for Redis' reply on the command connection at most; past it publishes are "
      "dropped (counted) and other cross-instance calls fail with WSG_ECLUSTER.",
      nullptr},
+    {"cluster.session_ttl_ms", OptType::Int, "86400000", 1000, 315360000000, nullptr,
+     "Lifetime of session data (wsg_session_set with ttl 0): a day, so an abandoned session does not "
+     "stay forever; each set starts it again. Also without cluster.redis (the in-memory store).",
+     nullptr},
+    {"cluster.session_max_bytes", OptType::Int, "65536", 1, 512 * kMiB, nullptr,
+     "Largest session value (wsg_session_set: larger is WSG_ELIMIT): session data is small, and each "
+     "value crosses Redis whole.",
+     nullptr},
     {"cluster.require", OptType::Bool, "false", 0, 0, nullptr,
      "Not ready (/readyz 503, wsgate_ready 0) while the cluster is down (Redis unreachable, or this "
      "instance has no node number yet).",
+     nullptr},
+    {"cluster.presence_ttl_ms", OptType::Int, "30000", 300, 3600000, nullptr,
+     "Lease of this instance's node number and life of its presence entries in Redis, renewed every "
+     "third of it: the entries of an instance that dies without a goodbye (kill -9, SIGSTOP, network "
+     "loss) are gone within this long; a clean stop removes them at once.",
      nullptr},
     {"tuning.rx_buffer_bytes", OptType::Int, "65536", 125, 1 * kMiB, nullptr,
      "Most bytes read per read event (at least 4096 are), into one buffer shared by every "

@@ -75,6 +75,7 @@ struct ConnShared {
     PackedStrings<kFactCount> facts;
     IpAddr peer;                  // the TCP peer, or behind trusted proxies the client it forwards for
     int64_t opened_mono_ms = 0;   // monotonic; the Unix time of the upgrade is derived from it
+    int64_t opened_unix_ms = 0;   // the upgrade's Unix time, as presence reports it (one value, everywhere)
     // Written by the service thread only, read by any thread.
     std::atomic<uint64_t> msgs_in{0}, bytes_in{0}, msgs_out{0}, bytes_out{0};
     std::atomic<uint64_t> msgs_dropped{0};  // by the queue policy

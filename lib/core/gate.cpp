@@ -405,6 +405,7 @@ Gate::Result Gate::upgrade(Handshake *h, ParkedUpgrade &u, uint8_t *rest, size_t
     c->inflate_keep_context = pmd.accepted && !pmd.client_no_context_takeover;
     c->deflate_window_bits = static_cast<uint8_t>(pmd.server_window_bits);
     c->opened_mono_ms = mono_ms();
+    c->opened_unix_ms = unix_ms();
     c->times = &cfg_.heartbeat;
     c->queue_policy.store(static_cast<uint8_t>(cfg_.queue_policy), std::memory_order_relaxed);
     if (!cfg_.message_rate.unlimited()) c->more().rate = std::make_unique<MessageRateLimiter>();

@@ -12,7 +12,9 @@
 #include <variant>
 #include <vector>
 
+#include "core/async_result.h"
 #include "core/outbox.h"
+#include "core/sessions.h"
 #include "transport/transport.h"
 #include "wsgate/wsgate.h"
 
@@ -64,6 +66,12 @@ struct Relay {
     std::string channel;
     std::string envelope;
 };
+// wsg_topic_presence ('t') and wsg_user_presence ('u').
+struct Presence {
+    char kind;
+    std::string name;
+    AsyncReply reply;
+};
 struct Stop {};
 struct Drain {
     int64_t duration_ms;
@@ -78,11 +86,17 @@ struct SetQueuePolicy {
     wsg_conn_id id;
     wsg_queue_policy policy;
 };
+// Session data: answered through `reply` (left in the mailbox at a stop:
+// answered WSG_ESTATE, see answer_abandoned).
+struct Session {
+    SessionOp op;
+    AsyncReply reply;
+};
 }  // namespace cmd
 
 using Command = std::variant<cmd::Send, cmd::Close, cmd::Broadcast, cmd::SendMany, cmd::Subscribe, cmd::Publish,
                              cmd::UserSend, cmd::UserClose, cmd::Stop, cmd::Drain, cmd::SetTimeout, cmd::ReloadTls,
-                             cmd::SetQueuePolicy, cmd::Relay>;
+                             cmd::SetQueuePolicy, cmd::Relay, cmd::Session, cmd::Presence>;
 
 class Mailbox {
 public:
@@ -94,10 +108,14 @@ public:
         std::lock_guard<std::mutex> lock(mu_);
         open_ = true;
     }
-    void close() {
+    // Returns what was posted but not drained: the caller answers the
+    // commands that promise an answer (answer_abandoned).
+    std::vector<Command> close() {
         std::lock_guard<std::mutex> lock(mu_);
         open_ = false;
-        queue_.clear();
+        std::vector<Command> left;
+        left.swap(queue_);
+        return left;
     }
     // Any thread. WSG_ESTATE when the server is not serving.
     bool post(Command &&c) {

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "base/time.h"
+#include "core/service_thread.h"
 #include "protocol/handshake.h"
 #include "protocol/utf8.h"
 #include "security/tls.h"
@@ -38,7 +39,9 @@ Server::Server(Settings settings, wsg_server *self)
       gate_(cfg_, transport_, log, clock_, wheel_, registry_, app, admission_, pages_, metrics_),
       probes_(transport_, wheel_, clock_, cfg_.handshake_timeout_ms),
       mailbox_(transport_),
-      cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_) {
+      cluster_(cfg_.cluster, transport_, log, metrics_, cluster_events_),
+      calls_(self),
+      sessions_(cfg_.cluster, cluster_, calls_, self) {
     app.server = self;
     if (cluster_.enabled()) {
         // The channels follow the indexes: a topic's while it has a local
@@ -180,6 +183,7 @@ wsg_status Server::run() {
 
 void Server::loop() {
     service_tid_.store(std::this_thread::get_id(), std::memory_order_release);
+    const ServiceThreadScope service_scope(app.server);
     // Commands posted before the loop started are waiting: look at them.
     mailbox_.poke();
     on_wake();
@@ -203,7 +207,11 @@ void Server::loop() {
 
 // Service thread, or a lifecycle call when the loop never ran.
 void Server::close_transport() {
-    mailbox_.close();
+    // Every call accepted and not answered yet is answered now (WSG_ESTATE):
+    // those still in the mailbox, then those waiting for Redis, whose
+    // commands the links fail when they stop.
+    for (Command &c : mailbox_.close()) std::visit([this](auto &cmd) { answer_abandoned(cmd, app.server); }, c);
+    calls_.fail_all(WSG_ESTATE, kStoppedMessage);
     // Redis first: its contexts live on the loop the transport destroys
     // (LWS-NOTES.md: redisAsyncFree, then lws_context_destroy, then
     // ev_loop_destroy).
@@ -355,7 +363,7 @@ void Server::begin_shutdown() {
     std::vector<Conn *> targets = registry_.live();
     for (Conn *c : targets) outbox_.close(c, 1001, "going away", WSG_CAUSE_SHUTDOWN, false);
     if (registry_.count() == 0) {
-        loop_exit_ = true;
+        exit_loop();
         return;
     }
     transport_.start_timer(&shutdown_timer_, cfg_.shutdown_timeout_ms * 1000, [this] {
@@ -365,7 +373,7 @@ void Server::begin_shutdown() {
             f["message"] = "shutdown timeout: dropping connections that did not finish closing";
             log.emit(WSG_LOG_WARN, LogEvent::stop, f);
         }
-        loop_exit_ = true;
+        exit_loop();
     });
 }
 
@@ -487,6 +495,7 @@ void Server::opened(Gate::Result &r) {
         std::lock_guard<std::mutex> lock(registry_.mu);
         users_.add(std::string(c->fact(kUserId)), c);
     }
+    if (!c->fact(kUserId).empty()) presence_changed('u', std::string(c->fact(kUserId)), c, c->opened_unix_ms, true);
     const int64_t now = clock_.now_ms();
     heartbeat_.start(c, now);
     for (const auto &kv : r.timeouts) heartbeat_.override(c, kv.first, kv.second, now);
@@ -667,6 +676,11 @@ void Server::finish(Conn *c) {
     if (c->ip_counted) admission_.per_ip.release(c->peer);
     if (c->link_counted) admission_.links_per_ip.release(c->peer);
     if (c->user_counted) admission_.per_user.release(std::string(c->fact(kUserId)));
+    if (cluster_.enabled()) {
+        if (c->subs)
+            for (const Subscription &sub : *c->subs) presence_changed('t', sub.topic->name, c, 0, false);
+        if (!c->fact(kUserId).empty()) presence_changed('u', std::string(c->fact(kUserId)), c, 0, false);
+    }
     {
         std::lock_guard<std::mutex> lock(registry_.mu);
         topics_.drop_all(c);
@@ -677,7 +691,7 @@ void Server::finish(Conn *c) {
     count_topics();
     if (c->link) Transport::set_owner(c->link, nullptr);
     delete c;
-    if (stopping_ && registry_.count() == 0) loop_exit_ = true;
+    if (stopping_ && registry_.count() == 0) exit_loop();
 }
 
 void Server::drop(Conn *c, int code, const std::string &reason, wsg_close_cause cause) {
@@ -728,6 +742,7 @@ void Server::on_tick() {
     outbox_.report(now);
     if (cfg_.trim_memory) trim_memory();
     report_accept_episodes(now);
+    sessions_.sweep();
     log.flush_suppressed();
     if (now - ts.window_start_ms >= 10000) report_tick_stats(now);
     transport_.start_timer(&tick_timer_, cfg_.tick_ms * 1000, [this] { on_tick(); });
@@ -814,12 +829,14 @@ void Server::execute(cmd::SendMany &c) {
 void Server::execute(cmd::Subscribe &c) {
     Conn *conn = registry_.get(c.id);
     if (!conn || conn->closing) return;
-    std::lock_guard<std::mutex> lock(registry_.mu);
-    if (c.on)
-        topics_.subscribe(conn, c.topic);
-    else
-        topics_.unsubscribe(conn, c.topic);
-    count_topics();
+    const int64_t since = unix_ms();
+    bool changed;
+    {
+        std::lock_guard<std::mutex> lock(registry_.mu);
+        changed = c.on ? topics_.subscribe(conn, c.topic, since) : topics_.unsubscribe(conn, c.topic);
+        count_topics();
+    }
+    if (changed) presence_changed('t', c.topic, conn, since, c.on);
 }
 
 void Server::count_topics() {
@@ -873,6 +890,8 @@ void Server::execute(cmd::SetQueuePolicy &c) {
 }
 
 void Server::execute(cmd::Relay &c) { cluster_.relay(c.channel, c.envelope); }
+
+void Server::execute(cmd::Session &c) { sessions_.run(c.op, c.reply); }
 
 void Server::execute(cmd::ReloadTls &) {
     std::string why = ssl_ctx_ ? tls_reload(ssl_ctx_, cfg_.tls_files) : std::string();
@@ -1174,6 +1193,17 @@ size_t Server::conn_ids(wsg_conn_id *ids, size_t capacity) {
     return live.size();
 }
 
+// Through the mailbox also on the service thread: the callback never runs
+// inside the call that starts it.
+wsg_status Server::session(SessionOp::Kind kind, const char *key, const void *data, size_t len, int64_t ttl_ms,
+                           AsyncReply reply) {
+    cmd::Session c;
+    if (wsg_status st = sessions_.check(kind, key, data, len, ttl_ms, &c.op)) return st;
+    c.reply = reply;
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
 wsg_status Server::set_user(wsg_conn_id id, void *ptr) {
     return with_conn(id, [&](Conn *c) { c->user.store(ptr); });
 }
@@ -1319,6 +1349,116 @@ void Server::on_cluster_message(const Envelope &e) {
     }
     }
     // A kind a newer version sends: ignored.
+}
+
+}  // namespace wsgate
+
+namespace wsgate {
+
+// ---------------------------------------------------------------- presence
+
+void Server::exit_loop() {
+    cluster_.leave([this] { loop_exit_ = true; });
+}
+
+void Server::presence_changed(char kind, const std::string &name, const Conn *c, int64_t since_ms, bool on) {
+    if (!cluster_.enabled()) return;
+    if (!on) return cluster_.presence_remove(kind, name, c->id);
+    cluster_.presence_add(kind, name, c->id, encode_presence_value(kind, since_ms, c->fact(kUserId)));
+}
+
+void Server::presence_snapshot(std::vector<PresenceGroup> *out) const {
+    topics_.for_each([&](const Topic &t) {
+        PresenceGroup g;
+        g.kind = 't';
+        g.name = t.name;
+        for (const Topic::Member &m : t.members)
+            g.fields.emplace_back(m.conn->id, encode_presence_value('t', (*m.conn->subs)[m.pos].since_ms,
+                                                                     m.conn->fact(kUserId)));
+        out->push_back(std::move(g));
+    });
+    users_.for_each([&](const std::string &user, const std::vector<Conn *> &conns) {
+        PresenceGroup g;
+        g.kind = 'u';
+        g.name = user;
+        for (const Conn *c : conns) g.fields.emplace_back(c->id, encode_presence_value('u', c->opened_unix_ms, {}));
+        out->push_back(std::move(g));
+    });
+}
+
+void Server::local_presence(char kind, const std::string &name, std::vector<wsg_result::Entry> *out) const {
+    if (kind == 't') {
+        if (const Topic *t = topics_.find(name))
+            for (const Topic::Member &m : t->members)
+                out->push_back({m.conn->id, std::string(m.conn->fact(kUserId)), (*m.conn->subs)[m.pos].since_ms});
+    } else if (const std::vector<Conn *> *conns = users_.find(name))
+        for (const Conn *c : *conns) out->push_back({c->id, name, c->opened_unix_ms});
+    std::sort(out->begin(), out->end(),
+              [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
+}
+
+wsg_status Server::presence(char kind, const char *name, wsg_result_fn fn, void *user) {
+    if (kind == 't') {
+        if (!name) return fail(WSG_EINVAL, "topic is NULL");
+        std::string why = check_topic(name);
+        if (!why.empty()) return fail(WSG_EINVAL, why);
+    } else if (!name || !*name) {
+        return fail(WSG_EINVAL, "user id is NULL or empty");
+    }
+    if (!fn) return fail(WSG_EINVAL, "fn is NULL: presence is answered through its callback");
+    cmd::Presence c{kind, name, AsyncReply{fn, user}};
+    if (on_service_thread()) {
+        execute(c);
+        return WSG_OK;
+    }
+    if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
+    return WSG_OK;
+}
+
+// This instance's own entries come from its indexes, never from Redis: they
+// are exact even when a write to Redis is late or was lost; the other
+// instances' come from Redis.
+void Server::execute(cmd::Presence &c) {
+    const std::string what =
+        std::string(c.kind == 't' ? "presence of topic '" : "presence of user '") + c.name + "'";
+    wsg_result r;
+    local_presence(c.kind, c.name, &r.entries);
+    if (!cluster_.enabled()) return c.reply(app.server, r);
+    if (!cluster_.up()) {
+        r.status = WSG_ECLUSTER;
+        r.message = what + ": the cluster is down (" + cluster_.down_reason() +
+                    "): the result holds this instance's entries only";
+        return c.reply(app.server, r);
+    }
+    const char kind = c.kind;
+    const std::string name = c.name;
+    const AsyncReply reply = c.reply;
+    const bool sent = cluster_.presence_read(
+        kind, name, [this, kind, name, reply, what](bool ok, const std::string &why, std::vector<PresenceEntry> &remote) {
+            wsg_result r;
+            local_presence(kind, name, &r.entries);
+            if (!ok && !cluster_.running()) {
+                r.status = WSG_ESTATE;
+                r.message = what + ": the server stopped before Redis answered";
+            } else if (!ok) {
+                r.status = WSG_ECLUSTER;
+                r.message = what + ": " + why + ": the result holds this instance's entries only";
+            } else {
+                const uint16_t self = cluster_.node();
+                for (PresenceEntry &e : remote)
+                    if (e.node != self) r.entries.push_back({e.conn, std::move(e.user_id), e.since_ms});
+                std::sort(r.entries.begin(), r.entries.end(),
+                          [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
+            }
+            reply(app.server, r);
+        });
+    if (!sent) {
+        r.status = WSG_ECLUSTER;
+        r.message = what + ": not handed to Redis (" +
+                    (cluster_.up() ? std::string("cluster.max_pending commands are waiting") : cluster_.down_reason()) +
+                    "): the result holds this instance's entries only";
+        c.reply(app.server, r);
+    }
 }
 
 }  // namespace wsgate

@@ -25,8 +25,10 @@
 #include "core/outbox.h"
 #include "core/pages.h"
 #include "core/close_advice.h"
+#include "core/async_calls.h"
 #include "core/probes.h"
 #include "core/registry.h"
+#include "core/sessions.h"
 #include "core/topics.h"
 #include "core/wheel.h"
 #include "observe/episode.h"
@@ -101,6 +103,8 @@ public:
     wsg_status user_send(const char *user, wsg_msg_type type, const void *data, size_t len);
     wsg_status user_close(const char *user, int code, const char *reason);
     wsg_status user_conn_ids(const char *user, wsg_conn_id *ids, size_t capacity, size_t *count);
+    // wsg_topic_presence ('t') and wsg_user_presence ('u'). Any thread.
+    wsg_status presence(char kind, const char *name, wsg_result_fn fn, void *user);
     wsg_status set_timeout(wsg_conn_id id, const char *key, int64_t value);
     wsg_status set_queue_policy(wsg_conn_id id, wsg_queue_policy policy);
     wsg_status reload_tls();
@@ -116,6 +120,10 @@ public:
     wsg_status conn_info(wsg_conn_id id, wsg_conn_info *out);
     wsg_status set_user(wsg_conn_id id, void *ptr);
     wsg_status get_user(wsg_conn_id id, void **out);
+    // Any thread: wsg_session_set/get/delete. WSG_OK: `reply` runs once,
+    // later, on the service thread (also when called there).
+    wsg_status session(SessionOp::Kind kind, const char *key, const void *data, size_t len, int64_t ttl_ms,
+                       AsyncReply reply);
 
     AppCallbacks app;
     Logger log;
@@ -182,9 +190,19 @@ private:
         }
         void on_cluster_node(uint16_t node) override { s->on_cluster_node(node); }
         void on_cluster_state(bool) override { s->update_ready(); }
+        void on_presence_snapshot(std::vector<PresenceGroup> *out) override { s->presence_snapshot(out); }
     };
     void on_cluster_message(const Envelope &e);
     void on_cluster_node(uint16_t node);
+    // Every local presence entry, for the cluster's resync.
+    void presence_snapshot(std::vector<PresenceGroup> *out) const;
+    // This instance's presence entries of a topic ('t') or user ('u').
+    void local_presence(char kind, const std::string &name, std::vector<wsg_result::Entry> *out) const;
+    // A subscription or a user's connection began or ended: presence in Redis follows.
+    void presence_changed(char kind, const std::string &name, const Conn *c, int64_t since_ms, bool on);
+    // The loop ends once the cluster said goodbye (a clean stop removes this
+    // instance's presence at once), bounded by cluster.command_timeout_ms.
+    void exit_loop();
     // A connection id of another node of the cluster (with the cluster on).
     bool remote_id(wsg_conn_id id) const;
     // Hands one envelope for other instances to the cluster, from any
@@ -248,6 +266,8 @@ private:
     void execute(cmd::ReloadTls &c);
     void execute(cmd::SetQueuePolicy &c);
     void execute(cmd::Relay &c);
+    void execute(cmd::Session &c);
+    void execute(cmd::Presence &c);
     // Runs direct(conn) at once on the service thread; elsewhere checks the
     // id under the registry lock and posts make() for the loop.
     template <class Direct, class Make>
@@ -276,6 +296,8 @@ private:
     Mailbox mailbox_;
     ClusterEvents cluster_events_{this};
     Cluster cluster_;  // off without cluster.redis
+    AsyncCalls calls_;   // asynchronous calls waiting for Redis
+    Sessions sessions_;  // session data
 
     // Lifecycle: life_mu_ guards state_, the transport's opening and closing
     // and thread_; stop_mu_ serialises whole stop() calls.

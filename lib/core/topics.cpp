@@ -17,7 +17,7 @@ std::string check_topic(std::string_view name) {
     return {};
 }
 
-bool TopicIndex::subscribe(Conn *c, std::string_view name) {
+bool TopicIndex::subscribe(Conn *c, std::string_view name, int64_t since_ms) {
     if (!c->subs) c->subs = std::make_unique<std::vector<Subscription>>();
     std::vector<Subscription> &subs = *c->subs;
     for (const Subscription &s : subs)
@@ -29,7 +29,7 @@ bool TopicIndex::subscribe(Conn *c, std::string_view name) {
         if (on_first_last) on_first_last(slot->name, true);
     }
     Topic *t = slot.get();
-    subs.push_back(Subscription{t, static_cast<uint32_t>(t->members.size())});
+    subs.push_back(Subscription{t, static_cast<uint32_t>(t->members.size()), since_ms});
     t->members.push_back(Topic::Member{c, static_cast<uint32_t>(subs.size() - 1)});
     subscriptions_++;
     return true;

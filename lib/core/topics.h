@@ -28,6 +28,7 @@ struct Topic;
 struct Subscription {
     Topic *topic;
     uint32_t pos;
+    int64_t since_ms;  // Unix ms of the subscription (presence)
 };
 
 struct Topic {
@@ -55,8 +56,8 @@ using FirstLastFn = std::function<void(const std::string &name, bool first)>;
 class TopicIndex {
 public:
     FirstLastFn on_first_last;
-    // False when c already was a subscriber.
-    bool subscribe(Conn *c, std::string_view name);
+    // False when c already was a subscriber. since_ms: Unix ms, for presence.
+    bool subscribe(Conn *c, std::string_view name, int64_t since_ms = 0);
     // False when c was not a subscriber.
     bool unsubscribe(Conn *c, std::string_view name);
     // Every subscription of c ends (its connection is closing).
@@ -65,6 +66,11 @@ public:
     const Topic *find(std::string_view name) const;
     size_t topics() const { return topics_.size(); }
     size_t subscriptions() const { return subscriptions_; }
+    // f(const Topic &) for every topic with a subscriber.
+    template <class F>
+    void for_each(F &&f) const {
+        for (const auto &kv : topics_) f(*kv.second);
+    }
 
 private:
     void remove(Conn *c, uint32_t sub_index);
@@ -80,6 +86,11 @@ public:
     void remove(const std::string &user, Conn *c);
     // nullptr when the user has no open connection.
     const std::vector<Conn *> *find(std::string_view user) const;
+    // f(user, conns) for every user with an open connection.
+    template <class F>
+    void for_each(F &&f) const {
+        for (const auto &kv : users_) f(kv.first, kv.second);
+    }
 
 private:
     std::unordered_map<std::string, std::vector<Conn *>> users_;

@@ -92,6 +92,13 @@
     X(cluster_invalid, WARN,                                                                          \
       "channel, bytes (a message on a cluster channel was not a wsgate envelope: another program "   \
       "publishes under `cluster.prefix`; counted and ignored)")                                       \
+    X(cluster_node_conflict, ERROR,                                                                   \
+      "node, node_id, message (another server holds the lease of this instance's node number: Redis "  \
+      "lost its data or this instance was cut off longer than `cluster.presence_ttl_ms`; it keeps its "\
+      "number, its presence is not written until the lease is its own again; counted)")              \
+    X(cluster_presence_resync, DEBUG,                                                                 \
+      "node, names, entries, why (every local presence entry written to Redis again: a new "         \
+      "connection to Redis, a lapsed lease, or writes that failed; counted)")                        \
     X(stop, INFO, "(warn with remaining and message, when the shutdown timeout dropped connections)")   \
     X(log_suppressed, WARN,                                                                           \
       "of, the key field of that event when it has one (status, cause), suppressed, window_ms "      \

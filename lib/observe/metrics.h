@@ -67,7 +67,6 @@
 //   (NoLabel for none); buckets: a bucket set for histograms, NoBuckets
 //   otherwise. Names follow Prometheus' conventions: `wsgate_` prefix,
 //   base units (`_seconds`, `_bytes`), `_total` on counters.
-// Presence metrics come with presence (issue 12, phase 2).
 #define WSGATE_METRICS(X)                                                                          \
     X(connections, Gauge, NoLabel, NoBuckets, "wsgate_connections",                                \
       "Open WebSocket connections (upgraded, not yet closed).")                                    \
@@ -144,7 +143,12 @@
     X(cluster_user_count_unknown, Counter, NoLabel, NoBuckets,                                     \
       "wsgate_cluster_user_count_unknown_total",                                                   \
       "Upgrades that limits.max_connections_per_user let through on this instance's count alone, " \
-      "the cluster's being unknown (Redis down or too slow).")
+      "the cluster's being unknown (Redis down or too slow).")                                       \
+    X(cluster_presence_resyncs, Counter, NoLabel, NoBuckets, "wsgate_cluster_presence_resyncs_total", \
+      "Times every local presence entry was written to Redis again (new connection to Redis, "     \
+      "lapsed lease, failed writes).")                                                             \
+    X(cluster_node_conflicts, Counter, NoLabel, NoBuckets, "wsgate_cluster_node_conflicts_total",  \
+      "Times another server was found holding the lease of this instance's node number.")
 
 namespace wsgate {
 namespace metric {

@@ -159,6 +159,7 @@ def test_error_hierarchy():
         wsgate.LimitError: (Status.ELIMIT, wsgate.WsgateError),
         wsgate.InternalError: (Status.EINTERNAL, wsgate.WsgateError),
         wsgate.ClusterError: (Status.ECLUSTER, ConnectionError),
+        wsgate.TimedOutError: (Status.ETIMEOUT, TimeoutError),
     }
     for cls, (status, base) in expected.items():
         assert issubclass(cls, wsgate.WsgateError) and issubclass(cls, base)

@@ -43,6 +43,7 @@ from ._errors import (
     NotFoundError,
     StateError,
     Status,
+    TimedOutError,
     TLSError,
     WsgateError,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "LimitError",
     "InternalError",
     "ClusterError",
+    "TimedOutError",
 ]
 
 

@@ -14,6 +14,7 @@ from ._errors import (
     NotFoundError as NotFoundError,
     StateError as StateError,
     Status as Status,
+    TimedOutError as TimedOutError,
     TLSError as TLSError,
     WsgateError as WsgateError,
 )

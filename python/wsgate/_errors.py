@@ -21,6 +21,7 @@ __all__ = [
     "LimitError",
     "InternalError",
     "ClusterError",
+    "TimedOutError",
 ]
 
 
@@ -39,6 +40,7 @@ class Status(enum.IntEnum):
     ELIMIT = 9
     EINTERNAL = 10
     ECLUSTER = 11
+    ETIMEOUT = 12
 
 
 class WsgateError(Exception):
@@ -147,6 +149,13 @@ class ClusterError(WsgateError, ConnectionError):
     STATUS = Status.ECLUSTER
 
 
+class TimedOutError(WsgateError, TimeoutError):
+    """``WSG_ETIMEOUT``: gave up waiting; the deadline passed before the
+    result came (the call goes on: its answer may still come)."""
+
+    STATUS = Status.ETIMEOUT
+
+
 _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
     int(cls.STATUS): cls
     for cls in (
@@ -161,6 +170,7 @@ _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
         LimitError,
         InternalError,
         ClusterError,
+        TimedOutError,
     )
     if cls.STATUS is not None
 }

@@ -18,7 +18,7 @@
 #include "wsclient.h"
 
 /* The user id comes from an x-user header (none: no user). */
-static void user_from_header(wsg_server *s, wsg_auth_request *req, void *user) {
+static inline void user_from_header(wsg_server *s, wsg_auth_request *req, void *user) {
     (void)s;
     (void)user;
     const char *who;
@@ -30,7 +30,7 @@ static void user_from_header(wsg_server *s, wsg_auth_request *req, void *user) {
 
 /* An instance of the cluster on `address`, with extra settings (NULL-ended,
  * may be NULL). Echoes messages. */
-static tsrv *instance(const char *address, const char *prefix, const char *const *extra) {
+static inline tsrv *instance(const char *address, const char *prefix, const char *const *extra) {
     char redis[96], pre[64];
     snprintf(redis, sizeof redis, "cluster.redis=%s", address);
     snprintf(pre, sizeof pre, "cluster.prefix=%s", prefix);
@@ -45,7 +45,7 @@ static tsrv *instance(const char *address, const char *prefix, const char *const
 
 
 /* A metric's value (first sample line starting with `name`), -1 if absent. */
-static long long metric(tsrv *t, const char *name) {
+static inline long long metric(tsrv *t, const char *name) {
     static char buf[65536];
     size_t len = 0;
     if (wsg_server_metrics(t->srv, buf, sizeof buf - 1, &len) != WSG_OK) return -1;
@@ -56,17 +56,17 @@ static long long metric(tsrv *t, const char *name) {
     return p ? atoll(p + strlen(want)) : -1;
 }
 
-static int cluster_up(tsrv *t) { return metric(t, "wsgate_cluster_up") == 1; }
+static inline int cluster_up(tsrv *t) { return metric(t, "wsgate_cluster_up") == 1; }
 
 /* A client of `user` (NULL: none), through the x-user header. */
-static client open_user(tsrv *t, const char *user) {
+static inline client open_user(tsrv *t, const char *user) {
     char headers[128] = "";
     if (user) snprintf(headers, sizeof headers, "x-user: %s\r\n", user);
     return open_client(t, headers);
 }
 
 /* Nothing arrives within ms (no duplicate, no stray delivery). */
-static void expect_nothing(wsc *c, int ms) {
+static inline void expect_nothing(wsc *c, int ms) {
     wsc_frame f;
     int got = wsc_recv_message(c, &f, ms);
     if (got == 1) {
@@ -76,7 +76,7 @@ static void expect_nothing(wsc *c, int ms) {
 }
 
 /* Redis' count of subscribers (instances) of one channel. */
-static int numsub(redis_proc *r, const char *channel) {
+static inline int numsub(redis_proc *r, const char *channel) {
     const char *argv[] = {"PUBSUB", "NUMSUB", channel};
     char *reply = rp_query(r, 3, argv);
     if (!reply) return -1;

@@ -1,6 +1,7 @@
 // The cluster's pure parts: the envelope (every truncation of a valid one
 // is refused, never read past its end), Redis addresses, the backoff's
-// bounds, and the registry's node numbers in ids.
+// bounds, the registry's node numbers in ids, and presence's keys, values
+// and reader reply.
 #include <algorithm>
 #include <cstdarg>
 #include <cstddef>
@@ -15,6 +16,7 @@ extern "C" {
 #include "cluster/address.h"
 #include "cluster/backoff.h"
 #include "cluster/envelope.h"
+#include "cluster/presence_keys.h"
 #include "core/registry.h"
 
 using namespace wsgate;
@@ -108,12 +110,76 @@ void test_registry_ids_carry_the_node(void **) {
 
 }  // namespace
 
+void test_presence_keys_and_values(void **) {
+    // A node's hash puts the node before the name, the node set has its own
+    // prefix: no topic's keys can be another topic's.
+    assert_true(presence_hash_key("P", 't', 7, "a:1") == "P:pt:7:a:1");
+    assert_true(presence_set_key("P", 't', "a:1") == "P:ptn:a:1");
+    assert_true(presence_hash_key("P", 'u', 65535, "bob") == "P:pu:65535:bob");
+    assert_true(presence_set_key("P", 'u', "bob") == "P:pun:bob");
+    assert_true(presence_hash_key("P", 't', 1, "a") != presence_set_key("P", 't', "a:1"));
+    assert_true(presence_keyset_key("P", 3) == "P:pk:3");
+    assert_true(lease_key("P", 3) == "P:lease:3");
+    // Values: a topic's carries the user id (any bytes, ':' too), a user's only since.
+    int64_t since = 0;
+    std::string user;
+    assert_true(encode_presence_value('t', 1700000000123, "a:b") == "1700000000123:a:b");
+    assert_true(decode_presence_value('t', "1700000000123:a:b", &since, &user));
+    assert_int_equal(since, 1700000000123);
+    assert_true(user == "a:b");
+    assert_true(decode_presence_value('t', "5:", &since, &user) && since == 5 && user.empty());
+    assert_true(encode_presence_value('u', 42, "ignored") == "42");
+    assert_true(decode_presence_value('u', "42", &since, &user) && since == 42 && user.empty());
+    assert_false(decode_presence_value('t', "42", &since, &user));   // no user part
+    assert_false(decode_presence_value('u', "4x2", &since, &user));
+    assert_false(decode_presence_value('u', "", &since, &user));
+    assert_false(decode_presence_value('u', "99999999999999999999", &since, &user));  // > INT64_MAX
+    assert_false(decode_presence_value('t', "-1:x", &since, &user));
+    uint64_t v = 0;
+    assert_true(parse_u64("18446744073709551615", &v) && v == UINT64_MAX);
+    assert_false(parse_u64("18446744073709551616", &v));
+    assert_false(parse_u64("", &v));
+    assert_false(parse_u64("+1", &v));
+}
+
+void test_presence_reply(void **) {
+    std::vector<PresenceEntry> out;
+    size_t invalid = 0;
+    // Triples: node, connection id, value; what is not wsgate's is skipped and counted.
+    std::vector<std::string_view> flat = {"2", "562949953421313", "100:alice",  // ok
+                                          "0", "5", "1:x",                       // node 0
+                                          "70000", "5", "1:x",                   // node out of range
+                                          "3", "abc", "1:x",                     // not an id
+                                          "3", "9", "nocolon",                   // bad value
+                                          "3", "844424930131969", "7:"};         // ok, anonymous
+    assert_true(parse_presence_reply('t', "room", flat, &out, &invalid));
+    assert_int_equal(invalid, 4);
+    assert_int_equal(out.size(), 2);
+    assert_int_equal(out[0].node, 2);
+    assert_true(out[0].conn == 562949953421313ull);
+    assert_true(out[0].user_id == "alice");
+    assert_int_equal(out[0].since_ms, 100);
+    assert_int_equal(out[1].node, 3);
+    assert_true(out[1].user_id.empty());
+    // A user's entries take the user id from the name.
+    out.clear();
+    assert_true(parse_presence_reply('u', "bob", {"1", "10", "55"}, &out, &invalid));
+    assert_int_equal(out.size(), 1);
+    assert_true(out[0].user_id == "bob");
+    // Not triples: refused as a whole.
+    assert_false(parse_presence_reply('u', "bob", {"1", "10"}, &out, &invalid));
+    // EVALSHA names the scripts by SHA1 (hex).
+    assert_true(script_sha1("") == "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+}
+
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_envelope_round_trip_and_truncations),
         cmocka_unit_test(test_redis_addresses),
         cmocka_unit_test(test_backoff_doubles_within_bounds),
         cmocka_unit_test(test_registry_ids_carry_the_node),
+        cmocka_unit_test(test_presence_keys_and_values),
+        cmocka_unit_test(test_presence_reply),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -781,9 +781,10 @@ static void test_status_str_names_every_status(void **state) {
     (void)state;
     const char *expected[] = {"WSG_OK",     "WSG_EINVAL", "WSG_ENOTFOUND", "WSG_ECLOSED",
                               "WSG_ENOMEM", "WSG_ESTATE", "WSG_EIO",       "WSG_ETLS",
-                              "WSG_EBUSY",  "WSG_ELIMIT", "WSG_EINTERNAL", "WSG_ECLUSTER"};
-    const char *seen[12];
-    for (int s = 0; s <= 11; s++) {
+                              "WSG_EBUSY",  "WSG_ELIMIT", "WSG_EINTERNAL", "WSG_ECLUSTER",
+                              "WSG_ETIMEOUT"};
+    const char *seen[13];
+    for (int s = 0; s <= 12; s++) {
         const char *name = wsg_status_str((wsg_status)s);
         assert_non_null(name);
         assert_int_equal(strncmp(name, "WSG_", 4), 0);
@@ -795,7 +796,8 @@ static void test_status_str_names_every_status(void **state) {
     assert_string_equal(wsg_status_str(WSG_OK), "WSG_OK");
     assert_string_equal(wsg_status_str(WSG_EINTERNAL), "WSG_EINTERNAL");
     assert_string_equal(wsg_status_str(WSG_ECLUSTER), "WSG_ECLUSTER");
-    assert_string_equal(wsg_status_str((wsg_status)12), "WSG_UNKNOWN");
+    assert_string_equal(wsg_status_str(WSG_ETIMEOUT), "WSG_ETIMEOUT");
+    assert_string_equal(wsg_status_str((wsg_status)13), "WSG_UNKNOWN");
     assert_string_equal(wsg_status_str((wsg_status)999), "WSG_UNKNOWN");
     assert_string_equal(wsg_status_str((wsg_status)-1), "WSG_UNKNOWN");
 }
