@@ -570,39 +570,4 @@ WSG_API wsg_status wsg_conn_info_int(const wsg_conn_info *info, wsg_info_key key
     });
 }
 
-// ---------------------------------------------------------------- presence
-
-WSG_API wsg_status wsg_topic_presence(wsg_server *server, const char *topic, wsg_result_fn fn, void *user) {
-    return guard([&] { return server ? server->presence('t', topic, fn, user) : null_arg("server"); });
-}
-
-WSG_API wsg_status wsg_user_presence(wsg_server *server, const char *user_id, wsg_result_fn fn, void *user) {
-    return guard([&] { return server ? server->presence('u', user_id, fn, user) : null_arg("server"); });
-}
-
-// The result accessors presence needs (the session helper writes the same
-// ones with wsg_result_value and the completions: one copy is kept).
-WSG_API wsg_status wsg_result_status(const wsg_result *result) {
-    return result ? result->status : WSG_EINVAL;
-}
-
-WSG_API const char *wsg_result_message(const wsg_result *result) { return result ? result->message.c_str() : ""; }
-
-WSG_API size_t wsg_result_count(const wsg_result *result) { return result ? result->entries.size() : 0; }
-
-WSG_API wsg_status wsg_result_presence(const wsg_result *result, size_t index, wsg_conn_id *conn,
-                                       const char **user_id, int64_t *since_ms) {
-    return guard([&] {
-        if (!result) return null_arg("result");
-        if (index >= result->entries.size())
-            return fail(WSG_EINVAL, "presence entry " + std::to_string(index) + " is out of range (the result has " +
-                                        std::to_string(result->entries.size()) + ")");
-        const wsg_result::Entry &e = result->entries[index];
-        if (conn) *conn = e.conn;
-        if (user_id) *user_id = e.user_id.c_str();
-        if (since_ms) *since_ms = e.since_ms;
-        return WSG_OK;
-    });
-}
-
 }  // extern "C"

@@ -1,5 +1,5 @@
-// The C ABI of asynchronous results: wsg_result, wsg_completion and the
-// session data calls. Plumbing only, like capi.cpp.
+// The C ABI of asynchronous results: wsg_result, wsg_completion, presence
+// and session data calls. Plumbing only, like capi.cpp.
 #include <new>
 #include <string>
 
@@ -105,6 +105,22 @@ WSG_API const wsg_result *wsg_completion_result(const wsg_completion *completion
 }
 
 WSG_API void wsg_completion_free(wsg_completion *completion) { release(completion); }
+
+// ---------------------------------------------------------------- presence
+
+WSG_API wsg_status wsg_topic_presence(wsg_server *server, const char *topic, wsg_result_fn fn, void *user) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        return async_call(server, fn, user, [&](AsyncReply reply) { return server->presence('t', topic, reply.fn, reply.user); });
+    });
+}
+
+WSG_API wsg_status wsg_user_presence(wsg_server *server, const char *user_id, wsg_result_fn fn, void *user) {
+    return guard([&] {
+        if (!server) return null_arg("server");
+        return async_call(server, fn, user, [&](AsyncReply reply) { return server->presence('u', user_id, reply.fn, reply.user); });
+    });
+}
 
 // ---------------------------------------------------------------- session data
 

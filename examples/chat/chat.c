@@ -129,34 +129,32 @@ static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* /who: the room's users, sorted, each once (a user may have several tabs). */
-static void who(wsg_server *s, wsg_conn_id id, const member *m) {
-    size_t cap = 64, count = 0;
-    wsg_conn_id *ids = NULL;
-    for (;;) {
-        wsg_conn_id *more = realloc(ids, cap * sizeof *ids);
-        if (!more) break;
-        ids = more;
-        if (wsg_topic_subscribers(s, m->topic, ids, cap, &count) != WSG_OK) count = 0;
-        if (count <= cap) break;
-        cap = count + 16;
-    }
-    if (!ids) count = 0;
-    char **names = calloc(count ? count : 1, sizeof *names);
+/* What an answer to /who or /msg needs once presence answers (the callback
+ * runs later, on the service thread): who asked, and for /msg the message. */
+typedef struct pending {
+    wsg_conn_id asker;
+    char room[CHAT_NAME_MAX + 1];
+    char to[256];
+    int to_self;  /* /msg to oneself: the sender gets no second copy */
+    jbuf message; /* /msg: the JSON to deliver */
+} pending;
+
+/* /who: the room's users on every instance (presence), sorted, each once (a
+ * user may have several tabs). While the cluster is down the list holds this
+ * instance's users and says so. */
+static void who_answer(wsg_server *s, const wsg_result *r, void *user) {
+    pending *p = user;
+    size_t count = wsg_result_count(r);
+    const char **names = calloc(count ? count : 1, sizeof *names);
     size_t n = 0;
     for (size_t i = 0; names && i < count; i++) {
-        wsg_conn_info *info = NULL;
         const char *user_id = "";
-        if (wsg_conn_info_get(s, ids[i], &info) != WSG_OK) continue; /* left meanwhile */
-        wsg_conn_info_string(info, WSG_INFO_USER_ID, &user_id);
-        if (*user_id && (names[n] = strdup(user_id))) n++;
-        wsg_conn_info_free(info);
+        if (wsg_result_presence(r, i, NULL, &user_id, NULL) == WSG_OK && *user_id) names[n++] = user_id;
     }
-    free(ids);
     if (n) qsort(names, n, sizeof *names, compare_names);
     jbuf b = {0};
     jbuf_raw(&b, "{\"type\":\"who\",");
-    jbuf_field(&b, "room", m->room);
+    jbuf_field(&b, "room", p->room);
     jbuf_raw(&b, ",\"users\":[");
     for (size_t i = 0, written = 0; i < n; i++) {
         if (i && !strcmp(names[i], names[i - 1])) continue;
@@ -164,10 +162,49 @@ static void who(wsg_server *s, wsg_conn_id id, const member *m) {
         jbuf_str(&b, names[i], strlen(names[i]));
     }
     jbuf_raw(&b, "]}");
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
     if (!names) b.failed = 1;
-    send_json(s, id, &b);
+    free(names);
+    send_json(s, p->asker, &b);
+    if (wsg_result_status(r) != WSG_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "only this server's users are listed: %s", wsg_result_message(r));
+        send_error(s, p->asker, why);
+    }
+    free(p);
+}
+
+static void who(wsg_server *s, wsg_conn_id id, const member *m) {
+    pending *p = calloc(1, sizeof *p);
+    if (!p) return;
+    p->asker = id;
+    snprintf(p->room, sizeof p->room, "%s", m->room);
+    if (wsg_topic_presence(s, m->topic, who_answer, p) != WSG_OK) {
+        send_error(s, id, wsg_last_error());
+        free(p);
+    }
+}
+
+/* /msg, once presence said where USER is: delivered to every connection of
+ * USER on any instance and copied back to the sender, or "not online". */
+static void direct_answer(wsg_server *s, const wsg_result *r, void *user) {
+    pending *p = user;
+    const jbuf *b = &p->message;
+    wsg_status st = wsg_result_status(r);
+    if (st == WSG_OK && wsg_result_count(r) == 0) {
+        char why[sizeof p->to + 32];
+        snprintf(why, sizeof why, "%s is not online", p->to);
+        send_error(s, p->asker, why);
+    } else if ((st = wsg_user_send(s, p->to, WSG_MSG_TEXT, b->data, b->len)) == WSG_ENOTFOUND) {
+        char why[sizeof p->to + 32];
+        snprintf(why, sizeof why, "%s is not online", p->to);
+        send_error(s, p->asker, why);
+    } else if (st != WSG_OK) {
+        send_error(s, p->asker, wsg_last_error());
+    } else if (!p->to_self) {
+        wsg_conn_send(s, p->asker, WSG_MSG_TEXT, b->data, b->len); /* the sender's copy */
+    }
+    jbuf_free(&p->message);
+    free(p);
 }
 
 /* /msg USER text: to every connection of USER, and back to the sender. */
@@ -180,36 +217,30 @@ static void direct(wsg_server *s, wsg_conn_id id, const member *m, const char *a
         send_error(s, id, "usage: /msg USER text");
         return;
     }
-    char to[sizeof m->user];
-    if (u >= sizeof to) {
+    pending *p = calloc(1, sizeof *p);
+    if (!p) return;
+    if (u >= sizeof p->to) {
+        free(p);
         send_error(s, id, "no such user online");
         return;
     }
-    memcpy(to, args, u);
-    to[u] = '\0';
-    jbuf b = {0};
-    jbuf_raw(&b, "{\"type\":\"direct\",");
-    jbuf_field(&b, "from", m->user);
-    jbuf_raw(&b, ",");
-    jbuf_field(&b, "to", to);
-    jbuf_raw(&b, ",\"text\":");
-    jbuf_str(&b, args + t, len - t);
-    jbuf_raw(&b, "}");
-    if (b.failed) {
-        jbuf_free(&b);
-        return;
+    p->asker = id;
+    memcpy(p->to, args, u);
+    p->to[u] = '\0';
+    p->to_self = strcmp(p->to, m->user) == 0;
+    jbuf *b = &p->message;
+    jbuf_raw(b, "{\"type\":\"direct\",");
+    jbuf_field(b, "from", m->user);
+    jbuf_raw(b, ",");
+    jbuf_field(b, "to", p->to);
+    jbuf_raw(b, ",\"text\":");
+    jbuf_str(b, args + t, len - t);
+    jbuf_raw(b, "}");
+    if (b->failed || wsg_user_presence(s, p->to, direct_answer, p) != WSG_OK) {
+        if (!b->failed) send_error(s, id, wsg_last_error());
+        jbuf_free(b);
+        free(p);
     }
-    wsg_status st = wsg_user_send(s, to, WSG_MSG_TEXT, b.data, b.len);
-    if (st == WSG_ENOTFOUND) {
-        char why[sizeof to + 32];
-        snprintf(why, sizeof why, "%s is not online", to);
-        send_error(s, id, why);
-    } else if (st != WSG_OK) {
-        send_error(s, id, wsg_last_error());
-    } else if (strcmp(to, m->user) != 0) {
-        wsg_conn_send(s, id, WSG_MSG_TEXT, b.data, b.len); /* the sender's copy */
-    }
-    jbuf_free(&b);
 }
 
 static void on_message(wsg_server *s, wsg_conn_id id, wsg_msg_type type, const void *data, size_t len,

@@ -218,6 +218,7 @@ void Server::close_transport() {
     cluster_.stop();
     if (transport_.is_open()) {
         transport_.stop_timer(&shutdown_timer_);
+        transport_.stop_timer(&leave_timer_);
         transport_.stop_timer(&tick_timer_);
         // Fires on_close for every link still open.
         transport_.close();
@@ -1357,7 +1358,13 @@ namespace wsgate {
 
 // ---------------------------------------------------------------- presence
 
+// The loop ends once the cluster said goodbye (presence entries and lease
+// deleted in Redis), but a hung Redis holds a stop for a second at most: the
+// entries then lapse with the lease (cluster.presence_ttl_ms).
 void Server::exit_loop() {
+    if (cluster_.enabled())
+        transport_.start_timer(&leave_timer_, std::min<int64_t>(cfg_.cluster.command_timeout_ms, kMaxLeaveMs) * 1000,
+                               [this] { loop_exit_ = true; });
     cluster_.leave([this] { loop_exit_ = true; });
 }
 

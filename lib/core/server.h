@@ -333,7 +333,8 @@ private:
     void stop_requested();
     void drain_step(int64_t now);
     bool loop_exit_ = false;
-    Transport::Timer tick_timer_, shutdown_timer_;
+    Transport::Timer tick_timer_, shutdown_timer_, leave_timer_;
+    static constexpr int64_t kMaxLeaveMs = 1000;  // see exit_loop()
     SSL_CTX *ssl_ctx_ = nullptr;  // the TLS server context, for reloads
     // The peer of the socket on_accept admitted last: on_open follows for
     // the same descriptor at once.

@@ -1,10 +1,8 @@
 """The chat demo as two instances (issue 12): one redis-server started here on a
 free loopback port, two wsgate-chat processes with cluster.redis pointing at it,
-Python websockets clients on either. Rooms (topics) and /msg (user send) work
-across the instances; /who is still instance-local (presence is a later phase of
-issue 12), and so is "USER is not online" (with the cluster on, /msg cannot know
-whether the user is elsewhere). These tests pin both, so the README's Cluster
-section stays true."""
+Python websockets clients on either. Rooms (topics), /msg (user send), /who and
+"USER is not online" (presence) work across the instances. These tests pin
+that, so the README's Cluster section stays true."""
 
 import asyncio
 import json
@@ -122,16 +120,17 @@ def test_rooms_and_direct_messages_cross_instances(two_chats):
         assert await recv_until(alice, "direct") == want
         assert await recv_until(carol, "direct") == want
 
-        # Not yet cluster-wide (presence is a later phase): /who lists this instance's users only.
+        # /who lists the room on every instance (presence), from either side.
         await alice.send("/who")
-        assert (await recv_until(alice, "who"))["users"] == ["alice"]
+        assert (await recv_until(alice, "who"))["users"] == ["alice", "bob"]
         await bob.send("/who")
-        assert (await recv_until(bob, "who"))["users"] == ["bob"]
-        # /msg to nobody: with the cluster on, wsg_user_send hands it to the cluster (the user might be
-        # elsewhere), so there is no "is not online" error; the sender gets the copy.
+        assert (await recv_until(bob, "who"))["users"] == ["alice", "bob"]
+        await carol.send("/who")
+        assert (await recv_until(carol, "who"))["users"] == ["carol"]
+        # /msg to nobody: presence knows nobody is online anywhere, and says so; no copy is sent.
         await alice.send("/msg nobody anyone?")
-        m = await recv_until(alice, "direct")
-        assert m == {"type": "direct", "from": "alice", "to": "nobody", "text": "anyone?"}
+        m = await recv_until(alice, "error")
+        assert m == {"type": "error", "text": "nobody is not online"}
 
         # bob leaves B: alice on A sees it.
         await bob.close()
