@@ -3,7 +3,7 @@
  *   - set, get, delete, replace; absent and expired keys (WSG_ENOTFOUND);
  *   - bad arguments are refused at once and never answered;
  *   - wsg_completion_wait: WSG_ETIMEOUT before the answer, WSG_EBUSY on the
- *     service thread, WSG_EINVAL on a completion no call answers;
+ *     service thread, a completion waited on before its call is made;
  *   - a completion freed before its answer (ASan: no leak, no use after free);
  *   - the answer never runs inside the call, even on the service thread;
  *   - a stop with calls pending answers each exactly once (WSG_ESTATE for
@@ -197,17 +197,18 @@ static void results_and_completions_invalid(void **state) {
     assert_int_equal(wsg_completion_wait(NULL, 0), WSG_EINVAL);
     assert_null(wsg_completion_result(NULL));
     wsg_completion_free(NULL);
-    /* A completion no call was made with: waiting would never end. */
+    /* A completion no call was made with (yet): not answered. */
     wsg_completion *c = NULL;
     assert_int_equal(wsg_completion_new(&c), WSG_OK);
-    assert_int_equal(wsg_completion_wait(c, -1), WSG_EINVAL);
+    assert_int_equal(wsg_completion_wait(c, 0), WSG_ETIMEOUT);
+    assert_int_equal(wsg_completion_wait(c, 10), WSG_ETIMEOUT);
     assert_null(wsg_completion_result(c));
 
     wsg_server *s = listening(NULL);
     assert_int_equal(wsg_session_get(s, "k", wsg_completion_callback, NULL), WSG_EINVAL);
-    /* A refused call leaves the completion unused. */
+    /* A refused call leaves the completion unused: a later call may use it. */
     assert_int_equal(wsg_session_get(s, "", wsg_completion_callback, c), WSG_EINVAL);
-    assert_int_equal(wsg_completion_wait(c, 0), WSG_EINVAL);
+    assert_int_equal(wsg_completion_wait(c, 0), WSG_ETIMEOUT);
     assert_int_equal(wsg_session_get(s, "k", wsg_completion_callback, c), WSG_OK);
     /* One call per completion. */
     assert_int_equal(wsg_session_get(s, "k", wsg_completion_callback, c), WSG_EINVAL);
@@ -310,7 +311,9 @@ static void wait_on_the_service_thread(void **state) {
     assert_int_equal(wsg_server_port(s, &port), WSG_OK);
     wsc *client = wsc_connect("127.0.0.1", port, "/", NULL, 3000, &status);
     assert_non_null(client);
-    /* This thread may wait: the answer comes on the service thread. */
+    /* This thread may wait, also before the handler made the call (the
+     * client may see the upgrade before on_open ran): the answer comes on
+     * the service thread. */
     assert_int_equal(wsg_completion_wait(h.c, 3000), WSG_OK);
     assert_int_equal(h.wait_status, WSG_EBUSY);
     assert_int_equal(h.answered_in_call, 0);
