@@ -814,7 +814,9 @@ WSG_API void wsg_completion_callback(wsg_server *server, const wsg_result *resul
  *  server the call was made on: that would wait forever), WSG_EINVAL (NULL).
  *  A completion may be waited on before its call is made (by another
  *  thread); one whose call did not return WSG_OK is never answered, so wait
- *  on it with a limit. Any thread. Since 0.1.0. */
+ *  on it with a limit. WSG_EBUSY comes after the call was made (a set or a
+ *  delete from a handler did happen): inside handlers, pass a callback of
+ *  your own instead of a completion. Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_completion_wait(wsg_completion *completion, int64_t timeout_ms);
 
 /** The result once wsg_completion_wait returned WSG_OK, owned by the
