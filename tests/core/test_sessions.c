@@ -5,7 +5,8 @@
  *   - wsg_completion_wait: WSG_ETIMEOUT before the answer, WSG_EBUSY on the
  *     service thread, a completion waited on before its call is made;
  *   - a completion freed before its answer (ASan: no leak, no use after free);
- *   - the answer never runs inside the call, even on the service thread;
+ *   - the answer never runs inside the call, even on the service thread
+ *     (presence too);
  *   - a stop with calls pending answers each exactly once (WSG_ESTATE for
  *     those it did not carry out). */
 #include <stdarg.h>
@@ -278,7 +279,8 @@ typedef struct {
     wsg_completion *c;
     int wait_status;   /* wsg_completion_wait inside the handler */
     int answered_in_call; /* the callback ran inside wsg_session_get */
-    answers a;
+    int presence_in_call; /* the same for wsg_topic_presence (answered locally) */
+    answers a, p;
 } in_handler;
 
 static void on_open_call(wsg_server *s, wsg_conn_id id, void *user) {
@@ -286,6 +288,8 @@ static void on_open_call(wsg_server *s, wsg_conn_id id, void *user) {
     in_handler *h = (in_handler *)user;
     if (wsg_session_set(s, "h", "v", 1, 0, answers_cb, &h->a) != WSG_OK) return;
     h->answered_in_call = answers_calls(&h->a) != 0;
+    if (wsg_topic_presence(s, "t", answers_cb, &h->p) != WSG_OK) return;
+    h->presence_in_call = answers_calls(&h->p) != 0;
     if (wsg_session_get(s, "h", wsg_completion_callback, h->c) != WSG_OK) return;
     h->wait_status = (int)wsg_completion_wait(h->c, 100);
 }
@@ -296,6 +300,7 @@ static void wait_on_the_service_thread(void **state) {
     memset(&h, 0, sizeof h);
     h.wait_status = -1;
     answers_init(&h.a);
+    answers_init(&h.p);
     assert_int_equal(wsg_completion_new(&h.c), WSG_OK);
     wsg_config *cfg = NULL;
     assert_int_equal(wsg_config_new(&cfg), WSG_OK);
@@ -317,7 +322,9 @@ static void wait_on_the_service_thread(void **state) {
     assert_int_equal(wsg_completion_wait(h.c, 3000), WSG_OK);
     assert_int_equal(h.wait_status, WSG_EBUSY);
     assert_int_equal(h.answered_in_call, 0);
+    assert_int_equal(h.presence_in_call, 0);
     assert_int_equal(answers_wait(&h.a, 1, 3000), WSG_OK);
+    assert_int_equal(answers_wait(&h.p, 1, 3000), WSG_OK);
     const void *data;
     size_t len;
     assert_int_equal(wsg_result_value(wsg_completion_result(h.c), &data, &len), WSG_OK);
@@ -326,6 +333,7 @@ static void wait_on_the_service_thread(void **state) {
     wsg_server_free(s);
     wsg_completion_free(h.c);
     answers_destroy(&h.a);
+    answers_destroy(&h.p);
 }
 
 /* ---- stop with calls pending: each callback once */
