@@ -32,7 +32,10 @@
 //
 // From a handler every method works except Stop, Drain and Close, which
 // wait for the service thread and so return ErrBusy there; RequestStop
-// asks for the stop without waiting. A send from a handler is queued at
+// asks for the stop without waiting. The same holds for presence and
+// session data (TopicPresence, UserPresence, SessionSet, SessionGet,
+// SessionDelete): they wait for an answer that comes from the service
+// thread, so a handler calls them from a goroutine of its own. A send from a handler is queued at
 // once; from another goroutine it is passed to the service thread. A
 // handler that panics is recovered (Options.OnPanic, or the standard
 // logger) and the server keeps serving; a panicking OnAuth refuses the

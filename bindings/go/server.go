@@ -24,9 +24,9 @@ import (
 // the events: they must return quickly (no blocking I/O, no waiting for
 // other goroutines that may wait for the server). Hand long work to a
 // goroutine or a channel. From a handler every call of the Server works
-// (Send, Publish, CloseConn, ConnInfo, ...) except Stop, Drain and Close,
-// which wait for the service thread and return ErrBusy there (RequestStop
-// works). A handler that panics is recovered: the panic goes to OnPanic (or
+// (Send, Publish, CloseConn, ConnInfo, ...) except Stop, Drain, Close and
+// the presence and session calls, which wait for the service thread and
+// return ErrBusy there (RequestStop works). A handler that panics is recovered: the panic goes to OnPanic (or
 // the standard logger) and the server keeps serving; a panicking OnAuth
 // refuses the request with 401. Handlers are fixed for the Server's life.
 type Options struct {

@@ -63,6 +63,24 @@ export interface WsgateError extends Error {
   status: number;
 }
 
+/** One connection found by topicPresence or userPresence. */
+export interface Presence {
+  /** The connection; usable on any instance of the cluster as it is. */
+  conn: ConnId;
+  /** The user id, null when anonymous. */
+  userId: string | null;
+  /** The node number of the instance holding it (the id's top 16 bits; 0 without a cluster). */
+  node: number;
+  /** Unix ms: the subscription (topicPresence) or the upgrade (userPresence). */
+  sinceMs: number;
+}
+
+/** A presence call's rejection when Redis failed (code 'WSG_ECLUSTER'). */
+export interface PresenceError extends WsgateError {
+  /** This instance's own entries. */
+  entries?: Presence[];
+}
+
 export interface ServerEvents {
   open: [conn: ConnId];
   message: [conn: ConnId, data: string | Buffer, isBinary: boolean];
@@ -88,6 +106,17 @@ export declare class Server extends EventEmitter {
   stop(): Promise<void>;
   /** Close every connection with 1012 spread over `ms`, then stop. */
   drain(ms: number): Promise<void>;
+
+  /** Every connection subscribed to `topic` on every instance (rejects with a PresenceError). */
+  topicPresence(topic: string): Promise<Presence[]>;
+  /** Every open connection of `userId` on every instance (rejects with a PresenceError). */
+  userPresence(userId: string): Promise<Presence[]>;
+  /** Store `value` under `key` for `ttlMs` (0: cluster.session_ttl_ms), shared by every instance. */
+  sessionSet(key: string, value: Payload, ttlMs?: number): Promise<void>;
+  /** The value under `key`; null when absent or expired. */
+  sessionGet(key: string): Promise<Buffer | null>;
+  /** Remove `key` (resolves also when it was absent). */
+  sessionDelete(key: string): Promise<void>;
 
   send(conn: ConnId, data: Payload): void;
   broadcast(data: Payload, except?: ConnId): void;

@@ -26,6 +26,7 @@ const MESSAGE = 2;
 const CLOSE = 3;
 const DRAIN = 4;
 const LOG = 5;
+const RESULT = 6;
 const LEVELS = { 10: 'debug', 20: 'info', 30: 'warn', 40: 'error' };
 
 // The option table (name, type, default, range, doc), from the library.
@@ -62,6 +63,53 @@ function optionPairs(opts, prefix = '', out = []) {
   return out;
 }
 
+const statusNames = new Map(Object.entries(native.statuses).map(([name, value]) => [value, name]));
+
+// An Error as the addon throws them: .code the status name, .status its number.
+function statusError(status, message) {
+  const err = new Error(message || statusNames.get(status) || `status ${status}`);
+  err.code = statusNames.get(status) ?? `WSG_${status}`;
+  err.status = status;
+  return err;
+}
+
+// Asynchronous calls (presence, session data): a promise per call, kept in
+// server._calls by call id until its RESULT event settles it. Functions, not
+// methods, so that the prototype holds the public API alone.
+function asyncCall(server, method, ...args) {
+  const id = server._nextCall++;
+  return new Promise((resolve, reject) => {
+    server._calls.set(id, { resolve, reject });
+    try {
+      server._native[method](id, ...args);
+    } catch (err) {
+      server._calls.delete(id);
+      reject(err);
+    }
+  });
+}
+
+function settle(server, id, status, message, payload) {
+  const call = server._calls.get(id);
+  if (!call) return;
+  server._calls.delete(id);
+  if (status === 0) {
+    call.resolve(payload);
+  } else if (status === native.statuses.WSG_ENOTFOUND && payload === null) {
+    call.resolve(null); // sessionGet: no such key
+  } else {
+    const err = statusError(status, message);
+    if (Array.isArray(payload)) err.entries = payload;
+    call.reject(err);
+  }
+}
+
+// After a stop every accepted call has been answered (WSG_ESTATE at worst)
+// and its event dispatched: any call left would wait forever.
+function failPending(server) {
+  for (const [id] of server._calls) settle(server, id, native.statuses.WSG_ESTATE, 'the server stopped before the answer');
+}
+
 class Server extends EventEmitter {
   constructor(opts = {}) {
     super();
@@ -78,9 +126,13 @@ class Server extends EventEmitter {
           this.emit('log', LEVELS[a] ?? String(a), b, record);
           break;
         }
+        case RESULT: settle(this, a, b, c, d); break;
         default: break;
       }
     };
+    // Asynchronous calls waiting for their RESULT event, by call id.
+    this._calls = new Map();
+    this._nextCall = 1;
     this._native = new native.NativeServer(optionPairs(opts), this._dispatch);
     // Without a 'log' listener, log lines go to stderr from the service
     // thread, as wsgate's default sink writes them.
@@ -113,7 +165,7 @@ class Server extends EventEmitter {
       return undefined;
     }
     try {
-      return this._native.stop();
+      return this._native.stop().finally(() => failPending(this));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -127,11 +179,30 @@ class Server extends EventEmitter {
   /** Close every connection with 1012 spread over `ms`, then stop (wsg_server_drain). */
   drain(ms) {
     try {
-      return this._native.drain(ms);
+      return this._native.drain(ms).finally(() => failPending(this));
     } catch (err) {
       return Promise.reject(err);
     }
   }
+
+  /**
+   * Presence: every connection subscribed to `topic` on every instance of
+   * the cluster (this instance's alone without cluster.redis). Resolves with
+   * [{ conn, userId, node, sinceMs }]; rejects with WSG_ECLUSTER when Redis
+   * failed (err.entries then holds this instance's entries).
+   */
+  topicPresence(topic) { return asyncCall(this, 'topicPresence', topic); }
+  /** Presence: every open connection of `userId` on every instance (as topicPresence). */
+  userPresence(userId) { return asyncCall(this, 'userPresence', userId); }
+  /**
+   * Session data shared by every instance: store `value` (a string as UTF-8,
+   * or bytes) under `key` for `ttlMs` (0 or omitted: cluster.session_ttl_ms).
+   */
+  sessionSet(key, value, ttlMs = 0) { return asyncCall(this, 'sessionSet', key, value, ttlMs); }
+  /** The value under `key` as a Buffer; null when absent or expired. */
+  sessionGet(key) { return asyncCall(this, 'sessionGet', key); }
+  /** Remove `key` (resolves also when it was absent). */
+  sessionDelete(key) { return asyncCall(this, 'sessionDelete', key); }
 
   send(conn, data) { this._native.send(conn, data); }
   broadcast(data, except) { this._native.broadcast(data, except); }

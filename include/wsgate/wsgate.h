@@ -812,9 +812,12 @@ WSG_API void wsg_completion_callback(wsg_server *server, const wsg_result *resul
 /** Wait until the call answered, at most `timeout_ms` (< 0: no limit; 0:
  *  only look). @return WSG_OK (answered: read wsg_completion_result),
  *  WSG_ETIMEOUT (not yet), WSG_EBUSY (called on the service thread of the
- *  server the call was made on: that would wait forever), WSG_EINVAL (NULL,
- *  or the completion was not passed to a call that returned WSG_OK: nothing
- *  would answer it). Any thread. Since 0.1.0. */
+ *  server the call was made on: that would wait forever), WSG_EINVAL (NULL).
+ *  A completion may be waited on before its call is made (by another
+ *  thread); one whose call did not return WSG_OK is never answered, so wait
+ *  on it with a limit. WSG_EBUSY comes after the call was made (a set or a
+ *  delete from a handler did happen): inside handlers, pass a callback of
+ *  your own instead of a completion. Any thread. Since 0.1.0. */
 WSG_API wsg_status wsg_completion_wait(wsg_completion *completion, int64_t timeout_ms);
 
 /** The result once wsg_completion_wait returned WSG_OK, owned by the

@@ -51,6 +51,13 @@
  * application is unknown. A throwing authenticator refuses the request
  * with 401. A throwing on_close or on_log is only reported.
  *
+ * Presence and session data (topic_presence, user_presence, session_set,
+ * session_get, session_delete) come in two forms: with a ResultCallback
+ * (the C call: the callable runs once, on the service thread, and is then
+ * destroyed) and without one (Blocks until the answer, through a
+ * wsg_completion; refused with kEBUSY inside a handler). See
+ * "Asynchronous results" below.
+ *
  * Threads: as in the C ABI. Config is not thread-safe (one thread at a
  * time); Server and ServerRef calls are safe from any thread except where
  * the C header says "Blocks" (listen, run, stop, drain, the destructor:
@@ -757,6 +764,223 @@ private:
 };
 
 /* ------------------------------------------------------------------ */
+/* Asynchronous results: presence and session data                     */
+/* ------------------------------------------------------------------ */
+
+/* The C calls (wsg_topic_presence, wsg_session_get, ...) never block: they
+ * answer through a callback on the service thread. Here each has two forms
+ * on ServerRef:
+ *  - with a ResultCallback: the C call as it is. The callable is copied to
+ *    the heap, owned by the pending call and destroyed right after it ran
+ *    (exactly once, also when the server stops first: Status::kESTATE).
+ *    It runs on the service thread and must not block; what it throws is
+ *    caught and written on stderr (the call is over: there is no
+ *    connection to close).
+ *  - without one: waits for the answer on the calling thread through a
+ *    wsg_completion and returns the value, or throws Error with the
+ *    result's status and message (or sets `ec`). `timeout` bounds the wait
+ *    (wsgate::wait_forever: no bound; the core still answers within
+ *    cluster.command_timeout_ms with kECLUSTER). A wait that gives up
+ *    throws kETIMEOUT; the call itself goes on and its answer is dropped.
+ *    Blocks: from a handler (any server's) these throw kEBUSY before
+ *    making the call, since the answer would need the thread they hold. */
+
+/** No bound on a blocking wait (the timeout argument's default). */
+constexpr std::chrono::milliseconds wait_forever{-1};
+
+/** One presence entry, copied out of a result. */
+struct Presence {
+    ConnId conn;               /**< the connection; its node is in the top 16 bits */
+    std::string user_id;       /**< "" when anonymous */
+    std::int64_t since_ms = 0; /**< Unix ms: the subscription (topic) or the upgrade (user) */
+    /** The node number of the instance holding the connection (0 without a cluster). */
+    unsigned node() const noexcept { return static_cast<unsigned>(conn.value() >> 48); }
+};
+
+/** One presence entry as a view into a Result (valid as long as the result). */
+struct PresenceView {
+    ConnId conn;
+    std::string_view user_id;
+    std::int64_t since_ms = 0;
+    /** A copy that outlives the result. */
+    Presence copy() const { return Presence{conn, std::string(user_id), since_ms}; }
+};
+
+/** The outcome of an asynchronous call (wsg_result), borrowed: valid while
+ *  the callback runs; copy what you keep. */
+class Result {
+public:
+    explicit Result(const wsg_result *r) noexcept : r_(r) {}
+    /** kOK, kENOTFOUND (session_get: no such key), kECLUSTER (presence then
+     *  still holds this instance's entries), kESTATE (the server stopped first). */
+    Status status() const noexcept { return static_cast<Status>(wsg_result_status(r_)); }
+    bool ok() const noexcept { return status() == Status::kOK; }
+    /** The status as a std::error_code (clear when kOK). */
+    std::error_code error() const noexcept {
+        return ok() ? std::error_code() : make_error_code(status());
+    }
+    /** A message for people when not kOK ("" when kOK). */
+    std::string_view message() const noexcept {
+        const char *m = wsg_result_message(r_);
+        return m ? std::string_view(m) : std::string_view();
+    }
+    /** Throws Error(status(), message()) when not kOK. */
+    void check() const {
+        if (!ok()) detail::fail(status(), std::string(message()).c_str());
+    }
+    /** session_get's value; std::nullopt when there is none. */
+    std::optional<Bytes> value() const noexcept {
+        const void *data = nullptr;
+        std::size_t len = 0;
+        if (wsg_result_value(r_, &data, &len) != WSG_OK) return std::nullopt;
+        return Bytes(data, len);
+    }
+    /** Number of presence entries (0 for other results). */
+    std::size_t size() const noexcept { return wsg_result_count(r_); }
+    bool empty() const noexcept { return size() == 0; }
+    /** Presence entry `i`. @throws Error kEINVAL out of range. */
+    PresenceView at(std::size_t i) const {
+        PresenceView v;
+        detail::check(entry_(i, v));
+        return v;
+    }
+    /** Every presence entry, copied. */
+    std::vector<Presence> presence() const {
+        std::vector<Presence> out;
+        out.reserve(size());
+        for (std::size_t i = 0, n = size(); i < n; i++) {
+            PresenceView v;
+            if (entry_(i, v) == WSG_OK) out.push_back(v.copy());
+        }
+        return out;
+    }
+    /** The C result. */
+    const wsg_result *handle() const noexcept { return r_; }
+
+private:
+    wsg_status entry_(std::size_t i, PresenceView &v) const noexcept {
+        wsg_conn_id conn = 0;
+        const char *user = nullptr;
+        std::int64_t since = 0;
+        wsg_status st = wsg_result_presence(r_, i, &conn, &user, &since);
+        if (st == WSG_OK) v = PresenceView{ConnId(conn), user ? user : "", since};
+        return st;
+    }
+
+    const wsg_result *r_;
+};
+
+class ServerRef;
+
+/** The callback of an asynchronous call: `f(ServerRef, const Result &)`, on
+ *  the service thread. An empty one passes NULL to the C call (allowed by
+ *  session_set and session_delete: nobody is told the outcome). */
+using ResultCallback = std::function<void(ServerRef, const Result &)>;
+
+namespace detail {
+/* Depth of C++ handlers (and result callbacks) running on this thread: the
+ * blocking helpers refuse to wait there. */
+inline int &handler_depth() noexcept {
+    static thread_local int depth = 0;
+    return depth;
+}
+struct HandlerScope {
+    HandlerScope() noexcept { handler_depth()++; }
+    ~HandlerScope() { handler_depth()--; }
+    HandlerScope(const HandlerScope &) = delete;
+    HandlerScope &operator=(const HandlerScope &) = delete;
+};
+
+/* A pending call's callback: owned by the C library from a WSG_OK until the
+ * one call of result_tramp, which frees it. */
+struct ResultSlot {
+    ResultCallback fn;
+    const char *call;
+};
+
+void result_tramp(wsg_server *s, const wsg_result *r, void *user) noexcept;
+
+/* Starts an asynchronous C call with `fn` (a heap copy of it, or NULL for an
+ * empty one). `start(cfn, user)` makes the call. */
+template <class Start>
+wsg_status start_async(const char *call, ResultCallback &&fn, Start start) {
+    if (!fn) return start(nullptr, nullptr);
+    auto *slot = new ResultSlot{std::move(fn), call};
+    wsg_status st = start(&result_tramp, slot);
+    if (st != WSG_OK) delete slot;  // the C library took it only on success
+    return st;
+}
+
+/* A wsg_completion, freed with the object (an unanswered call's answer is
+ * then dropped by the core). */
+class Completion {
+public:
+    Completion() noexcept = default;
+    Completion(const Completion &) = delete;
+    Completion &operator=(const Completion &) = delete;
+    ~Completion() { wsg_completion_free(c_); }
+    const wsg_result *result() const noexcept { return wsg_completion_result(c_); }
+    /* Makes the call (`start(cfn, user)`) and waits for its answer. WSG_OK:
+     * read result(); otherwise the status of the call or of the wait, with
+     * its message in `why`. */
+    template <class Start>
+    wsg_status run(Start start, std::chrono::milliseconds timeout, std::string &why) {
+        if (handler_depth() > 0) {
+            why = "a blocking call cannot wait inside a handler or result callback (the answer "
+                  "needs the service thread): pass a callback instead";
+            return WSG_EBUSY;
+        }
+        wsg_status st = wsg_completion_new(&c_);
+        if (st == WSG_OK) st = start(&wsg_completion_callback, c_);
+        if (st != WSG_OK) {
+            why = wsg_last_error();  // now: the completion is freed before it is read
+            return st;
+        }
+        st = wsg_completion_wait(c_, timeout.count() < 0 ? -1 : static_cast<std::int64_t>(timeout.count()));
+        if (st == WSG_ETIMEOUT)
+            why = "no answer within " + std::to_string(timeout.count()) +
+                  " ms (the call goes on; its answer is dropped)";
+        else if (st != WSG_OK)
+            why = wsg_last_error();
+        return st;
+    }
+
+private:
+    wsg_completion *c_ = nullptr;
+};
+
+/* A blocking helper's outcome, shared by its throwing and error_code forms:
+ * the status of the call, the wait or the result, and the message to go
+ * with it. */
+struct Waited {
+    wsg_status st = WSG_OK;
+    std::string why;
+};
+
+inline void check(const Waited &w) {
+    if (w.st != WSG_OK) fail(static_cast<Status>(w.st), w.why.c_str());
+}
+inline bool check(const Waited &w, std::error_code &ec) noexcept { return check(w.st, ec); }
+
+/* Runs a blocking call: the call's own status, the wait's, then the result's. */
+template <class Start, class Read>
+Waited wait_for(Start start, std::chrono::milliseconds timeout, Read read) {
+    Completion c;
+    Waited w;
+    w.st = c.run(start, timeout, w.why);
+    if (w.st != WSG_OK) return w;
+    Result r(c.result());
+    read(r);
+    w.st = static_cast<wsg_status>(r.status());
+    if (w.st != WSG_OK) {
+        w.why = std::string(r.message());
+        if (w.why.empty()) w.why = describe(r.status());
+    }
+    return w;
+}
+}  // namespace detail
+
+/* ------------------------------------------------------------------ */
 /* ServerRef: every call on a server, through a borrowed handle        */
 /* ------------------------------------------------------------------ */
 
@@ -1028,6 +1252,119 @@ public:
         detail::check(wsg_user_close(h_, user_id.c_str(), code, reason.c_str()), ec);
     }
 
+    /* ---- presence and session data (any thread; see "Asynchronous results") ----
+     * With a ResultCallback: returns once the call is accepted; the callback
+     * runs later, once. Without one: Blocks until the answer (never from a
+     * handler: kEBUSY). The std::error_code forms set `ec` to the call's, the
+     * wait's or the result's status; the result's message is then not in
+     * last_error() (the C result owned it): use the throwing form, or the
+     * callback form's Result::message(), to show it. */
+
+    /** Every connection subscribed to `topic`, on every instance (this
+     *  instance's alone without cluster.redis). @throws Error kEINVAL (bad
+     *  topic), kESTATE (not running), kECLUSTER (Redis down: the local
+     *  entries are in the error_code form's return value), kETIMEOUT, kEBUSY. */
+    std::vector<Presence> topic_presence(CStr topic, std::chrono::milliseconds timeout = wait_forever) const {
+        std::vector<Presence> out;
+        detail::check(topic_presence_(topic, timeout, out));
+        return out;
+    }
+    /** As topic_presence(topic, timeout); with ec == kECLUSTER the entries of
+     *  this instance are still returned. */
+    std::vector<Presence> topic_presence(CStr topic, std::chrono::milliseconds timeout,
+                                         std::error_code &ec) const {
+        std::vector<Presence> out;
+        detail::check(topic_presence_(topic, timeout, out), ec);
+        return out;
+    }
+    /** The callback form (wsg_topic_presence). */
+    void topic_presence(CStr topic, ResultCallback fn) const {
+        detail::check(topic_presence_(topic, std::move(fn)));
+    }
+    void topic_presence(CStr topic, ResultCallback fn, std::error_code &ec) const {
+        detail::check(topic_presence_(topic, std::move(fn)), ec);
+    }
+
+    /** Every open connection of `user_id`, on every instance. Same rules as
+     *  topic_presence. */
+    std::vector<Presence> user_presence(CStr user_id, std::chrono::milliseconds timeout = wait_forever) const {
+        std::vector<Presence> out;
+        detail::check(user_presence_(user_id, timeout, out));
+        return out;
+    }
+    std::vector<Presence> user_presence(CStr user_id, std::chrono::milliseconds timeout,
+                                        std::error_code &ec) const {
+        std::vector<Presence> out;
+        detail::check(user_presence_(user_id, timeout, out), ec);
+        return out;
+    }
+    /** The callback form (wsg_user_presence). */
+    void user_presence(CStr user_id, ResultCallback fn) const {
+        detail::check(user_presence_(user_id, std::move(fn)));
+    }
+    void user_presence(CStr user_id, ResultCallback fn, std::error_code &ec) const {
+        detail::check(user_presence_(user_id, std::move(fn)), ec);
+    }
+
+    /** Store `value` (copied) under `key` (1..255 bytes) for `ttl`
+     *  (0: cluster.session_ttl_ms), shared by every instance. @throws Error
+     *  kEINVAL (bad key or ttl), kELIMIT (larger than
+     *  cluster.session_max_bytes), kESTATE, kECLUSTER, kETIMEOUT, kEBUSY. */
+    void session_set(CStr key, Bytes value, std::chrono::milliseconds ttl = std::chrono::milliseconds(0),
+                     std::chrono::milliseconds timeout = wait_forever) const {
+        detail::check(session_set_(key, value, ttl, timeout));
+    }
+    void session_set(CStr key, Bytes value, std::chrono::milliseconds ttl, std::chrono::milliseconds timeout,
+                     std::error_code &ec) const {
+        detail::check(session_set_(key, value, ttl, timeout), ec);
+    }
+    /** The callback form (wsg_session_set); an empty `fn` is told nothing. */
+    void session_set(CStr key, Bytes value, std::chrono::milliseconds ttl, ResultCallback fn) const {
+        detail::check(session_set_(key, value, ttl, std::move(fn)));
+    }
+    void session_set(CStr key, Bytes value, std::chrono::milliseconds ttl, ResultCallback fn,
+                     std::error_code &ec) const {
+        detail::check(session_set_(key, value, ttl, std::move(fn)), ec);
+    }
+
+    /** The value under `key` (a copy of its bytes); std::nullopt when absent
+     *  or expired. @throws Error kEINVAL, kESTATE, kECLUSTER, kETIMEOUT, kEBUSY. */
+    std::optional<std::string> session_get(CStr key, std::chrono::milliseconds timeout = wait_forever) const {
+        std::optional<std::string> out;
+        detail::check(session_get_(key, timeout, out));
+        return out;
+    }
+    std::optional<std::string> session_get(CStr key, std::chrono::milliseconds timeout,
+                                           std::error_code &ec) const {
+        std::optional<std::string> out;
+        if (!detail::check(session_get_(key, timeout, out), ec)) out.reset();
+        return out;
+    }
+    /** The callback form (wsg_session_get; Result::value(), status
+     *  kENOTFOUND when absent). `fn` must not be empty (kEINVAL). */
+    void session_get(CStr key, ResultCallback fn) const {
+        detail::check(session_get_(key, std::move(fn)));
+    }
+    void session_get(CStr key, ResultCallback fn, std::error_code &ec) const {
+        detail::check(session_get_(key, std::move(fn)), ec);
+    }
+
+    /** Remove `key` (no error when it was absent). @throws Error kEINVAL,
+     *  kESTATE, kECLUSTER, kETIMEOUT, kEBUSY. */
+    void session_delete(CStr key, std::chrono::milliseconds timeout = wait_forever) const {
+        detail::check(session_delete_(key, timeout));
+    }
+    void session_delete(CStr key, std::chrono::milliseconds timeout, std::error_code &ec) const {
+        detail::check(session_delete_(key, timeout), ec);
+    }
+    /** The callback form (wsg_session_delete); an empty `fn` is told nothing. */
+    void session_delete(CStr key, ResultCallback fn) const {
+        detail::check(session_delete_(key, std::move(fn)));
+    }
+    void session_delete(CStr key, ResultCallback fn, std::error_code &ec) const {
+        detail::check(session_delete_(key, std::move(fn)), ec);
+    }
+
     /* ---- close-code advice ---- */
 
     /** Declare the advice for application codes first..last (3000..4999). */
@@ -1101,6 +1438,67 @@ private:
         for (std::size_t i = 0; i < n; i++) out.push_back(ConnId(raw[i]));
         return WSG_OK;
     }
+    // Presence and session data: the C call with a result callback.
+    wsg_status topic_presence_(CStr topic, ResultCallback &&fn) const {
+        return detail::start_async("topic_presence", std::move(fn), [&](wsg_result_fn f, void *u) {
+            return wsg_topic_presence(h_, topic.c_str(), f, u);
+        });
+    }
+    wsg_status user_presence_(CStr user_id, ResultCallback &&fn) const {
+        return detail::start_async("user_presence", std::move(fn), [&](wsg_result_fn f, void *u) {
+            return wsg_user_presence(h_, user_id.c_str(), f, u);
+        });
+    }
+    wsg_status session_set_(CStr key, Bytes value, std::chrono::milliseconds ttl, ResultCallback &&fn) const {
+        return detail::start_async("session_set", std::move(fn), [&](wsg_result_fn f, void *u) {
+            return wsg_session_set(h_, key.c_str(), value.data(), value.size(),
+                                   static_cast<std::int64_t>(ttl.count()), f, u);
+        });
+    }
+    wsg_status session_get_(CStr key, ResultCallback &&fn) const {
+        return detail::start_async("session_get", std::move(fn), [&](wsg_result_fn f, void *u) {
+            return wsg_session_get(h_, key.c_str(), f, u);
+        });
+    }
+    wsg_status session_delete_(CStr key, ResultCallback &&fn) const {
+        return detail::start_async("session_delete", std::move(fn), [&](wsg_result_fn f, void *u) {
+            return wsg_session_delete(h_, key.c_str(), f, u);
+        });
+    }
+    // The same, waited for.
+    detail::Waited topic_presence_(CStr topic, std::chrono::milliseconds timeout,
+                                   std::vector<Presence> &out) const {
+        return detail::wait_for([&](wsg_result_fn f, void *u) { return wsg_topic_presence(h_, topic.c_str(), f, u); },
+                                timeout, [&](const Result &r) { out = r.presence(); });
+    }
+    detail::Waited user_presence_(CStr user_id, std::chrono::milliseconds timeout,
+                                  std::vector<Presence> &out) const {
+        return detail::wait_for([&](wsg_result_fn f, void *u) { return wsg_user_presence(h_, user_id.c_str(), f, u); },
+                                timeout, [&](const Result &r) { out = r.presence(); });
+    }
+    detail::Waited session_set_(CStr key, Bytes value, std::chrono::milliseconds ttl,
+                                std::chrono::milliseconds timeout) const {
+        return detail::wait_for(
+            [&](wsg_result_fn f, void *u) {
+                return wsg_session_set(h_, key.c_str(), value.data(), value.size(),
+                                       static_cast<std::int64_t>(ttl.count()), f, u);
+            },
+            timeout, [](const Result &) {});
+    }
+    detail::Waited session_get_(CStr key, std::chrono::milliseconds timeout,
+                                std::optional<std::string> &out) const {
+        detail::Waited w = detail::wait_for(
+            [&](wsg_result_fn f, void *u) { return wsg_session_get(h_, key.c_str(), f, u); }, timeout,
+            [&](const Result &r) {
+                if (auto v = r.value()) out = v->to_string();
+            });
+        if (w.st == WSG_ENOTFOUND) w = detail::Waited{};  // absent: nullopt, not an error
+        return w;
+    }
+    detail::Waited session_delete_(CStr key, std::chrono::milliseconds timeout) const {
+        return detail::wait_for([&](wsg_result_fn f, void *u) { return wsg_session_delete(h_, key.c_str(), f, u); },
+                                timeout, [](const Result &) {});
+    }
     wsg_status info_(ConnId id, ConnInfo &out) const {
         wsg_conn_info *raw = nullptr;
         wsg_status st = wsg_conn_info_get(h_, id.value(), &raw);
@@ -1147,6 +1545,30 @@ private:
         return st;
     }
 };
+
+namespace detail {
+/* The result callback's trampoline: runs the callable once and frees it. */
+inline void result_tramp(wsg_server *s, const wsg_result *r, void *user) noexcept {
+    std::unique_ptr<ResultSlot> slot(static_cast<ResultSlot *>(user));
+    HandlerScope scope;
+#if WSGATE_HPP_EXCEPTIONS
+    try {
+        slot->fn(ServerRef(s), Result(r));
+    } catch (...) {
+        const char *what = "unknown exception";
+        try {
+            throw;
+        } catch (const std::exception &e) {
+            what = e.what();
+        } catch (...) {
+        }
+        std::fprintf(stderr, "wsgate: the C++ %s callback threw (%s)\n", slot->call, what);
+    }
+#else
+    slot->fn(ServerRef(s), Result(r));
+#endif
+}
+}  // namespace detail
 
 /* ------------------------------------------------------------------ */
 /* Server: owns a wsg_server and its handlers                          */
@@ -1222,6 +1644,7 @@ template <class F, class Body>
 bool guarded(void *user, wsg_server *server, const char *handler, ConnId conn, bool close_conn,
              Body &&body) noexcept {
     auto *slot = static_cast<Slot<F> *>(user);
+    HandlerScope scope;  // the blocking helpers refuse to wait here
 #if WSGATE_HPP_EXCEPTIONS
     try {
         body(slot->fn);

@@ -66,6 +66,15 @@ void Cluster::start() {
     down_since_ms_ = mono_ms();
     down_logged_ = false;
     presence_->reset();
+    // A server that listens again after a stop: its connections (and the ids
+    // carrying its node number) are gone and the clean stop gave the lease
+    // back, so a fresh number is taken; asking for the old one could meet
+    // another instance that took it meanwhile.
+    if (const uint16_t old = node()) {
+        channels_->want(node_channel(old), false);
+        node_.store(0, std::memory_order_release);
+        sink_.on_cluster_node(0);
+    }
     {
         std::lock_guard<std::mutex> lock(reason_mu_);
         down_reason_ = "connecting to Redis at " + cfg_.address.text();
@@ -76,7 +85,6 @@ void Cluster::start() {
     f["prefix"] = cfg_.prefix;
     log_.emit(LogEvent::cluster_start, f);
     channels_->want(hb_channel_, true);
-    if (node()) channels_->want(node_channel(node()), true);
     cmd_->start();
     sub_->start();
     transport_.start_timer(&check_timer_, check_every_ms_ * 1000, [this] { on_check(); });

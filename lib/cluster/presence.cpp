@@ -270,10 +270,9 @@ bool Presence::read(char kind, const std::string &name, ReadFn fn) {
         flat.reserve(r->elements);
         for (size_t i = 0; i < r->elements; i++) {
             const redisReply *e = r->element[i];
+            // Anything but a string is never a valid node, field or value: skipped.
             if (e->type == REDIS_REPLY_STRING)
                 flat.emplace_back(e->str, e->len);
-            else if (e->type == REDIS_REPLY_INTEGER)
-                flat.emplace_back();  // never a valid node, field or value: skipped
             else
                 flat.emplace_back();
         }

@@ -44,9 +44,8 @@ void release(wsg_completion *c) noexcept {
 wsg_status wait_for(wsg_completion *c, int64_t timeout_ms) {
     std::unique_lock<std::mutex> lock(c->mu);
     if (c->answered) return WSG_OK;
-    if (!c->in_use)
-        return fail(WSG_EINVAL, "the completion was not passed to a call that was accepted (use it as the `user` "
-                                "of a call made with wsg_completion_callback): nothing will answer it");
+    // Not in use yet is waited on too: another thread (a handler) may be
+    // about to make the call.
     if (c->server && c->server == current_service_server())
         return fail(WSG_EBUSY, "wsg_completion_wait on the service thread of the server the call was made on: "
                                "the answer runs on this thread, so it could never come (use a callback)");

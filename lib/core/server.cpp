@@ -1434,11 +1434,9 @@ wsg_status Server::presence(char kind, const char *name, wsg_result_fn fn, void 
         return fail(WSG_EINVAL, "user id is NULL or empty");
     }
     if (!fn) return fail(WSG_EINVAL, "fn is NULL: presence is answered through its callback");
+    // Through the mailbox also on the service thread: the callback never
+    // runs inside the call that starts it (a local answer would).
     cmd::Presence c{kind, name, AsyncReply{fn, user}};
-    if (on_service_thread()) {
-        execute(c);
-        return WSG_OK;
-    }
     if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
     return WSG_OK;
 }

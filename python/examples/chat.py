@@ -7,7 +7,9 @@ Open the printed URL (``open http://HOST:PORT/ in a browser``) in two tabs.
 The page is examples/chat/index.html of this repository (or --page FILE),
 served at / with ``server.add_page``; the WebSocket is
 ``/chat?room=NAME&name=USER``. Rooms are topics ``room:NAME``; ``/who`` lists
-the room, ``/msg USER text`` reaches every connection of USER. With
+the room on every instance (``server.topic_presence``), ``/msg USER text``
+reaches every connection of USER wherever it is, or says "USER is not
+online" (``server.user_presence``). With
 ``--set auth.mode=jwt`` (and the ``auth.jwt.*`` options) user ids come from
 the token (the page passes ``?token=`` as ``access_token``); otherwise from
 ``?name=`` or ``guest-N``. Ctrl-C or SIGTERM stops it gracefully (clients get
@@ -85,16 +87,28 @@ def make_server(config, page):
         conn.send(event("welcome", user=conn.user_id, room=room))
         server.publish(f"room:{room}", event("join", user=conn.user_id, room=room))
 
+    def tell(conn, message):
+        # An answer may come after its asker left.
+        try:
+            conn.send(message)
+        except wsgate.WsgateError:
+            pass
+
     def who(conn, room):
-        users = set()
-        for conn_id in server.subscribers(f"room:{room}"):
-            try:
-                user = server.connection(conn_id).user_id
-            except wsgate.NotFoundError:
-                continue  # left meanwhile
-            if user:
-                users.add(user)
-        conn.send(event("who", room=room, users=sorted(users)))
+        # The room's users on every instance (presence), sorted, each once (a
+        # user may have several tabs). Handlers run on the service thread, so
+        # the answer comes to a callback. With the cluster down the list holds
+        # this instance's users and says so.
+        def answer(entries, error):
+            users = sorted({e.user_id for e in entries if e.user_id})
+            tell(conn, event("who", room=room, users=users))
+            if error is not None:
+                tell(conn, event("error", text=f"only this server's users are listed: {error}"))
+
+        try:
+            server.topic_presence(f"room:{room}", callback=answer)
+        except wsgate.WsgateError as e:
+            conn.send(event("error", text=str(e)))
 
     def direct(conn, args):
         to, _, text = args.strip().partition(" ")
@@ -103,13 +117,27 @@ def make_server(config, page):
             conn.send(event("error", text="usage: /msg USER text"))
             return
         message = event("direct", **{"from": conn.user_id, "to": to, "text": text})
+
+        # Once presence said where USER is: to every connection of USER on any
+        # instance and back to the sender, or "not online".
+        def answer(entries, error):
+            if error is None and not entries:
+                tell(conn, event("error", text=f"{to} is not online"))
+                return
+            try:
+                server.send_to_user(to, message)
+            except wsgate.NotFoundError:
+                tell(conn, event("error", text=f"{to} is not online"))
+            except wsgate.WsgateError as e:
+                tell(conn, event("error", text=str(e)))
+            else:
+                if to != conn.user_id:
+                    tell(conn, message)  # the sender's copy
+
         try:
-            server.send_to_user(to, message)
-        except wsgate.NotFoundError:
-            conn.send(event("error", text=f"{to} is not online"))
-            return
-        if to != conn.user_id:
-            conn.send(message)  # the sender's copy
+            server.user_presence(to, callback=answer)
+        except wsgate.WsgateError as e:
+            conn.send(event("error", text=str(e)))
 
     @server.on_message
     def chat(conn, message):

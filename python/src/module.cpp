@@ -17,6 +17,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -598,6 +599,82 @@ void cb_auth(wsg_server *, wsg_auth_request *req, void *user) {
     }
 }
 
+// ---- asynchronous results: presence and session data
+
+// What a call's answer becomes in Python.
+enum class ResultKind { Presence, Value, Nothing };
+
+py::object decode_text(const char *v) {
+    PyObject *s = PyUnicode_DecodeUTF8(v, static_cast<Py_ssize_t>(std::strlen(v)), "replace");
+    if (!s) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(s);
+}
+
+// (status, message, payload) for the package (GIL held): presence is a list
+// of (conn, user_id or None, since_ms), also for WSG_ECLUSTER (this
+// instance's own entries); a get's value is bytes, None when there is none.
+py::tuple result_tuple(const wsg_result *r, ResultKind kind) {
+    wsg_status st = wsg_result_status(r);
+    py::object payload = py::none();
+    if (kind == ResultKind::Presence) {
+        py::list entries;
+        size_t n = wsg_result_count(r);
+        for (size_t i = 0; i < n; i++) {
+            wsg_conn_id conn = 0;
+            const char *user = nullptr;
+            int64_t since_ms = 0;
+            if (wsg_result_presence(r, i, &conn, &user, &since_ms) != WSG_OK) continue;
+            entries.append(py::make_tuple(conn, user && *user ? decode_text(user) : py::none(),
+                                          since_ms));
+        }
+        payload = entries;
+    } else if (kind == ResultKind::Value && st == WSG_OK) {
+        const void *data = nullptr;
+        size_t len = 0;
+        if (wsg_result_value(r, &data, &len) == WSG_OK)
+            payload = py::bytes(static_cast<const char *>(data), len);
+    }
+    return py::make_tuple(static_cast<int>(st), decode_text(wsg_result_message(r)), payload);
+}
+
+// One call answered through a Python callable: `fn(status, message,
+// payload)` on the thread the core answers on (the service thread). The
+// hub reference keeps HubScope meaningful there: a blocking call made by
+// `fn` is refused, and a Server whose last reference `fn` drops is freed on
+// a helper thread.
+struct PendingCall {
+    Hub *hub;
+    ResultKind kind;
+    py::object fn;  // released under the GIL, or leaked once Python is gone
+};
+
+void cb_result(wsg_server *, const wsg_result *result, void *user) {
+    auto *p = static_cast<PendingCall *>(user);
+    Hub *hub = p->hub;
+    if (python_gone()) {
+        p->fn.release();  // leaked: no decref without an interpreter
+        delete p;
+        Hub::unref(hub);
+        return;
+    }
+    {
+        CallbackGil gil;
+        HubScope scope(hub);
+        try {
+            py::object fn = std::move(p->fn);
+            py::tuple args = result_tuple(result, p->kind);
+            fn(*args);
+        } catch (py::error_already_set &e) {
+            e.discard_as_unraisable("wsgate result callback");
+        } catch (const std::exception &e) {
+            PyErr_SetString(PyExc_RuntimeError, e.what());
+            report_unraisable("wsgate result callback");
+        }
+        delete p;  // fn is empty: nothing to release
+    }
+    Hub::unref(hub);
+}
+
 class Server {
 public:
     explicit Server(const Config *config) {
@@ -959,6 +1036,81 @@ public:
         check(wsg_conn_set_timeout(srv_, id, key.c_str(), value));
     }
 
+    // ---- presence and session data (asynchronous in the core)
+    //
+    // Each call has two forms: `fn` is called with (status, message,
+    // payload) once the core answers (service thread; a refused call raises
+    // here and never calls it), or the *_wait form blocks on a
+    // wsg_completion with the GIL released and returns that tuple.
+
+    void topic_presence(const std::string &topic, py::object fn) {
+        const char *t = c_name(topic, "topic");
+        call_async(ResultKind::Presence, std::move(fn), [&](wsg_result_fn cb, void *user) {
+            return wsg_topic_presence(srv_, t, cb, user);
+        });
+    }
+    py::tuple topic_presence_wait(const std::string &topic, int64_t timeout_ms) {
+        const char *t = c_name(topic, "topic");
+        return call_wait(ResultKind::Presence, timeout_ms, "topic_presence", [&](wsg_result_fn cb, void *user) {
+            return wsg_topic_presence(srv_, t, cb, user);
+        });
+    }
+
+    void user_presence(const std::string &user_id, py::object fn) {
+        const char *u = c_name(user_id, "user id");
+        call_async(ResultKind::Presence, std::move(fn), [&](wsg_result_fn cb, void *user) {
+            return wsg_user_presence(srv_, u, cb, user);
+        });
+    }
+    py::tuple user_presence_wait(const std::string &user_id, int64_t timeout_ms) {
+        const char *u = c_name(user_id, "user id");
+        return call_wait(ResultKind::Presence, timeout_ms, "user_presence", [&](wsg_result_fn cb, void *user) {
+            return wsg_user_presence(srv_, u, cb, user);
+        });
+    }
+
+    // The value: str is stored as its UTF-8 bytes, bytes-like as is.
+    void session_set(const std::string &key, py::handle value, int64_t ttl_ms, py::object fn) {
+        const char *k = c_name(key, "session key");
+        Payload v(value);
+        call_async(ResultKind::Nothing, std::move(fn), [&](wsg_result_fn cb, void *user) {
+            return wsg_session_set(srv_, k, v.data(), v.size(), ttl_ms, cb, user);
+        });
+    }
+    py::tuple session_set_wait(const std::string &key, py::handle value, int64_t ttl_ms, int64_t timeout_ms) {
+        const char *k = c_name(key, "session key");
+        Payload v(value);
+        return call_wait(ResultKind::Nothing, timeout_ms, "session_set", [&](wsg_result_fn cb, void *user) {
+            return wsg_session_set(srv_, k, v.data(), v.size(), ttl_ms, cb, user);
+        });
+    }
+
+    void session_get(const std::string &key, py::object fn) {
+        const char *k = c_name(key, "session key");
+        call_async(ResultKind::Value, std::move(fn), [&](wsg_result_fn cb, void *user) {
+            return wsg_session_get(srv_, k, cb, user);
+        });
+    }
+    py::tuple session_get_wait(const std::string &key, int64_t timeout_ms) {
+        const char *k = c_name(key, "session key");
+        return call_wait(ResultKind::Value, timeout_ms, "session_get", [&](wsg_result_fn cb, void *user) {
+            return wsg_session_get(srv_, k, cb, user);
+        });
+    }
+
+    void session_delete(const std::string &key, py::object fn) {
+        const char *k = c_name(key, "session key");
+        call_async(ResultKind::Nothing, std::move(fn), [&](wsg_result_fn cb, void *user) {
+            return wsg_session_delete(srv_, k, cb, user);
+        });
+    }
+    py::tuple session_delete_wait(const std::string &key, int64_t timeout_ms) {
+        const char *k = c_name(key, "session key");
+        return call_wait(ResultKind::Nothing, timeout_ms, "session_delete", [&](wsg_result_fn cb, void *user) {
+            return wsg_session_delete(srv_, k, cb, user);
+        });
+    }
+
 private:
     void register_cb(wsg_status st) {
         if (st != WSG_OK) {
@@ -971,6 +1123,75 @@ private:
             hub_ = nullptr;
             o.raise_if_failed();
         }
+    }
+
+    // `call(cb, user)` makes the C call. With `fn` None the call is made
+    // without a callback (only session set and delete allow it: the core
+    // refuses the others with WSG_EINVAL).
+    template <class F>
+    void call_async(ResultKind kind, py::object fn, F &&call) {
+        PendingCall *p = nullptr;
+        wsg_result_fn cb = nullptr;
+        if (!fn.is_none()) {
+            p = new PendingCall{hub_, kind, std::move(fn)};
+            hub_->ref();
+            cb = cb_result;
+        }
+        wsg_status st = call(cb, p);
+        if (st == WSG_OK) return;  // the callback owns p now
+        Outcome o;
+        o.capture(st);
+        if (p) {
+            delete p;  // GIL held: fn is released here
+            Hub::unref(hub_);
+        }
+        o.raise_if_failed();
+    }
+
+    // Waits on this (non-service) thread; Ctrl-C still works: the wait is
+    // cut in slices between which Python's signal handlers run.
+    template <class F>
+    py::tuple call_wait(ResultKind kind, int64_t timeout_ms, const char *what, F &&call) {
+        // Refused before the call is made, so that a set or delete refused
+        // here did not happen either (the core's wait would say WSG_EBUSY
+        // only after the call was made).
+        if (t_hub == hub_)
+            raise_status(WSG_EBUSY,
+                         std::string(what) +
+                             " would wait inside a handler for an answer that runs on this same service "
+                             "thread (it could never come): pass callback= (or use wsgate.aio), or call it "
+                             "from another thread");
+        wsg_completion *c = nullptr;
+        check(wsg_completion_new(&c));
+        struct Freer {
+            wsg_completion *c;
+            ~Freer() { wsg_completion_free(c); }  // before the answer: it is discarded
+        } freer{c};
+        check(call(wsg_completion_callback, c));
+        constexpr int64_t kSliceMs = 100;
+        auto start = std::chrono::steady_clock::now();
+        for (;;) {
+            int64_t slice = kSliceMs;
+            if (timeout_ms >= 0) {
+                auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                                   start)
+                                 .count();
+                slice = std::max<int64_t>(0, std::min<int64_t>(kSliceMs, timeout_ms - spent));
+            }
+            Outcome o;
+            {
+                py::gil_scoped_release nogil;
+                o.capture(wsg_completion_wait(c, slice));
+            }
+            if (o.st == WSG_OK) break;
+            if (o.st != WSG_ETIMEOUT) o.raise_if_failed();
+            if (timeout_ms >= 0 && slice < kSliceMs)
+                raise_status(WSG_ETIMEOUT, std::string(what) + ": no answer within " +
+                                               std::to_string(timeout_ms) +
+                                               " ms (the call goes on; its answer will be discarded)");
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        }
+        return result_tuple(wsg_completion_result(c), kind);
     }
 
     template <class F>
@@ -1179,5 +1400,25 @@ PYBIND11_MODULE(_core, m) {
         .def("broadcast_except", &Server::broadcast_except, py::arg("except_conn"), py::arg("message"),
              "Send to every open connection but one.")
         .def("send_many", &Server::send_many, py::arg("conns"), py::arg("message"),
-             "Send one message to several connections.");
+             "Send one message to several connections.")
+        .def("topic_presence", &Server::topic_presence, py::arg("topic"), py::arg("fn"),
+             "wsg_topic_presence: fn(status, message, [(conn, user_id, since_ms)]) runs once with the answer.")
+        .def("topic_presence_wait", &Server::topic_presence_wait, py::arg("topic"), py::arg("timeout_ms"),
+             "wsg_topic_presence waited for (GIL released): (status, message, entries).")
+        .def("user_presence", &Server::user_presence, py::arg("user_id"), py::arg("fn"),
+             "wsg_user_presence: fn(status, message, [(conn, user_id, since_ms)]) runs once with the answer.")
+        .def("user_presence_wait", &Server::user_presence_wait, py::arg("user_id"), py::arg("timeout_ms"),
+             "wsg_user_presence waited for (GIL released): (status, message, entries).")
+        .def("session_set", &Server::session_set, py::arg("key"), py::arg("value"), py::arg("ttl_ms"),
+             py::arg("fn"), "wsg_session_set: fn(status, message, None) runs once with the answer (None: no callback).")
+        .def("session_set_wait", &Server::session_set_wait, py::arg("key"), py::arg("value"), py::arg("ttl_ms"),
+             py::arg("timeout_ms"), "wsg_session_set waited for (GIL released): (status, message, None).")
+        .def("session_get", &Server::session_get, py::arg("key"), py::arg("fn"),
+             "wsg_session_get: fn(status, message, value bytes or None) runs once with the answer.")
+        .def("session_get_wait", &Server::session_get_wait, py::arg("key"), py::arg("timeout_ms"),
+             "wsg_session_get waited for (GIL released): (status, message, value bytes or None).")
+        .def("session_delete", &Server::session_delete, py::arg("key"), py::arg("fn"),
+             "wsg_session_delete: fn(status, message, None) runs once with the answer (None: no callback).")
+        .def("session_delete_wait", &Server::session_delete_wait, py::arg("key"), py::arg("timeout_ms"),
+             "wsg_session_delete waited for (GIL released): (status, message, None).");
 }

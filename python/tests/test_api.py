@@ -123,11 +123,19 @@ def opened(conn: wsgate.Connection) -> None:
 
 port: int = server.port
 names = [o.name for o in wsgate.options()]
+here: list[wsgate.Presence] = server.topic_presence("room", timeout=1.5)
+nodes = [p.node for p in server.user_presence("u")]
+cart: Optional[bytes] = server.session_get("cart")
+server.session_set("cart", b"v", ttl=60, timeout=2)
+server.session_delete("cart", callback=lambda result, error: None)
+server.user_presence("u", callback=lambda result, error: print(result, error))
 
 async def main() -> None:
     a = AsyncServer(port=0)
     a.on_auth(lambda request: request.header("x-user"))
     async with a:
+        seen: list[wsgate.Presence] = await a.topic_presence("room", timeout=1.0)
+        value: Optional[bytes] = await a.session_get("k")
         async for ev in a.events():
             if ev.kind == "message" and ev.message is not None:
                 uid: Optional[str] = ev.conn.user_id

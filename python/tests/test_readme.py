@@ -103,6 +103,7 @@ DRIVERS = {
 CHECKS = {
     "echo": lambda out, err: "left: 1001" in err,
     "options": lambda out, err: "listen.port" in out and "WSG_EINVAL option 'listen.port'" in out,
+    "presence": lambda out, err: out.splitlines() == ["b'{\"items\": 3}'", "[]", "None"],
 }
 
 

@@ -18,7 +18,10 @@ loop and every blocking call run without it. ``send``, ``close`` and
 ``broadcast`` work from any thread. ``@server.on_auth`` decides on
 upgrade requests (``auth.mode`` ``callback`` or ``jwt+callback``) and
 ``conn.user_id`` / ``conn.claims`` tell who connected. ``conn.queue_policy``,
-``conn.queued_bytes`` and ``@server.on_drain`` handle slow readers. Errors are :class:`WsgateError`
+``conn.queued_bytes`` and ``@server.on_drain`` handle slow readers.
+``server.topic_presence``, ``server.user_presence`` and
+``server.session_set/get/delete`` ask the cluster (or this instance alone)
+who is where and keep small session data. Errors are :class:`WsgateError`
 subclasses carrying the core's status and message. The core's structured log
 events go to the ``"wsgate"`` logger. :mod:`wsgate.aio` delivers events to
 an asyncio loop. See python/README.md for the whole guide.
@@ -48,6 +51,7 @@ from ._errors import (
     TLSError,
     WsgateError,
 )
+from ._results import Presence
 from ._server import (
     QUEUE_POLICIES,
     RECONNECT_ADVICE,
@@ -64,6 +68,7 @@ __all__ = [
     "Connection",
     "AuthRequest",
     "Message",
+    "Presence",
     "QUEUE_POLICIES",
     "RECONNECT_ADVICE",
     "close_code_advice",

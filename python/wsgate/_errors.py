@@ -188,3 +188,10 @@ _BY_STATUS: Dict[Optional[int], Type[WsgateError]] = {
 # Statuses a newer core may add map to the base class.
 _BY_STATUS[None] = WsgateError
 _core._set_error_classes(_BY_STATUS)
+
+
+def error_for(status: int, message: str) -> WsgateError:
+    """The exception for a status the core answered with (a newer core's
+    unknown status gets the base class)."""
+    cls = _BY_STATUS.get(int(status), WsgateError)
+    return cls(message, int(status))

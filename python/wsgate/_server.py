@@ -5,16 +5,19 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import signal
 import threading
 import types
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, cast
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, cast,
+                    overload)
 
 from . import _core as _native
 from ._auth import AuthRequest, _decide, _parse_claims
 from ._config import Config, OptionValue, option_name
 from ._errors import BusyError, InvalidArgumentError, NotFoundError, Status
+from ._results import Presence, ResultCallback, outcome, value_or_raise
 
 __all__ = ["Server", "Connection", "Message", "QUEUE_POLICIES", "RECONNECT_ADVICE", "close_code_advice", "logger"]
 
@@ -822,6 +825,113 @@ class Server:
         NotFoundError when it has none. Any thread."""
         self._core.close_user(user, code, reason)
 
+    # ---------------------------------------------------------------- presence and session data
+
+    @overload
+    def topic_presence(self, topic: str, *, timeout: Optional[float] = None) -> List[Presence]: ...
+    @overload
+    def topic_presence(self, topic: str, *, callback: ResultCallback) -> None: ...
+
+    def topic_presence(self, topic: str, *, timeout: Optional[float] = None,
+                       callback: Optional[ResultCallback] = None) -> Optional[List[Presence]]:
+        """Every connection subscribed to ``topic`` on every instance of the
+        cluster (this instance's alone without ``cluster.redis``), as a list
+        of :class:`~wsgate.Presence` (``conn``, ``user_id``, ``node``,
+        ``since``: when it subscribed).
+
+        Blocks until the answer comes (the GIL released), at most
+        ``timeout`` seconds (None: no limit of yours; the core answers
+        within ``cluster.command_timeout_ms`` anyway) and raises
+        :class:`~wsgate.TimedOutError` after that. Raises ClusterError when
+        Redis is down, hung or refusing: its ``presence`` attribute then
+        holds this instance's own entries. StateError when the server is not
+        running (or stops before the answer); InvalidArgumentError for a bad
+        topic.
+
+        In a handler (the service thread, which the answer needs) the
+        blocking form raises :class:`~wsgate.BusyError`: pass
+        ``callback=fn`` instead. The call then returns None at once and
+        ``fn(entries, error)`` runs once on the service thread with the
+        answer (``error`` None, or the WsgateError, with this instance's
+        entries beside a ClusterError); like a handler it must not block, and
+        an exception it raises is logged. :mod:`wsgate.aio` has the same
+        call as an awaitable. Any thread."""
+        if callback is not None:
+            _no_timeout_with(callback, timeout)
+            self._core.topic_presence(topic, _answer_to(callback, "presence", "topic_presence"))
+            return None
+        return cast(List[Presence], value_or_raise(
+            "presence", self._core.topic_presence_wait(topic, _timeout_ms(timeout))))
+
+    @overload
+    def user_presence(self, user_id: str, *, timeout: Optional[float] = None) -> List[Presence]: ...
+    @overload
+    def user_presence(self, user_id: str, *, callback: ResultCallback) -> None: ...
+
+    def user_presence(self, user_id: str, *, timeout: Optional[float] = None,
+                      callback: Optional[ResultCallback] = None) -> Optional[List[Presence]]:
+        """Every open connection of ``user_id`` on every instance (empty when
+        the user is nowhere), as :class:`~wsgate.Presence` entries whose
+        ``since`` is the upgrade's time. Same forms, timeout and errors as
+        :meth:`topic_presence`."""
+        if callback is not None:
+            _no_timeout_with(callback, timeout)
+            self._core.user_presence(user_id, _answer_to(callback, "presence", "user_presence"))
+            return None
+        return cast(List[Presence], value_or_raise(
+            "presence", self._core.user_presence_wait(user_id, _timeout_ms(timeout))))
+
+    def session_set(self, key: str, value: Union[str, bytes, bytearray, memoryview],
+                    ttl: Optional[float] = None, *, timeout: Optional[float] = None,
+                    callback: Optional[ResultCallback] = None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds, shared by every
+        instance (in Redis under ``cluster.prefix``; in this instance's
+        memory without ``cluster.redis``). ``key``: 1..255 bytes of UTF-8
+        (a user id, a session token of yours); ``value``: bytes-like, or str
+        stored as UTF-8, at most ``cluster.session_max_bytes`` (LimitError);
+        ``ttl``: None for ``cluster.session_ttl_ms``. A set replaces the
+        value and its TTL.
+
+        Blocks until stored, like :meth:`topic_presence` (``timeout``,
+        BusyError in a handler, TimedOutError: the write may still happen),
+        or with ``callback=fn`` returns at once and ``fn(None, error)`` runs
+        on the service thread. ClusterError when Redis did not take it.
+        Any thread."""
+        ttl_ms = _ttl_ms(ttl)
+        if callback is not None:
+            _no_timeout_with(callback, timeout)
+            self._core.session_set(key, value, ttl_ms, _answer_to(callback, "none", "session_set"))
+            return
+        value_or_raise("none", self._core.session_set_wait(key, value, ttl_ms, _timeout_ms(timeout)))
+
+    @overload
+    def session_get(self, key: str, *, timeout: Optional[float] = None) -> Optional[bytes]: ...
+    @overload
+    def session_get(self, key: str, *, callback: ResultCallback) -> None: ...
+
+    def session_get(self, key: str, *, timeout: Optional[float] = None,
+                    callback: Optional[ResultCallback] = None) -> Optional[bytes]:
+        """The value stored under ``key`` (bytes, whatever instance stored
+        it), or None when there is none or it expired. Same forms, timeout
+        and errors as :meth:`session_set`; the callback gets
+        ``fn(value_or_None, error)``."""
+        if callback is not None:
+            _no_timeout_with(callback, timeout)
+            self._core.session_get(key, _answer_to(callback, "value", "session_get"))
+            return None
+        return cast(Optional[bytes], value_or_raise(
+            "value", self._core.session_get_wait(key, _timeout_ms(timeout))))
+
+    def session_delete(self, key: str, *, timeout: Optional[float] = None,
+                       callback: Optional[ResultCallback] = None) -> None:
+        """Remove ``key`` (no error when there was none). Same forms, timeout
+        and errors as :meth:`session_set`."""
+        if callback is not None:
+            _no_timeout_with(callback, timeout)
+            self._core.session_delete(key, _answer_to(callback, "none", "session_delete"))
+            return
+        value_or_raise("none", self._core.session_delete_wait(key, _timeout_ms(timeout)))
+
     # ---------------------------------------------------------------- dispatch (service thread)
 
     def _dispatch_open(self, conn_id: int) -> None:
@@ -907,6 +1017,51 @@ class Server:
         except Exception:
             where = ""
         return f"<wsgate.Server {state}{where}>"
+
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    """A blocking call's wait in ms (-1: no limit); rounded up, so a short
+    timeout still looks once."""
+    if timeout is None:
+        return -1
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise InvalidArgumentError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}",
+                                   Status.EINVAL)
+    if timeout * 1000 >= 2 ** 62:
+        return -1  # past any deadline that matters (math.inf included)
+    return int(math.ceil(timeout * 1000))
+
+
+def _ttl_ms(ttl: Optional[float]) -> int:
+    """session_set's ttl in ms (0: the server's ``cluster.session_ttl_ms``)."""
+    if ttl is None:
+        return 0
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
+        raise InvalidArgumentError(
+            f"ttl must be None (cluster.session_ttl_ms) or a finite number of seconds > 0, not {ttl!r}",
+            Status.EINVAL)
+    return max(1, int(round(ttl * 1000)))
+
+
+def _no_timeout_with(callback: Any, timeout: Optional[float]) -> None:
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+    if timeout is not None:
+        raise TypeError("timeout applies to the blocking form only: with callback= the call "
+                        "returns at once")
+
+
+def _answer_to(callback: ResultCallback, kind: str, what: str) -> Callable[[int, str, Any], None]:
+    """What the glue calls with the core's answer (on the service thread):
+    ``callback(result, error)``, an exception it raises logged."""
+
+    def answer(status: int, message: str, payload: Any) -> None:
+        try:
+            result, error = outcome(kind, (status, message, payload))
+            callback(result, error)
+        except BaseException:
+            logger.exception("wsgate: exception in the %s callback", what)
+    return answer
 
 
 def _catch_sigterm(seen: List[int]) -> Callable[[], None]:

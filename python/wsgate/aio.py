@@ -11,7 +11,10 @@ a connection that is *behind* (its send queue above
 ``limits.queue_high_water_bytes`` because the client reads slower than it is
 fed) waits until the client has caught up (``on_drain``), so a producer loop
 is paced by its reader and no message is lost to a queue policy. Start and
-stop run in the loop's default executor.
+stop run in the loop's default executor. Presence and session data
+(:meth:`AsyncServer.topic_presence`, ``user_presence``, ``session_set``,
+``session_get``, ``session_delete``) are awaitables: the core answers on the
+service thread, which hands the answer to the loop.
 
 ::
 
@@ -41,11 +44,12 @@ import signal
 import threading
 from collections import deque
 from typing import (Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, NamedTuple, Optional, Set,
-                    Tuple, TypeVar, cast)
+                    Tuple, TypeVar, Union, cast)
 
 from ._config import Config, OptionValue
-from ._errors import WsgateError
-from ._server import Connection, Message, Server, _is_async
+from ._errors import Status, TimedOutError, WsgateError
+from ._results import Presence
+from ._server import Connection, Message, Server, _is_async, _timeout_ms
 
 __all__ = ["AsyncServer", "AsyncConnection", "Event"]
 
@@ -576,6 +580,78 @@ class AsyncServer:
         """Send one message to every open connection without blocking the loop."""
         self._server.broadcast(message)
         await asyncio.sleep(0)
+
+    # ---------------------------------------------------------------- presence and session data
+
+    async def topic_presence(self, topic: str, *, timeout: Optional[float] = None) -> List[Presence]:
+        """Every connection subscribed to ``topic`` on every instance, as
+        :meth:`wsgate.Server.topic_presence`, awaited without blocking the
+        loop (the core's answer is handed to it with
+        ``loop.call_soon_threadsafe``). ``timeout`` seconds: then
+        :class:`wsgate.TimedOutError`. Raises what the blocking form raises
+        (ClusterError with this instance's entries in ``presence``...); it
+        can be awaited from handlers too."""
+        return cast(List[Presence], await self._answer(
+            lambda done: self._server.topic_presence(topic, callback=done), timeout, "topic_presence"))
+
+    async def user_presence(self, user_id: str, *, timeout: Optional[float] = None) -> List[Presence]:
+        """Every open connection of ``user_id`` on every instance
+        (:meth:`wsgate.Server.user_presence`), awaited like
+        :meth:`topic_presence`."""
+        return cast(List[Presence], await self._answer(
+            lambda done: self._server.user_presence(user_id, callback=done), timeout, "user_presence"))
+
+    async def session_set(self, key: str, value: Union[str, bytes, bytearray, memoryview],
+                          ttl: Optional[float] = None, *, timeout: Optional[float] = None) -> None:
+        """Store session data (:meth:`wsgate.Server.session_set`), awaited
+        like :meth:`topic_presence`."""
+        await self._answer(lambda done: self._server.session_set(key, value, ttl, callback=done),
+                           timeout, "session_set")
+
+    async def session_get(self, key: str, *, timeout: Optional[float] = None) -> Optional[bytes]:
+        """The session value under ``key`` or None
+        (:meth:`wsgate.Server.session_get`), awaited like
+        :meth:`topic_presence`."""
+        return cast(Optional[bytes], await self._answer(
+            lambda done: self._server.session_get(key, callback=done), timeout, "session_get"))
+
+    async def session_delete(self, key: str, *, timeout: Optional[float] = None) -> None:
+        """Remove session data (:meth:`wsgate.Server.session_delete`),
+        awaited like :meth:`topic_presence`."""
+        await self._answer(lambda done: self._server.session_delete(key, callback=done),
+                           timeout, "session_delete")
+
+    async def _answer(self, start: Callable[[Callable[[Any, Optional[WsgateError]], None]], None],
+                      timeout: Optional[float], what: str) -> Any:
+        """Makes a call in its callback form and awaits its answer: the
+        callback runs on the service thread and only hands the outcome to
+        this loop. A call the core refuses raises here at once."""
+        wait_ms = _timeout_ms(timeout)  # checks it
+        loop = asyncio.get_running_loop()
+        future: "asyncio.Future[Any]" = loop.create_future()
+
+        def settle(result: Any, error: Optional[WsgateError]) -> None:
+            if future.done():
+                return  # timed out or cancelled meanwhile: the answer is dropped
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def done(result: Any, error: Optional[WsgateError]) -> None:  # service thread
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
+
+        start(done)
+        if wait_ms < 0:
+            return await future
+        try:
+            return await asyncio.wait_for(future, wait_ms / 1000)
+        except asyncio.TimeoutError:
+            raise TimedOutError(f"{what}: no answer within {wait_ms} ms (the call goes on; its answer "
+                                "will be discarded)", Status.ETIMEOUT) from None
 
     # ---------------------------------------------------------------- service thread side
 

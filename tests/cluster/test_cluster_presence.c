@@ -281,10 +281,12 @@ static void presence_on_three_instances(void **state) {
     /* A topic whose name could be mistaken for another's keys (the node set
      * of "room" and a node's hash of "room:1" must not meet). */
     assert_int_equal(wsg_conn_subscribe(C->srv, c1.id, "room"), WSG_OK);
-    const int64_t t_sub = unix_now_ms();
     assert_true(WAIT_UNTIL(count(A, 't', "room:1") == 3 && count(B, 't', "room:1") == 3 &&
                                count(C, 't', "room:1") == 3,
                            3000));
+    /* A subscription from this thread is stamped when the service thread
+     * runs it (the mailbox), so after the call returns but before it shows. */
+    const int64_t t_sub = unix_now_ms();
     answer x = ask(A, 't', "room:1"), y = ask(B, 't', "room:1"), z = ask(C, 't', "room:1");
     same_answers(&x, &y);
     same_answers(&x, &z);
@@ -481,6 +483,41 @@ static void presence_when_the_lease_is_taken(void **state) {
     rp_free(redis);
 }
 
+/* A server stopped and started again takes a fresh node number: its old
+ * connections are gone and it gave the lease back, so another instance may
+ * hold the old number by now (here: an intruder's lease on it). */
+static void restart_takes_a_fresh_node_number(void **state) {
+    (void)state;
+    redis_proc *redis = rp_start(NULL);
+    assert_non_null(redis);
+    tsrv *A = instance(redis->address, "pr", NULL);
+    assert_non_null(A);
+    assert_true(WAIT_UNTIL(cluster_up(A), 5000));
+    client a1 = open_user(A, "alice");
+    const uint16_t old = node_of(a1.id);
+    assert_true(old != 0);
+    wsc_free(a1.c);
+    assert_int_equal(wsg_server_stop(A->srv), WSG_OK);
+    char lease[64];
+    snprintf(lease, sizeof lease, "pr:lease:%u", old);
+    char *reply = rp_query(redis, 2, (const char *[]){"EXISTS", lease});
+    assert_non_null(reply);
+    assert_string_equal(reply, "0"); /* given back at the clean stop */
+    free(reply);
+    reply = rp_query(redis, 3, (const char *[]){"SET", lease, "intruder"});
+    assert_non_null(reply);
+    free(reply);
+    assert_int_equal(wsg_server_start(A->srv), WSG_OK);
+    assert_int_equal(wsg_server_port(A->srv, &A->port), WSG_OK); /* port 0: a new one */
+    assert_true(WAIT_UNTIL(cluster_up(A), 5000));
+    client a2 = open_user(A, "alice");
+    assert_true(node_of(a2.id) != 0 && node_of(a2.id) != old);
+    assert_int_equal(tsrv_log_count(A, "cluster_node_conflict"), 0);
+    wsc_free(a2.c);
+    assert_int_equal(tsrv_free(A), 0);
+    rp_free(redis);
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "child") == 0) return child_main(argv[2], argv[3], argv[4]);
     const struct CMUnitTest tests[] = {
@@ -489,6 +526,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(presence_of_a_dead_or_frozen_instance),
         cmocka_unit_test(presence_after_redis_restart),
         cmocka_unit_test(presence_when_the_lease_is_taken),
+        cmocka_unit_test(restart_takes_a_fresh_node_number),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

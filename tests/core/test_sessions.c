@@ -3,9 +3,10 @@
  *   - set, get, delete, replace; absent and expired keys (WSG_ENOTFOUND);
  *   - bad arguments are refused at once and never answered;
  *   - wsg_completion_wait: WSG_ETIMEOUT before the answer, WSG_EBUSY on the
- *     service thread, WSG_EINVAL on a completion no call answers;
+ *     service thread, a completion waited on before its call is made;
  *   - a completion freed before its answer (ASan: no leak, no use after free);
- *   - the answer never runs inside the call, even on the service thread;
+ *   - the answer never runs inside the call, even on the service thread
+ *     (presence too);
  *   - a stop with calls pending answers each exactly once (WSG_ESTATE for
  *     those it did not carry out). */
 #include <stdarg.h>
@@ -197,17 +198,18 @@ static void results_and_completions_invalid(void **state) {
     assert_int_equal(wsg_completion_wait(NULL, 0), WSG_EINVAL);
     assert_null(wsg_completion_result(NULL));
     wsg_completion_free(NULL);
-    /* A completion no call was made with: waiting would never end. */
+    /* A completion no call was made with (yet): not answered. */
     wsg_completion *c = NULL;
     assert_int_equal(wsg_completion_new(&c), WSG_OK);
-    assert_int_equal(wsg_completion_wait(c, -1), WSG_EINVAL);
+    assert_int_equal(wsg_completion_wait(c, 0), WSG_ETIMEOUT);
+    assert_int_equal(wsg_completion_wait(c, 10), WSG_ETIMEOUT);
     assert_null(wsg_completion_result(c));
 
     wsg_server *s = listening(NULL);
     assert_int_equal(wsg_session_get(s, "k", wsg_completion_callback, NULL), WSG_EINVAL);
-    /* A refused call leaves the completion unused. */
+    /* A refused call leaves the completion unused: a later call may use it. */
     assert_int_equal(wsg_session_get(s, "", wsg_completion_callback, c), WSG_EINVAL);
-    assert_int_equal(wsg_completion_wait(c, 0), WSG_EINVAL);
+    assert_int_equal(wsg_completion_wait(c, 0), WSG_ETIMEOUT);
     assert_int_equal(wsg_session_get(s, "k", wsg_completion_callback, c), WSG_OK);
     /* One call per completion. */
     assert_int_equal(wsg_session_get(s, "k", wsg_completion_callback, c), WSG_EINVAL);
@@ -277,7 +279,8 @@ typedef struct {
     wsg_completion *c;
     int wait_status;   /* wsg_completion_wait inside the handler */
     int answered_in_call; /* the callback ran inside wsg_session_get */
-    answers a;
+    int presence_in_call; /* the same for wsg_topic_presence (answered locally) */
+    answers a, p;
 } in_handler;
 
 static void on_open_call(wsg_server *s, wsg_conn_id id, void *user) {
@@ -285,6 +288,8 @@ static void on_open_call(wsg_server *s, wsg_conn_id id, void *user) {
     in_handler *h = (in_handler *)user;
     if (wsg_session_set(s, "h", "v", 1, 0, answers_cb, &h->a) != WSG_OK) return;
     h->answered_in_call = answers_calls(&h->a) != 0;
+    if (wsg_topic_presence(s, "t", answers_cb, &h->p) != WSG_OK) return;
+    h->presence_in_call = answers_calls(&h->p) != 0;
     if (wsg_session_get(s, "h", wsg_completion_callback, h->c) != WSG_OK) return;
     h->wait_status = (int)wsg_completion_wait(h->c, 100);
 }
@@ -295,6 +300,7 @@ static void wait_on_the_service_thread(void **state) {
     memset(&h, 0, sizeof h);
     h.wait_status = -1;
     answers_init(&h.a);
+    answers_init(&h.p);
     assert_int_equal(wsg_completion_new(&h.c), WSG_OK);
     wsg_config *cfg = NULL;
     assert_int_equal(wsg_config_new(&cfg), WSG_OK);
@@ -310,11 +316,15 @@ static void wait_on_the_service_thread(void **state) {
     assert_int_equal(wsg_server_port(s, &port), WSG_OK);
     wsc *client = wsc_connect("127.0.0.1", port, "/", NULL, 3000, &status);
     assert_non_null(client);
-    /* This thread may wait: the answer comes on the service thread. */
+    /* This thread may wait, also before the handler made the call (the
+     * client may see the upgrade before on_open ran): the answer comes on
+     * the service thread. */
     assert_int_equal(wsg_completion_wait(h.c, 3000), WSG_OK);
     assert_int_equal(h.wait_status, WSG_EBUSY);
     assert_int_equal(h.answered_in_call, 0);
+    assert_int_equal(h.presence_in_call, 0);
     assert_int_equal(answers_wait(&h.a, 1, 3000), WSG_OK);
+    assert_int_equal(answers_wait(&h.p, 1, 3000), WSG_OK);
     const void *data;
     size_t len;
     assert_int_equal(wsg_result_value(wsg_completion_result(h.c), &data, &len), WSG_OK);
@@ -323,6 +333,7 @@ static void wait_on_the_service_thread(void **state) {
     wsg_server_free(s);
     wsg_completion_free(h.c);
     answers_destroy(&h.a);
+    answers_destroy(&h.p);
 }
 
 /* ---- stop with calls pending: each callback once */

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -665,6 +666,248 @@ void test_throwing_authenticator_refuses() {
     REQUIRE(rec.errors.size() == 1 && rec.errors[0] == "on_auth|auth backend down|0");
 }
 
+// A callback for results that counts its live copies (as Counted does).
+struct CountedResult {
+    std::shared_ptr<std::atomic<int>> live;
+    std::shared_ptr<std::atomic<int>> calls;
+    explicit CountedResult(std::shared_ptr<std::atomic<int>> l, std::shared_ptr<std::atomic<int>> c)
+        : live(std::move(l)), calls(std::move(c)) {
+        ++*live;
+    }
+    CountedResult(const CountedResult &o) : live(o.live), calls(o.calls) { ++*live; }
+    CountedResult(CountedResult &&o) noexcept : live(o.live), calls(o.calls) { ++*live; }
+    CountedResult &operator=(const CountedResult &) = delete;
+    ~CountedResult() { --*live; }
+    void operator()(wsgate::ServerRef, const wsgate::Result &) const { ++*calls; }
+};
+
+// A server whose authenticator takes the user id from the x-user header.
+wsgate::Config user_config() {
+    wsgate::Config cfg = test_config();
+    cfg.set("auth.mode", "callback");
+    return cfg;
+}
+void accept_x_user(wsgate::Server &srv) {
+    srv.on_auth([](wsgate::ServerRef, wsgate::AuthRequest &req) {
+        std::optional<std::string_view> user = req.header("x-user");
+        req.accept(user ? std::string(*user) : std::string());
+    });
+}
+
+std::int64_t unix_ms_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void test_presence_local() {
+    Record rec;
+    wsgate::Server srv(user_config());
+    record_handlers(srv, rec, false);
+    accept_x_user(srv);
+    // Not running: the call is refused at once, and a callback is not kept.
+    auto live = std::make_shared<std::atomic<int>>(0), calls = std::make_shared<std::atomic<int>>(0);
+    REQUIRE_ERROR(srv.topic_presence("news"), wsgate::Status::kESTATE);
+    REQUIRE_ERROR(srv.topic_presence("news", CountedResult(live, calls)), wsgate::Status::kESTATE);
+    REQUIRE(*live == 0 && *calls == 0);
+    srv.start();
+    int port = srv.port();
+    std::int64_t before = unix_ms_now();
+    Client a(port, "/", "x-user: ann\r\n");
+    REQUIRE(a.ok() && wait_until([&] { return rec.open_count() == 1; }));
+    Client b(port, "/", "x-user: bob\r\n");
+    REQUIRE(b.ok() && wait_until([&] { return rec.open_count() == 2; }));
+    Client c(port, "/", "x-user: ann\r\n");
+    REQUIRE(c.ok() && wait_until([&] { return rec.open_count() == 3; }));
+    wsgate::ConnId ann1 = rec.open_at(0), bob = rec.open_at(1), ann2 = rec.open_at(2);
+    srv.subscribe(ann1, "news");
+    srv.subscribe(bob, "news");
+    REQUIRE(wait_until([&] { return srv.topic_subscribers("news").size() == 2; }));
+
+    // Blocking: the values, copied.
+    std::vector<wsgate::Presence> news = srv.topic_presence("news");
+    REQUIRE(news.size() == 2);
+    std::map<wsgate::ConnId, wsgate::Presence> by_conn;
+    for (const auto &p : news) by_conn[p.conn] = p;
+    REQUIRE(by_conn.count(ann1) && by_conn.count(bob));
+    REQUIRE(by_conn[ann1].user_id == "ann" && by_conn[bob].user_id == "bob");
+    REQUIRE(by_conn[ann1].since_ms >= before - 1000 && by_conn[ann1].since_ms <= unix_ms_now() + 1000);
+    REQUIRE(by_conn[ann1].node() == (ann1.value() >> 48));
+    std::vector<wsgate::Presence> ann = srv.user_presence("ann", std::chrono::seconds(5));
+    REQUIRE(ann.size() == 2);
+    REQUIRE((ann[0].conn == ann1 && ann[1].conn == ann2) || (ann[0].conn == ann2 && ann[1].conn == ann1));
+    REQUIRE(ann[0].user_id == "ann" && ann[0].since_ms >= before - 1000);
+    REQUIRE(srv.user_presence("nobody").empty());
+    REQUIRE(srv.topic_presence("nobody-follows").empty());
+    std::error_code ec;
+    REQUIRE(srv.topic_presence("news", wsgate::wait_forever, ec).size() == 2 && !ec);
+
+    // Bad input: the core's status and message, in both forms.
+    std::string msg = REQUIRE_ERROR(srv.topic_presence(""), wsgate::Status::kEINVAL);
+    REQUIRE(!msg.empty());
+    REQUIRE(srv.user_presence("", wsgate::wait_forever, ec).empty() && ec == wsgate::Status::kEINVAL);
+    REQUIRE_ERROR(srv.topic_presence("news", wsgate::ResultCallback()), wsgate::Status::kEINVAL);
+
+    // The callback form: runs once on the service thread with a view of the
+    // result, and its callable is freed right after.
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<wsgate::Presence> got;
+    bool done = false;
+    std::thread::id service_thread;
+    srv.user_presence("ann", [&](wsgate::ServerRef s, const wsgate::Result &r) {
+        std::lock_guard<std::mutex> lock(mu);
+        REQUIRE(s.handle() == srv.handle() && r.ok() && !r.error() && r.message().empty());
+        REQUIRE(r.size() == 2 && !r.empty() && !r.value());
+        REQUIRE(r.at(0).user_id == "ann");
+        REQUIRE_ERROR(r.at(2), wsgate::Status::kEINVAL);
+        // Waiting here would never end: refused before the call is made.
+        REQUIRE_ERROR(s.user_presence("ann"), wsgate::Status::kEBUSY);
+        got = r.presence();
+        service_thread = std::this_thread::get_id();
+        done = true;
+        cv.notify_all();
+    });
+    {
+        std::unique_lock<std::mutex> lock(mu);
+        REQUIRE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return done; }));
+        REQUIRE(got.size() == 2 && service_thread != std::this_thread::get_id());
+    }
+    srv.topic_presence("news", CountedResult(live, calls));
+    REQUIRE(wait_until([&] { return *calls == 1 && *live == 0; }));
+
+    // A throwing callback is reported (stderr) and freed; the server serves on.
+    srv.topic_presence("news", [live](wsgate::ServerRef, const wsgate::Result &) {
+        throw std::runtime_error("result callback failed (expected by the test)");
+    });
+    REQUIRE(wait_until([&] { return live.use_count() == 1; }));
+    REQUIRE(srv.topic_presence("news").size() == 2);
+    std::lock_guard<std::mutex> lock(rec.mu);
+    REQUIRE(rec.errors.empty());
+}
+
+void test_session_local() {
+    wsgate::Server srv(test_config());
+    REQUIRE_ERROR(srv.session_get("k"), wsgate::Status::kESTATE);
+    srv.start();
+
+    REQUIRE(!srv.session_get("k").has_value());
+    const std::string value("bin\0ary", 7);
+    srv.session_set("k", value);
+    std::optional<std::string> got = srv.session_get("k");
+    REQUIRE(got && *got == value);
+    srv.session_set("k", std::string("second"), std::chrono::minutes(5), std::chrono::seconds(5));
+    REQUIRE(srv.session_get("k", std::chrono::seconds(5)) == std::string("second"));
+    srv.session_set("empty", wsgate::Bytes());
+    REQUIRE(srv.session_get("empty") == std::string());
+    srv.session_delete("k");
+    REQUIRE(!srv.session_get("k").has_value());
+    srv.session_delete("k");  // absent: not an error
+
+    // A short TTL ends the value (the in-memory store keeps Redis' rules).
+    srv.session_set("brief", std::string("x"), std::chrono::milliseconds(50));
+    REQUIRE(wait_until([&] { return !srv.session_get("brief").has_value(); }, 3000));
+
+    // Bad input: refused before anything is stored.
+    REQUIRE_ERROR(srv.session_set("", std::string("v")), wsgate::Status::kEINVAL);
+    REQUIRE_ERROR(srv.session_set(std::string(256, 'k'), std::string("v")), wsgate::Status::kEINVAL);
+    REQUIRE_ERROR(srv.session_set("neg", std::string("v"), std::chrono::milliseconds(-1)), wsgate::Status::kEINVAL);
+    REQUIRE_ERROR(srv.session_set("big", std::string(65537, 'b')), wsgate::Status::kELIMIT);
+    REQUIRE(!srv.session_get("big").has_value() && !srv.session_get("neg").has_value());
+    REQUIRE_ERROR(srv.session_get("k", wsgate::ResultCallback()), wsgate::Status::kEINVAL);
+    std::error_code ec;
+    srv.session_set("", std::string("v"), std::chrono::milliseconds(0), wsgate::wait_forever, ec);
+    REQUIRE(ec == wsgate::Status::kEINVAL);
+    REQUIRE(!srv.session_get("", wsgate::wait_forever, ec) && ec == wsgate::Status::kEINVAL);
+    srv.session_delete("", wsgate::wait_forever, ec);
+    REQUIRE(ec == wsgate::Status::kEINVAL);
+    srv.session_set("ok", std::string("1"), std::chrono::milliseconds(0), wsgate::wait_forever, ec);
+    REQUIRE(!ec && srv.session_get("ok", wsgate::wait_forever, ec) == std::string("1") && !ec);
+
+    // Callback forms: the value as a view; absent is kENOTFOUND; set and
+    // delete may go without a callback.
+    std::atomic<int> answered{0};
+    std::string seen;
+    std::mutex mu;
+    srv.session_set("cb", std::string("via callback"), std::chrono::milliseconds(0),
+                    [&](wsgate::ServerRef, const wsgate::Result &r) {
+                        REQUIRE(r.ok() && !r.value());
+                        ++answered;
+                    });
+    srv.session_get("cb", [&](wsgate::ServerRef, const wsgate::Result &r) {
+        std::lock_guard<std::mutex> lock(mu);
+        auto v = r.value();
+        seen = v ? v->to_string() : "<none>";
+        ++answered;
+    });
+    srv.session_get("absent", [&](wsgate::ServerRef, const wsgate::Result &r) {
+        std::lock_guard<std::mutex> lock(mu);
+        REQUIRE(r.status() == wsgate::Status::kENOTFOUND && r.error() == wsgate::Status::kENOTFOUND);
+        REQUIRE(!r.value());
+        ++answered;
+    });
+    REQUIRE(wait_until([&] { return answered == 3; }));
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        REQUIRE(seen == "via callback");
+    }
+    srv.session_delete("cb", nullptr);
+    srv.session_set("nobody-told", std::string("v"), std::chrono::milliseconds(0), nullptr);
+    REQUIRE(wait_until([&] { return !srv.session_get("cb").has_value(); }));
+    REQUIRE(srv.session_get("nobody-told") == std::string("v"));
+    srv.stop();
+    REQUIRE_ERROR(srv.session_set("k", std::string("v")), wsgate::Status::kESTATE);
+}
+
+void test_session_from_handler_and_timeout() {
+    wsgate::Server srv(test_config());
+    std::atomic<int> busy{0};
+    std::atomic<bool> holding{false};
+    srv.on_message([&busy, &holding](wsgate::ServerRef s, wsgate::ConnId id, wsgate::Message m) {
+        if (m.text() == "slow") {
+            holding = true;
+            // Holds the service thread (what a handler must not do), so that
+            // a wait elsewhere gives up.
+            std::this_thread::sleep_for(std::chrono::milliseconds(400));
+            return;
+        }
+        // Blocking from a handler: kEBUSY at once, and nothing was stored.
+        try {
+            s.session_set("from-handler", std::string("no"));
+        } catch (const wsgate::Error &e) {
+            if (e.status() == wsgate::Status::kEBUSY) ++busy;
+        }
+        std::error_code ec;
+        s.session_get("from-handler", wsgate::wait_forever, ec);
+        if (ec == wsgate::Status::kEBUSY) ++busy;
+        // The callback form is the way: the answer goes back to the client.
+        s.session_set("greeting", m.bytes(), std::chrono::milliseconds(0), nullptr);
+        s.session_get("greeting", [id](wsgate::ServerRef s2, const wsgate::Result &r) {
+            auto v = r.value();
+            s2.send(id, wsgate::text(v ? v->chars() : std::string_view("none")));
+        });
+    });
+    srv.start();
+    Client c(srv.port());
+    REQUIRE(c.ok());
+    c.text("hello");
+    REQUIRE(c.recv() == "T:hello");
+    REQUIRE(busy == 2);
+    REQUIRE(!srv.session_get("from-handler").has_value());
+
+    c.text("slow");
+    REQUIRE(wait_until([&] { return holding.load(); }));
+    auto t0 = std::chrono::steady_clock::now();
+    std::string msg = REQUIRE_ERROR(srv.session_get("greeting", std::chrono::milliseconds(50)),
+                                    wsgate::Status::kETIMEOUT);
+    auto waited = std::chrono::steady_clock::now() - t0;
+    REQUIRE(msg.find("50 ms") != std::string::npos);
+    REQUIRE(waited >= std::chrono::milliseconds(40) && waited < std::chrono::milliseconds(350));
+    // The answer that came after the wait gave up is dropped, not leaked;
+    // the next call is answered.
+    REQUIRE(srv.session_get("greeting", std::chrono::seconds(5)) == std::string("hello"));
+}
+
 }  // namespace
 
 int main() {
@@ -684,6 +927,9 @@ int main() {
         {"handler_lifetime", test_handler_lifetime},
         {"throwing_handlers", test_throwing_handlers},
         {"throwing_authenticator_refuses", test_throwing_authenticator_refuses},
+        {"presence_local", test_presence_local},
+        {"session_local", test_session_local},
+        {"session_from_handler_and_timeout", test_session_from_handler_and_timeout},
     };
     int failed = 0;
     for (const Case &c : cases) {

@@ -1,7 +1,8 @@
 // libFuzzer target for what the cluster reads from Redis and from its
 // settings: the envelope every instance publishes (lib/cluster/envelope.h),
-// a close's body inside it, a connection id as a target, and cluster.redis
-// (lib/cluster/address.h).
+// a close's body inside it, a connection id as a target, cluster.redis
+// (lib/cluster/address.h), and presence entries as the reader script returns
+// them (lib/cluster/presence_keys.h).
 //
 // Build (clang only) and run:
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWSGATE_FUZZ=ON
@@ -18,14 +19,17 @@
 // inside the input and encode back to the same bytes; a close body parses
 // back to what close_body wrote; an 8-byte target round-trips; an address
 // that parses prints as text that parses to the same address, and a socket
-// path holds no NUL.
+// path holds no NUL; a presence value that decodes encodes to one that
+// decodes the same, and parsed entries have a node in 1..65535.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cluster/address.h"
 #include "cluster/envelope.h"
+#include "cluster/presence_keys.h"
 
 namespace {
 
@@ -90,6 +94,38 @@ void fuzz_address(std::string_view text) {
     check(b.host == a.host && b.port == a.port && b.unix_path == a.unix_path);
 }
 
+// The bytes as presence values, and split at '\n' into node, connection,
+// value triples as the reader script's reply.
+void fuzz_presence(std::string_view text) {
+    for (char kind : {'t', 'u'}) {
+        int64_t since = 0;
+        std::string user;
+        if (wsgate::decode_presence_value(kind, text, &since, &user)) {
+            check(since >= 0);
+            int64_t since2 = -1;
+            std::string user2;
+            check(wsgate::decode_presence_value(kind, wsgate::encode_presence_value(kind, since, user), &since2,
+                                                &user2));
+            check(since2 == since && user2 == user);
+        }
+    }
+    std::vector<std::string_view> flat;
+    size_t start = 0;
+    for (size_t i = 0; i <= text.size(); i++)
+        if (i == text.size() || text[i] == '\n') {
+            flat.push_back(text.substr(start, i - start));
+            start = i + 1;
+        }
+    std::vector<wsgate::PresenceEntry> out;
+    size_t invalid = 0;
+    if (wsgate::parse_presence_reply('t', "topic", flat, &out, &invalid)) {
+        check(out.size() + invalid == flat.size() / 3);
+        for (const wsgate::PresenceEntry &e : out) check(e.node >= 1 && e.since_ms >= 0);
+    } else {
+        check(flat.size() % 3 != 0);
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -102,5 +138,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_envelope(rest);
         fuzz_address(rest);
     }
+    fuzz_presence(rest);
     return 0;
 }

@@ -673,6 +673,110 @@ static napi_value topic_call(napi_env env, napi_callback_info info, int on) {
 static napi_value server_subscribe(napi_env env, napi_callback_info info) { return topic_call(env, info, 1); }
 static napi_value server_unsubscribe(napi_env env, napi_callback_info info) { return topic_call(env, info, 0); }
 
+/* ------------------------------------------------------------------ presence and session data */
+
+/* Each call takes the id index.js gave it (a safe integer) first; its result
+ * comes back as a WSN_RESULT event with that id. A call the library refuses
+ * at once throws, and no event comes. */
+static int get_call_id(napi_env env, napi_value v, uint64_t *out) {
+    int64_t id = 0;
+    if (get_int(env, v, "a call id", &id) != 0) return -1;
+    if (id < 0) {
+        throw_type(env, "a call id must not be negative");
+        return -1;
+    }
+    *out = (uint64_t)id;
+    return 0;
+}
+
+/* Ends a call made with `call`: on failure frees it and throws. */
+static napi_value call_made(napi_env env, wsn_call *call, wsg_status st) {
+    if (st != WSG_OK) {
+        napi_value r = throw_status(env, st, wsg_last_error()); /* read before anything else */
+        wsn_call_free(call);
+        return r;
+    }
+    return NULL;
+}
+
+/* topicPresence(id, topic) and userPresence(id, userId) */
+static napi_value presence_call(napi_env env, napi_callback_info info, int user) {
+    size_t argc = 2;
+    napi_value argv[2];
+    server_ext *x = unwrap(env, info, &argc, argv);
+    if (!x) return NULL;
+    if (argc < 2) return throw_type(env, user ? "userPresence(id, userId)" : "topicPresence(id, topic)");
+    uint64_t id;
+    if (get_call_id(env, argv[0], &id) != 0) return NULL;
+    char nbuf[512], *heap = NULL;
+    const char *name = get_cstr(env, argv[1], user ? "a user id" : "a topic", nbuf, sizeof nbuf, &heap);
+    if (!name) return NULL;
+    wsn_call *call = wsn_call_new(x->s, id, WSN_OP_PRESENCE);
+    if (!call) {
+        free(heap);
+        return throw_status(env, WSG_ENOMEM, "out of memory");
+    }
+    wsg_status st = user ? wsg_user_presence(x->s->srv, name, wsn_result_callback, call)
+                         : wsg_topic_presence(x->s->srv, name, wsn_result_callback, call);
+    free(heap);
+    return call_made(env, call, st);
+}
+static napi_value server_topic_presence(napi_env env, napi_callback_info info) { return presence_call(env, info, 0); }
+static napi_value server_user_presence(napi_env env, napi_callback_info info) { return presence_call(env, info, 1); }
+
+/* sessionSet(id, key, value, ttlMs) */
+static napi_value server_session_set(napi_env env, napi_callback_info info) {
+    size_t argc = 4;
+    napi_value argv[4];
+    server_ext *x = unwrap(env, info, &argc, argv);
+    if (!x) return NULL;
+    if (argc < 3) return throw_type(env, "sessionSet(id, key, value[, ttlMs])");
+    uint64_t id;
+    if (get_call_id(env, argv[0], &id) != 0) return NULL;
+    int64_t ttl = 0;
+    if (argc >= 4 && !is_nullish(env, argv[3]) && get_int(env, argv[3], "a TTL in ms", &ttl) != 0) return NULL;
+    char kbuf[300], *kheap = NULL;
+    const char *key = get_cstr(env, argv[1], "a session key", kbuf, sizeof kbuf, &kheap);
+    if (!key) return NULL;
+    payload p;
+    if (get_payload(env, argv[2], &p) != 0) {
+        free(kheap);
+        return NULL;
+    }
+    wsn_call *call = wsn_call_new(x->s, id, WSN_OP_NONE);
+    wsg_status st = call ? wsg_session_set(x->s->srv, key, p.data, p.len, ttl, wsn_result_callback, call)
+                         : WSG_ENOMEM;
+    free(p.heap);
+    free(kheap);
+    if (!call) return throw_status(env, WSG_ENOMEM, "out of memory");
+    return call_made(env, call, st);
+}
+
+/* sessionGet(id, key) and sessionDelete(id, key) */
+static napi_value session_key_call(napi_env env, napi_callback_info info, int get) {
+    size_t argc = 2;
+    napi_value argv[2];
+    server_ext *x = unwrap(env, info, &argc, argv);
+    if (!x) return NULL;
+    if (argc < 2) return throw_type(env, get ? "sessionGet(id, key)" : "sessionDelete(id, key)");
+    uint64_t id;
+    if (get_call_id(env, argv[0], &id) != 0) return NULL;
+    char kbuf[300], *kheap = NULL;
+    const char *key = get_cstr(env, argv[1], "a session key", kbuf, sizeof kbuf, &kheap);
+    if (!key) return NULL;
+    wsn_call *call = wsn_call_new(x->s, id, get ? WSN_OP_VALUE : WSN_OP_NONE);
+    if (!call) {
+        free(kheap);
+        return throw_status(env, WSG_ENOMEM, "out of memory");
+    }
+    wsg_status st = get ? wsg_session_get(x->s->srv, key, wsn_result_callback, call)
+                        : wsg_session_delete(x->s->srv, key, wsn_result_callback, call);
+    free(kheap);
+    return call_made(env, call, st);
+}
+static napi_value server_session_get(napi_env env, napi_callback_info info) { return session_key_call(env, info, 1); }
+static napi_value server_session_delete(napi_env env, napi_callback_info info) { return session_key_call(env, info, 0); }
+
 /* ------------------------------------------------------------------ state */
 
 static napi_value server_port(napi_env env, napi_callback_info info) {
@@ -911,6 +1015,11 @@ static napi_value init(napi_env env, napi_value exports) {
         {"info", NULL, server_info, NULL, NULL, NULL, napi_default_method, NULL},
         {"setWantLog", NULL, server_set_want_log, NULL, NULL, NULL, napi_default_method, NULL},
         {"stats", NULL, server_stats, NULL, NULL, NULL, napi_default_method, NULL},
+        {"topicPresence", NULL, server_topic_presence, NULL, NULL, NULL, napi_default_method, NULL},
+        {"userPresence", NULL, server_user_presence, NULL, NULL, NULL, napi_default_method, NULL},
+        {"sessionSet", NULL, server_session_set, NULL, NULL, NULL, napi_default_method, NULL},
+        {"sessionGet", NULL, server_session_get, NULL, NULL, NULL, napi_default_method, NULL},
+        {"sessionDelete", NULL, server_session_delete, NULL, NULL, NULL, napi_default_method, NULL},
     };
     napi_value cls, fn;
     if (napi_define_class(env, "NativeServer", NAPI_AUTO_LENGTH, server_new, NULL,

@@ -129,6 +129,91 @@ static void on_log(wsg_server *srv, wsg_log_level level, const char *event, cons
     funlockfile(stderr);
 }
 
+/* ---- asynchronous results: service thread */
+
+wsn_call *wsn_call_new(wsn_server *s, uint64_t id, int op) {
+    wsn_call *call = calloc(1, sizeof *call);
+    if (!call) return NULL;
+    call->s = s;
+    call->id = id;
+    call->op = op;
+    pthread_mutex_lock(&s->mu);
+    s->refs++;
+    pthread_mutex_unlock(&s->mu);
+    return call;
+}
+
+void wsn_call_free(wsn_call *call) {
+    if (!call) return;
+    wsn_unref(call->s);
+    free(call);
+}
+
+/* Presence entries in the event's bytes, each as conn (8 bytes), since_ms
+ * (8), the user id's length (4) and the user id; read by dispatch_one. */
+#define WSN_ENTRY_HEAD 20
+
+static char *pack_presence(const wsg_result *r, size_t count, size_t *len) {
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *user = "";
+        if (wsg_result_presence(r, i, NULL, &user, NULL) != WSG_OK) return NULL;
+        total += WSN_ENTRY_HEAD + strlen(user);
+    }
+    char *buf = malloc(total ? total : 1);
+    if (!buf) return NULL;
+    char *p = buf;
+    for (size_t i = 0; i < count; i++) {
+        wsg_conn_id conn = 0;
+        const char *user = "";
+        int64_t since = 0;
+        wsg_result_presence(r, i, &conn, &user, &since);
+        uint32_t ulen = (uint32_t)strlen(user);
+        memcpy(p, &conn, 8);
+        memcpy(p + 8, &since, 8);
+        memcpy(p + 16, &ulen, 4);
+        memcpy(p + WSN_ENTRY_HEAD, user, ulen);
+        p += WSN_ENTRY_HEAD + ulen;
+    }
+    *len = total;
+    return buf;
+}
+
+void wsn_result_callback(wsg_server *srv, const wsg_result *r, void *user) {
+    (void)srv;
+    wsn_call *call = user;
+    wsn_server *s = call->s;
+    if (!gone(s)) {
+        const char *msg = wsg_result_message(r);
+        if (!msg) msg = "";
+        size_t mlen = strlen(msg), plen = 0;
+        const void *payload = NULL;
+        char *packed = NULL;
+        wsn_event e = {.kind = WSN_RESULT, .conn = call->id, .a = (int32_t)wsg_result_status(r),
+                       .b = call->op, .split = mlen};
+        if (call->op == WSN_OP_PRESENCE) {
+            e.count = wsg_result_count(r);
+            packed = pack_presence(r, (size_t)e.count, &plen);
+            if (!packed) {
+                /* Out of memory: the call still ends, with no entries. */
+                e.count = 0;
+                e.a = WSG_ENOMEM;
+                msg = "out of memory passing the presence entries to JavaScript";
+                mlen = e.split = strlen(msg);
+            }
+            payload = packed;
+        } else if (call->op == WSN_OP_VALUE && wsg_result_value(r, &payload, &plen) == WSG_OK) {
+            e.c = 1;
+        } else {
+            payload = NULL;
+            plen = 0;
+        }
+        push(s, &e, msg, mlen, payload, plen);
+        free(packed);
+    }
+    wsn_call_free(call);
+}
+
 wsg_status wsn_register_callbacks(wsn_server *s) {
     wsg_status st;
     if ((st = wsg_server_on_open(s->srv, on_open, s, NULL)) != WSG_OK) return st;
@@ -150,6 +235,33 @@ void wsn_unref(wsn_server *s) {
     pthread_mutex_destroy(&s->sig_mu);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* The presence entries packed by pack_presence, as an array of
+ * { conn, userId, node, sinceMs } (userId null when anonymous). */
+static void result_entries(napi_env env, const wsn_event *e, const char *p, napi_value *out) {
+    napi_create_array_with_length(env, (size_t)e->count, out);
+    for (uint64_t i = 0; i < e->count; i++) {
+        uint64_t conn;
+        int64_t since;
+        uint32_t ulen;
+        memcpy(&conn, p, 8);
+        memcpy(&since, p + 8, 8);
+        memcpy(&ulen, p + 16, 4);
+        napi_value obj, v;
+        napi_create_object(env, &obj);
+        napi_create_bigint_uint64(env, conn, &v);
+        napi_set_named_property(env, obj, "conn", v);
+        if (ulen) napi_create_string_utf8(env, p + WSN_ENTRY_HEAD, ulen, &v);
+        else napi_get_null(env, &v);
+        napi_set_named_property(env, obj, "userId", v);
+        napi_create_uint32(env, (uint32_t)(conn >> 48), &v);
+        napi_set_named_property(env, obj, "node", v);
+        napi_create_double(env, (double)since, &v);
+        napi_set_named_property(env, obj, "sinceMs", v);
+        napi_set_element(env, *out, (uint32_t)i, obj);
+        p += WSN_ENTRY_HEAD + ulen;
+    }
 }
 
 /* Calls the dispatcher for one event. */
@@ -194,6 +306,23 @@ static void dispatch_one(napi_env env, napi_value fn, napi_value undef, const ws
         napi_create_string_utf8(env, bytes, e->split, &argv[2]);
         napi_create_string_utf8(env, bytes + e->split, e->len - e->split, &argv[3]);
         argc = 4;
+        break;
+    case WSN_RESULT:
+        /* (kind, call id, status, message, payload): the payload is the
+         * presence entries, the value (a Buffer, or null) or undefined. */
+        napi_create_double(env, (double)e->conn, &argv[1]);
+        napi_create_int32(env, e->a, &argv[2]);
+        napi_create_string_utf8(env, bytes, e->split, &argv[3]);
+        if (e->b == WSN_OP_PRESENCE) {
+            result_entries(env, e, bytes + e->split, &argv[4]);
+        } else if (e->b == WSN_OP_VALUE && e->c) {
+            napi_create_buffer_copy(env, e->len - e->split, bytes + e->split, NULL, &argv[4]);
+        } else if (e->b == WSN_OP_VALUE) {
+            napi_get_null(env, &argv[4]);
+        } else {
+            napi_get_undefined(env, &argv[4]);
+        }
+        argc = 5;
         break;
     default:
         return;

@@ -19,16 +19,21 @@
 #include <wsgate/wsgate.h>
 
 /* Event kinds, as the JavaScript dispatcher (index.js) knows them. */
-enum wsn_kind { WSN_OPEN = 1, WSN_MESSAGE = 2, WSN_CLOSE = 3, WSN_DRAIN = 4, WSN_LOG = 5 };
+enum wsn_kind { WSN_OPEN = 1, WSN_MESSAGE = 2, WSN_CLOSE = 3, WSN_DRAIN = 4, WSN_LOG = 5, WSN_RESULT = 6 };
+
+/* What an asynchronous call's result carries to JavaScript. */
+enum wsn_op { WSN_OP_NONE = 0, WSN_OP_PRESENCE = 1, WSN_OP_VALUE = 2 };
 
 /* One event. Its bytes (a payload, a close reason, or a log event's name and
  * JSON) live in the batch's byte arena at [off, off + len). */
 typedef struct wsn_event {
-    uint64_t conn;
-    uint64_t count; /* drain: bytes still queued */
+    uint64_t conn;  /* result: the call's id (index.js numbers them) */
+    uint64_t count; /* drain: bytes still queued; result: presence entries */
     size_t off, len;
-    size_t split;   /* log: length of the event name; the JSON follows it */
-    int32_t a, b, c; /* message: type; close: code, cause, advice; log: level */
+    size_t split;   /* log: length of the event name; the JSON follows it;
+                     * result: length of the message; the payload follows it */
+    int32_t a, b, c; /* message: type; close: code, cause, advice; log: level;
+                      * result: status, wsn_op, 1 when a value is there */
     uint8_t kind;
 } wsn_event;
 
@@ -79,6 +84,24 @@ typedef struct wsn_server {
     struct wsn_server *prev, *next;
     int busy;
 } wsn_server;
+
+/* One asynchronous call (presence, session data) on its way: its result
+ * goes to JavaScript as a WSN_RESULT event. Holds a reference on the server
+ * until the result came. */
+typedef struct wsn_call {
+    wsn_server *s;
+    uint64_t id;
+    int op; /* enum wsn_op */
+} wsn_call;
+
+/* A call for s (NULL for want of memory); pass wsn_result_callback and it
+ * to the C call, and wsn_call_free it if that call fails. */
+wsn_call *wsn_call_new(wsn_server *s, uint64_t id, int op);
+void wsn_call_free(wsn_call *call);
+
+/* The wsg_result_fn of every call: queues the result and frees the call.
+ * Service thread. */
+void wsn_result_callback(wsg_server *srv, const wsg_result *r, void *user);
 
 /* Registers the trampolines with s->srv (before it listens). */
 wsg_status wsn_register_callbacks(wsn_server *s);

@@ -3,7 +3,9 @@ package main
 // The chat itself, as examples/chat/chat.c: connections become members of
 // rooms (topics "room:NAME"), messages become JSON published to the room,
 // and the commands /who and /msg. Every handler runs on wsgate's service
-// thread, one at a time, so the state here needs no lock.
+// thread, one at a time, so the state here needs no lock; /who and /msg
+// wait for presence (which may ask Redis) in a goroutine of their own that
+// touches none of it.
 
 import (
 	"encoding/json"
@@ -142,31 +144,47 @@ func (c *chat) onOpen(s *wsgate.Server, id wsgate.ConnID) {
 	c.publish(s, m, "join", nil)
 }
 
-// who answers /who: the room's users, sorted, each once (a user may have
-// several tabs open).
+// who answers /who: the room's users on every instance (presence), sorted,
+// each once (a user may have several tabs open). Presence may need Redis,
+// so a goroutine waits for it (a handler must not) and answers; it reads
+// nothing of the chat's state. While the cluster is down the list holds
+// this instance's users and says so.
 func (c *chat) who(s *wsgate.Server, id wsgate.ConnID, m *member) {
-	ids, _ := s.TopicSubscribers(m.topic)
-	seen := map[string]bool{}
-	users := []string{}
-	for _, other := range ids {
-		info, err := s.ConnInfo(other)
-		if err != nil || info.UserID == "" || seen[info.UserID] {
-			continue // left meanwhile, or counted
+	room, topic := m.room, m.topic
+	go func() {
+		entries, err := s.TopicPresence(topic)
+		var e *wsgate.Error
+		if err != nil && !errors.Is(err, wsgate.ErrCluster) {
+			if errors.As(err, &e) && !errors.Is(err, wsgate.ErrState) && !errors.Is(err, wsgate.ErrClosed) {
+				c.sendError(s, id, e.Message)
+			}
+			return // stopping: nobody to answer
 		}
-		seen[info.UserID] = true
-		users = append(users, info.UserID)
-	}
-	sort.Strings(users)
-	b, _ := json.Marshal(struct {
-		Type  string   `json:"type"`
-		Room  string   `json:"room"`
-		Users []string `json:"users"`
-	}{"who", m.room, users})
-	s.Send(id, wsgate.TextMessage, b)
+		seen := map[string]bool{}
+		users := []string{}
+		for _, p := range entries {
+			if p.UserID == "" || seen[p.UserID] {
+				continue
+			}
+			seen[p.UserID] = true
+			users = append(users, p.UserID)
+		}
+		sort.Strings(users)
+		b, _ := json.Marshal(struct {
+			Type  string   `json:"type"`
+			Room  string   `json:"room"`
+			Users []string `json:"users"`
+		}{"who", room, users})
+		s.Send(id, wsgate.TextMessage, b)
+		if errors.As(err, &e) {
+			c.sendError(s, id, "only this server's users are listed: "+e.Message)
+		}
+	}()
 }
 
-// direct answers /msg USER text: to every connection of USER, and a copy
-// back to the sender.
+// direct answers /msg USER text: to every connection of USER on any
+// instance, and a copy back to the sender; "USER is not online" when
+// presence finds none (a goroutine waits for it, as in who).
 func (c *chat) direct(s *wsgate.Server, id wsgate.ConnID, m *member, args string) {
 	to, rest, _ := strings.Cut(args, " ")
 	msg := strings.TrimLeft(rest, " ")
@@ -179,18 +197,31 @@ func (c *chat) direct(s *wsgate.Server, id wsgate.ConnID, m *member, args string
 		return
 	}
 	b := encode(event{Type: "direct", From: m.user, To: to, Text: text(msg)})
-	err := s.UserSend(to, wsgate.TextMessage, b)
-	switch {
-	case errors.Is(err, wsgate.ErrNotFound):
-		c.sendError(s, id, to+" is not online")
-	case err != nil:
-		var e *wsgate.Error
-		if errors.As(err, &e) {
-			c.sendError(s, id, e.Message)
+	toSelf := to == m.user
+	go func() {
+		// With the cluster down (ErrCluster) the send still tries: the
+		// user may be here, and the send says where it failed.
+		entries, err := s.UserPresence(to)
+		if err == nil && len(entries) == 0 {
+			c.sendError(s, id, to+" is not online")
+			return
 		}
-	case to != m.user:
-		s.Send(id, wsgate.TextMessage, b) // the sender's copy
-	}
+		if err != nil && !errors.Is(err, wsgate.ErrCluster) {
+			return // stopping
+		}
+		err = s.UserSend(to, wsgate.TextMessage, b)
+		switch {
+		case errors.Is(err, wsgate.ErrNotFound):
+			c.sendError(s, id, to+" is not online")
+		case err != nil:
+			var e *wsgate.Error
+			if errors.As(err, &e) {
+				c.sendError(s, id, e.Message)
+			}
+		case !toSelf:
+			s.Send(id, wsgate.TextMessage, b) // the sender's copy
+		}
+	}()
 }
 
 func (c *chat) onMessage(s *wsgate.Server, id wsgate.ConnID, typ wsgate.MessageType, data []byte) {

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -41,10 +43,11 @@ func TestPageIsTheDemoPage(t *testing.T) {
 
 // startChat runs the program and returns its port; it gets SIGTERM when
 // the test ends unless the test stopped it.
-func startChat(t *testing.T) (*exec.Cmd, int) {
+func startChat(t *testing.T, extra ...string) (*exec.Cmd, int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "--host", "127.0.0.1", "--port", "0",
-		"--set", "server.shutdown_timeout_ms=500", "--set", "log.level=error")
+	args := append([]string{"--host", "127.0.0.1", "--port", "0",
+		"--set", "server.shutdown_timeout_ms=500", "--set", "log.level=error"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -156,5 +159,111 @@ func TestChatBetweenTwoClients(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("still running 10 s after SIGTERM")
+	}
+}
+
+// startRedis runs a redis-server of its own on a unix socket in a temporary
+// directory (no port to collide with) and returns the socket's path; it is
+// killed when the test ends.
+func startRedis(t *testing.T) (string, *exec.Cmd) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("no redis-server on PATH (Debian: redis-server)")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	cmd := exec.Command(bin, "--port", "0", "--unixsocket", sock, "--dir", dir, "--save", "",
+		"--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return sock, cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not create its socket in 10 s")
+		}
+	}
+}
+
+// expectType reads until a message of type typ (others, such as joins
+// relayed from the other instance, are skipped) and returns it.
+func expectType(t *testing.T, c *wstest.Conn, typ string) msg {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		s, err := c.ReadText()
+		if err != nil {
+			t.Fatalf("waiting for a %q message: %v", typ, err)
+		}
+		var got msg
+		if err := json.Unmarshal([]byte(s), &got); err != nil {
+			t.Fatalf("not JSON: %q", s)
+		}
+		if got["type"] == typ {
+			return got
+		}
+	}
+	t.Fatalf("no %q message among 50", typ)
+	return nil
+}
+
+// Two instances over one Redis: /who lists the room on both (presence),
+// /msg reaches a user on the other and says "not online" for nobody; with
+// Redis gone /who lists this instance's users and says so.
+func TestChatAcrossTwoInstances(t *testing.T) {
+	sock, redis := startRedis(t)
+	_, port1 := startChat(t, "--set", "cluster.redis=unix:"+sock)
+	_, port2 := startChat(t, "--set", "cluster.redis=unix:"+sock)
+	alice := join(t, port1, "/chat?room=go&name=alice")
+	expectType(t, alice, "welcome")
+	bob := join(t, port2, "/chat?room=go&name=bob")
+	expectType(t, bob, "welcome")
+
+	// Each instance writes its presence when it has its node number: ask
+	// until both users are listed.
+	both := []any{"alice", "bob"}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		alice.SendText("/who")
+		got := expectType(t, alice, "who")
+		if reflect.DeepEqual(got["users"], both) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/who on instance 1 lists %v, want %v", got["users"], both)
+		}
+	}
+	bob.SendText("/who")
+	if got := expectType(t, bob, "who"); !reflect.DeepEqual(got, msg{"type": "who", "room": "go", "users": both}) {
+		t.Fatalf("/who on instance 2: %v", got)
+	}
+
+	bob.SendText("/msg alice across")
+	direct := msg{"type": "direct", "from": "bob", "to": "alice", "text": "across"}
+	if got := expectType(t, alice, "direct"); !reflect.DeepEqual(got, direct) {
+		t.Fatalf("alice got %v, want %v", got, direct)
+	}
+	if got := expectType(t, bob, "direct"); !reflect.DeepEqual(got, direct) {
+		t.Fatalf("bob's copy: %v, want %v", got, direct)
+	}
+	bob.SendText("/msg carol hi")
+	if got := expectType(t, bob, "error"); got["text"] != "carol is not online" {
+		t.Fatalf("/msg to nobody: %v", got)
+	}
+
+	// Redis gone: this instance's users, and why the list is short.
+	redis.Process.Kill()
+	redis.Wait()
+	bob.SendText("/who")
+	if got := expectType(t, bob, "who"); !reflect.DeepEqual(got["users"], []any{"bob"}) {
+		t.Fatalf("/who with Redis down: %v, want bob alone", got)
+	}
+	if got := expectType(t, bob, "error"); !strings.HasPrefix(got["text"].(string), "only this server's users are listed: ") {
+		t.Fatalf("/who with Redis down says %v", got)
 	}
 }

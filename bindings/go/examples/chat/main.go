@@ -6,6 +6,8 @@
 // It serves its page at / and the chat's WebSocket at
 // /chat?room=NAME&name=USER. Rooms are topics ("room:NAME"); /who lists a
 // room, /msg USER text reaches every connection of USER. With --set
+// cluster.redis=HOST:PORT several instances make one chat: /who lists the
+// room on every instance and /msg reaches USER wherever connected. With --set
 // auth.mode=jwt (and the auth.jwt.* options) the user id comes from the
 // token. When ready it prints "open http://HOST:PORT/ in a browser";
 // SIGINT or SIGTERM stops it gracefully (clients get close 1001, or 1012
