@@ -1421,8 +1421,6 @@ void Server::local_presence(char kind, const std::string &name, std::vector<wsg_
                 out->push_back({m.conn->id, std::string(m.conn->fact(kUserId)), (*m.conn->subs)[m.pos].since_ms});
     } else if (const std::vector<Conn *> *conns = users_.find(name))
         for (const Conn *c : *conns) out->push_back({c->id, name, c->opened_unix_ms});
-    std::sort(out->begin(), out->end(),
-              [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
 }
 
 wsg_status Server::presence(char kind, const char *name, wsg_result_fn fn, void *user) {
@@ -1445,46 +1443,44 @@ wsg_status Server::presence(char kind, const char *name, wsg_result_fn fn, void 
 // are exact even when a write to Redis is late or was lost; the other
 // instances' come from Redis.
 void Server::execute(cmd::Presence &c) {
-    const std::string what =
-        std::string(c.kind == 't' ? "presence of topic '" : "presence of user '") + c.name + "'";
-    wsg_result r;
-    local_presence(c.kind, c.name, &r.entries);
-    if (!cluster_.enabled()) return c.reply(app.server, r);
-    if (!cluster_.up()) {
-        r.status = WSG_ECLUSTER;
-        r.message = what + ": the cluster is down (" + cluster_.down_reason() +
-                    "): the result holds this instance's entries only";
-        return c.reply(app.server, r);
-    }
     const char kind = c.kind;
-    const std::string name = c.name;
+    const std::string name = std::move(c.name);
     const AsyncReply reply = c.reply;
+    const std::string what = std::string(kind == 't' ? "presence of topic '" : "presence of user '") + name + "'";
+    const std::string local_only = ": the result holds this instance's entries only";
+    // Every answer holds this instance's entries, taken when it is given;
+    // `remote` (Redis' answer) adds the other instances'.
+    auto answer = [this, kind, name, reply](wsg_status status, std::string message, std::vector<PresenceEntry> *remote) {
+        wsg_result r;
+        r.status = status;
+        r.message = std::move(message);
+        local_presence(kind, name, &r.entries);
+        if (remote) {
+            const uint16_t self = cluster_.node();
+            for (PresenceEntry &e : *remote)
+                if (e.node != self) r.entries.push_back({e.conn, std::move(e.user_id), e.since_ms});
+        }
+        std::sort(r.entries.begin(), r.entries.end(),
+                  [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
+        reply(app.server, r);
+    };
+    if (!cluster_.enabled()) return answer(WSG_OK, std::string(), nullptr);
+    if (!cluster_.up())
+        return answer(WSG_ECLUSTER, what + ": the cluster is down (" + cluster_.down_reason() + ")" + local_only,
+                      nullptr);
     const bool sent = cluster_.presence_read(
-        kind, name, [this, kind, name, reply, what](bool ok, const std::string &why, std::vector<PresenceEntry> &remote) {
-            wsg_result r;
-            local_presence(kind, name, &r.entries);
-            if (!ok && !cluster_.running()) {
-                r.status = WSG_ESTATE;
-                r.message = what + ": the server stopped before Redis answered";
-            } else if (!ok) {
-                r.status = WSG_ECLUSTER;
-                r.message = what + ": " + why + ": the result holds this instance's entries only";
-            } else {
-                const uint16_t self = cluster_.node();
-                for (PresenceEntry &e : remote)
-                    if (e.node != self) r.entries.push_back({e.conn, std::move(e.user_id), e.since_ms});
-                std::sort(r.entries.begin(), r.entries.end(),
-                          [](const wsg_result::Entry &a, const wsg_result::Entry &b) { return a.conn < b.conn; });
-            }
-            reply(app.server, r);
+        kind, name, [this, answer, what, local_only](bool ok, const std::string &why, std::vector<PresenceEntry> &remote) {
+            if (ok) return answer(WSG_OK, std::string(), &remote);
+            if (!cluster_.running())
+                return answer(WSG_ESTATE, what + ": the server stopped before Redis answered", nullptr);
+            answer(WSG_ECLUSTER, what + ": " + why + local_only, nullptr);
         });
-    if (!sent) {
-        r.status = WSG_ECLUSTER;
-        r.message = what + ": not handed to Redis (" +
-                    (cluster_.up() ? std::string("cluster.max_pending commands are waiting") : cluster_.down_reason()) +
-                    "): the result holds this instance's entries only";
-        c.reply(app.server, r);
-    }
+    if (!sent)
+        answer(WSG_ECLUSTER,
+               what + ": not handed to Redis (" +
+                   (cluster_.up() ? std::string("cluster.max_pending commands are waiting") : cluster_.down_reason()) +
+                   ")" + local_only,
+               nullptr);
 }
 
 }  // namespace wsgate

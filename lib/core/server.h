@@ -204,7 +204,7 @@ private:
     void on_cluster_node(uint16_t node);
     // Every local presence entry, for the cluster's resync.
     void presence_snapshot(std::vector<PresenceGroup> *out) const;
-    // This instance's presence entries of a topic ('t') or user ('u').
+    // Appends this instance's presence entries of a topic ('t') or user ('u').
     void local_presence(char kind, const std::string &name, std::vector<wsg_result::Entry> *out) const;
     // A subscription or a user's connection began or ended: presence in Redis follows.
     void presence_changed(char kind, const std::string &name, const Conn *c, int64_t since_ms, bool on);
