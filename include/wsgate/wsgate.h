@@ -923,15 +923,20 @@ WSG_API wsg_status wsg_result_position(const wsg_result *result, wsg_position *o
  *  (NULL: nothing from the past, only the current position in the answer),
  *  then the live ones: no gap, no duplicate. Live messages published while
  *  the missed ones are fetched wait for them. The subscription itself
- *  happens at once, whatever the answer says.
+ *  happens at once, whatever the answer says. `from` = {0, 0} asks for the
+ *  whole history: it replays everything only while offset 1 is still kept
+ *  (else WSG_EGONE, as for any trimmed position).
  *  Answer (fn, may be NULL): WSG_OK (missed messages delivered; position in
  *  wsg_result_position), WSG_EGONE (`from` is older than the history keeps,
- *  or of another epoch: nothing was replayed; the application resyncs the
- *  client its own way), WSG_ECLUSTER (Redis down: live messages only),
- *  WSG_ENOTFOUND (the connection closed meanwhile).
- *  @return WSG_OK (the callback will run), WSG_EINVAL (bad topic, or a topic
- *  without history: see cluster.history_topics), WSG_ENOTFOUND (stale id),
- *  WSG_ECLOSED, WSG_ESTATE. Any thread. Since 0.1.0. */
+ *  ahead of it (a position this history never gave), or of another epoch:
+ *  nothing was replayed; the application resyncs the client its own way),
+ *  WSG_ECLUSTER (Redis down: live messages only), WSG_ENOTFOUND (the
+ *  connection closed meanwhile).
+ *  @return WSG_OK (the callback will run), WSG_EINVAL (bad topic, a topic
+ *  without history: see cluster.history_topics, or the id of another
+ *  instance's connection: subscribe on the instance that holds it),
+ *  WSG_ENOTFOUND (stale id), WSG_ECLOSED, WSG_ESTATE. Any thread.
+ *  Since 0.1.0. */
 WSG_API wsg_status wsg_conn_subscribe_from(wsg_server *server, wsg_conn_id conn, const char *topic,
                                            const wsg_position *from, wsg_result_fn fn, void *user);
 
