@@ -295,6 +295,7 @@ void History::take(const std::string &topic, Live live) {
 void History::fetch_gap(const std::string &topic) {
     TopicState &s = states_[topic];
     s.fetching = true;
+    s.refetch = false;  // a read sent after the channel's confirmation covers it
     const uint64_t from = s.last.offset + 1;
     auto done = [this, topic](const redisReply *r) {
         if (!cluster_.running()) return;  // the server stops
@@ -327,6 +328,7 @@ void History::fetch_gap(const std::string &topic) {
                 again.last.offset = l.pos.offset - 1;
             take(topic, std::move(l));
         }
+        refetch_if_asked(topic);
     };
     std::vector<std::string> args = keys(topic);
     args.push_back(std::to_string(from));
@@ -346,6 +348,26 @@ void History::on_cluster_state(bool up) {
 }
 
 void History::topic_unused(const std::string &topic) { states_.erase(topic); }
+
+void History::on_listening(const std::string &topic) {
+    auto it = states_.find(topic);
+    if (it == states_.end()) return;  // nothing delivered here yet: nothing to miss
+    it->second.refetch = true;
+    refetch_if_asked(topic);
+}
+
+void History::refetch_if_asked(const std::string &topic) {
+    auto it = states_.find(topic);
+    if (it == states_.end()) return;
+    TopicState &s = it->second;
+    const bool replaying = std::any_of(s.replays.begin(), s.replays.end(),
+                                       [](const auto &kv) { return kv.second.running; });
+    // A read without a base would deliver the whole history; a running
+    // fetch or replay calls again when it ends.
+    if (!s.refetch || s.fetching || replaying || !s.last.epoch || !cluster_.up()) return;
+    s.refetch = false;
+    fetch_gap(topic);
+}
 
 // ---------------------------------------------------------------- subscribe from
 
@@ -505,6 +527,7 @@ void History::end_replay(const std::string &topic, wsg_conn_id conn, const wsg_p
         waiting.swap(s.waiting);
         for (Live &l : waiting) take(topic, std::move(l));
     }
+    refetch_if_asked(topic);
 }
 
 }  // namespace wsgate
