@@ -213,6 +213,7 @@ void History::publish(const std::string &topic, wsg_msg_type type, std::string p
         metrics_.cluster_dropped.add(metric::ClusterDrop::history_full);
     }
     kept.push_back(Kept{0, type, std::move(payload)});
+    metrics_.history_kept.set(static_cast<int64_t>(pending()));
     if (cluster_.up()) on_cluster_state(true);
 }
 
@@ -311,7 +312,9 @@ void History::fetch_gap(const std::string &topic) {
             for (ReadResult::Entry &en : rr.entries) {
                 if (en.offset <= st.last.offset) continue;
                 st.last.offset = en.offset;
-                if (en.delivered_by != mine) sink_.history_deliver(topic, st.last, en.type, en.payload, 0);
+                if (en.delivered_by == mine) continue;
+                metrics_.history_gap_messages.inc();
+                sink_.history_deliver(topic, st.last, en.type, en.payload, 0);
             }
         }
         // What waited, in order. A gap the fetch could not fill (Redis
@@ -342,6 +345,7 @@ void History::on_cluster_state(bool up) {
     for (auto &kv : outage_)
         for (Kept &k : kv.second) publish_redis(kv.first, k.type, k.payload, true);
     outage_.clear();
+    metrics_.history_kept.set(0);
     // Then what this instance missed.
     for (auto &kv : states_)
         if (kv.second.last.offset && !kv.second.fetching) fetch_gap(kv.first);
@@ -429,11 +433,15 @@ void History::subscribe_local(wsg_conn_id conn, const std::string &topic, const 
     const uint64_t oldest = r.msgs.empty() ? 0 : r.msgs.front().offset;
     std::string why = check_from(*from, r.epoch, r.last, oldest);
     if (!why.empty()) {
+        metrics_.history_gone.inc();
         calls_.answer(id, position_result(WSG_EGONE, why, wsg_position{0, 0}));
         return;
     }
-    for (const Kept &k : r.msgs)
-        if (k.offset > from->offset) sink_.history_deliver(topic, wsg_position{r.epoch, k.offset}, k.type, k.payload, conn);
+    for (const Kept &k : r.msgs) {
+        if (k.offset <= from->offset) continue;
+        metrics_.history_replayed.inc();
+        sink_.history_deliver(topic, wsg_position{r.epoch, k.offset}, k.type, k.payload, conn);
+    }
     calls_.answer(id, position_result(WSG_OK, "", now));
 }
 
@@ -467,14 +475,17 @@ void History::subscribe_redis(wsg_conn_id conn, const std::string &topic, const 
         std::string why = has_from ? check_from(f, rr.epoch, rr.last, rr.oldest) : std::string();
         if (!why.empty()) {
             end_replay(topic, conn, floor);
+            metrics_.history_gone.inc();
             calls_.answer(id, position_result(WSG_EGONE, why, wsg_position{0, 0}));
             return;
         }
         floor = now;
         if (has_from)
             for (const ReadResult::Entry &en : rr.entries)
-                if (en.offset > f.offset && en.offset <= rr.last)
+                if (en.offset > f.offset && en.offset <= rr.last) {
+                    metrics_.history_replayed.inc();
                     sink_.history_deliver(topic, wsg_position{rr.epoch, en.offset}, en.type, en.payload, conn);
+                }
         end_replay(topic, conn, floor);
         calls_.answer(id, position_result(WSG_OK, "", now));
     };
