@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"wsgate"
 	"wsgate/internal/wstest"
 )
 
@@ -100,6 +101,33 @@ func expect(t *testing.T, c *wstest.Conn, want msg) {
 	}
 }
 
+// expectRoom reads a room message: the history hook put its position
+// first, as "pos" (EPOCH-OFFSET); the rest must be want. Its position.
+func expectRoom(t *testing.T, c *wstest.Conn, want msg) wsgate.Position {
+	t.Helper()
+	s, err := c.ReadText()
+	if err != nil {
+		t.Fatalf("waiting for %v: %v", want, err)
+	}
+	if !strings.HasPrefix(s, `{"pos":"`) {
+		t.Fatalf("%q does not start with its position", s)
+	}
+	var got msg
+	if err := json.Unmarshal([]byte(s), &got); err != nil {
+		t.Fatalf("not JSON: %q", s)
+	}
+	text, _ := got["pos"].(string)
+	pos, err := wsgate.ParsePosition(text)
+	if err != nil || pos.Epoch == 0 {
+		t.Fatalf("%q: pos is no position: %v", s, err)
+	}
+	delete(got, "pos")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	return pos
+}
+
 func TestChatBetweenTwoClients(t *testing.T) {
 	cmd, port := startChat(t)
 
@@ -115,16 +143,16 @@ func TestChatBetweenTwoClients(t *testing.T) {
 
 	alice := join(t, port, "/chat?room=go&name=alice")
 	expect(t, alice, msg{"type": "welcome", "user": "alice", "room": "go"})
-	expect(t, alice, msg{"type": "join", "user": "alice", "room": "go"})
+	expectRoom(t, alice, msg{"type": "join", "user": "alice", "room": "go"})
 	bob := join(t, port, "/chat?room=go&name=bob")
 	expect(t, bob, msg{"type": "welcome", "user": "bob", "room": "go"})
-	expect(t, bob, msg{"type": "join", "user": "bob", "room": "go"})
-	expect(t, alice, msg{"type": "join", "user": "bob", "room": "go"})
+	expectRoom(t, bob, msg{"type": "join", "user": "bob", "room": "go"})
+	expectRoom(t, alice, msg{"type": "join", "user": "bob", "room": "go"})
 
 	alice.SendText("hello, bob")
 	hello := msg{"type": "message", "user": "alice", "room": "go", "text": "hello, bob"}
-	expect(t, alice, hello)
-	expect(t, bob, hello)
+	expectRoom(t, alice, hello)
+	expectRoom(t, bob, hello)
 
 	bob.SendText("/msg alice just  you")
 	direct := msg{"type": "direct", "from": "bob", "to": "alice", "text": "just  you"}
@@ -143,7 +171,7 @@ func TestChatBetweenTwoClients(t *testing.T) {
 	expect(t, guest, msg{"type": "welcome", "user": "guest-1", "room": "lobby"})
 
 	bob.CloseWith(1000, "")
-	expect(t, alice, msg{"type": "leave", "user": "bob", "room": "go"})
+	expectRoom(t, alice, msg{"type": "leave", "user": "bob", "room": "go"})
 
 	// SIGTERM: a graceful stop, clients get 1001, exit code 0.
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -266,4 +294,68 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 	if got := expectType(t, bob, "error"); !strings.HasPrefix(got["text"].(string), "only this server's users are listed: ") {
 		t.Fatalf("/who with Redis down says %v", got)
 	}
+}
+
+// The resume protocol: a page that reconnects with from= (the pos of the
+// last room message it saw) gets what it missed once, in order, then the
+// live messages; a from that does not parse, or one the history no longer
+// holds, gets its error line after the welcome and the live messages.
+func TestChatResumesFromAPosition(t *testing.T) {
+	_, port := startChat(t)
+	alice := join(t, port, "/chat?room=r&name=alice")
+	expect(t, alice, msg{"type": "welcome", "user": "alice", "room": "r"})
+	p := expectRoom(t, alice, msg{"type": "join", "user": "alice", "room": "r"})
+	E := p.Epoch
+	next := func(c *wstest.Conn, want msg) {
+		t.Helper()
+		got := expectRoom(t, c, want)
+		if got != (wsgate.Position{Epoch: E, Offset: p.Offset + 1}) {
+			t.Fatalf("%v after %v: positions go up by one in one epoch", got, p)
+		}
+		p = got
+	}
+	bob := join(t, port, "/chat?room=r&name=bob")
+	expect(t, bob, msg{"type": "welcome", "user": "bob", "room": "r"})
+	expectRoom(t, bob, msg{"type": "join", "user": "bob", "room": "r"})
+	next(alice, msg{"type": "join", "user": "bob", "room": "r"})
+	bob.SendText("before")
+	expectRoom(t, bob, msg{"type": "message", "user": "bob", "room": "r", "text": "before"})
+	next(alice, msg{"type": "message", "user": "bob", "room": "r", "text": "before"})
+	bobSaw := p
+	bob.CloseWith(1000, "")
+	next(alice, msg{"type": "leave", "user": "bob", "room": "r"})
+	for _, m := range []string{"missed 1", "missed 2"} {
+		alice.SendText(m)
+		next(alice, msg{"type": "message", "user": "alice", "room": "r", "text": m})
+	}
+
+	// Back from where it was: its leave, the two missed messages and its
+	// new join (published as it opened), each once and in order, then live.
+	bob = join(t, port, "/chat?room=r&name=bob&from="+bobSaw.String())
+	expect(t, bob, msg{"type": "welcome", "user": "bob", "room": "r"})
+	p = bobSaw
+	next(bob, msg{"type": "leave", "user": "bob", "room": "r"})
+	next(bob, msg{"type": "message", "user": "alice", "room": "r", "text": "missed 1"})
+	next(bob, msg{"type": "message", "user": "alice", "room": "r", "text": "missed 2"})
+	next(bob, msg{"type": "join", "user": "bob", "room": "r"})
+	expectRoom(t, alice, msg{"type": "join", "user": "bob", "room": "r"})
+	alice.SendText("live")
+	next(bob, msg{"type": "message", "user": "alice", "room": "r", "text": "live"})
+	if op, data, err := bob.ReadMessage(200 * time.Millisecond); err == nil {
+		t.Fatalf("one message too many: op %d %q", op, data)
+	}
+
+	// A from that does not parse: the error line, then live messages only.
+	carol := join(t, port, "/chat?room=r&name=carol&from=12-x")
+	expect(t, carol, msg{"type": "welcome", "user": "carol", "room": "r"})
+	expect(t, carol, msg{"type": "error", "text": "bad from position: live messages only"})
+	expectRoom(t, carol, msg{"type": "join", "user": "carol", "room": "r"})
+
+	// A position of another epoch (say, the history was lost): gone.
+	gone := wsgate.Position{Epoch: E ^ 2, Offset: 1}
+	dave := join(t, port, "/chat?room=r&name=dave&from="+gone.String())
+	expect(t, dave, msg{"type": "welcome", "user": "dave", "room": "r"})
+	expect(t, dave, msg{"type": "error", "text": "some missed messages are no longer kept: you may have missed messages before this point"})
+	alice.SendText("after")
+	expectRoom(t, dave, msg{"type": "message", "user": "alice", "room": "r", "text": "after"})
 }
