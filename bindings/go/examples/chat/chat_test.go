@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -282,6 +283,50 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 	bob.SendText("/msg carol hi")
 	if got := expectType(t, bob, "error"); got["text"] != "carol is not online" {
 		t.Fatalf("/msg to nobody: %v", got)
+	}
+
+	// Room messages have positions in the shared history: a page that
+	// comes back on the other instance gets there what it missed, each
+	// once and in order (its own leave among them), up to its new join.
+	carol := join(t, port2, "/chat?room=go&name=carol")
+	expectType(t, carol, "welcome")
+	bob.SendText("seen")
+	seen := expectType(t, carol, "message")
+	from, err := wsgate.ParsePosition(fmt.Sprint(seen["pos"]))
+	if err != nil || seen["text"] != "seen" {
+		t.Fatalf("carol's last message %v: %v", seen, err)
+	}
+	carol.CloseWith(1000, "")
+	if got := expectType(t, bob, "leave"); got["user"] != "carol" {
+		t.Fatalf("bob got %v, want carol's leave", got)
+	}
+	bob.SendText("missed")
+	// Back once "missed" is in the history (bob got it): then it comes before the new join.
+	if got := expectType(t, bob, "message"); got["text"] != "missed" {
+		t.Fatalf("bob got %v, want his missed message", got)
+	}
+	back := join(t, port1, "/chat?room=go&name=carol&from="+from.String())
+	expect(t, back, msg{"type": "welcome", "user": "carol", "room": "go"})
+	var replayed []string
+	for p := from; ; {
+		s, err := back.ReadText()
+		if err != nil {
+			t.Fatalf("replay after %v: %v", p, err)
+		}
+		var got msg
+		json.Unmarshal([]byte(s), &got)
+		q, err := wsgate.ParsePosition(fmt.Sprint(got["pos"]))
+		if err != nil || q != (wsgate.Position{Epoch: from.Epoch, Offset: p.Offset + 1}) {
+			t.Fatalf("%q after %v: want the next position", s, p)
+		}
+		p = q
+		replayed = append(replayed, fmt.Sprint(got["type"], " ", got["user"], " ", got["text"]))
+		if got["type"] == "join" && got["user"] == "carol" {
+			break
+		}
+	}
+	if want := []string{"leave carol <nil>", "message bob missed", "join carol <nil>"}; !reflect.DeepEqual(replayed, want) {
+		t.Fatalf("replayed %q, want %q", replayed, want)
 	}
 
 	// Redis gone: this instance's users, and why the list is short.
