@@ -339,6 +339,12 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 	if got := expectType(t, bob, "error"); !strings.HasPrefix(got["text"].(string), "only this server's users are listed: ") {
 		t.Fatalf("/who with Redis down says %v", got)
 	}
+	// And a page that comes back now is told its missed messages are not shown.
+	late := join(t, port2, "/chat?room=go&name=dave&from="+from.String())
+	expect(t, late, msg{"type": "welcome", "user": "dave", "room": "go"})
+	if got := expectType(t, late, "error"); got["text"] != "history unavailable (cluster down): missed messages are not shown" {
+		t.Fatalf("resuming with Redis down: %v", got)
+	}
 }
 
 // The resume protocol: a page that reconnects with from= (the pos of the
