@@ -168,11 +168,13 @@ func (m *HistoryMessage) Set(data []byte) error {
 
 type historyHook func(topic string, pos Position, msg *HistoryMessage)
 
-// OnHistory registers the history hook: it sees each message of a history
-// topic once on this instance, live or replayed (the same message is shaped
-// the same way), with its position, before the subscribers get it, and may
-// replace what they get with msg.Set. It runs on the service thread like
-// the other handlers (it must return quickly; a panic is recovered and the
+// OnHistory registers the history hook: it sees a history topic's message
+// with its position before this instance's subscribers get it, and may
+// replace what they get with msg.Set. It runs once per live message on this
+// instance, and again for each connection the message is replayed to
+// (SubscribeFrom), so it must shape the same message the same way; it must
+// not publish to history topics. It runs on the service thread like the
+// other handlers (it must return quickly; a panic is recovered and the
 // message goes out as it stands). msg must not be kept after the call.
 // With Redis down a publish is delivered locally at once and the hook sees
 // the zero Position. nil removes the hook. Only before the server listens

@@ -202,7 +202,8 @@ func (c *chat) resume(s *wsgate.Server, id wsgate.ConnID, topic string, from wsg
 // onHistory embeds each room message's position in it, for the page to
 // hand back when it reconnects: a JSON object {...} goes out as
 // {"pos":"EPOCH-OFFSET",...}; anything else as published. It runs on the
-// service thread once per message on this instance, live or replayed.
+// service thread for each live message and again for each replay: the
+// result depends on the message and its position only.
 func (c *chat) onHistory(topic string, pos wsgate.Position, msg *wsgate.HistoryMessage) {
 	_, data := msg.Payload()
 	if len(data) == 0 || data[0] != '{' {
