@@ -123,3 +123,20 @@ func wsgoAuth(h C.uintptr_t, req *C.wsg_auth_request) {
 	}()
 	s.opts.OnAuth(s, r)
 }
+
+//export wsgoHistory
+func wsgoHistory(h C.uintptr_t, topic *C.char, epoch, offset C.uint64_t, msg *C.wsg_history_message) {
+	s := serverOf(h)
+	fn := s.history.Load()
+	if fn == nil {
+		return // registered in C, not yet stored here: the payload goes out as published
+	}
+	m := &HistoryMessage{msg: msg}
+	defer m.done.Store(true)
+	defer func() {
+		if r := recover(); r != nil {
+			s.recovered("OnHistory", r)
+		}
+	}()
+	(*fn)(C.GoString(topic), Position{Epoch: uint64(epoch), Offset: uint64(offset)}, m)
+}

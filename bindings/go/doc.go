@@ -35,11 +35,21 @@
 // asks for the stop without waiting. The same holds for presence and
 // session data (TopicPresence, UserPresence, SessionSet, SessionGet,
 // SessionDelete): they wait for an answer that comes from the service
-// thread, so a handler calls them from a goroutine of its own. A send from a handler is queued at
+// thread, so a handler calls them from a goroutine of its own; so does
+// SubscribeFrom. A send from a handler is queued at
 // once; from another goroutine it is passed to the service thread. A
 // handler that panics is recovered (Options.OnPanic, or the standard
 // logger) and the server keeps serving; a panicking OnAuth refuses the
 // request with 401.
+//
+// # History
+//
+// Topics named by the option cluster.history_topics keep their last
+// messages, each with a Position. SubscribeFrom subscribes a connection
+// from the position of the last message its client saw: it gets what it
+// missed, then the live messages (ErrGone when that position is no longer
+// kept). OnHistory, set before the server listens, shapes each history
+// message before its subscribers get it, say to tell them its position.
 //
 // # Memory
 //

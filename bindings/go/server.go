@@ -13,6 +13,7 @@ import (
 	"runtime/cgo"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -25,10 +26,11 @@ import (
 // other goroutines that may wait for the server). Hand long work to a
 // goroutine or a channel. From a handler every call of the Server works
 // (Send, Publish, CloseConn, ConnInfo, ...) except Stop, Drain, Close and
-// the presence and session calls, which wait for the service thread and
-// return ErrBusy there (RequestStop works). A handler that panics is recovered: the panic goes to OnPanic (or
+// the presence, session and SubscribeFrom calls, which wait for the
+// service thread and return ErrBusy there (RequestStop works). A handler that panics is recovered: the panic goes to OnPanic (or
 // the standard logger) and the server keeps serving; a panicking OnAuth
-// refuses the request with 401. Handlers are fixed for the Server's life.
+// refuses the request with 401. Handlers are fixed for the Server's life
+// (the history hook is set with Server.OnHistory, before the server listens).
 type Options struct {
 	// Config sets options by dotted name, e.g. {"listen.port": "0",
 	// "server.drain_ms": "2000"}, parsed as wsg_config_set_from_string
@@ -70,6 +72,13 @@ type Server struct {
 
 	closeMu sync.Mutex
 	closed  bool
+
+	// The OnHistory hook: set before the server listens, read by the
+	// trampoline on the service thread (atomic: the race detector cannot
+	// see the C thread's start as an ordering). historyMu keeps the C
+	// registration and this pointer in step.
+	historyMu sync.Mutex
+	history   atomic.Pointer[historyHook]
 }
 
 // NewServer creates a server from opts. Nothing is bound yet (Listen,

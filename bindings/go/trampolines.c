@@ -6,13 +6,17 @@
 
 #include "_cgo_export.h"
 
-/* Per thread: how deep in Go handlers, and the OnAuth request being decided. */
+/* Per thread: how deep in Go handlers, the OnAuth request being decided and
+ * the history message being shaped. */
 static __thread int depth;
 static __thread const wsg_auth_request *auth_current;
+static __thread const wsg_history_message *history_current;
 
 int wsgo_in_handler(void) { return depth > 0; }
 
 int wsgo_auth_here(const wsg_auth_request *req) { return req != NULL && req == auth_current; }
+
+int wsgo_history_here(const wsg_history_message *msg) { return msg != NULL && msg == history_current; }
 
 static void on_open(wsg_server *s, wsg_conn_id conn, void *user) {
     (void)s;
@@ -60,6 +64,23 @@ static void on_auth(wsg_server *s, wsg_auth_request *req, void *user) {
     wsgoAuth((uintptr_t)user, req);
     depth--;
     auth_current = outer;
+}
+
+static void on_history(wsg_server *s, const char *topic, const wsg_position *pos, wsg_history_message *msg,
+                       void *user) {
+    (void)s;
+    const uint64_t epoch = pos ? pos->epoch : 0, offset = pos ? pos->offset : 0;
+    const wsg_history_message *outer = history_current;
+    history_current = msg;
+    depth++;
+    wsgoHistory((uintptr_t)user, (char *)topic, epoch, offset, msg);
+    depth--;
+    history_current = outer;
+}
+
+wsg_status wsgo_register_history(wsg_server *server, uintptr_t handle, int on) {
+    return on ? wsg_server_on_history(server, on_history, (void *)handle, NULL)
+              : wsg_server_on_history(server, NULL, NULL, NULL);
 }
 
 wsg_status wsgo_register(wsg_server *server, uintptr_t handle, unsigned which) {

@@ -17,11 +17,18 @@ enum {
  * as its user pointer (an integer, never a Go pointer). */
 wsg_status wsgo_register(wsg_server *server, uintptr_t handle, unsigned which);
 
+/* Registers (on != 0) or removes the history hook's trampoline, with the
+ * cgo.Handle `handle` as its user pointer. */
+wsg_status wsgo_register_history(wsg_server *server, uintptr_t handle, int on);
+
 /* 1 while this thread runs a Go handler (any server). */
 int wsgo_in_handler(void);
 
 /* 1 when `req` is the request of the OnAuth handler running on this thread. */
 int wsgo_auth_here(const wsg_auth_request *req);
+
+/* 1 when `msg` is the message of the OnHistory hook running on this thread. */
+int wsgo_history_here(const wsg_history_message *msg);
 
 /* wsg_server_start with every signal blocked in the new service thread: the
  * process's signals are Go's to handle, on Go's threads. */

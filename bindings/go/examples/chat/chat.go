@@ -4,10 +4,17 @@ package main
 // rooms (topics "room:NAME"), messages become JSON published to the room,
 // and the commands /who and /msg. Every handler runs on wsgate's service
 // thread, one at a time, so the state here needs no lock; /who and /msg
-// wait for presence (which may ask Redis) in a goroutine of their own that
-// touches none of it.
+// wait for presence (which may ask Redis), and a reconnecting page's resume
+// waits for its missed messages, in a goroutine of their own that touches
+// none of it.
+//
+// Resuming: rooms keep a history (cluster.history_topics=room:*), the
+// history hook writes each room message's position into it as "pos", and a
+// page that reconnects passes the last one it saw as ?from=EPOCH-OFFSET: it
+// is subscribed from there and gets what it missed, then the live messages.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +41,8 @@ type chat struct {
 	guests  int
 }
 
-// install returns the chat's handlers.
+// install sets the chat's handlers in opts (installHistory adds the history
+// hook once the Server exists).
 func install(opts *wsgate.Options) *chat {
 	c := &chat{members: map[wsgate.ConnID]*member{}}
 	opts.OnAuth = c.onAuth
@@ -43,6 +51,9 @@ func install(opts *wsgate.Options) *chat {
 	opts.OnClose = c.onClose
 	return c
 }
+
+// installHistory registers the history hook (before the server listens).
+func (c *chat) installHistory(s *wsgate.Server) error { return s.OnHistory(c.onHistory) }
 
 // validName: 1..32 bytes of letters, digits and the bytes in extra.
 func validName(s, extra string) bool {
@@ -135,13 +146,79 @@ func (c *chat) onOpen(s *wsgate.Server, id wsgate.ConnID) {
 		return
 	}
 	m := &member{user: info.UserID, room: room, topic: "room:" + room}
-	if err := s.Subscribe(id, m.topic); err != nil {
-		s.CloseConn(id, 1011, "cannot join the room")
-		return
+	var from *wsgate.Position
+	fromText, resuming := queryValue(info.Query, "from")
+	if resuming {
+		if p, err := wsgate.ParsePosition(fromText); err == nil {
+			from = &p
+		}
+	}
+	if from == nil {
+		if err := s.Subscribe(id, m.topic); err != nil {
+			s.CloseConn(id, 1011, "cannot join the room")
+			return
+		}
 	}
 	c.members[id] = m
 	s.Send(id, wsgate.TextMessage, encode(event{Type: "welcome", User: m.user, Room: m.room}))
+	switch {
+	case from != nil:
+		c.resume(s, id, m.topic, *from)
+	case resuming:
+		c.sendError(s, id, "bad from position: live messages only")
+	}
 	c.publish(s, m, "join", nil)
+}
+
+// resume subscribes a page that came back to its room from the position of
+// the last message it saw: it gets the messages it missed (its own join
+// among them), then the live ones. The answer waits for the history (Redis
+// with a cluster), so a goroutine waits for it, as in who. Whatever the
+// answer, the connection is subscribed (but for ErrInvalid, when the room
+// keeps no history: subscribed plainly here).
+func (c *chat) resume(s *wsgate.Server, id wsgate.ConnID, topic string, from wsgate.Position) {
+	go func() {
+		_, err := s.SubscribeFrom(id, topic, &from)
+		var e *wsgate.Error
+		switch {
+		case err == nil:
+		case errors.Is(err, wsgate.ErrGone):
+			c.sendError(s, id, "some missed messages are no longer kept: you may have missed messages before this point")
+		case errors.Is(err, wsgate.ErrCluster):
+			c.sendError(s, id, "history unavailable (cluster down): missed messages are not shown")
+		case errors.Is(err, wsgate.ErrInvalid) && errors.As(err, &e):
+			// cluster.history_topics was set without the rooms.
+			if s.Subscribe(id, topic) == nil {
+				c.sendError(s, id, "missed messages are not shown: "+e.Message)
+			} else {
+				s.CloseConn(id, 1011, "cannot join the room")
+			}
+		default:
+			// ErrNotFound: closed meanwhile; ErrState, ErrClosed: stopping.
+		}
+	}()
+}
+
+// onHistory embeds each room message's position in it, for the page to
+// hand back when it reconnects: a JSON object {...} goes out as
+// {"pos":"EPOCH-OFFSET",...}; anything else as published. It runs on the
+// service thread for each live message and again for each replay: the
+// result depends on the message and its position only.
+func (c *chat) onHistory(topic string, pos wsgate.Position, msg *wsgate.HistoryMessage) {
+	_, data := msg.Payload()
+	if len(data) == 0 || data[0] != '{' {
+		return
+	}
+	rest := data[1:]
+	out := make([]byte, 0, len(data)+64)
+	out = append(out, `{"pos":"`...)
+	out = append(out, pos.String()...)
+	out = append(out, '"')
+	if t := bytes.TrimLeft(rest, " \t\r\n"); len(t) > 0 && t[0] != '}' {
+		out = append(out, ',')
+	}
+	out = append(out, rest...)
+	msg.Set(out) // cannot fail: ASCII after the "{" keeps the text valid UTF-8
 }
 
 // who answers /who: the room's users on every instance (presence), sorted,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"wsgate"
 	"wsgate/internal/wstest"
 )
 
@@ -100,6 +102,33 @@ func expect(t *testing.T, c *wstest.Conn, want msg) {
 	}
 }
 
+// expectRoom reads a room message: the history hook put its position
+// first, as "pos" (EPOCH-OFFSET); the rest must be want. Its position.
+func expectRoom(t *testing.T, c *wstest.Conn, want msg) wsgate.Position {
+	t.Helper()
+	s, err := c.ReadText()
+	if err != nil {
+		t.Fatalf("waiting for %v: %v", want, err)
+	}
+	if !strings.HasPrefix(s, `{"pos":"`) {
+		t.Fatalf("%q does not start with its position", s)
+	}
+	var got msg
+	if err := json.Unmarshal([]byte(s), &got); err != nil {
+		t.Fatalf("not JSON: %q", s)
+	}
+	text, _ := got["pos"].(string)
+	pos, err := wsgate.ParsePosition(text)
+	if err != nil || pos.Epoch == 0 {
+		t.Fatalf("%q: pos is no position: %v", s, err)
+	}
+	delete(got, "pos")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	return pos
+}
+
 func TestChatBetweenTwoClients(t *testing.T) {
 	cmd, port := startChat(t)
 
@@ -115,16 +144,16 @@ func TestChatBetweenTwoClients(t *testing.T) {
 
 	alice := join(t, port, "/chat?room=go&name=alice")
 	expect(t, alice, msg{"type": "welcome", "user": "alice", "room": "go"})
-	expect(t, alice, msg{"type": "join", "user": "alice", "room": "go"})
+	expectRoom(t, alice, msg{"type": "join", "user": "alice", "room": "go"})
 	bob := join(t, port, "/chat?room=go&name=bob")
 	expect(t, bob, msg{"type": "welcome", "user": "bob", "room": "go"})
-	expect(t, bob, msg{"type": "join", "user": "bob", "room": "go"})
-	expect(t, alice, msg{"type": "join", "user": "bob", "room": "go"})
+	expectRoom(t, bob, msg{"type": "join", "user": "bob", "room": "go"})
+	expectRoom(t, alice, msg{"type": "join", "user": "bob", "room": "go"})
 
 	alice.SendText("hello, bob")
 	hello := msg{"type": "message", "user": "alice", "room": "go", "text": "hello, bob"}
-	expect(t, alice, hello)
-	expect(t, bob, hello)
+	expectRoom(t, alice, hello)
+	expectRoom(t, bob, hello)
 
 	bob.SendText("/msg alice just  you")
 	direct := msg{"type": "direct", "from": "bob", "to": "alice", "text": "just  you"}
@@ -143,7 +172,7 @@ func TestChatBetweenTwoClients(t *testing.T) {
 	expect(t, guest, msg{"type": "welcome", "user": "guest-1", "room": "lobby"})
 
 	bob.CloseWith(1000, "")
-	expect(t, alice, msg{"type": "leave", "user": "bob", "room": "go"})
+	expectRoom(t, alice, msg{"type": "leave", "user": "bob", "room": "go"})
 
 	// SIGTERM: a graceful stop, clients get 1001, exit code 0.
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -256,6 +285,50 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 		t.Fatalf("/msg to nobody: %v", got)
 	}
 
+	// Room messages have positions in the shared history: a page that
+	// comes back on the other instance gets there what it missed, each
+	// once and in order (its own leave among them), up to its new join.
+	carol := join(t, port2, "/chat?room=go&name=carol")
+	expectType(t, carol, "welcome")
+	bob.SendText("seen")
+	seen := expectType(t, carol, "message")
+	from, err := wsgate.ParsePosition(fmt.Sprint(seen["pos"]))
+	if err != nil || seen["text"] != "seen" {
+		t.Fatalf("carol's last message %v: %v", seen, err)
+	}
+	carol.CloseWith(1000, "")
+	if got := expectType(t, bob, "leave"); got["user"] != "carol" {
+		t.Fatalf("bob got %v, want carol's leave", got)
+	}
+	bob.SendText("missed")
+	// Back once "missed" is in the history (bob got it): then it comes before the new join.
+	if got := expectType(t, bob, "message"); got["text"] != "missed" {
+		t.Fatalf("bob got %v, want his missed message", got)
+	}
+	back := join(t, port1, "/chat?room=go&name=carol&from="+from.String())
+	expect(t, back, msg{"type": "welcome", "user": "carol", "room": "go"})
+	var replayed []string
+	for p := from; ; {
+		s, err := back.ReadText()
+		if err != nil {
+			t.Fatalf("replay after %v: %v", p, err)
+		}
+		var got msg
+		json.Unmarshal([]byte(s), &got)
+		q, err := wsgate.ParsePosition(fmt.Sprint(got["pos"]))
+		if err != nil || q != (wsgate.Position{Epoch: from.Epoch, Offset: p.Offset + 1}) {
+			t.Fatalf("%q after %v: want the next position", s, p)
+		}
+		p = q
+		replayed = append(replayed, fmt.Sprint(got["type"], " ", got["user"], " ", got["text"]))
+		if got["type"] == "join" && got["user"] == "carol" {
+			break
+		}
+	}
+	if want := []string{"leave carol <nil>", "message bob missed", "join carol <nil>"}; !reflect.DeepEqual(replayed, want) {
+		t.Fatalf("replayed %q, want %q", replayed, want)
+	}
+
 	// Redis gone: this instance's users, and why the list is short.
 	redis.Process.Kill()
 	redis.Wait()
@@ -266,4 +339,74 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 	if got := expectType(t, bob, "error"); !strings.HasPrefix(got["text"].(string), "only this server's users are listed: ") {
 		t.Fatalf("/who with Redis down says %v", got)
 	}
+	// And a page that comes back now is told its missed messages are not shown.
+	late := join(t, port2, "/chat?room=go&name=dave&from="+from.String())
+	expect(t, late, msg{"type": "welcome", "user": "dave", "room": "go"})
+	if got := expectType(t, late, "error"); got["text"] != "history unavailable (cluster down): missed messages are not shown" {
+		t.Fatalf("resuming with Redis down: %v", got)
+	}
+}
+
+// The resume protocol: a page that reconnects with from= (the pos of the
+// last room message it saw) gets what it missed once, in order, then the
+// live messages; a from that does not parse, or one the history no longer
+// holds, gets its error line after the welcome and the live messages.
+func TestChatResumesFromAPosition(t *testing.T) {
+	_, port := startChat(t)
+	alice := join(t, port, "/chat?room=r&name=alice")
+	expect(t, alice, msg{"type": "welcome", "user": "alice", "room": "r"})
+	p := expectRoom(t, alice, msg{"type": "join", "user": "alice", "room": "r"})
+	E := p.Epoch
+	next := func(c *wstest.Conn, want msg) {
+		t.Helper()
+		got := expectRoom(t, c, want)
+		if got != (wsgate.Position{Epoch: E, Offset: p.Offset + 1}) {
+			t.Fatalf("%v after %v: positions go up by one in one epoch", got, p)
+		}
+		p = got
+	}
+	bob := join(t, port, "/chat?room=r&name=bob")
+	expect(t, bob, msg{"type": "welcome", "user": "bob", "room": "r"})
+	expectRoom(t, bob, msg{"type": "join", "user": "bob", "room": "r"})
+	next(alice, msg{"type": "join", "user": "bob", "room": "r"})
+	bob.SendText("before")
+	expectRoom(t, bob, msg{"type": "message", "user": "bob", "room": "r", "text": "before"})
+	next(alice, msg{"type": "message", "user": "bob", "room": "r", "text": "before"})
+	bobSaw := p
+	bob.CloseWith(1000, "")
+	next(alice, msg{"type": "leave", "user": "bob", "room": "r"})
+	for _, m := range []string{"missed 1", "missed 2"} {
+		alice.SendText(m)
+		next(alice, msg{"type": "message", "user": "alice", "room": "r", "text": m})
+	}
+
+	// Back from where it was: its leave, the two missed messages and its
+	// new join (published as it opened), each once and in order, then live.
+	bob = join(t, port, "/chat?room=r&name=bob&from="+bobSaw.String())
+	expect(t, bob, msg{"type": "welcome", "user": "bob", "room": "r"})
+	p = bobSaw
+	next(bob, msg{"type": "leave", "user": "bob", "room": "r"})
+	next(bob, msg{"type": "message", "user": "alice", "room": "r", "text": "missed 1"})
+	next(bob, msg{"type": "message", "user": "alice", "room": "r", "text": "missed 2"})
+	next(bob, msg{"type": "join", "user": "bob", "room": "r"})
+	expectRoom(t, alice, msg{"type": "join", "user": "bob", "room": "r"})
+	alice.SendText("live")
+	next(bob, msg{"type": "message", "user": "alice", "room": "r", "text": "live"})
+	if op, data, err := bob.ReadMessage(200 * time.Millisecond); err == nil {
+		t.Fatalf("one message too many: op %d %q", op, data)
+	}
+
+	// A from that does not parse: the error line, then live messages only.
+	carol := join(t, port, "/chat?room=r&name=carol&from=12-x")
+	expect(t, carol, msg{"type": "welcome", "user": "carol", "room": "r"})
+	expect(t, carol, msg{"type": "error", "text": "bad from position: live messages only"})
+	expectRoom(t, carol, msg{"type": "join", "user": "carol", "room": "r"})
+
+	// A position of another epoch (say, the history was lost): gone.
+	gone := wsgate.Position{Epoch: E ^ 2, Offset: 1}
+	dave := join(t, port, "/chat?room=r&name=dave&from="+gone.String())
+	expect(t, dave, msg{"type": "welcome", "user": "dave", "room": "r"})
+	expect(t, dave, msg{"type": "error", "text": "some missed messages are no longer kept: you may have missed messages before this point"})
+	alice.SendText("after")
+	expectRoom(t, dave, msg{"type": "message", "user": "alice", "room": "r", "text": "after"})
 }

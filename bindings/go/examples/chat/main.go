@@ -7,7 +7,10 @@
 // /chat?room=NAME&name=USER. Rooms are topics ("room:NAME"); /who lists a
 // room, /msg USER text reaches every connection of USER. With --set
 // cluster.redis=HOST:PORT several instances make one chat: /who lists the
-// room on every instance and /msg reaches USER wherever connected. With --set
+// room on every instance and /msg reaches USER wherever connected. Rooms
+// keep their last 200 messages (in Redis with a cluster): a page that
+// reconnects with &from=EPOCH-OFFSET (the "pos" of the last room message it
+// saw) gets what it missed, then the live messages. With --set
 // auth.mode=jwt (and the auth.jwt.* options) the user id comes from the
 // token. When ready it prints "open http://HOST:PORT/ in a browser";
 // SIGINT or SIGTERM stops it gracefully (clients get close 1001, or 1012
@@ -59,6 +62,10 @@ func run(args []string) int {
 		"server.path":              "/chat",
 		"limits.max_message_bytes": "8192",
 		"auth.token_sources":       "query",
+		// Rooms keep their last messages, so a page that reconnects gets
+		// what it missed (?from=): in memory, or in Redis with cluster.redis.
+		"cluster.history_topics": "room:*",
+		"cluster.history_size":   "200",
 	}
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	host := fs.String("host", "", "listen address (same as --set listen.host=ADDR)")
@@ -87,13 +94,17 @@ func run(args []string) int {
 	}
 
 	opts := wsgate.Options{Config: cfg}
-	install(&opts)
+	c := install(&opts)
 	s, err := wsgate.NewServer(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chat:", err)
 		return 2
 	}
 	defer s.Close()
+	if err := c.installHistory(s); err != nil {
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		return 1
+	}
 	// A bad room or name gets the same answer every time: the page asks the
 	// user rather than retrying (the close-code contract).
 	if err := s.SetCloseAdvice(closeBadRoom, closeBadName, wsgate.AdviceNo); err != nil {
