@@ -201,12 +201,15 @@ func (c *chat) resume(s *wsgate.Server, id wsgate.ConnID, topic string, from wsg
 
 // onHistory embeds each room message's position in it, for the page to
 // hand back when it reconnects: a JSON object {...} goes out as
-// {"pos":"EPOCH-OFFSET",...}; anything else as published. It runs on the
+// {"pos":"EPOCH-OFFSET",...}; anything else, or a message without a
+// position yet, as published. It runs on the
 // service thread for each live message and again for each replay: the
 // result depends on the message and its position only.
 func (c *chat) onHistory(topic string, pos wsgate.Position, msg *wsgate.HistoryMessage) {
 	_, data := msg.Payload()
-	if len(data) == 0 || data[0] != '{' {
+	// No position yet (Redis down, the message is kept to be written
+	// later): nothing to embed; the page keeps the last real one.
+	if pos.Epoch == 0 || len(data) == 0 || data[0] != '{' {
 		return
 	}
 	rest := data[1:]

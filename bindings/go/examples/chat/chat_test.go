@@ -345,6 +345,12 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 	if got := expectType(t, late, "error"); got["text"] != "history unavailable (cluster down): missed messages are not shown" {
 		t.Fatalf("resuming with Redis down: %v", got)
 	}
+	// A room message has no position while Redis is down: it carries no
+	// "pos", so a page keeps the last real one (0-0 would replay it all).
+	bob.SendText("while down")
+	if got := expectType(t, late, "message"); got["text"] != "while down" || got["pos"] != nil {
+		t.Fatalf("a message while Redis is down: %v, want no pos", got)
+	}
 }
 
 // The resume protocol: a page that reconnects with from= (the pos of the
