@@ -28,6 +28,8 @@ class Position:
     be dict keys; they have no order (offsets of two epochs do not compare)."""
 
     __slots__ = ("_epoch", "_offset")
+    _epoch: int
+    _offset: int
 
     def __init__(self, epoch: int, offset: int) -> None:
         for name, value in (("epoch", epoch), ("offset", offset)):
