@@ -126,7 +126,10 @@ def make_server(config, page):
         try:
             server.subscribe_from(conn, topic, start, callback=answer)
         except wsgate.WsgateError as e:
-            tell(conn, event("error", text=str(e)))
+            # Refused at once (e.g. --set cluster.history_topics without
+            # rooms): the room still works, live.
+            tell(conn, event("error", text=f"{e}: live messages only"))
+            conn.subscribe(topic)
 
     @server.on_open
     def join(conn):
