@@ -141,6 +141,7 @@ async def recv_skipping_joins(ws):
 GONE = {"type": "error",
         "text": "some missed messages are no longer kept: you may have missed messages before this point"}
 BAD_FROM = {"type": "error", "text": "bad from position: live messages only"}
+HISTORY_DOWN = {"type": "error", "text": "history unavailable (cluster down): missed messages are not shown"}
 
 
 def test_chat_example_resumes(chat):
@@ -195,6 +196,24 @@ def test_chat_example_resumes(chat):
         for ws in (again, bad, lost, bob):
             await ws.close()
     run(body())
+
+
+def test_chat_example_history_down():
+    """Redis unreachable: a reconnect gets the cluster-down line, then live
+    messages (positioned 0-0: none until Redis gives them one)."""
+    child = start_chat("--set", "cluster.redis=127.0.0.1:1")
+    try:
+        async def body():
+            ws = await connect(child.port_number, "room=R&name=erin&from=5-1")
+            assert await recv(ws) == {"type": "welcome", "user": "erin", "room": "R"}
+            assert await recv_skipping_joins(ws) == HISTORY_DOWN
+            await ws.send("still here")
+            message = await recv_skipping_joins(ws)
+            assert (message["pos"], message["text"]) == ("0-0", "still here")
+            await ws.close()
+        run(body())
+    finally:
+        child.kill()
 
 
 def test_chat_example_as_two_instances():

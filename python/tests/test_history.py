@@ -418,3 +418,22 @@ def test_two_instances_on_redis(make_server):
                 with pytest.raises(wsgate.GoneError, match="ahead"):
                     b.subscribe_from(opened[1][0], "room:x", wsgate.Position(epoch, 40))
         run(body())
+
+
+def test_cluster_down(make_server):
+    """Redis unreachable: subscribe_from answers ClusterError (subscribed,
+    live messages only) and a publish is delivered here at once, the hook
+    seeing Position(0, 0)."""
+    s, shaped, opened = history_server(make_server, **{"cluster.redis": "127.0.0.1:1",
+                                                        "cluster.reconnect_max_ms": 200})
+    s.start()
+
+    async def body():
+        async with connect(url_of(s)) as ws:
+            wait_until(lambda: opened)
+            with pytest.raises(wsgate.ClusterError, match="live messages only"):
+                s.subscribe_from(opened[0], "room:a", wsgate.Position(5, 1), timeout=10)
+            s.publish("room:a", "while down")
+            assert await recv(ws) == "0-0|while down"
+            assert shaped == [("room:a", wsgate.Position(0, 0), "while down")]
+    run(body())
