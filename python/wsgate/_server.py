@@ -553,8 +553,10 @@ class Server:
 
         It runs on the service thread, holding the GIL, once per message on
         each instance, and again for each connection a message is replayed
-        to (shaped the same way): it must be quick and must not block (no
-        I/O; every delivery waits for it). ``msg`` is valid only during the
+        to, so it must shape the same message the same way (from ``topic``,
+        ``pos`` and the payload only), be quick and not block (no I/O; every
+        delivery waits for it), and must not publish to history topics.
+        ``msg`` is valid only during the
         call: kept and used later it raises :class:`~wsgate.StateError`. An
         exception is logged to the ``"wsgate"`` logger and the message goes
         out as it stands (as published, or as set before the exception).
