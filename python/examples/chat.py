@@ -17,6 +17,15 @@ close 1001, which the page shows).
 
 Messages from the server are JSON objects: welcome, join, leave, message,
 who, direct and error (see examples/chat/index.html for how each is shown).
+
+Rooms keep a history (``cluster.history_topics=room:*``, the last
+``cluster.history_size=200`` messages; in memory, or shared through Redis
+with ``cluster.redis``), and every room message carries its position:
+``{"pos":"EPOCH-OFFSET",...}``. A page that reconnects adds
+``from=EPOCH-OFFSET`` (the last pos it saw in its room) to the URL and gets
+the messages it missed, each once and in order, then the live ones; when
+they are no longer kept, or the history is unreachable, or ``from`` is not a
+position, an error line says so (the resume protocol every chat follows).
 """
 
 import argparse
@@ -51,6 +60,23 @@ def event(kind, **fields):
     return json.dumps({"type": kind, **fields}, ensure_ascii=False, separators=(",", ":"))
 
 
+# The answers to a reconnect's from= (the resume protocol's error lines).
+GONE = event("error", text="some missed messages are no longer kept: you may have missed messages "
+                           "before this point")
+HISTORY_DOWN = event("error", text="history unavailable (cluster down): missed messages are not shown")
+BAD_FROM = event("error", text="bad from position: live messages only")
+
+
+def with_position(payload, pos):
+    """A room message as delivered: a JSON object gets its position first,
+    ``{"pos":"EPOCH-OFFSET",...}``; anything else is left as is."""
+    if not payload.startswith("{"):
+        return payload
+    rest = payload[1:]
+    comma = "" if rest.lstrip().startswith("}") else ","
+    return f'{{"pos":"{pos}"{comma}{rest}'
+
+
 def make_server(config, page):
     server = wsgate.Server(config=config)
     server.add_page("/", page)
@@ -72,6 +98,39 @@ def make_server(config, page):
     if config["auth.mode"] in ("callback", "jwt+callback"):
         server.on_auth(name_the_user)
 
+    @server.on_history
+    def embed_position(topic, pos, msg):
+        # Once per room message on this instance (service thread): quick.
+        if msg.type == "text":
+            payload = msg.payload
+            shaped = with_position(payload, pos)
+            if shaped is not payload:
+                msg.set(shaped)
+
+    def tell(conn, message):
+        # An answer may come after its asker left.
+        try:
+            conn.send(message)
+        except wsgate.WsgateError:
+            pass
+
+    def resume(conn, topic, start):
+        # Missed messages come first (each with its pos), then the live ones;
+        # the answer only matters when something could not be given.
+        def answer(position, error):
+            if isinstance(error, wsgate.GoneError):
+                tell(conn, GONE)
+            elif isinstance(error, wsgate.ClusterError):
+                tell(conn, HISTORY_DOWN)
+
+        try:
+            server.subscribe_from(conn, topic, start, callback=answer)
+        except wsgate.WsgateError as e:
+            # Refused at once (e.g. --set cluster.history_topics without
+            # rooms): the room still works, live.
+            tell(conn, event("error", text=f"{e}: live messages only"))
+            conn.subscribe(topic)
+
     @server.on_open
     def join(conn):
         room = query_value(conn.query, "room")
@@ -83,16 +142,20 @@ def make_server(config, page):
             conn.close(CLOSE_BAD_NAME, "name must be 1-32 letters, digits, '.', '-' or '_'")
             return
         conn.data["room"] = room
-        conn.subscribe(f"room:{room}")
         conn.send(event("welcome", user=conn.user_id, room=room))
-        server.publish(f"room:{room}", event("join", user=conn.user_id, room=room))
-
-    def tell(conn, message):
-        # An answer may come after its asker left.
-        try:
-            conn.send(message)
-        except wsgate.WsgateError:
-            pass
+        topic = f"room:{room}"
+        start = query_value(conn.query, "from")
+        if start is not None:
+            try:
+                start = wsgate.Position.parse(start)
+            except wsgate.InvalidArgumentError:
+                conn.send(BAD_FROM)
+                start = None
+        if start is None:
+            conn.subscribe(topic)
+        else:
+            resume(conn, topic, start)
+        server.publish(topic, event("join", user=conn.user_id, room=room))
 
     def who(conn, room):
         # The room's users on every instance (presence), sorted, each once (a
@@ -180,8 +243,10 @@ def main(argv=None):
 
     # The chat's defaults, before the command line: the page connects to
     # /chat, messages are small, a browser passes a token only in the query.
+    # Rooms keep their last 200 messages for clients that come back.
     config = wsgate.Config({"server.path": "/chat", "limits.max_message_bytes": 8192,
-                            "auth.token_sources": "query"})
+                            "auth.token_sources": "query", "cluster.history_topics": "room:*",
+                            "cluster.history_size": 200})
     try:
         if args.host is not None:
             config.set_from_string(f"listen.host={args.host}")

@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -306,9 +307,9 @@ struct Hub {
     std::atomic<bool> live{true};
     // Cheap checks before taking the GIL.
     std::atomic<bool> want_open{false}, want_message{false}, want_close{false}, want_log{false},
-        want_auth{false}, want_drain{false};
+        want_auth{false}, want_drain{false}, want_history{false};
     // Guarded by the GIL.
-    py::object on_open, on_message, on_close, on_log, on_auth, on_drain;
+    py::object on_open, on_message, on_close, on_log, on_auth, on_drain, on_history;
 
     void ref() { refs.fetch_add(1, std::memory_order_relaxed); }
     static void unref(void *p) {
@@ -317,7 +318,7 @@ struct Hub {
             // The Python objects were released (under the GIL) before the
             // last reference could go; nothing here needs Python.
             for (py::object *o : {&h->on_open, &h->on_message, &h->on_close, &h->on_log,
-                                  &h->on_auth, &h->on_drain})
+                                  &h->on_auth, &h->on_drain, &h->on_history})
                 o->release();  // already None-equivalent (null): no decref
             delete h;
         }
@@ -325,7 +326,8 @@ struct Hub {
     // GIL held.
     void clear() {
         live.store(false, std::memory_order_release);
-        want_open = want_message = want_close = want_log = want_auth = want_drain = false;
+        want_open = want_message = want_close = want_log = want_auth = want_drain = want_history = false;
+        on_history = py::object();
         on_auth = py::object();
         on_drain = py::object();
         on_open = py::object();
@@ -599,20 +601,116 @@ void cb_auth(wsg_server *, wsg_auth_request *req, void *user) {
     }
 }
 
-// ---- asynchronous results: presence and session data
-
-// What a call's answer becomes in Python.
-enum class ResultKind { Presence, Value, Nothing };
-
 py::object decode_text(const char *v) {
     PyObject *s = PyUnicode_DecodeUTF8(v, static_cast<Py_ssize_t>(std::strlen(v)), "replace");
     if (!s) throw py::error_already_set();
     return py::reinterpret_steal<py::object>(s);
 }
 
+// ---- history (service thread, once per history message per instance)
+
+// The Python face of a wsg_history_message, valid like AuthRequest only
+// during the hook's call on the service thread: a kept object raises
+// StateError afterwards instead of touching freed memory.
+class HistoryMessage {
+public:
+    HistoryMessage(wsg_history_message *msg, std::thread::id owner) : msg_(msg), owner_(owner) {}
+
+    bool valid() const { return msg_ != nullptr; }
+    void invalidate() { msg_ = nullptr; }
+
+    // "text" or "binary": the names the package uses for message types.
+    std::string type() const { return is_text() ? "text" : "binary"; }
+
+    // The payload as published (set() does not change it): str for text,
+    // bytes for binary, as received messages are given to on_message.
+    py::object payload() const {
+        wsg_msg_type t = WSG_MSG_TEXT;
+        const void *data = nullptr;
+        size_t len = 0;
+        check(wsg_history_message_payload(use(), &t, &data, &len));
+        const char *p = static_cast<const char *>(data);
+        auto n = static_cast<Py_ssize_t>(len);
+        PyObject *o = t == WSG_MSG_TEXT ? PyUnicode_DecodeUTF8(p, n, "surrogateescape")
+                                        : PyBytes_FromStringAndSize(p, n);
+        if (!o) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(o);
+    }
+
+    // The type cannot change (the core keeps it): a text message takes str,
+    // a binary one bytes-like.
+    void set(py::handle data) {
+        wsg_history_message *m = use();
+        const bool text = is_text();
+        if (text && !PyUnicode_Check(data.ptr()))
+            throw py::type_error(std::string("a text message's replacement must be str, not ") +
+                                 Py_TYPE(data.ptr())->tp_name + " (the message type cannot change)");
+        if (!text && PyUnicode_Check(data.ptr()))
+            throw py::type_error("a binary message's replacement must be bytes-like, not str (the "
+                                 "message type cannot change)");
+        Payload p(data);
+        check(wsg_history_message_set(m, p.data(), p.size()));
+    }
+
+private:
+    bool is_text() const {
+        wsg_msg_type t = WSG_MSG_TEXT;
+        check(wsg_history_message_payload(use(), &t, nullptr, nullptr));
+        return t == WSG_MSG_TEXT;
+    }
+
+    wsg_history_message *use() const {
+        if (!msg_)
+            raise_status(WSG_ESTATE,
+                         "this history message is no longer valid: it can only be used during the "
+                         "on_history handler call that received it");
+        if (std::this_thread::get_id() != owner_)
+            raise_status(WSG_ESTATE,
+                         "a history message can only be used on the service thread running the "
+                         "on_history handler");
+        return msg_;
+    }
+
+    wsg_history_message *msg_;
+    std::thread::id owner_;
+};
+
+// Registered only while a Python hook is set (wsg_server_on_history, before
+// listening). On an exception the message goes out as it stands: as
+// published, or as the handler set it before raising.
+void cb_history(wsg_server *, const char *topic, const wsg_position *pos, wsg_history_message *msg,
+                void *user) {
+    Hub *h = static_cast<Hub *>(user);
+    if (!h->want_history.load(std::memory_order_acquire) || python_gone()) return;
+    CallbackGil gil;
+    if (!h->on_history) return;
+    HubScope scope(h);
+    try {
+        py::object obj = py::cast(HistoryMessage(msg, std::this_thread::get_id()));
+        HistoryMessage *native = obj.cast<HistoryMessage *>();
+        struct Invalidate {
+            HistoryMessage *m;
+            ~Invalidate() { m->invalidate(); }
+        } invalidate{native};
+        py::object fn = h->on_history;
+        fn(decode_text(topic), pos->epoch, pos->offset, obj);
+    } catch (py::error_already_set &e) {
+        e.discard_as_unraisable("wsgate on_history callback");
+    } catch (const std::exception &e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        report_unraisable("wsgate on_history callback");
+    }
+}
+
+// ---- asynchronous results: presence, session data, subscribe_from
+
+// What a call's answer becomes in Python.
+enum class ResultKind { Presence, Value, Nothing, Position };
+
 // (status, message, payload) for the package (GIL held): presence is a list
 // of (conn, user_id or None, since_ms), also for WSG_ECLUSTER (this
-// instance's own entries); a get's value is bytes, None when there is none.
+// instance's own entries); a get's value is bytes, None when there is none;
+// a subscribe_from's position is (epoch, offset) when the answer has one.
 py::tuple result_tuple(const wsg_result *r, ResultKind kind) {
     wsg_status st = wsg_result_status(r);
     py::object payload = py::none();
@@ -633,6 +731,9 @@ py::tuple result_tuple(const wsg_result *r, ResultKind kind) {
         size_t len = 0;
         if (wsg_result_value(r, &data, &len) == WSG_OK)
             payload = py::bytes(static_cast<const char *>(data), len);
+    } else if (kind == ResultKind::Position) {
+        wsg_position pos{0, 0};
+        if (wsg_result_position(r, &pos) == WSG_OK) payload = py::make_tuple(pos.epoch, pos.offset);
     }
     return py::make_tuple(static_cast<int>(st), decode_text(wsg_result_message(r)), payload);
 }
@@ -753,6 +854,28 @@ public:
     void set_drain_handler(py::object on_drain) {
         hub_->on_drain = on_drain.is_none() ? py::object() : on_drain;
         hub_->want_drain.store(bool(hub_->on_drain), std::memory_order_release);
+    }
+
+    // The core takes the hook only before the server listens (WSG_ESTATE
+    // otherwise, the handler then unchanged). The registration holds a hub
+    // reference, dropped by the core when it is replaced or the server freed.
+    void set_history_handler(py::object on_history) {
+        if (on_history.is_none()) {
+            check(wsg_server_on_history(srv_, nullptr, nullptr, nullptr));
+            hub_->want_history.store(false, std::memory_order_release);
+            hub_->on_history = py::object();
+            return;
+        }
+        hub_->ref();
+        wsg_status st = wsg_server_on_history(srv_, cb_history, hub_, &Hub::unref);
+        if (st != WSG_OK) {
+            Outcome o;
+            o.capture(st);
+            Hub::unref(hub_);  // the failed registration did not take it
+            o.raise_if_failed();
+        }
+        hub_->on_history = on_history;
+        hub_->want_history.store(true, std::memory_order_release);
     }
 
     void listen() { blocking([this] { return wsg_server_listen(srv_); }); }
@@ -1111,6 +1234,30 @@ public:
         });
     }
 
+    // ---- history: subscribe from a position (asynchronous in the core)
+    //
+    // `from` is None (live only) or (epoch, offset); the answer's payload is
+    // the position reached as (epoch, offset).
+
+    void subscribe_from(uint64_t id, const std::string &topic,
+                        std::optional<std::pair<uint64_t, uint64_t>> from, py::object fn) {
+        const char *t = c_name(topic, "topic");
+        wsg_position pos{0, 0};
+        if (from) pos = wsg_position{from->first, from->second};
+        call_async(ResultKind::Position, std::move(fn), [&](wsg_result_fn cb, void *user) {
+            return wsg_conn_subscribe_from(srv_, id, t, from ? &pos : nullptr, cb, user);
+        });
+    }
+    py::tuple subscribe_from_wait(uint64_t id, const std::string &topic,
+                                  std::optional<std::pair<uint64_t, uint64_t>> from, int64_t timeout_ms) {
+        const char *t = c_name(topic, "topic");
+        wsg_position pos{0, 0};
+        if (from) pos = wsg_position{from->first, from->second};
+        return call_wait(ResultKind::Position, timeout_ms, "subscribe_from", [&](wsg_result_fn cb, void *user) {
+            return wsg_conn_subscribe_from(srv_, id, t, from ? &pos : nullptr, cb, user);
+        });
+    }
+
 private:
     void register_cb(wsg_status st) {
         if (st != WSG_OK) {
@@ -1217,6 +1364,22 @@ private:
     Hub *hub_ = nullptr;
 };
 
+// Positions cross as (epoch, offset); the text is the core's.
+std::string position_format(uint64_t epoch, uint64_t offset) {
+    wsg_position pos{epoch, offset};
+    char buf[WSG_POSITION_TEXT_MAX];
+    check(wsg_position_format(&pos, buf, sizeof buf));
+    return buf;
+}
+
+std::pair<uint64_t, uint64_t> position_parse(const std::string &text) {
+    if (text.find('\0') != std::string::npos)
+        raise_status(WSG_EINVAL, "a position contains a NUL character: expected EPOCH-OFFSET in decimal");
+    wsg_position pos{0, 0};
+    check(wsg_position_parse(text.c_str(), &pos));
+    return {pos.epoch, pos.offset};
+}
+
 py::list option_table() {
     py::list rows;
     size_t n = wsg_option_count();
@@ -1297,6 +1460,10 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("wait_seconds") = 10.0,
         "Internal, for the atexit hook: callbacks stop entering Python from now on.");
+    m.def("position_format", &position_format, py::arg("epoch"), py::arg("offset"),
+          "wsg_position_format: the text EPOCH-OFFSET of a position.");
+    m.def("position_parse", &position_parse, py::arg("text"),
+          "wsg_position_parse: (epoch, offset) of the text EPOCH-OFFSET (InvalidArgumentError otherwise).");
     m.def(
         "_in_callback", [] { return t_hub != nullptr; },
         "True while this thread runs one of wsgate's callbacks.");
@@ -1338,6 +1505,17 @@ PYBIND11_MODULE(_core, m) {
         .def("set_timeout", &AuthRequest::set_timeout, py::arg("key"), py::arg("value"),
              "Give the connection about to open its own heartbeat value.");
 
+    py::class_<HistoryMessage>(m, "HistoryMessage",
+                               "A wsg_history_message, valid only during the on_history call that "
+                               "received it (StateError afterwards).")
+        .def_property_readonly("valid", &HistoryMessage::valid,
+                               "False once the on_history call has returned.")
+        .def_property_readonly("type", &HistoryMessage::type, "'text' or 'binary'.")
+        .def_property_readonly("payload", &HistoryMessage::payload,
+                               "The payload as published: str (text) or bytes (binary).")
+        .def("set", &HistoryMessage::set, py::arg("data"),
+             "Replace what the subscribers get (same type: str for text, bytes-like for binary).");
+
     py::class_<Server>(m, "Server", "A wsg_server. Freed (stopping first) when collected.")
         .def(py::init<const Config *>(), py::arg("config") = nullptr)
         .def("set_handlers", &Server::set_handlers, py::arg("on_open"), py::arg("on_message"),
@@ -1354,6 +1532,9 @@ PYBIND11_MODULE(_core, m) {
              "The advice name for a close code on this server (wsg_close_code_advice).")
         .def("set_drain_handler", &Server::set_drain_handler, py::arg("on_drain"),
              "Set the callable on_drain calls with (conn, queued_bytes) (None for none).")
+        .def("set_history_handler", &Server::set_history_handler, py::arg("on_history"),
+             "Set the callable the history hook calls with (topic, epoch, offset, HistoryMessage) "
+             "(None for none); only before listening (wsg_server_on_history).")
         .def("listen", &Server::listen, "Bind the listening socket (GIL released).")
         .def("start", &Server::start, "Serve on a new service thread (GIL released).")
         .def("stop", &Server::stop, "Stop gracefully and join (GIL released).")
@@ -1420,5 +1601,11 @@ PYBIND11_MODULE(_core, m) {
         .def("session_delete", &Server::session_delete, py::arg("key"), py::arg("fn"),
              "wsg_session_delete: fn(status, message, None) runs once with the answer (None: no callback).")
         .def("session_delete_wait", &Server::session_delete_wait, py::arg("key"), py::arg("timeout_ms"),
-             "wsg_session_delete waited for (GIL released): (status, message, None).");
+             "wsg_session_delete waited for (GIL released): (status, message, None).")
+        .def("subscribe_from", &Server::subscribe_from, py::arg("conn"), py::arg("topic"), py::arg("from_"),
+             py::arg("fn"),
+             "wsg_conn_subscribe_from: fn(status, message, (epoch, offset) or None) runs once with the answer.")
+        .def("subscribe_from_wait", &Server::subscribe_from_wait, py::arg("conn"), py::arg("topic"),
+             py::arg("from_"), py::arg("timeout_ms"),
+             "wsg_conn_subscribe_from waited for (GIL released): (status, message, (epoch, offset) or None).");
 }

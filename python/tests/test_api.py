@@ -130,12 +130,23 @@ server.session_set("cart", b"v", ttl=60, timeout=2)
 server.session_delete("cart", callback=lambda result, error: None)
 server.user_presence("u", callback=lambda result, error: print(result, error))
 
+@server.on_history
+def shape(topic: str, pos: wsgate.Position, msg: wsgate.HistoryMessage) -> None:
+    if msg.type == "text" and isinstance(msg.payload, str):
+        msg.set(f"{pos} {msg.payload}")
+
+start: wsgate.Position = wsgate.Position.parse("12-3")
+reached: wsgate.Position = server.subscribe_from(1, "room:a", start, timeout=1.0)
+epoch: int = server.subscribe_from(server.connection(1), "room:a", "12-3").epoch
+server.subscribe_from(1, "room:a", callback=lambda pos, error: print(pos, error))
+
 async def main() -> None:
     a = AsyncServer(port=0)
     a.on_auth(lambda request: request.header("x-user"))
     async with a:
         seen: list[wsgate.Presence] = await a.topic_presence("room", timeout=1.0)
         value: Optional[bytes] = await a.session_get("k")
+        at: wsgate.Position = await a.subscribe_from(1, "room:a", wsgate.Position(12, 3), timeout=1.0)
         async for ev in a.events():
             if ev.kind == "message" and ev.message is not None:
                 uid: Optional[str] = ev.conn.user_id

@@ -93,12 +93,36 @@ async def drive_auth(port, proc, sig):
     proc.signal_when_caught(sig)
 
 
+async def drive_history(port, proc, sig):
+    url = f"ws://127.0.0.1:{port}/"
+    async with connect(url) as a:
+        await a.send("one")
+        pos, text = (await recv(a)).split(" ", 1)
+        assert text == "one"
+        epoch = pos.split("-")[0]
+        await a.send("two")
+        assert await recv(a) == f"{epoch}-2 two"
+    async with connect(url) as b:
+        await b.send("three")
+        assert await recv(b) == f"{epoch}-3 three"
+    async with connect(f"{url}?from={pos}") as c:  # back after "one"
+        assert await recv(c) == f"{epoch}-2 two"
+        assert await recv(c) == f"{epoch}-3 three"
+    async with connect(f"{url}?from={epoch}-99") as d:
+        assert await recv(d) == "some messages are no longer kept: resync"
+        await d.send("quit")
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(d, timeout=20)
+        assert info.value.code == 1001
+
+
 DRIVERS = {
     "broadcast": drive_broadcast,
     "echo": drive_echo,
     "threads": drive_threads,
     "asyncio": drive_asyncio,
     "auth": drive_auth,
+    "history": drive_history,
 }
 CHECKS = {
     "echo": lambda out, err: "left: 1001" in err,

@@ -21,7 +21,11 @@ upgrade requests (``auth.mode`` ``callback`` or ``jwt+callback``) and
 ``conn.queued_bytes`` and ``@server.on_drain`` handle slow readers.
 ``server.topic_presence``, ``server.user_presence`` and
 ``server.session_set/get/delete`` ask the cluster (or this instance alone)
-who is where and keep small session data. Errors are :class:`WsgateError`
+who is where and keep small session data. History topics
+(``cluster.history_topics``) give every message a :class:`Position`:
+``server.subscribe_from(conn, topic, from_)`` gives a returning client what
+it missed and ``@server.on_history`` shapes what subscribers get (e.g. with
+the position embedded). Errors are :class:`WsgateError`
 subclasses carrying the core's status and message. The core's structured log
 events go to the ``"wsgate"`` logger. :mod:`wsgate.aio` delivers events to
 an asyncio loop. See python/README.md for the whole guide.
@@ -51,6 +55,7 @@ from ._errors import (
     TLSError,
     WsgateError,
 )
+from ._history import HistoryMessage, Position
 from ._results import Presence
 from ._server import (
     QUEUE_POLICIES,
@@ -69,6 +74,8 @@ __all__ = [
     "AuthRequest",
     "Message",
     "Presence",
+    "Position",
+    "HistoryMessage",
     "QUEUE_POLICIES",
     "RECONNECT_ADVICE",
     "close_code_advice",

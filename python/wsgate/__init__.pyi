@@ -19,6 +19,7 @@ from ._errors import (
     TLSError as TLSError,
     WsgateError as WsgateError,
 )
+from ._history import HistoryMessage as HistoryMessage, Position as Position
 from ._results import Presence as Presence
 from ._server import (
     QUEUE_POLICIES as QUEUE_POLICIES,

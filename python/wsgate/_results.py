@@ -1,12 +1,13 @@
 """Presence entries and the answers of the asynchronous calls (presence,
-session data): what the glue hands over as ``(status, message, payload)``
-becomes a value or a :class:`~wsgate.WsgateError`."""
+session data, subscribe_from): what the glue hands over as ``(status,
+message, payload)`` becomes a value or a :class:`~wsgate.WsgateError`."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 from ._errors import Status, WsgateError, error_for
+from ._history import Position
 
 __all__ = ["Presence", "ResultCallback"]
 
@@ -42,10 +43,13 @@ def outcome(kind: str, answer: Tuple[int, str, Any]) -> Tuple[Any, Optional[Wsga
     """``(result, error)`` of an answer. ``kind`` is ``"presence"`` (a list
     of :class:`Presence`, also beside a :class:`~wsgate.ClusterError`:
     this instance's own entries), ``"value"`` (bytes, None when the key is
-    absent or expired) or ``"none"``."""
+    absent or expired), ``"position"`` (a :class:`~wsgate.Position`) or
+    ``"none"``."""
     status, message, payload = answer
     if kind == "presence":
         result: Any = _presence(payload)
+    elif kind == "position":
+        result = Position._of(*payload) if payload is not None else None
     else:
         result = payload
     if status == Status.OK:

@@ -17,6 +17,7 @@ from . import _core as _native
 from ._auth import AuthRequest, _decide, _parse_claims
 from ._config import Config, OptionValue, option_name
 from ._errors import BusyError, InvalidArgumentError, NotFoundError, Status
+from ._history import HistoryMessage, Position, position_arg
 from ._results import Presence, ResultCallback, outcome, value_or_raise
 
 __all__ = ["Server", "Connection", "Message", "QUEUE_POLICIES", "RECONNECT_ADVICE", "close_code_advice", "logger"]
@@ -34,6 +35,7 @@ MessageHandler = Callable[["Connection", Any], Any]
 CloseHandler = Callable[["Connection", int, str], Any]
 DrainHandler = Callable[["Connection", int], Any]
 AuthHandler = Callable[[AuthRequest], Union[str, bool, None]]
+HistoryHandler = Callable[[str, Position, HistoryMessage], Any]
 _H = TypeVar("_H", bound=Callable[..., Any])
 
 # Servers that were started and not yet stopped; the atexit hook stops them.
@@ -391,7 +393,12 @@ def _dispatchers(ref: "weakref.ReferenceType[Server]") -> Tuple[Callable[..., No
         if server is not None:
             server._dispatch_drain(conn_id, queued_bytes)
 
-    return on_open, on_message, on_close, on_auth, on_drain
+    def on_history(topic: str, epoch: int, offset: int, native: _native.HistoryMessage) -> None:
+        server = ref()
+        if server is not None:
+            server._dispatch_history(topic, epoch, offset, native)
+
+    return on_open, on_message, on_close, on_auth, on_drain, on_history
 
 
 def _forward_log(level: int, event: str, text: str) -> None:
@@ -419,7 +426,8 @@ class Server:
     :class:`~wsgate.InvalidArgumentError` carrying the core's message.
 
     Handlers are set with the decorators :meth:`on_open`, :meth:`on_message`,
-    :meth:`on_close`, :meth:`on_drain` and :meth:`on_auth` (at any time). They run on the
+    :meth:`on_close`, :meth:`on_drain` and :meth:`on_auth` (at any time), and
+    :meth:`on_history` (before listening). They run on the
     service thread with the GIL held and must not block; an exception they raise is logged to the
     ``"wsgate"`` logger with its traceback and the server keeps serving. The
     core's structured log events go to that logger too.
@@ -452,6 +460,7 @@ class Server:
         self._on_close: Optional[CloseHandler] = None
         self._on_auth: Optional[AuthHandler] = None
         self._on_drain: Optional[DrainHandler] = None
+        self._on_history: Optional[HistoryHandler] = None
         self._stopped = threading.Event()
         self._stopped.set()
         self._stop_hooks: List[Callable[[], None]] = []
@@ -528,6 +537,42 @@ class Server:
             raise TypeError(f"on_auth handler must be callable, not {type(handler).__name__}")
         self._on_auth = cast(Optional[AuthHandler], handler)
         self._core.set_auth_handler(self._dispatch[3] if handler is not None else None)
+        return handler
+
+    def on_history(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(topic, pos, msg)`` shapes every message of a
+        history topic (``cluster.history_topics``) before this instance's
+        subscribers get it: ``pos`` is its :class:`~wsgate.Position`,
+        ``msg`` a :class:`~wsgate.HistoryMessage` with ``.type``
+        (``"text"``/``"binary"``), ``.payload`` (as published: ``str`` or
+        ``bytes``) and ``.set(data)`` to replace what they get (same type),
+        e.g. the payload with ``str(pos)`` embedded so a client knows where
+        it is and can come back :meth:`subscribe_from` there. Without a hook
+        (or when it does not call ``set``) subscribers get the payload as
+        published.
+
+        It runs on the service thread, holding the GIL, once per message on
+        each instance, and again for each connection a message is replayed
+        to, so it must shape the same message the same way (from ``topic``,
+        ``pos`` and the payload only), be quick and not block (no I/O; every
+        delivery waits for it), and must not publish to history topics.
+        ``msg`` is valid only during the
+        call: kept and used later it raises :class:`~wsgate.StateError`. An
+        exception is logged to the ``"wsgate"`` logger and the message goes
+        out as it stands (as published, or as set before the exception).
+
+        Only before the server listens (before :meth:`start`,
+        :meth:`listen` or ``with``, or after :meth:`stop`): StateError
+        otherwise (the core's ``wsg_server_on_history``). Coroutine
+        functions raise TypeError. Returns the handler; None unregisters."""
+        if handler is not None and _is_async(handler):
+            raise TypeError(
+                "on_history handlers must be synchronous: they shape each message on the service "
+                f"thread before it is sent (got coroutine function {getattr(handler, '__qualname__', handler)!r})")
+        if handler is not None and not callable(handler):
+            raise TypeError(f"on_history handler must be callable, not {type(handler).__name__}")
+        self._core.set_history_handler(self._dispatch[5] if handler is not None else None)
+        self._on_history = cast(Optional[HistoryHandler], handler)
         return handler
 
     def _install(self) -> None:
@@ -932,6 +977,60 @@ class Server:
             return
         value_or_raise("none", self._core.session_delete_wait(key, _timeout_ms(timeout)))
 
+    # ---------------------------------------------------------------- history
+
+    @overload
+    def subscribe_from(self, conn: Union[Connection, int], topic: str,
+                       from_: Union[None, Position, str] = None, *,
+                       timeout: Optional[float] = None) -> Position: ...
+    @overload
+    def subscribe_from(self, conn: Union[Connection, int], topic: str,
+                       from_: Union[None, Position, str] = None, *,
+                       callback: ResultCallback) -> None: ...
+
+    def subscribe_from(self, conn: Union[Connection, int], topic: str,
+                       from_: Union[None, Position, str] = None, *, timeout: Optional[float] = None,
+                       callback: Optional[ResultCallback] = None) -> Optional[Position]:
+        """Subscribe ``conn`` to ``topic``, a history topic (listed in
+        ``cluster.history_topics``), and give it every message after
+        ``from_`` that it missed, then the live ones: no gap, no duplicate
+        (live messages published meanwhile wait for the missed ones).
+        ``from_`` is a :class:`~wsgate.Position`, its text ``"EPOCH-OFFSET"``
+        (e.g. from the client's query string; other text raises
+        InvalidArgumentError before anything is done), or None: nothing
+        from the past. ``Position(0, 0)`` asks for the whole history.
+
+        The connection is subscribed at once, whatever the answer. The
+        answer is a :class:`~wsgate.Position`: the last message given from
+        the history, or the topic's current position when nothing was
+        missed (``Position(0, 0)`` before the first message). Raises
+        :class:`~wsgate.GoneError` (a LookupError) when ``from_`` is older
+        than the history keeps, ahead of it, or of another epoch: nothing
+        was replayed, resync the client your own way; ClusterError when
+        Redis is down (live messages only); NotFoundError when the
+        connection closed meanwhile (or the id is stale);
+        InvalidArgumentError for a bad topic, a topic without history or a
+        connection of another instance; StateError when the server stops
+        before the answer.
+
+        Blocks until the answer (the GIL released), at most ``timeout``
+        seconds (then TimedOutError; the call goes on). In a handler (the
+        service thread, which the answer needs) the blocking form raises
+        :class:`~wsgate.BusyError` and does nothing: pass ``callback=fn``,
+        which returns None at once and runs ``fn(position, error)`` once on
+        the service thread (``error`` None or the WsgateError, ``position``
+        None beside an error). :mod:`wsgate.aio` has it as an awaitable.
+        Any thread."""
+        conn_id = conn.id if isinstance(conn, Connection) else conn
+        start = position_arg(from_)
+        if callback is not None:
+            _no_timeout_with(callback, timeout)
+            self._core.subscribe_from(conn_id, topic, start,
+                                      _answer_to(callback, "position", "subscribe_from"))
+            return None
+        return cast(Position, value_or_raise(
+            "position", self._core.subscribe_from_wait(conn_id, topic, start, _timeout_ms(timeout))))
+
     # ---------------------------------------------------------------- dispatch (service thread)
 
     def _dispatch_open(self, conn_id: int) -> None:
@@ -993,6 +1092,17 @@ class Server:
                 pass
             logger.exception("wsgate: exception in on_auth handler%s: refused with 401", where)
             native.refuse(401, f"exception in the on_auth handler: {type(exc).__name__}")
+
+    def _dispatch_history(self, topic: str, epoch: int, offset: int,
+                          native: _native.HistoryMessage) -> None:
+        handler = self._on_history
+        if handler is None:
+            return
+        try:
+            handler(topic, Position._of(epoch, offset), HistoryMessage(native))
+        except BaseException:
+            logger.exception("wsgate: exception in on_history handler (topic %r, position %d-%d): "
+                             "the message goes out as it stands", topic, epoch, offset)
 
     def _dispatch_close(self, conn_id: int, code: int, reason: str, cause: str) -> None:
         conn = self._conns.get(conn_id)

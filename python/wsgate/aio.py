@@ -13,8 +13,9 @@ fed) waits until the client has caught up (``on_drain``), so a producer loop
 is paced by its reader and no message is lost to a queue policy. Start and
 stop run in the loop's default executor. Presence and session data
 (:meth:`AsyncServer.topic_presence`, ``user_presence``, ``session_set``,
-``session_get``, ``session_delete``) are awaitables: the core answers on the
-service thread, which hands the answer to the loop.
+``session_get``, ``session_delete``) and :meth:`AsyncServer.subscribe_from`
+are awaitables: the core answers on the service thread, which hands the
+answer to the loop.
 
 ::
 
@@ -48,6 +49,7 @@ from typing import (Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, Na
 
 from ._config import Config, OptionValue
 from ._errors import Status, TimedOutError, WsgateError
+from ._history import Position
 from ._results import Presence
 from ._server import Connection, Message, Server, _is_async, _timeout_ms
 
@@ -457,6 +459,16 @@ class AsyncServer:
         self._server.on_auth(handler)
         return handler
 
+    def on_history(self, handler: Optional[_H]) -> Optional[_H]:
+        """Decorator: ``handler(topic, pos, msg)`` shapes each history
+        message, exactly as :meth:`wsgate.Server.on_history` (only before
+        the server starts). Like :meth:`on_auth` it is **not** run in the
+        event loop: it runs on the service thread for every message before
+        its subscribers get it, so it must be a quick plain function (no
+        I/O, no loop objects). Coroutine functions raise TypeError."""
+        self._server.on_history(handler)
+        return handler
+
     def events(self) -> AsyncIterator[Event]:
         """An async iterator over every event from now on, in arrival order;
         it ends when the server stops::
@@ -620,6 +632,23 @@ class AsyncServer:
         awaited like :meth:`topic_presence`."""
         await self._answer(lambda done: self._server.session_delete(key, callback=done),
                            timeout, "session_delete")
+
+    # ---------------------------------------------------------------- history
+
+    async def subscribe_from(self, conn: Union[AsyncConnection, Connection, int], topic: str,
+                             from_: Union[None, Position, str] = None, *,
+                             timeout: Optional[float] = None) -> Position:
+        """Subscribe ``conn`` to a history topic from ``from_`` and give it
+        what it missed, then the live messages
+        (:meth:`wsgate.Server.subscribe_from`), awaited without blocking the
+        loop; returns the :class:`wsgate.Position` reached. Raises what the
+        blocking form raises (:class:`wsgate.GoneError` when ``from_`` is no
+        longer in the history: the connection is subscribed all the same,
+        to the live messages). Can be awaited from handlers."""
+        conn_id = conn.id if isinstance(conn, (AsyncConnection, Connection)) else conn
+        return cast(Position, await self._answer(
+            lambda done: self._server.subscribe_from(conn_id, topic, from_, callback=done), timeout,
+            "subscribe_from"))
 
     async def _answer(self, start: Callable[[Callable[[Any, Optional[WsgateError]], None]], None],
                       timeout: Optional[float], what: str) -> Any:
