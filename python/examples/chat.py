@@ -69,8 +69,11 @@ BAD_FROM = event("error", text="bad from position: live messages only")
 
 def with_position(payload, pos):
     """A room message as delivered: a JSON object gets its position first,
-    ``{"pos":"EPOCH-OFFSET",...}``; anything else is left as is."""
-    if not payload.startswith("{"):
+    ``{"pos":"EPOCH-OFFSET",...}``; anything else, or a message without a
+    position yet (0-0: Redis is down, it is written later), is left as is,
+    so a page keeps its last real position (from=0-0 would ask for the
+    whole history again)."""
+    if not payload.startswith("{") or (pos.epoch == 0 and pos.offset == 0):
         return payload
     rest = payload[1:]
     comma = "" if rest.lstrip().startswith("}") else ","
