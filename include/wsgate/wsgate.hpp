@@ -832,8 +832,8 @@ public:
     /** The published type; what the subscribers get keeps it. */
     MsgType type() const noexcept { return payload().type(); }
     /** Replace what the subscribers get with `data` (copied; the type stays
-     *  the published one: a string, std::string_view or byte container, e.g.
-     *  the payload with its position embedded). @throws Error kEINVAL
+     *  the published one): a std::string, std::string_view or byte
+     *  container, e.g. the payload with its position embedded. @throws Error kEINVAL
      *  (invalid UTF-8 for a text message, larger than limits.max_queue_bytes). */
     void set(Bytes data) const { detail::check(wsg_history_message_set(m_, data.data(), data.size())); }
     void set(Bytes data, std::error_code &ec) const noexcept {
@@ -1460,16 +1460,17 @@ public:
 
     /** Subscribe `id` to a history topic (cluster.history_topics) and give it
      *  every message after `from` (std::nullopt: none from the past; the
-     *  whole history with Position{}), then the live ones: no gap, no
-     *  duplicate (wsg_conn_subscribe_from). The subscription happens at once
-     *  whatever the answer. Blocks until the answer (never from a handler:
-     *  kEBUSY; use the callback form there, e.g. in on_open) and returns the
-     *  position reached: the last message replayed, or the topic's current
-     *  one. @throws Error kEGONE (`from` trimmed, of another epoch or ahead:
-     *  nothing replayed, live messages only; resync the client your way),
-     *  kECLUSTER (Redis down: live messages only), kENOTFOUND (stale id, or
-     *  closed meanwhile), kEINVAL (bad topic, a topic without history,
-     *  another instance's connection), kESTATE, kETIMEOUT, kEBUSY. */
+     *  whole history with Position{}: a bare `{}` argument is std::nullopt),
+     *  then the live ones: no gap, no duplicate (wsg_conn_subscribe_from).
+     *  The subscription happens at once whatever the answer. Blocks until
+     *  the answer (never from a handler: kEBUSY; use the callback form there,
+     *  e.g. in on_open) and returns the position reached: the last message
+     *  replayed, or the topic's current one. @throws Error kEGONE (`from`
+     *  trimmed, of another epoch or ahead: nothing replayed, live messages
+     *  only; resync the client your way), kECLUSTER (Redis down: live
+     *  messages only), kENOTFOUND (stale id, or closed meanwhile), kEINVAL
+     *  (bad topic, a topic without history, another instance's connection),
+     *  kESTATE, kETIMEOUT, kEBUSY. */
     Position subscribe_from(ConnId id, CStr topic, std::optional<Position> from,
                             std::chrono::milliseconds timeout = wait_forever) const {
         Position out;
