@@ -954,9 +954,11 @@ WSG_API wsg_status wsg_history_message_payload(const wsg_history_message *msg, w
  *  text message, larger than a queue can hold). Since 0.1.0. */
 WSG_API wsg_status wsg_history_message_set(wsg_history_message *msg, const void *data, size_t len);
 
-/** Shapes each history message once per instance, before its subscribers get
- *  it (live or replayed: the same message is shaped the same way), on the
- *  service thread; must not block. Without it subscribers get the payload as
+/** Shapes a history message before this instance's subscribers get it, on
+ *  the service thread; must not block. It runs once per live message per
+ *  instance, and again for each connection a message is replayed to (a
+ *  subscribe_from), so it must shape the same message the same way. It must
+ *  not publish to history topics. Without it subscribers get the payload as
  *  published. */
 typedef void (*wsg_history_fn)(wsg_server *server, const char *topic, const wsg_position *pos,
                                wsg_history_message *msg, void *user);

@@ -20,6 +20,7 @@ void ChannelSet::step(const std::string &channel) {
                 auto i = map_.find(channel);
                 if (!r || i == map_.end() || i->second.st != St::Subscribing) return;
                 i->second.st = St::On;
+                if (i->second.want && confirmed_) confirmed_(channel);
                 step(channel);
             }))
             e.st = St::Subscribing;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <unordered_map>
 
@@ -20,7 +21,10 @@ namespace wsgate {
 
 class ChannelSet {
 public:
-    explicit ChannelSet(RedisLink &link) : link_(link) {}
+    // `confirmed` runs each time Redis confirms a subscription (again after
+    // every reconnect): what was published before it may have missed us.
+    using Confirmed = std::function<void(const std::string &channel)>;
+    ChannelSet(RedisLink &link, Confirmed confirmed) : link_(link), confirmed_(std::move(confirmed)) {}
     // Listen to `channel` or stop; sends what is needed when the link is ready.
     void want(const std::string &channel, bool on);
     // The link became ready: nothing is subscribed on it yet; subscribe all.
@@ -40,6 +44,7 @@ private:
     void step(const std::string &channel);
 
     RedisLink &link_;
+    Confirmed confirmed_;
     std::unordered_map<std::string, Entry> map_;
     size_t wanted_ = 0;
 };

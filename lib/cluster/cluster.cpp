@@ -48,7 +48,10 @@ Cluster::Cluster(const ClusterConfig &cfg, Transport &transport, Logger &log, Me
     o.name = "subscriptions";
     o.subscriber = true;
     sub_ = std::make_unique<RedisLink>(o, transport_, *this);
-    channels_ = std::make_unique<ChannelSet>(*sub_);
+    const std::string topics = cfg_.prefix + ":t:";
+    channels_ = std::make_unique<ChannelSet>(*sub_, [this, topics](const std::string &channel) {
+        if (channel.compare(0, topics.size(), topics) == 0) sink_.on_topic_listening(channel.substr(topics.size()));
+    });
     presence_ = std::make_unique<Presence>(
         cfg_, *cmd_, tag_, log_, metrics_, [this](std::vector<PresenceGroup> *out) { sink_.on_presence_snapshot(out); },
         [this](uint16_t node, bool conflict) { on_node(node, conflict); });

@@ -58,6 +58,9 @@ public:
     virtual void on_cluster_state(bool up) = 0;
     // Every local presence entry (a resync of presence in Redis).
     virtual void on_presence_snapshot(std::vector<PresenceGroup> *out) = 0;
+    // Redis confirmed that this instance listens to the topic's channel
+    // (first subscriber, or again after a reconnect).
+    virtual void on_topic_listening(const std::string &topic) = 0;
 };
 
 // Node numbers: 1..kMaxNode, in the top 16 bits of connection ids.

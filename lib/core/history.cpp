@@ -213,6 +213,7 @@ void History::publish(const std::string &topic, wsg_msg_type type, std::string p
         metrics_.cluster_dropped.add(metric::ClusterDrop::history_full);
     }
     kept.push_back(Kept{0, type, std::move(payload)});
+    metrics_.history_kept.set(static_cast<int64_t>(pending()));
     if (cluster_.up()) on_cluster_state(true);
 }
 
@@ -295,6 +296,7 @@ void History::take(const std::string &topic, Live live) {
 void History::fetch_gap(const std::string &topic) {
     TopicState &s = states_[topic];
     s.fetching = true;
+    s.refetch = false;  // a read sent after the channel's confirmation covers it
     const uint64_t from = s.last.offset + 1;
     auto done = [this, topic](const redisReply *r) {
         if (!cluster_.running()) return;  // the server stops
@@ -310,7 +312,9 @@ void History::fetch_gap(const std::string &topic) {
             for (ReadResult::Entry &en : rr.entries) {
                 if (en.offset <= st.last.offset) continue;
                 st.last.offset = en.offset;
-                if (en.delivered_by != mine) sink_.history_deliver(topic, st.last, en.type, en.payload, 0);
+                if (en.delivered_by == mine) continue;
+                metrics_.history_gap_messages.inc();
+                sink_.history_deliver(topic, st.last, en.type, en.payload, 0);
             }
         }
         // What waited, in order. A gap the fetch could not fill (Redis
@@ -327,6 +331,7 @@ void History::fetch_gap(const std::string &topic) {
                 again.last.offset = l.pos.offset - 1;
             take(topic, std::move(l));
         }
+        refetch_if_asked(topic);
     };
     std::vector<std::string> args = keys(topic);
     args.push_back(std::to_string(from));
@@ -340,12 +345,33 @@ void History::on_cluster_state(bool up) {
     for (auto &kv : outage_)
         for (Kept &k : kv.second) publish_redis(kv.first, k.type, k.payload, true);
     outage_.clear();
+    metrics_.history_kept.set(0);
     // Then what this instance missed.
     for (auto &kv : states_)
         if (kv.second.last.offset && !kv.second.fetching) fetch_gap(kv.first);
 }
 
 void History::topic_unused(const std::string &topic) { states_.erase(topic); }
+
+void History::on_listening(const std::string &topic) {
+    auto it = states_.find(topic);
+    if (it == states_.end()) return;  // nothing delivered here yet: nothing to miss
+    it->second.refetch = true;
+    refetch_if_asked(topic);
+}
+
+void History::refetch_if_asked(const std::string &topic) {
+    auto it = states_.find(topic);
+    if (it == states_.end()) return;
+    TopicState &s = it->second;
+    const bool replaying = std::any_of(s.replays.begin(), s.replays.end(),
+                                       [](const auto &kv) { return kv.second.running; });
+    // A read without a base would deliver the whole history; a running
+    // fetch or replay calls again when it ends.
+    if (!s.refetch || s.fetching || replaying || !s.last.epoch || !cluster_.up()) return;
+    s.refetch = false;
+    fetch_gap(topic);
+}
 
 // ---------------------------------------------------------------- subscribe from
 
@@ -407,11 +433,15 @@ void History::subscribe_local(wsg_conn_id conn, const std::string &topic, const 
     const uint64_t oldest = r.msgs.empty() ? 0 : r.msgs.front().offset;
     std::string why = check_from(*from, r.epoch, r.last, oldest);
     if (!why.empty()) {
+        metrics_.history_gone.inc();
         calls_.answer(id, position_result(WSG_EGONE, why, wsg_position{0, 0}));
         return;
     }
-    for (const Kept &k : r.msgs)
-        if (k.offset > from->offset) sink_.history_deliver(topic, wsg_position{r.epoch, k.offset}, k.type, k.payload, conn);
+    for (const Kept &k : r.msgs) {
+        if (k.offset <= from->offset) continue;
+        metrics_.history_replayed.inc();
+        sink_.history_deliver(topic, wsg_position{r.epoch, k.offset}, k.type, k.payload, conn);
+    }
     calls_.answer(id, position_result(WSG_OK, "", now));
 }
 
@@ -445,14 +475,17 @@ void History::subscribe_redis(wsg_conn_id conn, const std::string &topic, const 
         std::string why = has_from ? check_from(f, rr.epoch, rr.last, rr.oldest) : std::string();
         if (!why.empty()) {
             end_replay(topic, conn, floor);
+            metrics_.history_gone.inc();
             calls_.answer(id, position_result(WSG_EGONE, why, wsg_position{0, 0}));
             return;
         }
         floor = now;
         if (has_from)
             for (const ReadResult::Entry &en : rr.entries)
-                if (en.offset > f.offset && en.offset <= rr.last)
+                if (en.offset > f.offset && en.offset <= rr.last) {
+                    metrics_.history_replayed.inc();
                     sink_.history_deliver(topic, wsg_position{rr.epoch, en.offset}, en.type, en.payload, conn);
+                }
         end_replay(topic, conn, floor);
         calls_.answer(id, position_result(WSG_OK, "", now));
     };
@@ -505,6 +538,7 @@ void History::end_replay(const std::string &topic, wsg_conn_id conn, const wsg_p
         waiting.swap(s.waiting);
         for (Live &l : waiting) take(topic, std::move(l));
     }
+    refetch_if_asked(topic);
 }
 
 }  // namespace wsgate

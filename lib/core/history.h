@@ -84,6 +84,10 @@ public:
     void on_envelope(const Envelope &e);
     // The cluster came up (fetch the gaps, write what was kept) or went down.
     void on_cluster_state(bool up);
+    // Redis confirmed that this instance listens to the topic's channel:
+    // a message published before that, but after a read of the history
+    // made earlier, reached neither; read again (once the base is known).
+    void on_listening(const std::string &topic);
     // The topic lost its last local subscriber: its delivery state goes.
     void topic_unused(const std::string &topic);
     // Messages kept while Redis was down, not yet written (tests, metrics).
@@ -114,6 +118,7 @@ private:
     struct TopicState {
         wsg_position last{0, 0};
         bool fetching = false;
+        bool refetch = false;  // the channel was confirmed while fetching or replaying
         std::vector<Live> waiting;  // live messages while fetching
         std::unordered_map<wsg_conn_id, Replay> replays;
     };
@@ -136,6 +141,8 @@ private:
     // One message in offset order for the topic's subscribers here.
     void take(const std::string &topic, Live live);
     void fetch_gap(const std::string &topic);
+    // A refetch asked for by on_listening, when nothing else runs.
+    void refetch_if_asked(const std::string &topic);
     // Replay ended: held messages after the floor go, the rest are dropped.
     void end_replay(const std::string &topic, wsg_conn_id conn, const wsg_position &floor);
     std::vector<std::string> keys(const std::string &topic) const;

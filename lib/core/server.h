@@ -199,6 +199,10 @@ private:
             s->outbox_.flush();
         }
         void on_presence_snapshot(std::vector<PresenceGroup> *out) override { s->presence_snapshot(out); }
+        void on_topic_listening(const std::string &topic) override {
+            s->history_.on_listening(topic);
+            s->outbox_.flush();
+        }
     };
     void on_cluster_message(const Envelope &e);
     void on_cluster_node(uint16_t node);

@@ -149,7 +149,16 @@
       "Times every local presence entry was written to Redis again (new connection to Redis, "     \
       "lapsed lease, failed writes).")                                                             \
     X(cluster_node_conflicts, Counter, NoLabel, NoBuckets, "wsgate_cluster_node_conflicts_total",  \
-      "Times another server was found holding the lease of this instance's node number.")
+      "Times another server was found holding the lease of this instance's node number.")         \
+    X(history_replayed, Counter, NoLabel, NoBuckets, "wsgate_history_replayed_messages_total",     \
+      "Missed messages given to connections subscribed from a position (wsg_conn_subscribe_from).") \
+    X(history_gone, Counter, NoLabel, NoBuckets, "wsgate_history_gone_total",                      \
+      "Subscriptions from a position the history no longer held (WSG_EGONE: the client resyncs).") \
+    X(history_gap_messages, Counter, NoLabel, NoBuckets, "wsgate_history_gap_messages_total",     \
+      "History messages this instance missed on the topic's channel (Redis outage, late "          \
+      "subscription) and delivered from a read of the history instead.")                           \
+    X(history_kept, Gauge, NoLabel, NoBuckets, "wsgate_history_kept_messages",                     \
+      "History messages published while Redis was down, kept to be written when it is back.")
 
 namespace wsgate {
 namespace metric {

@@ -44,19 +44,8 @@ static inline tsrv *instance(const char *address, const char *prefix, const char
 }
 
 
-/* A metric's value (first sample line starting with `name`), -1 if absent. */
-static inline long long metric(tsrv *t, const char *name) {
-    static char buf[65536];
-    size_t len = 0;
-    if (wsg_server_metrics(t->srv, buf, sizeof buf - 1, &len) != WSG_OK) return -1;
-    buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
-    char want[160];
-    snprintf(want, sizeof want, "\n%s ", name);
-    const char *p = strstr(buf, want);
-    return p ? atoll(p + strlen(want)) : -1;
-}
 
-static inline int cluster_up(tsrv *t) { return metric(t, "wsgate_cluster_up") == 1; }
+static inline int cluster_up(tsrv *t) { return tsrv_metric(t, "wsgate_cluster_up") == 1; }
 
 /* A client of `user` (NULL: none), through the x-user header. */
 static inline client open_user(tsrv *t, const char *user) {

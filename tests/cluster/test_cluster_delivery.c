@@ -51,12 +51,12 @@ static void publish_reaches_every_instance_once(void **state) {
     assert_int_equal(wsg_conn_subscribe(A->srv, a.id, "news"), WSG_OK);
     assert_int_equal(wsg_conn_subscribe(B->srv, b.id, "news"), WSG_OK);
     assert_true(WAIT_UNTIL(numsub(redis, "d:t:news") == 2, 2000));
-    long long sent = metric(A, "wsgate_cluster_published_total");
+    long long sent = tsrv_metric(A, "wsgate_cluster_published_total");
     assert_int_equal(wsg_server_publish(A->srv, "news", WSG_MSG_TEXT, "from A", 6), WSG_OK);
     expect_text(a.c, "from A");
     expect_text(b.c, "from A");
     /* One PUBLISH for the whole cluster. */
-    assert_int_equal(metric(A, "wsgate_cluster_published_total"), sent + 1);
+    assert_int_equal(tsrv_metric(A, "wsgate_cluster_published_total"), sent + 1);
     /* C has no subscriber: it publishes all the same, and hears nothing. */
     assert_int_equal(wsg_server_publish(C->srv, "news", WSG_MSG_TEXT, "from C", 6), WSG_OK);
     expect_text(a.c, "from C");

@@ -47,11 +47,11 @@ static void redis_killed_and_restarted(void **state) {
     assert_int_equal(wsg_server_ready(B->srv, &ready), WSG_OK);
     assert_int_equal(ready, 0);  /* cluster.require */
     /* Local delivery goes on; the copy for A is dropped and counted. */
-    long long dropped = metric(B, "wsgate_cluster_dropped_total{reason=\"down\"}");
+    long long dropped = tsrv_metric(B, "wsgate_cluster_dropped_total{reason=\"down\"}");
     assert_int_equal(wsg_server_publish(B->srv, "t", WSG_MSG_TEXT, "local", 5), WSG_OK);
     expect_text(b.c, "local");
     expect_nothing(a.c, 100);
-    assert_int_equal(metric(B, "wsgate_cluster_dropped_total{reason=\"down\"}"), dropped + 1);
+    assert_int_equal(tsrv_metric(B, "wsgate_cluster_dropped_total{reason=\"down\"}"), dropped + 1);
     assert_true(echo_ms(b2.c) < 500);
     /* Cross-instance calls fail fast, saying why. */
     assert_int_equal(wsg_conn_send(B->srv, a.id, WSG_MSG_TEXT, "x", 1), WSG_ECLUSTER);
@@ -90,7 +90,7 @@ static void redis_killed_and_restarted(void **state) {
     char buf[2048];
     assert_true(tsrv_log_get(B, "cluster_up", 1, buf, sizeof buf));
     assert_non_null(strstr(buf, "\"down_ms\":"));
-    assert_true(metric(B, "wsgate_cluster_reconnects_total") >= 2);
+    assert_true(tsrv_metric(B, "wsgate_cluster_reconnects_total") >= 2);
     wsc_free(a.c);
     wsc_free(b.c);
     wsc_free(b2.c);
@@ -131,7 +131,7 @@ static void redis_frozen(void **state) {
     assert_false(cluster_up(A));
     assert_int_equal(wsg_conn_send(A->srv, a.id | (77ull << 48), WSG_MSG_TEXT, "x", 1), WSG_ECLUSTER);
     /* The waiting publishes were failed at once, counted. */
-    assert_true(metric(A, "wsgate_cluster_dropped_total{reason=\"unconfirmed\"}") >= 50);
+    assert_true(tsrv_metric(A, "wsgate_cluster_dropped_total{reason=\"unconfirmed\"}") >= 50);
     /* Reconnects meanwhile hang too (the kernel still accepts): each one
      * ends at the connect timeout; the outage is logged once. */
     tu_sleep_ms(700);

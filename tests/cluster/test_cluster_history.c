@@ -169,6 +169,9 @@ static void recovery_on_another_instance(void **state) {
     assert_true(WAIT_UNTIL(from_calls(&ans) == 1, 3000));
     assert_int_equal(ans.status, WSG_OK);
     assert_true(ans.has_position && ans.pos.epoch == seen.epoch && ans.pos.offset > 15);
+    /* What the replay gave (the rest came live), counted where it ran. */
+    assert_int_equal(tsrv_metric(C, "wsgate_history_replayed_messages_total"), (long long)(ans.pos.offset - seen.offset));
+    assert_int_equal(tsrv_metric(A, "wsgate_history_replayed_messages_total"), 0);
     print_message("recovery of %llu messages with 200 concurrent publishes: %lld ms\n",
                   (unsigned long long)(last.offset - seen.offset), (long long)(tu_now_ms() - t0));
 
@@ -268,6 +271,7 @@ static void redis_killed(void **state) {
         assert_true(p.epoch == 0 && p.offset == 0);
     }
     expect_nothing(b.c, 100);
+    assert_int_equal(tsrv_metric(A, "wsgate_history_kept_messages"), 5);
 
     /* Back (empty: a new epoch): B's subscriber gets the five within a
      * second, in order; A's does not get them twice. */
@@ -279,6 +283,7 @@ static void redis_killed(void **state) {
     print_message("publishes of the outage delivered %lld ms after Redis restarted\n", (long long)took);
     assert_true(took < 1500);
     assert_true(nb.epoch != pb.epoch);
+    assert_true(WAIT_UNTIL(tsrv_metric(A, "wsgate_history_kept_messages") == 0, 1000));
     expect_nothing(a.c, 200);
     expect_nothing(b.c, 1);
     /* And on: the next publish follows on both. */

@@ -426,7 +426,7 @@ static void presence_after_redis_restart(void **state) {
     assert_true(WAIT_UNTIL(count(B, 't', "room") == 3 && count(A, 't', "room") == 3, 3000));
     print_message("presence rewritten %lld ms after Redis returned\n", (long long)(tu_now_ms() - back));
     assert_true(has(B, 'u', "ann", a2.id));
-    assert_true(metric(A, "wsgate_cluster_presence_resyncs_total") >= 2);
+    assert_true(tsrv_metric(A, "wsgate_cluster_presence_resyncs_total") >= 2);
     wsc_free(a1.c);
     wsc_free(a2.c);
     wsc_free(b1.c);
@@ -460,7 +460,7 @@ static void presence_when_the_lease_is_taken(void **state) {
     free(reply);
     assert_true(WAIT_UNTIL(tsrv_log_count(A, "cluster_node_conflict") == 1, 2000));
     assert_true(WAIT_UNTIL(count(B, 't', "room") == 0, 2000));  /* not renewed: lapsed */
-    assert_int_equal(metric(A, "wsgate_cluster_node_conflicts_total"), 1);
+    assert_int_equal(tsrv_metric(A, "wsgate_cluster_node_conflicts_total"), 1);
     assert_true(cluster_up(A));
     assert_int_equal(wsg_server_publish(A->srv, "room", WSG_MSG_TEXT, "still", 5), WSG_OK);
     expect_text(a1.c, "still");

@@ -44,7 +44,7 @@ static void limit_counts_every_instance(void **state) {
     wsc *c = NULL;
     assert_int_equal(try_user(B, "bob", &c), 429);
     assert_null(c);
-    assert_true(WAIT_UNTIL(metric(B, "wsgate_handshakes_refused_total{reason=\"limit\"}") == 1, 2000));
+    assert_true(WAIT_UNTIL(tsrv_metric(B, "wsgate_handshakes_refused_total{reason=\"limit\"}") == 1, 2000));
     /* Another user is not affected. */
     client carol = open_user(B, "carol");
 
@@ -58,14 +58,14 @@ static void limit_counts_every_instance(void **state) {
     assert_true(WAIT_UNTIL(entries(redis, "ul", tsrv_last_open(B), "bob") == 1, 3000));
     assert_int_equal(try_user(A, "bob", &d), 429);
     assert_null(d);
-    assert_int_equal(metric(B, "wsgate_cluster_user_count_unknown_total"), 0);
+    assert_int_equal(tsrv_metric(B, "wsgate_cluster_user_count_unknown_total"), 0);
 
     /* Redis gone: the local count decides; nobody is locked out. */
     rp_kill(redis);
     assert_true(WAIT_UNTIL(!cluster_up(B), 3000));
     assert_int_equal(try_user(B, "bob", &d), 101);
     assert_non_null(d);
-    assert_int_equal(metric(B, "wsgate_cluster_user_count_unknown_total"), 1);
+    assert_int_equal(tsrv_metric(B, "wsgate_cluster_user_count_unknown_total"), 1);
     /* ...but the local limit still holds (two on B now). */
     wsc *e = NULL;
     assert_int_equal(try_user(B, "bob", &e), 429);

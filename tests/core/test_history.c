@@ -128,6 +128,9 @@ static void in_memory_history(void **state) {
     client d = open_client(t, NULL);
     assert_int_equal(subscribe_from(t, d.id, "h:1", &from, &ans), WSG_OK);
     expect_positioned(d.c, E, 7, "seven");
+    /* Replays (b: 4 and 5, d: 7) and refusals are counted. */
+    assert_int_equal(tsrv_metric(t, "wsgate_history_replayed_messages_total"), 3);
+    assert_int_equal(tsrv_metric(t, "wsgate_history_gone_total"), 4);
 
     /* Another topic has its own history and epoch; a topic without history
      * is not positioned. */

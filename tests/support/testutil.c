@@ -214,3 +214,14 @@ int tsrv_wait_close(tsrv *t, int index, int timeout_ms, tsrv_close *out) {
         tu_sleep_ms(2);
     }
 }
+
+long long tsrv_metric(tsrv *t, const char *name) {
+    static char buf[65536];
+    size_t len = 0;
+    if (wsg_server_metrics(t->srv, buf, sizeof buf - 1, &len) != WSG_OK) return -1;
+    buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
+    char want[160];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *p = strstr(buf, want);
+    return p ? atoll(p + strlen(want)) : -1;
+}

@@ -45,6 +45,9 @@ int tsrv_free(tsrv *t);
 int tsrv_opens(tsrv *t);
 int tsrv_closes(tsrv *t);
 int tsrv_messages(tsrv *t);
+/* A metric's value (its first sample line starting with `name`, e.g.
+ * `wsgate_x_total{reason="y"}`), -1 if absent. */
+long long tsrv_metric(tsrv *t, const char *name);
 wsg_conn_id tsrv_last_open(tsrv *t);
 /* Copies the close record of `id` into *out; 1 if found. */
 int tsrv_find_close(tsrv *t, wsg_conn_id id, tsrv_close *out);
