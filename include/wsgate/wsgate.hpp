@@ -1935,7 +1935,7 @@ public:
      *   on_drain(ServerRef, ConnId, std::size_t queued_bytes)
      *   on_auth(ServerRef, AuthRequest &)        with auth.mode callback or jwt+callback
      *   on_history(std::string_view topic, const Position &, HistoryMessage &)
-     *                                            each history message once, before its
+     *                                            a history message before this instance's
      *                                            subscribers get it (see on_history)
      * What happens when one throws: see the top of this file. */
 
@@ -2012,14 +2012,16 @@ public:
         detail::check(reg_<detail::AuthKind>(std::forward<F>(f)), ec);
     }
 
-    /** The history hook (wsg_server_on_history): sees each message of a
-     *  history topic once per instance, live or replayed, with its position
-     *  (Position{} for a publish kept while Redis is down), before this
-     *  instance's subscribers get it, and may replace what they get
-     *  (HistoryMessage::set), e.g. to embed the position for the client.
-     *  Service thread, must not block (blocking calls throw kEBUSY there).
-     *  A throwing hook is reported like the other handlers (no connection is
-     *  closed) and the message goes as it stands. */
+    /** The history hook (wsg_server_on_history): sees a message of a history
+     *  topic with its position (Position{} for a publish kept while Redis is
+     *  down) before this instance's subscribers get it, and may replace what
+     *  they get (HistoryMessage::set), e.g. to embed the position for the
+     *  client. It runs once per live message, and again for each connection
+     *  a message is replayed to (subscribe_from): shape the same message the
+     *  same way. It must not publish to history topics. Service thread, must
+     *  not block (blocking calls throw kEBUSY there). A throwing hook is
+     *  reported like the other handlers (no connection is closed) and the
+     *  message goes as it stands. */
     template <class F>
     void on_history(F &&f) {
         static_assert(detail::handler_ok<F, std::string_view, const Position &, HistoryMessage &>::value,
