@@ -14,6 +14,23 @@ export interface ServerOptions {
   port?: number;
   host?: string;
   path?: string;
+  /**
+   * Embed each history message's position for the client: a text message of
+   * a history topic (cluster.history_topics) that starts with '{' is
+   * delivered with `"NAME":"EPOCH-OFFSET",` inserted right after that '{'
+   * (`{"pos":"12-3","text":"hi"}` for `historyPosition: 'pos'`), live or
+   * replayed alike. Other messages, binary ones and a message without a
+   * position yet (published while Redis is down: position 0-0) go as
+   * published. NAME: 1..64 printable ASCII characters without '"' or '\'.
+   *
+   * This is the history hook written in C inside the addon. There is no
+   * JavaScript history hook: wsgate calls the hook on its service thread and
+   * needs the shaped message before the hook returns, while JavaScript runs
+   * on the main thread; a JavaScript hook could only work by blocking the
+   * service thread until the event loop ran it, stalling every connection
+   * behind a busy event loop.
+   */
+  historyPosition?: string;
   [name: string]: number | boolean | string | string[] | ServerOptions | undefined;
 }
 
@@ -75,6 +92,17 @@ export interface Presence {
   sinceMs: number;
 }
 
+/** A message's place in a topic's history: epoch and offset (64-bit, exact as
+ *  bigints) and their text "EPOCH-OFFSET" (what a client keeps and sends back). */
+export interface Position {
+  epoch: bigint;
+  offset: bigint;
+  text: string;
+}
+
+/** A position to start from: its text, or its two numbers (bigints, or safe non-negative integers). */
+export type PositionLike = string | { epoch: bigint | number; offset: bigint | number };
+
 /** A presence call's rejection when Redis failed (code 'WSG_ECLUSTER'). */
 export interface PresenceError extends WsgateError {
   /** This instance's own entries. */
@@ -117,6 +145,19 @@ export declare class Server extends EventEmitter {
   sessionGet(key: string): Promise<Buffer | null>;
   /** Remove `key` (resolves also when it was absent). */
   sessionDelete(key: string): Promise<void>;
+  /**
+   * Subscribe `conn` to a history topic (cluster.history_topics) and give it
+   * every message after `from` ('0-0': the whole history; omitted or null:
+   * nothing from the past), then the live ones, with no gap and no
+   * duplicate. The subscription happens at once whatever the outcome.
+   * Resolves with the position reached (the last message replayed, or the
+   * topic's current one). Rejects with code 'WSG_EGONE' when `from` is older
+   * than the history keeps, of another epoch or ahead of it (nothing
+   * replayed: resync the client your way), 'WSG_ECLUSTER' (Redis down: live
+   * messages only), 'WSG_ENOTFOUND' (the connection is gone), 'WSG_EINVAL'
+   * (bad topic, a topic without history, a `from` that is no position).
+   */
+  subscribeFrom(conn: ConnId, topic: string, from?: PositionLike | null): Promise<Position>;
 
   send(conn: ConnId, data: Payload): void;
   broadcast(data: Payload, except?: ConnId): void;
@@ -142,6 +183,11 @@ export interface OptionRow {
   range: string;
   doc: string;
 }
+
+/** A position's text "EPOCH-OFFSET" (wsg_position_format). */
+export declare function formatPosition(pos: { epoch: bigint | number; offset: bigint | number }): string;
+/** Parse "EPOCH-OFFSET" (e.g. from a client's query); throws an error with code 'WSG_EINVAL' for anything else. */
+export declare function parsePosition(text: string): Position;
 
 /** The loaded libwsgate's version string. */
 export declare const version: string;

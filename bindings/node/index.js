@@ -133,7 +133,13 @@ class Server extends EventEmitter {
     // Asynchronous calls waiting for their RESULT event, by call id.
     this._calls = new Map();
     this._nextCall = 1;
-    this._native = new native.NativeServer(optionPairs(opts), this._dispatch);
+    // historyPosition is the addon's own history hook (src/history.c), not
+    // a library option: the hook cannot call JavaScript (see index.d.ts).
+    let historyPosition;
+    if (opts !== null && typeof opts === 'object' && 'historyPosition' in opts) {
+      ({ historyPosition, ...opts } = opts);
+    }
+    this._native = new native.NativeServer(optionPairs(opts), this._dispatch, historyPosition);
     // Without a 'log' listener, log lines go to stderr from the service
     // thread, as wsgate's default sink writes them.
     this.on('newListener', (event) => {
@@ -203,6 +209,15 @@ class Server extends EventEmitter {
   sessionGet(key) { return asyncCall(this, 'sessionGet', key); }
   /** Remove `key` (resolves also when it was absent). */
   sessionDelete(key) { return asyncCall(this, 'sessionDelete', key); }
+  /**
+   * History and recovery: subscribe `conn` to a history topic and give it
+   * every message after `from` (a position's text or { epoch, offset };
+   * omitted or null: nothing from the past), then the live ones. Resolves
+   * with the position reached ({ epoch, offset, text }); rejects with
+   * WSG_EGONE when `from` is no longer in the history (subscribed all the
+   * same, live messages only).
+   */
+  subscribeFrom(conn, topic, from = null) { return asyncCall(this, 'subscribeFrom', conn, topic, from); }
 
   send(conn, data) { this._native.send(conn, data); }
   broadcast(data, except) { this._native.broadcast(data, except); }
@@ -223,6 +238,10 @@ class Server extends EventEmitter {
 
 module.exports = {
   Server,
+  /** { epoch, offset } (bigints or safe integers) as the text "EPOCH-OFFSET". */
+  formatPosition: native.formatPosition,
+  /** "EPOCH-OFFSET" as { epoch, offset, text } (bigints); throws WSG_EINVAL for anything else. */
+  parsePosition: native.parsePosition,
   version: native.version(),
   statuses: Object.freeze({ ...native.statuses }),
   options,

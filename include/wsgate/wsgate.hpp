@@ -35,12 +35,13 @@
  *  - Two calls never fail in a way a program can act on and are noexcept:
  *    ServerRef::request_stop() (async-signal-safe) and ServerRef::draining().
  *
- * Handlers (on_open, on_message, on_close, on_log, on_drain, on_auth) take
- * any callable. The binding moves it to the heap and hands it to the C
- * library as the registration's `user` pointer with a deleter, so the C
- * library owns it: it is destroyed when replaced or when the server is
- * freed (the Server's destructor), on that thread. Handlers run on the
- * service thread and must not block (wsgate.h, "Threads").
+ * Handlers (on_open, on_message, on_close, on_log, on_drain, on_auth and
+ * the history hook on_history) take any callable. The binding moves it to
+ * the heap and hands it to the C library as the registration's `user`
+ * pointer with a deleter, so the C library owns it: it is destroyed when
+ * replaced or when the server is freed (the Server's destructor), on that
+ * thread. Handlers run on the service thread and must not block (wsgate.h,
+ * "Threads").
  *
  * No exception ever crosses into C: each trampoline catches everything a
  * handler throws. The exception is then reported to the server's
@@ -49,14 +50,15 @@
  * on_message, on_drain) that connection is closed with 1011 "internal
  * error" (advice: reconnect with backoff), since its state in the
  * application is unknown. A throwing authenticator refuses the request
- * with 401. A throwing on_close or on_log is only reported.
+ * with 401. A throwing on_close, on_log or on_history is only reported.
  *
  * Presence and session data (topic_presence, user_presence, session_set,
  * session_get, session_delete) come in two forms: with a ResultCallback
  * (the C call: the callable runs once, on the service thread, and is then
  * destroyed) and without one (Blocks until the answer, through a
  * wsg_completion; refused with kEBUSY inside a handler). See
- * "Asynchronous results" below.
+ * "Asynchronous results" below. So does subscribe_from (history and
+ * recovery: a Position, Result::position()).
  *
  * Threads: as in the C ABI. Config is not thread-safe (one thread at a
  * time); Server and ServerRef calls are safe from any thread except where
@@ -764,6 +766,87 @@ private:
 };
 
 /* ------------------------------------------------------------------ */
+/* History and recovery: positions and the history hook's message      */
+/* ------------------------------------------------------------------ */
+
+/** A message's place in a topic's history (wsg_position): the history's
+ *  epoch and the offset within it (1, 2, 3...). Plain data, an aggregate:
+ *  Position{epoch, offset}. Position{} ({0, 0}) is "before the first
+ *  message"; as subscribe_from's `from` it asks for the whole history.
+ *  Since 0.1.0. */
+struct Position {
+    std::uint64_t epoch = 0;
+    std::uint64_t offset = 0;
+
+    /** The C value. */
+    constexpr wsg_position c_value() const noexcept { return wsg_position{epoch, offset}; }
+    /** From the C value. */
+    static constexpr Position from_c(const wsg_position &p) noexcept { return Position{p.epoch, p.offset}; }
+    /** The text "EPOCH-OFFSET" (wsg_position_format), e.g. for a client. */
+    std::string to_string() const {
+        char buf[WSG_POSITION_TEXT_MAX];
+        const wsg_position p = c_value();
+        detail::check(wsg_position_format(&p, buf, sizeof buf));  // cannot fail: the buffer is the maximum
+        return std::string(buf);
+    }
+    /** Parse the text of to_string() (wsg_position_parse), e.g. from a
+     *  client's query string. @throws Error kEINVAL (not that form: the
+     *  message quotes the text). */
+    static Position parse(CStr text) {
+        wsg_position p{0, 0};
+        detail::check(wsg_position_parse(text.c_str(), &p));
+        return from_c(p);
+    }
+    /** As parse(text); `ec` instead of throwing (Position{} on failure). */
+    static Position parse(CStr text, std::error_code &ec) noexcept {
+        wsg_position p{0, 0};
+        return detail::check(wsg_position_parse(text.c_str(), &p), ec) ? from_c(p) : Position{};
+    }
+    friend constexpr bool operator==(const Position &a, const Position &b) noexcept {
+        return a.epoch == b.epoch && a.offset == b.offset;
+    }
+    friend constexpr bool operator!=(const Position &a, const Position &b) noexcept { return !(a == b); }
+};
+
+/** Writes "EPOCH-OFFSET" (include <ostream> where you print). */
+template <class CharT, class Traits>
+std::basic_ostream<CharT, Traits> &operator<<(std::basic_ostream<CharT, Traits> &os, const Position &p) {
+    return os << p.epoch << '-' << p.offset;
+}
+
+/** A history topic's message on its way to this instance's subscribers
+ *  (wsg_history_message), as the on_history hook receives it: valid during
+ *  the hook only, on the service thread. */
+class HistoryMessage {
+public:
+    explicit HistoryMessage(wsg_history_message *msg) noexcept : m_(msg) {}
+    /** The message as published: its type and a view of its bytes (valid
+     *  until the hook returns). set() does not change it. */
+    Message payload() const noexcept {
+        wsg_msg_type type = WSG_MSG_TEXT;
+        const void *data = nullptr;
+        std::size_t len = 0;
+        if (wsg_history_message_payload(m_, &type, &data, &len) != WSG_OK) return Message(MsgType::kTEXT, Bytes());
+        return Message(static_cast<MsgType>(type), Bytes(data, len));
+    }
+    /** The published type; what the subscribers get keeps it. */
+    MsgType type() const noexcept { return payload().type(); }
+    /** Replace what the subscribers get with `data` (copied; the type stays
+     *  the published one): a std::string, std::string_view or byte
+     *  container, e.g. the payload with its position embedded. @throws Error kEINVAL
+     *  (invalid UTF-8 for a text message, larger than limits.max_queue_bytes). */
+    void set(Bytes data) const { detail::check(wsg_history_message_set(m_, data.data(), data.size())); }
+    void set(Bytes data, std::error_code &ec) const noexcept {
+        detail::check(wsg_history_message_set(m_, data.data(), data.size()), ec);
+    }
+    /** The C message. */
+    wsg_history_message *handle() const noexcept { return m_; }
+
+private:
+    wsg_history_message *m_;
+};
+
+/* ------------------------------------------------------------------ */
 /* Asynchronous results: presence and session data                     */
 /* ------------------------------------------------------------------ */
 
@@ -834,6 +917,14 @@ public:
         std::size_t len = 0;
         if (wsg_result_value(r_, &data, &len) != WSG_OK) return std::nullopt;
         return Bytes(data, len);
+    }
+    /** subscribe_from's position: the last message given from the history,
+     *  or the topic's current one when nothing was missed (Position{} while
+     *  it has no history); std::nullopt for other results and failures. */
+    std::optional<Position> position() const noexcept {
+        wsg_position p{0, 0};
+        if (wsg_result_position(r_, &p) != WSG_OK) return std::nullopt;
+        return Position::from_c(p);
     }
     /** Number of presence entries (0 for other results). */
     std::size_t size() const noexcept { return wsg_result_count(r_); }
@@ -1365,6 +1456,45 @@ public:
         detail::check(session_delete_(key, std::move(fn)), ec);
     }
 
+    /* ---- history and recovery (any thread; see "Asynchronous results") ---- */
+
+    /** Subscribe `id` to a history topic (cluster.history_topics) and give it
+     *  every message after `from` (std::nullopt: none from the past; the
+     *  whole history with Position{}: a bare `{}` argument is std::nullopt),
+     *  then the live ones: no gap, no duplicate (wsg_conn_subscribe_from).
+     *  The subscription happens at once whatever the answer. Blocks until
+     *  the answer (never from a handler: kEBUSY; use the callback form there,
+     *  e.g. in on_open) and returns the position reached: the last message
+     *  replayed, or the topic's current one. @throws Error kEGONE (`from`
+     *  trimmed, of another epoch or ahead: nothing replayed, live messages
+     *  only; resync the client your way), kECLUSTER (Redis down: live
+     *  messages only), kENOTFOUND (stale id, or closed meanwhile), kEINVAL
+     *  (bad topic, a topic without history, another instance's connection),
+     *  kESTATE, kETIMEOUT, kEBUSY. */
+    Position subscribe_from(ConnId id, CStr topic, std::optional<Position> from,
+                            std::chrono::milliseconds timeout = wait_forever) const {
+        Position out;
+        detail::check(subscribe_from_(id, topic, from, timeout, out));
+        return out;
+    }
+    /** As subscribe_from(id, topic, from, timeout); Position{} on failure. */
+    Position subscribe_from(ConnId id, CStr topic, std::optional<Position> from, std::chrono::milliseconds timeout,
+                            std::error_code &ec) const {
+        Position out;
+        if (!detail::check(subscribe_from_(id, topic, from, timeout, out), ec)) out = Position{};
+        return out;
+    }
+    /** The callback form: Result::status() kOK with Result::position(), or
+     *  kEGONE, kECLUSTER, kENOTFOUND, kESTATE as above. An empty `fn` is
+     *  told nothing (subscribed all the same). */
+    void subscribe_from(ConnId id, CStr topic, std::optional<Position> from, ResultCallback fn) const {
+        detail::check(subscribe_from_(id, topic, from, std::move(fn)));
+    }
+    void subscribe_from(ConnId id, CStr topic, std::optional<Position> from, ResultCallback fn,
+                        std::error_code &ec) const {
+        detail::check(subscribe_from_(id, topic, from, std::move(fn)), ec);
+    }
+
     /* ---- close-code advice ---- */
 
     /** Declare the advice for application codes first..last (3000..4999). */
@@ -1465,6 +1595,13 @@ private:
             return wsg_session_delete(h_, key.c_str(), f, u);
         });
     }
+    wsg_status subscribe_from_(ConnId id, CStr topic, const std::optional<Position> &from,
+                               ResultCallback &&fn) const {
+        const wsg_position p = from ? from->c_value() : wsg_position{0, 0};
+        return detail::start_async("subscribe_from", std::move(fn), [&](wsg_result_fn f, void *u) {
+            return wsg_conn_subscribe_from(h_, id.value(), topic.c_str(), from ? &p : nullptr, f, u);
+        });
+    }
     // The same, waited for.
     detail::Waited topic_presence_(CStr topic, std::chrono::milliseconds timeout,
                                    std::vector<Presence> &out) const {
@@ -1494,6 +1631,17 @@ private:
             });
         if (w.st == WSG_ENOTFOUND) w = detail::Waited{};  // absent: nullopt, not an error
         return w;
+    }
+    detail::Waited subscribe_from_(ConnId id, CStr topic, const std::optional<Position> &from,
+                                   std::chrono::milliseconds timeout, Position &out) const {
+        const wsg_position p = from ? from->c_value() : wsg_position{0, 0};
+        return detail::wait_for(
+            [&](wsg_result_fn f, void *u) {
+                return wsg_conn_subscribe_from(h_, id.value(), topic.c_str(), from ? &p : nullptr, f, u);
+            },
+            timeout, [&](const Result &r) {
+                if (auto pos = r.position()) out = *pos;
+            });
     }
     detail::Waited session_delete_(CStr key, std::chrono::milliseconds timeout) const {
         return detail::wait_for([&](wsg_result_fn f, void *u) { return wsg_session_delete(h_, key.c_str(), f, u); },
@@ -1576,8 +1724,8 @@ inline void result_tramp(wsg_server *s, const wsg_result *r, void *user) noexcep
 
 /** What a throwing handler left behind, for Server::on_error. */
 struct HandlerError {
-    const char *handler;          /**< "on_open", "on_message", "on_close", "on_log", "on_drain", "on_auth" */
-    ConnId conn;                  /**< the connection it was about; ConnId{} for on_log and on_auth */
+    const char *handler;          /**< "on_open", "on_message", "on_close", "on_log", "on_drain", "on_auth", "on_history" */
+    ConnId conn;                  /**< the connection it was about; ConnId{} for on_log, on_auth and on_history */
     const char *what;             /**< what() of a std::exception, else "unknown exception" */
     std::exception_ptr exception; /**< the exception itself (rethrow it to inspect it) */
 };
@@ -1705,6 +1853,18 @@ void auth_tramp(wsg_server *s, wsg_auth_request *req, void *user) noexcept {
         wsg_auth_refuse(req, 401, "the C++ authenticator threw");
 }
 
+template <class F>
+void history_tramp(wsg_server *s, const char *topic, const wsg_position *pos, wsg_history_message *msg,
+                   void *user) noexcept {
+    // A hook that threw is reported; its message goes as it stands (as
+    // published, or as set before the throw): there is no connection to close.
+    guarded<F>(user, s, "on_history", ConnId(), false, [&](F &fn) {
+        const Position p = pos ? Position::from_c(*pos) : Position{};
+        HistoryMessage m(msg);
+        std::invoke(fn, std::string_view(topic ? topic : ""), p, m);
+    });
+}
+
 /* One per handler kind: the C registration call and the trampoline for a
  * callable type D (instantiated only for a real callable, not nullptr). */
 #define WSGATE_HPP_KIND_(Kind, cfn, regfn, trampfn)                  \
@@ -1719,6 +1879,7 @@ WSGATE_HPP_KIND_(CloseKind, wsg_close_fn, wsg_server_on_close, close_tramp)
 WSGATE_HPP_KIND_(LogKind, wsg_log_fn, wsg_server_on_log, log_tramp)
 WSGATE_HPP_KIND_(DrainKind, wsg_drain_fn, wsg_server_on_drain, drain_tramp)
 WSGATE_HPP_KIND_(AuthKind, wsg_auth_fn, wsg_server_on_auth, auth_tramp)
+WSGATE_HPP_KIND_(HistoryKind, wsg_history_fn, wsg_server_on_history, history_tramp)
 #undef WSGATE_HPP_KIND_
 }  // namespace detail
 
@@ -1773,6 +1934,9 @@ public:
      *   on_log(ServerRef, const LogEvent &)      replaces the JSON lines on stderr
      *   on_drain(ServerRef, ConnId, std::size_t queued_bytes)
      *   on_auth(ServerRef, AuthRequest &)        with auth.mode callback or jwt+callback
+     *   on_history(std::string_view topic, const Position &, HistoryMessage &)
+     *                                            a history message before this instance's
+     *                                            subscribers get it (see on_history)
      * What happens when one throws: see the top of this file. */
 
     template <class F>
@@ -1846,6 +2010,29 @@ public:
         static_assert(detail::handler_ok<F, ServerRef, AuthRequest &>::value,
                       "on_auth takes a callable as (wsgate::ServerRef, wsgate::AuthRequest &), or nullptr");
         detail::check(reg_<detail::AuthKind>(std::forward<F>(f)), ec);
+    }
+
+    /** The history hook (wsg_server_on_history): sees a message of a history
+     *  topic with its position (Position{} for a publish kept while Redis is
+     *  down) before this instance's subscribers get it, and may replace what
+     *  they get (HistoryMessage::set), e.g. to embed the position for the
+     *  client. It runs once per live message, and again for each connection
+     *  a message is replayed to (subscribe_from): shape the same message the
+     *  same way. It must not publish to history topics. Service thread, must
+     *  not block (blocking calls throw kEBUSY there). A throwing hook is
+     *  reported like the other handlers (no connection is closed) and the
+     *  message goes as it stands. */
+    template <class F>
+    void on_history(F &&f) {
+        static_assert(detail::handler_ok<F, std::string_view, const Position &, HistoryMessage &>::value,
+                      "on_history takes a callable as (std::string_view, const wsgate::Position &, wsgate::HistoryMessage &), or nullptr");
+        detail::check(reg_<detail::HistoryKind>(std::forward<F>(f)));
+    }
+    template <class F>
+    void on_history(F &&f, std::error_code &ec) {
+        static_assert(detail::handler_ok<F, std::string_view, const Position &, HistoryMessage &>::value,
+                      "on_history takes a callable as (std::string_view, const wsgate::Position &, wsgate::HistoryMessage &), or nullptr");
+        detail::check(reg_<detail::HistoryKind>(std::forward<F>(f)), ec);
     }
 
     /** Where exceptions from the other handlers go, on the service thread:

@@ -8,6 +8,7 @@
 // -pedantic -std=c++17 (tests/cpp/cpp.cmake).
 #include <wsgate/wsgate.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -182,6 +183,7 @@ struct Counted {
     void operator()(wsgate::ServerRef, const wsgate::LogEvent &) const {}
     void operator()(wsgate::ServerRef, wsgate::ConnId, std::size_t) const {}
     void operator()(wsgate::ServerRef, wsgate::AuthRequest &) const {}
+    void operator()(std::string_view, const wsgate::Position &, wsgate::HistoryMessage &) const {}
 };
 
 // ---------------------------------------------------------------- cases
@@ -567,19 +569,24 @@ void test_handler_lifetime() {
         srv.on_log(Counted(live));
         srv.on_drain(Counted(live));
         srv.on_auth(Counted(live));
-        REQUIRE(*live == 6);  // one copy each, owned by the C library
+        srv.on_history(Counted(live));
+        REQUIRE(*live == 7);  // one copy each, owned by the C library
         srv.on_open(Counted(live));  // replacing destroys the old one at once
-        REQUIRE(*live == 6);
+        REQUIRE(*live == 7);
         srv.on_open(nullptr);  // unregistering too
-        REQUIRE(*live == 5);
+        REQUIRE(*live == 6);
         srv.on_message(std::function<void(wsgate::ServerRef, wsgate::ConnId, wsgate::Message)>());
-        REQUIRE(*live == 4);
+        REQUIRE(*live == 5);
         void (*none)(wsgate::ServerRef, wsgate::ConnId) = nullptr;
         std::error_code ec;
         srv.on_drain(std::function<void(wsgate::ServerRef, wsgate::ConnId, std::size_t)>(), ec);
-        REQUIRE(!ec && *live == 3);
+        REQUIRE(!ec && *live == 4);
         srv.on_open(none);
+        REQUIRE(*live == 4);
+        srv.on_history(std::function<void(std::string_view, const wsgate::Position &, wsgate::HistoryMessage &)>());
         REQUIRE(*live == 3);
+        srv.on_history(Counted(live));
+        REQUIRE(*live == 4);
         srv.start();
     }
     REQUIRE(*live == 0);  // the server's destructor freed the rest
@@ -908,6 +915,222 @@ void test_session_from_handler_and_timeout() {
     REQUIRE(srv.session_get("greeting", std::chrono::seconds(5)) == std::string("hello"));
 }
 
+// ---------------------------------------------------------------- history
+
+void test_position_text() {
+    const wsgate::Position p{1234, 56};
+    REQUIRE(p.to_string() == "1234-56");
+    REQUIRE(wsgate::Position::parse("1234-56") == p);
+    REQUIRE(wsgate::Position::parse(std::string("1234-56")) != wsgate::Position{});
+    REQUIRE(wsgate::Position{}.to_string() == "0-0");
+    REQUIRE(wsgate::Position::parse("0-0") == wsgate::Position{});
+    const wsgate::Position max{UINT64_MAX, UINT64_MAX};
+    const std::string text = max.to_string();
+    REQUIRE(text == "18446744073709551615-18446744073709551615");
+    REQUIRE(text.size() + 1 == WSG_POSITION_TEXT_MAX);
+    REQUIRE(wsgate::Position::parse(text) == max);
+    const wsg_position c = p.c_value();
+    REQUIRE(c.epoch == 1234 && c.offset == 56 && wsgate::Position::from_c(c) == p);
+    std::ostringstream os;
+    os << p;
+    REQUIRE(os.str() == "1234-56");
+
+    std::error_code ec;
+    REQUIRE(wsgate::Position::parse("7-8", ec) == (wsgate::Position{7, 8}) && !ec);
+    for (const char *bad : {"", "12", "12-", "-3", "01-2", "1-02", "1-0", "0-1", "a-b", "1-2 ", " 1-2",
+                            "1-2-3", "18446744073709551616-1"}) {
+        std::string msg = REQUIRE_ERROR(wsgate::Position::parse(bad), wsgate::Status::kEINVAL);
+        REQUIRE(msg.find("EPOCH-OFFSET") != std::string::npos);
+        REQUIRE(wsgate::Position::parse(bad, ec) == wsgate::Position{} && ec == wsgate::Status::kEINVAL);
+        REQUIRE(std::string(wsgate::last_error()).find("EPOCH-OFFSET") != std::string::npos);
+    }
+    REQUIRE_ERROR(wsgate::Position::parse(nullptr), wsgate::Status::kEINVAL);
+}
+
+wsgate::Config history_config() {
+    wsgate::Config cfg = test_config();
+    cfg.set("cluster.history_topics", "h:*").set("cluster.history_size", 3);
+    return cfg;
+}
+
+// What the history hook saw and did.
+struct HookRecord {
+    std::atomic<int> calls{0};
+    std::atomic<int> kept_payload{0};  // payload() was still the published one after set()
+    std::atomic<int> refused{0};       // set() of invalid UTF-8 on a text message was refused
+};
+
+// Prefixes each message with its position ("EPOCH-OFFSET|payload"); on
+// "h:throw" it sets a replacement and throws.
+void position_hook(wsgate::Server &srv, HookRecord &h) {
+    srv.on_history([&h](std::string_view topic, const wsgate::Position &pos, wsgate::HistoryMessage &m) {
+        ++h.calls;
+        if (topic == "h:throw") {
+            m.set(std::string("set before the throw"));
+            throw std::runtime_error("hook exploded");
+        }
+        const std::string published(m.payload().text());
+        std::error_code ec;
+        m.set(std::string("\xff"), ec);
+        if (ec == wsgate::Status::kEINVAL) ++h.refused;
+        m.set(pos.to_string() + "|" + published);
+        if (m.payload().text() == published && m.type() == wsgate::MsgType::kTEXT) ++h.kept_payload;
+    });
+}
+
+// A subscribe_from answer as the callback form saw it.
+struct FromAnswer {
+    std::mutex mu;
+    int calls = 0;
+    wsgate::Status status = wsgate::Status::kOK;
+    std::string message;
+    std::optional<wsgate::Position> position;
+    wsgate::ResultCallback callback() {
+        return [this](wsgate::ServerRef, const wsgate::Result &r) {
+            std::lock_guard<std::mutex> lock(mu);
+            calls++;
+            status = r.status();
+            message = std::string(r.message());
+            position = r.position();
+        };
+    }
+    int count() {
+        std::lock_guard<std::mutex> lock(mu);
+        return calls;
+    }
+};
+
+void test_history_local() {
+    Record rec;
+    HookRecord hook;
+    wsgate::Server srv(history_config());
+    record_handlers(srv, rec, false);
+    position_hook(srv, hook);
+    // A client asks to come back from the position it sends; the blocking
+    // form is refused in the handler (kEBUSY), the callback form answers.
+    std::atomic<int> busy{0};
+    srv.on_message([&busy](wsgate::ServerRef s, wsgate::ConnId id, wsgate::Message m) {
+        std::error_code ec;
+        const wsgate::Position from = wsgate::Position::parse(std::string(m.text()), ec);
+        if (ec) {
+            s.send(id, wsgate::text("bad from: " + std::string(wsgate::last_error())));
+            return;
+        }
+        try {
+            s.subscribe_from(id, "h:1", from);
+        } catch (const wsgate::Error &e) {
+            if (e.status() == wsgate::Status::kEBUSY) ++busy;
+        }
+        s.subscribe_from(id, "h:1", from, [id](wsgate::ServerRef s2, const wsgate::Result &r) {
+            std::optional<wsgate::Position> pos = r.position();
+            s2.send(id, wsgate::text(r.ok() && pos ? "ok:" + pos->to_string()
+                                                   : "failed:" + std::string(wsgate::to_string(r.status()))));
+        });
+    });
+    // Not running: no connection yet.
+    REQUIRE_ERROR(srv.subscribe_from(wsgate::ConnId(1), "h:1", std::nullopt), wsgate::Status::kENOTFOUND);
+    srv.start();
+    REQUIRE_ERROR(srv.on_history(nullptr), wsgate::Status::kESTATE);  // only before listening
+    const int port = srv.port();
+
+    Client a(port);
+    REQUIRE(a.ok() && wait_until([&] { return rec.open_count() == 1; }));
+    const wsgate::ConnId ida = rec.open_at(0);
+    // No history yet: the current position is {0, 0}.
+    REQUIRE(srv.subscribe_from(ida, "h:1", std::nullopt) == wsgate::Position{});
+    const char *msgs[] = {"one", "two", "three", "four", "five"};
+    for (const char *m : msgs) srv.publish("h:1", m);
+    const std::string first = a.recv();
+    const std::size_t bar = first.find('|');
+    REQUIRE(first.rfind("T:", 0) == 0 && bar != std::string::npos && first.substr(bar) == "|one");
+    const wsgate::Position p1 = wsgate::Position::parse(first.substr(2, bar - 2));
+    REQUIRE(p1.epoch != 0 && p1.offset == 1);
+    const std::uint64_t E = p1.epoch;
+    auto shaped = [E](std::uint64_t offset, const char *text) {
+        return "T:" + wsgate::Position{E, offset}.to_string() + "|" + text;
+    };
+    for (std::uint64_t i = 1; i < 5; i++) REQUIRE(a.recv() == shaped(i + 1, msgs[i]));
+    REQUIRE(hook.calls == 5 && hook.kept_payload == 5 && hook.refused == 5);
+
+    // Back after offset 3 (blocking form): four and five, shaped like the
+    // live ones, then the live ones; the position reached is returned.
+    Client b(port);
+    REQUIRE(b.ok() && wait_until([&] { return rec.open_count() == 2; }));
+    const wsgate::ConnId idb = rec.open_at(1);
+    REQUIRE(srv.subscribe_from(idb, "h:1", wsgate::Position{E, 3}, std::chrono::seconds(5)) ==
+            (wsgate::Position{E, 5}));
+    REQUIRE(b.recv() == shaped(4, "four"));
+    REQUIRE(b.recv() == shaped(5, "five"));
+    srv.publish("h:1", "six");
+    REQUIRE(b.recv() == shaped(6, "six"));
+    REQUIRE(a.recv() == shaped(6, "six"));
+
+    // Kept now: 4..6. Too old, ahead, another epoch: kEGONE with the
+    // reason, nothing replayed, subscribed to the live messages all the same.
+    Client c(port);
+    REQUIRE(c.ok() && wait_until([&] { return rec.open_count() == 3; }));
+    const wsgate::ConnId idc = rec.open_at(2);
+    std::string why = REQUIRE_ERROR(srv.subscribe_from(idc, "h:1", wsgate::Position{E, 2}), wsgate::Status::kEGONE);
+    REQUIRE(why.find("older than the oldest") != std::string::npos);
+    std::error_code ec;
+    REQUIRE(srv.subscribe_from(idc, "h:1", wsgate::Position{E, 9}, wsgate::wait_forever, ec) == wsgate::Position{});
+    REQUIRE(ec == wsgate::Status::kEGONE);
+    FromAnswer ans;
+    srv.subscribe_from(idc, "h:1", wsgate::Position{E ^ 2, 5}, ans.callback());
+    REQUIRE(wait_until([&] { return ans.count() == 1; }));
+    {
+        std::lock_guard<std::mutex> lock(ans.mu);
+        REQUIRE(ans.status == wsgate::Status::kEGONE && !ans.position);
+        REQUIRE(ans.message.find("another epoch") != std::string::npos);
+    }
+    REQUIRE(c.quiet(100));
+    srv.publish("h:1", "seven");
+    REQUIRE(c.recv() == shaped(7, "seven"));
+    REQUIRE(a.recv() == shaped(7, "seven") && b.recv() == shaped(7, "seven"));
+
+    // From a handler: the client sends its position (kEBUSY for the
+    // blocking form there, the callback form replays and answers).
+    Client d(port);
+    REQUIRE(d.ok());
+    d.text("junk");
+    why = d.recv();
+    REQUIRE(why.rfind("T:bad from: 'junk' is no position", 0) == 0);
+    d.text(wsgate::Position{E, 6}.to_string());
+    std::vector<std::string> got{d.recv(), d.recv()};
+    std::sort(got.begin(), got.end());
+    REQUIRE(got == (std::vector<std::string>{shaped(7, "seven"), "T:ok:" + wsgate::Position{E, 7}.to_string()}));
+    REQUIRE(busy == 1);
+
+    // Refused at once: the callback is not kept.
+    auto live = std::make_shared<std::atomic<int>>(0), calls = std::make_shared<std::atomic<int>>(0);
+    why = REQUIRE_ERROR(srv.subscribe_from(ida, "plain", wsgate::Position{E, 1}, CountedResult(live, calls)),
+                        wsgate::Status::kEINVAL);
+    REQUIRE(why.find("cluster.history_topics") != std::string::npos);
+    REQUIRE_ERROR(srv.subscribe_from(wsgate::ConnId(ida.value() + 77), "h:1", std::nullopt), wsgate::Status::kENOTFOUND);
+    srv.subscribe_from(ida, "", std::nullopt, wsgate::wait_forever, ec);
+    REQUIRE(ec == wsgate::Status::kEINVAL && *live == 0 && *calls == 0);
+    // An empty callback: subscribed, nobody told.
+    srv.subscribe_from(ida, "h:2", std::nullopt, wsgate::ResultCallback());
+    srv.publish("h:2", "two");
+    const std::string two = a.recv();
+    REQUIRE(two.rfind("T:", 0) == 0 && two.size() > 8 && two.compare(two.size() - 6, 6, "-1|two") == 0);
+
+    // A throwing hook is reported (no connection closed); its message goes
+    // as it stands.
+    REQUIRE(srv.subscribe_from(ida, "h:throw", std::nullopt) == wsgate::Position{});
+    srv.publish("h:throw", "x");
+    REQUIRE(a.recv() == "T:set before the throw");
+    REQUIRE(wait_until([&] {
+        std::lock_guard<std::mutex> lock(rec.mu);
+        return rec.errors.size() == 1;
+    }));
+    {
+        std::lock_guard<std::mutex> lock(rec.mu);
+        REQUIRE(rec.errors[0] == "on_history|hook exploded|0");
+    }
+    REQUIRE(a.quiet(100) && rec.close_count() == 0);
+}
+
 }  // namespace
 
 int main() {
@@ -930,6 +1153,8 @@ int main() {
         {"presence_local", test_presence_local},
         {"session_local", test_session_local},
         {"session_from_handler_and_timeout", test_session_from_handler_and_timeout},
+        {"position_text", test_position_text},
+        {"history_local", test_history_local},
     };
     int failed = 0;
     for (const Case &c : cases) {

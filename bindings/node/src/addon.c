@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "history.h"
 
 /* ------------------------------------------------------------------ errors */
 
@@ -359,17 +360,29 @@ static int set_option(napi_env env, wsg_config *cfg, napi_value k, napi_value v)
     return rc;
 }
 
-/* new NativeServer(options: [key, value][], dispatcher: function) */
+/* new NativeServer(options: [key, value][], dispatcher: function[, historyPosition: string]) */
 static napi_value server_new(napi_env env, napi_callback_info info) {
-    size_t argc = 2;
-    napi_value argv[2], self;
+    size_t argc = 3;
+    napi_value argv[3], self;
     napi_get_cb_info(env, info, &argc, argv, &self, NULL);
     bool is_array = false;
     napi_valuetype ft = napi_undefined;
     if (argc >= 2) napi_typeof(env, argv[1], &ft);
     if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
         ft != napi_function)
-        return throw_type(env, "NativeServer(options: [key, value][], dispatcher: function)");
+        return throw_type(env, "NativeServer(options: [key, value][], dispatcher: function[, historyPosition: string])");
+
+    /* The history hook's field name, checked before anything is made. */
+    char field[WSN_FIELD_MAX + 1] = "";
+    if (argc >= 3 && !is_nullish(env, argv[2])) {
+        char fbuf[256], *fheap = NULL;
+        const char *f = get_cstr(env, argv[2], "historyPosition", fbuf, sizeof fbuf, &fheap);
+        if (!f) return NULL;
+        const char *problem = wsn_field_problem(f);
+        if (!problem) memcpy(field, f, strlen(f) + 1);
+        free(fheap);
+        if (problem) return throw_status(env, WSG_EINVAL, problem);
+    }
 
     wsg_config *cfg = NULL;
     if (check(env, wsg_config_new(&cfg))) return NULL;
@@ -404,8 +417,10 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
     wsg_status st = wsg_server_new(&s->srv, cfg);
     wsg_config_free(cfg);
     if (st == WSG_OK) st = wsn_register_callbacks(s);
+    const char *why = NULL;
+    if (st == WSG_OK && field[0]) st = wsn_embed_positions(s->srv, field, &why);
     if (st != WSG_OK) {
-        throw_status(env, st, wsg_last_error());
+        throw_status(env, st, why ? why : wsg_last_error());
         wsg_server_free(s->srv);
         s->srv = NULL;
         free(x);
@@ -777,6 +792,64 @@ static napi_value session_key_call(napi_env env, napi_callback_info info, int ge
 static napi_value server_session_get(napi_env env, napi_callback_info info) { return session_key_call(env, info, 1); }
 static napi_value server_session_delete(napi_env env, napi_callback_info info) { return session_key_call(env, info, 0); }
 
+/* ------------------------------------------------------------------ history */
+
+/* subscribeFrom(id, conn, topic, from): from is null/undefined (nothing from
+ * the past), a position's text or { epoch, offset }. */
+static napi_value server_subscribe_from(napi_env env, napi_callback_info info) {
+    size_t argc = 4;
+    napi_value argv[4];
+    server_ext *x = unwrap(env, info, &argc, argv);
+    if (!x) return NULL;
+    if (argc < 3) return throw_type(env, "subscribeFrom(id, conn, topic[, from])");
+    uint64_t id;
+    wsg_conn_id conn;
+    if (get_call_id(env, argv[0], &id) != 0 || get_conn(env, argv[1], &conn) != 0) return NULL;
+    wsg_position from = {0, 0};
+    const int has_from = argc >= 4 && !is_nullish(env, argv[3]);
+    if (has_from && wsn_position_from(env, argv[3], &from) != 0) return NULL;
+    char tbuf[512], *heap = NULL;
+    const char *topic = get_cstr(env, argv[2], "a topic", tbuf, sizeof tbuf, &heap);
+    if (!topic) return NULL;
+    wsn_call *call = wsn_call_new(x->s, id, WSN_OP_POSITION);
+    if (!call) {
+        free(heap);
+        return throw_status(env, WSG_ENOMEM, "out of memory");
+    }
+    wsg_status st = wsg_conn_subscribe_from(x->s->srv, conn, topic, has_from ? &from : NULL, wsn_result_callback, call);
+    free(heap);
+    return call_made(env, call, st);
+}
+
+/* formatPosition({ epoch, offset }): "EPOCH-OFFSET". */
+static napi_value lib_format_position(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], r;
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    napi_valuetype t = napi_undefined;
+    if (argc >= 1) napi_typeof(env, argv[0], &t);
+    if (t != napi_object) return throw_type(env, "formatPosition({ epoch, offset })");
+    wsg_position pos;
+    if (wsn_position_from(env, argv[0], &pos) != 0) return NULL;
+    char text[WSG_POSITION_TEXT_MAX];
+    if (check(env, wsg_position_format(&pos, text, sizeof text))) return NULL;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &r);
+    return r;
+}
+
+/* parsePosition(text): { epoch, offset, text }. */
+static napi_value lib_parse_position(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+    napi_valuetype t = napi_undefined;
+    if (argc >= 1) napi_typeof(env, argv[0], &t);
+    if (t != napi_string) return throw_type(env, "parsePosition(text: string)");
+    wsg_position pos;
+    if (wsn_position_from(env, argv[0], &pos) != 0) return NULL;
+    return wsn_position_value(env, &pos);
+}
+
 /* ------------------------------------------------------------------ state */
 
 static napi_value server_port(napi_env env, napi_callback_info info) {
@@ -1020,6 +1093,7 @@ static napi_value init(napi_env env, napi_value exports) {
         {"sessionSet", NULL, server_session_set, NULL, NULL, NULL, napi_default_method, NULL},
         {"sessionGet", NULL, server_session_get, NULL, NULL, NULL, napi_default_method, NULL},
         {"sessionDelete", NULL, server_session_delete, NULL, NULL, NULL, napi_default_method, NULL},
+        {"subscribeFrom", NULL, server_subscribe_from, NULL, NULL, NULL, napi_default_method, NULL},
     };
     napi_value cls, fn;
     if (napi_define_class(env, "NativeServer", NAPI_AUTO_LENGTH, server_new, NULL,
@@ -1030,6 +1104,10 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, "version", fn);
     napi_create_function(env, "options", NAPI_AUTO_LENGTH, lib_options, NULL, &fn);
     napi_set_named_property(env, exports, "options", fn);
+    napi_create_function(env, "formatPosition", NAPI_AUTO_LENGTH, lib_format_position, NULL, &fn);
+    napi_set_named_property(env, exports, "formatPosition", fn);
+    napi_create_function(env, "parsePosition", NAPI_AUTO_LENGTH, lib_parse_position, NULL, &fn);
+    napi_set_named_property(env, exports, "parsePosition", fn);
     napi_set_named_property(env, exports, "statuses", status_table(env));
     return exports;
 }

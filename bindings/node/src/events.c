@@ -1,5 +1,6 @@
 /* The event queue between wsgate's service thread and JavaScript: see events.h. */
 #include "events.h"
+#include "history.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,7 @@ void wsn_result_callback(wsg_server *srv, const wsg_result *r, void *user) {
         size_t mlen = strlen(msg), plen = 0;
         const void *payload = NULL;
         char *packed = NULL;
+        wsg_position pos = {0, 0};
         wsn_event e = {.kind = WSN_RESULT, .conn = call->id, .a = (int32_t)wsg_result_status(r),
                        .b = call->op, .split = mlen};
         if (call->op == WSN_OP_PRESENCE) {
@@ -204,6 +206,10 @@ void wsn_result_callback(wsg_server *srv, const wsg_result *r, void *user) {
             payload = packed;
         } else if (call->op == WSN_OP_VALUE && wsg_result_value(r, &payload, &plen) == WSG_OK) {
             e.c = 1;
+        } else if (call->op == WSN_OP_POSITION && wsg_result_position(r, &pos) == WSG_OK) {
+            e.c = 1;
+            payload = &pos;
+            plen = sizeof pos;
         } else {
             payload = NULL;
             plen = 0;
@@ -309,7 +315,8 @@ static void dispatch_one(napi_env env, napi_value fn, napi_value undef, const ws
         break;
     case WSN_RESULT:
         /* (kind, call id, status, message, payload): the payload is the
-         * presence entries, the value (a Buffer, or null) or undefined. */
+         * presence entries, the value (a Buffer, or null), the position
+         * ({ epoch, offset, text }) or undefined. */
         napi_create_double(env, (double)e->conn, &argv[1]);
         napi_create_int32(env, e->a, &argv[2]);
         napi_create_string_utf8(env, bytes, e->split, &argv[3]);
@@ -319,6 +326,10 @@ static void dispatch_one(napi_env env, napi_value fn, napi_value undef, const ws
             napi_create_buffer_copy(env, e->len - e->split, bytes + e->split, NULL, &argv[4]);
         } else if (e->b == WSN_OP_VALUE) {
             napi_get_null(env, &argv[4]);
+        } else if (e->b == WSN_OP_POSITION && e->c && e->len - e->split == sizeof(wsg_position)) {
+            wsg_position pos;
+            memcpy(&pos, bytes + e->split, sizeof pos);
+            argv[4] = wsn_position_value(env, &pos);
         } else {
             napi_get_undefined(env, &argv[4]);
         }

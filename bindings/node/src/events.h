@@ -22,7 +22,7 @@
 enum wsn_kind { WSN_OPEN = 1, WSN_MESSAGE = 2, WSN_CLOSE = 3, WSN_DRAIN = 4, WSN_LOG = 5, WSN_RESULT = 6 };
 
 /* What an asynchronous call's result carries to JavaScript. */
-enum wsn_op { WSN_OP_NONE = 0, WSN_OP_PRESENCE = 1, WSN_OP_VALUE = 2 };
+enum wsn_op { WSN_OP_NONE = 0, WSN_OP_PRESENCE = 1, WSN_OP_VALUE = 2, WSN_OP_POSITION = 3 };
 
 /* One event. Its bytes (a payload, a close reason, or a log event's name and
  * JSON) live in the batch's byte arena at [off, off + len). */
@@ -33,7 +33,8 @@ typedef struct wsn_event {
     size_t split;   /* log: length of the event name; the JSON follows it;
                      * result: length of the message; the payload follows it */
     int32_t a, b, c; /* message: type; close: code, cause, advice; log: level;
-                      * result: status, wsn_op, 1 when a value is there */
+                      * result: status, wsn_op, 1 when a value (or a
+                      * position) is there */
     uint8_t kind;
 } wsn_event;
 
@@ -85,7 +86,7 @@ typedef struct wsn_server {
     int busy;
 } wsn_server;
 
-/* One asynchronous call (presence, session data) on its way: its result
+/* One asynchronous call (presence, session data, subscribe_from) on its way: its result
  * goes to JavaScript as a WSN_RESULT event. Holds a reference on the server
  * until the result came. */
 typedef struct wsn_call {
