@@ -16,6 +16,7 @@
 #define GONE_TEXT "some missed messages are no longer kept: you may have missed messages before this point"
 #define CLUSTER_DOWN_TEXT "history unavailable (cluster down): missed messages are not shown"
 #define BAD_FROM_TEXT "bad from position: live messages only"
+#define NO_HISTORY_TEXT "this server keeps no history of the room: missed messages are not shown"
 
 /* One open connection's membership, the connection's user pointer. */
 typedef struct member {
@@ -199,7 +200,7 @@ static void on_open(wsg_server *s, wsg_conn_id id, void *user) {
     send_welcome(s, id, m);
     if (how == JOIN_PENDING) return;
     if (how == JOIN_NO_HISTORY)
-        send_error(s, id, "this server keeps no history of the room: missed messages are not shown");
+        send_error(s, id, NO_HISTORY_TEXT);
     else if (from_found != 0)
         send_error(s, id, BAD_FROM_TEXT);
     join(s, m);
