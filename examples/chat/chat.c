@@ -5,16 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "position.h"
 #include "text.h"
 
 #define DEFAULT_ROOM "lobby"
 #define MAX_TEXT 2000 /* bytes of one chat message; limits.max_message_bytes is the hard cap */
+
+/* What a page that came back with ?from= is told when it cannot have every
+ * message it missed (the chat's resume protocol, README "Chat demo"). */
+#define GONE_TEXT "some missed messages are no longer kept: you may have missed messages before this point"
+#define CLUSTER_DOWN_TEXT "history unavailable (cluster down): missed messages are not shown"
+#define BAD_FROM_TEXT "bad from position: live messages only"
+#define NO_HISTORY_TEXT "this server keeps no history of the room: missed messages are not shown"
 
 /* One open connection's membership, the connection's user pointer. */
 typedef struct member {
     char user[256]; /* a JWT's user id may be longer than a typed name */
     char room[CHAT_NAME_MAX + 1];
     char topic[CHAT_NAME_MAX + 6]; /* "room:" + room */
+    int joined;                    /* the room was told (join): it is told of the leave too */
 } member;
 
 static unsigned long guests; /* guest-N numbering (service thread only) */
@@ -79,6 +88,67 @@ static void on_auth(wsg_server *s, wsg_auth_request *req, void *user) {
     }
 }
 
+static void join(wsg_server *s, member *m) {
+    m->joined = 1;
+    publish_event(s, m, "join", NULL, 0);
+}
+
+/* wsg_conn_subscribe_from's answer: the missed messages were delivered (or
+ * could not be); then the room hears of the join, so the joiner's own join
+ * comes after what it missed. */
+static void resumed(wsg_server *s, const wsg_result *r, void *user) {
+    wsg_conn_id id = *(const wsg_conn_id *)user;
+    free(user);
+    member *m = NULL;
+    if (wsg_conn_get_user(s, id, (void **)&m) != WSG_OK || !m) return; /* closed meanwhile */
+    wsg_status st = wsg_result_status(r);
+    if (st == WSG_ESTATE) return; /* the server stops: every page is told so (1001) */
+    if (st == WSG_EGONE) {
+        send_error(s, id, GONE_TEXT);
+    } else if (st == WSG_ECLUSTER) {
+        send_error(s, id, CLUSTER_DOWN_TEXT);
+    } else if (st != WSG_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "missed messages are not shown: %s", wsg_result_message(r));
+        send_error(s, id, why);
+    }
+    join(s, m);
+}
+
+/* How a connection joins its room. */
+typedef enum joining {
+    JOIN_FAILED,
+    JOIN_LIVE,       /* subscribed: the live messages from now on */
+    JOIN_PENDING,    /* subscribed from a position: resumed() finishes */
+    JOIN_NO_HISTORY, /* subscribed live: the room keeps no history (cluster.history_topics) */
+} joining;
+
+/* Subscribes m's connection to its room, from `from` when not NULL. */
+static joining subscribe(wsg_server *s, wsg_conn_id id, const member *m, const wsg_position *from) {
+    if (!from) return wsg_conn_subscribe(s, id, m->topic) == WSG_OK ? JOIN_LIVE : JOIN_FAILED;
+    wsg_conn_id *ctx = malloc(sizeof *ctx);
+    if (!ctx) return JOIN_FAILED;
+    *ctx = id;
+    wsg_status st = wsg_conn_subscribe_from(s, id, m->topic, from, resumed, ctx);
+    if (st == WSG_OK) return JOIN_PENDING;
+    free(ctx);
+    if (st == WSG_EINVAL && wsg_conn_subscribe(s, id, m->topic) == WSG_OK) return JOIN_NO_HISTORY;
+    return JOIN_FAILED;
+}
+
+static void send_welcome(wsg_server *s, wsg_conn_id id, const member *m) {
+    jbuf b = {0};
+    jbuf_raw(&b, "{\"type\":\"welcome\",");
+    jbuf_field(&b, "user", m->user);
+    jbuf_raw(&b, ",");
+    jbuf_field(&b, "room", m->room);
+    jbuf_raw(&b, "}");
+    send_json(s, id, &b);
+}
+
+/* Joins the room: the welcome first, then, for a page that came back with
+ * ?from=EPOCH-OFFSET (the "pos" of the last room message it saw), what it
+ * missed, then the join and the live messages. */
 static void on_open(wsg_server *s, wsg_conn_id id, void *user) {
     (void)user;
     wsg_conn_info *info = NULL;
@@ -92,6 +162,10 @@ static void on_open(wsg_server *s, wsg_conn_id id, void *user) {
     if (found == 0) snprintf(room, sizeof room, "%s", DEFAULT_ROOM);
     int room_ok = found == 0 || (found == 1 && valid_room(room));
     int user_ok = *user_id && strlen(user_id) < sizeof m->user;
+    char from_text[WSG_POSITION_TEXT_MAX];
+    wsg_position from;
+    int from_found = query_get(query, "from", from_text, sizeof from_text);
+    int resume = from_found == 1 && wsg_position_parse(from_text, &from) == WSG_OK;
     if (m && room_ok && user_ok) {
         snprintf(m->user, sizeof m->user, "%s", user_id);
         snprintf(m->room, sizeof m->room, "%s", room);
@@ -109,20 +183,27 @@ static void on_open(wsg_server *s, wsg_conn_id id, void *user) {
                                : "room must be 1-32 letters, digits, '-' or '_'");
         return;
     }
-    if (wsg_conn_set_user(s, id, m) != WSG_OK || wsg_conn_subscribe(s, id, m->topic) != WSG_OK) {
+    if (wsg_conn_set_user(s, id, m) != WSG_OK) {
+        free(m);
+        wsg_conn_close(s, id, 1011, "cannot join the room");
+        return;
+    }
+    /* A subscription from a position runs after this callback, so the
+       welcome goes first; a plain one is in place at once. */
+    joining how = subscribe(s, id, m, resume ? &from : NULL);
+    if (how == JOIN_FAILED) {
         wsg_conn_set_user(s, id, NULL);
         free(m);
         wsg_conn_close(s, id, 1011, "cannot join the room");
         return;
     }
-    jbuf b = {0};
-    jbuf_raw(&b, "{\"type\":\"welcome\",");
-    jbuf_field(&b, "user", m->user);
-    jbuf_raw(&b, ",");
-    jbuf_field(&b, "room", m->room);
-    jbuf_raw(&b, "}");
-    send_json(s, id, &b);
-    publish_event(s, m, "join", NULL, 0);
+    send_welcome(s, id, m);
+    if (how == JOIN_PENDING) return;
+    if (how == JOIN_NO_HISTORY)
+        send_error(s, id, NO_HISTORY_TEXT);
+    else if (from_found != 0)
+        send_error(s, id, BAD_FROM_TEXT);
+    join(s, m);
 }
 
 static int compare_names(const void *a, const void *b) {
@@ -282,8 +363,9 @@ static void on_close(wsg_server *s, wsg_conn_id id, int code, const char *reason
     if (wsg_conn_get_user(s, id, (void **)&m) != WSG_OK || !m) return;
     wsg_conn_set_user(s, id, NULL);
     /* Still subscribed during on_close, the connection is past sending:
-       only the others get the notice. */
-    publish_event(s, m, "leave", NULL, 0);
+       only the others get the notice. Not joined yet (it closed before its
+       missed messages came): nobody was told it came. */
+    if (m->joined) publish_event(s, m, "leave", NULL, 0);
     free(m);
 }
 
@@ -292,6 +374,7 @@ wsg_status chat_install(wsg_server *server) {
     if ((st = wsg_server_on_auth(server, on_auth, NULL, NULL)) != WSG_OK) return st;
     if ((st = wsg_server_on_open(server, on_open, NULL, NULL)) != WSG_OK) return st;
     if ((st = wsg_server_on_message(server, on_message, NULL, NULL)) != WSG_OK) return st;
+    if ((st = wsg_server_on_history(server, chat_embed_position, NULL, NULL)) != WSG_OK) return st;
     /* A bad room or name gets the same answer every time: the page asks the
        user rather than retrying (the close-code contract). */
     if ((st = wsg_server_set_close_advice(server, CHAT_CLOSE_BAD_ROOM, CHAT_CLOSE_BAD_NAME, WSG_RECONNECT_NO)) != WSG_OK)

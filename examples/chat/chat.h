@@ -11,7 +11,8 @@
 #define CHAT_CLOSE_BAD_ROOM 4001
 #define CHAT_CLOSE_BAD_NAME 4002
 
-/* Registers on_auth, on_open, on_message and on_close. Before listening. */
+/* Registers on_auth, on_open, on_message, on_close and the history hook
+ * (position.h). Before listening. */
 wsg_status chat_install(wsg_server *server);
 
 #endif

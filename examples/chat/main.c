@@ -9,7 +9,9 @@
  * token (the page passes ?token=... as access_token); otherwise from ?name=
  * or "guest-N". When ready it prints "open http://HOST:PORT/ in a browser"
  * on stdout; SIGINT or SIGTERM stops it gracefully (clients get close 1001,
- * which the page shows), exit code 0. */
+ * which the page shows), exit code 0. Rooms keep their last 200 messages
+ * (cluster.history_*: in memory, or in Redis with cluster.redis), so a page
+ * that reconnects with ?from=POS gets the messages it missed. */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +38,7 @@ static void usage(FILE *out) {
             "\n"
             "A chat server: open the printed URL in a browser. Rooms: /?room=NAME; names:\n"
             "/?name=USER (or a JWT with --set auth.mode=jwt and the auth.jwt.* options).\n"
+            "Rooms keep their last 200 messages for a page that reconnects (cluster.history_*).\n"
             "  --host ADDR       listen address (same as --set listen.host=ADDR)\n"
             "  --port N          listen port, 0 = ephemeral (same as --set listen.port=N)\n"
             "  --set KEY=VALUE   set any wsgate option (repeatable; wsgate-echo --list-options\n"
@@ -44,13 +47,17 @@ static void usage(FILE *out) {
 }
 
 /* Defaults of the chat, before the command line: the WebSocket lives at
- * /chat, chat messages are small, and a browser can only pass a token in
- * the query. auth.mode none becomes callback: the chat's authenticator
- * names users (?name= or guest-N) so that /msg can reach them by name. */
+ * /chat, chat messages are small, a browser can only pass a token in the
+ * query, and rooms keep a history a page that reconnects resumes from (200:
+ * minutes of a busy room). auth.mode none becomes callback: the chat's
+ * authenticator names users (?name= or guest-N) so that /msg can reach them
+ * by name. */
 static const char *const defaults[] = {
     "server.path=/chat",
     "limits.max_message_bytes=8192",
     "auth.token_sources=query",
+    "cluster.history_topics=room:*",
+    "cluster.history_size=200",
 };
 
 static int set(wsg_config *cfg, const char *assignment) {

@@ -83,6 +83,8 @@ static void put(jbuf *b, const char *s, size_t n) {
 
 void jbuf_raw(jbuf *b, const char *s) { put(b, s, strlen(s)); }
 
+void jbuf_bytes(jbuf *b, const char *s, size_t n) { put(b, s, n); }
+
 void jbuf_str(jbuf *b, const char *s, size_t len) {
     static const char digits[] = "0123456789abcdef";
     put(b, "\"", 1);

@@ -24,6 +24,8 @@ typedef struct jbuf {
 } jbuf;
 
 void jbuf_raw(jbuf *b, const char *s);
+/* `n` bytes of `s` as they are (e.g. the rest of a JSON text). */
+void jbuf_bytes(jbuf *b, const char *s, size_t n);
 /* `s` (len bytes of UTF-8) as a JSON string, quotes included. */
 void jbuf_str(jbuf *b, const char *s, size_t len);
 /* "key": "value" pairs after a '{' or a ',' the caller wrote. */

@@ -3,9 +3,12 @@
 //   node chat_scenario.js URL SCREENSHOT SERVER_PID
 // Three tabs: alice and bob in room A, carol in room B. Messages cross both
 // ways inside A and never reach B; a reload reconnects; /who lists A;
-// /msg reaches carol in B; when the server stops, every tab shows the close
-// code and reason. Exit code 0 when every step passed. Bounded: each wait
-// has a timeout, and a watchdog ends the run.
+// /msg reaches carol in B. A fourth tab, erin's in A, loses its connection
+// (closed with 1012 through playwright's WebSocket route) while alice talks,
+// reconnects with from= and shows each missed message exactly once. When
+// the server stops, every tab shows the close code and reason. Exit code 0
+// when every step passed. Bounded: each wait has a timeout, and a watchdog
+// ends the run.
 "use strict";
 
 const fs = require("fs");
@@ -93,9 +96,11 @@ async function expectStatus(page, who, text) {
   }
 }
 
-async function open(ctx, room, name) {
+// prepare(page), if given, runs before the page loads (e.g. to route its WebSocket).
+async function open(ctx, room, name, prepare) {
   const page = await ctx.newPage();
   page.on("pageerror", (e) => console.error(`chat_browser: ${name}'s page error: ${e.message}`));
+  if (prepare) await prepare(page);
   await page.goto(`${url}?room=${room}&name=${name}`);
   await expectStatus(page, name, `connected as ${name} in ${room}`);
   return page;
@@ -160,6 +165,8 @@ async function scenario(ctx) {
   fs.mkdirSync(path.dirname(screenshot), { recursive: true });
   await alice.screenshot({ path: screenshot });
 
+  await dropAndResume(ctx, alice);
+
   say("the server stops: every tab shows close 1001 going away");
   process.kill(Number(serverPid), "SIGTERM");
   for (const [page, who] of [[alice, "alice"], [bob, "bob"], [carol, "carol"]]) {
@@ -167,6 +174,59 @@ async function scenario(ctx) {
     await expectStatus(page, who, "reconnecting in");
   }
   say("passed");
+}
+
+// erin's tab in A loses its connection; alice talks meanwhile; erin's tab
+// reconnects with from= (the "pos" of the last room message it showed) and
+// shows each message it missed exactly once, then the live ones.
+async function dropAndResume(ctx, alice) {
+  say("erin opens room A through a WebSocket route the scenario controls");
+  const sockets = [];  // erin's WebSockets in the order the page opened them
+  let release;
+  const reconnectMayPass = new Promise((resolve) => { release = resolve; });
+  const erin = await open(ctx, "A", "erin", (page) => page.routeWebSocket((u) => u.pathname === "/chat", async (ws) => {
+    sockets.push(ws);
+    if (sockets.length > 1) await reconnectMayPass;  // held until alice has talked
+    ws.server = ws.connectToServer();
+  }));
+  await expectLine(alice, "alice", "join", "erin joined A");
+  await send(alice, "before erin's drop");
+  await expectLine(erin, "erin", "message", "before erin's drop");
+
+  say("erin's connection is closed with 1012 (a code the page retries); alice talks meanwhile");
+  // The route closes one side at a time: the page's with 1012, then the server's.
+  await sockets[0].close({ code: 1012, reason: "service restart" });
+  await expectLine(erin, "erin", "closed", "connection closed 1012 service restart");
+  await sockets[0].server.close({ code: 1000, reason: "the page is gone" });
+  await expectLine(alice, "alice", "leave", "erin left A");
+  const missed = ["missed one", "missed two", "missed three"];
+  for (const text of missed) await send(alice, text);
+  await expectLine(alice, "alice", "message", "missed three");
+  await expectNoLine(erin, "erin", "missed one");
+
+  say("erin's tab reconnects with from= and shows each missed message once, then live ones");
+  release();
+  await expectStatus(erin, "erin", "connected as erin in A");
+  const url = new URL(sockets[sockets.length - 1].url());
+  if (!/^[0-9]+-[0-9]+$/.test(url.searchParams.get("from") || ""))
+    throw new Error(`erin's tab reconnected to ${url} without from=EPOCH-OFFSET`);
+  await expectLine(erin, "erin", "message", "missed three");
+  await send(alice, "live after erin's return");
+  await expectLine(erin, "erin", "message", "live after erin's return");
+  const shown = (await lines(erin)).map((l) => [l.kind, l.text]);
+  const count = (kind, text) => shown.filter(([k, t]) => k.split(" ")[0] === kind && t.endsWith(text)).length;
+  for (const [kind, text, times] of [["message", "before erin's drop", 1], ["message", "missed one", 1],
+                                     ["message", "missed two", 1], ["message", "missed three", 1],
+                                     ["message", "live after erin's return", 1], ["leave", "erin left A", 1],
+                                     ["join", "erin joined A", 2], ["error", "", 0]]) {
+    if (count(kind, text) !== times)
+      throw new Error(`erin's tab shows ${count(kind, text)} ${kind} lines ${JSON.stringify(text)}, ` +
+                      `want ${times}: ${JSON.stringify(shown)}`);
+  }
+  const order = missed.map((text) => shown.findIndex(([, t]) => t.endsWith(text)));
+  if (order.some((i, n) => n && i <= order[n - 1]))
+    throw new Error(`erin's tab shows the missed messages out of order: ${JSON.stringify(shown)}`);
+  await erin.close();
 }
 
 main().then(

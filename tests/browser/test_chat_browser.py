@@ -3,8 +3,11 @@
 Starts wsgate-chat on 127.0.0.1 port 0 and runs chat_scenario.js (node,
 playwright-core driving Debian's /usr/bin/chromium): two tabs in room A
 exchange messages both ways, a third in room B sees none of them, a reload
-reconnects, /who lists the room, /msg reaches another room, and when the
-server stops every tab shows close 1001 "going away". The scenario sends
+reconnects, /who lists the room, /msg reaches another room; a fourth tab in
+room A loses its connection (closed with 1012 through a playwright WebSocket
+route) while messages are sent, reconnects with from= and shows each missed
+message exactly once; and when the server stops every tab shows close 1001
+"going away". The scenario sends
 the server SIGTERM itself; it must then exit 0. A screenshot is saved under
 the build folder (tests/chat_browser/chat.png).
 

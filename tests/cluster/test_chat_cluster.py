@@ -1,12 +1,15 @@
 """The chat demo as two instances (issue 12): one redis-server started here on a
 free loopback port, two wsgate-chat processes with cluster.redis pointing at it,
 Python websockets clients on either. Rooms (topics), /msg (user send), /who and
-"USER is not online" (presence) work across the instances. These tests pin
-that, so the README's Cluster section stays true."""
+"USER is not online" (presence) work across the instances, and a client that
+reconnects to the other instance with ?from=POS gets exactly what it missed
+(history in Redis). These tests pin that, so the README's Cluster section
+stays true."""
 
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 
@@ -61,8 +64,24 @@ def run(coro, timeout=30):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+ROOM_EVENTS = ("join", "leave", "message")  # published to the room: they carry "pos"
+
+
+async def recv_positioned(ws, timeout=5):
+    """The next message and its position: a room message's "pos" (its
+    first field), None for the others, which carry none."""
+    text = await asyncio.wait_for(ws.recv(), timeout)
+    m = json.loads(text)
+    pos = m.pop("pos", None)
+    if m["type"] in ROOM_EVENTS:
+        assert pos is not None and re.fullmatch(r"[0-9]+-[0-9]+", pos) and text.startswith('{"pos":"'), text
+        return m, tuple(int(x) for x in pos.split("-"))
+    assert pos is None, text
+    return m, None
+
+
 async def recv(ws, timeout=5):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return (await recv_positioned(ws, timeout))[0]
 
 
 async def recv_until(ws, kind, timeout=5):
@@ -74,8 +93,8 @@ async def recv_until(ws, kind, timeout=5):
         assert m["type"] in ("join", "leave"), f"wanted {kind}, got {m}"
 
 
-async def joined(port, room, name):
-    ws = await websockets.connect(f"ws://127.0.0.1:{port}/chat?room={room}&name={name}", open_timeout=10,
+async def joined(port, room, name, query=""):
+    ws = await websockets.connect(f"ws://127.0.0.1:{port}/chat?room={room}&name={name}{query}", open_timeout=10,
                                   close_timeout=5, ping_interval=None)
     welcome = await recv(ws)
     assert welcome == {"type": "welcome", "user": name, "room": room}
@@ -143,3 +162,88 @@ def test_rooms_and_direct_messages_cross_instances(two_chats):
             await ws.close()
 
     run(scenario())
+
+
+def test_reconnect_to_the_other_instance_gets_what_was_missed(two_chats):
+    redis_port, port_a, port_b = two_chats
+    missed = 5
+
+    async def scenario():
+        alice = await joined(port_b, "lobby", "alice")
+        wait_subscribed(redis_port, "room:lobby", 1)
+        bob = await joined(port_a, "lobby", "bob")
+        # bob's own join may be published before A listens to the room's
+        # channel (a plain subscribe): A never delivers it then. What he saw
+        # last is alice's message.
+        wait_subscribed(redis_port, "room:lobby", 2)
+        await alice.send("hello bob")
+        while True:
+            m, last = await recv_positioned(bob)  # the last he saw
+            if m.get("text") == "hello bob":
+                break
+        while (await recv(alice)).get("text") != "hello bob":  # alice's own join, bob's, her message
+            pass
+        await bob.close()
+        assert await recv(alice) == {"type": "leave", "user": "bob", "room": "lobby"}
+        for i in range(missed):
+            await alice.send(f"missed {i}")
+            assert (await recv(alice))["text"] == f"missed {i}"
+
+        # bob comes back on B, the other instance: the history is Redis'.
+        bob = await joined(port_b, "lobby", "bob", f"&from={last[0]}-{last[1]}")
+        want = [{"type": "leave", "user": "bob", "room": "lobby"}]
+        want += [{"type": "message", "user": "alice", "room": "lobby", "text": f"missed {i}"}
+                 for i in range(missed)]
+        want += [{"type": "join", "user": "bob", "room": "lobby"}]
+        for w in want:
+            m, pos = await recv_positioned(bob)
+            assert (m, pos) == (w, (last[0], last[1] + 1)), f"after {last}"
+            last = pos
+        await alice.send("live")
+        assert await recv(bob) == {"type": "message", "user": "alice", "room": "lobby", "text": "live"}
+        with pytest.raises(asyncio.TimeoutError):
+            m = await recv(bob, timeout=0.3)
+            pytest.fail(f"unexpected {m}")
+
+        # A position from another epoch (of a history lost): the error line, then live.
+        carol = await joined(port_b, "lobby", "carol", f"&from={last[0] + 1}-1")
+        assert await recv(carol) == {"type": "error", "text": "some missed messages are no longer kept: "
+                                                              "you may have missed messages before this point"}
+        assert await recv(carol) == {"type": "join", "user": "carol", "room": "lobby"}
+        for ws in (alice, bob, carol):
+            await ws.close()
+
+    run(scenario())
+
+
+def test_reconnect_while_redis_is_down():
+    """No history to read: the error line, then the live messages, which
+    carry no "pos" until Redis numbers them."""
+    with RedisServer() as redis:
+        chat = ChatProcess("--set", f"cluster.redis=127.0.0.1:{redis.port}")
+        try:
+            chat.wait_listening()
+            chat.wait_for_event("cluster_up", timeout=10)
+
+            async def scenario():
+                alice = await joined(chat.port, "lobby", "alice")
+                wait_subscribed(redis.port, "room:lobby", 1)
+                await alice.send("before the outage")
+                while True:
+                    m, last = await recv_positioned(alice)
+                    if m.get("text") == "before the outage":
+                        break
+                redis.kill()
+                chat.wait_for_event("cluster_down", timeout=10)
+                bob = await joined(chat.port, "lobby", "bob", f"&from={last[0]}-{last[1]}")
+                assert await recv(bob) == {"type": "error", "text": "history unavailable (cluster down): "
+                                                                    "missed messages are not shown"}
+                join = {"type": "join", "user": "bob", "room": "lobby"}
+                assert json.loads(await asyncio.wait_for(bob.recv(), 5)) == join  # no "pos": not numbered yet
+                assert json.loads(await asyncio.wait_for(alice.recv(), 5)) == join
+                for ws in (alice, bob):
+                    await ws.close()
+
+            run(scenario())
+        finally:
+            stop_echo_processes([chat])

@@ -1,8 +1,10 @@
 """wsgate-chat (examples/chat) against Python websockets clients: its command
 line and ready line, the page at /, rooms kept apart, /who, /msg, errors,
-the close codes the page shows for a bad room or name, JWT users, and a
-graceful stop on SIGTERM and SIGINT. tests/browser drives the same server in
-Chromium."""
+the close codes the page shows for a bad room or name, JWT users, a graceful
+stop on SIGTERM and SIGINT, and the resume protocol: every room message
+carries its position ("pos"), and a client back with ?from=POS gets exactly
+what it missed, or an error line saying why not. tests/browser drives the
+same server in Chromium."""
 
 import asyncio
 import base64
@@ -24,6 +26,12 @@ from procutil import die_with_parent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = os.path.join(HERE, "..", "..", "examples", "chat", "index.html")
+POS_RE = re.compile(r"[0-9]+-[0-9]+")
+ROOM_EVENTS = ("join", "leave", "message")  # published to the room: they carry "pos"
+GONE = {"type": "error", "text": "some missed messages are no longer kept: you may have missed messages before this point"}
+BAD_FROM = {"type": "error", "text": "bad from position: live messages only"}
+
+
 @pytest.fixture
 def start_chat():
     procs = []
@@ -47,8 +55,28 @@ def connect(port, query):
                               ping_interval=None)
 
 
+async def recv_positioned(ws, timeout=10):
+    """The next message and its position (None for what is not a room
+    message). A room message carries "pos" as its first field (the chat's
+    history hook puts it there); nothing else carries one."""
+    text = await asyncio.wait_for(ws.recv(), timeout)
+    m = json.loads(text)
+    pos = m.pop("pos", None)
+    if m["type"] in ROOM_EVENTS:
+        assert pos is not None and POS_RE.fullmatch(pos) and text.startswith('{"pos":"'), text
+        return m, tuple(int(x) for x in pos.split("-"))
+    assert pos is None, text
+    return m, None
+
+
 async def recv(ws, timeout=10):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return (await recv_positioned(ws, timeout))[0]
+
+
+async def nothing_more(ws, timeout=0.3):
+    with pytest.raises(asyncio.TimeoutError):
+        m = await recv(ws, timeout)
+        pytest.fail(f"unexpected {m}")
 
 
 async def recv_until(ws, kind, timeout=10):
@@ -208,3 +236,118 @@ def test_signals_stop_gracefully(start_chat, sig):
     p.join_readers()
     p.wait_for_event("stop")
     p.assert_no_sanitizer_reports()
+
+
+def text_of(pos):
+    return f"{pos[0]}-{pos[1]}"
+
+
+async def rejoined(port, room, name, query=""):
+    """Connects again; the welcome comes first, as on any join."""
+    ws = await connect(port, f"room={room}&name={name}{query}")
+    assert await recv(ws) == {"type": "welcome", "user": name, "room": room}
+    return ws
+
+
+def test_reconnect_from_gets_exactly_what_was_missed(start_chat):
+    p = start_chat()
+    missed = 5
+
+    async def body():
+        alice, _ = await joined(p.port, "A", "alice")
+        bob = await rejoined(p.port, "A", "bob")
+        m, last = await recv_positioned(bob)  # his own join: the last he saw
+        assert m == {"type": "join", "user": "bob", "room": "A"}
+        assert await recv(alice) == m
+        await bob.close()
+        assert await recv(alice) == {"type": "leave", "user": "bob", "room": "A"}
+        for i in range(missed):
+            await alice.send(f"missed {i}")
+            assert (await recv(alice))["text"] == f"missed {i}"
+
+        bob = await rejoined(p.port, "A", "bob", f"&from={text_of(last)}")
+        # What he missed, in order, each once, positions one after the other...
+        want = [{"type": "leave", "user": "bob", "room": "A"}]
+        want += [{"type": "message", "user": "alice", "room": "A", "text": f"missed {i}"} for i in range(missed)]
+        want += [{"type": "join", "user": "bob", "room": "A"}]  # ...then his join...
+        for w in want:
+            m, pos = await recv_positioned(bob)
+            assert (m, pos) == (w, (last[0], last[1] + 1)), f"after {last}"
+            last = pos
+        # ...and the live messages.
+        await alice.send("live")
+        m, last = await recv_positioned(bob)
+        assert m == {"type": "message", "user": "alice", "room": "A", "text": "live"}
+        await nothing_more(bob)
+        # From the newest position: nothing to replay.
+        bob2 = await rejoined(p.port, "A", "bob", f"&from={text_of(last)}")
+        assert await recv_positioned(bob2) == ({"type": "join", "user": "bob", "room": "A"}, (last[0], last[1] + 1))
+        await nothing_more(bob2)
+        for ws in (alice, bob, bob2):
+            await ws.close()
+    run(body())
+
+
+def test_bad_or_lost_from_gives_an_error_line_then_live_messages(start_chat):
+    p = start_chat("--set", "cluster.history_size=3")  # the chat's defaults can be overridden
+
+    async def body():
+        alice, _ = await joined(p.port, "A", "alice")
+        seen = []  # alice's view of the room: (message, position)
+
+        async def alice_sees(n):
+            for _ in range(n):
+                seen.append(await recv_positioned(alice))
+            return seen[-1]
+
+        carol = await rejoined(p.port, "A", "carol")
+        _, old = await recv_positioned(carol)
+        await alice_sees(1)
+        await carol.close()
+        for i in range(4):  # with carol's leave: 5 messages, 3 kept
+            await alice.send(f"gone {i}")
+        _, last = await alice_sees(5)
+
+        # Too old (trimmed), ahead of the history, of another epoch: nothing
+        # replayed, one line saying so, then the join and the live messages.
+        for pos in [old, (last[0], last[1] + 5), (last[0] + 1, last[1])]:
+            ws = await rejoined(p.port, "A", "carol", f"&from={text_of(pos)}")
+            assert await recv(ws) == GONE, pos
+            assert await recv(ws) == {"type": "join", "user": "carol", "room": "A"}
+            await alice.send(f"live after {text_of(pos)}")
+            assert (await recv(ws))["text"] == f"live after {text_of(pos)}"
+            await ws.close()
+            await alice_sees(3)  # join, message, leave
+        # Not a position: the same, with its own line.
+        for bad in ["", "12", "1-x", "-1-2", "1-2-3", "9" * 30 + "-1", "1-" + "9" * 60]:
+            ws = await rejoined(p.port, "A", "carol", f"&from={bad}")
+            assert await recv(ws) == BAD_FROM, bad
+            assert await recv(ws) == {"type": "join", "user": "carol", "room": "A"}
+            await ws.close()
+            await alice_sees(2)  # join, leave
+        # The oldest position a history of 3 can resume from: the 3 kept.
+        _, last = seen[-1]
+        ws = await rejoined(p.port, "A", "carol", f"&from={text_of((last[0], last[1] - 3))}")
+        for want in seen[-3:]:
+            assert await recv_positioned(ws) == want
+        assert await recv(ws) == {"type": "join", "user": "carol", "room": "A"}
+        await nothing_more(ws)
+        await ws.close()
+        await alice.close()
+    run(body())
+
+
+def test_rooms_without_history(start_chat):
+    p = start_chat("--set", "cluster.history_topics=news")
+
+    async def body():
+        ws = await connect(p.port, "room=A&name=dan")
+        assert json.loads(await ws.recv()) == {"type": "welcome", "user": "dan", "room": "A"}
+        assert json.loads(await ws.recv()) == {"type": "join", "user": "dan", "room": "A"}  # no "pos"
+        await ws.close()
+        ws = await rejoined(p.port, "A", "dan", "&from=1-1")
+        assert await recv(ws) == {"type": "error", "text": "this server keeps no history of the room: "
+                                                             "missed messages are not shown"}
+        assert json.loads(await ws.recv()) == {"type": "join", "user": "dan", "room": "A"}
+        await ws.close()
+    run(body())
