@@ -272,12 +272,15 @@ void History::take(const std::string &topic, Live live) {
     // While fetching, and before a first position is known here while a
     // replay runs (its answer gives one: a live message must not become
     // the first while those between the replay and it are unknown).
-    const bool no_base = !s.last.epoch && std::any_of(s.replays.begin(), s.replays.end(),
-                                                      [](const auto &kv) { return kv.second.running; });
+    const bool no_base = !s.known && std::any_of(s.replays.begin(), s.replays.end(),
+                                                 [](const auto &kv) { return kv.second.running; });
     if (s.fetching || no_base) {
         s.waiting.push_back(std::move(live));
         return;
     }
+    // The history was empty when this instance looked: every message of
+    // it is new here, from offset 1.
+    if (s.known && !s.last.epoch) s.last = wsg_position{live.pos.epoch, 0};
     if (s.last.epoch == live.pos.epoch && live.pos.offset <= s.last.offset) return;  // a duplicate
     // Another epoch after one seen here: the history started again (Redis
     // lost it, or it lapsed); what it holds before this one is new here.
@@ -290,6 +293,7 @@ void History::take(const std::string &topic, Live live) {
     }
     // The next one, or the first one seen here.
     s.last = live.pos;
+    s.known = true;
     if (!live.delivered_here) sink_.history_deliver(topic, live.pos, live.type, live.payload, 0);
 }
 
@@ -308,6 +312,7 @@ void History::fetch_gap(const std::string &topic) {
         if (parse_read(r, &rr) && rr.epoch) {
             // Another epoch: the history started again, all of it is new here.
             if (rr.epoch != st.last.epoch) st.last = wsg_position{rr.epoch, 0};
+            st.known = true;
             const std::string mine = hex16(cluster_.tag());
             for (ReadResult::Entry &en : rr.entries) {
                 if (en.offset <= st.last.offset) continue;
@@ -348,10 +353,48 @@ void History::on_cluster_state(bool up) {
     metrics_.history_kept.set(0);
     // Then what this instance missed.
     for (auto &kv : states_)
-        if (kv.second.last.offset && !kv.second.fetching) fetch_gap(kv.first);
+        if (kv.second.known && !kv.second.fetching) fetch_gap(kv.first);
 }
 
 void History::topic_unused(const std::string &topic) { states_.erase(topic); }
+
+void History::topic_used(const std::string &topic) {
+    if (!cfg_.history_topic(topic) || !cluster_.up()) return;  // down: the first message seen is the base
+    TopicState &s = states_[topic];
+    if (s.known || s.fetching) return;
+    s.fetching = true;  // live messages wait for the base
+    auto done = [this, topic](const redisReply *r) {
+        if (!cluster_.running()) return;
+        auto it = states_.find(topic);
+        if (it == states_.end()) return;  // nobody subscribed here any more
+        TopicState &st = it->second;
+        st.fetching = false;
+        ReadResult rr;
+        if (parse_read(r, &rr) && !st.known) {
+            st.known = true;
+            st.last = wsg_position{rr.epoch, rr.last};
+            // What came on the channel meanwhile came after the local
+            // subscription, even if the read counted it already: delivered.
+            for (const Live &l : st.waiting)
+                if (l.pos.epoch == rr.epoch && l.pos.offset && l.pos.offset <= st.last.offset)
+                    st.last.offset = l.pos.offset - 1;
+            if (!rr.epoch) st.last = wsg_position{0, 0};
+        }
+        std::vector<Live> waiting;
+        waiting.swap(st.waiting);
+        for (Live &l : waiting) take(topic, std::move(l));
+        refetch_if_asked(topic);
+    };
+    std::vector<std::string> args = keys(topic);
+    args.push_back("0");
+    args.push_back("0");
+    if (!eval(kRead, std::move(args), done)) done(nullptr);
+}
+
+void History::begin_hold(const std::string &topic, wsg_conn_id conn) {
+    Replay &r = states_[topic].replays[conn];
+    if (!r.running) r = Replay();
+}
 
 void History::on_listening(const std::string &topic) {
     auto it = states_.find(topic);
@@ -368,7 +411,7 @@ void History::refetch_if_asked(const std::string &topic) {
                                        [](const auto &kv) { return kv.second.running; });
     // A read without a base would deliver the whole history; a running
     // fetch or replay calls again when it ends.
-    if (!s.refetch || s.fetching || replaying || !s.last.epoch || !cluster_.up()) return;
+    if (!s.refetch || s.fetching || replaying || !s.known || !cluster_.up()) return;
     s.refetch = false;
     fetch_gap(topic);
 }
@@ -433,6 +476,7 @@ void History::subscribe_local(wsg_conn_id conn, const std::string &topic, const 
     const uint64_t oldest = r.msgs.empty() ? 0 : r.msgs.front().offset;
     std::string why = check_from(*from, r.epoch, r.last, oldest);
     if (!why.empty()) {
+        end_replay(topic, conn, wsg_position{0, 0});  // held live messages (a call on the service thread) go
         metrics_.history_gone.inc();
         calls_.answer(id, position_result(WSG_EGONE, why, wsg_position{0, 0}));
         return;
@@ -442,6 +486,7 @@ void History::subscribe_local(wsg_conn_id conn, const std::string &topic, const 
         metrics_.history_replayed.inc();
         sink_.history_deliver(topic, wsg_position{r.epoch, k.offset}, k.type, k.payload, conn);
     }
+    end_replay(topic, conn, now);  // held live messages are in the ring: replayed already
     calls_.answer(id, position_result(WSG_OK, "", now));
 }
 
@@ -449,13 +494,15 @@ void History::subscribe_redis(wsg_conn_id conn, const std::string &topic, const 
                               AsyncReply reply) {
     const AsyncCalls::Id id = calls_.add(reply);
     if (!cluster_.up()) {
+        end_replay(topic, conn, wsg_position{0, 0});
         calls_.answer(id, WSG_ECLUSTER,
                       "the cluster is down (" + cluster_.down_reason() + "): subscribed, live messages only");
         return;
     }
-    // Live messages for this connection wait from now until the replay ends.
-    states_[topic].replays[conn] = Replay();
     const bool has_from = from != nullptr;
+    // Live messages for this connection wait from now until the replay ends
+    // (nothing is replayed without `from`: nothing waits).
+    if (has_from) begin_hold(topic, conn);
     const wsg_position f = from ? *from : wsg_position{0, 0};
     auto done = [this, id, conn, topic, has_from, f](const redisReply *r) {
         if (!cluster_.running()) return;  // the server stops: answered WSG_ESTATE already
@@ -532,7 +579,10 @@ void History::end_replay(const std::string &topic, wsg_conn_id conn, const wsg_p
     // The first position known here, if none was: live messages that
     // waited for it follow, a gap after it fetched.
     TopicState &s = it->second;
-    if (!s.last.epoch && floor.epoch) s.last = floor;
+    if (!s.known && floor.epoch) {
+        s.last = floor;
+        s.known = true;
+    }
     if (!s.fetching && !s.waiting.empty()) {
         std::vector<Live> waiting;
         waiting.swap(s.waiting);

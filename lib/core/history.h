@@ -88,6 +88,15 @@ public:
     // a message published before that, but after a read of the history
     // made earlier, reached neither; read again (once the base is known).
     void on_listening(const std::string &topic);
+    // The topic got its first local subscriber (cluster mode): where the
+    // history stands now is read, so what is published before Redis
+    // confirms the channel is read again then (on_listening) rather than lost.
+    void topic_used(const std::string &topic);
+    // Live messages of `topic` for `conn` wait from now for its replay (a
+    // subscribe_from made on the service thread, whose replay comes later).
+    void begin_hold(const std::string &topic, wsg_conn_id conn);
+    // The replay will not come (the connection closed): what waited goes.
+    void release(const std::string &topic, wsg_conn_id conn) { end_replay(topic, conn, wsg_position{0, 0}); }
     // The topic lost its last local subscriber: its delivery state goes.
     void topic_unused(const std::string &topic);
     // Messages kept while Redis was down, not yet written (tests, metrics).
@@ -117,6 +126,9 @@ private:
     // What this instance delivered of a topic (cluster mode).
     struct TopicState {
         wsg_position last{0, 0};
+        // Where this instance stands is known: `last`, or {0,0} for "the
+        // history was empty" (every message is new here).
+        bool known = false;
         bool fetching = false;
         bool refetch = false;  // the channel was confirmed while fetching or replaying
         std::vector<Live> waiting;  // live messages while fetching

@@ -105,6 +105,7 @@ struct SubscribeFrom {
     bool has_from;
     wsg_position from;
     AsyncReply reply;
+    bool subscribed;  // already, by a call on the service thread
 };
 }  // namespace cmd
 

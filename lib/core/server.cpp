@@ -49,7 +49,10 @@ Server::Server(Settings settings, wsg_server *self)
         // subscriber, a user's while the user has a local connection.
         topics_.on_first_last = [this](const std::string &name, bool first) {
             cluster_.want_topic(name, first);
-            if (!first) history_.topic_unused(name);
+            if (first)
+                history_.topic_used(name);
+            else
+                history_.topic_unused(name);
         };
         users_.on_first_last = [this](const std::string &name, bool first) { cluster_.want_user(name, first); };
         if (cfg_.max_per_user)
@@ -1504,7 +1507,17 @@ wsg_status Server::subscribe_from(wsg_conn_id id, const char *topic, const wsg_p
             return c && !c->closing;
         }))
         return fail(WSG_ENOTFOUND, "no open connection with id " + std::to_string(id));
-    cmd::SubscribeFrom c{id, topic, from != nullptr, from ? *from : wsg_position{0, 0}, reply};
+    cmd::SubscribeFrom c{id, topic, from != nullptr, from ? *from : wsg_position{0, 0}, reply, false};
+    if (on_service_thread()) {
+        // Subscribed at once, as the contract says (a publish later in the
+        // same handler reaches the connection); live messages wait for the
+        // replay from now on. Only the history part and the answer go
+        // through the mailbox.
+        cmd::Subscribe sub{id, c.topic, true};
+        execute(sub);
+        if (c.has_from) history_.begin_hold(c.topic, id);
+        c.subscribed = true;
+    }
     if (!mailbox_.post(std::move(c))) return fail(WSG_ESTATE, "server is not running");
     return WSG_OK;
 }
@@ -1513,10 +1526,14 @@ void Server::execute(cmd::HistoryPublish &c) { history_.publish(c.topic, c.type,
 
 void Server::execute(cmd::SubscribeFrom &c) {
     Conn *conn = registry_.get(c.id);
-    if (!conn || conn->closing)
+    if (!conn || conn->closing) {
+        history_.release(c.topic, c.id);
         return answer_now(c.reply, app.server, WSG_ENOTFOUND, "connection " + std::to_string(c.id) + " closed meanwhile");
-    cmd::Subscribe sub{c.id, c.topic, true};
-    execute(sub);
+    }
+    if (!c.subscribed) {
+        cmd::Subscribe sub{c.id, c.topic, true};
+        execute(sub);
+    }
     history_.subscribe_from(c.id, c.topic, c.has_from ? &c.from : nullptr, c.reply);
 }
 

@@ -17,35 +17,6 @@
 #include "test_clients.h"
 #include "testutil.h"
 
-typedef struct {
-    pthread_mutex_t mu;
-    int calls;
-    wsg_status status;
-    int has_position;
-    wsg_position pos;
-    char message[256];
-} from_answer;
-
-static void from_cb(wsg_server *s, const wsg_result *r, void *user) {
-    (void)s;
-    from_answer *a = (from_answer *)user;
-    wsg_position p = {0, 0};
-    int has = wsg_result_position(r, &p) == WSG_OK;
-    pthread_mutex_lock(&a->mu);
-    a->calls++;
-    a->status = wsg_result_status(r);
-    a->has_position = has;
-    a->pos = p;
-    snprintf(a->message, sizeof a->message, "%s", wsg_result_message(r));
-    pthread_mutex_unlock(&a->mu);
-}
-
-static int from_calls(from_answer *a) {
-    pthread_mutex_lock(&a->mu);
-    int n = a->calls;
-    pthread_mutex_unlock(&a->mu);
-    return n;
-}
 
 /* Asks and waits for the answer; its status. */
 static int subscribe_from(tsrv *t, wsg_conn_id id, const char *topic, const wsg_position *from, from_answer *a) {
@@ -217,6 +188,96 @@ static void bad_input(void **state) {
     wsg_config_free(cfg);
 }
 
+/* A handler (service thread) that subscribes its connection "from" the
+ * position in the message ("-": none) and publishes at once: the
+ * subscription is in place before the call returns, and what the handler
+ * publishes reaches the connection once, after the replay. */
+static from_answer handler_answer;
+
+static void subscribe_and_publish(wsg_server *s, wsg_conn_id id, wsg_msg_type type, const void *data, size_t len,
+                                  void *user) {
+    (void)type;
+    (void)user;
+    char text[64];
+    snprintf(text, sizeof text, "%.*s", (int)len, (const char *)data);
+    wsg_position from;
+    const int has_from = wsg_position_parse(text, &from) == WSG_OK;
+    wsg_status st = wsg_conn_subscribe_from(s, id, "h:s", has_from ? &from : NULL, from_cb, &handler_answer);
+    if (st != WSG_OK) fail_msg("subscribe_from in a handler: %d", (int)st);
+    char reply[80];
+    int n = snprintf(reply, sizeof reply, "after %s", text);
+    wsg_server_publish(s, "h:s", WSG_MSG_TEXT, reply, (size_t)n);
+}
+
+static void install_handler(wsg_server *srv) {
+    install_position_prefix(srv);
+    wsg_server_on_message(srv, subscribe_and_publish, NULL, NULL);
+}
+
+static void on_the_service_thread(void **state) {
+    (void)state;
+    const char *settings[] = {"cluster.history_topics=h:*", "cluster.history_size=10", NULL};
+    tsrv_before_start = install_handler;
+    tsrv *t = tsrv_start(settings, 0);
+    tsrv_before_start = NULL;
+    assert_non_null(t);
+    memset(&handler_answer, 0, sizeof handler_answer);
+    pthread_mutex_init(&handler_answer.mu, NULL);
+    client a = open_client(t, NULL);
+    assert_int_equal(wsg_conn_subscribe(t->srv, a.id, "h:s"), WSG_OK);
+    const char *msgs[] = {"one", "two", "three"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(wsg_server_publish(t->srv, "h:s", WSG_MSG_TEXT, msgs[i], strlen(msgs[i])), WSG_OK);
+    wsg_position first;
+    char got[64];
+    assert_true(recv_positioned(a.c, 3000, &first, got, sizeof got));
+    const uint64_t E = first.epoch;
+    expect_positioned(a.c, E, 2, "two");
+    expect_positioned(a.c, E, 3, "three");
+
+    /* Live only: what the handler publishes right after reaches it. */
+    client b = open_client(t, NULL);
+    assert_int_equal(wsc_send_text(b.c, "-"), 0);
+    expect_positioned(b.c, E, 4, "after -");
+    assert_true(WAIT_UNTIL(from_calls(&handler_answer) == 1, 3000));
+    assert_int_equal(handler_answer.status, WSG_OK);
+
+    /* From offset 1: two, three, and its own publish once, in order. */
+    client c = open_client(t, NULL);
+    char from[WSG_POSITION_TEXT_MAX + 8];
+    snprintf(from, sizeof from, "%llu-1", (unsigned long long)E);
+    assert_int_equal(wsc_send_text(c.c, from), 0);
+    char after[80];
+    snprintf(after, sizeof after, "after %s", from);
+    expect_positioned(c.c, E, 2, "two");
+    expect_positioned(c.c, E, 3, "three");
+    expect_positioned(c.c, E, 4, "after -");
+    expect_positioned(c.c, E, 5, after);
+    assert_true(WAIT_UNTIL(from_calls(&handler_answer) == 2, 3000));
+    assert_int_equal(handler_answer.status, WSG_OK);
+    wsc_frame f;
+    assert_int_equal(wsc_recv_message(c.c, &f, 100), 0);
+
+    /* A position ahead: WSG_EGONE, and the live message held meanwhile
+     * still comes. */
+    client d = open_client(t, NULL);
+    snprintf(from, sizeof from, "%llu-99", (unsigned long long)E);
+    assert_int_equal(wsc_send_text(d.c, from), 0);
+    snprintf(after, sizeof after, "after %s", from);
+    expect_positioned(d.c, E, 6, after);
+    assert_true(WAIT_UNTIL(from_calls(&handler_answer) == 3, 3000));
+    assert_int_equal(handler_answer.status, WSG_EGONE);
+    assert_int_equal(wsc_recv_message(d.c, &f, 100), 0);
+    expect_positioned(a.c, E, 4, "after -");
+
+    wsc_free(a.c);
+    wsc_free(b.c);
+    wsc_free(c.c);
+    wsc_free(d.c);
+    assert_int_equal(tsrv_free(t), 0);
+    pthread_mutex_destroy(&handler_answer.mu);
+}
+
 static void position_text(void **state) {
     (void)state;
     char buf[WSG_POSITION_TEXT_MAX];
@@ -245,6 +306,7 @@ int main(void) {
         cmocka_unit_test(lapses_after_ttl),
         cmocka_unit_test(bad_input),
         cmocka_unit_test(position_text),
+        cmocka_unit_test(on_the_service_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #ifndef WSGATE_HISTORY_UTIL_H
 #define WSGATE_HISTORY_UTIL_H
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,6 +49,37 @@ static inline int recv_positioned(wsc *c, int ms, wsg_position *pos, char *paylo
     if (wsg_position_parse(text, pos) != WSG_OK) return 0;
     snprintf(payload, cap, "%s", bar + 1);
     return 1;
+}
+
+/* A subscribe_from answer: status, message and position (from_cb fills it). */
+typedef struct {
+    pthread_mutex_t mu;
+    int calls;
+    wsg_status status;
+    int has_position;
+    wsg_position pos;
+    char message[256];
+} from_answer;
+
+static inline void from_cb(wsg_server *s, const wsg_result *r, void *user) {
+    (void)s;
+    from_answer *a = (from_answer *)user;
+    wsg_position p = {0, 0};
+    int has = wsg_result_position(r, &p) == WSG_OK;
+    pthread_mutex_lock(&a->mu);
+    a->calls++;
+    a->status = wsg_result_status(r);
+    a->has_position = has;
+    a->pos = p;
+    snprintf(a->message, sizeof a->message, "%s", wsg_result_message(r));
+    pthread_mutex_unlock(&a->mu);
+}
+
+static inline int from_calls(from_answer *a) {
+    pthread_mutex_lock(&a->mu);
+    int n = a->calls;
+    pthread_mutex_unlock(&a->mu);
+    return n;
 }
 
 #endif
