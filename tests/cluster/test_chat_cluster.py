@@ -172,9 +172,11 @@ def test_reconnect_to_the_other_instance_gets_what_was_missed(two_chats):
         alice = await joined(port_b, "lobby", "alice")
         wait_subscribed(redis_port, "room:lobby", 1)
         bob = await joined(port_a, "lobby", "bob")
-        # bob's own join may be published before A listens to the room's
-        # channel (a plain subscribe): A never delivers it then. What he saw
-        # last is alice's message.
+        # bob's own join comes first, though it was published before Redis
+        # confirmed that A listens to the room's channel: A reads the history
+        # again then. What he saw last is alice's message.
+        m, _ = await recv_positioned(bob)
+        assert m == {"type": "join", "user": "bob", "room": "lobby"}
         wait_subscribed(redis_port, "room:lobby", 2)
         await alice.send("hello bob")
         while True:
