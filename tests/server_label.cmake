@@ -5,9 +5,10 @@
 # wsg_label_server() decides it from the test's source, so a new suite is
 # never left out: C and C++ suites
 # start one through tsrv_start() or wsg_server_start/run(), pytest suites run
-# wsgate-echo or wsgate-chat (echo_proc.py, the start_echo fixture), and the
-# cluster suites start theirs through tests/cluster/cluster_util.h.
-set(WSG_STARTS_SERVER_RE "tsrv_start|wsg_server_start|wsg_server_run|WSGATE_ECHO|WSGATE_CHAT|echo_proc|start_echo|cluster_util\\.h")
+# wsgate-echo or wsgate-chat (echo_proc.py, the start_echo fixture), the
+# cluster suites start theirs through tests/cluster/cluster_util.h and the
+# history suites through history_server().
+set(WSG_STARTS_SERVER_RE "tsrv_start|wsg_server_start|wsg_server_run|WSGATE_ECHO|WSGATE_CHAT|echo_proc|start_echo|cluster_util\\.h|history_server")
 add_custom_target(server-tests)
 # Under ThreadSanitizer, which makes the server several times slower, a
 # server test gets WSGATE_TSAN_TIMEOUT_FACTOR times its TIMEOUT: only ctest's

@@ -128,8 +128,7 @@ static void recovery_on_another_instance(void **state) {
     assert_int_equal(pthread_create(&th, NULL, publish_slowly, &p), 0);
     tu_sleep_ms(20);
     from_answer ans;
-    memset(&ans, 0, sizeof ans);
-    pthread_mutex_init(&ans.mu, NULL);
+    from_answer_init(&ans);
     const int64_t t0 = tu_now_ms();
     assert_int_equal(wsg_conn_subscribe_from(C->srv, y.id, "room:2", &seen, from_cb, &ans), WSG_OK);
     wsg_position last = seen;
@@ -147,8 +146,7 @@ static void recovery_on_another_instance(void **state) {
 
     /* Nothing missed: only the current position. */
     from_answer now;
-    memset(&now, 0, sizeof now);
-    pthread_mutex_init(&now.mu, NULL);
+    from_answer_init(&now);
     client z = open_user(B, NULL);
     assert_int_equal(wsg_conn_subscribe_from(B->srv, z.id, "room:2", &last, from_cb, &now), WSG_OK);
     assert_true(WAIT_UNTIL(from_calls(&now) == 1, 3000));
@@ -180,8 +178,7 @@ static void recovery_on_another_instance(void **state) {
     free(reply);
     old.offset = 3;
     from_answer gone;
-    memset(&gone, 0, sizeof gone);
-    pthread_mutex_init(&gone.mu, NULL);
+    from_answer_init(&gone);
     assert_int_equal(wsg_conn_subscribe_from(C->srv, w.id, "room:3", &old, from_cb, &gone), WSG_OK);
     assert_true(WAIT_UNTIL(from_calls(&gone) == 1, 3000));
     assert_int_equal(gone.status, WSG_EGONE);
@@ -322,8 +319,7 @@ static void bad_input(void **state) {
     free(rp_query(redis, 3, set));
     free(rp_query(redis, 3, seteh));
     from_answer ans;
-    memset(&ans, 0, sizeof ans);
-    pthread_mutex_init(&ans.mu, NULL);
+    from_answer_init(&ans);
     wsg_position q = {5, 1};
     assert_int_equal(wsg_conn_subscribe_from(A->srv, a.id, "room:x", &q, from_cb, &ans), WSG_OK);
     assert_true(WAIT_UNTIL(from_calls(&ans) == 1, 3000));

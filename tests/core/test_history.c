@@ -38,14 +38,11 @@ static void expect_positioned(wsc *c, uint64_t epoch, uint64_t offset, const cha
 static void in_memory_history(void **state) {
     (void)state;
     const char *settings[] = {"cluster.history_topics=h:*", "cluster.history_size=3", NULL};
-    tsrv_before_start = install_position_prefix;
-    tsrv *t = tsrv_start(settings, 0);
-    tsrv_before_start = NULL;
+    tsrv *t = history_server(settings, install_position_prefix);
     assert_non_null(t);
     client a = open_client(t, NULL);
     from_answer ans;
-    memset(&ans, 0, sizeof ans);
-    pthread_mutex_init(&ans.mu, NULL);
+    from_answer_init(&ans);
 
     /* No history yet: position {0,0}; from the start is fine. */
     assert_int_equal(subscribe_from(t, a.id, "h:1", NULL, &ans), WSG_OK);
@@ -122,14 +119,11 @@ static void in_memory_history(void **state) {
 static void lapses_after_ttl(void **state) {
     (void)state;
     const char *settings[] = {"cluster.history_topics=news", "cluster.history_ttl_ms=1000", NULL};
-    tsrv_before_start = install_position_prefix;
-    tsrv *t = tsrv_start(settings, 0);
-    tsrv_before_start = NULL;
+    tsrv *t = history_server(settings, install_position_prefix);
     assert_non_null(t);
     client a = open_client(t, NULL);
     from_answer ans;
-    memset(&ans, 0, sizeof ans);
-    pthread_mutex_init(&ans.mu, NULL);
+    from_answer_init(&ans);
     assert_int_equal(subscribe_from(t, a.id, "news", NULL, &ans), WSG_OK);
     assert_int_equal(wsg_server_publish(t->srv, "news", WSG_MSG_TEXT, "old", 3), WSG_OK);
     wsg_position p;
@@ -217,12 +211,9 @@ static void install_handler(wsg_server *srv) {
 static void on_the_service_thread(void **state) {
     (void)state;
     const char *settings[] = {"cluster.history_topics=h:*", "cluster.history_size=10", NULL};
-    tsrv_before_start = install_handler;
-    tsrv *t = tsrv_start(settings, 0);
-    tsrv_before_start = NULL;
+    tsrv *t = history_server(settings, install_handler);
     assert_non_null(t);
-    memset(&handler_answer, 0, sizeof handler_answer);
-    pthread_mutex_init(&handler_answer.mu, NULL);
+    from_answer_init(&handler_answer);
     client a = open_client(t, NULL);
     assert_int_equal(wsg_conn_subscribe(t->srv, a.id, "h:s"), WSG_OK);
     const char *msgs[] = {"one", "two", "three"};

@@ -33,6 +33,15 @@ static inline void install_position_prefix(wsg_server *srv) {
     wsg_server_on_history(srv, position_prefix, NULL, NULL);
 }
 
+/* A server (tsrv_start, no echo) with `install` run before it starts, e.g.
+ * install_position_prefix. */
+static inline tsrv *history_server(const char *const *settings, void (*install)(wsg_server *srv)) {
+    tsrv_before_start = install;
+    tsrv *t = tsrv_start(settings, 0);
+    tsrv_before_start = NULL;
+    return t;
+}
+
 /* One message of c within ms: its position and payload (cap bytes). 1 when
  * one came. */
 static inline int recv_positioned(wsc *c, int ms, wsg_position *pos, char *payload, size_t cap) {
@@ -73,6 +82,11 @@ static inline void from_cb(wsg_server *s, const wsg_result *r, void *user) {
     a->pos = p;
     snprintf(a->message, sizeof a->message, "%s", wsg_result_message(r));
     pthread_mutex_unlock(&a->mu);
+}
+
+static inline void from_answer_init(from_answer *a) {
+    memset(a, 0, sizeof *a);
+    pthread_mutex_init(&a->mu, NULL);
 }
 
 static inline int from_calls(from_answer *a) {
