@@ -421,3 +421,14 @@ func TestChatResumesFromAPosition(t *testing.T) {
 	alice.SendText("after")
 	expectRoom(t, dave, msg{"type": "message", "user": "alice", "room": "r", "text": "after"})
 }
+
+// Rooms without history (cluster.history_topics set without them): a page
+// that comes back is subscribed live and told so, as the C chat does, then
+// its join.
+func TestChatResumesWithoutHistory(t *testing.T) {
+	_, port := startChat(t, "--set", "cluster.history_topics=other:*")
+	eve := join(t, port, "/chat?room=r&name=eve&from=1-1")
+	expect(t, eve, msg{"type": "welcome", "user": "eve", "room": "r"})
+	expect(t, eve, msg{"type": "error", "text": "this server keeps no history of the room: missed messages are not shown"})
+	expect(t, eve, msg{"type": "join", "user": "eve", "room": "r"})
+}
