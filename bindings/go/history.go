@@ -119,9 +119,9 @@ func (s *Server) SubscribeFromContext(ctx context.Context, c ConnID, topic strin
 // reaches c, after the replay: live messages wait for the missed ones) and
 // returns the call's own error: ErrInvalid for a bad topic, a topic without
 // history (see cluster.history_topics) or another instance's connection;
-// ErrNotFound for a stale id; ErrClosed, ErrState. Else fn (if not nil) runs later
-// exactly once, never inside this call, on the service thread like a
-// handler (it must return quickly and may use the Server as handlers do; a
+// ErrNotFound for a stale id; ErrClosed, ErrState. Else fn (if not nil)
+// runs later exactly once, never inside this call, on the service thread
+// like a handler (it must return quickly and may use the Server as handlers do; a
 // panic is recovered and goes to OnPanic as "SubscribeFromFunc"), with the
 // position SubscribeFrom returns, or its error: ErrGone (from is older than
 // the history keeps, ahead of it or of another epoch: nothing replayed),
