@@ -140,3 +140,25 @@ func wsgoHistory(h C.uintptr_t, topic *C.char, epoch, offset C.uint64_t, msg *C.
 	}()
 	(*fn)(C.GoString(topic), Position{Epoch: uint64(epoch), Offset: uint64(offset)}, m)
 }
+
+// answer is what an asynchronous call with a Go callback (SubscribeFromFunc)
+// hands C as its user pointer, through a cgo.Handle: read runs once, on the
+// service thread, with the result (borrowed for the call).
+type answer struct {
+	s       *Server
+	handler string // the method's name, for OnPanic
+	read    func(r *C.wsg_result)
+}
+
+//export wsgoResult
+func wsgoResult(h C.uintptr_t, r *C.wsg_result) {
+	handle := cgo.Handle(h)
+	a := handle.Value().(*answer)
+	handle.Delete() // the core calls back once
+	defer func() {
+		if v := recover(); v != nil {
+			a.s.recovered(a.handler, v)
+		}
+	}()
+	a.read(r)
+}

@@ -35,8 +35,9 @@
 // asks for the stop without waiting. The same holds for presence and
 // session data (TopicPresence, UserPresence, SessionSet, SessionGet,
 // SessionDelete): they wait for an answer that comes from the service
-// thread, so a handler calls them from a goroutine of its own; so does
-// SubscribeFrom. A send from a handler is queued at
+// thread, so a handler calls them from a goroutine of its own. For
+// SubscribeFrom a handler calls SubscribeFromFunc, whose callback runs
+// later on the service thread. A send from a handler is queued at
 // once; from another goroutine it is passed to the service thread. A
 // handler that panics is recovered (Options.OnPanic, or the standard
 // logger) and the server keeps serving; a panicking OnAuth refuses the

@@ -21,6 +21,7 @@ import "C"
 import (
 	"context"
 	"runtime"
+	"runtime/cgo"
 	"sync/atomic"
 	"unsafe"
 )
@@ -79,7 +80,7 @@ func ParsePosition(text string) (Position, error) {
 // cluster.history_topics) or another instance's connection; ErrState when
 // the server is not running. Like the presence calls it waits for an
 // answer that comes from the service thread, so from a handler it returns
-// ErrBusy without subscribing: a handler calls it from a goroutine.
+// ErrBusy without subscribing: a handler calls SubscribeFromFunc instead.
 func (s *Server) SubscribeFrom(c ConnID, topic string, from *Position) (Position, error) {
 	return s.SubscribeFromContext(context.Background(), c, topic, from)
 }
@@ -111,6 +112,58 @@ func (s *Server) SubscribeFromContext(ctx context.Context, c ConnID, topic strin
 		return Position{}, err
 	}
 	return out, nil
+}
+
+// SubscribeFromFunc is SubscribeFrom for handlers: it does not wait. It
+// subscribes c at once (from a handler, a Publish later in the same handler
+// reaches c, after the replay: live messages wait for the missed ones) and
+// returns the call's own error: ErrInvalid for a bad topic, a topic without
+// history (see cluster.history_topics) or another instance's connection;
+// ErrNotFound for a stale id; ErrClosed, ErrState. Else fn (if not nil)
+// runs later exactly once, never inside this call, on the service thread
+// like a handler (it must return quickly and may use the Server as handlers do; a
+// panic is recovered and goes to OnPanic as "SubscribeFromFunc"), with the
+// position SubscribeFrom returns, or its error: ErrGone (from is older than
+// the history keeps, ahead of it or of another epoch: nothing replayed),
+// ErrCluster (Redis down: live messages only), ErrNotFound (c closed
+// meanwhile), ErrState (the server stopped first). When the call returns an
+// error fn never runs. fn may be nil: the subscription and the replay
+// happen all the same.
+func (s *Server) SubscribeFromFunc(c ConnID, topic string, from *Position, fn func(Position, error)) error {
+	const op = "SubscribeFromFunc"
+	t, err := cstring(op, "topic", topic)
+	if err != nil {
+		return err
+	}
+	var fromC *C.wsg_position
+	if from != nil {
+		// Copied by the core during the call.
+		fromC = &C.wsg_position{epoch: C.uint64_t(from.Epoch), offset: C.uint64_t(from.Offset)}
+	}
+	done, err := s.use(op)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var h cgo.Handle // 0 (no callback) when fn is nil
+	if fn != nil {
+		h = cgo.NewHandle(&answer{s: s, handler: op, read: func(r *C.wsg_result) {
+			if st := C.wsg_result_status(r); st != C.WSG_OK {
+				fn(Position{}, &Error{Op: op, Status: Status(st), Message: C.GoString(C.wsg_result_message(r))})
+				return
+			}
+			var p C.wsg_position
+			C.wsg_result_position(r, &p)
+			fn(Position{Epoch: uint64(p.epoch), Offset: uint64(p.offset)}, nil)
+		}})
+	}
+	if err := check(op, C.wsgo_subscribe_from_fn(s.ptr, C.wsg_conn_id(c), t, fromC, C.uintptr_t(h))); err != nil {
+		if fn != nil {
+			h.Delete() // never called back
+		}
+		return err
+	}
+	return nil
 }
 
 // HistoryMessage is a history topic's message on its way to this

@@ -27,7 +27,8 @@ import (
 // goroutine or a channel. From a handler every call of the Server works
 // (Send, Publish, CloseConn, ConnInfo, ...) except Stop, Drain, Close and
 // the presence, session and SubscribeFrom calls, which wait for the
-// service thread and return ErrBusy there (RequestStop works). A handler that panics is recovered: the panic goes to OnPanic (or
+// service thread and return ErrBusy there (RequestStop works;
+// SubscribeFromFunc is SubscribeFrom for handlers). A handler that panics is recovered: the panic goes to OnPanic (or
 // the standard logger) and the server keeps serving; a panicking OnAuth
 // refuses the request with 401. Handlers are fixed for the Server's life
 // (the history hook is set with Server.OnHistory, before the server listens).

@@ -78,6 +78,21 @@ static void on_history(wsg_server *s, const char *topic, const wsg_position *pos
     history_current = outer;
 }
 
+/* An asynchronous call's answer: a handler like the others (a call that
+ * waits for the service thread returns ErrBusy inside it). */
+static void on_result(wsg_server *s, const wsg_result *result, void *user) {
+    (void)s;
+    depth++;
+    wsgoResult((uintptr_t)user, (wsg_result *)result);
+    depth--;
+}
+
+wsg_status wsgo_subscribe_from_fn(wsg_server *server, wsg_conn_id conn, const char *topic,
+                                  const wsg_position *from, uintptr_t handle) {
+    return handle ? wsg_conn_subscribe_from(server, conn, topic, from, on_result, (void *)handle)
+                  : wsg_conn_subscribe_from(server, conn, topic, from, NULL, NULL);
+}
+
 wsg_status wsgo_register_history(wsg_server *server, uintptr_t handle, int on) {
     return on ? wsg_server_on_history(server, on_history, (void *)handle, NULL)
               : wsg_server_on_history(server, NULL, NULL, NULL);

@@ -21,6 +21,12 @@ wsg_status wsgo_register(wsg_server *server, uintptr_t handle, unsigned which);
  * cgo.Handle `handle` as its user pointer. */
 wsg_status wsgo_register_history(wsg_server *server, uintptr_t handle, int on);
 
+/* wsg_conn_subscribe_from with the result trampoline and the cgo.Handle
+ * `handle` as its user pointer (it calls wsgoResult once, then the handle
+ * is the Go side's to delete), or no callback when handle is 0. */
+wsg_status wsgo_subscribe_from_fn(wsg_server *server, wsg_conn_id conn, const char *topic,
+                                  const wsg_position *from, uintptr_t handle);
+
 /* 1 while this thread runs a Go handler (any server). */
 int wsgo_in_handler(void);
 

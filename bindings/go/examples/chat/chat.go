@@ -3,10 +3,10 @@ package main
 // The chat itself, as examples/chat/chat.c: connections become members of
 // rooms (topics "room:NAME"), messages become JSON published to the room,
 // and the commands /who and /msg. Every handler runs on wsgate's service
-// thread, one at a time, so the state here needs no lock; /who and /msg
-// wait for presence (which may ask Redis), and a reconnecting page's resume
-// waits for its missed messages, in a goroutine of their own that touches
-// none of it.
+// thread, one at a time, so the state here needs no lock (SubscribeFromFunc's
+// answer, which finishes a reconnecting page's resume, runs there too);
+// /who and /msg wait for presence (which may ask Redis) in a goroutine of
+// their own that touches none of it.
 //
 // Resuming: rooms keep a history (cluster.history_topics=room:*), the
 // history hook writes each room message's position into it as "pos", and a
@@ -153,50 +153,79 @@ func (c *chat) onOpen(s *wsgate.Server, id wsgate.ConnID) {
 			from = &p
 		}
 	}
-	if from == nil {
-		if err := s.Subscribe(id, m.topic); err != nil {
-			s.CloseConn(id, 1011, "cannot join the room")
-			return
-		}
-	}
 	c.members[id] = m
+	// A subscription from a position answers after this handler, so the
+	// welcome goes first; a plain one is in place at once.
+	how := c.subscribe(s, id, m, from)
+	if how == joinFailed {
+		delete(c.members, id)
+		s.CloseConn(id, 1011, "cannot join the room")
+		return
+	}
 	s.Send(id, wsgate.TextMessage, encode(event{Type: "welcome", User: m.user, Room: m.room}))
 	switch {
-	case from != nil:
-		c.resume(s, id, m.topic, *from)
+	case how == joinPending:
+		return // resumed finishes
+	case how == joinNoHistory:
+		c.sendError(s, id, noHistoryText)
 	case resuming:
 		c.sendError(s, id, "bad from position: live messages only")
 	}
 	c.publish(s, m, "join", nil)
 }
 
-// resume subscribes a page that came back to its room from the position of
-// the last message it saw: it gets the messages it missed (its own join
-// among them), then the live ones. The answer waits for the history (Redis
-// with a cluster), so a goroutine waits for it, as in who. Whatever the
-// answer, the connection is subscribed (but for ErrInvalid, when the room
-// keeps no history: subscribed plainly here).
-func (c *chat) resume(s *wsgate.Server, id wsgate.ConnID, topic string, from wsgate.Position) {
-	go func() {
-		_, err := s.SubscribeFrom(id, topic, &from)
-		var e *wsgate.Error
-		switch {
-		case err == nil:
-		case errors.Is(err, wsgate.ErrGone):
-			c.sendError(s, id, "some missed messages are no longer kept: you may have missed messages before this point")
-		case errors.Is(err, wsgate.ErrCluster):
-			c.sendError(s, id, "history unavailable (cluster down): missed messages are not shown")
-		case errors.Is(err, wsgate.ErrInvalid) && errors.As(err, &e):
-			// cluster.history_topics was set without the rooms.
-			if s.Subscribe(id, topic) == nil {
-				c.sendError(s, id, "missed messages are not shown: "+e.Message)
-			} else {
-				s.CloseConn(id, 1011, "cannot join the room")
-			}
-		default:
-			// ErrNotFound: closed meanwhile; ErrState, ErrClosed: stopping.
+const noHistoryText = "this server keeps no history of the room: missed messages are not shown"
+
+// How a connection joins its room.
+type joining int
+
+const (
+	joinFailed    joining = iota
+	joinLive              // subscribed: the live messages from now on
+	joinPending           // subscribed from a position: resumed finishes
+	joinNoHistory         // subscribed live: the room keeps no history (cluster.history_topics)
+)
+
+// subscribe subscribes m's connection to its room, from from when not nil.
+func (c *chat) subscribe(s *wsgate.Server, id wsgate.ConnID, m *member, from *wsgate.Position) joining {
+	if from == nil {
+		if s.Subscribe(id, m.topic) != nil {
+			return joinFailed
 		}
-	}()
+		return joinLive
+	}
+	err := s.SubscribeFromFunc(id, m.topic, from, func(_ wsgate.Position, err error) { c.resumed(s, id, err) })
+	switch {
+	case err == nil:
+		return joinPending
+	case errors.Is(err, wsgate.ErrInvalid) && s.Subscribe(id, m.topic) == nil:
+		return joinNoHistory
+	}
+	return joinFailed
+}
+
+// resumed is SubscribeFromFunc's answer for a page that came back: the
+// messages it missed were delivered (or could not be); then the room hears
+// of the join, so the joiner's own join comes after what it missed. It runs
+// on the service thread, like the handlers.
+func (c *chat) resumed(s *wsgate.Server, id wsgate.ConnID, err error) {
+	m := c.members[id]
+	if m == nil {
+		return // closed meanwhile
+	}
+	var e *wsgate.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, wsgate.ErrState):
+		return // the server stops: every page is told so (1001)
+	case errors.Is(err, wsgate.ErrGone):
+		c.sendError(s, id, "some missed messages are no longer kept: you may have missed messages before this point")
+	case errors.Is(err, wsgate.ErrCluster):
+		c.sendError(s, id, "history unavailable (cluster down): missed messages are not shown")
+	case errors.As(err, &e):
+		c.sendError(s, id, "missed messages are not shown: "+e.Message)
+	}
+	c.publish(s, m, "join", nil)
 }
 
 // onHistory embeds each room message's position in it, for the page to

@@ -345,6 +345,8 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 	if got := expectType(t, late, "error"); got["text"] != "history unavailable (cluster down): missed messages are not shown" {
 		t.Fatalf("resuming with Redis down: %v", got)
 	}
+	// Then its own join, published once the answer came (no pos: Redis is down).
+	expect(t, late, msg{"type": "join", "user": "dave", "room": "go"})
 	// A room message has no position while Redis is down: it carries no
 	// "pos", so a page keeps the last real one (0-0 would replay it all).
 	bob.SendText("while down")
@@ -356,7 +358,8 @@ func TestChatAcrossTwoInstances(t *testing.T) {
 // The resume protocol: a page that reconnects with from= (the pos of the
 // last room message it saw) gets what it missed once, in order, then the
 // live messages; a from that does not parse, or one the history no longer
-// holds, gets its error line after the welcome and the live messages.
+// holds, gets its error line after the welcome, then its own join and the
+// live messages.
 func TestChatResumesFromAPosition(t *testing.T) {
 	_, port := startChat(t)
 	alice := join(t, port, "/chat?room=r&name=alice")
@@ -413,6 +416,19 @@ func TestChatResumesFromAPosition(t *testing.T) {
 	dave := join(t, port, "/chat?room=r&name=dave&from="+gone.String())
 	expect(t, dave, msg{"type": "welcome", "user": "dave", "room": "r"})
 	expect(t, dave, msg{"type": "error", "text": "some missed messages are no longer kept: you may have missed messages before this point"})
+	// Its own join comes after the error line: the room hears of it once the answer came.
+	expectRoom(t, dave, msg{"type": "join", "user": "dave", "room": "r"})
 	alice.SendText("after")
 	expectRoom(t, dave, msg{"type": "message", "user": "alice", "room": "r", "text": "after"})
+}
+
+// Rooms without history (cluster.history_topics set without them): a page
+// that comes back is subscribed live and told so, as the C chat does, then
+// its join.
+func TestChatResumesWithoutHistory(t *testing.T) {
+	_, port := startChat(t, "--set", "cluster.history_topics=other:*")
+	eve := join(t, port, "/chat?room=r&name=eve&from=1-1")
+	expect(t, eve, msg{"type": "welcome", "user": "eve", "room": "r"})
+	expect(t, eve, msg{"type": "error", "text": "this server keeps no history of the room: missed messages are not shown"})
+	expect(t, eve, msg{"type": "join", "user": "eve", "room": "r"})
 }
