@@ -374,10 +374,13 @@ void History::topic_used(const std::string &topic) {
             st.known = true;
             st.last = wsg_position{rr.epoch, rr.last};
             // What came on the channel meanwhile came after the local
-            // subscription, even if the read counted it already: delivered.
+            // subscription, even if the read counted it already: delivered,
+            // from the first of them (they came in offset order).
             for (const Live &l : st.waiting)
-                if (l.pos.epoch == rr.epoch && l.pos.offset && l.pos.offset <= st.last.offset)
+                if (l.pos.epoch == rr.epoch && l.pos.offset && l.pos.offset <= st.last.offset) {
                     st.last.offset = l.pos.offset - 1;
+                    break;
+                }
             if (!rr.epoch) st.last = wsg_position{0, 0};
         }
         std::vector<Live> waiting;
